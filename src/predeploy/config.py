@@ -1,0 +1,166 @@
+"""Settings: read once per run from `.env`, `.env.<env>` and the process environment.
+
+Later sources win: `.env`, then `.env.<env>`, then the process environment. The
+result is one frozen ``Settings`` passed explicitly to whatever needs it; nothing
+here reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+from predeploy.dburl import DatabaseUrl, parse_url
+from predeploy.errors import ConfigError
+
+__all__ = [
+    "BUILTIN_ENVS",
+    "Settings",
+    "available_envs",
+    "env_name",
+    "find_root",
+    "load_settings",
+    "parse_duration",
+]
+
+BUILTIN_ENVS = ("dev", "staging", "prod")
+_NOT_ENVS = frozenset({"example", "sample", "template"})
+_ENV_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|min|h|d)?\s*$")
+_UNIT_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run needs to know, for one environment."""
+
+    env: str
+    root: Path
+    files_read: tuple[Path, ...]
+    database_url: DatabaseUrl | None
+    direct_database_url: DatabaseUrl | None
+    connect_timeout: float
+    pg_bin_dir: Path | None
+    log_dir: Path
+
+    @property
+    def uses_embedded(self) -> bool:
+        """True when this run uses the embedded dev PostgreSQL under `.pgdata/`."""
+        return self.database_url is None
+
+    @property
+    def pgdata(self) -> Path:
+        return self.root / ".pgdata"
+
+    @property
+    def migration_url(self) -> DatabaseUrl | None:
+        """The URL for migrations and backups: DIRECT_DATABASE_URL when set."""
+        return self.direct_database_url or self.database_url
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every password this run knows, so that logs can scrub them."""
+        urls = (self.database_url, self.direct_database_url)
+        return tuple(u.password for u in urls if u is not None and u.password)
+
+
+def parse_duration(value: str, variable: str) -> float:
+    """Seconds from a PostgreSQL-style duration: `2s`, `500ms`, `1min`, `1.5` (seconds)."""
+    match = _DURATION.match(value)
+    if match is None:
+        raise ConfigError(
+            f"{variable}={value!r} is not a duration: use a number of seconds or a value "
+            f"with a unit such as 500ms, 2s, 1min, 1h"
+        )
+    number, unit = match.groups()
+    return float(number) * _UNIT_SECONDS[unit or "s"]
+
+
+def available_envs(root: Path) -> tuple[str, ...]:
+    """The built-in environments plus one per `.env.<name>` file in ``root``."""
+    found = {
+        path.name.removeprefix(".env.")
+        for path in root.glob(".env.*")
+        if path.is_file() and _ENV_NAME.match(path.name.removeprefix(".env."))
+    }
+    extra = sorted(found - set(BUILTIN_ENVS) - _NOT_ENVS)
+    return (*BUILTIN_ENVS, *extra)
+
+
+def load_settings(env: str, root: Path, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings of ``env`` for the project at ``root``."""
+    environ = os.environ if environ is None else environ
+    envs = available_envs(root)
+    if env not in envs:
+        raise ConfigError(
+            f"unknown environment {env!r}: available are {', '.join(envs)} "
+            f"(create .env.{env} to add one)"
+        )
+    values: dict[str, str] = {}
+    files_read: list[Path] = []
+    for path in (root / ".env", root / f".env.{env}"):
+        if path.is_file():
+            values.update({k: v for k, v in dotenv_values(path).items() if v is not None})
+            files_read.append(path)
+    values.update({k: v for k, v in environ.items() if v != ""})
+    return _build(env, root, tuple(files_read), values)
+
+
+def _build(env: str, root: Path, files_read: tuple[Path, ...], values: dict[str, str]) -> Settings:
+    def get(name: str) -> str | None:
+        return values.get(name) or None
+
+    def path(name: str, default: str) -> Path:
+        return root / (get(name) or default)
+
+    database_url = _url(get("DATABASE_URL"), "DATABASE_URL")
+    if database_url is None and env != "dev":
+        read = ", ".join(str(p.name) for p in files_read) or "no .env files"
+        raise ConfigError(
+            f"DATABASE_URL is not set for env {env!r} (read: {read}, and the process "
+            f"environment): set it in .env.{env} or export it"
+        )
+    pg_bin_dir = get("PG_BIN_DIR")
+    return Settings(
+        env=env,
+        root=root,
+        files_read=files_read,
+        database_url=database_url,
+        direct_database_url=_url(get("DIRECT_DATABASE_URL"), "DIRECT_DATABASE_URL"),
+        connect_timeout=_positive(get("CONNECT_TIMEOUT") or "5s", "CONNECT_TIMEOUT"),
+        pg_bin_dir=Path(pg_bin_dir) if pg_bin_dir else None,
+        log_dir=path("LOG_DIR", "logs"),
+    )
+
+
+def _url(raw: str | None, variable: str) -> DatabaseUrl | None:
+    return parse_url(raw, variable) if raw else None
+
+
+def _positive(raw: str, variable: str) -> float:
+    seconds = parse_duration(raw, variable)
+    if seconds <= 0:
+        raise ConfigError(f"{variable}={raw!r} must be greater than zero")
+    return seconds
+
+
+def find_root(start: Path, environ: Mapping[str, str] | None = None) -> Path:
+    """The project root: PREDEPLOY_ROOT, else the nearest folder up from ``start`` with tasks.py."""
+    environ = os.environ if environ is None else environ
+    if environ.get("PREDEPLOY_ROOT"):
+        return Path(environ["PREDEPLOY_ROOT"]).resolve()
+    start = start.resolve()
+    for folder in (start, *start.parents):
+        if (folder / "tasks.py").is_file():
+            return folder
+    return start
+
+
+def env_name(requested: str | None, environ: Mapping[str, str] | None = None) -> str:
+    """The env a command runs in: ``--env``, else PREDEPLOY_ENV, else dev."""
+    environ = os.environ if environ is None else environ
+    return requested or environ.get("PREDEPLOY_ENV") or "dev"

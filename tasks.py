@@ -1,0 +1,1 @@
+from predeploy.tasks import ns  # noqa: F401  (invoke loads the namespace from here)

@@ -1,0 +1,159 @@
+"""Settings: file precedence, environments, durations, URLs and secrecy."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from predeploy.config import available_envs, env_name, find_root, load_settings, parse_duration
+from predeploy.errors import ConfigError
+
+URL = "postgresql://app:s3cr3t@db.example.com:5432/app"
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_process_environment_wins_over_env_file_over_dotenv(tmp_path: Path) -> None:
+    """`.env`, then `.env.<env>`, then the process environment: the later wins."""
+    write(tmp_path / ".env", "CONNECT_TIMEOUT=1s\nLOG_DIR=from-dotenv\n")
+    write(tmp_path / ".env.staging", f"DATABASE_URL={URL}\nCONNECT_TIMEOUT=3s\n")
+    settings = load_settings("staging", tmp_path, {"LOG_DIR": "from-process"})
+    assert settings.connect_timeout == 3.0
+    assert settings.log_dir == tmp_path / "from-process"
+    assert settings.files_read == (tmp_path / ".env", tmp_path / ".env.staging")
+
+
+def test_empty_process_value_does_not_hide_file_value(tmp_path: Path) -> None:
+    """An exported but empty variable counts as unset."""
+    write(tmp_path / ".env.prod", f"DATABASE_URL={URL}\n")
+    settings = load_settings("prod", tmp_path, {"DATABASE_URL": ""})
+    assert settings.database_url is not None
+    assert settings.database_url.host == "db.example.com"
+
+
+def test_env_file_adds_an_environment(tmp_path: Path) -> None:
+    """Any `.env.<name>` file adds env <name>; `.env.example` does not."""
+    write(tmp_path / ".env.qa", f"DATABASE_URL={URL}\n")
+    write(tmp_path / ".env.example", "DATABASE_URL=\n")
+    assert available_envs(tmp_path) == ("dev", "staging", "prod", "qa")
+    assert load_settings("qa", tmp_path, {}).env == "qa"
+
+
+def test_unknown_env_names_the_available_ones(tmp_path: Path) -> None:
+    """An unknown env is a configuration error listing every env there is."""
+    with pytest.raises(
+        ConfigError, match=r"unknown environment 'nosuch'.*dev, staging, prod"
+    ) as err:
+        load_settings("nosuch", tmp_path, {})
+    assert err.value.exit_code == 2
+
+
+@pytest.mark.parametrize("env", ["staging", "prod"])
+def test_missing_url_outside_dev_names_variable_and_files(tmp_path: Path, env: str) -> None:
+    """staging and prod need DATABASE_URL; the error names it and the files read."""
+    write(tmp_path / ".env", "CONNECT_TIMEOUT=2s\n")
+    with pytest.raises(ConfigError, match=rf"DATABASE_URL is not set for env '{env}'.*\.env\b"):
+        load_settings(env, tmp_path, {})
+
+
+def test_dev_without_url_uses_the_embedded_server(tmp_path: Path) -> None:
+    """dev with no DATABASE_URL means the embedded server under .pgdata/."""
+    settings = load_settings("dev", tmp_path, {})
+    assert settings.uses_embedded
+    assert settings.pgdata == tmp_path / ".pgdata"
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("mysql://u:s3cr3t@h/db", "must be a URL starting with postgresql://"),
+        ("db.example.com:5432", "must be a URL starting with postgresql://"),
+        ("postgresql://u:s3cr3t@h:port/db", "invalid port"),
+        ("postgresql://u:s3cr3t@h:70000/db", "invalid port"),
+        ("postgresql://u:s3cr3t@h/db?bogus=1", "not a valid PostgreSQL URL"),
+        ("postgresql://u:s3cr3t@h", "names no database"),
+    ],
+)
+def test_malformed_url_is_a_config_error_without_the_password(
+    tmp_path: Path, url: str, reason: str
+) -> None:
+    """A malformed URL exits 2 with the reason and never the password."""
+    with pytest.raises(ConfigError, match=reason) as err:
+        load_settings("prod", tmp_path, {"DATABASE_URL": url})
+    assert "s3cr3t" not in str(err.value)
+
+
+def test_direct_url_serves_migrations_and_backups(tmp_path: Path) -> None:
+    """DIRECT_DATABASE_URL, when set, is the URL for migrations and backups."""
+    direct = "postgresql://app:other@db-primary:5432/app"
+    settings = load_settings("prod", tmp_path, {"DATABASE_URL": URL, "DIRECT_DATABASE_URL": direct})
+    assert settings.migration_url is not None
+    assert settings.migration_url.host == "db-primary"
+    assert settings.secrets() == ("s3cr3t", "other")
+
+
+def test_settings_repr_hides_passwords(tmp_path: Path) -> None:
+    """repr and str of the settings and URLs carry no password."""
+    settings = load_settings("prod", tmp_path, {"DATABASE_URL": URL})
+    assert "s3cr3t" not in repr(settings)
+    assert "s3cr3t" not in str(settings.database_url)
+    assert "***" in str(settings.database_url)
+
+
+def test_settings_are_frozen(tmp_path: Path) -> None:
+    """Settings are read once and never change under a run."""
+    settings = load_settings("dev", tmp_path, {})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.env = "prod"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("2s", 2.0),
+        ("500ms", 0.5),
+        ("1min", 60.0),
+        ("1.5", 1.5),
+        ("10", 10.0),
+        ("2 h", 7200.0),
+        ("250us", 0.00025),
+        ("1d", 86400.0),
+    ],
+)
+def test_durations_accept_postgresql_units(text: str, seconds: float) -> None:
+    """Durations take PostgreSQL's units or plain seconds."""
+    assert parse_duration(text, "LOCK_TIMEOUT") == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["soon", "2 seconds", "-1s", "1m", ""])
+def test_bad_duration_names_the_variable(text: str) -> None:
+    """A bad duration says which variable and what is accepted."""
+    with pytest.raises(ConfigError, match=r"LOCK_TIMEOUT=.* is not a duration"):
+        parse_duration(text, "LOCK_TIMEOUT")
+
+
+def test_zero_connect_timeout_is_refused(tmp_path: Path) -> None:
+    """A connect timeout must be positive."""
+    with pytest.raises(ConfigError, match="CONNECT_TIMEOUT='0' must be greater than zero"):
+        load_settings("dev", tmp_path, {"CONNECT_TIMEOUT": "0"})
+
+
+def test_root_is_the_folder_with_tasks_py(tmp_path: Path) -> None:
+    """The project root is found upward from the working folder."""
+    (tmp_path / "tasks.py").write_text("")
+    nested = tmp_path / "a" / "b"
+    nested.mkdir(parents=True)
+    assert find_root(nested, {}) == tmp_path
+    assert find_root(nested, {"PREDEPLOY_ROOT": str(nested)}) == nested
+
+
+def test_env_name_defaults() -> None:
+    """--env, else PREDEPLOY_ENV, else dev."""
+    assert env_name("prod", {"PREDEPLOY_ENV": "staging"}) == "prod"
+    assert env_name(None, {"PREDEPLOY_ENV": "staging"}) == "staging"
+    assert env_name(None, {}) == "dev"
