@@ -1,0 +1,104 @@
+"""`invoke check`: can we reach the database, what is it, which pg_dump fits it."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import structlog
+
+from predeploy import pgbin
+from predeploy.config import Settings
+from predeploy.db import connect, target_url
+
+__all__ = ["CheckResult", "check"]
+
+log = structlog.get_logger(__name__)
+_LATENCY_SAMPLES = 5
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """What `invoke check` found about the target database."""
+
+    env: str
+    url: str
+    embedded: bool
+    server_version: str
+    server_major: int
+    database: str
+    user: str
+    latency_ms: float
+    in_recovery: bool
+    pg_dump: pgbin.PgProgram | None
+    pg_restore: pgbin.PgProgram | None
+    tools_warning: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("pg_dump", "pg_restore"):
+            program = getattr(self, key)
+            data[key] = (
+                None
+                if program is None
+                else {
+                    "path": str(program.path),
+                    "version": program.version,
+                    "source": program.source,
+                }
+            )
+        return data
+
+
+def check(settings: Settings) -> CheckResult:
+    """Connect to the env's database and report what a deploy needs to know."""
+    url, variable = target_url(settings, direct=True)
+    with connect(url, timeout=settings.connect_timeout, variable=variable) as conn:
+        row = conn.execute(
+            "SELECT current_setting('server_version'), current_setting('server_version_num'),"
+            " current_database(), current_user, pg_is_in_recovery()"
+        ).fetchone()
+        assert row is not None  # noqa: S101 (a SELECT without FROM returns one row)
+        version, version_num, database, user, in_recovery = row
+        latencies = []
+        for _ in range(_LATENCY_SAMPLES):
+            started = time.perf_counter()
+            conn.execute("SELECT 1")
+            latencies.append((time.perf_counter() - started) * 1000)
+    server_major = int(str(version_num)) // 10000
+    tools = _choose_tools(settings, server_major)
+    result = CheckResult(
+        env=settings.env,
+        url=url.redacted(),
+        embedded=settings.uses_embedded,
+        server_version=str(version),
+        server_major=server_major,
+        database=str(database),
+        user=str(user),
+        latency_ms=round(statistics.median(latencies), 3),
+        in_recovery=bool(in_recovery),
+        pg_dump=tools.pg_dump,
+        pg_restore=tools.pg_restore,
+        tools_warning=tools.warning,
+    )
+    log.info(
+        "check_ok",
+        database=result.database,
+        server_version=result.server_version,
+        latency_ms=result.latency_ms,
+        in_recovery=result.in_recovery,
+    )
+    if tools.warning:
+        log.warning("pg_dump_mismatch", detail=tools.warning)
+    return result
+
+
+def _choose_tools(settings: Settings, server_major: int) -> pgbin.ToolChoice:
+    from predeploy import embedded  # noqa: PLC0415 (the wheel is imported only when needed)
+
+    embedded_bin = embedded.bin_dir()
+    dumps = pgbin.find_candidates("pg_dump", settings.pg_bin_dir, embedded_bin)
+    restores = pgbin.find_candidates("pg_restore", settings.pg_bin_dir, embedded_bin)
+    return pgbin.choose(server_major, dumps, restores)

@@ -1,0 +1,103 @@
+"""The invoke tasks: thin adapters from the command line to the library.
+
+Each task resolves its env, reads the settings, configures logging, calls one
+library function, and prints the result: human text on a terminal, JSON
+otherwise or with ``--json``. A ``PredeployError`` becomes one line on stderr
+and its exit code; nothing else is decided here.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import structlog
+from invoke.collection import Collection
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import task
+
+from predeploy import check as check_mod
+from predeploy import embedded
+from predeploy import log as log_mod
+from predeploy.config import Settings, env_name, find_root, load_settings
+from predeploy.errors import PredeployError
+from predeploy.report import render_check
+
+__all__ = ["ns"]
+
+T = TypeVar("T")
+_ENV_HELP = "environment: dev, staging, prod or any .env.<name> (default: PREDEPLOY_ENV, else dev)"
+_JSON_HELP = "print one JSON object on stdout and log JSON lines on stderr"
+
+
+def _run(env: str | None, json_output: bool, action: Callable[[Settings], T]) -> T:
+    """Settings, logging, then ``action``; typed errors become a message and an exit code."""
+    try:
+        settings = load_settings(env_name(env), find_root(Path.cwd()))
+    except PredeployError as exc:  # no env yet, so no log file: the message is all there is
+        raise Exit(f"predeploy: {exc.message}", exc.exit_code) from None
+    log_mod.configure(
+        env=settings.env,
+        log_dir=settings.log_dir,
+        json_output=json_output,
+        secrets=settings.secrets(),
+    )
+    try:
+        return action(settings)
+    except PredeployError as exc:
+        structlog.get_logger("predeploy").error(
+            "run_failed",
+            error=type(exc).__name__,
+            detail=exc.message,
+            exit_code=exc.exit_code,
+            **{log_mod.FILE_ONLY: True},
+        )
+        raise Exit(f"predeploy: {exc.message}", exc.exit_code) from None
+    except KeyboardInterrupt:
+        raise Exit("predeploy: interrupted", 130) from None
+
+
+def _emit(data: dict[str, Any], human: str, json_output: bool) -> None:
+    if json_output or not sys.stdout.isatty():
+        print(json.dumps(data, default=str, sort_keys=True))
+    else:
+        print(human)
+
+
+@task(help={"env": _ENV_HELP, "json": _JSON_HELP})
+def check(c: Context, env: str | None = None, json_: bool = False) -> None:
+    """Connect and report server version, database, user, latency, standby and pg_dump."""
+    result = _run(env, json_, check_mod.check)
+    _emit(result.as_dict(), render_check(result), json_)
+
+
+@task(name="up", help={"json": _JSON_HELP})
+def db_up(c: Context, json_: bool = False) -> None:
+    """Start (or reuse) the embedded dev PostgreSQL under .pgdata/."""
+    server = _run("dev", json_, lambda s: embedded.start(s.pgdata))
+    state = "started" if server.started else "already running"
+    data = {"pgdata": str(server.pgdata), "pid": server.pid, "url": str(server.url), "state": state}
+    _emit(data, f"embedded PostgreSQL {state} (pid {server.pid}): {server.url}", json_)
+
+
+@task(name="down", help={"json": _JSON_HELP})
+def db_down(c: Context, json_: bool = False) -> None:
+    """Stop the embedded dev PostgreSQL under .pgdata/ (its data stays)."""
+    stopped = _run("dev", json_, lambda s: embedded.stop(s.pgdata))
+    state = "stopped" if stopped else "not running"
+    _emit({"state": state}, f"embedded PostgreSQL {state}", json_)
+
+
+@task(name="url")
+def db_url(c: Context) -> None:
+    """Print the embedded dev database's URL (starting the server if needed)."""
+    server = _run("dev", False, lambda s: embedded.start(s.pgdata))
+    print(server.url)
+
+
+db = Collection("db", db_up, db_down, db_url)
+ns = Collection(check, db)
