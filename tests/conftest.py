@@ -21,6 +21,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from predeploy.config import Settings, load_settings
 from predeploy.testing import ThrowawayCluster
 
 # Settings a developer's shell may carry that must not leak into the tests.
@@ -138,3 +139,41 @@ def _run_invoke(
         timeout=timeout,
         check=False,
     )
+
+
+class MakeSettings(Protocol):
+    def __call__(self, env: str = "staging", **values: str) -> Settings: ...
+
+
+@pytest.fixture
+def migrations_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "migrations"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def make_settings(database_url: str, migrations_dir: Path, tmp_path: Path) -> MakeSettings:
+    """Settings for the test's database and migrations folder; keyword args are settings."""
+
+    def make(env: str = "staging", **values: str) -> Settings:
+        environ = {
+            "DATABASE_URL": database_url,
+            "MIGRATIONS_DIR": str(migrations_dir),
+            "LOG_DIR": str(tmp_path / "logs"),
+            **values,
+        }
+        return load_settings(env, tmp_path, environ)
+
+    return make
+
+
+def write_migrations(folder: Path, scripts: dict[str, str | bytes]) -> None:
+    """Write ``{name: migration.sql}`` into ``folder``."""
+    for name, script in scripts.items():
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        path = folder / name / "migration.sql"
+        if isinstance(script, bytes):
+            path.write_bytes(script)
+        else:
+            path.write_text(script)

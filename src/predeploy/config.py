@@ -31,6 +31,7 @@ __all__ = [
 BUILTIN_ENVS = ("dev", "staging", "prod")
 _NOT_ENVS = frozenset({"example", "sample", "template"})
 _ENV_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
+_TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|min|h|d)?\s*$")
 _UNIT_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -47,6 +48,12 @@ class Settings:
     connect_timeout: float
     pg_bin_dir: Path | None
     log_dir: Path
+    migrations_dir: Path
+    migrations_table: str
+    lock_wait: float
+    lock_timeout: float
+    statement_timeout: float
+    lock_retries: int
 
     @property
     def uses_embedded(self) -> bool:
@@ -134,11 +141,32 @@ def _build(env: str, root: Path, files_read: tuple[Path, ...], values: dict[str,
         connect_timeout=_positive(get("CONNECT_TIMEOUT") or "5s", "CONNECT_TIMEOUT"),
         pg_bin_dir=Path(pg_bin_dir) if pg_bin_dir else None,
         log_dir=path("LOG_DIR", "logs"),
+        migrations_dir=path("MIGRATIONS_DIR", "migrations"),
+        migrations_table=_table(get("MIGRATIONS_TABLE") or "_prisma_migrations"),
+        lock_wait=parse_duration(get("LOCK_WAIT") or "60s", "LOCK_WAIT"),
+        lock_timeout=_positive(get("LOCK_TIMEOUT") or "2s", "LOCK_TIMEOUT"),
+        statement_timeout=parse_duration(get("STATEMENT_TIMEOUT") or "0", "STATEMENT_TIMEOUT"),
+        lock_retries=_count(get("LOCK_RETRIES") or "10", "LOCK_RETRIES"),
     )
 
 
 def _url(raw: str | None, variable: str) -> DatabaseUrl | None:
     return parse_url(raw, variable) if raw else None
+
+
+def _count(raw: str, variable: str) -> int:
+    if not raw.strip().isdigit():
+        raise ConfigError(f"{variable}={raw!r} must be a whole number (0 or more)")
+    return int(raw)
+
+
+def _table(name: str) -> str:
+    if not _TABLE.match(name):
+        raise ConfigError(
+            f"MIGRATIONS_TABLE={name!r} must be a plain table name "
+            f"(letters, digits, underscores; at most 63)"
+        )
+    return name
 
 
 def _positive(raw: str, variable: str) -> float:

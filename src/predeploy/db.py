@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import psycopg
 from psycopg.conninfo import make_conninfo
@@ -20,7 +20,9 @@ from predeploy.errors import DatabaseUnreachable
 if TYPE_CHECKING:
     from predeploy.config import Settings
 
-__all__ = ["APPLICATION_NAME", "connect", "describe_failure", "target_url"]
+__all__ = ["APPLICATION_NAME", "Conn", "connect", "describe_failure", "target_url"]
+
+Conn: TypeAlias = psycopg.Connection[tuple[Any, ...]]
 
 APPLICATION_NAME = "predeploy"
 
@@ -76,7 +78,7 @@ def connect(
     variable: str = "DATABASE_URL",
     autocommit: bool = True,
     application_name: str = APPLICATION_NAME,
-) -> psycopg.Connection[tuple[object, ...]]:
+) -> Conn:
     """Open a connection to ``url`` within ``timeout`` seconds."""
     params = url.connect_params()
     params.setdefault("application_name", application_name)

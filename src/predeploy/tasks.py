@@ -21,11 +21,11 @@ from invoke.exceptions import Exit
 from invoke.tasks import task
 
 from predeploy import check as check_mod
-from predeploy import embedded
+from predeploy import commands, embedded
 from predeploy import log as log_mod
 from predeploy.config import Settings, env_name, find_root, load_settings
-from predeploy.errors import PredeployError
-from predeploy.report import render_check
+from predeploy.errors import CheckFailed, PredeployError
+from predeploy.report import render_check, render_migrate, render_status
 
 __all__ = ["ns"]
 
@@ -75,6 +75,88 @@ def check(c: Context, env: str | None = None, json_: bool = False) -> None:
     _emit(result.as_dict(), render_check(result), json_)
 
 
+@task(
+    help={
+        "env": _ENV_HELP,
+        "json": _JSON_HELP,
+        "check": "exit 1 unless everything is applied and nothing is failed, edited or missing",
+    }
+)
+def status(c: Context, env: str | None = None, json_: bool = False, check: bool = False) -> None:
+    """Show applied, pending, failed, edited and missing migrations."""
+
+    def run(settings: Settings) -> None:
+        result = commands.status(settings)
+        data = {
+            "env": settings.env,
+            "up_to_date": result.up_to_date,
+            "counts": result.counts(),
+            "migrations": [e.as_dict() for e in result.entries],
+        }
+        _emit(data, render_status(result), json_)
+        if check and not result.up_to_date:
+            raise CheckFailed(
+                "migrations need attention: "
+                + ", ".join(
+                    f"{n} {state}"
+                    for state, n in result.counts().items()
+                    if n and state != "applied"
+                )
+            )
+
+    _run(env, json_, run)
+
+
+@task(
+    help={
+        "env": _ENV_HELP,
+        "json": _JSON_HELP,
+        "yes": "do not ask for confirmation (accepted for scripts; dev never asks)",
+    }
+)
+def migrate(c: Context, env: str | None = None, json_: bool = False, yes: bool = False) -> None:
+    """Apply pending migrations under the migration lock, each in its own transaction."""
+    result = _run(env, json_, commands.migrate)
+    data = {
+        "applied": [
+            {
+                "name": a.name,
+                "seconds": round(a.seconds, 4),
+                "transactional": a.transactional,
+                "attempts": a.attempts,
+            }
+            for a in result.applied
+        ],
+        "pending_before": len(result.before.pending),
+    }
+    _emit(data, render_migrate(result), json_)
+
+
+@task(
+    help={
+        "env": _ENV_HELP,
+        "applied": "mark migration NAME as applied (you completed it by hand)",
+        "rolled_back": "mark failed migration NAME as rolled back (so migrate runs it again)",
+    }
+)
+def resolve(
+    c: Context, env: str | None = None, applied: str | None = None, rolled_back: str | None = None
+) -> None:
+    """Mark a failed or hand-applied migration, with Prisma's semantics."""
+    outcome = _run(
+        env, False, lambda s: commands.resolve(s, applied=applied, rolled_back=rolled_back)
+    )
+    name = applied or rolled_back
+    print(f"migration {name} marked {outcome.replace('_', ' ')}")
+
+
+@task(help={"name": "what the migration does, in snake_case (add_user_avatar)"})
+def new(c: Context, name: str) -> None:
+    """Create migrations/<UTC timestamp>_<name>/ with migration.sql and down.sql."""
+    migration = _run(None, False, lambda s: commands.new(s, name))
+    print(migration.folder)
+
+
 @task(name="up", help={"json": _JSON_HELP})
 def db_up(c: Context, json_: bool = False) -> None:
     """Start (or reuse) the embedded dev PostgreSQL under .pgdata/."""
@@ -100,4 +182,4 @@ def db_url(c: Context) -> None:
 
 
 db = Collection("db", db_up, db_down, db_url)
-ns = Collection(check, db)
+ns = Collection(check, status, migrate, resolve, new, db)

@@ -1,0 +1,152 @@
+"""The migration verbs, one small function each: status, migrate, resolve, new."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import structlog
+
+from predeploy import history, migrations, runner
+from predeploy.config import Settings
+from predeploy.db import connect, target_url
+from predeploy.errors import ConfigError, MigrationError
+from predeploy.lock import MIGRATE_LOCK, advisory_lock
+from predeploy.migrations import Migration
+from predeploy.status import Entry, Status, compare
+
+__all__ = ["MigrateResult", "migrate", "new", "resolve", "status"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class MigrateResult:
+    """What a migrate run found and did."""
+
+    before: Status
+    applied: tuple[runner.Applied, ...]
+
+
+def status(settings: Settings) -> Status:
+    """Compare the migrations on disk with the history table (read-only)."""
+    found = migrations.discover(settings.migrations_dir)
+    url, variable = target_url(settings, direct=True)
+    with connect(url, timeout=settings.connect_timeout, variable=variable) as conn:
+        rows = history.read(conn, settings.migrations_table)
+    return compare(found, rows)
+
+
+def migrate(settings: Settings) -> MigrateResult:
+    """Apply every pending migration, one run at a time, each with its history row."""
+    found = migrations.discover(settings.migrations_dir)
+    url, variable = target_url(settings, direct=True)
+    options = runner.RunOptions(
+        table=settings.migrations_table,
+        lock_timeout=settings.lock_timeout,
+        statement_timeout=settings.statement_timeout,
+        lock_retries=settings.lock_retries,
+    )
+    lock = advisory_lock(
+        url,
+        MIGRATE_LOCK,
+        wait=settings.lock_wait,
+        purpose="migrate",
+        connect_timeout=settings.connect_timeout,
+        variable=variable,
+    )
+    with lock, connect(url, timeout=settings.connect_timeout, variable=variable) as conn:
+        history.ensure_table(conn, settings.migrations_table)
+        before = compare(found, history.read(conn, settings.migrations_table))
+        _refuse_blocked(before, settings)
+        runner.configure_session(conn, options)
+        applied = []
+        for migration in before.pending:
+            with structlog.contextvars.bound_contextvars(migration=migration.name):
+                applied.append(runner.apply(conn, migration, options))
+    log.info("migrate_done", applied=len(applied), pending_before=len(before.pending))
+    return MigrateResult(before=before, applied=tuple(applied))
+
+
+def resolve(settings: Settings, *, applied: str | None, rolled_back: str | None) -> str:
+    """Prisma's `migrate resolve`: mark a failed migration rolled back, or one applied."""
+    if (applied is None) == (rolled_back is None):
+        raise ConfigError("give exactly one of --applied NAME or --rolled-back NAME")
+    name = applied or rolled_back or ""
+    found = migrations.discover(settings.migrations_dir)
+    url, variable = target_url(settings, direct=True)
+    lock = advisory_lock(
+        url,
+        MIGRATE_LOCK,
+        wait=settings.lock_wait,
+        purpose="migrate",
+        connect_timeout=settings.connect_timeout,
+        variable=variable,
+    )
+    table = settings.migrations_table
+    with lock, connect(url, timeout=settings.connect_timeout, variable=variable) as conn:
+        history.ensure_table(conn, table)
+        entry = next(
+            (e for e in compare(found, history.read(conn, table)).entries if e.name == name), None
+        )
+        with conn.transaction():
+            if rolled_back is not None:
+                if entry is None or entry.state != "failed":
+                    state = entry.state if entry else "unknown"
+                    raise ConfigError(
+                        f"migration {name} is not failed ({state}): only a failed migration "
+                        f"can be marked rolled back"
+                    )
+                history.mark_rolled_back(conn, table, name)
+                outcome = "rolled_back"
+            else:
+                migration = _resolvable(entry, name)
+                history.mark_rolled_back(conn, table, name)
+                history.mark_applied(conn, table, migration)
+                outcome = "applied"
+    log.info("migration_resolved", migration=name, outcome=outcome)
+    return outcome
+
+
+def new(settings: Settings, name: str) -> Migration:
+    """Create a new migration folder with migration.sql and down.sql."""
+    migration = migrations.create(settings.migrations_dir, name)
+    log.info("migration_created", migration=migration.name, folder=str(migration.folder))
+    return migration
+
+
+def _resolvable(entry: Entry | None, name: str) -> Migration:
+    if entry is None or entry.migration is None:
+        raise ConfigError(f"migration {name} is not in the migrations folder: check the name")
+    if entry.state in ("applied", "edited"):
+        raise ConfigError(f"migration {name} is already applied: nothing to resolve")
+    return entry.migration
+
+
+def _refuse_blocked(before: Status, settings: Settings) -> None:
+    failed = before.having("failed")
+    if failed:
+        names = ", ".join(e.name for e in failed)
+        first = failed[0].name
+        raise MigrationError(
+            f"failed migration(s) block migrate: {names}. Check what it changed, then "
+            f"`invoke resolve --rolled-back {first}` to run it again, or "
+            f"`invoke resolve --applied {first}` if you completed it by hand"
+        )
+    for entry in before.having("edited"):
+        assert entry.migration is not None and entry.row is not None  # noqa: S101
+        detail = (
+            f"{entry.migration.sql_path} changed after it was applied (file sha256 "
+            f"{entry.migration.checksum[:12]}…, recorded {entry.row.checksum[:12]}…)"
+        )
+        if settings.env != "dev":
+            raise MigrationError(
+                f"{detail}: restore the applied version (git checkout) and put the change "
+                f"in a new migration (invoke new NAME)"
+            )
+        log.warning("migration_edited", migration=entry.name, detail=detail)
+    for entry in before.having("missing"):
+        log.warning(
+            "migration_missing_on_disk",
+            migration=entry.name,
+            detail="recorded in the database but no folder on disk",
+        )

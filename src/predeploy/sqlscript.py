@@ -1,0 +1,132 @@
+"""SQL scripts: split into statements and classify them with pglast, PostgreSQL's own parser.
+
+A script runs in one transaction unless a statement cannot run in a transaction
+block (CONCURRENTLY index work, VACUUM, ALTER SYSTEM, CREATE/DROP DATABASE, ...)
+or the script manages its own transactions (BEGIN/COMMIT): then it runs
+statement by statement, outside one.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+__all__ = ["Script", "Statement", "analyse", "position_to_line_column"]
+
+# Statement kinds that PostgreSQL refuses inside a transaction block.
+_NEVER_IN_TRANSACTION = frozenset(
+    {
+        "AlterSystemStmt",
+        "CreatedbStmt",
+        "DropdbStmt",
+        "CreateTableSpaceStmt",
+        "DropTableSpaceStmt",
+        "CreateSubscriptionStmt",
+        "DropSubscriptionStmt",
+    }
+)
+
+
+_LABELS = {
+    "IndexStmt": "CREATE INDEX",
+    "DropStmt": "DROP INDEX",
+    "ReindexStmt": "REINDEX",
+    "VacuumStmt": "VACUUM",
+    "AlterSystemStmt": "ALTER SYSTEM",
+    "CreatedbStmt": "CREATE DATABASE",
+    "DropdbStmt": "DROP DATABASE",
+    "AlterDatabaseStmt": "ALTER DATABASE SET TABLESPACE",
+    "CreateTableSpaceStmt": "CREATE TABLESPACE",
+    "DropTableSpaceStmt": "DROP TABLESPACE",
+    "CreateSubscriptionStmt": "CREATE SUBSCRIPTION",
+    "DropSubscriptionStmt": "DROP SUBSCRIPTION",
+}
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One statement: its text, its character offset in the script and its kind."""
+
+    text: str
+    offset: int
+    kind: str
+    concurrent: bool = False  # CREATE/DROP INDEX or REINDEX ... CONCURRENTLY
+
+
+@dataclass(frozen=True)
+class Script:
+    """A parsed migration script."""
+
+    text: str
+    statements: tuple[Statement, ...]
+    transactional: bool
+    reason: str | None  # why it cannot run in one transaction
+    parse_error: str | None = None  # pglast could not parse it: the server will judge
+
+
+def analyse(text: str) -> Script:
+    """Split ``text`` and decide whether it can run in one transaction.
+
+    A script pglast cannot parse (a syntax error, or syntax newer than pglast)
+    runs whole in one transaction: the server reports any error precisely, and a
+    transaction leaves nothing half-done.
+    """
+    from pglast import parser  # noqa: PLC0415 (pglast is imported only when SQL must be parsed)
+
+    try:
+        tree = json.loads(parser.parse_sql_json(text))
+    except parser.ParseError as exc:
+        whole = Statement(text=text, offset=0, kind="unparsed")
+        return Script(text, (whole,), transactional=True, reason=None, parse_error=str(exc))
+    encoded = text.encode("utf-8")
+    statements: list[Statement] = []
+    reason: str | None = None
+    for raw in tree.get("stmts", []):
+        node = raw["stmt"]
+        kind = next(iter(node))
+        start = raw.get("stmt_location", 0)
+        length = raw.get("stmt_len", 0) or len(encoded) - start
+        chunk = encoded[start : start + length].decode("utf-8")
+        offset = len(encoded[:start].decode("utf-8"))
+        why = _outside_transaction_reason(kind, node[kind])
+        concurrent = why is not None and "CONCURRENTLY" in why
+        statements.append(Statement(chunk, offset, kind, concurrent))
+        reason = reason or why
+    return Script(
+        text=text,
+        statements=tuple(statements),
+        transactional=reason is None,
+        reason=reason,
+    )
+
+
+def position_to_line_column(text: str, position: int) -> tuple[int, int]:
+    """1-based line and column of the 1-based character ``position`` in ``text``."""
+    before = text[: max(position - 1, 0)]
+    line = before.count("\n") + 1
+    column = len(before) - (before.rfind("\n") + 1) + 1
+    return line, column
+
+
+def _outside_transaction_reason(kind: str, node: dict[str, object]) -> str | None:
+    if kind == "TransactionStmt":
+        return "it manages its own transactions (BEGIN/COMMIT)"
+    concurrent = (kind in ("IndexStmt", "DropStmt") and bool(node.get("concurrent"))) or (
+        kind == "ReindexStmt" and _has_option(node, "concurrently")
+    )
+    refused = (
+        concurrent
+        or kind in _NEVER_IN_TRANSACTION
+        or (kind == "VacuumStmt" and bool(node.get("is_vacuumcmd")))
+        or (kind == "AlterDatabaseStmt" and _has_option(node, "tablespace"))
+    )
+    if not refused:
+        return None
+    label = _LABELS.get(kind, kind.removesuffix("Stmt"))
+    return f"{label}{' CONCURRENTLY' if concurrent else ''} cannot run in a transaction block"
+
+
+def _has_option(node: dict[str, object], name: str) -> bool:
+    params = node.get("params") or node.get("options") or []
+    assert isinstance(params, list)  # noqa: S101 (pglast's JSON: a list of DefElem nodes)
+    return any(p.get("DefElem", {}).get("defname") == name for p in params)
