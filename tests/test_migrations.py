@@ -29,7 +29,7 @@ def test_order_is_bytewise_and_identity_is_the_folder_name(migrations_dir: Path)
 
 def test_checksum_is_sha256_of_the_bytes(migrations_dir: Path) -> None:
     """The checksum is Prisma's: SHA-256 hex of migration.sql's bytes."""
-    data = "CREATE TABLE t (id int);\r\n".encode()
+    data = b"CREATE TABLE t (id int);\r\n"
     write_migrations(migrations_dir, {"1_a": data})
     (migration,) = discover(migrations_dir)
     assert migration.checksum == hashlib.sha256(data).hexdigest()
@@ -48,7 +48,7 @@ def test_folder_without_migration_sql_is_named(migrations_dir: Path) -> None:
     """A folder with no migration.sql is an error naming it, before anything runs."""
     write_migrations(migrations_dir, {"1_ok": "SELECT 1;"})
     (migrations_dir / "2_empty").mkdir()
-    with pytest.raises(ConfigError, match="without migration.sql.*2_empty"):
+    with pytest.raises(ConfigError, match=r"without migration.sql.*2_empty"):
         discover(migrations_dir)
 
 
@@ -63,7 +63,7 @@ def test_lock_file_for_another_provider_is_refused(migrations_dir: Path) -> None
 
 def test_missing_folder_says_how_to_start(tmp_path: Path) -> None:
     """No migrations folder: say so and how to make one."""
-    with pytest.raises(ConfigError, match="does not exist.*invoke new NAME"):
+    with pytest.raises(ConfigError, match=r"does not exist.*invoke new NAME"):
         discover(tmp_path / "nope")
 
 
