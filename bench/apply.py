@@ -171,6 +171,8 @@ def interleaved(
             started = time.perf_counter()
             step(url)
             times[name].append(time.perf_counter() - started)
+    for name, values in times.items():
+        print(f"  {name}: " + " ".join(f"{v:.2f}" for v in values), flush=True)
     return {name: statistics.median(values) for name, values in times.items()}
 
 

@@ -9,6 +9,7 @@ import structlog
 from predeploy import history, migrations, runner
 from predeploy.config import Settings
 from predeploy.db import connect, target_url
+from predeploy.dburl import DatabaseUrl
 from predeploy.errors import ConfigError, MigrationError
 from predeploy.lock import MIGRATE_LOCK, advisory_lock
 from predeploy.migrations import Migration
@@ -23,6 +24,8 @@ log = structlog.get_logger(__name__)
 class MigrateResult:
     """What a migrate run found and did."""
 
+    target: str  # the database, as an operator would name it (no password)
+    server_version: str
     before: Status
     applied: tuple[runner.Applied, ...]
 
@@ -46,25 +49,31 @@ def migrate(settings: Settings) -> MigrateResult:
         statement_timeout=settings.statement_timeout,
         lock_retries=settings.lock_retries,
     )
-    lock = advisory_lock(
-        url,
-        MIGRATE_LOCK,
-        wait=settings.lock_wait,
-        purpose="migrate",
-        connect_timeout=settings.connect_timeout,
-        variable=variable,
-    )
-    with lock, connect(url, timeout=settings.connect_timeout, variable=variable) as conn:
+    with (
+        connect(
+            url,
+            timeout=settings.connect_timeout,
+            variable=variable,
+            application_name="predeploy migrate",
+        ) as conn,
+        advisory_lock(conn, MIGRATE_LOCK, wait=settings.lock_wait, purpose="migrate"),
+    ):
         history.ensure_table(conn, settings.migrations_table)
         before = compare(found, history.read(conn, settings.migrations_table))
         _refuse_blocked(before, settings)
         runner.configure_session(conn, options)
+        server_version = _version(conn.info.server_version)
         applied = []
         for migration in before.pending:
             with structlog.contextvars.bound_contextvars(migration=migration.name):
                 applied.append(runner.apply(conn, migration, options))
     log.info("migrate_done", applied=len(applied), pending_before=len(before.pending))
-    return MigrateResult(before=before, applied=tuple(applied))
+    return MigrateResult(
+        target=_describe(settings, url),
+        server_version=server_version,
+        before=before,
+        applied=tuple(applied),
+    )
 
 
 def resolve(settings: Settings, *, applied: str | None, rolled_back: str | None) -> str:
@@ -74,16 +83,16 @@ def resolve(settings: Settings, *, applied: str | None, rolled_back: str | None)
     name = applied or rolled_back or ""
     found = migrations.discover(settings.migrations_dir)
     url, variable = target_url(settings, direct=True)
-    lock = advisory_lock(
-        url,
-        MIGRATE_LOCK,
-        wait=settings.lock_wait,
-        purpose="migrate",
-        connect_timeout=settings.connect_timeout,
-        variable=variable,
-    )
     table = settings.migrations_table
-    with lock, connect(url, timeout=settings.connect_timeout, variable=variable) as conn:
+    with (
+        connect(
+            url,
+            timeout=settings.connect_timeout,
+            variable=variable,
+            application_name="predeploy migrate",
+        ) as conn,
+        advisory_lock(conn, MIGRATE_LOCK, wait=settings.lock_wait, purpose="migrate"),
+    ):
         history.ensure_table(conn, table)
         entry = next(
             (e for e in compare(found, history.read(conn, table)).entries if e.name == name), None
@@ -112,6 +121,16 @@ def new(settings: Settings, name: str) -> Migration:
     migration = migrations.create(settings.migrations_dir, name)
     log.info("migration_created", migration=migration.name, folder=str(migration.folder))
     return migration
+
+
+def _describe(settings: Settings, url: DatabaseUrl) -> str:
+    where = "the embedded dev server" if settings.uses_embedded else url.address
+    return f"{url.database} on {where}"
+
+
+def _version(number: int) -> str:
+    major, minor = divmod(number, 10000)
+    return f"{major}.{minor}"
 
 
 def _resolvable(entry: Entry | None, name: str) -> Migration:

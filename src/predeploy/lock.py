@@ -1,7 +1,8 @@
 """One run at a time: a session-level advisory lock, polled on its own connection.
 
 The migrate key is Prisma's (72707369), so predeploy and `prisma migrate`
-exclude each other. The lock lives as long as its connection: a killed run
+exclude each other. Polling with pg_try_advisory_lock keeps the wait bounded and
+lets us name the holder. The lock lives as long as its session: a killed run
 releases it with its connection, so it can never go stale.
 """
 
@@ -11,10 +12,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import psycopg
 import structlog
 
-from predeploy.db import Conn, connect
-from predeploy.dburl import DatabaseUrl
+from predeploy.db import Conn
 from predeploy.errors import LockBusy
 
 __all__ = ["MIGRATE_LOCK", "advisory_lock", "describe_holder"]
@@ -35,26 +36,21 @@ LIMIT 1
 
 
 @contextmanager
-def advisory_lock(
-    url: DatabaseUrl,
-    key: int,
-    *,
-    wait: float,
-    connect_timeout: float,
-    variable: str,
-    purpose: str,
-) -> Iterator[Conn]:
-    """Hold advisory lock ``key`` for the block; LockBusy after ``wait`` seconds."""
-    conn = connect(
-        url, timeout=connect_timeout, variable=variable, application_name=f"predeploy {purpose}"
-    )
+def advisory_lock(conn: Conn, key: int, *, wait: float, purpose: str) -> Iterator[None]:
+    """Hold session advisory lock ``key`` on ``conn`` for the block; LockBusy after ``wait``.
+
+    Take it on the connection that does the work: should this process die, the
+    server finishes (or rolls back) what that session sent before it lets the lock
+    go, so the next run can never overlap a dying one.
+    """
+    _acquire(conn, key, wait, purpose)
+    log.info("lock_acquired", key=key, purpose=purpose)
     try:
-        _acquire(conn, key, wait, purpose)
-        log.info("lock_acquired", key=key, purpose=purpose)
-        yield conn
+        yield
     finally:
-        if not conn.closed:
-            conn.close()  # closing the session releases the lock
+        if not conn.closed and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+        # otherwise closing the connection releases it
 
 
 def _acquire(conn: Conn, key: int, wait: float, purpose: str) -> None:

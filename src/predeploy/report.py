@@ -52,9 +52,10 @@ def render_status(status: Status) -> str:
 
 
 def render_migrate(result: MigrateResult) -> str:
+    header = f"{result.target} (PostgreSQL {result.server_version})"
     if not result.applied:
-        return "nothing to apply: up to date"
-    lines = [
+        return f"{header}\nnothing to apply: up to date"
+    lines = [header] + [
         f"applied {a.name} in {a.seconds:.3f}s"
         + ("" if a.transactional else " (outside a transaction)")
         + (f" after {a.attempts} tries" if a.attempts > 1 else "")

@@ -129,22 +129,55 @@ def _apply_in_transaction(
     script: Script,
     options: RunOptions,
 ) -> int:
-    """One transaction: the statements one by one (so a failure names its line), then the row."""
+    """One transaction: BEGIN, the statements one by one, the history row, COMMIT.
+
+    They travel in one pipeline (one round trip); the statement that failed is the
+    first without a result, so its line is known even when the server gives no position.
+    """
     attempt = 1
     while True:
-        statement = script.statements[0] if script.statements else None
+        cursors: list[psycopg.Cursor[tuple[object, ...]]] = []
         try:
-            with _watch_blockers(conn, watching=attempt > 1) as blockers, conn.transaction():
-                started_at = datetime.now(UTC)
-                for statement in script.statements:
-                    conn.execute(statement.text, prepare=False)
-                history.insert_applied(conn, options.table, migration, started_at)
+            with _watch_blockers(conn, watching=attempt > 1) as blockers:
+                _send_transaction(conn, migration, script, options, cursors)
             return attempt
-        except pg_errors.LockNotAvailable as exc:
-            _retry_or_give_up(migration, attempt, options, blockers, exc)
         except psycopg.Error as exc:
-            raise _failure(migration.name, script.text, statement, exc, left_failed=False) from None
+            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                conn.execute("ROLLBACK")
+            if not isinstance(exc, pg_errors.LockNotAvailable):
+                failed = next(
+                    (
+                        st
+                        for st, cur in zip(script.statements, cursors, strict=False)
+                        if cur.statusmessage is None
+                    ),
+                    script.statements[-1] if script.statements else None,
+                )
+                raise _failure(
+                    migration.name, script.text, failed, exc, left_failed=False
+                ) from None
+            _retry_or_give_up(migration, attempt, options, blockers, exc)
         attempt += 1
+
+
+def _send_transaction(
+    conn: Conn,
+    migration: Migration,
+    script: Script,
+    options: RunOptions,
+    cursors: list[psycopg.Cursor[tuple[object, ...]]],
+) -> None:
+    started_at = datetime.now(UTC)
+    if script.parse_error:  # one unsplit text: only the simple protocol runs it whole
+        with conn.transaction():
+            cursors.append(conn.execute(script.text, prepare=False))
+            history.insert_applied(conn, options.table, migration, started_at)
+        return
+    with conn.pipeline():
+        conn.execute("BEGIN")
+        cursors.extend(conn.execute(st.text, prepare=False) for st in script.statements)
+        history.insert_applied(conn, options.table, migration, started_at)
+        conn.execute("COMMIT")
 
 
 def _apply_statements(

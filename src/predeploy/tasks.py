@@ -118,6 +118,9 @@ def migrate(c: Context, env: str | None = None, json_: bool = False, yes: bool =
     """Apply pending migrations under the migration lock, each in its own transaction."""
     result = _run(env, json_, commands.migrate)
     data = {
+        "env": env_name(env),
+        "database": result.target,
+        "server_version": result.server_version,
         "applied": [
             {
                 "name": a.name,
