@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import structlog
 
 from predeploy import history, migrations, runner
 from predeploy.config import Settings
-from predeploy.db import connect, target_url
+from predeploy.db import Conn, connect, target_url
 from predeploy.dburl import DatabaseUrl
 from predeploy.errors import ConfigError, MigrationError
 from predeploy.lock import MIGRATE_LOCK, advisory_lock
@@ -49,16 +51,7 @@ def migrate(settings: Settings) -> MigrateResult:
         statement_timeout=settings.statement_timeout,
         lock_retries=settings.lock_retries,
     )
-    with (
-        connect(
-            url,
-            timeout=settings.connect_timeout,
-            variable=variable,
-            application_name="predeploy migrate",
-        ) as conn,
-        advisory_lock(conn, MIGRATE_LOCK, wait=settings.lock_wait, purpose="migrate"),
-    ):
-        history.ensure_table(conn, settings.migrations_table)
+    with _history_session(settings, url, variable) as conn:
         before = compare(found, history.read(conn, settings.migrations_table))
         _refuse_blocked(before, settings)
         runner.configure_session(conn, options)
@@ -82,18 +75,8 @@ def resolve(settings: Settings, *, applied: str | None, rolled_back: str | None)
         raise ConfigError("give exactly one of --applied NAME or --rolled-back NAME")
     name = applied or rolled_back or ""
     found = migrations.discover(settings.migrations_dir)
-    url, variable = target_url(settings, direct=True)
     table = settings.migrations_table
-    with (
-        connect(
-            url,
-            timeout=settings.connect_timeout,
-            variable=variable,
-            application_name="predeploy migrate",
-        ) as conn,
-        advisory_lock(conn, MIGRATE_LOCK, wait=settings.lock_wait, purpose="migrate"),
-    ):
-        history.ensure_table(conn, table)
+    with _history_session(settings, *target_url(settings, direct=True)) as conn:
         entry = next(
             (e for e in compare(found, history.read(conn, table)).entries if e.name == name), None
         )
@@ -121,6 +104,22 @@ def new(settings: Settings, name: str) -> Migration:
     migration = migrations.create(settings.migrations_dir, name)
     log.info("migration_created", migration=migration.name, folder=str(migration.folder))
     return migration
+
+
+@contextmanager
+def _history_session(settings: Settings, url: DatabaseUrl, variable: str) -> Iterator[Conn]:
+    """The migration connection, holding the migrate lock, with the history table in place."""
+    with (
+        connect(
+            url,
+            timeout=settings.connect_timeout,
+            variable=variable,
+            application_name="predeploy migrate",
+        ) as conn,
+        advisory_lock(conn, MIGRATE_LOCK, wait=settings.lock_wait, purpose="migrate"),
+    ):
+        history.ensure_table(conn, settings.migrations_table)
+        yield conn
 
 
 def _describe(settings: Settings, url: DatabaseUrl) -> str:
