@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -108,7 +108,11 @@ def project(tmp_path: Path) -> Path:
 
 class Cli(Protocol):
     def __call__(
-        self, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        preexec: Callable[[], None] | None = None,
     ) -> subprocess.CompletedProcess[str]: ...
 
 
@@ -117,15 +121,22 @@ def cli(project: Path) -> Cli:
     """Run `invoke ARGS` in the project as a user would: no terminal, no stdin."""
 
     def run(
-        *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+        *args: str,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        preexec: Callable[[], None] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        return _run_invoke(cwd or project, *args, env=env)
+        return _run_invoke(cwd or project, *args, env=env, preexec=preexec)
 
     return run
 
 
 def _run_invoke(
-    project: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120
+    project: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    preexec: Callable[[], None] | None = None,
+    timeout: float = 120,
 ) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in os.environ.items() if k not in _OUR_VARIABLES}
     environ.update(env or {})
@@ -138,6 +149,7 @@ def _run_invoke(
         text=True,
         timeout=timeout,
         check=False,
+        preexec_fn=preexec,
     )
 
 

@@ -68,7 +68,7 @@ def check(settings: Settings) -> CheckResult:
             conn.execute("SELECT 1")
             latencies.append((time.perf_counter() - started) * 1000)
     server_major = int(str(version_num)) // 10000
-    tools = _choose_tools(settings, server_major)
+    tools = pgbin.select(settings.pg_bin_dir, server_major)
     result = CheckResult(
         env=settings.env,
         url=url.redacted(),
@@ -93,12 +93,3 @@ def check(settings: Settings) -> CheckResult:
     if tools.warning:
         log.warning("pg_dump_mismatch", detail=tools.warning)
     return result
-
-
-def _choose_tools(settings: Settings, server_major: int) -> pgbin.ToolChoice:
-    from predeploy import embedded  # noqa: PLC0415 (the wheel is imported only when needed)
-
-    embedded_bin = embedded.bin_dir()
-    dumps = pgbin.find_candidates("pg_dump", settings.pg_bin_dir, embedded_bin)
-    restores = pgbin.find_candidates("pg_restore", settings.pg_bin_dir, embedded_bin)
-    return pgbin.choose(server_major, dumps, restores)

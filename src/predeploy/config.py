@@ -54,6 +54,10 @@ class Settings:
     lock_timeout: float
     statement_timeout: float
     lock_retries: int
+    backup_dir: Path
+    backup_jobs: int
+    backup_keep: int
+    backup_max_age_days: float | None
 
     @property
     def uses_embedded(self) -> bool:
@@ -147,6 +151,10 @@ def _build(env: str, root: Path, files_read: tuple[Path, ...], values: dict[str,
         lock_timeout=_positive(get("LOCK_TIMEOUT") or "2s", "LOCK_TIMEOUT"),
         statement_timeout=parse_duration(get("STATEMENT_TIMEOUT") or "0", "STATEMENT_TIMEOUT"),
         lock_retries=_count(get("LOCK_RETRIES") or "10", "LOCK_RETRIES"),
+        backup_dir=path("BACKUP_DIR", "backups"),
+        backup_jobs=max(1, _count(get("BACKUP_JOBS") or "1", "BACKUP_JOBS")),
+        backup_keep=_count(get("BACKUP_KEEP") or "10", "BACKUP_KEEP"),
+        backup_max_age_days=_days(get("BACKUP_MAX_AGE_DAYS")),
     )
 
 
@@ -158,6 +166,18 @@ def _count(raw: str, variable: str) -> int:
     if not raw.strip().isdigit():
         raise ConfigError(f"{variable}={raw!r} must be a whole number (0 or more)")
     return int(raw)
+
+
+def _days(raw: str | None) -> float | None:
+    if raw is None:
+        return None
+    try:
+        days = float(raw)
+    except ValueError:
+        days = -1.0
+    if days <= 0:
+        raise ConfigError(f"BACKUP_MAX_AGE_DAYS={raw!r} must be a number of days greater than zero")
+    return days
 
 
 def _table(name: str) -> str:

@@ -16,7 +16,14 @@ from pathlib import Path
 
 import sh
 
-__all__ = ["PgProgram", "ToolChoice", "choose", "find_candidates", "program_version"]
+__all__ = [
+    "PgProgram",
+    "ToolChoice",
+    "choose",
+    "find_candidates",
+    "program_version",
+    "select",
+]
 
 _VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
 _SYSTEM_GLOBS = (
@@ -121,3 +128,13 @@ def _best(server_major: int, candidates: list[PgProgram]) -> PgProgram | None:
     if same:
         return same[0]
     return max(candidates, key=lambda p: p.major, default=None)
+
+
+def select(pg_bin_dir: Path | None, server_major: int) -> ToolChoice:
+    """Find every candidate (PG_BIN_DIR, system, embedded wheel) and choose for the server."""
+    from predeploy import embedded  # noqa: PLC0415 (the wheel is imported only when needed)
+
+    embedded_bin = embedded.bin_dir()
+    dumps = find_candidates("pg_dump", pg_bin_dir, embedded_bin)
+    restores = find_candidates("pg_restore", pg_bin_dir, embedded_bin)
+    return choose(server_major, dumps, restores)

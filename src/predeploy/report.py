@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from predeploy.backup import BackupResult
 from predeploy.check import CheckResult
 from predeploy.commands import MigrateResult
 from predeploy.pgbin import PgProgram
+from predeploy.restore import RestorePlan
+from predeploy.retention import BackupInfo
 from predeploy.status import Status
 
-__all__ = ["render_check", "render_migrate", "render_status"]
+__all__ = [
+    "render_backup",
+    "render_backups",
+    "render_check",
+    "render_migrate",
+    "render_restore_plan",
+    "render_status",
+]
 
 
 def render_check(result: CheckResult) -> str:
@@ -72,3 +82,48 @@ _MARKS = {
     "edited": "EDITED since applied",
     "missing": "MISSING on disk",
 }
+
+
+def render_backup(result: BackupResult) -> str:
+    lines = [
+        f"backup verified: {result.path}",
+        f"  {_mb(result.size)}, {result.tables} tables, {result.format} format, "
+        f"{result.seconds:.1f}s, sha256 {result.sha256}",
+    ]
+    lines += [f"  pruned {path.name}" for path in result.pruned]
+    return "\n".join(lines)
+
+
+def render_backups(found: list[BackupInfo]) -> str:
+    if not found:
+        return "no backups"
+    lines = []
+    for info in found:
+        data = info.as_dict()
+        state = "verified" if info.verified else ("MISSING" if not info.present else "unverified")
+        latest = data["latest_migration"] or "(no migrations)"
+        lines.append(
+            f"{info.created_at:%Y-%m-%d %H:%M:%S}Z  {data['reason']:<12} "
+            f"{_mb(int(data['size'] or 0)):>10}  {data['applied_migrations']} applied, "
+            f"latest {latest}  {state}  {info.path}"
+        )
+    return "\n".join(lines)
+
+
+def render_restore_plan(chosen: RestorePlan) -> str:
+    info = chosen.backup.as_dict()
+    return "\n".join(
+        [
+            f"This replaces database {chosen.database} ({chosen.target}):",
+            f"  now:    {chosen.current_tables} tables, latest migration "
+            f"{chosen.current_latest_migration or '(none)'}",
+            f"  backup: {chosen.backup.path} ({info['created_at']}, {info['reason']}), "
+            f"{len(chosen.backup.manifest.get('tables') or [])} tables, latest migration "
+            f"{info['latest_migration'] or '(none)'}",
+            "Everything written since that backup is lost.",
+        ]
+    )
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e6:,.1f} MB"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,12 +21,21 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
+from predeploy import backup as backup_mod
 from predeploy import check as check_mod
-from predeploy import commands, embedded
+from predeploy import commands, confirm, embedded, retention
 from predeploy import log as log_mod
+from predeploy import restore as restore_mod
 from predeploy.config import Settings, env_name, find_root, load_settings
 from predeploy.errors import CheckFailed, PredeployError
-from predeploy.report import render_check, render_migrate, render_status
+from predeploy.report import (
+    render_backup,
+    render_backups,
+    render_check,
+    render_migrate,
+    render_restore_plan,
+    render_status,
+)
 
 __all__ = ["ns"]
 
@@ -160,6 +170,116 @@ def new(c: Context, name: str) -> None:
     print(migration.folder)
 
 
+def _progress(json_output: bool) -> backup_mod.ProgressFn:
+    """Progress on a terminal as one rewritten line; otherwise a log event every 10 s."""
+    if sys.stderr.isatty() and not json_output:
+
+        def show(p: backup_mod.Progress) -> None:
+            sys.stderr.write(
+                f"\r{p.phase}: {p.tables_done}/{p.tables_total} tables, "
+                f"{p.bytes_done / 1e6:,.1f} MB" + ("\n" if p.final else "   ")
+            )
+            sys.stderr.flush()
+
+        return show
+    last = [0.0]
+
+    def note(p: backup_mod.Progress) -> None:
+        now = time.monotonic()
+        if now - last[0] >= 10:
+            last[0] = now
+            structlog.get_logger("predeploy").info(
+                "progress",
+                phase=p.phase,
+                tables_done=p.tables_done,
+                tables_total=p.tables_total,
+                bytes=p.bytes_done,
+            )
+
+    return note
+
+
+@task(
+    name="backup",
+    help={
+        "env": _ENV_HELP,
+        "json": _JSON_HELP,
+        "reason": "why: manual (default), pre-migrate, cron, ... (part of the file name)",
+    },
+)
+def backup_task(
+    c: Context, env: str | None = None, reason: str = "manual", json_: bool = False
+) -> None:
+    """Dump the database with pg_dump, verify the dump, keep it with a manifest."""
+    progress = _progress(json_)
+    result = _run(env, json_, lambda s: backup_mod.backup(s, reason=reason, progress=progress))
+    data = {
+        "path": str(result.path),
+        "manifest": str(result.manifest),
+        "sha256": result.sha256,
+        "size": result.size,
+        "seconds": round(result.seconds, 3),
+        "tables": result.tables,
+        "format": result.format,
+        "pruned": [str(p) for p in result.pruned],
+    }
+    _emit(data, render_backup(result), json_)
+
+
+@task(help={"env": _ENV_HELP, "json": _JSON_HELP})
+def backups(c: Context, env: str | None = None, json_: bool = False) -> None:
+    """List the env's backups: time, reason, size, migration state, verified."""
+    found = _run(env, json_, retention.list_backups)
+    _emit({"backups": [b.as_dict() for b in found]}, render_backups(found), json_)
+
+
+@task(
+    name="restore",
+    help={
+        "env": _ENV_HELP,
+        "backup": "the dump to restore (default: the env's newest verified backup)",
+        "yes": "do not ask to type the database name (for scripts)",
+        "json": _JSON_HELP,
+    },
+)
+def restore_task(
+    c: Context,
+    env: str | None = None,
+    backup: str | None = None,
+    yes: bool = False,
+    json_: bool = False,
+) -> None:
+    """Restore a verified backup over the env's database, after a typed confirmation."""
+
+    def run(settings: Settings) -> restore_mod.RestoreResult:
+        chosen = restore_mod.plan(settings, Path(backup) if backup else None)
+        confirm.require_typed(
+            chosen.database,
+            render_restore_plan(chosen),
+            yes=yes,
+            interactive=sys.stdin.isatty(),
+            ask=input,
+            action=f"restoring {chosen.database}",
+        )
+        return restore_mod.restore(settings, chosen)
+
+    result = _run(env, json_, run)
+    data = {
+        "backup": str(result.backup),
+        "database": result.database,
+        "seconds": round(result.seconds, 3),
+        "dropped": list(result.dropped),
+    }
+    _emit(
+        data,
+        f"restored {result.database} from {result.backup} in {result.seconds:.1f}s"
+        + (
+            f"; dropped what it did not have: {', '.join(result.dropped)}" if result.dropped else ""
+        ),
+        json_,
+    )
+
+
 @task(name="up", help={"json": _JSON_HELP})
 def db_up(c: Context, json_: bool = False) -> None:
     """Start (or reuse) the embedded dev PostgreSQL under .pgdata/."""
@@ -185,4 +305,4 @@ def db_url(c: Context) -> None:
 
 
 db = Collection("db", db_up, db_down, db_url)
-ns = Collection(check, status, migrate, resolve, new, db)
+ns = Collection(check, status, migrate, resolve, new, backup_task, backups, restore_task, db)

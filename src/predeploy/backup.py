@@ -1,0 +1,401 @@
+"""Verified backups: pg_dump into `<BACKUP_DIR>/<env>/`, checked, then given their name.
+
+A dump is written under a hidden temporary name, read back whole by pg_restore,
+checked to hold every table of the database and hashed from disk; only then is
+it renamed and its manifest written. A dump that fails any step is removed, so
+nothing that looks like a backup is ever left behind by a failure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import structlog
+
+from predeploy import __version__, history, pgbin, pgrun
+from predeploy.config import Settings
+from predeploy.db import Conn, connect, target_url
+from predeploy.errors import BackupError, ConfigError
+
+__all__ = [
+    "BackupResult",
+    "Progress",
+    "backup",
+    "digest",
+    "manifest_path",
+    "size_of",
+    "toc_relations",
+]
+
+log = structlog.get_logger(__name__)
+_REASON = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+# `pg_restore --list`: "215; 1259 16386 TABLE public users owner"; names may hold spaces,
+# the owner is one word or empty
+_TOC_LINE = re.compile(
+    r"^\d+; \d+ \d+ (TABLE(?! DATA)|VIEW|MATERIALIZED VIEW|FOREIGN TABLE) (\S+) (.+) (\S*)$"
+)
+_TABLE_DONE = re.compile(r'dumping contents of table "(.+)"')
+_TABLES = """
+SELECT n.nspname, c.relname, greatest(c.reltuples, 0)::bigint
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp%%'
+ORDER BY 1, 2
+"""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far a dump, verification or restore has come."""
+
+    phase: str
+    tables_done: int
+    tables_total: int
+    bytes_done: int
+    final: bool = False  # the last report of this phase
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+@dataclass(frozen=True)
+class BackupResult:
+    """A verified backup on disk and its manifest."""
+
+    path: Path
+    manifest: Path
+    sha256: str
+    size: int
+    seconds: float
+    tables: int
+    format: str
+    pruned: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Facts:
+    database: str
+    server_version: str
+    server_major: int
+    tables: list[tuple[str, str, int]]
+    latest_migration: str | None
+    applied_migrations: int
+
+
+def manifest_path(dump: Path) -> Path:
+    return dump.with_name(dump.name + ".json")
+
+
+def backup(
+    settings: Settings, *, reason: str = "manual", progress: ProgressFn | None = None
+) -> BackupResult:
+    """Dump the env's database, verify the dump, and keep it with its manifest."""
+    if not _REASON.match(reason):
+        raise ConfigError(
+            f"backup reason {reason!r} must be lowercase letters, digits and dashes "
+            f"(for example pre-migrate)"
+        )
+    url, variable = target_url(settings, direct=True)
+    with connect(url, timeout=settings.connect_timeout, variable=variable) as conn:
+        try:
+            facts = _facts(conn, settings)
+        except psycopg.Error as exc:
+            reason = (exc.diag.message_primary or str(exc)).strip()
+            raise BackupError(
+                f"cannot read what to back up from {url.database}: {reason}: the backup "
+                f"needs a user that can read every table (DIRECT_DATABASE_URL)"
+            ) from None
+    tools = pgbin.select(settings.pg_bin_dir, facts.server_major)
+    dump_program, restore_program = _programs(tools)
+    folder = _folder(settings.backup_dir / settings.env)
+    started = time.perf_counter()
+    created = datetime.now(UTC)
+    name = f"{facts.database}_{created:%Y%m%dT%H%M%SZ}_{reason}.dump"
+    final, partial = folder / name, folder / f".{name}.partial"
+    if final.exists() or manifest_path(final).exists():
+        raise BackupError(f"{final} already exists: wait a second and run the backup again")
+    directory = settings.backup_jobs > 1
+    try:
+        with pgrun.client(url, "predeploy backup") as client:
+            _prepare(partial, directory)
+            _dump(
+                dump_program,
+                client,
+                partial,
+                jobs=settings.backup_jobs,
+                facts=facts,
+                progress=progress,
+            )
+        sha256, size = _verify(restore_program, partial, facts, progress)
+        os.replace(partial, final)
+    except BaseException:
+        _remove(partial)
+        raise
+    seconds = time.perf_counter() - started
+    manifest = _write_manifest(
+        final,
+        {
+            "predeploy_version": __version__,
+            "file": final.name,
+            "format": "directory" if directory else "custom",
+            "sha256": sha256,
+            "size": size,
+            "created_at": created.isoformat(),
+            "seconds": round(seconds, 3),
+            "env": settings.env,
+            "reason": reason,
+            "database": facts.database,
+            "server_version": facts.server_version,
+            "pg_dump": {
+                "path": str(dump_program.path),
+                "version": dump_program.version,
+                "major": dump_program.major,
+            },
+            "migrations": {"latest": facts.latest_migration, "applied": facts.applied_migrations},
+            "tables": [{"schema": s, "name": n, "rows_estimate": r} for s, n, r in facts.tables],
+            "verified": True,
+            "restore_command": f"invoke restore --env {settings.env} --backup {final}",
+            "pg_restore_command": _pg_restore_command(restore_program.path, final, directory),
+        },
+    )
+    log.info(
+        "backup_verified",
+        path=str(final),
+        size=size,
+        sha256=sha256,
+        seconds=round(seconds, 3),
+        tables=len(facts.tables),
+    )
+    from predeploy import retention  # noqa: PLC0415 (retention lists backups: avoid a cycle)
+
+    pruned = retention.prune(settings)
+    return BackupResult(
+        final,
+        manifest,
+        sha256,
+        size,
+        seconds,
+        len(facts.tables),
+        "directory" if directory else "custom",
+        tuple(pruned),
+    )
+
+
+def digest(path: Path) -> tuple[str, int]:
+    """SHA-256 and size of a dump read from disk; a directory hashes its files in order."""
+    if path.is_file():
+        return _file_digest(path)
+    outer, total = hashlib.sha256(), 0
+    for child in sorted(p for p in path.rglob("*") if p.is_file()):
+        file_sha, size = _file_digest(child)
+        outer.update(f"{child.relative_to(path)}\0{file_sha}\n".encode())
+        total += size
+    return outer.hexdigest(), total
+
+
+def _facts(conn: Conn, settings: Settings) -> _Facts:
+    row = conn.execute(
+        "SELECT current_database(), current_setting('server_version'),"
+        " current_setting('server_version_num')::int / 10000"
+    ).fetchone()
+    assert row is not None  # noqa: S101 (a SELECT without FROM returns one row)
+    tables = [(str(s), str(n), int(r)) for s, n, r in conn.execute(_TABLES).fetchall()]
+    rows = history.read(conn, settings.migrations_table)
+    applied = [r for r in rows if r.applied]
+    latest = max(applied, key=lambda r: r.migration_name).migration_name if applied else None
+    return _Facts(str(row[0]), str(row[1]), int(row[2]), tables, latest, len(applied))
+
+
+def _programs(tools: pgbin.ToolChoice) -> tuple[pgbin.PgProgram, pgbin.PgProgram]:
+    if tools.pg_dump is None or tools.pg_restore is None:
+        raise BackupError(
+            "no pg_dump/pg_restore found: install the PostgreSQL client "
+            f"programs (version {tools.server_major}) or set PG_BIN_DIR"
+        )
+    if tools.pg_dump.major < tools.server_major:
+        raise BackupError(
+            f"pg_dump {tools.pg_dump.version} ({tools.pg_dump.path}) is older than the server "
+            f"(PostgreSQL {tools.server_major}) and cannot dump it: install the version "
+            f"{tools.server_major} client programs or set PG_BIN_DIR"
+        )
+    return tools.pg_dump, tools.pg_restore
+
+
+def _folder(folder: Path) -> Path:
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        folder.chmod(0o700)
+        probe = folder / f".predeploy-write-test-{os.getpid()}"
+        probe.touch(mode=0o600)
+        probe.unlink()
+    except OSError as exc:
+        raise BackupError(
+            f"backup folder {folder} is not writable ({exc.strerror or exc}): fix its "
+            f"permissions or set BACKUP_DIR"
+        ) from None
+    return folder
+
+
+def _prepare(partial: Path, directory: bool) -> None:
+    """Create the target private before pg_dump writes a byte into it."""
+    _remove(partial)
+    if directory:
+        partial.mkdir(mode=0o700)
+    else:
+        os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
+def _dump(
+    program: pgbin.PgProgram,
+    client: pgrun.ClientRun,
+    partial: Path,
+    *,
+    jobs: int,
+    facts: _Facts,
+    progress: ProgressFn | None,
+) -> None:
+    fmt = ["--format=directory", f"--jobs={jobs}"] if jobs > 1 else ["--format=custom"]
+    done = [0]
+
+    def on_stderr(line: str) -> None:
+        if _TABLE_DONE.search(line):
+            done[0] += 1
+
+    with _Reporter("dump", partial, len(facts.tables), done, progress):
+        try:
+            pgrun.run(
+                program.path,
+                [*fmt, "--verbose", f"--file={partial}", f"--dbname={client.conninfo}"],
+                env=client.env,
+                on_stderr=on_stderr,
+            )
+        except pgrun.ProgramFailed as exc:
+            raise BackupError(f"backup failed: {exc}; no backup was kept") from None
+
+
+def _verify(
+    program: pgbin.PgProgram, partial: Path, facts: _Facts, progress: ProgressFn | None
+) -> tuple[str, int]:
+    """pg_restore must list every table and read the archive whole; hash it from disk."""
+    try:
+        relations = toc_relations(pgrun.run_output(program.path, ["--list", str(partial)]))
+    except pgrun.ProgramFailed as exc:
+        raise BackupError(f"the dump failed verification: {exc}; it was removed") from None
+    missing = [f"{s}.{n}" for s, n, _ in facts.tables if ("TABLE", s, n) not in relations]
+    if missing:
+        raise BackupError(
+            f"the dump failed verification: tables missing from it: "
+            f"{', '.join(missing[:5])}; it was removed"
+        )
+    hashed: dict[str, tuple[str, int]] = {}
+    hasher = threading.Thread(target=lambda: hashed.update(d=digest(partial)), daemon=True)
+    hasher.start()
+    with _Reporter("verify", partial, len(facts.tables), [len(facts.tables)], progress):
+        try:
+            pgrun.run(program.path, ["--file=/dev/null", str(partial)], env=dict(os.environ))
+        except pgrun.ProgramFailed as exc:
+            raise BackupError(f"the dump failed verification: {exc}; it was removed") from None
+        finally:
+            hasher.join()
+    return hashed["d"]
+
+
+def toc_relations(toc: str) -> set[tuple[str, str, str]]:
+    """(kind, schema, name) of every table, view and materialized view in a `pg_restore -l`."""
+    found = set()
+    for line in toc.splitlines():
+        match = _TOC_LINE.match(line)
+        if match:
+            kind, schema, name, _owner = match.groups()
+            found.add((kind, schema, name))
+    return found
+
+
+def _write_manifest(dump: Path, data: dict[str, Any]) -> Path:
+    path = manifest_path(dump)
+    partial = path.with_name(f".{path.name}.partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(data, out, indent=2)
+        out.write("\n")
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(partial, path)
+    return path
+
+
+def _pg_restore_command(program: Path, dump: Path, directory: bool) -> str:
+    mode = "--jobs=2" if directory else "--single-transaction"
+    return f'{program} --clean --if-exists {mode} --dbname="$DATABASE_URL" {dump}'
+
+
+def _file_digest(path: Path) -> tuple[str, int]:
+    with path.open("rb") as data:
+        return hashlib.file_digest(data, "sha256").hexdigest(), path.stat().st_size
+
+
+def size_of(path: Path) -> int:
+    """Bytes of a dump file, or of all files in a dump directory (0 if it is gone)."""
+    try:
+        if path.is_file():
+            return path.stat().st_size
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    except OSError:
+        return 0
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+class _Reporter:
+    """Calls ``progress`` about once a second while a program works on ``path``."""
+
+    def __init__(
+        self, phase: str, path: Path, total: int, done: list[int], progress: ProgressFn | None
+    ) -> None:
+        self.phase, self.path, self.total, self.done, self.progress = (
+            phase,
+            path,
+            total,
+            done,
+            progress,
+        )
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self.stop.wait(1.0):
+            self._report()
+
+    def _report(self, final: bool = False) -> None:
+        if self.progress is not None:
+            done = min(self.done[0], self.total)
+            self.progress(Progress(self.phase, done, self.total, size_of(self.path), final))
+
+    def __enter__(self) -> _Reporter:
+        if self.progress is not None:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join()
+        if exc[0] is None:
+            self._report(final=True)

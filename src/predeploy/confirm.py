@@ -1,0 +1,53 @@
+"""Confirmation before a destructive step: typed by a person, or explicitly waived.
+
+The prompt itself is the caller's (``ask``), so the library never touches the
+terminal; with no terminal and no ``--yes`` the answer is a refusal (exit 8).
+"""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Callable
+
+import structlog
+
+from predeploy.errors import Refused
+
+__all__ = ["operator", "require_typed"]
+
+log = structlog.get_logger(__name__)
+
+
+def operator() -> str:
+    """Who is running this, for the logs and the audit trail."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def require_typed(
+    expected: str,
+    question: str,
+    *,
+    yes: bool,
+    interactive: bool,
+    ask: Callable[[str], str],
+    action: str,
+) -> None:
+    """Go on only if the operator types ``expected`` (or gave --yes)."""
+    if yes:
+        log.info("confirmation_waived", action=action, operator=operator())
+        return
+    if not interactive:
+        raise Refused(
+            f"{action} needs a confirmation and there is no terminal to ask on: "
+            f"run it from a terminal, or pass --yes to confirm in advance"
+        )
+    try:
+        answer = ask(f"{question}\nType {expected!r} to go on: ")
+    except EOFError:
+        answer = ""
+    if answer.strip() != expected:
+        raise Refused(f"{action} not confirmed (expected {expected!r}): nothing was changed")
+    log.info("confirmation_given", action=action, operator=operator())

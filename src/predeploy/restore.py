@@ -1,0 +1,166 @@
+"""Restoring a verified backup: checked first, applied whole, nothing newer left behind."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+from psycopg import sql
+
+from predeploy import history, pgbin, pgrun
+from predeploy.backup import digest, toc_relations
+from predeploy.config import Settings
+from predeploy.db import Conn, connect, target_url
+from predeploy.errors import BackupError
+from predeploy.lock import MIGRATE_LOCK, advisory_lock
+from predeploy.retention import BackupInfo, list_backups, newest_verified
+
+__all__ = ["RestorePlan", "RestoreResult", "plan", "restore"]
+
+log = structlog.get_logger(__name__)
+_RELATIONS = """
+SELECT n.nspname, c.relname, c.relkind
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp%%'
+  AND NOT c.relispartition
+"""
+_DROP = {"r": "TABLE", "p": "TABLE", "v": "VIEW", "m": "MATERIALIZED VIEW", "f": "FOREIGN TABLE"}
+
+
+@dataclass(frozen=True)
+class RestorePlan:
+    """What a restore will replace, for the operator to confirm."""
+
+    backup: BackupInfo
+    database: str
+    target: str
+    current_tables: int
+    current_latest_migration: str | None
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    backup: Path
+    database: str
+    seconds: float
+    dropped: tuple[str, ...]
+
+
+def plan(settings: Settings, path: Path | None) -> RestorePlan:
+    """The backup to restore (the newest verified one by default) and what it replaces."""
+    info = newest_verified(settings) if path is None else _named(settings, path)
+    url, variable = target_url(settings, direct=True)
+    with connect(url, timeout=settings.connect_timeout, variable=variable) as conn:
+        relations = conn.execute(_RELATIONS).fetchall()
+        applied = [r for r in history.read(conn, settings.migrations_table) if r.applied]
+    latest = max((r.migration_name for r in applied), default=None)
+    return RestorePlan(
+        backup=info,
+        database=url.database or "",
+        target=str(url),
+        current_tables=sum(1 for r in relations if r[2] in ("r", "p")),
+        current_latest_migration=latest,
+    )
+
+
+def restore(settings: Settings, chosen: RestorePlan) -> RestoreResult:
+    """Restore ``chosen`` into the env's database (the caller has confirmed)."""
+    info = chosen.backup
+    sha256, _ = digest(info.path)
+    if sha256 != info.manifest.get("sha256"):
+        raise BackupError(
+            f"{info.path} does not match its manifest's sha256 (it changed after it was "
+            f"verified): not restoring it; pick another with --backup"
+        )
+    url, variable = target_url(settings, direct=True)
+    started = time.perf_counter()
+    with (
+        connect(
+            url,
+            timeout=settings.connect_timeout,
+            variable=variable,
+            application_name="predeploy restore",
+        ) as conn,
+        advisory_lock(conn, MIGRATE_LOCK, wait=settings.lock_wait, purpose="restore"),
+    ):
+        server_major = conn.info.server_version // 10000
+        program = _pg_restore(settings, server_major, info)
+        directory = info.manifest.get("format") == "directory"
+        mode = [f"--jobs={max(2, settings.backup_jobs)}"] if directory else ["--single-transaction"]
+        log.info("restore_started", backup=str(info.path), database=chosen.database)
+        with pgrun.client(url, "predeploy restore") as client:
+            try:
+                pgrun.run(
+                    program.path,
+                    [
+                        "--clean",
+                        "--if-exists",
+                        "--exit-on-error",
+                        *mode,
+                        f"--dbname={client.conninfo}",
+                        str(info.path),
+                    ],
+                    env=client.env,
+                )
+            except pgrun.ProgramFailed as exc:
+                raise BackupError(
+                    f"restore of {info.path} failed: {exc}"
+                    + (
+                        "; the database is unchanged"
+                        if not directory
+                        else "; a parallel restore is not atomic: check the database"
+                    )
+                ) from None
+        dropped = _drop_newer(conn, program, info.path)
+    seconds = time.perf_counter() - started
+    log.info("restore_done", backup=str(info.path), seconds=round(seconds, 3), dropped=dropped)
+    return RestoreResult(info.path, chosen.database, seconds, tuple(dropped))
+
+
+def _named(settings: Settings, path: Path) -> BackupInfo:
+    wanted = path.resolve()
+    for info in list_backups(settings):
+        if info.path.resolve() == wanted:
+            if not info.present:
+                raise BackupError(f"{path} is missing or its size differs from its manifest")
+            return info
+    raise BackupError(
+        f"{path} is not a predeploy backup of env {settings.env} (no manifest beside it in "
+        f"{settings.backup_dir / settings.env}): list them with invoke backups"
+    )
+
+
+def _pg_restore(settings: Settings, server_major: int, info: BackupInfo) -> pgbin.PgProgram:
+    program = pgbin.select(settings.pg_bin_dir, server_major).pg_restore
+    made_by = info.manifest.get("pg_dump") or {}
+    needed = int(made_by.get("major", 0))
+    if program is None or program.major < needed:
+        found = f"pg_restore {program.version}" if program else "no pg_restore"
+        raise BackupError(
+            f"{found} cannot read a dump made by pg_dump {made_by.get('version')}: install the "
+            f"version "
+            f"{needed} client programs or set PG_BIN_DIR"
+        )
+    return program
+
+
+def _drop_newer(conn: Conn, program: pgbin.PgProgram, dump: Path) -> list[str]:
+    """Drop the relations that did not exist at the backup's moment."""
+    toc = pgrun.run_output(program.path, ["--list", str(dump)])
+    known = {(schema, name) for _, schema, name in toc_relations(toc)}
+    dropped = []
+    with conn.transaction():
+        for schema, name, kind in conn.execute(_RELATIONS).fetchall():
+            if (schema, name) in known:
+                continue
+            conn.execute(
+                sql.SQL("DROP {} IF EXISTS {} CASCADE").format(
+                    sql.SQL(_DROP[kind]), sql.Identifier(schema, name)
+                )
+            )
+            dropped.append(f"{schema}.{name}")
+    return dropped
