@@ -262,7 +262,7 @@ def test_file_size_limit_leaves_nothing(
     env = {"DATABASE_URL": filled, "BACKUP_DIR": str(folder), "MIGRATIONS_DIR": str(migrations_dir)}
     done = cli("backup", "--env", "staging", env=env, preexec=limit)
     assert done.returncode == 4, done.stderr
-    assert "could not write to output file: File too large" in done.stderr
+    assert "File too large; no backup was kept" in done.stderr
     assert [p for p in (folder / "staging").iterdir()] == []
 
 

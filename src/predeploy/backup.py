@@ -81,6 +81,8 @@ class BackupResult:
     seconds: float
     tables: int
     format: str
+    dump_seconds: float
+    verify_seconds: float
     pruned: tuple[Path, ...] = ()
 
 
@@ -130,15 +132,18 @@ def backup(
     try:
         with pgrun.client(url, "predeploy backup") as client:
             _prepare(partial, directory)
-            _dump(
-                dump_program,
+            dumped_at = time.perf_counter()
+            streamed = _dump(
+                (dump_program, restore_program),
                 client,
                 partial,
                 jobs=settings.backup_jobs,
                 facts=facts,
                 progress=progress,
             )
-        sha256, size = _verify(restore_program, partial, facts, progress)
+        verify_from = time.perf_counter()
+        sha256, size = _verify(restore_program, partial, facts, progress, streamed)
+        verify_seconds = time.perf_counter() - verify_from
         os.replace(partial, final)
     except BaseException:
         _remove(partial)
@@ -182,14 +187,16 @@ def backup(
 
     pruned = retention.prune(settings)
     return BackupResult(
-        final,
-        manifest,
-        sha256,
-        size,
-        seconds,
-        len(facts.tables),
-        "directory" if directory else "custom",
-        tuple(pruned),
+        path=final,
+        manifest=manifest,
+        sha256=sha256,
+        size=size,
+        seconds=seconds,
+        tables=len(facts.tables),
+        format="directory" if directory else "custom",
+        dump_seconds=verify_from - dumped_at,
+        verify_seconds=verify_seconds,
+        pruned=tuple(pruned),
     )
 
 
@@ -258,37 +265,62 @@ def _prepare(partial: Path, directory: bool) -> None:
 
 
 def _dump(
-    program: pgbin.PgProgram,
+    programs: tuple[pgbin.PgProgram, pgbin.PgProgram],
     client: pgrun.ClientRun,
     partial: Path,
     *,
     jobs: int,
     facts: _Facts,
     progress: ProgressFn | None,
-) -> None:
-    fmt = ["--format=directory", f"--jobs={jobs}"] if jobs > 1 else ["--format=custom"]
+) -> str | None:
+    """Dump into ``partial``; a custom-format dump is read whole by pg_restore as it is
+    written, and its sha256 taken on the way (returned). A directory dump returns None."""
+    dump, restore = programs
     done = [0]
 
     def on_stderr(line: str) -> None:
         if _TABLE_DONE.search(line):
             done[0] += 1
 
+    connection = f"--dbname={client.conninfo}"
     with _Reporter("dump", partial, len(facts.tables), done, progress):
-        try:
-            pgrun.run(
-                program.path,
-                [*fmt, "--verbose", f"--file={partial}", f"--dbname={client.conninfo}"],
-                env=client.env,
-                on_stderr=on_stderr,
-            )
-        except pgrun.ProgramFailed as exc:
-            raise BackupError(f"backup failed: {exc}; no backup was kept") from None
+        if jobs > 1:
+            args = ["--format=directory", f"--jobs={jobs}", "--verbose", f"--file={partial}"]
+            try:
+                pgrun.run(dump.path, [*args, connection], env=client.env, on_stderr=on_stderr)
+            except pgrun.ProgramFailed as exc:
+                raise BackupError(f"backup failed: {exc}; no backup was kept") from None
+            return None
+        tee = pgrun.Tee(partial)
+        made, made_err, read, read_err = tee.run(
+            (dump.path, ["--format=custom", "--verbose", connection], client.env),
+            (restore.path, ["--file=/dev/null"], dict(os.environ)),
+            on_stderr,
+        )
+    if tee.write_error is not None:
+        reason = tee.write_error.strerror or str(tee.write_error)
+        raise BackupError(f"backup failed: could not write {partial}: {reason}; no backup was kept")
+    if made != 0:
+        failed = pgrun.failure(dump.path, made, made_err)
+        raise BackupError(f"backup failed: {failed}; no backup was kept")
+    if read != 0:
+        failed = pgrun.failure(restore.path, read, read_err)
+        raise BackupError(f"the dump failed verification: {failed}; it was removed")
+    return tee.sha256.hexdigest()
 
 
 def _verify(
-    program: pgbin.PgProgram, partial: Path, facts: _Facts, progress: ProgressFn | None
+    program: pgbin.PgProgram,
+    partial: Path,
+    facts: _Facts,
+    progress: ProgressFn | None,
+    streamed: str | None,
 ) -> tuple[str, int]:
-    """pg_restore must list every table and read the archive whole; hash it from disk."""
+    """pg_restore must list every table and have read the archive whole; hash it from disk.
+
+    ``streamed`` is the sha256 of what pg_dump wrote, already read whole by pg_restore:
+    the file on disk must hash the same. Without it, pg_restore reads the file now.
+    """
     try:
         relations = toc_relations(pgrun.run_output(program.path, ["--list", str(partial)]))
     except pgrun.ProgramFailed as exc:
@@ -299,6 +331,14 @@ def _verify(
             f"the dump failed verification: tables missing from it: "
             f"{', '.join(missing[:5])}; it was removed"
         )
+    if streamed is not None:
+        sha256, size = digest(partial)
+        if sha256 != streamed:
+            raise BackupError(
+                f"the dump on disk differs from what pg_dump wrote (sha256 {sha256[:12]}…, "
+                f"written {streamed[:12]}…): check the disk; it was removed"
+            )
+        return sha256, size
     hashed: dict[str, tuple[str, int]] = {}
     hasher = threading.Thread(target=lambda: hashed.update(d=digest(partial)), daemon=True)
     hasher.start()

@@ -11,10 +11,9 @@ from __future__ import annotations
 import glob
 import re
 import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-
-import sh
 
 __all__ = [
     "PgProgram",
@@ -62,8 +61,10 @@ class ToolChoice:
 def program_version(path: Path) -> tuple[int, str] | None:
     """(major, full version) of a PostgreSQL program, or None if it does not run."""
     try:
-        out = str(sh.Command(str(path))("--version", _timeout=10))
-    except (sh.ErrorReturnCode, sh.CommandNotFound, sh.TimeoutException, OSError):
+        out = subprocess.run(
+            [str(path), "--version"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout
+    except (subprocess.SubprocessError, OSError):
         return None
     match = _VERSION.search(out)
     if match is None:

@@ -219,6 +219,8 @@ def backup_task(
         "sha256": result.sha256,
         "size": result.size,
         "seconds": round(result.seconds, 3),
+        "dump_seconds": round(result.dump_seconds, 3),
+        "verify_seconds": round(result.verify_seconds, 3),
         "tables": result.tables,
         "format": result.format,
         "pruned": [str(p) for p in result.pruned],
