@@ -11,6 +11,10 @@ turns in every round:
     pg_dump | gzip              what runbooks do today
 
 Prints median times, sizes and ratios. Run: python bench/backup.py [--scale 70] [--repeat 2]
+[--data text]; text is four tables of random hex text instead of pgbench's blank-padded
+rows, which compress ~50:1 and so dump in seconds.
+[--data text] (text: four tables of random hex text instead of pgbench's blank-padded rows,
+which compress ~50:1 and so dump in seconds).
 """
 
 from __future__ import annotations
@@ -43,6 +47,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=int, default=70)
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument(
+        "--data",
+        choices=("pgbench", "text"),
+        default="pgbench",
+        help="pgbench's rows (they compress ~50:1) or text: random hex text (~2:1)",
+    )
+    parser.add_argument(
+        "--data",
+        choices=("pgbench", "text"),
+        default="pgbench",
+        help="pgbench (compresses ~50:1) or text: 1 GB of random hex text (~2:1)",
+    )
     args = parser.parse_args()
     bin_dir = SYSTEM_PG if (SYSTEM_PG / "initdb").exists() else None
     with tempfile.TemporaryDirectory(dir="/tmp") as tmp, ThrowawayCluster(bin_dir) as cluster:
@@ -54,29 +70,24 @@ def main() -> None:
         with psycopg.connect(cluster.admin_url, autocommit=True) as conn:
             conn.execute("CREATE DATABASE bench")
         started = time.perf_counter()
-        subprocess.run(
-            [
-                str(cluster.bin_dir / "pgbench"),
-                "-i",
-                "-q",
-                "-s",
-                str(args.scale),
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(cluster.port),
-                "-U",
-                "postgres",
-                "bench",
-            ],
-            env=env,
-            check=True,
-            capture_output=True,
-        )
+        if args.data == "pgbench":
+            pgbench = [str(cluster.bin_dir / "pgbench"), "-i", "-q", "-s", str(args.scale)]
+            where = ["-h", "127.0.0.1", "-p", str(cluster.port), "-U", "postgres", "bench"]
+            subprocess.run([*pgbench, *where], env=env, check=True, capture_output=True)
+        else:
+            with psycopg.connect(url, autocommit=True) as conn:
+                for part in range(4):  # four tables of random hex text
+                    conn.execute(
+                        f"CREATE TABLE notes_{part} AS SELECT g AS id,"
+                        " md5(random()::text) || md5(random()::text) || md5(g::text) AS body"
+                        f" FROM generate_series(1, {args.scale * 25_000}) g"
+                    )
+                    conn.execute(f"ALTER TABLE notes_{part} ADD PRIMARY KEY (id)")
         with psycopg.connect(url) as conn:
-            db_size = conn.execute("SELECT pg_database_size('bench')").fetchone()[0]  # type: ignore[index]
+            row = conn.execute("SELECT pg_database_size('bench')").fetchone()
+        db_size = int(row[0]) if row else 0
         print(
-            f"pgbench scale {args.scale}: {db_size / 1e9:.2f} GB in "
+            f"{args.data} data, scale {args.scale}: {db_size / 1e9:.2f} GB in "
             f"{time.perf_counter() - started:.0f}s; PostgreSQL {cluster.bin_dir}"
         )
         project = base / "project"

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from conftest import Cli, MakeSettings, Server, write_migrations
-from predeploy import backup, commands, embedded, pgbin, restore, retention
+from predeploy import archive, backup, commands, embedded, pgbin, restore, retention
 from predeploy.errors import BackupError
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
@@ -93,7 +93,7 @@ def test_backup_is_verified_private_and_described(
     assert result.path.name.startswith(filled.rsplit("/", 1)[1] + "_")
     assert result.path.name.endswith("Z_manual.dump")
     manifest = json.loads(result.manifest.read_text())
-    assert manifest["sha256"] == backup.digest(result.path)[0] == result.sha256
+    assert manifest["sha256"] == archive.digest(result.path)[0] == result.sha256
     assert manifest["size"] == result.path.stat().st_size
     assert manifest["migrations"] == {"latest": "1_base", "applied": 1}
     assert {t["name"] for t in manifest["tables"]} >= {"items", "notes", "base"}
@@ -150,15 +150,19 @@ def test_password_never_in_pg_dump_arguments(
 
 
 def wait_for_process(name: str, timeout: float = 20) -> int:
+    """The pid of our child process called ``name``, once it runs."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    if (entry / "comm").read_text().strip() == name:
-                        return int(entry.name)
-                except OSError:
-                    continue
+            if not entry.name.isdigit():
+                continue
+            try:
+                status = (entry / "status").read_text()
+            except OSError:
+                continue
+            fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+            if fields.get("Name") == name and int(fields.get("PPid", "0")) == os.getpid():
+                return int(entry.name)
         time.sleep(0.05)
     raise AssertionError(f"no {name} process appeared")
 
@@ -270,11 +274,11 @@ def test_no_pg_dump_or_an_older_one_is_refused() -> None:
     """No pg_dump, or one older than the server: exit 4 with what to install."""
     old = pgbin.PgProgram(Path("/old/pg_dump"), 15, "15.4", "system")
     with pytest.raises(BackupError, match="no pg_dump/pg_restore found"):
-        backup._programs(pgbin.choose(18, [], []))
+        backup.require_programs(pgbin.choose(18, [], []))
     with pytest.raises(
         BackupError, match=r"pg_dump 15.4 .* is older than the server \(PostgreSQL 18\)"
     ):
-        backup._programs(pgbin.choose(18, [old], [old]))
+        backup.require_programs(pgbin.choose(18, [old], [old]))
 
 
 def test_retention_keeps_the_newest_and_never_touches_foreign_files(

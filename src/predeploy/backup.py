@@ -8,14 +8,12 @@ nothing that looks like a backup is ever left behind by a failure.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import shutil
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,27 +23,16 @@ import psycopg
 import structlog
 
 from predeploy import __version__, history, pgbin, pgrun
+from predeploy.archive import digest, manifest_path, toc_relations
 from predeploy.config import Settings
 from predeploy.db import Conn, connect, target_url
 from predeploy.errors import BackupError, ConfigError
+from predeploy.progress import Progress, ProgressFn, Reporter
 
-__all__ = [
-    "BackupResult",
-    "Progress",
-    "backup",
-    "digest",
-    "manifest_path",
-    "size_of",
-    "toc_relations",
-]
+__all__ = ["BackupResult", "Progress", "ProgressFn", "backup", "require_programs"]
 
 log = structlog.get_logger(__name__)
 _REASON = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
-# `pg_restore --list`: "215; 1259 16386 TABLE public users owner"; names may hold spaces,
-# the owner is one word or empty
-_TOC_LINE = re.compile(
-    r"^\d+; \d+ \d+ (TABLE(?! DATA)|VIEW|MATERIALIZED VIEW|FOREIGN TABLE) (\S+) (.+) (\S*)$"
-)
 _TABLE_DONE = re.compile(r'dumping contents of table "(.+)"')
 _TABLES = """
 SELECT n.nspname, c.relname, greatest(c.reltuples, 0)::bigint
@@ -54,20 +41,6 @@ WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_s
   AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp%%'
 ORDER BY 1, 2
 """
-
-
-@dataclass(frozen=True)
-class Progress:
-    """How far a dump, verification or restore has come."""
-
-    phase: str
-    tables_done: int
-    tables_total: int
-    bytes_done: int
-    final: bool = False  # the last report of this phase
-
-
-ProgressFn = Callable[[Progress], None]
 
 
 @dataclass(frozen=True)
@@ -96,10 +69,6 @@ class _Facts:
     applied_migrations: int
 
 
-def manifest_path(dump: Path) -> Path:
-    return dump.with_name(dump.name + ".json")
-
-
 def backup(
     settings: Settings, *, reason: str = "manual", progress: ProgressFn | None = None
 ) -> BackupResult:
@@ -120,7 +89,7 @@ def backup(
                 f"needs a user that can read every table (DIRECT_DATABASE_URL)"
             ) from None
     tools = pgbin.select(settings.pg_bin_dir, facts.server_major)
-    dump_program, restore_program = _programs(tools)
+    dump_program, restore_program = require_programs(tools)
     folder = _folder(settings.backup_dir / settings.env)
     started = time.perf_counter()
     created = datetime.now(UTC)
@@ -200,18 +169,6 @@ def backup(
     )
 
 
-def digest(path: Path) -> tuple[str, int]:
-    """SHA-256 and size of a dump read from disk; a directory hashes its files in order."""
-    if path.is_file():
-        return _file_digest(path)
-    outer, total = hashlib.sha256(), 0
-    for child in sorted(p for p in path.rglob("*") if p.is_file()):
-        file_sha, size = _file_digest(child)
-        outer.update(f"{child.relative_to(path)}\0{file_sha}\n".encode())
-        total += size
-    return outer.hexdigest(), total
-
-
 def _facts(conn: Conn, settings: Settings) -> _Facts:
     row = conn.execute(
         "SELECT current_database(), current_setting('server_version'),"
@@ -225,7 +182,8 @@ def _facts(conn: Conn, settings: Settings) -> _Facts:
     return _Facts(str(row[0]), str(row[1]), int(row[2]), tables, latest, len(applied))
 
 
-def _programs(tools: pgbin.ToolChoice) -> tuple[pgbin.PgProgram, pgbin.PgProgram]:
+def require_programs(tools: pgbin.ToolChoice) -> tuple[pgbin.PgProgram, pgbin.PgProgram]:
+    """The chosen pg_dump and pg_restore, or BackupError when none fits the server."""
     if tools.pg_dump is None or tools.pg_restore is None:
         raise BackupError(
             "no pg_dump/pg_restore found: install the PostgreSQL client "
@@ -283,7 +241,7 @@ def _dump(
             done[0] += 1
 
     connection = f"--dbname={client.conninfo}"
-    with _Reporter("dump", partial, len(facts.tables), done, progress):
+    with Reporter("dump", partial, len(facts.tables), done, progress):
         if jobs > 1:
             args = ["--format=directory", f"--jobs={jobs}", "--verbose", f"--file={partial}"]
             try:
@@ -342,7 +300,7 @@ def _verify(
     hashed: dict[str, tuple[str, int]] = {}
     hasher = threading.Thread(target=lambda: hashed.update(d=digest(partial)), daemon=True)
     hasher.start()
-    with _Reporter("verify", partial, len(facts.tables), [len(facts.tables)], progress):
+    with Reporter("verify", partial, len(facts.tables), [len(facts.tables)], progress):
         try:
             pgrun.run(program.path, ["--file=/dev/null", str(partial)], env=dict(os.environ))
         except pgrun.ProgramFailed as exc:
@@ -350,17 +308,6 @@ def _verify(
         finally:
             hasher.join()
     return hashed["d"]
-
-
-def toc_relations(toc: str) -> set[tuple[str, str, str]]:
-    """(kind, schema, name) of every table, view and materialized view in a `pg_restore -l`."""
-    found = set()
-    for line in toc.splitlines():
-        match = _TOC_LINE.match(line)
-        if match:
-            kind, schema, name, _owner = match.groups()
-            found.add((kind, schema, name))
-    return found
 
 
 def _write_manifest(dump: Path, data: dict[str, Any]) -> Path:
@@ -381,61 +328,8 @@ def _pg_restore_command(program: Path, dump: Path, directory: bool) -> str:
     return f'{program} --clean --if-exists {mode} --dbname="$DATABASE_URL" {dump}'
 
 
-def _file_digest(path: Path) -> tuple[str, int]:
-    with path.open("rb") as data:
-        return hashlib.file_digest(data, "sha256").hexdigest(), path.stat().st_size
-
-
-def size_of(path: Path) -> int:
-    """Bytes of a dump file, or of all files in a dump directory (0 if it is gone)."""
-    try:
-        if path.is_file():
-            return path.stat().st_size
-        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    except OSError:
-        return 0
-
-
 def _remove(path: Path) -> None:
     if path.is_dir():
         shutil.rmtree(path, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
-
-
-class _Reporter:
-    """Calls ``progress`` about once a second while a program works on ``path``."""
-
-    def __init__(
-        self, phase: str, path: Path, total: int, done: list[int], progress: ProgressFn | None
-    ) -> None:
-        self.phase, self.path, self.total, self.done, self.progress = (
-            phase,
-            path,
-            total,
-            done,
-            progress,
-        )
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _loop(self) -> None:
-        while not self.stop.wait(1.0):
-            self._report()
-
-    def _report(self, final: bool = False) -> None:
-        if self.progress is not None:
-            done = min(self.done[0], self.total)
-            self.progress(Progress(self.phase, done, self.total, size_of(self.path), final))
-
-    def __enter__(self) -> _Reporter:
-        if self.progress is not None:
-            self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        if self.thread.is_alive():
-            self.thread.join()
-        if exc[0] is None:
-            self._report(final=True)

@@ -10,7 +10,7 @@ import structlog
 from psycopg import sql
 
 from predeploy import history, pgbin, pgrun
-from predeploy.backup import digest, toc_relations
+from predeploy.archive import digest, toc_relations
 from predeploy.config import Settings
 from predeploy.db import Conn, connect, target_url
 from predeploy.errors import BackupError

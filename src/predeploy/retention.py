@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 
-from predeploy.backup import manifest_path, size_of
+from predeploy.archive import manifest_path, size_of
 from predeploy.config import Settings
 from predeploy.errors import BackupError
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import psycopg
 import structlog
 from invoke.collection import Collection
 from invoke.context import Context
@@ -67,6 +68,10 @@ def _run(env: str | None, json_output: bool, action: Callable[[Settings], T]) ->
             **{log_mod.FILE_ONLY: True},
         )
         raise Exit(f"predeploy: {exc.message}", exc.exit_code) from None
+    except psycopg.OperationalError as exc:  # the connection broke mid-run
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        structlog.get_logger("predeploy").error("connection_lost", detail=detail)
+        raise Exit(f"predeploy: the database connection failed mid-run: {detail}", 3) from None
     except KeyboardInterrupt:
         raise Exit("predeploy: interrupted", 130) from None
 
