@@ -53,12 +53,6 @@ def main() -> None:
         default="pgbench",
         help="pgbench's rows (they compress ~50:1) or text: random hex text (~2:1)",
     )
-    parser.add_argument(
-        "--data",
-        choices=("pgbench", "text"),
-        default="pgbench",
-        help="pgbench (compresses ~50:1) or text: 1 GB of random hex text (~2:1)",
-    )
     args = parser.parse_args()
     bin_dir = SYSTEM_PG if (SYSTEM_PG / "initdb").exists() else None
     with tempfile.TemporaryDirectory(dir="/tmp") as tmp, ThrowawayCluster(bin_dir) as cluster:
