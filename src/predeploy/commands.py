@@ -13,7 +13,7 @@ from predeploy.config import Settings
 from predeploy.db import Conn, connect, target_url
 from predeploy.dburl import DatabaseUrl
 from predeploy.errors import ConfigError, MigrationError
-from predeploy.lock import MIGRATE_LOCK, advisory_lock
+from predeploy.lock import migrate_session
 from predeploy.migrations import Migration
 from predeploy.status import Entry, Status, compare
 
@@ -109,15 +109,7 @@ def new(settings: Settings, name: str) -> Migration:
 @contextmanager
 def _history_session(settings: Settings, url: DatabaseUrl, variable: str) -> Iterator[Conn]:
     """The migration connection, holding the migrate lock, with the history table in place."""
-    with (
-        connect(
-            url,
-            timeout=settings.connect_timeout,
-            variable=variable,
-            application_name="predeploy migrate",
-        ) as conn,
-        advisory_lock(conn, MIGRATE_LOCK, wait=settings.lock_wait, purpose="migrate"),
-    ):
+    with migrate_session(settings, url, variable, "migrate") as conn:
         history.ensure_table(conn, settings.migrations_table)
         yield conn
 

@@ -11,14 +11,19 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import psycopg
 import structlog
 
-from predeploy.db import Conn
+from predeploy.db import Conn, connect
+from predeploy.dburl import DatabaseUrl
 from predeploy.errors import LockBusy
 
-__all__ = ["MIGRATE_LOCK", "advisory_lock", "describe_holder"]
+if TYPE_CHECKING:
+    from predeploy.config import Settings
+
+__all__ = ["MIGRATE_LOCK", "advisory_lock", "describe_holder", "migrate_session"]
 
 MIGRATE_LOCK = 72707369
 log = structlog.get_logger(__name__)
@@ -51,6 +56,23 @@ def advisory_lock(conn: Conn, key: int, *, wait: float, purpose: str) -> Iterato
         if not conn.closed and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
             conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
         # otherwise closing the connection releases it
+
+
+@contextmanager
+def migrate_session(
+    settings: Settings, url: DatabaseUrl, variable: str, purpose: str
+) -> Iterator[Conn]:
+    """A connection to ``url`` holding the migrate lock: runs that change the schema use it."""
+    with (
+        connect(
+            url,
+            timeout=settings.connect_timeout,
+            variable=variable,
+            application_name=f"predeploy {purpose}",
+        ) as conn,
+        advisory_lock(conn, MIGRATE_LOCK, wait=settings.lock_wait, purpose=purpose),
+    ):
+        yield conn
 
 
 def _acquire(conn: Conn, key: int, wait: float, purpose: str) -> None:

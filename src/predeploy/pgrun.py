@@ -160,12 +160,15 @@ class Tee:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
+        # the checker runs at a lower priority: on a small machine it must take only
+        # what pg_dump and the server leave, or the backup itself slows down
         check = subprocess.Popen(
             [str(c_prog), *c_args],
             env=c_env,
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            preexec_fn=_lower_priority,  # noqa: PLW1509 (only os.nice: safe after fork)
         )
         assert made.stdout and made.stderr and check.stdin and check.stderr  # noqa: S101
         made_lines: list[str] = []
@@ -208,6 +211,10 @@ class Tee:
                 os.fsync(out.fileno())
             except OSError as exc:
                 self.write_error = exc
+
+
+def _lower_priority() -> None:
+    os.nice(10)
 
 
 def _drain(stream: IO[bytes], lines: list[str], on_line: Callable[[str], None] | None) -> None:

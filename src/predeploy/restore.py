@@ -14,7 +14,7 @@ from predeploy.archive import digest, toc_relations
 from predeploy.config import Settings
 from predeploy.db import Conn, connect, target_url
 from predeploy.errors import BackupError
-from predeploy.lock import MIGRATE_LOCK, advisory_lock
+from predeploy.lock import migrate_session
 from predeploy.retention import BackupInfo, list_backups, newest_verified
 
 __all__ = ["RestorePlan", "RestoreResult", "plan", "restore"]
@@ -78,15 +78,7 @@ def restore(settings: Settings, chosen: RestorePlan) -> RestoreResult:
         )
     url, variable = target_url(settings, direct=True)
     started = time.perf_counter()
-    with (
-        connect(
-            url,
-            timeout=settings.connect_timeout,
-            variable=variable,
-            application_name="predeploy restore",
-        ) as conn,
-        advisory_lock(conn, MIGRATE_LOCK, wait=settings.lock_wait, purpose="restore"),
-    ):
+    with migrate_session(settings, url, variable, "restore") as conn:
         server_major = conn.info.server_version // 10000
         program = _pg_restore(settings, server_major, info)
         directory = info.manifest.get("format") == "directory"
