@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -189,3 +190,42 @@ def write_migrations(folder: Path, scripts: dict[str, str | bytes]) -> None:
             path.write_bytes(script)
         else:
             path.write_text(script)
+
+
+def run_in_terminal(
+    argv: list[str],
+    *,
+    cwd: Path,
+    env: dict[str, str],
+    answer: str,
+    prompt: bytes,
+    timeout: float = 60,
+) -> tuple[int, str]:
+    """Run ``argv`` on a real pseudo-terminal, type ``answer`` at ``prompt``; (exit, screen)."""
+    import select  # noqa: PLC0415
+
+    master, slave = os.openpty()
+    proc = subprocess.Popen(
+        argv, cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave, start_new_session=True
+    )
+    os.close(slave)
+    screen, answered = b"", False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            screen += chunk
+        if not answered and prompt in screen:
+            os.write(master, answer.encode() + b"\n")
+            answered = True
+        if proc.poll() is not None and not ready:
+            break
+    os.close(master)
+    code = proc.wait(timeout=10)
+    return code, screen.decode("utf-8", "replace")

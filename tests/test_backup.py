@@ -7,6 +7,7 @@ import os
 import resource
 import stat
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -15,8 +16,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import Cli, MakeSettings, Server, write_migrations
+from conftest import Cli, MakeSettings, Server, run_in_terminal, write_migrations
 from predeploy import archive, backup, commands, embedded, pgbin, restore, retention
+from predeploy.config import load_settings
 from predeploy.errors import BackupError
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
@@ -352,3 +354,34 @@ def test_cli_backup_backups_and_restore(
         assert conn.execute("SELECT count(*) FROM items").fetchone() == (2000,)
     bad = cli("backup", "--env", "staging", "--reason", "Bad Reason", env=env)
     assert bad.returncode == 2
+
+
+@pytest.mark.parametrize(("typed", "expected"), [("right", 0), ("wrong", 8)])
+def test_restore_asks_for_the_database_name_on_a_terminal(
+    project: Path, filled: str, migrations_dir: Path, tmp_path: Path, typed: str, expected: int
+) -> None:
+    """On a real terminal: the right name restores; a wrong one is exit 8, nothing touched."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": filled,
+        "BACKUP_DIR": str(tmp_path / "b"),
+        "MIGRATIONS_DIR": str(migrations_dir),
+    }
+    backup.backup(load_settings("staging", project, env))
+    with psycopg.connect(filled) as conn:
+        conn.execute("TRUNCATE items CASCADE")
+    name = filled.rsplit("/", 1)[1]
+    code, screen = run_in_terminal(
+        [sys.executable, "-m", "invoke", "restore", "--env", "staging"],
+        cwd=project,
+        env=env,
+        answer=name if typed == "right" else "not-it",
+        prompt=b"to go on:",
+    )
+    assert code == expected, screen
+    assert f"This replaces database {name}" in screen
+    with psycopg.connect(filled) as conn:
+        count = conn.execute("SELECT count(*) FROM items").fetchone()
+    assert count == ((2000,) if typed == "right" else (0,))
+    if typed == "wrong":
+        assert "not confirmed" in screen

@@ -27,10 +27,16 @@ ProgressFn = Callable[[Progress], None]
 
 
 class Reporter:
-    """Calls ``progress`` about once a second while a program works on ``path``."""
+    """Calls ``progress`` about once a second while a program works (on ``path``, whose
+    size is the bytes done; None when there is nothing to measure)."""
 
     def __init__(
-        self, phase: str, path: Path, total: int, done: list[int], progress: ProgressFn | None
+        self,
+        phase: str,
+        path: Path | None,
+        total: int,
+        done: list[int],
+        progress: ProgressFn | None,
     ) -> None:
         self.phase, self.path, self.total, self.done, self.progress = (
             phase,
@@ -49,7 +55,8 @@ class Reporter:
     def _report(self, final: bool = False) -> None:
         if self.progress is not None:
             done = min(self.done[0], self.total)
-            self.progress(Progress(self.phase, done, self.total, size_of(self.path), final))
+            size = size_of(self.path) if self.path is not None else 0
+            self.progress(Progress(self.phase, done, self.total, size, final))
 
     def __enter__(self) -> Reporter:
         if self.progress is not None:

@@ -15,6 +15,7 @@ from predeploy.config import Settings
 from predeploy.db import Conn, connect, target_url
 from predeploy.errors import BackupError
 from predeploy.lock import migrate_session
+from predeploy.progress import ProgressFn, Reporter
 from predeploy.retention import BackupInfo, list_backups, newest_verified
 
 __all__ = ["RestorePlan", "RestoreResult", "plan", "restore"]
@@ -67,7 +68,9 @@ def plan(settings: Settings, path: Path | None) -> RestorePlan:
     )
 
 
-def restore(settings: Settings, chosen: RestorePlan) -> RestoreResult:
+def restore(
+    settings: Settings, chosen: RestorePlan, progress: ProgressFn | None = None
+) -> RestoreResult:
     """Restore ``chosen`` into the env's database (the caller has confirmed)."""
     info = chosen.backup
     sha256, _ = digest(info.path)
@@ -84,29 +87,32 @@ def restore(settings: Settings, chosen: RestorePlan) -> RestoreResult:
         directory = info.manifest.get("format") == "directory"
         mode = [f"--jobs={max(2, settings.backup_jobs)}"] if directory else ["--single-transaction"]
         log.info("restore_started", backup=str(info.path), database=chosen.database)
-        with pgrun.client(url, "predeploy restore") as client:
+        tables = len(info.manifest.get("tables") or [])
+        done = [0]
+
+        def on_stderr(line: str) -> None:
+            if "processing data for table" in line:
+                done[0] += 1
+
+        args = ["--clean", "--if-exists", "--exit-on-error", "--verbose", *mode]
+        with (
+            pgrun.client(url, "predeploy restore") as client,
+            Reporter("restore", None, tables, done, progress),
+        ):
             try:
                 pgrun.run(
                     program.path,
-                    [
-                        "--clean",
-                        "--if-exists",
-                        "--exit-on-error",
-                        *mode,
-                        f"--dbname={client.conninfo}",
-                        str(info.path),
-                    ],
+                    [*args, f"--dbname={client.conninfo}", str(info.path)],
                     env=client.env,
+                    on_stderr=on_stderr,
                 )
             except pgrun.ProgramFailed as exc:
-                raise BackupError(
-                    f"restore of {info.path} failed: {exc}"
-                    + (
-                        "; the database is unchanged"
-                        if not directory
-                        else "; a parallel restore is not atomic: check the database"
-                    )
-                ) from None
+                then = (
+                    "a parallel restore is not atomic: check the database"
+                    if directory
+                    else "the database is unchanged"
+                )
+                raise BackupError(f"restore of {info.path} failed: {exc}; {then}") from None
         dropped = _drop_newer(conn, program, info.path)
     seconds = time.perf_counter() - started
     log.info("restore_done", backup=str(info.path), seconds=round(seconds, 3), dropped=dropped)

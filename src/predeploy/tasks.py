@@ -180,9 +180,10 @@ def _progress(json_output: bool) -> backup_mod.ProgressFn:
     if sys.stderr.isatty() and not json_output:
 
         def show(p: backup_mod.Progress) -> None:
+            size = f", {p.bytes_done / 1e6:,.1f} MB" if p.bytes_done else ""
             sys.stderr.write(
-                f"\r{p.phase}: {p.tables_done}/{p.tables_total} tables, "
-                f"{p.bytes_done / 1e6:,.1f} MB" + ("\n" if p.final else "   ")
+                f"\r{p.phase}: {p.tables_done}/{p.tables_total} tables{size}"
+                + ("\n" if p.final else "   ")
             )
             sys.stderr.flush()
 
@@ -258,6 +259,8 @@ def restore_task(
 ) -> None:
     """Restore a verified backup over the env's database, after a typed confirmation."""
 
+    progress = _progress(json_)
+
     def run(settings: Settings) -> restore_mod.RestoreResult:
         chosen = restore_mod.plan(settings, Path(backup) if backup else None)
         confirm.require_typed(
@@ -268,7 +271,7 @@ def restore_task(
             ask=input,
             action=f"restoring {chosen.database}",
         )
-        return restore_mod.restore(settings, chosen)
+        return restore_mod.restore(settings, chosen, progress)
 
     result = _run(env, json_, run)
     data = {
