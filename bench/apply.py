@@ -113,7 +113,8 @@ class Bench:
 
     def predeploy(self, url: str) -> None:
         run(
-            [sys.executable, "-m", "invoke", "migrate", "--env", "bench"],
+            # the apply itself: no pre-migrate backup, no prompt (bench is not prod)
+            [sys.executable, "-m", "invoke", "migrate", "--env", "bench", "--yes", "--no-backup"],
             self.env(url),
             cwd=self.project,
         )

@@ -38,7 +38,9 @@ def test_failed_migration_exits_5_with_one_line(
 ) -> None:
     """Broken SQL: exit 5, one line naming migration, SQLSTATE and line; no traceback."""
     write_migrations(migrations_dir, {"1_bad": "CREATE TABLE a (id int);\nCREAT TABLE b ();\n"})
-    done = cli("migrate", "--env", "staging", env=settings_env(database_url, migrations_dir))
+    done = cli(
+        "migrate", "--env", "staging", "--yes", env=settings_env(database_url, migrations_dir)
+    )
     assert done.returncode == 5
     (message,) = [line for line in done.stderr.splitlines() if not line.startswith("{")]
     assert message.startswith(

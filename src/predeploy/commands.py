@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
-from predeploy import history, migrations, runner
+from predeploy import audit, history, migrations, runner
 from predeploy.config import Settings
 from predeploy.db import Conn, connect, target_url
 from predeploy.dburl import DatabaseUrl
@@ -17,7 +18,15 @@ from predeploy.lock import migrate_session
 from predeploy.migrations import Migration
 from predeploy.status import Entry, Status, compare
 
-__all__ = ["MigrateResult", "migrate", "new", "resolve", "status"]
+__all__ = [
+    "MigrateResult",
+    "migrate",
+    "new",
+    "recent_runs",
+    "refuse_blocked",
+    "resolve",
+    "status",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -41,7 +50,16 @@ def status(settings: Settings) -> Status:
     return compare(found, rows)
 
 
-def migrate(settings: Settings) -> MigrateResult:
+def recent_runs(settings: Settings, limit: int = 5) -> list[dict[str, Any]]:
+    """The newest rows of the audit table (migrate, rollback, restore runs)."""
+    url, variable = target_url(settings, direct=True)
+    with connect(url, timeout=settings.connect_timeout, variable=variable) as conn:
+        return audit.last_runs(conn, settings.audit_table, limit)
+
+
+def migrate(
+    settings: Settings, on_applied: Callable[[runner.Applied], None] | None = None
+) -> MigrateResult:
     """Apply every pending migration, one run at a time, each with its history row."""
     found = migrations.discover(settings.migrations_dir)
     url, variable = target_url(settings, direct=True)
@@ -53,13 +71,15 @@ def migrate(settings: Settings) -> MigrateResult:
     )
     with _history_session(settings, url, variable) as conn:
         before = compare(found, history.read(conn, settings.migrations_table))
-        _refuse_blocked(before, settings)
+        refuse_blocked(before, settings)
         runner.configure_session(conn, options)
         server_version = _version(conn.info.server_version)
         applied = []
         for migration in before.pending:
             with structlog.contextvars.bound_contextvars(migration=migration.name):
                 applied.append(runner.apply(conn, migration, options))
+            if on_applied is not None:
+                on_applied(applied[-1])
     log.info("migrate_done", applied=len(applied), pending_before=len(before.pending))
     return MigrateResult(
         target=_describe(settings, url),
@@ -132,7 +152,8 @@ def _resolvable(entry: Entry | None, name: str) -> Migration:
     return entry.migration
 
 
-def _refuse_blocked(before: Status, settings: Settings) -> None:
+def refuse_blocked(before: Status, settings: Settings) -> None:
+    """MigrationError while a migration is failed, or (outside dev) an applied one edited."""
     failed = before.having("failed")
     if failed:
         names = ", ".join(e.name for e in failed)

@@ -58,6 +58,9 @@ class Settings:
     backup_jobs: int
     backup_keep: int
     backup_max_age_days: float | None
+    allow_no_backup: bool
+    audit_table: str
+    pm2_app: str | None
 
     @property
     def uses_embedded(self) -> bool:
@@ -146,7 +149,9 @@ def _build(env: str, root: Path, files_read: tuple[Path, ...], values: dict[str,
         pg_bin_dir=Path(pg_bin_dir) if pg_bin_dir else None,
         log_dir=path("LOG_DIR", "logs"),
         migrations_dir=path("MIGRATIONS_DIR", "migrations"),
-        migrations_table=_table(get("MIGRATIONS_TABLE") or "_prisma_migrations"),
+        migrations_table=_table(
+            get("MIGRATIONS_TABLE") or "_prisma_migrations", "MIGRATIONS_TABLE"
+        ),
         lock_wait=parse_duration(get("LOCK_WAIT") or "60s", "LOCK_WAIT"),
         lock_timeout=_positive(get("LOCK_TIMEOUT") or "2s", "LOCK_TIMEOUT"),
         statement_timeout=parse_duration(get("STATEMENT_TIMEOUT") or "0", "STATEMENT_TIMEOUT"),
@@ -155,6 +160,9 @@ def _build(env: str, root: Path, files_read: tuple[Path, ...], values: dict[str,
         backup_jobs=max(1, _count(get("BACKUP_JOBS") or "1", "BACKUP_JOBS")),
         backup_keep=_count(get("BACKUP_KEEP") or "10", "BACKUP_KEEP"),
         backup_max_age_days=_days(get("BACKUP_MAX_AGE_DAYS")),
+        allow_no_backup=(get("ALLOW_NO_BACKUP") or "0").lower() in ("1", "true", "yes"),
+        audit_table=_table(get("AUDIT_TABLE") or "predeploy_runs", "AUDIT_TABLE"),
+        pm2_app=get("PM2_APP"),
     )
 
 
@@ -180,10 +188,10 @@ def _days(raw: str | None) -> float | None:
     return days
 
 
-def _table(name: str) -> str:
+def _table(name: str, variable: str) -> str:
     if not _TABLE.match(name):
         raise ConfigError(
-            f"MIGRATIONS_TABLE={name!r} must be a plain table name "
+            f"{variable}={name!r} must be a plain table name "
             f"(letters, digits, underscores; at most 63)"
         )
     return name

@@ -13,7 +13,7 @@ import structlog
 
 from predeploy.errors import Refused
 
-__all__ = ["operator", "require_typed"]
+__all__ = ["operator", "require_typed", "require_yes"]
 
 log = structlog.get_logger(__name__)
 
@@ -50,4 +50,25 @@ def require_typed(
         answer = ""
     if answer.strip() != expected:
         raise Refused(f"{action} not confirmed (expected {expected!r}): nothing was changed")
+    log.info("confirmation_given", action=action, operator=operator())
+
+
+def require_yes(
+    question: str, *, yes: bool, interactive: bool, ask: Callable[[str], str], action: str
+) -> None:
+    """Go on only if the operator answers y (or gave --yes); anything else is a refusal."""
+    if yes:
+        log.info("confirmation_waived", action=action, operator=operator())
+        return
+    if not interactive:
+        raise Refused(
+            f"{action} needs a confirmation and there is no terminal to ask on: "
+            f"run it from a terminal, or pass --yes to confirm in advance"
+        )
+    try:
+        answer = ask(f"{question}\nGo on? [y/N] ")
+    except EOFError:
+        answer = ""
+    if answer.strip().lower() not in ("y", "yes"):
+        raise Refused(f"{action} not confirmed: nothing was changed")
     log.info("confirmation_given", action=action, operator=operator())

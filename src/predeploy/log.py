@@ -23,7 +23,7 @@ from typing import IO, Any
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-__all__ = ["FILE_ONLY", "LogSetup", "configure", "new_run_id"]
+__all__ = ["FILE_ONLY", "LogSetup", "configure", "current_run_id", "new_run_id"]
 
 # An event with this key set goes to the log file only: the task already tells
 # the operator on stderr (its failure line), and one line is enough there.
@@ -32,6 +32,11 @@ FILE_ONLY = "file_only"
 
 def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
+
+
+def current_run_id() -> str:
+    """The run id bound by ``configure`` (a new one if logging was never configured)."""
+    return str(structlog.contextvars.get_contextvars().get("run_id") or new_run_id())
 
 
 class _Scrub:

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 from predeploy.backup import BackupResult
 from predeploy.check import CheckResult
-from predeploy.commands import MigrateResult
 from predeploy.pgbin import PgProgram
 from predeploy.restore import RestorePlan
 from predeploy.retention import BackupInfo
 from predeploy.status import Status
+from predeploy.workflow import Report, Step
 
 __all__ = [
     "render_backup",
     "render_backups",
     "render_check",
-    "render_migrate",
+    "render_report",
     "render_restore_plan",
+    "render_runs",
     "render_status",
+    "render_step",
 ]
 
 
@@ -59,20 +61,6 @@ def render_status(status: Status) -> str:
     summary = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
     verdict = "up to date" if status.up_to_date else "needs attention"
     return "\n".join([*lines, "", f"{summary}: {verdict}"])
-
-
-def render_migrate(result: MigrateResult) -> str:
-    header = f"{result.target} (PostgreSQL {result.server_version})"
-    if not result.applied:
-        return f"{header}\nnothing to apply: up to date"
-    lines = [header] + [
-        f"applied {a.name} in {a.seconds:.3f}s"
-        + ("" if a.transactional else " (outside a transaction)")
-        + (f" after {a.attempts} tries" if a.attempts > 1 else "")
-        for a in result.applied
-    ]
-    total = sum(a.seconds for a in result.applied)
-    return "\n".join([*lines, f"{len(result.applied)} migration(s) applied in {total:.2f}s"])
 
 
 _MARKS = {
@@ -127,3 +115,57 @@ def render_restore_plan(chosen: RestorePlan) -> str:
 
 def _mb(size: int) -> str:
     return f"{size / 1e6:,.1f} MB"
+
+
+_MARK = {"ok": "✓", "skipped": "-", "failed": "✗"}
+
+
+def render_step(step: Step) -> str:
+    detail = f"  ({step.detail})" if step.detail and step.outcome != "failed" else ""
+    return f"{_MARK.get(step.outcome, '?')} {step.name:<18} {step.seconds:6.2f}s{detail}"
+
+
+def render_report(report: Report, *, dry_run: bool = False) -> str:
+    lines: list[str] = []
+    if not report.pending and report.error is None:
+        return f"{report.database} ({report.env}): nothing pending, up to date"
+    if report.pending:
+        lines.append(f"pending on {report.database} ({report.env}):")
+        for p in report.pending:
+            how = "in a transaction" if p.transactional else "outside a transaction"
+            down = "down.sql" if p.has_down else "no down.sql"
+            lines.append(f"  {p.name}  {p.statements} statement(s), {how}, {down}")
+    if dry_run:
+        for p in report.pending:
+            lines += ["", f"-- {p.name}/migration.sql", p.sql.rstrip()]
+        lines += ["", "dry run: nothing was changed"]
+    for result in report.rehearsal:
+        lines.append(
+            f"rehearsed {result['name']}: {result['outcome']}"
+            + (f" in {result['seconds']:.3f}s" if "seconds" in result else "")
+            + (f" ({result['detail']})" if result.get("detail") else "")
+        )
+    if report.rehearsal:
+        lines.append("rehearsal: everything was rolled back")
+    for applied in report.applied:
+        lines.append(f"applied {applied.name} in {applied.seconds:.3f}s")
+    if report.backup is not None:
+        lines.append(f"backup: {report.backup.path}")
+    if report.runbook is not None and report.runbook.commands:
+        where = f" (also in {report.runbook.path})" if report.runbook.path else ""
+        lines += ["", f"rollback runbook{where}:", *report.runbook.commands]
+    return "\n".join(lines)
+
+
+def render_runs(runs: list[dict[str, object]]) -> str:
+    if not runs:
+        return ""
+    lines = ["", "last runs:"]
+    for run in runs:
+        started = run["started_at"]
+        when = started.strftime("%Y-%m-%d %H:%M:%S") if hasattr(started, "strftime") else started
+        lines.append(
+            f"  {when}  {run['command']:<8} {run['outcome']:<16} "
+            f"{run['migrations']} migration(s)  by {run['operator']}@{run['host']}"
+        )
+    return "\n".join(lines)

@@ -9,12 +9,13 @@ from pathlib import Path
 import structlog
 from psycopg import sql
 
-from predeploy import history, pgbin, pgrun
+from predeploy import audit, history, pgbin, pgrun
 from predeploy.archive import digest, toc_relations
 from predeploy.config import Settings
 from predeploy.db import Conn, connect, target_url
 from predeploy.errors import BackupError
 from predeploy.lock import migrate_session
+from predeploy.log import current_run_id
 from predeploy.progress import ProgressFn, Reporter
 from predeploy.retention import BackupInfo, list_backups, newest_verified
 
@@ -114,6 +115,16 @@ def restore(
                 )
                 raise BackupError(f"restore of {info.path} failed: {exc}; {then}") from None
         dropped = _drop_newer(conn, program, info.path)
+        run = audit.Run(
+            run_id=current_run_id(),
+            command="restore",
+            env=settings.env,
+            root=settings.root,
+            backup_path=str(info.path),
+            backup_sha256=str(info.manifest.get("sha256")),
+        )
+        # the audit table came back as it was in the backup: this row is written after it
+        audit.record(conn, settings.audit_table, run, "restored", None)
     seconds = time.perf_counter() - started
     log.info("restore_done", backup=str(info.path), seconds=round(seconds, 3), dropped=dropped)
     return RestoreResult(info.path, chosen.database, seconds, tuple(dropped))

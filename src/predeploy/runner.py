@@ -82,7 +82,7 @@ class MigrationFailed(MigrationError):
         )
         super().__init__(f"migration {name} failed{where}{code}: {message}{then}")
         self.name, self.sqlstate, self.line, self.column = name, sqlstate, line, column
-        self.detail = message
+        self.detail, self.left_failed = message, left_failed
 
 
 def backoff(attempt: int) -> float:

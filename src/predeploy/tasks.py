@@ -24,18 +24,22 @@ from invoke.tasks import task
 
 from predeploy import backup as backup_mod
 from predeploy import check as check_mod
-from predeploy import commands, confirm, embedded, retention
+from predeploy import commands, confirm, embedded, retention, workflow
 from predeploy import log as log_mod
 from predeploy import restore as restore_mod
+from predeploy import rollback as rollback_mod
 from predeploy.config import Settings, env_name, find_root, load_settings
 from predeploy.errors import CheckFailed, PredeployError
+from predeploy.migrations import Migration
 from predeploy.report import (
     render_backup,
     render_backups,
     render_check,
-    render_migrate,
+    render_report,
     render_restore_plan,
+    render_runs,
     render_status,
+    render_step,
 )
 
 __all__ = ["ns"]
@@ -102,13 +106,15 @@ def status(c: Context, env: str | None = None, json_: bool = False, check: bool 
 
     def run(settings: Settings) -> None:
         result = commands.status(settings)
+        runs = commands.recent_runs(settings)
         data = {
             "env": settings.env,
             "up_to_date": result.up_to_date,
             "counts": result.counts(),
             "migrations": [e.as_dict() for e in result.entries],
+            "last_runs": runs,
         }
-        _emit(data, render_status(result), json_)
+        _emit(data, render_status(result) + render_runs(runs), json_)
         if check and not result.up_to_date:
             raise CheckFailed(
                 "migrations need attention: "
@@ -126,28 +132,94 @@ def status(c: Context, env: str | None = None, json_: bool = False, check: bool 
     help={
         "env": _ENV_HELP,
         "json": _JSON_HELP,
-        "yes": "do not ask for confirmation (accepted for scripts; dev never asks)",
+        "yes": "confirm in advance (logged with your user name); needed without a terminal",
+        "dry_run": "show the plan and the SQL that would run; change nothing, no backup",
+        "rehearse": "run the pending migrations in a transaction that is rolled back",
+        "no_backup": "skip the pre-migrate backup (refused in prod unless ALLOW_NO_BACKUP=1)",
     }
 )
-def migrate(c: Context, env: str | None = None, json_: bool = False, yes: bool = False) -> None:
-    """Apply pending migrations under the migration lock, each in its own transaction."""
-    result = _run(env, json_, commands.migrate)
-    data = {
-        "env": env_name(env),
-        "database": result.target,
-        "server_version": result.server_version,
-        "applied": [
-            {
-                "name": a.name,
-                "seconds": round(a.seconds, 4),
-                "transactional": a.transactional,
-                "attempts": a.attempts,
-            }
-            for a in result.applied
-        ],
-        "pending_before": len(result.before.pending),
+def migrate(
+    c: Context,
+    env: str | None = None,
+    json_: bool = False,
+    yes: bool = False,
+    dry_run: bool = False,
+    rehearse: bool = False,
+    no_backup: bool = False,
+) -> None:
+    """Check, back up, confirm, apply safely, check again, print the rollback runbook."""
+    human = not json_ and sys.stdout.isatty()
+    options = workflow.Options(
+        yes=yes,
+        dry_run=dry_run,
+        rehearse=rehearse,
+        no_backup=no_backup,
+        interactive=sys.stdin.isatty(),
+        ask=input,
+        progress=_progress(json_),
+    )
+
+    def step_line(done: workflow.Step) -> None:
+        if human:
+            print(render_step(done), flush=True)
+
+    def run(settings: Settings) -> workflow.Report:
+        return workflow.migrate(settings, options, log_mod.current_run_id(), step_line)
+
+    report = _run(env, json_, run)
+    if human:
+        print(render_report(report, dry_run=dry_run))
+    else:
+        print(json.dumps(report.as_dict(), default=str, sort_keys=True))
+    if report.error is not None:
+        raise Exit(f"predeploy: {report.error.message}", report.error.exit_code)
+
+
+@task(
+    help={
+        "env": _ENV_HELP,
+        "steps": "how many of the newest applied migrations to undo (default 1)",
+        "yes": "confirm in advance (logged with your user name)",
+        "dry_run": "show what would be undone and the SQL; change nothing",
     }
-    _emit(data, render_migrate(result), json_)
+)
+def rollback(
+    c: Context, env: str | None = None, steps: int = 1, yes: bool = False, dry_run: bool = False
+) -> None:
+    """Run the down.sql of the last N applied migrations, newest first."""
+
+    def confirm_undo(settings: Settings, chosen: list[Migration]) -> None:
+        names = ", ".join(m.name for m in chosen)
+        question = f"About to undo {len(chosen)} migration(s) in env {settings.env}: {names}"
+        action = f"rolling back {names}"
+        if settings.env == "prod":
+            database = settings.migration_url.database if settings.migration_url else ""
+            confirm.require_typed(
+                database or "",
+                question,
+                yes=yes,
+                interactive=sys.stdin.isatty(),
+                ask=input,
+                action=action,
+            )
+        elif settings.env != "dev":
+            confirm.require_yes(
+                question, yes=yes, interactive=sys.stdin.isatty(), ask=input, action=action
+            )
+
+    def run(settings: Settings) -> list[Migration]:
+        return rollback_mod.rollback(
+            settings, steps, dry_run=dry_run, confirm=lambda m: confirm_undo(settings, m)
+        )
+
+    chosen = _run(env, False, run)
+    for migration in chosen:
+        if dry_run:
+            assert migration.down_path is not None  # noqa: S101 (rollback checked it)
+            print(f"-- would undo {migration.name} with {migration.down_path}:")
+            print(migration.down_path.read_text())
+        else:
+            print(f"rolled back {migration.name}")
 
 
 @task(
@@ -315,4 +387,6 @@ def db_url(c: Context) -> None:
 
 
 db = Collection("db", db_up, db_down, db_url)
-ns = Collection(check, status, migrate, resolve, new, backup_task, backups, restore_task, db)
+ns = Collection(
+    check, status, migrate, rollback, resolve, new, backup_task, backups, restore_task, db
+)

@@ -1,0 +1,142 @@
+"""The audit trail: one row per migrate, rollback or restore run, in our own table.
+
+Separate from the history table (which stays Prisma's): who ran what, where, from
+which revision, what it applied and how long it took, which backup guarded it.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import structlog
+from psycopg import sql
+
+from predeploy import __version__
+from predeploy.confirm import operator
+from predeploy.db import Conn
+
+__all__ = ["Run", "git_revision", "last_runs", "record"]
+
+log = structlog.get_logger(__name__)
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS {table} (
+    id            bigserial PRIMARY KEY,
+    run_id        text NOT NULL,
+    command       text NOT NULL,
+    env           text NOT NULL,
+    operator      text NOT NULL,
+    host          text NOT NULL,
+    git_revision  text,
+    tool_version  text NOT NULL,
+    started_at    timestamptz NOT NULL,
+    finished_at   timestamptz NOT NULL,
+    outcome       text NOT NULL,
+    migrations    jsonb NOT NULL DEFAULT '[]',
+    backup_path   text,
+    backup_sha256 text,
+    detail        text
+)
+"""
+
+
+@dataclass
+class Run:
+    """What one run did, filled in as it goes and recorded at its end."""
+
+    run_id: str
+    command: str
+    env: str
+    root: Path
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    migrations: list[dict[str, Any]] = field(default_factory=list)
+    backup_path: str | None = None
+    backup_sha256: str | None = None
+
+
+def git_revision(root: Path) -> str | None:
+    """The project's git revision (with +dirty when it has changes), if it is a checkout."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+dirty" if dirty.strip() else "")
+
+
+def record(conn: Conn, table: str, run: Run, outcome: str, detail: str | None) -> None:
+    """Write the run's row; a failure to write it is logged, never raised over the run's own."""
+    try:
+        conn.execute(sql.SQL(_DDL).format(table=sql.Identifier(table)))
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO {} (run_id, command, env, operator, host, git_revision,"
+                " tool_version, started_at, finished_at, outcome, migrations, backup_path,"
+                " backup_sha256, detail) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, now(), %s,"
+                " %s, %s, %s, %s)"
+            ).format(sql.Identifier(table)),
+            (
+                run.run_id,
+                run.command,
+                run.env,
+                operator(),
+                socket.gethostname(),
+                git_revision(run.root),
+                __version__,
+                run.started_at,
+                outcome,
+                json.dumps(run.migrations),
+                run.backup_path,
+                run.backup_sha256,
+                detail,
+            ),
+        )
+    except psycopg.Error as exc:
+        log.warning("audit_not_recorded", detail=str(exc).splitlines()[0] if str(exc) else "")
+
+
+def last_runs(conn: Conn, table: str, limit: int = 5) -> list[dict[str, Any]]:
+    """The newest runs, newest first; none when the table does not exist yet."""
+    exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f'"{table}"',)).fetchone()
+    if not exists or not exists[0]:
+        return []
+    cur = conn.execute(
+        sql.SQL(
+            "SELECT command, env, operator, host, git_revision, started_at, finished_at,"
+            " outcome, jsonb_array_length(migrations), backup_path FROM {}"
+            " ORDER BY id DESC LIMIT %s"
+        ).format(sql.Identifier(table)),
+        (limit,),
+    )
+    keys = (
+        "command",
+        "env",
+        "operator",
+        "host",
+        "git_revision",
+        "started_at",
+        "finished_at",
+        "outcome",
+        "migrations",
+        "backup_path",
+    )
+    return [dict(zip(keys, row, strict=True)) for row in cur.fetchall()]

@@ -1,0 +1,283 @@
+"""`invoke migrate`: the whole pre-deploy runbook as one run.
+
+    connectivity → history checks → pending list → backup → confirmation → apply
+    → post-apply checks → rollback runbook → summary
+
+Each step is recorded with its outcome and duration. Nothing pending ends the run
+at once (no backup, no prompt). A failure still yields the report, with the
+runbook that undoes what the run did, and every run leaves an audit row.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from predeploy import audit, backup, commands, history, migrations, runner
+from predeploy.backup import BackupResult
+from predeploy.config import Settings
+from predeploy.confirm import operator, require_typed, require_yes
+from predeploy.db import connect, target_url
+from predeploy.errors import (
+    ConfigError,
+    DatabaseUnreachable,
+    MigrationError,
+    PredeployError,
+    Refused,
+)
+from predeploy.progress import ProgressFn
+from predeploy.rehearsal import rehearse
+from predeploy.runbook import Runbook, build_runbook
+from predeploy.sqlscript import analyse
+from predeploy.status import Status, compare
+
+__all__ = ["Options", "Pending", "Report", "Step", "migrate"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Options:
+    """How this run was asked for."""
+
+    yes: bool = False
+    dry_run: bool = False
+    rehearse: bool = False
+    no_backup: bool = False
+    interactive: bool = False
+    ask: Callable[[str], str] = input
+    progress: ProgressFn | None = None
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    outcome: str  # ok, skipped, failed
+    seconds: float
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class Pending:
+    name: str
+    statements: int
+    transactional: bool
+    has_down: bool
+    sql: str
+
+
+@dataclass
+class Report:
+    """What a migrate run did; ``error`` is set when it stopped on one."""
+
+    env: str
+    database: str = ""
+    steps: list[Step] = field(default_factory=list)
+    pending: list[Pending] = field(default_factory=list)
+    applied: list[runner.Applied] = field(default_factory=list)
+    backup: BackupResult | None = None
+    rehearsal: list[dict[str, Any]] = field(default_factory=list)
+    runbook: Runbook | None = None
+    error: PredeployError | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "env": self.env,
+            "database": self.database,
+            "outcome": "failed" if self.error else "ok",
+            "error": str(self.error) if self.error else None,
+            "exit_code": self.error.exit_code if self.error else 0,
+            "steps": [s.__dict__ for s in self.steps],
+            "pending": [{k: v for k, v in p.__dict__.items() if k != "sql"} for p in self.pending],
+            "applied": [a.__dict__ for a in self.applied],
+            "backup": None
+            if self.backup is None
+            else {
+                "path": str(self.backup.path),
+                "sha256": self.backup.sha256,
+                "size": self.backup.size,
+            },
+            "rehearsal": self.rehearsal,
+            "runbook": self.runbook.commands if self.runbook else [],
+        }
+
+
+def migrate(
+    settings: Settings,
+    options: Options,
+    run_id: str,
+    on_step: Callable[[Step], None] | None = None,
+) -> Report:
+    """Run the workflow; returns the report (with ``error`` set on failure)."""
+    report = Report(env=settings.env)
+    run = audit.Run(run_id=run_id, command="migrate", env=settings.env, root=settings.root)
+    try:
+        _workflow(settings, options, report, run, on_step)
+    except PredeployError as exc:
+        report.error = exc
+    changed = bool(report.applied) or report.error is not None
+    if changed and not options.dry_run and not options.rehearse:
+        report.runbook = build_runbook(
+            settings, report.backup, report.applied, report.error, run_id
+        )
+    if report.database:
+        _audit(settings, run, report, options)
+    return report
+
+
+def _workflow(
+    settings: Settings,
+    options: Options,
+    report: Report,
+    run: audit.Run,
+    on_step: Callable[[Step], None] | None,
+) -> None:
+    step = _stepper(report, on_step)
+    url, variable = target_url(settings, direct=True)
+    with step("connectivity"):
+        with connect(url, timeout=settings.connect_timeout, variable=variable) as conn:
+            row = conn.execute("SELECT current_database(), pg_is_in_recovery()").fetchone()
+            rows = history.read(conn, settings.migrations_table)
+        report.database = str(row[0]) if row else ""
+        if row and row[1]:
+            raise DatabaseUnreachable(
+                f"{report.database} on {url.address} is a standby (read-only, in recovery): "
+                f"point DIRECT_DATABASE_URL at the primary"
+            )
+    with step("history"):
+        before: Status = compare(migrations.discover(settings.migrations_dir), rows)
+        commands.refuse_blocked(before, settings)
+    with step("pending"):
+        report.pending = [_describe(m) for m in before.pending]
+    if not report.pending:
+        log.info("nothing_pending")
+        return
+    if options.dry_run:
+        _skip(report, on_step, "backup", "confirmation", "apply", detail="dry run")
+        return
+    if options.rehearse:
+        with step("rehearsal"):
+            report.rehearsal = rehearse(settings, url, variable, before.pending)
+        return
+    strict = settings.env != "dev"
+    if strict and not options.yes and not options.interactive:
+        raise Refused(
+            f"migrating {report.database} ({settings.env}) needs a confirmation and there is no "
+            f"terminal to ask on: run it from a terminal, or pass --yes; nothing was done"
+        )
+    if options.no_backup and settings.env == "prod" and not settings.allow_no_backup:
+        raise ConfigError(
+            "--no-backup is refused in prod: set ALLOW_NO_BACKUP=1 to run without a "
+            "verified backup, if you really must"
+        )
+    if not strict or options.no_backup:
+        why = "--no-backup" if options.no_backup else "not required in dev"
+        _skip(report, on_step, "backup", detail=why)
+    else:
+        with step("backup"):
+            report.backup = backup.backup(settings, reason="pre-migrate", progress=options.progress)
+            run.backup_path, run.backup_sha256 = str(report.backup.path), report.backup.sha256
+    if not strict or options.yes:
+        why = "--yes, by " + operator() if options.yes else "not required in dev"
+        if options.yes:
+            log.info("confirmation_waived", operator=operator(), env=settings.env)
+        _skip(report, on_step, "confirmation", detail=why)
+    else:
+        with step("confirmation"):
+            _confirm(settings, options, report)
+    with step("apply"):
+        commands.migrate(settings, on_applied=report.applied.append)
+    with step("post-apply checks"):
+        after = commands.status(settings)
+        if not after.up_to_date:
+            counts = {k: v for k, v in after.counts().items() if v and k != "applied"}
+            raise MigrationError(f"after applying, the history is not clean: {counts}")
+
+
+def _confirm(settings: Settings, options: Options, report: Report) -> None:
+    names = ", ".join(p.name for p in report.pending)
+    question = (
+        f"About to apply {len(report.pending)} migration(s) to {report.database} "
+        f"({settings.env}): {names}"
+        + (f"\nBackup: {report.backup.path}" if report.backup else "\nNo backup was taken.")
+    )
+    action = f"migrating {report.database} ({settings.env})"
+    if settings.env == "prod":
+        require_typed(
+            report.database,
+            question,
+            yes=options.yes,
+            interactive=options.interactive,
+            ask=options.ask,
+            action=action,
+        )
+    else:
+        require_yes(
+            question,
+            yes=options.yes,
+            interactive=options.interactive,
+            ask=options.ask,
+            action=action,
+        )
+
+
+def _describe(migration: migrations.Migration) -> Pending:
+    text = migration.script.decode("utf-8-sig")
+    script = analyse(text)
+    return Pending(
+        name=migration.name,
+        statements=len(script.statements),
+        transactional=script.transactional,
+        has_down=migration.down_path is not None,
+        sql=text,
+    )
+
+
+def _stepper(report: Report, on_step: Callable[[Step], None] | None) -> Callable[[str], Any]:
+    @contextmanager
+    def step(name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        except PredeployError as exc:
+            _add(report, on_step, Step(name, "failed", time.perf_counter() - started, str(exc)))
+            raise
+        _add(report, on_step, Step(name, "ok", time.perf_counter() - started))
+
+    return step
+
+
+def _skip(report: Report, on_step: Callable[[Step], None] | None, *names: str, detail: str) -> None:
+    for name in names:
+        _add(report, on_step, Step(name, "skipped", 0.0, detail))
+
+
+def _add(report: Report, on_step: Callable[[Step], None] | None, done: Step) -> None:
+    report.steps.append(done)
+    log.info("step", step=done.name, outcome=done.outcome, seconds=round(done.seconds, 3))
+    if on_step is not None:
+        on_step(done)
+
+
+def _audit(settings: Settings, run: audit.Run, report: Report, options: Options) -> None:
+    if options.dry_run or options.rehearse:
+        return
+    run.migrations = [{"name": a.name, "seconds": round(a.seconds, 4)} for a in report.applied]
+    outcome = "failed" if report.error else ("applied" if report.applied else "nothing pending")
+    try:
+        url, variable = target_url(settings, direct=True)
+        with connect(url, timeout=settings.connect_timeout, variable=variable) as conn:
+            audit.record(
+                conn,
+                settings.audit_table,
+                run,
+                outcome,
+                str(report.error) if report.error else None,
+            )
+    except PredeployError as exc:
+        log.warning("audit_not_recorded", detail=str(exc))
