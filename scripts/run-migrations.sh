@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# run-migrations.sh ENV [invoke migrate options...]
+#
+# For operators used to runbook scripts: runs `invoke migrate --env ENV` from the
+# project root (this script's parent folder) with the project's virtualenv, passing
+# every other argument through, and exits with predeploy's exit code (see README).
+#
+#   scripts/run-migrations.sh prod             asks for the database name on a terminal
+#   scripts/run-migrations.sh prod --yes       confirmed in advance (logged with your name)
+#   scripts/run-migrations.sh staging --dry-run
+#
+# The virtualenv: $PREDEPLOY_VENV, else .venv/ or venv/ in the project, else `invoke` on PATH.
+set -euo pipefail
+
+if [ $# -lt 1 ] || [ "${1#-}" != "$1" ]; then
+    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2
+    exit 2
+fi
+env_name=$1
+shift
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+for venv in "${PREDEPLOY_VENV:-}" "$root/.venv" "$root/venv"; do
+    if [ -n "$venv" ] && [ -x "$venv/bin/invoke" ]; then
+        exec "$venv/bin/invoke" migrate --env "$env_name" "$@"
+    fi
+done
+if command -v invoke >/dev/null 2>&1; then
+    exec invoke migrate --env "$env_name" "$@"
+fi
+echo "run-migrations: no virtualenv with predeploy in $root/.venv, $root/venv or \$PREDEPLOY_VENV" >&2
+exit 2
