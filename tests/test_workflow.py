@@ -199,6 +199,19 @@ def test_audit_rows_and_nothing_pending(
     assert rows[0][3]  # the operator
 
 
+def test_held_lock_is_exit_6_before_any_backup(
+    cli: Cli, prod_env: dict[str, str], database_url: str
+) -> None:
+    """Another run holds the migrate lock: exit 6 naming it, and no backup was made."""
+    with psycopg.connect(database_url, autocommit=True, application_name="other-deploy") as other:
+        other.execute("SELECT pg_advisory_lock(72707369)")
+        done = cli("migrate", "--env", "staging", "--yes", env={**prod_env, "LOCK_WAIT": "1s"})
+    assert done.returncode == 6, done.stderr
+    assert "application other-deploy" in done.stderr
+    assert not Path(prod_env["BACKUP_DIR"]).exists()
+    assert tables(database_url) == set()
+
+
 def test_no_backup_is_refused_in_prod(
     cli: Cli, prod_env: dict[str, str], database_url: str
 ) -> None:

@@ -58,32 +58,49 @@ def recent_runs(settings: Settings, limit: int = 5) -> list[dict[str, Any]]:
 
 
 def migrate(
-    settings: Settings, on_applied: Callable[[runner.Applied], None] | None = None
+    settings: Settings,
+    on_applied: Callable[[runner.Applied], None] | None = None,
+    session: Conn | None = None,
 ) -> MigrateResult:
-    """Apply every pending migration, one run at a time, each with its history row."""
-    found = migrations.discover(settings.migrations_dir)
+    """Apply every pending migration, one run at a time, each with its history row.
+
+    ``session`` is a connection that already holds the migrate lock (the workflow
+    holds it from before its backup to the end); without one, one is opened here.
+    """
     url, variable = target_url(settings, direct=True)
+    if session is None:
+        with _history_session(settings, url, variable) as conn:
+            return _apply_pending(settings, conn, url, on_applied)
+    history.ensure_table(session, settings.migrations_table)
+    return _apply_pending(settings, session, url, on_applied)
+
+
+def _apply_pending(
+    settings: Settings,
+    conn: Conn,
+    url: DatabaseUrl,
+    on_applied: Callable[[runner.Applied], None] | None,
+) -> MigrateResult:
+    found = migrations.discover(settings.migrations_dir)
     options = runner.RunOptions(
         table=settings.migrations_table,
         lock_timeout=settings.lock_timeout,
         statement_timeout=settings.statement_timeout,
         lock_retries=settings.lock_retries,
     )
-    with _history_session(settings, url, variable) as conn:
-        before = compare(found, history.read(conn, settings.migrations_table))
-        refuse_blocked(before, settings)
-        runner.configure_session(conn, options)
-        server_version = _version(conn.info.server_version)
-        applied = []
-        for migration in before.pending:
-            with structlog.contextvars.bound_contextvars(migration=migration.name):
-                applied.append(runner.apply(conn, migration, options))
-            if on_applied is not None:
-                on_applied(applied[-1])
+    before = compare(found, history.read(conn, settings.migrations_table))
+    refuse_blocked(before, settings)
+    runner.configure_session(conn, options)
+    applied = []
+    for migration in before.pending:
+        with structlog.contextvars.bound_contextvars(migration=migration.name):
+            applied.append(runner.apply(conn, migration, options))
+        if on_applied is not None:
+            on_applied(applied[-1])
     log.info("migrate_done", applied=len(applied), pending_before=len(before.pending))
     return MigrateResult(
         target=_describe(settings, url),
-        server_version=server_version,
+        server_version=_version(conn.info.server_version),
         before=before,
         applied=tuple(applied),
     )

@@ -8,9 +8,7 @@ from typing import Any
 import psycopg
 import structlog
 
-from predeploy.config import Settings
-from predeploy.dburl import DatabaseUrl
-from predeploy.lock import migrate_session
+from predeploy.db import Conn
 from predeploy.migrations import Migration
 from predeploy.sqlscript import analyse
 
@@ -19,50 +17,46 @@ __all__ = ["rehearse"]
 log = structlog.get_logger(__name__)
 
 
-def rehearse(
-    settings: Settings, url: DatabaseUrl, variable: str, pending: list[Migration]
-) -> list[dict[str, Any]]:
-    """Each pending migration's time and error; the database is left as it was."""
+def rehearse(conn: Conn, pending: list[Migration]) -> list[dict[str, Any]]:
+    """Each pending migration's time and error; the database is left as it was.
+
+    ``conn`` holds the migrate lock, so nothing else changes the schema meanwhile.
+    All run in one transaction, rolled back at the end; each inside a savepoint.
+    """
     results: list[dict[str, Any]] = []
-    with migrate_session(settings, url, variable, "rehearse") as conn:
-        conn.execute("BEGIN")
-        try:
-            for migration in pending:
-                script = analyse(migration.script.decode("utf-8-sig"))
-                if not script.transactional:
-                    results.append(
-                        {
-                            "name": migration.name,
-                            "outcome": "not rehearsed",
-                            "detail": script.reason,
-                        }
-                    )
-                    continue
-                started = time.perf_counter()
-                try:
-                    conn.execute("SAVEPOINT rehearsal")
-                    for statement in script.statements:
-                        conn.execute(statement.text, prepare=False)
-                    conn.execute("RELEASE SAVEPOINT rehearsal")
-                    results.append(
-                        {
-                            "name": migration.name,
-                            "outcome": "ok",
-                            "seconds": round(time.perf_counter() - started, 4),
-                        }
-                    )
-                except psycopg.Error as exc:
-                    conn.execute("ROLLBACK TO SAVEPOINT rehearsal")
-                    results.append(
-                        {
-                            "name": migration.name,
-                            "outcome": "failed",
-                            "sqlstate": exc.diag.sqlstate,
-                            "detail": (exc.diag.message_primary or str(exc)).strip(),
-                        }
-                    )
-                    break  # later migrations may depend on this one
-        finally:
-            conn.execute("ROLLBACK")
+    conn.execute("BEGIN")
+    try:
+        for migration in pending:
+            result = _rehearse_one(conn, migration)
+            results.append(result)
+            if result["outcome"] == "failed":
+                break  # later migrations may depend on this one
+    finally:
+        conn.execute("ROLLBACK")
     log.info("rehearsal_done", results=len(results))
     return results
+
+
+def _rehearse_one(conn: Conn, migration: Migration) -> dict[str, Any]:
+    script = analyse(migration.script.decode("utf-8-sig"))
+    if not script.transactional:
+        return {"name": migration.name, "outcome": "not rehearsed", "detail": script.reason}
+    started = time.perf_counter()
+    conn.execute("SAVEPOINT rehearsal")
+    try:
+        for statement in script.statements:
+            conn.execute(statement.text, prepare=False)
+    except psycopg.Error as exc:
+        conn.execute("ROLLBACK TO SAVEPOINT rehearsal")
+        return {
+            "name": migration.name,
+            "outcome": "failed",
+            "sqlstate": exc.diag.sqlstate,
+            "detail": (exc.diag.message_primary or str(exc)).strip(),
+        }
+    conn.execute("RELEASE SAVEPOINT rehearsal")
+    return {
+        "name": migration.name,
+        "outcome": "ok",
+        "seconds": round(time.perf_counter() - started, 4),
+    }

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +22,7 @@ from predeploy import audit, backup, commands, history, migrations, runner
 from predeploy.backup import BackupResult
 from predeploy.config import Settings
 from predeploy.confirm import operator, require_typed, require_yes
-from predeploy.db import connect, target_url
+from predeploy.db import Conn, connect, target_url
 from predeploy.errors import (
     ConfigError,
     DatabaseUnreachable,
@@ -30,6 +30,7 @@ from predeploy.errors import (
     PredeployError,
     Refused,
 )
+from predeploy.lock import migrate_session
 from predeploy.progress import ProgressFn
 from predeploy.rehearsal import rehearse
 from predeploy.runbook import Runbook, build_runbook
@@ -93,7 +94,7 @@ class Report:
             "error": str(self.error) if self.error else None,
             "exit_code": self.error.exit_code if self.error else 0,
             "steps": [s.__dict__ for s in self.steps],
-            "pending": [{k: v for k, v in p.__dict__.items() if k != "sql"} for p in self.pending],
+            "pending": [dict(p.__dict__) for p in self.pending],
             "applied": [a.__dict__ for a in self.applied],
             "backup": None
             if self.backup is None
@@ -139,17 +140,36 @@ def _workflow(
 ) -> None:
     step = _stepper(report, on_step)
     url, variable = target_url(settings, direct=True)
+    held = ExitStack()
     with step("connectivity"):
-        with connect(url, timeout=settings.connect_timeout, variable=variable) as conn:
-            row = conn.execute("SELECT current_database(), pg_is_in_recovery()").fetchone()
-            rows = history.read(conn, settings.migrations_table)
+        # the migrate lock is held from here to the end: nobody else migrates between
+        # our backup and our apply, and a concurrent run waits (LOCK_WAIT) or exits 6
+        conn = held.enter_context(migrate_session(settings, url, variable, "migrate"))
+    with held:
+        _locked_workflow(
+            settings, options, report=report, run=run, conn=conn, step=step, on_step=on_step
+        )
+
+
+def _locked_workflow(
+    settings: Settings,
+    options: Options,
+    *,
+    report: Report,
+    run: audit.Run,
+    conn: Conn,
+    step: Callable[[str], Any],
+    on_step: Callable[[Step], None] | None,
+) -> None:
+    with step("history"):
+        row = conn.execute("SELECT current_database(), pg_is_in_recovery()").fetchone()
         report.database = str(row[0]) if row else ""
         if row and row[1]:
             raise DatabaseUnreachable(
-                f"{report.database} on {url.address} is a standby (read-only, in recovery): "
-                f"point DIRECT_DATABASE_URL at the primary"
+                f"{report.database} is a standby (read-only, in recovery): point "
+                f"DIRECT_DATABASE_URL at the primary"
             )
-    with step("history"):
+        rows = history.read(conn, settings.migrations_table)
         before: Status = compare(migrations.discover(settings.migrations_dir), rows)
         commands.refuse_blocked(before, settings)
     with step("pending"):
@@ -162,7 +182,7 @@ def _workflow(
         return
     if options.rehearse:
         with step("rehearsal"):
-            report.rehearsal = rehearse(settings, url, variable, before.pending)
+            report.rehearsal = rehearse(conn, before.pending)
         return
     strict = settings.env != "dev"
     if strict and not options.yes and not options.interactive:
@@ -191,7 +211,7 @@ def _workflow(
         with step("confirmation"):
             _confirm(settings, options, report)
     with step("apply"):
-        commands.migrate(settings, on_applied=report.applied.append)
+        commands.migrate(settings, on_applied=report.applied.append, session=conn)
     with step("post-apply checks"):
         after = commands.status(settings)
         if not after.up_to_date:
