@@ -61,6 +61,7 @@ def migrate(
     settings: Settings,
     on_applied: Callable[[runner.Applied], None] | None = None,
     session: Conn | None = None,
+    found: list[Migration] | None = None,
 ) -> MigrateResult:
     """Apply every pending migration, one run at a time, each with its history row.
 
@@ -68,20 +69,21 @@ def migrate(
     holds it from before its backup to the end); without one, one is opened here.
     """
     url, variable = target_url(settings, direct=True)
+    found = migrations.discover(settings.migrations_dir) if found is None else found
     if session is None:
         with _history_session(settings, url, variable) as conn:
-            return _apply_pending(settings, conn, url, on_applied)
+            return _apply_pending(settings, conn, url, found, on_applied)
     history.ensure_table(session, settings.migrations_table)
-    return _apply_pending(settings, session, url, on_applied)
+    return _apply_pending(settings, session, url, found, on_applied)
 
 
 def _apply_pending(
     settings: Settings,
     conn: Conn,
     url: DatabaseUrl,
+    found: list[Migration],
     on_applied: Callable[[runner.Applied], None] | None,
 ) -> MigrateResult:
-    found = migrations.discover(settings.migrations_dir)
     options = runner.RunOptions(
         table=settings.migrations_table,
         lock_timeout=settings.lock_timeout,

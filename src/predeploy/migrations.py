@@ -20,8 +20,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from predeploy.errors import ConfigError
+
+if TYPE_CHECKING:
+    from predeploy.sqlscript import Script
 
 __all__ = ["Migration", "checksum", "checksum_variants", "create", "discover"]
 
@@ -51,6 +55,18 @@ class Migration:
     @cached_property
     def checksum(self) -> str:
         return checksum(self.script)
+
+    @cached_property
+    def text(self) -> str:
+        """migration.sql as text (a UTF-8 byte-order mark dropped)."""
+        return self.script.decode("utf-8-sig")
+
+    @cached_property
+    def parsed(self) -> Script:
+        """The script split and classified (pglast), once per migration."""
+        from predeploy.sqlscript import analyse  # noqa: PLC0415 (pglast only when needed)
+
+        return analyse(self.text)
 
     def matches(self, recorded: str) -> bool:
         """True when ``recorded`` is this file's checksum, allowing CRLF/LF churn."""

@@ -10,7 +10,6 @@ import structlog
 
 from predeploy.db import Conn
 from predeploy.migrations import Migration
-from predeploy.sqlscript import analyse
 
 __all__ = ["rehearse"]
 
@@ -38,7 +37,7 @@ def rehearse(conn: Conn, pending: list[Migration]) -> list[dict[str, Any]]:
 
 
 def _rehearse_one(conn: Conn, migration: Migration) -> dict[str, Any]:
-    script = analyse(migration.script.decode("utf-8-sig"))
+    script = migration.parsed
     if not script.transactional:
         return {"name": migration.name, "outcome": "not rehearsed", "detail": script.reason}
     started = time.perf_counter()

@@ -10,7 +10,6 @@ import structlog
 from predeploy.backup import BackupResult
 from predeploy.config import Settings
 from predeploy.errors import PredeployError
-from predeploy.migrations import discover
 from predeploy.runner import Applied, MigrationFailed
 
 __all__ = ["Runbook", "build_runbook"]
@@ -29,10 +28,12 @@ class Runbook:
 
 def build_runbook(
     settings: Settings,
+    *,
     backup: BackupResult | None,
     applied: list[Applied],
     error: PredeployError | None,
     run_id: str,
+    has_down: dict[str, bool],
 ) -> Runbook:
     """The commands, written to logs/runbook-<env>-<run id>.txt as well."""
     env, lines = settings.env, []
@@ -44,14 +45,13 @@ def build_runbook(
             f"invoke resolve --env {env} --rolled-back {error.name}",
         ]
     if applied:
-        downs = {m.name: m.down_path for m in discover(settings.migrations_dir)}
-        if all(downs.get(a.name) for a in applied):
+        if all(has_down.get(a.name) for a in applied):
             lines += [
                 f"# undo the {len(applied)} migration(s) this run applied, with their down.sql:",
                 f"invoke rollback --env {env} --steps {len(applied)}",
             ]
         else:
-            missing = [a.name for a in applied if not downs.get(a.name)]
+            missing = [a.name for a in applied if not has_down.get(a.name)]
             lines.append(f"# no down.sql for {', '.join(missing)}: undo by restoring the backup")
     if backup is not None:
         lines.append("# or bring the whole database back to the moment before this run:")

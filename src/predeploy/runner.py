@@ -24,7 +24,7 @@ from predeploy import history
 from predeploy.db import Conn
 from predeploy.errors import MigrationError
 from predeploy.migrations import Migration
-from predeploy.sqlscript import Script, Statement, analyse, position_to_line_column
+from predeploy.sqlscript import Script, Statement, position_to_line_column
 
 __all__ = ["Applied", "MigrationFailed", "RunOptions", "apply", "backoff", "configure_session"]
 
@@ -100,8 +100,8 @@ def configure_session(conn: Conn, options: RunOptions) -> None:
 
 def apply(conn: Conn, migration: Migration, options: RunOptions) -> Applied:
     """Apply one migration on ``conn`` (an autocommit connection) and record it."""
-    text = migration.script.decode("utf-8-sig")
-    script = analyse(text)
+    text = migration.text
+    script = migration.parsed
     if script.parse_error:
         log.warning("sql_not_parsed", migration=migration.name, detail=script.parse_error)
     started = time.perf_counter()

@@ -34,7 +34,6 @@ from predeploy.lock import migrate_session
 from predeploy.progress import ProgressFn
 from predeploy.rehearsal import rehearse
 from predeploy.runbook import Runbook, build_runbook
-from predeploy.sqlscript import analyse
 from predeploy.status import Status, compare
 
 __all__ = ["Options", "Pending", "Report", "Step", "migrate"]
@@ -123,8 +122,14 @@ def migrate(
         report.error = exc
     changed = bool(report.applied) or report.error is not None
     if changed and not options.dry_run and not options.rehearse:
+        has_down = {p.name: p.has_down for p in report.pending}
         report.runbook = build_runbook(
-            settings, report.backup, report.applied, report.error, run_id
+            settings,
+            backup=report.backup,
+            applied=report.applied,
+            error=report.error,
+            run_id=run_id,
+            has_down=has_down,
         )
     if report.database:
         _audit(settings, run, report, options)
@@ -170,7 +175,8 @@ def _locked_workflow(
                 f"DIRECT_DATABASE_URL at the primary"
             )
         rows = history.read(conn, settings.migrations_table)
-        before: Status = compare(migrations.discover(settings.migrations_dir), rows)
+        found = migrations.discover(settings.migrations_dir)
+        before: Status = compare(found, rows)
         commands.refuse_blocked(before, settings)
     with step("pending"):
         report.pending = [_describe(m) for m in before.pending]
@@ -211,9 +217,9 @@ def _locked_workflow(
         with step("confirmation"):
             _confirm(settings, options, report)
     with step("apply"):
-        commands.migrate(settings, on_applied=report.applied.append, session=conn)
+        commands.migrate(settings, on_applied=report.applied.append, session=conn, found=found)
     with step("post-apply checks"):
-        after = commands.status(settings)
+        after = compare(found, history.read(conn, settings.migrations_table))
         if not after.up_to_date:
             counts = {k: v for k, v in after.counts().items() if v and k != "applied"}
             raise MigrationError(f"after applying, the history is not clean: {counts}")
@@ -247,8 +253,8 @@ def _confirm(settings: Settings, options: Options, report: Report) -> None:
 
 
 def _describe(migration: migrations.Migration) -> Pending:
-    text = migration.script.decode("utf-8-sig")
-    script = analyse(text)
+    text = migration.text
+    script = migration.parsed
     return Pending(
         name=migration.name,
         statements=len(script.statements),
