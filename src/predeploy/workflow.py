@@ -285,7 +285,8 @@ def _skip(report: Report, on_step: Callable[[Step], None] | None, *names: str, d
 
 def _add(report: Report, on_step: Callable[[Step], None] | None, done: Step) -> None:
     report.steps.append(done)
-    log.info("step", step=done.name, outcome=done.outcome, seconds=round(done.seconds, 3))
+    emit = log.error if done.outcome == "failed" else log.info
+    emit("step", step=done.name, outcome=done.outcome, seconds=round(done.seconds, 3))
     if on_step is not None:
         on_step(done)
 
