@@ -229,3 +229,16 @@ def run_in_terminal(
     os.close(master)
     code = proc.wait(timeout=10)
     return code, screen.decode("utf-8", "replace")
+
+
+def schema_dump(url: str, *exclude: str) -> str:
+    """`pg_dump --schema-only` of ``url`` without the tables ``exclude`` names (patterns)."""
+    from predeploy import embedded  # noqa: PLC0415
+
+    skip = [arg for pattern in exclude for arg in ("-T", pattern)]
+    return subprocess.run(
+        [str(embedded.bin_dir() / "pg_dump"), "--schema-only", *skip, "-d", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout

@@ -16,8 +16,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import Cli, MakeSettings, Server, run_in_terminal, write_migrations
-from predeploy import archive, backup, commands, embedded, pgbin, restore, retention
+from conftest import Cli, MakeSettings, Server, run_in_terminal, schema_dump, write_migrations
+from predeploy import archive, backup, commands, pgbin, restore, retention
 from predeploy.config import load_settings
 from predeploy.errors import BackupError
 
@@ -51,12 +51,7 @@ def grow(url: str, rows: int) -> None:
 def fingerprint(url: str) -> dict[str, object]:
     """The schema dump and every table's contents, without our audit trail (which a
     restore writes to after restoring, so the trail keeps the restore itself)."""
-    dump = subprocess.run(
-        [str(embedded.bin_dir() / "pg_dump"), "--schema-only", "-T", "predeploy_runs*", "-d", url],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    dump = schema_dump(url, "predeploy_runs*")
     schema = [line for line in dump.splitlines() if not line.startswith(("--", "\\"))]
     with psycopg.connect(url) as conn:
         tables = [

@@ -14,29 +14,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import MakeSettings, write_migrations
-from predeploy import commands, embedded
+from conftest import MakeSettings, schema_dump, write_migrations
+from predeploy import commands
 
 CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
-
-
-def schema_dump(url: str) -> str:
-    """pg_dump --schema-only without the history table, version noise removed."""
-    dump = subprocess.run(
-        [
-            str(embedded.bin_dir() / "pg_dump"),
-            "--schema-only",
-            "--no-owner",
-            "-T",
-            "_prisma_migrations",
-            "-d",
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return normalise(dump)
 
 
 def normalise(dump: str) -> str:
@@ -63,7 +44,7 @@ def test_langfuse_corpus_matches_its_reference_schema(
     assert len(result.applied) == 434
     assert sum(not a.transactional for a in result.applied) == 111
     reference = normalise((corpus / "reference-schema.sql").read_text())
-    assert schema_dump(database_url) == reference
+    assert normalise(schema_dump(database_url, "_prisma_migrations")) == reference
     assert commands.migrate(settings).applied == ()
     assert commands.status(settings).up_to_date
 

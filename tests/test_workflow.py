@@ -12,8 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import Cli, run_in_terminal, write_migrations
-from predeploy import embedded
+from conftest import Cli, run_in_terminal, schema_dump, write_migrations
 
 SCRIPTS = {
     "1_users": ("CREATE TABLE users (id int PRIMARY KEY);", "DROP TABLE users;"),
@@ -22,21 +21,7 @@ SCRIPTS = {
 
 
 def schema(url: str) -> str:
-    dump = subprocess.run(
-        [
-            str(embedded.bin_dir() / "pg_dump"),
-            "--schema-only",
-            "-T",
-            "_prisma_migrations",
-            "-T",
-            "predeploy_runs*",
-            "-d",
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    dump = schema_dump(url, "_prisma_migrations", "predeploy_runs*")
     return "\n".join(line for line in dump.splitlines() if not line.startswith(("--", "\\")))
 
 

@@ -36,39 +36,35 @@ def require_typed(
     action: str,
 ) -> None:
     """Go on only if the operator types ``expected`` (or gave --yes)."""
-    if yes:
-        log.info("confirmation_waived", action=action, operator=operator())
-        return
-    if not interactive:
-        raise Refused(
-            f"{action} needs a confirmation and there is no terminal to ask on: "
-            f"run it from a terminal, or pass --yes to confirm in advance"
-        )
-    try:
-        answer = ask(f"{question}\nType {expected!r} to go on: ")
-    except EOFError:
-        answer = ""
-    if answer.strip() != expected:
+    answer = _answer(f"{question}\nType {expected!r} to go on: ", yes, interactive, ask, action)
+    if answer is not None and answer.strip() != expected:
         raise Refused(f"{action} not confirmed (expected {expected!r}): nothing was changed")
-    log.info("confirmation_given", action=action, operator=operator())
 
 
 def require_yes(
     question: str, *, yes: bool, interactive: bool, ask: Callable[[str], str], action: str
 ) -> None:
     """Go on only if the operator answers y (or gave --yes); anything else is a refusal."""
+    answer = _answer(f"{question}\nGo on? [y/N] ", yes, interactive, ask, action)
+    if answer is not None and answer.strip().lower() not in ("y", "yes"):
+        raise Refused(f"{action} not confirmed: nothing was changed")
+
+
+def _answer(
+    prompt: str, yes: bool, interactive: bool, ask: Callable[[str], str], action: str
+) -> str | None:
+    """The operator's answer; None when --yes waived the question (logged with who)."""
     if yes:
         log.info("confirmation_waived", action=action, operator=operator())
-        return
+        return None
     if not interactive:
         raise Refused(
             f"{action} needs a confirmation and there is no terminal to ask on: "
             f"run it from a terminal, or pass --yes to confirm in advance"
         )
     try:
-        answer = ask(f"{question}\nGo on? [y/N] ")
+        answer = ask(prompt)
     except EOFError:
         answer = ""
-    if answer.strip().lower() not in ("y", "yes"):
-        raise Refused(f"{action} not confirmed: nothing was changed")
-    log.info("confirmation_given", action=action, operator=operator())
+    log.info("confirmation_answered", action=action, operator=operator())
+    return answer
