@@ -382,3 +382,24 @@ def test_restore_asks_for_the_database_name_on_a_terminal(
     assert count == ((2000,) if typed == "right" else (0,))
     if typed == "wrong":
         assert "not confirmed" in screen
+
+
+def test_restore_gives_up_on_a_held_table_and_changes_nothing(
+    filled: str, make_settings: MakeSettings, tmp_path: Path
+) -> None:
+    """An application holding a table: the restore stops after LOCK_WAIT, database as it was."""
+    settings = make_settings(BACKUP_DIR=str(tmp_path / "b"), LOCK_WAIT="1s")
+    made = backup.backup(settings)
+    with psycopg.connect(filled) as conn:
+        conn.execute("DELETE FROM notes")
+    with psycopg.connect(filled) as app:
+        app.execute("SELECT * FROM items LIMIT 1")  # idle in transaction, holding a lock
+        started = time.monotonic()
+        with pytest.raises(
+            BackupError,
+            match=r"the database is unchanged \(pid \d+ held a table's lock longer than LOCK_WAIT",
+        ):
+            restore.restore(settings, restore.plan(settings, made.path))
+        assert time.monotonic() - started < 20
+    with psycopg.connect(filled) as conn:
+        assert conn.execute("SELECT count(*) FROM notes").fetchone() == (0,)

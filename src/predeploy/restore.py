@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import structlog
 from psycopg import sql
 
@@ -13,7 +17,8 @@ from predeploy import audit, history, pgbin, pgrun
 from predeploy.archive import digest, toc_relations
 from predeploy.config import Settings
 from predeploy.db import Conn, connect, target_url
-from predeploy.errors import BackupError
+from predeploy.dburl import DatabaseUrl
+from predeploy.errors import BackupError, PredeployError
 from predeploy.lock import migrate_session
 from predeploy.log import current_run_id
 from predeploy.progress import ProgressFn, Reporter
@@ -29,6 +34,13 @@ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp%%'
   AND NOT c.relispartition
+"""
+_LOCK_WAIT = """
+SELECT l.pid, pg_blocking_pids(l.pid)
+FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE NOT l.granted AND a.application_name = %s
+  AND l.waitstart < now() - make_interval(secs => %s)
+LIMIT 1
 """
 _DROP = {"r": "TABLE", "p": "TABLE", "v": "VIEW", "m": "MATERIALIZED VIEW", "f": "FOREIGN TABLE"}
 
@@ -96,9 +108,14 @@ def restore(
                 done[0] += 1
 
         args = ["--clean", "--if-exists", "--exit-on-error", "--verbose", *mode]
+        name = f"predeploy restore {current_run_id()}"
         with (
-            pgrun.client(url, "predeploy restore") as client,
+            pgrun.client(url, name) as client,
             Reporter("restore", None, tables, done, progress),
+            # a table the application holds must not hang the restore (its archive sets
+            # lock_timeout = 0): cancel a wait longer than LOCK_WAIT, and the single
+            # transaction leaves the database as it was
+            _cancel_lock_waits(url, name, settings.lock_wait) as cancelled,
         ):
             try:
                 pgrun.run(
@@ -113,7 +130,13 @@ def restore(
                     if directory
                     else "the database is unchanged"
                 )
-                raise BackupError(f"restore of {info.path} failed: {exc}; {then}") from None
+                hint = (
+                    f" ({cancelled[0]} held a table's lock longer than LOCK_WAIT "
+                    f"({settings.lock_wait:g}s): stop the application, then restore again)"
+                    if cancelled
+                    else ""
+                )
+                raise BackupError(f"restore of {info.path} failed: {exc}; {then}{hint}") from None
         dropped = _drop_newer(conn, program, info.path)
         run = audit.Run(
             run_id=current_run_id(),
@@ -128,6 +151,36 @@ def restore(
     seconds = time.perf_counter() - started
     log.info("restore_done", backup=str(info.path), seconds=round(seconds, 3), dropped=dropped)
     return RestoreResult(info.path, chosen.database, seconds, tuple(dropped))
+
+
+@contextmanager
+def _cancel_lock_waits(url: DatabaseUrl, application: str, limit: float) -> Iterator[list[str]]:
+    """While the block runs, cancel any statement of ``application`` waiting on a lock for
+    longer than ``limit`` seconds; yields the blockers that were the cause."""
+    cancelled: list[str] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        try:
+            with connect(url, timeout=5, application_name="predeploy restore watch") as spy:
+                while not stop.wait(0.25):
+                    row = spy.execute(_LOCK_WAIT, (application, limit)).fetchone()
+                    if row is not None:
+                        pid, blockers = row
+                        spy.execute("SELECT pg_cancel_backend(%s)", (pid,))
+                        cancelled.append(f"pid {', '.join(map(str, blockers or [])) or '?'}")
+                        log.warning("restore_lock_wait_cancelled", blocked_by=blockers)
+                        return
+        except (PredeployError, psycopg.Error) as exc:
+            log.warning("restore_watch_failed", detail=str(exc).splitlines()[0])
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        yield cancelled
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 def _named(settings: Settings, path: Path) -> BackupInfo:
