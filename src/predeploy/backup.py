@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 import structlog
 
-from predeploy import __version__, history, pgbin, pgrun
+from predeploy import __version__, history, pgbin, pgrun, retention
 from predeploy.archive import digest, manifest_path, toc_relations
 from predeploy.config import Settings
 from predeploy.db import Conn, connect, target_url
@@ -98,6 +98,7 @@ def backup(
     if final.exists() or manifest_path(final).exists():
         raise BackupError(f"{final} already exists: wait a second and run the backup again")
     directory = settings.backup_jobs > 1
+    dump_format = "directory" if directory else "custom"
     try:
         with pgrun.client(url, "predeploy backup") as client:
             _prepare(partial, directory)
@@ -123,7 +124,7 @@ def backup(
         {
             "predeploy_version": __version__,
             "file": final.name,
-            "format": "directory" if directory else "custom",
+            "format": dump_format,
             "sha256": sha256,
             "size": size,
             "created_at": created.isoformat(),
@@ -152,8 +153,6 @@ def backup(
         seconds=round(seconds, 3),
         tables=len(facts.tables),
     )
-    from predeploy import retention  # noqa: PLC0415 (retention lists backups: avoid a cycle)
-
     pruned = retention.prune(settings)
     return BackupResult(
         path=final,
@@ -162,7 +161,7 @@ def backup(
         size=size,
         seconds=seconds,
         tables=len(facts.tables),
-        format="directory" if directory else "custom",
+        format=dump_format,
         dump_seconds=verify_from - dumped_at,
         verify_seconds=verify_seconds,
         pruned=tuple(pruned),
@@ -176,10 +175,8 @@ def _facts(conn: Conn, settings: Settings) -> _Facts:
     ).fetchone()
     assert row is not None  # noqa: S101 (a SELECT without FROM returns one row)
     tables = [(str(s), str(n), int(r)) for s, n, r in conn.execute(_TABLES).fetchall()]
-    rows = history.read(conn, settings.migrations_table)
-    applied = [r for r in rows if r.applied]
-    latest = max(applied, key=lambda r: r.migration_name).migration_name if applied else None
-    return _Facts(str(row[0]), str(row[1]), int(row[2]), tables, latest, len(applied))
+    latest, applied = history.latest_applied(history.read(conn, settings.migrations_table))
+    return _Facts(str(row[0]), str(row[1]), int(row[2]), tables, latest, applied)
 
 
 def require_programs(tools: pgbin.ToolChoice) -> tuple[pgbin.PgProgram, pgbin.PgProgram]:

@@ -35,8 +35,6 @@ log = structlog.get_logger(__name__)
 class MigrateResult:
     """What a migrate run found and did."""
 
-    target: str  # the database, as an operator would name it (no password)
-    server_version: str
     before: Status
     applied: tuple[runner.Applied, ...]
 
@@ -68,19 +66,17 @@ def migrate(
     ``session`` is a connection that already holds the migrate lock (the workflow
     holds it from before its backup to the end); without one, one is opened here.
     """
-    url, variable = target_url(settings, direct=True)
     found = migrations.discover(settings.migrations_dir) if found is None else found
-    if session is None:
-        with _history_session(settings, url, variable) as conn:
-            return _apply_pending(settings, conn, url, found, on_applied)
-    history.ensure_table(session, settings.migrations_table)
-    return _apply_pending(settings, session, url, found, on_applied)
+    if session is not None:
+        history.ensure_table(session, settings.migrations_table)
+        return _apply_pending(settings, session, found, on_applied)
+    with _history_session(settings, *target_url(settings, direct=True)) as conn:
+        return _apply_pending(settings, conn, found, on_applied)
 
 
 def _apply_pending(
     settings: Settings,
     conn: Conn,
-    url: DatabaseUrl,
     found: list[Migration],
     on_applied: Callable[[runner.Applied], None] | None,
 ) -> MigrateResult:
@@ -101,8 +97,6 @@ def _apply_pending(
             on_applied(applied[-1])
     log.info("migrate_done", applied=len(applied), pending_before=len(before.pending))
     return MigrateResult(
-        target=_describe(settings, url),
-        server_version=_version(conn.info.server_version),
         before=before,
         applied=tuple(applied),
     )
@@ -151,16 +145,6 @@ def _history_session(settings: Settings, url: DatabaseUrl, variable: str) -> Ite
     with migrate_session(settings, url, variable, "migrate") as conn:
         history.ensure_table(conn, settings.migrations_table)
         yield conn
-
-
-def _describe(settings: Settings, url: DatabaseUrl) -> str:
-    where = "the embedded dev server" if settings.uses_embedded else url.address
-    return f"{url.database} on {where}"
-
-
-def _version(number: int) -> str:
-    major, minor = divmod(number, 10000)
-    return f"{major}.{minor}"
 
 
 def _resolvable(entry: Entry | None, name: str) -> Migration:

@@ -23,6 +23,7 @@ __all__ = [
     "finish",
     "insert_applied",
     "insert_started",
+    "latest_applied",
     "mark_applied",
     "mark_rolled_back",
     "read",
@@ -63,6 +64,12 @@ class HistoryRow:
     @property
     def failed(self) -> bool:
         return self.finished_at is None and self.rolled_back_at is None
+
+
+def latest_applied(rows: list[HistoryRow]) -> tuple[str | None, int]:
+    """The last applied migration (in migration order) and how many are applied."""
+    applied = [r.migration_name for r in rows if r.applied]
+    return max(applied, default=None), len(applied)
 
 
 def ensure_table(conn: Conn, table: str) -> None:

@@ -70,8 +70,7 @@ def plan(settings: Settings, path: Path | None) -> RestorePlan:
     url, variable = target_url(settings, direct=True)
     with connect(url, timeout=settings.connect_timeout, variable=variable) as conn:
         relations = conn.execute(_RELATIONS).fetchall()
-        applied = [r for r in history.read(conn, settings.migrations_table) if r.applied]
-    latest = max((r.migration_name for r in applied), default=None)
+        latest, _ = history.latest_applied(history.read(conn, settings.migrations_table))
     return RestorePlan(
         backup=info,
         database=url.database or "",
