@@ -10,9 +10,8 @@ runbook that undoes what the run did, and every run leaves an audit row.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +34,7 @@ from predeploy.progress import ProgressFn
 from predeploy.rehearsal import rehearse
 from predeploy.runbook import Runbook, build_runbook
 from predeploy.status import Status, compare
+from predeploy.steps import OnStep, Step, Stepper, skip, stepper
 
 __all__ = ["Options", "Pending", "Report", "Step", "migrate"]
 
@@ -52,14 +52,6 @@ class Options:
     interactive: bool = False
     ask: Callable[[str], str] = input
     progress: ProgressFn | None = None
-
-
-@dataclass(frozen=True)
-class Step:
-    name: str
-    outcome: str  # ok, skipped, failed
-    seconds: float
-    detail: str | None = None
 
 
 @dataclass(frozen=True)
@@ -111,7 +103,7 @@ def migrate(
     settings: Settings,
     options: Options,
     run_id: str,
-    on_step: Callable[[Step], None] | None = None,
+    on_step: OnStep | None = None,
 ) -> Report:
     """Run the workflow; returns the report (with ``error`` set on failure)."""
     report = Report(env=settings.env)
@@ -141,9 +133,9 @@ def _workflow(
     options: Options,
     report: Report,
     run: audit.Run,
-    on_step: Callable[[Step], None] | None,
+    on_step: OnStep | None,
 ) -> None:
-    step = _stepper(report, on_step)
+    step = stepper(report.steps, on_step)
     url, variable = target_url(settings, direct=True)
     held = ExitStack()
     with step("connectivity"):
@@ -163,8 +155,8 @@ def _locked_workflow(
     report: Report,
     run: audit.Run,
     conn: Conn,
-    step: Callable[[str], Any],
-    on_step: Callable[[Step], None] | None,
+    step: Stepper,
+    on_step: OnStep | None,
 ) -> None:
     with step("history"):
         row = conn.execute("SELECT current_database(), pg_is_in_recovery()").fetchone()
@@ -184,7 +176,7 @@ def _locked_workflow(
         log.info("nothing_pending")
         return
     if options.dry_run:
-        _skip(report, on_step, "backup", "confirmation", "apply", detail="dry run")
+        skip(report.steps, on_step, "backup", "confirmation", "apply", detail="dry run")
         return
     if options.rehearse:
         with step("rehearsal"):
@@ -203,7 +195,7 @@ def _locked_workflow(
         )
     if not strict or options.no_backup:
         why = "--no-backup" if options.no_backup else "not required in dev"
-        _skip(report, on_step, "backup", detail=why)
+        skip(report.steps, on_step, "backup", detail=why)
     else:
         with step("backup"):
             report.backup = backup.backup(settings, reason="pre-migrate", progress=options.progress)
@@ -212,7 +204,7 @@ def _locked_workflow(
         why = "--yes, by " + operator() if options.yes else "not required in dev"
         if options.yes:
             log.info("confirmation_waived", operator=operator(), env=settings.env)
-        _skip(report, on_step, "confirmation", detail=why)
+        skip(report.steps, on_step, "confirmation", detail=why)
     else:
         with step("confirmation"):
             _confirm(settings, options, report)
@@ -262,33 +254,6 @@ def _describe(migration: migrations.Migration) -> Pending:
         has_down=migration.down_path is not None,
         sql=text,
     )
-
-
-def _stepper(report: Report, on_step: Callable[[Step], None] | None) -> Callable[[str], Any]:
-    @contextmanager
-    def step(name: str) -> Iterator[None]:
-        started = time.perf_counter()
-        try:
-            yield
-        except PredeployError as exc:
-            _add(report, on_step, Step(name, "failed", time.perf_counter() - started, str(exc)))
-            raise
-        _add(report, on_step, Step(name, "ok", time.perf_counter() - started))
-
-    return step
-
-
-def _skip(report: Report, on_step: Callable[[Step], None] | None, *names: str, detail: str) -> None:
-    for name in names:
-        _add(report, on_step, Step(name, "skipped", 0.0, detail))
-
-
-def _add(report: Report, on_step: Callable[[Step], None] | None, done: Step) -> None:
-    report.steps.append(done)
-    emit = log.error if done.outcome == "failed" else log.info
-    emit("step", step=done.name, outcome=done.outcome, seconds=round(done.seconds, 3))
-    if on_step is not None:
-        on_step(done)
 
 
 def _audit(settings: Settings, run: audit.Run, report: Report, options: Options) -> None:

@@ -1,0 +1,57 @@
+"""Steps of a run (migrate, deploy, maintenance): each recorded with outcome and duration."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+
+import structlog
+
+from predeploy.errors import PredeployError
+
+__all__ = ["OnStep", "Step", "Stepper", "skip", "stepper"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    outcome: str  # ok, skipped, failed
+    seconds: float
+    detail: str | None = None
+
+
+OnStep = Callable[[Step], None]
+Stepper = Callable[[str], AbstractContextManager[None]]
+
+
+def stepper(steps: list[Step], on_step: OnStep | None) -> Stepper:
+    """``with step("name"):`` records the block as a step: ok, or failed with the error."""
+
+    @contextmanager
+    def step(name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        except PredeployError as exc:
+            _add(steps, on_step, Step(name, "failed", time.perf_counter() - started, str(exc)))
+            raise
+        _add(steps, on_step, Step(name, "ok", time.perf_counter() - started))
+
+    return step
+
+
+def skip(steps: list[Step], on_step: OnStep | None, *names: str, detail: str) -> None:
+    for name in names:
+        _add(steps, on_step, Step(name, "skipped", 0.0, detail))
+
+
+def _add(steps: list[Step], on_step: OnStep | None, done: Step) -> None:
+    steps.append(done)
+    emit = log.error if done.outcome == "failed" else log.info
+    emit("step", step=done.name, outcome=done.outcome, seconds=round(done.seconds, 3))
+    if on_step is not None:
+        on_step(done)
