@@ -61,6 +61,12 @@ class Settings:
     allow_no_backup: bool
     audit_table: str
     pm2_app: str | None
+    pm2_bin: Path | None = None
+    healthcheck_url: str | None = None
+    healthcheck_timeout: float = 5.0
+    healthcheck_retries: int = 3
+    deploy_wait: float = 60.0
+    maintenance_vacuum: bool = False
 
     @property
     def uses_embedded(self) -> bool:
@@ -160,10 +166,32 @@ def _build(env: str, root: Path, files_read: tuple[Path, ...], values: dict[str,
         backup_jobs=max(1, _count(get("BACKUP_JOBS") or "1", "BACKUP_JOBS")),
         backup_keep=_count(get("BACKUP_KEEP") or "10", "BACKUP_KEEP"),
         backup_max_age_days=_days(get("BACKUP_MAX_AGE_DAYS")),
-        allow_no_backup=(get("ALLOW_NO_BACKUP") or "0").lower() in ("1", "true", "yes"),
+        allow_no_backup=_flag(get("ALLOW_NO_BACKUP")),
         audit_table=_table(get("AUDIT_TABLE") or "predeploy_runs", "AUDIT_TABLE"),
         pm2_app=get("PM2_APP"),
+        pm2_bin=Path(get("PM2_BIN") or "") if get("PM2_BIN") else None,
+        healthcheck_url=_http_url(get("HEALTHCHECK_URL")),
+        healthcheck_timeout=_positive(get("HEALTHCHECK_TIMEOUT") or "5s", "HEALTHCHECK_TIMEOUT"),
+        healthcheck_retries=max(
+            1, _count(get("HEALTHCHECK_RETRIES") or "3", "HEALTHCHECK_RETRIES")
+        ),
+        deploy_wait=_positive(get("DEPLOY_WAIT") or "60s", "DEPLOY_WAIT"),
+        maintenance_vacuum=_flag(get("MAINTENANCE_VACUUM")),
     )
+
+
+def _flag(raw: str | None) -> bool:
+    return (raw or "0").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _http_url(raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    if not re.match(r"^https?://[^/\s]+", raw):
+        raise ConfigError(
+            f"HEALTHCHECK_URL={raw!r} is not an http(s) URL: use e.g. http://127.0.0.1:3000/health"
+        )
+    return raw
 
 
 def _url(raw: str | None, variable: str) -> DatabaseUrl | None:

@@ -1,0 +1,100 @@
+"""`invoke health`: each check's name, ok, detail and duration; exit 7 when one fails."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import Cli, MakeSettings, write_migrations
+from predeploy import commands, health
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200 if self.path == "/health" else 503)
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def web() -> Iterator[str]:
+    """A real HTTP server on loopback: /health answers 200, anything else 503."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_healthy_database_and_url(
+    make_settings: MakeSettings, migrations_dir: Path, web: str
+) -> None:
+    write_migrations(migrations_dir, {"1_users": "CREATE TABLE users (id int);"})
+    settings = make_settings(HEALTHCHECK_URL=f"{web}/health")
+    commands.migrate(settings)
+    report = health.run(settings)
+    assert report.ok, report.summary()
+    by_name = {c.name: c for c in report.checks}
+    assert list(by_name) == ["database", "history", "tables", "http"]
+    assert "1 applied" in by_name["history"].detail
+    assert any(t["table"] == "public.users" for t in by_name["tables"].data["largest"])
+    assert by_name["http"].data == {"status": 200, "attempts": 1}
+    assert all(c.seconds >= 0 for c in report.checks)
+
+
+def test_pending_migration_and_failing_url_are_failed_checks(
+    make_settings: MakeSettings, migrations_dir: Path, web: str
+) -> None:
+    write_migrations(migrations_dir, {"1_users": "CREATE TABLE users (id int);"})
+    settings = make_settings(
+        HEALTHCHECK_URL=f"{web}/down", HEALTHCHECK_RETRIES="2", HEALTHCHECK_TIMEOUT="1s"
+    )
+    report = health.run(settings)
+    failed = {c.name: c.detail for c in report.failed}
+    assert failed["history"] == "1 pending: 1_users"
+    assert failed["http"].endswith("HTTP 503 after 2 tries (timeout 1s each)")
+
+
+def test_unreachable_url_is_named_without_its_password(make_settings: MakeSettings) -> None:
+    check = health.check_http("http://ops:s3cret@127.0.0.1:9/health", timeout=1, retries=1, pause=0)
+    assert not check.ok
+    assert "s3cret" not in check.detail
+    assert "ops:***@127.0.0.1:9" in check.detail
+
+
+def test_cli_exits_7_with_each_check_in_json(
+    cli: Cli, database_url: str, tmp_path: Path, web: str
+) -> None:
+    (tmp_path / "migrations").mkdir()
+    env = {"DATABASE_URL": database_url, "HEALTHCHECK_URL": f"{web}/nope"}
+    env |= {"HEALTHCHECK_RETRIES": "1", "LOG_DIR": str(tmp_path / "logs")}
+    done = cli("health", "--env", "staging", "--json", env=env)
+    assert done.returncode == 7, done.stderr
+    report = json.loads(done.stdout)
+    assert [(c["name"], c["ok"]) for c in report["checks"]] == [
+        ("database", True),
+        ("history", True),
+        ("tables", True),
+        ("http", False),
+    ]
+    assert set(report["checks"][0]) >= {"name", "ok", "detail", "seconds"}
+    assert done.stderr.strip().splitlines()[-1].startswith("predeploy: unhealthy: http: GET")
+
+
+def test_cli_unreachable_database_is_a_failed_check(cli: Cli, tmp_path: Path) -> None:
+    env = {"DATABASE_URL": "postgresql://app:pw@127.0.0.1:9/app", "CONNECT_TIMEOUT": "1s"}
+    done = cli("health", "--env", "staging", "--json", env=env | {"LOG_DIR": str(tmp_path)})
+    assert done.returncode == 7
+    checks = json.loads(done.stdout)["checks"]
+    assert checks[0]["name"] == "database"
+    assert "connection refused" in checks[0]["detail"]
+    assert "Traceback" not in done.stderr
