@@ -20,14 +20,11 @@ env_name=$1
 shift
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
+# shellcheck source=scripts/lib.sh
+. "$root/scripts/lib.sh"
 
-for venv in "${PREDEPLOY_VENV:-}" "$root/.venv" "$root/venv"; do
-    if [ -n "$venv" ] && [ -x "$venv/bin/invoke" ]; then
-        exec "$venv/bin/invoke" migrate --env "$env_name" "$@"
-    fi
-done
-if command -v invoke >/dev/null 2>&1; then
-    exec invoke migrate --env "$env_name" "$@"
+if ! invoke=$(find_invoke "$root"); then
+    echo "run-migrations: no virtualenv with predeploy in $root/.venv, $root/venv or \$PREDEPLOY_VENV" >&2
+    exit 2
 fi
-echo "run-migrations: no virtualenv with predeploy in $root/.venv, $root/venv or \$PREDEPLOY_VENV" >&2
-exit 2
+exec "$invoke" migrate --env "$env_name" "$@"

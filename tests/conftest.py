@@ -34,6 +34,12 @@ _OUR_VARIABLES = (
     "CONNECT_TIMEOUT",
     "PG_BIN_DIR",
     "LOG_DIR",
+    "PM2_APP",
+    "PM2_BIN",
+    "PM2_HOME",
+    "HEALTHCHECK_URL",
+    "DEPLOY_WAIT",
+    "MAINTENANCE_VACUUM",
     "PGPASSWORD",
     "PGHOST",
     "PGPORT",
@@ -242,3 +248,118 @@ def schema_dump(url: str, *exclude: str) -> str:
         text=True,
         check=True,
     ).stdout
+
+
+# --- pm2: a real pm2 from the npm registry, a real Node app -----------------------------
+
+SERVER_JS = """\
+const http = require('http');
+const fs = require('fs');
+http.createServer((req, res) => {
+  const sick = req.url !== '/health' || fs.existsSync('sick');
+  res.writeHead(sick ? 503 : 200, {'content-type': 'text/plain'});
+  res.end(String(process.pid));
+}).listen(process.env.PORT);
+"""
+
+
+@pytest.fixture(scope="session")
+def pm2_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """pm2 installed with npm into a folder of the session; fails (never skips) without npm."""
+    folder = tmp_path_factory.mktemp("pm2")
+    try:
+        subprocess.run(
+            ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error", "pm2@7"],
+            cwd=folder,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    except (OSError, subprocess.CalledProcessError) as exc:
+        detail = getattr(exc, "stderr", "") or exc
+        pytest.fail(f"cannot install pm2 with npm (node and npm are needed): {detail}")
+    return folder / "node_modules" / ".bin" / "pm2"
+
+
+@dataclass(frozen=True)
+class Pm2App:
+    """A Node app run by pm2 from scripts/ecosystem.config.js, in its own PM2_HOME."""
+
+    project: Path
+    pm2_bin: Path
+    environ: dict[str, str]  # PM2_HOME and PORT for whatever runs pm2
+    url: str
+
+    def pm2(self, *args: str) -> str:
+        env = {**os.environ, **self.environ, "PM2_DISCRETE_MODE": "true"}
+        done = subprocess.run(
+            [str(self.pm2_bin), *args],
+            check=False,
+            cwd=self.project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def processes(self) -> list[dict[str, object]]:
+        import json  # noqa: PLC0415
+
+        listed = json.loads(self.pm2("jlist"))
+        return [
+            {
+                "pid": p["pid"],
+                "restarts": p["pm2_env"]["restart_time"],
+                "status": p["pm2_env"]["status"],
+            }
+            for p in listed
+            if p["name"] == "web"
+        ]
+
+
+def _free_port() -> int:
+    import socket  # noqa: PLC0415
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def pm2_app(
+    project: Path, pm2_bin: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Pm2App]:
+    """The project with the ecosystem file's app `web` started by a real pm2 (killed after)."""
+    import shutil  # noqa: PLC0415
+    import urllib.request  # noqa: PLC0415
+
+    shutil.copy(Path(__file__).parents[1] / "scripts" / "ecosystem.config.js", project)
+    (project / "server.js").write_text(SERVER_JS)
+    port = _free_port()
+    home = tmp_path_factory.mktemp("pm2home")
+    app = Pm2App(
+        project, pm2_bin, {"PM2_HOME": str(home), "PORT": str(port)}, f"http://127.0.0.1:{port}"
+    )
+    try:
+        app.pm2("start", str(project / "ecosystem.config.js"))
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"{app.url}/health", timeout=1):  # noqa: S310
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        yield app
+    finally:
+        subprocess.run(
+            [str(pm2_bin), "kill"],
+            env={**os.environ, **app.environ},
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )

@@ -69,7 +69,7 @@ def test_prod_asks_for_the_database_name_on_a_terminal(
     assert tables(database_url) == ({"users", "posts"} if typed == "right" else set())
     assert "✓ backup" in screen  # the backup comes before the question
     if typed == "right":
-        assert "invoke rollback --env prod --steps 2" in screen
+        assert "invoke rollback --env prod --steps 2 --yes" in screen
         assert f"invoke restore --env prod --backup {prod_env['BACKUP_DIR']}/prod/" in screen
 
 
@@ -98,7 +98,7 @@ def test_failure_mid_run_prints_a_runbook_that_brings_the_database_back(
     assert tables(database_url) == {"users", "posts"}
     restore = next(line for line in report["runbook"] if line.startswith("invoke restore"))
     assert report["backup"]["path"] in restore
-    assert "invoke rollback --env staging --steps 2" in report["runbook"]
+    assert "invoke rollback --env staging --steps 2 --yes" in report["runbook"]
     pasted = subprocess.run(
         [sys.executable, "-m", *shlex.split(restore)],
         cwd=project,

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 from predeploy.backup import BackupResult
 from predeploy.check import CheckResult
+from predeploy.deploy import DeployReport
+from predeploy.health import HealthReport
+from predeploy.maintenance import MaintenanceReport
 from predeploy.pgbin import PgProgram
 from predeploy.restore import RestorePlan
 from predeploy.retention import BackupInfo
+from predeploy.runbook import Runbook
 from predeploy.status import Status
-from predeploy.workflow import Report, Step
+from predeploy.steps import Step
+from predeploy.workflow import Report
 
 __all__ = [
     "render_backup",
     "render_backups",
     "render_check",
+    "render_deploy",
+    "render_health",
+    "render_maintenance",
     "render_report",
     "render_restore_plan",
     "render_runs",
@@ -125,7 +133,7 @@ def render_step(step: Step) -> str:
     return f"{_MARK.get(step.outcome, '?')} {step.name:<18} {step.seconds:6.2f}s{detail}"
 
 
-def render_report(report: Report, *, dry_run: bool = False) -> str:
+def render_report(report: Report, *, dry_run: bool = False, runbook: bool = True) -> str:
     lines: list[str] = []
     if not report.pending and report.error is None:
         return f"{report.database} ({report.env}): nothing pending, up to date"
@@ -151,9 +159,51 @@ def render_report(report: Report, *, dry_run: bool = False) -> str:
         lines.append(f"applied {applied.name} in {applied.seconds:.3f}s")
     if report.backup is not None:
         lines.append(f"backup: {report.backup.path}")
-    if report.runbook is not None and report.runbook.commands:
-        where = f" (also in {report.runbook.path})" if report.runbook.path else ""
-        lines += ["", f"rollback runbook{where}:", *report.runbook.commands]
+    if runbook and report.runbook is not None:
+        lines += _runbook(report.runbook)
+    return "\n".join(lines)
+
+
+def _runbook(runbook: Runbook) -> list[str]:
+    if not runbook.commands:
+        return []
+    where = f" (also in {runbook.path})" if runbook.path else ""
+    return ["", f"rollback runbook{where}:", *runbook.commands]
+
+
+def render_health(report: HealthReport) -> str:
+    width = max((len(c.name) for c in report.checks), default=0)
+    lines = [
+        f"{_MARK['ok' if c.ok else 'failed']} {c.name:<{width}}  {c.seconds:6.3f}s  {c.detail}"
+        for c in report.checks
+    ]
+    lines.append("healthy" if report.ok else f"UNHEALTHY: {len(report.failed)} check(s) failed")
+    return "\n".join(lines)
+
+
+def render_deploy(report: DeployReport) -> str:
+    lines: list[str] = []
+    if report.migrate is not None:
+        lines.append(render_report(report.migrate, runbook=report.runbook is None))
+    lines += [f"warning: {w}" for w in report.warnings]
+    if report.health is not None:
+        lines.append(render_health(report.health))
+    if report.error is None:
+        pids = ", ".join(str(p.pid) for p in report.after)
+        lines.append(f"deployed: {report.app} reloaded and healthy (pids {pids})")
+    if report.runbook is not None:
+        lines += _runbook(report.runbook)
+    return "\n".join(lines)
+
+
+def render_maintenance(report: MaintenanceReport) -> str:
+    lines: list[str] = []
+    if report.backup is not None:
+        lines.append(f"backup: {report.backup.path} ({_mb(report.backup.size)})")
+        lines += [f"pruned: {path}" for path in report.backup.pruned]
+    if report.health is not None:
+        lines.append(render_health(report.health))
+    lines += [f"needs attention: {item}" for item in report.needs_attention]
     return "\n".join(lines)
 
 

@@ -12,7 +12,7 @@ from predeploy.config import Settings
 from predeploy.errors import PredeployError
 from predeploy.runner import Applied, MigrationFailed
 
-__all__ = ["Runbook", "build_runbook"]
+__all__ = ["Runbook", "build_runbook", "write_runbook"]
 
 log = structlog.get_logger(__name__)
 
@@ -48,7 +48,7 @@ def build_runbook(
         if all(has_down.get(a.name) for a in applied):
             lines += [
                 f"# undo the {len(applied)} migration(s) this run applied, with their down.sql:",
-                f"invoke rollback --env {env} --steps {len(applied)}",
+                f"invoke rollback --env {env} --steps {len(applied)} --yes",
             ]
         else:
             missing = [a.name for a in applied if not has_down.get(a.name)]
@@ -62,16 +62,16 @@ def build_runbook(
             lines.append(f"pm2 start {pm2}")
     elif applied:
         lines.append("# no backup was taken by this run")
-    path = _write(settings, run_id, lines)
-    return Runbook(lines, path)
+    return write_runbook(settings, run_id, lines)
 
 
-def _write(settings: Settings, run_id: str, lines: list[str]) -> Path | None:
+def write_runbook(settings: Settings, run_id: str, lines: list[str]) -> Runbook:
+    """The runbook of ``lines``, also written to logs/runbook-<env>-<run id>.txt."""
     path = settings.log_dir / f"runbook-{settings.env}-{run_id}.txt"
     try:
         settings.log_dir.mkdir(parents=True, exist_ok=True)
         path.write_text("\n".join(lines) + "\n")
     except OSError as exc:
         log.warning("runbook_not_written", path=str(path), detail=exc.strerror)
-        return None
-    return path
+        return Runbook(lines, None)
+    return Runbook(lines, path)

@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import psycopg
 import structlog
@@ -25,22 +25,29 @@ from invoke.tasks import task
 from predeploy import backup as backup_mod
 from predeploy import check as check_mod
 from predeploy import commands, confirm, embedded, retention, workflow
+from predeploy import deploy as deploy_mod
+from predeploy import health as health_mod
 from predeploy import log as log_mod
+from predeploy import maintenance as maintenance_mod
 from predeploy import restore as restore_mod
 from predeploy import rollback as rollback_mod
 from predeploy.config import Settings, env_name, find_root, load_settings
-from predeploy.errors import CheckFailed, PredeployError
+from predeploy.errors import CheckFailed, HealthCheckFailed, PredeployError
 from predeploy.migrations import Migration
 from predeploy.report import (
     render_backup,
     render_backups,
     render_check,
+    render_deploy,
+    render_health,
+    render_maintenance,
     render_report,
     render_restore_plan,
     render_runs,
     render_status,
     render_step,
 )
+from predeploy.steps import Step
 
 __all__ = ["ns"]
 
@@ -49,7 +56,12 @@ _ENV_HELP = "environment: dev, staging, prod or any .env.<name> (default: PREDEP
 _JSON_HELP = "print one JSON object on stdout and log JSON lines on stderr"
 
 
-def _run(env: str | None, json_output: bool, action: Callable[[Settings], T]) -> T:
+def _run(
+    env: str | None,
+    json_output: bool,
+    action: Callable[[Settings], T],
+    log_stream: IO[str] | None = None,
+) -> T:
     """Settings, logging, then ``action``; typed errors become a message and an exit code."""
     try:
         settings = load_settings(env_name(env), find_root(Path.cwd()))
@@ -60,6 +72,7 @@ def _run(env: str | None, json_output: bool, action: Callable[[Settings], T]) ->
         log_dir=settings.log_dir,
         json_output=json_output,
         secrets=settings.secrets(),
+        stream=log_stream,
     )
     try:
         return action(settings)
@@ -149,22 +162,12 @@ def migrate(
 ) -> None:
     """Check, back up, confirm, apply safely, check again, print the rollback runbook."""
     human = not json_ and sys.stdout.isatty()
-    options = workflow.Options(
-        yes=yes,
-        dry_run=dry_run,
-        rehearse=rehearse,
-        no_backup=no_backup,
-        interactive=sys.stdin.isatty(),
-        ask=input,
-        progress=_progress(json_),
+    options = _migrate_options(
+        json_, yes=yes, dry_run=dry_run, rehearse=rehearse, no_backup=no_backup
     )
 
-    def step_line(done: workflow.Step) -> None:
-        if human:
-            print(render_step(done), flush=True)
-
     def run(settings: Settings) -> workflow.Report:
-        return workflow.migrate(settings, options, log_mod.current_run_id(), step_line)
+        return workflow.migrate(settings, options, log_mod.current_run_id(), _step_lines(human))
 
     report = _run(env, json_, run)
     if human:
@@ -173,6 +176,91 @@ def migrate(
         print(json.dumps(report.as_dict(), default=str, sort_keys=True))
     if report.error is not None:
         raise Exit(f"predeploy: {report.error.message}", report.error.exit_code)
+
+
+def _migrate_options(json_output: bool, **flags: bool) -> workflow.Options:
+    return workflow.Options(
+        interactive=sys.stdin.isatty(), ask=input, progress=_progress(json_output), **flags
+    )
+
+
+def _step_lines(human: bool) -> Callable[[Step], None] | None:
+    """On a terminal, a checklist line per step as it ends."""
+    if not human:
+        return None
+    return lambda done: print(render_step(done), flush=True)
+
+
+@task(help={"env": _ENV_HELP, "json": _JSON_HELP})
+def health(c: Context, env: str | None = None, json_: bool = False) -> None:
+    """Check the database, the migration history, the app's URL and its pm2 processes."""
+    result = _run(env, json_, health_mod.run)
+    _emit(result.as_dict(), render_health(result), json_)
+    if not result.ok:
+        raise Exit(f"predeploy: unhealthy: {result.summary()}", HealthCheckFailed.exit_code)
+
+
+@task(
+    help={
+        "env": _ENV_HELP,
+        "json": _JSON_HELP,
+        "yes": "confirm the migration in advance (logged with your user name); for hooks",
+        "restart": "pm2 restart instead of pm2 reload",
+        "dry_run": "show what migrate would do; no reload",
+    }
+)
+def deploy(
+    c: Context,
+    env: str | None = None,
+    json_: bool = False,
+    yes: bool = False,
+    restart: bool = False,
+    dry_run: bool = False,
+) -> None:
+    """invoke migrate, then pm2 reload PM2_APP, then wait until it is healthy (DEPLOY_WAIT)."""
+    human = not json_ and sys.stdout.isatty()
+    options = _migrate_options(json_, yes=yes, dry_run=dry_run)
+
+    def run(settings: Settings) -> deploy_mod.DeployReport:
+        return deploy_mod.deploy(
+            settings, options, log_mod.current_run_id(), restart=restart, on_step=_step_lines(human)
+        )
+
+    report = _run(env, json_, run)
+    if human:
+        print(render_deploy(report))
+    else:
+        print(json.dumps(report.as_dict(), default=str, sort_keys=True))
+    if report.error is not None:
+        raise Exit(f"predeploy: {report.error.message}", report.error.exit_code)
+
+
+@task(help={"env": _ENV_HELP, "json": "JSON lines and a final JSON report on stdout"})
+def maintenance(c: Context, env: str | None = None, json_: bool = False) -> None:
+    """For cron: backup (reason cron) with retention, optional VACUUM (ANALYZE), health report.
+
+    Exits 0 when all is well, 1 when something needs a human, 6 when another
+    maintenance run holds the lock, or the failed step's code (4 backup).
+    """
+    machine = json_ or not sys.stdout.isatty()
+    human = not machine
+
+    def run(settings: Settings) -> maintenance_mod.MaintenanceReport:
+        return maintenance_mod.maintain(
+            settings, progress=_progress(machine), on_step=_step_lines(human)
+        )
+
+    # without a terminal (cron), the log events and the report are JSON lines on stdout
+    report = _run(env, machine, run, log_stream=sys.stdout if machine else None)
+    if human:
+        print(render_maintenance(report))
+    else:
+        print(
+            json.dumps({"event": "maintenance_report", **report.as_dict()}, default=str), flush=True
+        )
+    if report.exit_code:
+        problems = "; ".join(report.needs_attention)
+        raise Exit(f"predeploy: maintenance needs attention: {problems}", report.exit_code)
 
 
 @task(
@@ -388,5 +476,17 @@ def db_url(c: Context) -> None:
 
 db = Collection("db", db_up, db_down, db_url)
 ns = Collection(
-    check, status, migrate, rollback, resolve, new, backup_task, backups, restore_task, db
+    check,
+    status,
+    migrate,
+    rollback,
+    resolve,
+    new,
+    backup_task,
+    backups,
+    restore_task,
+    health,
+    deploy,
+    maintenance,
+    db,
 )

@@ -1,0 +1,45 @@
+// pm2 ecosystem file: the app, and a deploy section whose post-deploy hook hands the
+// database and the reload to predeploy.
+//
+//   pm2 start ecosystem.config.js                 first start on the server
+//   pm2 deploy ecosystem.config.js production     later deploys, from your machine
+//
+// pm2's deploy environment name ("production", below) is pm2's own and unrelated to
+// predeploy's --env: the hook names predeploy's env explicitly (prod reads .env.prod
+// on the server, which holds DATABASE_URL, PM2_APP=web and HEALTHCHECK_URL).
+//
+// The hook runs on the server in <path>/current, without a terminal: `--yes` confirms
+// the migration in advance (the run is logged with the deploying user's name). Its exit
+// code is predeploy's (README, "Exit codes"): 0 deployed and healthy, 5 a migration
+// failed (the app was not reloaded), 7 the app is not healthy after the reload, 6
+// another migration holds the lock, 4 the backup failed, 2 configuration, 3 database.
+// pm2 deploy stops and reports any non-zero exit; the rollback runbook is printed.
+module.exports = {
+  apps: [
+    {
+      name: 'web',
+      script: 'server.js',
+      // cluster mode makes `pm2 reload` zero-downtime; in fork mode it is a restart
+      exec_mode: 'cluster',
+      instances: 2,
+      env: {
+        PORT: process.env.PORT || 3000,
+      },
+      env_production: {
+        NODE_ENV: 'production',
+      },
+    },
+  ],
+  deploy: {
+    production: {
+      user: 'deploy',
+      host: ['app1.example.com'],
+      ref: 'origin/main',
+      repo: 'git@git.example.com:acme/web.git',
+      path: '/srv/web',
+      // predeploy lives in the project's virtualenv (.venv, made once on the server:
+      // python3 -m venv .venv && .venv/bin/pip install predeploy)
+      'post-deploy': 'npm ci --omit=dev && .venv/bin/invoke deploy --env prod --yes',
+    },
+  },
+};
