@@ -157,3 +157,32 @@ def test_env_name_defaults() -> None:
     assert env_name("prod", {"PREDEPLOY_ENV": "staging"}) == "prod"
     assert env_name(None, {"PREDEPLOY_ENV": "staging"}) == "staging"
     assert env_name(None, {}) == "dev"
+
+
+def test_deploy_and_health_settings(tmp_path: Path) -> None:
+    write(tmp_path / ".env.prod", f"DATABASE_URL={URL}\nPM2_APP=web\n")
+    defaults = load_settings("prod", tmp_path, {})
+    assert (defaults.pm2_app, defaults.pm2_bin, defaults.healthcheck_url) == ("web", None, None)
+    assert (defaults.healthcheck_timeout, defaults.healthcheck_retries) == (5.0, 3)
+    assert (defaults.deploy_wait, defaults.maintenance_vacuum) == (60.0, False)
+    environ = {
+        "HEALTHCHECK_URL": "http://127.0.0.1:3000/health",
+        "HEALTHCHECK_TIMEOUT": "500ms",
+        "HEALTHCHECK_RETRIES": "5",
+        "DEPLOY_WAIT": "2min",
+        "MAINTENANCE_VACUUM": "1",
+        "PM2_BIN": "/opt/node/bin/pm2",
+    }
+    settings = load_settings("prod", tmp_path, environ)
+    assert settings.healthcheck_timeout == 0.5
+    assert (settings.healthcheck_retries, settings.deploy_wait) == (5, 120.0)
+    assert settings.maintenance_vacuum
+    assert settings.pm2_bin == Path("/opt/node/bin/pm2")
+
+
+def test_healthcheck_url_must_be_http_and_is_not_echoed(tmp_path: Path) -> None:
+    write(tmp_path / ".env.prod", f"DATABASE_URL={URL}\n")
+    with pytest.raises(ConfigError) as raised:
+        load_settings("prod", tmp_path, {"HEALTHCHECK_URL": "ftp://ops:hunter2@host/health"})
+    assert "HEALTHCHECK_URL is not an http(s) URL (ftp)" in str(raised.value)
+    assert "hunter2" not in str(raised.value)

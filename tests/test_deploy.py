@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -14,6 +16,7 @@ import pytest
 from conftest import Cli, Pm2App, write_migrations
 
 pytestmark = pytest.mark.slow
+SCRIPTS = Path(__file__).parents[1] / "scripts"
 
 
 @pytest.fixture
@@ -135,11 +138,16 @@ def test_unknown_app_or_no_pm2_is_exit_2_before_anything(
         assert conn.execute("SELECT to_regclass('_prisma_migrations')").fetchone() == (None,)
 
 
+@pytest.mark.parametrize("source", ["ecosystem.config.js", "pm2-post-deploy.sh"])
 def test_post_deploy_hook_runs_as_pm2_runs_it(
-    pm2_app: Pm2App, deploy_env: dict[str, str], database_url: str
+    pm2_app: Pm2App, deploy_env: dict[str, str], database_url: str, source: str
 ) -> None:
-    """The ecosystem file's post-deploy line, in a bare environment, in the project folder."""
+    """The ecosystem file's post-deploy line (or the script that does the same), in a bare
+    environment, in the project folder: npm ci, then invoke deploy --env prod --yes."""
     project = pm2_app.project
+    (project / "scripts").mkdir()
+    for name in ("pm2-post-deploy.sh", "lib.sh"):
+        shutil.copy2(SCRIPTS / name, project / "scripts")
     hook = subprocess.run(
         [
             "node",
@@ -152,6 +160,8 @@ def test_post_deploy_hook_runs_as_pm2_runs_it(
         check=True,
     ).stdout.strip()
     assert hook.endswith("invoke deploy --env prod --yes")
+    if source == "pm2-post-deploy.sh":
+        hook = "scripts/pm2-post-deploy.sh"
     (project / "package.json").write_text('{"name": "web", "version": "1.0.0", "private": true}\n')
     subprocess.run(
         ["npm", "install", "--package-lock-only", "--no-audit", "--no-fund"],
@@ -168,7 +178,7 @@ def test_post_deploy_hook_runs_as_pm2_runs_it(
             "PATH=/usr/bin:/bin",
             f"HOME={project}",
             f"PM2_HOME={pm2_app.environ['PM2_HOME']}",
-            "sh",
+            "/bin/sh",
             "-c",
             hook,
         ],
@@ -180,5 +190,6 @@ def test_post_deploy_hook_runs_as_pm2_runs_it(
         stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.lstrip().startswith("up to date")  # npm ci ran first
     assert applied(database_url) == ["1_users"]
     assert pids.isdisjoint({p["pid"] for p in pm2_app.processes()})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -217,9 +218,9 @@ def test_run_migrations_script_passes_arguments_and_exit_codes(
     """scripts/run-migrations.sh ENV runs migrate from the root with the venv, args through."""
     scripts = project / "scripts"
     scripts.mkdir()
+    for name in ("run-migrations.sh", "lib.sh"):
+        shutil.copy2(Path(__file__).parents[1] / "scripts" / name, scripts)
     script = scripts / "run-migrations.sh"
-    script.write_bytes((Path(__file__).parents[1] / "scripts" / "run-migrations.sh").read_bytes())
-    script.chmod(0o755)
     env = {**os.environ, **prod_env, "PREDEPLOY_VENV": sys.prefix}
     elsewhere = project.parent
     dry = subprocess.run(

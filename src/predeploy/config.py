@@ -188,8 +188,10 @@ def _http_url(raw: str | None) -> str | None:
     if raw is None:
         return None
     if not re.match(r"^https?://[^/\s]+", raw):
-        raise ConfigError(
-            f"HEALTHCHECK_URL={raw!r} is not an http(s) URL: use e.g. http://127.0.0.1:3000/health"
+        scheme = raw.split("://", 1)[0] if "://" in raw else "no scheme"
+        raise ConfigError(  # the value is not echoed: it may hold a password
+            f"HEALTHCHECK_URL is not an http(s) URL ({scheme}): use e.g. "
+            f"http://127.0.0.1:3000/health"
         )
     return raw
 

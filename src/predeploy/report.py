@@ -184,7 +184,8 @@ def render_health(report: HealthReport) -> str:
 def render_deploy(report: DeployReport) -> str:
     lines: list[str] = []
     if report.migrate is not None:
-        lines.append(render_report(report.migrate, runbook=report.runbook is None))
+        migrated = render_report(report.migrate, runbook=report.runbook is None)
+        lines += [migrated] if migrated else []
     lines += [f"warning: {w}" for w in report.warnings]
     if report.health is not None:
         lines.append(render_health(report.health))
