@@ -10,6 +10,7 @@ from typing import Any
 import structlog
 
 from predeploy import audit, history, migrations, runner
+from predeploy import lint as lint_mod
 from predeploy.config import Settings
 from predeploy.db import Conn, connect, target_url
 from predeploy.dburl import DatabaseUrl
@@ -20,6 +21,8 @@ from predeploy.status import Entry, Status, compare
 
 __all__ = [
     "MigrateResult",
+    "lint",
+    "lint_migrations",
     "migrate",
     "new",
     "recent_runs",
@@ -46,6 +49,30 @@ def status(settings: Settings) -> Status:
     with connect(url, timeout=settings.connect_timeout, variable=variable) as conn:
         rows = history.read(conn, settings.migrations_table)
     return compare(found, rows)
+
+
+def lint(settings: Settings, *, every: bool = False) -> lint_mod.LintReport:
+    """Lint the pending migrations (every migration with ``every``) against the live sizes."""
+    found = migrations.discover(settings.migrations_dir)
+    url, variable = target_url(settings, direct=True)
+    with connect(url, timeout=settings.connect_timeout, variable=variable) as conn:
+        chosen = (
+            found
+            if every
+            else compare(found, history.read(conn, settings.migrations_table)).pending
+        )
+        return lint_migrations(settings, conn, chosen)
+
+
+def lint_migrations(settings: Settings, conn: Conn, chosen: list[Migration]) -> lint_mod.LintReport:
+    """Lint ``chosen`` with the sizes of their tables on ``conn``'s database."""
+    version = conn.execute("SELECT current_setting('server_version')").fetchone()
+    return lint_mod.lint(
+        chosen,
+        conn,
+        large_rows=settings.lint_large_table_rows,
+        server_version=str(version[0]).split()[0] if version else None,
+    )
 
 
 def recent_runs(settings: Settings, limit: int = 5) -> list[dict[str, Any]]:

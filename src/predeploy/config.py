@@ -67,6 +67,9 @@ class Settings:
     healthcheck_retries: int = 3
     deploy_wait: float = 60.0
     maintenance_vacuum: bool = False
+    lint_large_table_rows: int = 1_000_000
+    blocker_max_age: float = 60.0
+    blocker_wait: float = 60.0
 
     @property
     def uses_embedded(self) -> bool:
@@ -177,6 +180,12 @@ def _build(env: str, root: Path, files_read: tuple[Path, ...], values: dict[str,
         ),
         deploy_wait=_positive(get("DEPLOY_WAIT") or "60s", "DEPLOY_WAIT"),
         maintenance_vacuum=_flag(get("MAINTENANCE_VACUUM")),
+        lint_large_table_rows=_count(
+            (get("LINT_LARGE_TABLE_ROWS") or "1000000").replace("_", "").replace(",", ""),
+            "LINT_LARGE_TABLE_ROWS",
+        ),
+        blocker_max_age=_positive(get("BLOCKER_MAX_AGE") or "60s", "BLOCKER_MAX_AGE"),
+        blocker_wait=parse_duration(get("BLOCKER_WAIT") or "60s", "BLOCKER_WAIT"),
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-__all__ = ["Script", "Statement", "analyse", "position_to_line_column"]
+__all__ = ["Script", "Statement", "analyse", "position_to_line_column", "relations"]
 
 # Statement kinds that PostgreSQL refuses inside a transaction block.
 _NEVER_IN_TRANSACTION = frozenset(
@@ -51,6 +51,7 @@ class Statement:
     offset: int
     kind: str
     concurrent: bool = False  # CREATE/DROP INDEX or REINDEX ... CONCURRENTLY
+    tables: tuple[str, ...] = ()  # relations it names, its target first ("schema.name" or "name")
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ def analyse(text: str) -> Script:
         offset = len(encoded[:start].decode("utf-8"))
         why = _outside_transaction_reason(kind, node[kind])
         concurrent = why is not None and "CONCURRENTLY" in why
-        statements.append(Statement(chunk, offset, kind, concurrent))
+        statements.append(Statement(chunk, offset, kind, concurrent, relations(node)))
         reason = reason or why
     return Script(
         text=text,
@@ -106,6 +107,44 @@ def position_to_line_column(text: str, position: int) -> tuple[int, int]:
     line = before.count("\n") + 1
     column = len(before) - (before.rfind("\n") + 1) + 1
     return line, column
+
+
+def relations(node: object) -> tuple[str, ...]:
+    """The relations a parse tree names, in order of appearance, without repeats.
+
+    A RangeVar (pglast's JSON: a dict with ``relname``) anywhere in the tree, and the
+    objects of DROP TABLE/INDEX/VIEW, which name theirs as lists of strings.
+    """
+    found: dict[str, None] = {}
+
+    def walk(item: object) -> None:
+        if isinstance(item, list):
+            for child in item:
+                walk(child)
+            return
+        if not isinstance(item, dict):
+            return
+        if "relname" in item:
+            schema = item.get("schemaname")
+            found[f"{schema}.{item['relname']}" if schema else str(item["relname"])] = None
+        drop = item.get("DropStmt")
+        if isinstance(drop, dict) and drop.get("removeType") in _DROPPED_RELATIONS:
+            for obj in drop.get("objects") or []:
+                parts = [
+                    i.get("String", {}).get("sval") for i in obj.get("List", {}).get("items", [])
+                ]
+                if parts and all(parts):
+                    found[".".join(str(p) for p in parts)] = None
+        for child in item.values():
+            walk(child)
+
+    walk(node)
+    return tuple(found)
+
+
+_DROPPED_RELATIONS = frozenset(
+    {"OBJECT_TABLE", "OBJECT_INDEX", "OBJECT_VIEW", "OBJECT_MATVIEW", "OBJECT_SEQUENCE"}
+)
 
 
 def _outside_transaction_reason(kind: str, node: dict[str, object]) -> str | None:
