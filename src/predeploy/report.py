@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from predeploy.backup import BackupResult
+from predeploy.blockers import describe as describe_blocker
 from predeploy.check import CheckResult
 from predeploy.deploy import DeployReport
 from predeploy.health import HealthReport
+from predeploy.lint import LintReport
 from predeploy.maintenance import MaintenanceReport
 from predeploy.pgbin import PgProgram
 from predeploy.restore import RestorePlan
@@ -21,6 +23,7 @@ __all__ = [
     "render_check",
     "render_deploy",
     "render_health",
+    "render_lint",
     "render_maintenance",
     "render_report",
     "render_restore_plan",
@@ -143,6 +146,9 @@ def render_report(report: Report, *, dry_run: bool = False, runbook: bool = True
             how = "in a transaction" if p.transactional else "outside a transaction"
             down = "down.sql" if p.has_down else "no down.sql"
             lines.append(f"  {p.name}  {p.statements} statement(s), {how}, {down}")
+    if report.lint is not None and report.lint.findings:
+        lines.append(render_lint(report.lint))
+    lines += [f"blocking session: {describe_blocker(b)}" for b in report.blockers]
     if dry_run:
         for p in report.pending:
             lines += ["", f"-- {p.name}/migration.sql", p.sql.rstrip()]
@@ -219,4 +225,25 @@ def render_runs(runs: list[dict[str, object]]) -> str:
             f"  {when}  {run['command']:<8} {run['outcome']:<16} "
             f"{run['migrations']} migration(s)  by {run['operator']}@{run['host']}"
         )
+    return "\n".join(lines)
+
+
+def render_lint(report: LintReport) -> str:
+    lines: list[str] = []
+    for f in report.findings:
+        where = f"{f.migration}/migration.sql:{f.line}:{f.column}"
+        level = "waived" if f.waived else f.severity
+        sizes = ", ".join(f"{t.table} ~{t.rows:,} rows {_mb(t.bytes)}" for t in f.tables)
+        why = f" (raised: {sizes})" if f.raised else (f" ({sizes})" if sizes else "")
+        lines.append(f"{level:<7} {where}  {f.rule}{why}")
+        lines.append(f"        {f.statement}")
+        lines.append(f"        {f.message}" + (f" {f.help}" if f.help else ""))
+    for item in report.files:
+        if item["waivers"]:
+            lines.append(f"waiver  {item['migration']}: allows {', '.join(item['waivers'])}")
+    counts = report.counts()
+    lines.append(
+        f"lint: {len(report.files)} file(s), {counts['error']} error(s), "
+        f"{counts['warning']} warning(s), {counts['info']} info, {counts['waived']} waived"
+    )
     return "\n".join(lines)

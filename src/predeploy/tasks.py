@@ -40,6 +40,7 @@ from predeploy.report import (
     render_check,
     render_deploy,
     render_health,
+    render_lint,
     render_maintenance,
     render_report,
     render_restore_plan,
@@ -149,6 +150,7 @@ def status(c: Context, env: str | None = None, json_: bool = False, check: bool 
         "dry_run": "show the plan and the SQL that would run; change nothing, no backup",
         "rehearse": "run the pending migrations in a transaction that is rolled back",
         "no_backup": "skip the pre-migrate backup (refused in prod unless ALLOW_NO_BACKUP=1)",
+        "force_lint": "apply in prod despite lint errors (logged with your user name)",
     }
 )
 def migrate(
@@ -159,11 +161,17 @@ def migrate(
     dry_run: bool = False,
     rehearse: bool = False,
     no_backup: bool = False,
+    force_lint: bool = False,
 ) -> None:
-    """Check, back up, confirm, apply safely, check again, print the rollback runbook."""
+    """Check, lint, back up, confirm, apply safely, check again, print the rollback runbook."""
     human = not json_ and sys.stdout.isatty()
     options = _migrate_options(
-        json_, yes=yes, dry_run=dry_run, rehearse=rehearse, no_backup=no_backup
+        json_,
+        yes=yes,
+        dry_run=dry_run,
+        rehearse=rehearse,
+        no_backup=no_backup,
+        force_lint=force_lint,
     )
 
     def run(settings: Settings) -> workflow.Report:
@@ -191,6 +199,25 @@ def _step_lines(human: bool) -> Callable[[Step], None] | None:
     return lambda done: print(render_step(done), flush=True)
 
 
+@task(
+    help={
+        "env": _ENV_HELP,
+        "json": _JSON_HELP,
+        "all": "lint every migration, not only the pending ones",
+    }
+)
+def lint(c: Context, env: str | None = None, all_: bool = False, json_: bool = False) -> None:
+    """Lint the pending migrations with squawk, sized by the live tables; exit 1 on errors."""
+    result = _run(env, json_, lambda s: commands.lint(s, every=all_))
+    _emit(result.as_dict(), render_lint(result), json_)
+    if result.errors:
+        raise Exit(
+            f"predeploy: lint found {len(result.errors)} error(s): "
+            + ", ".join(sorted({f"{f.migration} {f.rule}" for f in result.errors})),
+            CheckFailed.exit_code,
+        )
+
+
 @task(help={"env": _ENV_HELP, "json": _JSON_HELP})
 def health(c: Context, env: str | None = None, json_: bool = False) -> None:
     """Check the database, the migration history, the app's URL and its pm2 processes."""
@@ -207,6 +234,7 @@ def health(c: Context, env: str | None = None, json_: bool = False) -> None:
         "yes": "confirm the migration in advance (logged with your user name); for hooks",
         "restart": "pm2 restart instead of pm2 reload",
         "dry_run": "show what migrate would do; no reload",
+        "force_lint": "migrate in prod despite lint errors (logged with your user name)",
     }
 )
 def deploy(
@@ -216,10 +244,11 @@ def deploy(
     yes: bool = False,
     restart: bool = False,
     dry_run: bool = False,
+    force_lint: bool = False,
 ) -> None:
     """invoke migrate, then pm2 reload PM2_APP, then wait until it is healthy (DEPLOY_WAIT)."""
     human = not json_ and sys.stdout.isatty()
-    options = _migrate_options(json_, yes=yes, dry_run=dry_run)
+    options = _migrate_options(json_, yes=yes, dry_run=dry_run, force_lint=force_lint)
 
     def run(settings: Settings) -> deploy_mod.DeployReport:
         return deploy_mod.deploy(
@@ -485,6 +514,7 @@ ns = Collection(
     backup_task,
     backups,
     restore_task,
+    lint,
     health,
     deploy,
     maintenance,

@@ -17,19 +17,23 @@ from typing import Any
 
 import structlog
 
-from predeploy import audit, backup, commands, history, migrations, runner
+from predeploy import audit, backup, blockers, commands, history, migrations, runner
 from predeploy.backup import BackupResult
+from predeploy.blockers import Blocker
 from predeploy.config import Settings
 from predeploy.confirm import operator, require_typed, require_yes
 from predeploy.db import Conn, connect, target_url
 from predeploy.errors import (
+    CheckFailed,
     ConfigError,
     DatabaseUnreachable,
     MigrationError,
     PredeployError,
     Refused,
 )
+from predeploy.lint import LintReport
 from predeploy.lock import migrate_session
+from predeploy.migrations import Migration
 from predeploy.progress import ProgressFn
 from predeploy.rehearsal import rehearse
 from predeploy.runbook import Runbook, build_runbook
@@ -49,6 +53,7 @@ class Options:
     dry_run: bool = False
     rehearse: bool = False
     no_backup: bool = False
+    force_lint: bool = False
     interactive: bool = False
     ask: Callable[[str], str] = input
     progress: ProgressFn | None = None
@@ -74,6 +79,8 @@ class Report:
     applied: list[runner.Applied] = field(default_factory=list)
     backup: BackupResult | None = None
     rehearsal: list[dict[str, Any]] = field(default_factory=list)
+    lint: LintReport | None = None
+    blockers: list[Blocker] = field(default_factory=list)
     runbook: Runbook | None = None
     error: PredeployError | None = None
 
@@ -95,6 +102,8 @@ class Report:
                 "size": self.backup.size,
             },
             "rehearsal": self.rehearsal,
+            "lint": self.lint.as_dict() if self.lint else None,
+            "blockers": [b.as_dict() for b in self.blockers],
             "runbook": self.runbook.commands if self.runbook else [],
         }
 
@@ -175,6 +184,9 @@ def _locked_workflow(
     if not report.pending:
         log.info("nothing_pending")
         return
+    with step("lint"):
+        report.lint = commands.lint_migrations(settings, conn, before.pending)
+        _lint_policy(settings, options, report.lint)
     if options.dry_run:
         skip(report.steps, on_step, "backup", "confirmation", "apply", detail="dry run")
         return
@@ -208,6 +220,8 @@ def _locked_workflow(
     else:
         with step("confirmation"):
             _confirm(settings, options, report)
+    with step("blockers"):
+        _blockers(settings, options, report, conn, before.pending)
     with step("apply"):
         commands.migrate(settings, on_applied=report.applied.append, session=conn, found=found)
     with step("post-apply checks"):
@@ -217,12 +231,74 @@ def _locked_workflow(
             raise MigrationError(f"after applying, the history is not clean: {counts}")
 
 
+def _lint_policy(settings: Settings, options: Options, lint: LintReport) -> None:
+    """prod refuses error-level findings unless --force-lint; elsewhere they are shown."""
+    for finding in lint.active:
+        log.warning(
+            "lint_finding",
+            migration=finding.migration,
+            line=finding.line,
+            rule=finding.rule,
+            severity=finding.severity,
+            tables=[t.table for t in finding.tables],
+        )
+    if not lint.errors or settings.env != "prod" or options.dry_run or options.rehearse:
+        return
+    named = ", ".join(sorted({f"{f.migration} {f.rule}" for f in lint.errors}))
+    if options.force_lint:
+        log.warning("lint_forced", operator=operator(), errors=len(lint.errors), findings=named)
+        return
+    raise CheckFailed(
+        f"lint found {len(lint.errors)} error(s) in prod: {named}; fix them, waive a rule in "
+        f"the file (-- predeploy: allow RULE), or pass --force-lint (logged with your name)"
+    )
+
+
+def _blockers(
+    settings: Settings, options: Options, report: Report, conn: Conn, pending: list[Migration]
+) -> None:
+    """List sessions that would make the migration's locks wait; in prod, ask or wait."""
+    names = blockers.tables_of(pending)
+    report.blockers = blockers.scan(conn, names, settings.blocker_max_age)
+    if not report.blockers:
+        return
+    for found in report.blockers:
+        log.warning("blocker", detail=blockers.describe(found))
+    if settings.env != "prod":
+        return  # the runner's lock_timeout and retries bound the stall
+    if options.yes or not options.interactive:
+        left = blockers.wait_until_gone(
+            conn, names, settings.blocker_max_age, settings.blocker_wait
+        )
+        report.blockers = left
+        if left:
+            raise MigrationError(
+                f"{len(left)} session(s) still hold or wait for locks on the tables to migrate "
+                f"after {settings.blocker_wait:g}s (BLOCKER_WAIT): "
+                + "; ".join(blockers.describe(b) for b in left)
+                + "; nothing was applied"
+            )
+        log.info("blockers_gone")
+        return
+    require_yes(
+        "Sessions that would block this migration's locks:\n"
+        + "\n".join(f"  {blockers.describe(b)}" for b in report.blockers)
+        + "\nApplying now makes application queries on those tables wait up to LOCK_TIMEOUT "
+        "per attempt.",
+        yes=False,
+        interactive=options.interactive,
+        ask=options.ask,
+        action=f"migrating {report.database} past blocking sessions",
+    )
+
+
 def _confirm(settings: Settings, options: Options, report: Report) -> None:
     names = ", ".join(p.name for p in report.pending)
     question = (
         f"About to apply {len(report.pending)} migration(s) to {report.database} "
         f"({settings.env}): {names}"
         + (f"\nBackup: {report.backup.path}" if report.backup else "\nNo backup was taken.")
+        + _lint_lines(report.lint)
     )
     action = f"migrating {report.database} ({settings.env})"
     if settings.env == "prod":
@@ -242,6 +318,18 @@ def _confirm(settings: Settings, options: Options, report: Report) -> None:
             ask=options.ask,
             action=action,
         )
+
+
+def _lint_lines(lint: LintReport | None) -> str:
+    if lint is None or not lint.active:
+        return "\nLint: no findings." if lint is not None else ""
+    lines = [f"\nLint ({len(lint.active)} finding(s)):"]
+    for f in lint.active:
+        sizes = ", ".join(f"{t.table} ~{t.rows:,} rows" for t in f.tables)
+        lines.append(
+            f"  {f.severity:<7} {f.migration}:{f.line} {f.rule}" + (f" ({sizes})" if sizes else "")
+        )
+    return "\n".join(lines)
 
 
 def _describe(migration: migrations.Migration) -> Pending:

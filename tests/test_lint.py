@@ -1,0 +1,269 @@
+"""Lint: squawk's JSON mapped to our severities with live table sizes; waivers; the prod
+policy; and the blocker scan against real held locks."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from conftest import Cli, MakeSettings, run_in_terminal, write_migrations
+from predeploy import blockers, commands, migrations
+from predeploy.lint import MOOT
+
+CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
+
+# one known-dangerous statement per migration: the rule squawk names, our base severity
+DANGEROUS = {
+    "1_index": (
+        "CREATE INDEX events_at ON events (at);",
+        "require-concurrent-index-creation",
+        "warning",
+    ),
+    "2_type": (
+        "ALTER TABLE events ALTER COLUMN body TYPE varchar(10);",
+        "changing-column-type",
+        "warning",
+    ),
+    "3_required": (
+        "ALTER TABLE events ADD COLUMN n bigint NOT NULL;",
+        "adding-required-field",
+        "warning",
+    ),
+    "4_fk": (
+        "ALTER TABLE events ADD CONSTRAINT events_user"
+        " FOREIGN KEY (user_id) REFERENCES users (id);",
+        "adding-foreign-key-constraint",
+        "warning",
+    ),
+    "5_rename": ("ALTER TABLE events RENAME COLUMN body TO text;", "renaming-column", "warning"),
+    "6_drop_db": ("DROP DATABASE analytics;", "ban-drop-database", "error"),
+    "7_int": ("CREATE TABLE counters (n int);", "prefer-bigint-over-int", "info"),
+}
+
+
+@pytest.fixture
+def events(database_url: str) -> str:
+    """Tables users and events (5,000 rows, analysed) in the test's database."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE users (id bigint PRIMARY KEY)")
+        conn.execute(
+            "CREATE TABLE events AS SELECT g::bigint AS id, now() AS at, 'x'::text AS body,"
+            " 1::bigint AS user_id FROM generate_series(1, 5000) g"
+        )
+        conn.execute("ANALYZE events")
+    return database_url
+
+
+def test_each_dangerous_statement_maps_to_its_rule_and_size(
+    make_settings: MakeSettings, migrations_dir: Path, events: str
+) -> None:
+    write_migrations(migrations_dir, {name: sql for name, (sql, _, _) in DANGEROUS.items()})
+    report = commands.lint(make_settings("staging"))
+    found = {(f.migration, f.rule): f for f in report.findings}
+    for name, (_, rule, severity) in DANGEROUS.items():
+        finding = found[(name, rule)]
+        assert finding.severity == severity, (name, finding)
+        assert finding.line == 1 and not finding.raised
+    index = found[("1_index", "require-concurrent-index-creation")]
+    assert [(t.table, t.rows) for t in index.tables] == [("public.events", 5000)]
+    assert index.statement == "CREATE INDEX events_at ON events (at)"
+    fk = found[("4_fk", "adding-foreign-key-constraint")]
+    assert [t.table for t in fk.tables] == ["public.events", "public.users"]  # largest first
+    assert not {f.rule for f in report.findings} & set(MOOT)  # the runner sets both timeouts
+    data = report.as_dict()
+    assert [f["migration"] for f in data["files"]] == list(DANGEROUS)
+    assert data["files"][5]["transactional"] is False
+
+
+def test_a_large_table_raises_the_severity(
+    make_settings: MakeSettings, migrations_dir: Path, events: str
+) -> None:
+    write_migrations(migrations_dir, {"1_index": DANGEROUS["1_index"][0]})
+    report = commands.lint(make_settings("staging", LINT_LARGE_TABLE_ROWS="5000"))
+    (finding,) = [f for f in report.findings if f.rule == "require-concurrent-index-creation"]
+    assert (finding.severity, finding.raised) == ("error", True)
+    assert report.errors == [finding]
+
+
+def test_robustness_matters_only_outside_a_transaction(
+    make_settings: MakeSettings, migrations_dir: Path, events: str
+) -> None:
+    write_migrations(
+        migrations_dir,
+        {
+            "1_in": "CREATE TABLE a (id bigint);",
+            "2_out": "CREATE INDEX CONCURRENTLY events_body ON events (body);",
+        },
+    )
+    report = commands.lint(make_settings("staging"))
+    robust = [(f.migration, f.severity) for f in report.findings if f.rule == "prefer-robust-stmts"]
+    assert robust == [("2_out", "info")]
+
+
+def test_waiver_silences_a_rule_for_its_file_and_is_shown(
+    cli: Cli, database_url: str, migrations_dir: Path, events: str, tmp_path: Path
+) -> None:
+    write_migrations(
+        migrations_dir,
+        {
+            "1_index": "-- predeploy: allow require-concurrent-index-creation\n"
+            + DANGEROUS["1_index"][0],
+            "2_index": "CREATE INDEX events_body ON events (body);",
+        },
+    )
+    env = {"DATABASE_URL": database_url, "MIGRATIONS_DIR": str(migrations_dir)}
+    done = cli("lint", "--env", "prod", "--json", env=env | {"LINT_LARGE_TABLE_ROWS": "100"})
+    assert done.returncode == 1  # 2_index's finding is an error on a large table
+    data = json.loads(done.stdout)
+    first, second = data["files"]
+    assert first["waivers"] == ["require-concurrent-index-creation"]
+    assert [(f["rule"], f["waived"]) for f in first["findings"]] == [
+        ("require-concurrent-index-creation", True)
+    ]
+    assert [(f["severity"], f["waived"]) for f in second["findings"]] == [("error", False)]
+    assert data["counts"]["waived"] == 1
+    assert "lint found 1 error(s): 2_index require-concurrent-index-creation" in done.stderr
+
+
+def test_prod_migrate_refuses_lint_errors_unless_forced(
+    cli: Cli, database_url: str, migrations_dir: Path, events: str, tmp_path: Path
+) -> None:
+    write_migrations(migrations_dir, {"1_index": DANGEROUS["1_index"][0]})
+    env = {
+        "DATABASE_URL": database_url,
+        "MIGRATIONS_DIR": str(migrations_dir),
+        "LINT_LARGE_TABLE_ROWS": "1000",
+        "BACKUP_DIR": str(tmp_path / "backups"),
+        "LOG_DIR": str(tmp_path / "logs"),
+    }
+    refused = cli("migrate", "--env", "prod", "--yes", env=env)
+    assert refused.returncode == 1
+    assert (
+        "lint found 1 error(s) in prod: 1_index require-concurrent-index-creation" in refused.stderr
+    )
+    assert not (tmp_path / "backups").exists()  # refused before the backup
+    staging = cli("migrate", "--env", "staging", "--yes", "--dry-run", env=env)
+    assert staging.returncode == 0  # elsewhere findings are shown, not enforced
+    assert json.loads(staging.stdout)["lint"]["counts"]["error"] == 1
+    forced = cli("migrate", "--env", "prod", "--yes", "--force-lint", env=env)
+    assert forced.returncode == 0, forced.stderr
+    log = "".join(p.read_text() for p in (tmp_path / "logs").glob("*.log"))
+    forced_events = [json.loads(x) for x in log.splitlines() if '"lint_forced"' in x]
+    assert forced_events and forced_events[0]["operator"]
+
+
+def test_lint_findings_show_before_the_confirmation(
+    project: Path, database_url: str, events: str
+) -> None:
+    write_migrations(project / "migrations", {"1_index": DANGEROUS["1_index"][0]})
+    env = {"DATABASE_URL": database_url, "BACKUP_DIR": str(project / "backups")}
+    code, screen = run_in_terminal(
+        [sys.executable, "-m", "invoke", "migrate", "--env", "staging"],
+        cwd=project,
+        env={**os.environ, **env},
+        answer="n",
+        prompt=b"[y/N]",
+    )
+    assert code == 8
+    before_prompt = screen[: screen.index("[y/N]")]
+    assert "Lint (1 finding(s)):" in before_prompt
+    assert (
+        "warning 1_index:1 require-concurrent-index-creation (public.events ~5,000 rows)"
+        in before_prompt
+    )
+
+
+@pytest.mark.slow
+def test_langfuse_corpus_findings_per_file(cli: Cli, database_url: str) -> None:
+    corpus = CORPORA / "langfuse" / "migrations"
+    env = {"DATABASE_URL": database_url, "MIGRATIONS_DIR": str(corpus)}
+    done = cli("lint", "--env", "staging", "--all", "--json", env=env)
+    assert done.returncode in (0, 1), done.stderr
+    data = json.loads(done.stdout)
+    assert len(data["files"]) == 434
+    rules = {f["rule"] for item in data["files"] for f in item["findings"]}
+    assert "require-concurrent-index-creation" in rules or "prefer-robust-stmts" in rules
+    assert not rules & set(MOOT)
+    assert sum(len(item["findings"]) for item in data["files"]) == sum(
+        n for n in data["counts"].values()
+    )
+
+
+def hold(url: str, sql: str, ready: threading.Event, release: threading.Event) -> None:
+    with psycopg.connect(url, application_name="reporting") as conn:
+        conn.execute(sql)
+        ready.set()
+        release.wait(30)
+
+
+def test_blocker_scan_names_a_session_idle_in_transaction(
+    make_settings: MakeSettings, migrations_dir: Path, events: str
+) -> None:
+    write_migrations(migrations_dir, {"1_type": DANGEROUS["2_type"][0]})
+    ready, release = threading.Event(), threading.Event()
+    thread = threading.Thread(
+        target=hold, args=(events, "SELECT count(*) FROM events", ready, release)
+    )
+    thread.start()
+    try:
+        assert ready.wait(10)
+        time.sleep(0.2)
+        with psycopg.connect(events, autocommit=True) as conn:
+            pending = migrations.discover(migrations_dir)
+            assert blockers.tables_of(pending) == {"events"}
+            (found,) = blockers.scan(conn, blockers.tables_of(pending), max_age=60)
+            other = blockers.scan(conn, {"users"}, max_age=60)
+    finally:
+        release.set()
+        thread.join()
+    assert (found.application, found.state, found.tables) == (
+        "reporting",
+        "idle in transaction",
+        ("events",),
+    )
+    assert found.query == "SELECT count(*) FROM events" and found.query_start is not None
+    assert other == []
+    assert "application reporting, idle in transaction" in blockers.describe(found)
+
+
+def test_prod_with_yes_waits_for_blockers_then_exits_5_naming_them(
+    cli: Cli, database_url: str, migrations_dir: Path, events: str, tmp_path: Path
+) -> None:
+    write_migrations(migrations_dir, {"1_type": DANGEROUS["2_type"][0]})
+    env = {
+        "DATABASE_URL": database_url,
+        "MIGRATIONS_DIR": str(migrations_dir),
+        "BACKUP_DIR": str(tmp_path / "backups"),
+        "BLOCKER_WAIT": "1s",
+    }
+    ready, release = threading.Event(), threading.Event()
+    thread = threading.Thread(
+        target=hold, args=(events, "SELECT count(*) FROM events", ready, release)
+    )
+    thread.start()
+    try:
+        assert ready.wait(10)
+        blocked = cli("migrate", "--env", "prod", "--yes", env=env)
+        # the blocker ends while the next run waits for it: that run applies
+        threading.Timer(1.5, release.set).start()
+        waited = cli("migrate", "--env", "prod", "--yes", env=env | {"BLOCKER_WAIT": "20s"})
+    finally:
+        release.set()
+        thread.join()
+    assert blocked.returncode == 5
+    assert (
+        "still hold or wait for locks on the tables to migrate after 1s (BLOCKER_WAIT)"
+        in blocked.stderr
+    )
+    assert "application reporting, idle in transaction" in blocked.stderr
+    assert "nothing was applied" in blocked.stderr
+    assert waited.returncode == 0, waited.stderr
+    steps = {s["name"]: s for s in json.loads(waited.stdout)["steps"]}
+    assert steps["blockers"]["seconds"] >= 1.0
