@@ -84,7 +84,7 @@ def scan(conn: Conn, names: Iterable[str], max_age: float) -> list[Blocker]:
 
 
 def wait_until_gone(
-    conn: Conn, names: Iterable[str], max_age: float, wait: float, pause: float = 1.0
+    conn: Conn, names: Iterable[str], max_age: float, wait: float, pause: float = 0.25
 ) -> list[Blocker]:
     """Scan until no blocker is left or ``wait`` seconds have passed; the ones left."""
     chosen = list(names)

@@ -1,9 +1,14 @@
 """Applying migrations: each in its own transaction with its history row, or, when it
 cannot run in one, statement by statement with a row that stays failed if it stops.
 
-Every session runs with lock_timeout and statement_timeout; a lock timeout rolls
-the migration back and retries it after a growing pause, and when the retries
-run out the error names the session that held the lock.
+Every session runs with lock_timeout and statement_timeout, so the application's
+queries never queue behind a migration's lock request for longer than LOCK_TIMEOUT.
+A lock timeout rolls the migration back; the sessions that held locks on its tables
+from before the try are then watched, and the next try starts as soon as they are
+gone (or after a growing pause when none is found). While they stay, trying again
+could only stall the application once more, so a pause that ends with them still
+there counts as a try without touching the table. When the tries run out the error
+names them.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from predeploy import history
 from predeploy.db import Conn
 from predeploy.errors import MigrationError
 from predeploy.migrations import Migration
+from predeploy.relations import resolve
 from predeploy.sqlscript import Script, Statement, position_to_line_column
 
 __all__ = ["Applied", "MigrationFailed", "RunOptions", "apply", "backoff", "configure_session"]
@@ -31,6 +37,19 @@ __all__ = ["Applied", "MigrationFailed", "RunOptions", "apply", "backoff", "conf
 log = structlog.get_logger(__name__)
 _FIRST_PAUSE, _LAST_PAUSE = 0.5, 10.0
 _TIMEOUT_SETTINGS = ("lock_timeout", "statement_timeout")
+
+# Sessions holding locks on the migration's tables since before its last try began.
+_HOLDERS = """
+SELECT DISTINCT a.pid, coalesce(a.state, '?'),
+       extract(epoch FROM now() - coalesce(a.xact_start, a.query_start)),
+       left(regexp_replace(a.query, '\\s+', ' ', 'g'), 120), a.usename, a.application_name
+FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'relation' AND l.granted AND l.relation = ANY(%(oids)s)
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND a.pid <> pg_backend_pid()
+  AND coalesce(a.xact_start, a.query_start) < now() - make_interval(secs => %(age)s)
+"""
+_POLL = 0.1
 
 _BLOCKERS = """
 SELECT pid, coalesce(state, '?'), extract(epoch FROM now() - coalesce(xact_start, query_start)),
@@ -156,8 +175,9 @@ def _apply_in_transaction(
                 raise _failure(
                     migration.name, script.text, failed, exc, left_failed=False
                 ) from None
-            _retry_or_give_up(migration, attempt, options, blockers, exc)
-        attempt += 1
+            attempt = _next_try(
+                conn, migration, script, options, attempt=attempt, blockers=blockers, exc=exc
+            )
 
 
 def _send_transaction(
@@ -201,11 +221,19 @@ def _apply_statements(
             with _watch_blockers(conn, watching=attempt > 1) as blockers:
                 _execute(conn, statement, options)
         except pg_errors.LockNotAvailable as exc:
-            _retry_or_give_up(migration, attempt, options, blockers, exc, row_id=row_id, conn=conn)
-            attempt += 1
-            if block_start is not None:
+            if block_start is not None:  # the script's own transaction was lost with it
                 conn.execute("ROLLBACK")
                 index, block_start = block_start, None
+            attempt = _next_try(
+                conn,
+                migration,
+                script,
+                options,
+                attempt=attempt,
+                blockers=blockers,
+                exc=exc,
+                row_id=row_id,
+            )
             continue
         except psycopg.Error as exc:
             failure = _failure(migration.name, script.text, statement, exc, left_failed=True)
@@ -235,38 +263,72 @@ def _execute(conn: Conn, statement: Statement, options: RunOptions) -> None:
     conn.execute(statement.text, prepare=False)
 
 
-def _retry_or_give_up(
+def _next_try(
+    conn: Conn,
     migration: Migration,
-    attempt: int,
+    script: Script,
     options: RunOptions,
+    *,
+    attempt: int,
     blockers: list[str],
     exc: psycopg.Error,
-    *,
     row_id: str | None = None,
-    conn: Conn | None = None,
-) -> None:
-    if attempt <= options.lock_retries:
+) -> int:
+    """After try ``attempt`` hit LOCK_TIMEOUT: wait, then return the number of the next try.
+
+    Gives up (MigrationError, naming who held the locks) after LOCK_RETRIES retries.
+    """
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        conn.execute("ROLLBACK")
+    oids = sorted({t.oid for t in resolve(conn, _tables(script)).values()})
+    holders: list[str] = []
+    while attempt <= options.lock_retries:
         pause = backoff(attempt)
+        holders = _holders(conn, oids, options.lock_timeout)
         log.warning(
             "lock_timeout_retry",
             migration=migration.name,
             attempt=attempt,
             pause_s=pause,
-            blockers=blockers or None,
+            blockers=holders or blockers or None,
         )
-        time.sleep(pause)
-        return
-    who = "; ".join(blockers) if blockers else "a session that finished before it could be named"
+        if not holders or _gone(conn, oids, options.lock_timeout, pause):
+            if not holders:
+                time.sleep(pause)
+            return attempt + 1
+        attempt += 1  # still there: trying now would only stall the application again
+        log.info("lock_retry_skipped", migration=migration.name, attempt=attempt)
+    named = holders or blockers
+    who = "; ".join(named) if named else "a session that finished before it could be named"
     message = (
         f"migration {migration.name} could not get its locks within LOCK_TIMEOUT "
         f"({options.lock_timeout:g}s) in {attempt} tries; blocked by {who}: retry when it "
         f"ends, or end it (SELECT pg_terminate_backend(pid))"
     )
-    if row_id is not None and conn is not None:
-        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-            conn.execute("ROLLBACK")
+    if row_id is not None:
         history.record_failure(conn, options.table, row_id, message, 0)
     raise MigrationError(message) from exc
+
+
+def _tables(script: Script) -> set[str]:
+    return {name for statement in script.statements for name in statement.tables}
+
+
+def _holders(conn: Conn, oids: list[int], age: float) -> list[str]:
+    if not oids:
+        return []
+    rows = conn.execute(_HOLDERS, {"oids": oids, "age": age}).fetchall()
+    return [_describe_blocker(row) for row in rows]
+
+
+def _gone(conn: Conn, oids: list[int], age: float, wait: float) -> bool:
+    """Poll until no session holds the tables' locks from before; False after ``wait``."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        time.sleep(min(_POLL, max(0.0, deadline - time.monotonic())))
+        if not conn.execute(_HOLDERS, {"oids": oids, "age": age}).fetchall():
+            return True
+    return False
 
 
 @contextmanager
