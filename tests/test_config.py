@@ -186,3 +186,19 @@ def test_healthcheck_url_must_be_http_and_is_not_echoed(tmp_path: Path) -> None:
         load_settings("prod", tmp_path, {"HEALTHCHECK_URL": "ftp://ops:hunter2@host/health"})
     assert "HEALTHCHECK_URL is not an http(s) URL (ftp)" in str(raised.value)
     assert "hunter2" not in str(raised.value)
+
+
+def test_lint_and_blocker_settings(tmp_path: Path) -> None:
+    write(tmp_path / ".env.prod", f"DATABASE_URL={URL}\n")
+    defaults = load_settings("prod", tmp_path, {})
+    assert defaults.lint_large_table_rows == 1_000_000
+    assert (defaults.blocker_max_age, defaults.blocker_wait) == (60.0, 60.0)
+    settings = load_settings(
+        "prod",
+        tmp_path,
+        {"LINT_LARGE_TABLE_ROWS": "50_000", "BLOCKER_MAX_AGE": "5s", "BLOCKER_WAIT": "0"},
+    )
+    assert settings.lint_large_table_rows == 50_000
+    assert (settings.blocker_max_age, settings.blocker_wait) == (5.0, 0.0)
+    with pytest.raises(ConfigError, match="LINT_LARGE_TABLE_ROWS"):
+        load_settings("prod", tmp_path, {"LINT_LARGE_TABLE_ROWS": "many"})

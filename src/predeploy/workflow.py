@@ -1,7 +1,7 @@
 """`invoke migrate`: the whole pre-deploy runbook as one run.
 
-    connectivity → history checks → pending list → backup → confirmation → apply
-    → post-apply checks → rollback runbook → summary
+    connectivity → history checks → pending list → lint → backup → confirmation
+    → blocker scan → apply → post-apply checks → rollback runbook → summary
 
 Each step is recorded with its outcome and duration. Nothing pending ends the run
 at once (no backup, no prompt). A failure still yields the report, with the
