@@ -203,19 +203,22 @@ def run_in_terminal(
     *,
     cwd: Path,
     env: dict[str, str],
-    answer: str,
-    prompt: bytes,
+    answer: str = "",
+    prompt: bytes = b"",
+    dialogue: list[tuple[bytes, str]] | None = None,
     timeout: float = 60,
 ) -> tuple[int, str]:
-    """Run ``argv`` on a real pseudo-terminal, type ``answer`` at ``prompt``; (exit, screen)."""
+    """Run ``argv`` on a real pseudo-terminal, type ``answer`` at ``prompt`` (or each answer
+    of ``dialogue`` at its prompt, in turn); (exit, screen)."""
     import select  # noqa: PLC0415
 
+    turns = list(dialogue) if dialogue is not None else [(prompt, answer)]
     master, slave = os.openpty()
     proc = subprocess.Popen(
         argv, cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave, start_new_session=True
     )
     os.close(slave)
-    screen, answered = b"", False
+    screen, seen = b"", 0
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         ready, _, _ = select.select([master], [], [], 0.2)
@@ -227,9 +230,9 @@ def run_in_terminal(
             if not chunk:
                 break
             screen += chunk
-        if not answered and prompt in screen:
-            os.write(master, answer.encode() + b"\n")
-            answered = True
+        if turns and turns[0][0] in screen[seen:]:
+            seen = screen.index(turns[0][0], seen) + len(turns[0][0])
+            os.write(master, turns.pop(0)[1].encode() + b"\n")
         if proc.poll() is not None and not ready:
             break
     os.close(master)

@@ -44,7 +44,7 @@ DANGEROUS = {
     ),
     "5_rename": ("ALTER TABLE events RENAME COLUMN body TO text;", "renaming-column", "warning"),
     "6_drop_db": ("DROP DATABASE analytics;", "ban-drop-database", "error"),
-    "7_int": ("CREATE TABLE counters (n int);", "prefer-bigint-over-int", "info"),
+    "7_int": ("CREATE TABLE counters (n bigint, at timestamp);", "prefer-timestamp-tz", "info"),
 }
 
 
@@ -267,3 +267,37 @@ def test_prod_with_yes_waits_for_blockers_then_exits_5_naming_them(
     assert waited.returncode == 0, waited.stderr
     steps = {s["name"]: s for s in json.loads(waited.stdout)["steps"]}
     assert steps["blockers"]["seconds"] >= 1.0
+
+
+def test_prod_on_a_terminal_asks_about_blockers(
+    project: Path, database_url: str, events: str
+) -> None:
+    write_migrations(project / "migrations", {"1_type": DANGEROUS["2_type"][0]})
+    env = {"DATABASE_URL": database_url, "BACKUP_DIR": str(project / "backups")}
+    name = database_url.rsplit("/", 1)[1]
+    ready, release = threading.Event(), threading.Event()
+    thread = threading.Thread(
+        target=hold, args=(events, "SELECT count(*) FROM events", ready, release)
+    )
+    thread.start()
+    try:
+        assert ready.wait(10)
+        code, screen = run_in_terminal(
+            [sys.executable, "-m", "invoke", "migrate", "--env", "prod"],
+            cwd=project,
+            env={**os.environ, **env},
+            dialogue=[(b"to go on: ", name), (b"[y/N]", "n")],
+        )
+    finally:
+        release.set()
+        thread.join()
+    assert code == 8, screen
+    asked = screen[screen.index("Sessions that would block") : screen.rindex("[y/N]")]
+    assert "application reporting, idle in transaction" in asked
+    assert "on events): SELECT count(*) FROM events" in asked
+    with psycopg.connect(database_url) as conn:
+        (kind,) = conn.execute(
+            "SELECT data_type FROM information_schema.columns"
+            " WHERE table_name = 'events' AND column_name = 'body'"
+        ).fetchone() or ("?",)
+    assert kind == "text"  # nothing applied

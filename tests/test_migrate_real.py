@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
@@ -83,7 +84,9 @@ def test_four_concurrent_runs_apply_each_migration_once(
     write_migrations(migrations_dir, generated(200))
     env = {"DATABASE_URL": database_url, "MIGRATIONS_DIR": str(migrations_dir)}
     runs = [migrate_process(env, project) for _ in range(4)]
-    outcomes = [(run.wait(timeout=120), run.stderr.read() if run.stderr else "") for run in runs]
+    with ThreadPoolExecutor(4) as pool:  # read every pipe at once: a full one blocks its run
+        errors = list(pool.map(lambda run: run.communicate(timeout=120)[1], runs))
+    outcomes = [(run.returncode, err) for run, err in zip(runs, errors, strict=True)]
     assert [code for code, _ in outcomes] == [0, 0, 0, 0], outcomes
     with psycopg.connect(database_url) as conn:
         names = [n for (n,) in conn.execute("SELECT migration_name FROM _prisma_migrations")]
@@ -107,13 +110,14 @@ def test_sigkill_never_splits_a_migration_from_its_row(
         if run.poll() is None:
             run.send_signal(signal.SIGKILL)
             kills += 1
-            run.wait(timeout=60)
+            run.communicate(timeout=60)
         else:  # it finished before the kill: it must have succeeded, not tripped on a leftover
-            assert run.returncode == 0, run.stderr.read() if run.stderr else ""
+            assert run.returncode == 0, run.communicate()[1]
         assert_rows_match_changes(database_url)
     assert kills >= 18  # the runs were really cut short, mid-history
     final = migrate_process(env, project)
-    assert final.wait(timeout=120) == 0
+    final.communicate(timeout=120)  # reads the pipes: a full one would block the run
+    assert final.returncode == 0
     assert_rows_match_changes(database_url)
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT count(*) FROM ledger").fetchone() == (300,)

@@ -52,7 +52,9 @@ _SEVERITY = {
     "prefer-bigint-over-smallint": "info",
     "prefer-big-int": "info",
     "prefer-identity": "info",
-    "prefer-timestamptz": "info",
+    "prefer-timestamp-tz": "info",
+    "prefer-text-field": "info",  # a varchar's size change is changing-column-type
+    "require-enum-value-ordering": "info",
     "ban-char-field": "info",
     "prefer-robust-stmts": "info",
     "require-table-schema": "info",

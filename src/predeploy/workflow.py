@@ -233,7 +233,7 @@ def _locked_workflow(
 
 def _lint_policy(settings: Settings, options: Options, lint: LintReport) -> None:
     """prod refuses error-level findings unless --force-lint; elsewhere they are shown."""
-    for finding in lint.active:
+    for finding in (f for f in lint.active if f.severity != "info"):  # info: counted by lint
         log.warning(
             "lint_finding",
             migration=finding.migration,
