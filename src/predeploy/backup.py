@@ -58,6 +58,15 @@ class BackupResult:
     verify_seconds: float
     pruned: tuple[Path, ...] = ()
 
+    def as_dict(self) -> dict[str, Any]:
+        """What a run's report says of its backup."""
+        return {
+            "path": str(self.path),
+            "sha256": self.sha256,
+            "size": self.size,
+            "pruned": [str(p) for p in self.pruned],
+        }
+
 
 @dataclass(frozen=True)
 class _Facts:

@@ -66,14 +66,7 @@ class MaintenanceReport:
             "exit_code": self.exit_code,
             "needs_attention": self.needs_attention,
             "steps": [s.__dict__ for s in self.steps],
-            "backup": None
-            if self.backup is None
-            else {
-                "path": str(self.backup.path),
-                "sha256": self.backup.sha256,
-                "size": self.backup.size,
-                "pruned": [str(p) for p in self.backup.pruned],
-            },
+            "backup": self.backup.as_dict() if self.backup else None,
             "vacuumed": self.vacuumed,
             "health": self.health.as_dict() if self.health else None,
         }

@@ -94,13 +94,7 @@ class Report:
             "steps": [s.__dict__ for s in self.steps],
             "pending": [dict(p.__dict__) for p in self.pending],
             "applied": [a.__dict__ for a in self.applied],
-            "backup": None
-            if self.backup is None
-            else {
-                "path": str(self.backup.path),
-                "sha256": self.backup.sha256,
-                "size": self.backup.size,
-            },
+            "backup": self.backup.as_dict() if self.backup else None,
             "rehearsal": self.rehearsal,
             "lint": self.lint.as_dict() if self.lint else None,
             "blockers": [b.as_dict() for b in self.blockers],
