@@ -38,8 +38,11 @@ module.exports = {
       repo: 'git@git.example.com:acme/web.git',
       path: '/srv/web',
       // predeploy lives in the project's virtualenv (.venv, made once on the server:
-      // python3 -m venv .venv && .venv/bin/pip install predeploy)
-      'post-deploy': 'npm ci --omit=dev && .venv/bin/invoke deploy --env prod --yes',
+      // python3 -m venv .venv && .venv/bin/pip install predeploy). The app's packages
+      // are installed first when it has a lockfile; a failure there stops the hook.
+      'post-deploy':
+        'if [ -f package-lock.json ]; then npm ci --omit=dev; fi && ' +
+        '.venv/bin/invoke deploy --env prod --yes',
     },
   },
 };

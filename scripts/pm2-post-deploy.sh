@@ -21,10 +21,15 @@ if [ $# -ge 1 ] && [ "${1#-}" = "$1" ]; then
 fi
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
-# shellcheck source=scripts/lib.sh
-. "$root/scripts/lib.sh"
-
-if ! invoke=$(find_invoke "$root"); then
+invoke=
+for venv in "${PREDEPLOY_VENV:-}" "$root/.venv" "$root/venv"; do
+    if [ -n "$venv" ] && [ -x "$venv/bin/invoke" ]; then
+        invoke="$venv/bin/invoke"
+        break
+    fi
+done
+invoke=${invoke:-$(command -v invoke || true)}
+if [ -z "$invoke" ]; then
     echo "pm2-post-deploy: no virtualenv with predeploy in $root/.venv, $root/venv or \$PREDEPLOY_VENV" >&2
     exit 2
 fi

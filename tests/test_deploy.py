@@ -146,8 +146,7 @@ def test_post_deploy_hook_runs_as_pm2_runs_it(
     environment, in the project folder: npm ci, then invoke deploy --env prod --yes."""
     project = pm2_app.project
     (project / "scripts").mkdir()
-    for name in ("pm2-post-deploy.sh", "lib.sh"):
-        shutil.copy2(SCRIPTS / name, project / "scripts")
+    shutil.copy2(SCRIPTS / "pm2-post-deploy.sh", project / "scripts")
     hook = subprocess.run(
         [
             "node",

@@ -218,8 +218,7 @@ def test_run_migrations_script_passes_arguments_and_exit_codes(
     """scripts/run-migrations.sh ENV runs migrate from the root with the venv, args through."""
     scripts = project / "scripts"
     scripts.mkdir()
-    for name in ("run-migrations.sh", "lib.sh"):
-        shutil.copy2(Path(__file__).parents[1] / "scripts" / name, scripts)
+    shutil.copy2(Path(__file__).parents[1] / "scripts" / "run-migrations.sh", scripts)
     script = scripts / "run-migrations.sh"
     env = {**os.environ, **prod_env, "PREDEPLOY_VENV": sys.prefix}
     elsewhere = project.parent
