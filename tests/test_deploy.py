@@ -128,7 +128,7 @@ def test_unknown_app_or_no_pm2_is_exit_2_before_anything(
 ) -> None:
     done = cli("deploy", "--env", "prod", "--yes", env=deploy_env | {"PM2_APP": "api"})
     assert done.returncode == 2
-    assert "pm2 has no process named api" in done.stderr
+    assert f"pm2 has no process named api (PM2_HOME {pm2_app.environ['PM2_HOME']}" in done.stderr
     dotenv = pm2_app.project / ".env.prod"
     dotenv.write_text("".join(x for x in dotenv.read_text().splitlines(True) if "PM2_BIN" not in x))
     done = cli("deploy", "--env", "prod", "--yes", env=deploy_env | {"PATH": "/usr/bin:/bin"})

@@ -76,8 +76,8 @@ def deploy(
             report.before = pm2.processes()
             if not report.before:
                 raise ConfigError(
-                    f"pm2 has no process named {pm2.app}: start the app once "
-                    f"(pm2 start ecosystem.config.js), then deploy"
+                    f"pm2 has no process named {pm2.app} ({pm2.home()}): start the app once "
+                    f"(pm2 start ecosystem.config.js) as that user, then deploy"
                 )
     except PredeployError as exc:
         report.error = exc

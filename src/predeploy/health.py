@@ -229,7 +229,8 @@ def check_pm2(settings: Settings, pm2: Pm2 | None = None) -> Check:
     seconds = time.perf_counter() - started
     data = {"processes": [p.as_dict() for p in processes]}
     if not processes:
-        return Check("pm2", False, f"pm2 has no process named {settings.pm2_app}", seconds, data)
+        detail = f"pm2 has no process named {settings.pm2_app} ({pm2.home()})"
+        return Check("pm2", False, detail, seconds, data)
     down = [p for p in processes if p.status != "online"]
     restarts = ", ".join(str(p.restarts) for p in processes)
     if down:

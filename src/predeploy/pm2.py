@@ -9,6 +9,7 @@ full environment, secrets included: only the fields below are ever kept.
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import re
@@ -87,6 +88,11 @@ class Pm2:
         if not isinstance(listed, list):
             raise HealthCheckFailed(f"{self.program} jlist did not print a JSON process list")
         return [_process(item) for item in listed if item.get("name") == self.app]
+
+    def home(self) -> str:
+        """Whose pm2 this is: a wrong PM2_HOME or user shows an empty, freshly started pm2."""
+        home = os.environ.get("PM2_HOME") or str(Path.home() / ".pm2")
+        return f"PM2_HOME {home}, user {getpass.getuser()}"
 
     def reload(self, *, restart: bool = False) -> None:
         """`pm2 reload APP` (zero-downtime in cluster mode), or `pm2 restart APP`."""
