@@ -63,7 +63,29 @@ def tables_of(pending: Iterable[Migration]) -> set[str]:
 
 def scan(conn: Conn, names: Iterable[str], max_age: float) -> list[Blocker]:
     """Sessions idle in a transaction or older than ``max_age`` with locks on ``names``."""
-    oids = sorted({t.oid for t in resolve(conn, names).values()})
+    return _scan(conn, _oids(conn, names), max_age)
+
+
+def wait_until_gone(
+    conn: Conn, names: Iterable[str], max_age: float, wait: float, pause: float = 0.25
+) -> list[Blocker]:
+    """Scan every ``pause`` until no blocker is left or ``wait`` seconds have passed; the
+    ones left."""
+    oids = _oids(conn, names)
+    deadline = time.monotonic() + wait
+    while True:
+        found = _scan(conn, oids, max_age)
+        remaining = deadline - time.monotonic()
+        if not found or remaining <= 0:
+            return found
+        time.sleep(min(pause, remaining))
+
+
+def _oids(conn: Conn, names: Iterable[str]) -> list[int]:
+    return sorted({t.oid for t in resolve(conn, names).values()})
+
+
+def _scan(conn: Conn, oids: list[int], max_age: float) -> list[Blocker]:
     if not oids:
         return []
     rows = conn.execute(_SCAN, {"oids": oids, "max_age": max_age}).fetchall()
@@ -81,20 +103,6 @@ def scan(conn: Conn, names: Iterable[str], max_age: float) -> list[Blocker]:
         )
         for pid, user, application, state, age, query_start, query, tables, waiting in rows
     ]
-
-
-def wait_until_gone(
-    conn: Conn, names: Iterable[str], max_age: float, wait: float, pause: float = 0.25
-) -> list[Blocker]:
-    """Scan until no blocker is left or ``wait`` seconds have passed; the ones left."""
-    chosen = list(names)
-    deadline = time.monotonic() + wait
-    while True:
-        found = scan(conn, chosen, max_age)
-        remaining = deadline - time.monotonic()
-        if not found or remaining <= 0:
-            return found
-        time.sleep(min(pause, remaining))
 
 
 def describe(blocker: Blocker) -> str:

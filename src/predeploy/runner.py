@@ -25,11 +25,11 @@ import structlog
 from psycopg import errors as pg_errors
 from psycopg.conninfo import make_conninfo
 
+from predeploy import blockers as blockers_mod
 from predeploy import history
 from predeploy.db import Conn
 from predeploy.errors import MigrationError
 from predeploy.migrations import Migration
-from predeploy.relations import resolve
 from predeploy.sqlscript import Script, Statement, position_to_line_column
 
 __all__ = ["Applied", "MigrationFailed", "RunOptions", "apply", "backoff", "configure_session"]
@@ -38,18 +38,7 @@ log = structlog.get_logger(__name__)
 _FIRST_PAUSE, _LAST_PAUSE = 0.5, 10.0
 _TIMEOUT_SETTINGS = ("lock_timeout", "statement_timeout")
 
-# Sessions holding locks on the migration's tables since before its last try began.
-_HOLDERS = """
-SELECT DISTINCT a.pid, coalesce(a.state, '?'),
-       extract(epoch FROM now() - coalesce(a.xact_start, a.query_start)),
-       left(regexp_replace(a.query, '\\s+', ' ', 'g'), 120), a.usename, a.application_name
-FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-WHERE l.locktype = 'relation' AND l.granted AND l.relation = ANY(%(oids)s)
-  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-  AND a.pid <> pg_backend_pid()
-  AND coalesce(a.xact_start, a.query_start) < now() - make_interval(secs => %(age)s)
-"""
-_POLL = 0.1
+_POLL = 0.1  # how often a lock-timed-out migration looks whether its holders are gone
 
 _BLOCKERS = """
 SELECT pid, coalesce(state, '?'), extract(epoch FROM now() - coalesce(xact_start, query_start)),
@@ -176,7 +165,7 @@ def _apply_in_transaction(
                     migration.name, script.text, failed, exc, left_failed=False
                 ) from None
             attempt = _next_try(
-                conn, migration, script, options, attempt=attempt, blockers=blockers, exc=exc
+                conn, migration, options, attempt=attempt, blockers=blockers, exc=exc
             )
 
 
@@ -227,7 +216,6 @@ def _apply_statements(
             attempt = _next_try(
                 conn,
                 migration,
-                script,
                 options,
                 attempt=attempt,
                 blockers=blockers,
@@ -266,7 +254,6 @@ def _execute(conn: Conn, statement: Statement, options: RunOptions) -> None:
 def _next_try(
     conn: Conn,
     migration: Migration,
-    script: Script,
     options: RunOptions,
     *,
     attempt: int,
@@ -280,11 +267,13 @@ def _next_try(
     """
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         conn.execute("ROLLBACK")
-    oids = sorted({t.oid for t in resolve(conn, _tables(script)).values()})
+    # the sessions that held its tables since before the try (older than LOCK_TIMEOUT)
+    # or that sit idle in a transaction: the blocker scan's definition
+    tables = blockers_mod.tables_of([migration])
     holders: list[str] = []
     while attempt <= options.lock_retries:
         pause = backoff(attempt)
-        holders = _holders(conn, oids, options.lock_timeout)
+        holders = _named(blockers_mod.scan(conn, tables, options.lock_timeout))
         log.warning(
             "lock_timeout_retry",
             migration=migration.name,
@@ -292,9 +281,10 @@ def _next_try(
             pause_s=pause,
             blockers=holders or blockers or None,
         )
-        if not holders or _gone(conn, oids, options.lock_timeout, pause):
-            if not holders:
-                time.sleep(pause)
+        if not holders:
+            time.sleep(pause)
+            return attempt + 1
+        if not blockers_mod.wait_until_gone(conn, tables, options.lock_timeout, pause, pause=_POLL):
             return attempt + 1
         attempt += 1  # still there: trying now would only stall the application again
         log.info("lock_retry_skipped", migration=migration.name, attempt=attempt)
@@ -310,25 +300,10 @@ def _next_try(
     raise MigrationError(message) from exc
 
 
-def _tables(script: Script) -> set[str]:
-    return {name for statement in script.statements for name in statement.tables}
-
-
-def _holders(conn: Conn, oids: list[int], age: float) -> list[str]:
-    if not oids:
-        return []
-    rows = conn.execute(_HOLDERS, {"oids": oids, "age": age}).fetchall()
-    return [_describe_blocker(row) for row in rows]
-
-
-def _gone(conn: Conn, oids: list[int], age: float, wait: float) -> bool:
-    """Poll until no session holds the tables' locks from before; False after ``wait``."""
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        time.sleep(min(_POLL, max(0.0, deadline - time.monotonic())))
-        if not conn.execute(_HOLDERS, {"oids": oids, "age": age}).fetchall():
-            return True
-    return False
+def _named(found: list[blockers_mod.Blocker]) -> list[str]:
+    return [
+        _describe_blocker((b.pid, b.state, b.age_s, b.query, b.user, b.application)) for b in found
+    ]
 
 
 @contextmanager
