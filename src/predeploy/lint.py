@@ -135,13 +135,14 @@ def lint(
 ) -> LintReport:
     """Lint ``migrations``; with ``conn``, findings carry the live size of their tables."""
     chosen = list(migrations)
+    waivers = {m.name: _waivers(m.text) for m in chosen}
     report = LintReport(
         files=[
             {
                 "migration": m.name,
                 "file": str(m.sql_path),
                 "transactional": m.parsed.transactional,
-                "waivers": sorted(_waivers(m.text)),
+                "waivers": sorted(waivers[m.name]),
             }
             for m in chosen
         ]
@@ -151,9 +152,20 @@ def lint(
         group = [m for m in chosen if m.parsed.transactional == transactional]
         if group:
             raw += _squawk(group, in_transaction=transactional, server_version=server_version)
-    names = {name for m, item in raw for name in _statement(m, item)[1]}
+    located = [(m, item, *_statement(m, item)) for m, item in raw]
+    names = {name for *_, tables in located for name in tables}
     live = resolve(conn, names) if conn is not None and names else {}
-    report.findings = [_finding(m, item, live, large_rows) for m, item in raw]
+    report.findings = [
+        _finding(
+            m,
+            item,
+            statement=statement,
+            tables=[live[n] for n in tables if n in live],
+            large_rows=large_rows,
+            waived=waivers[m.name],
+        )
+        for m, item, statement, tables in located
+    ]
     report.findings.sort(key=lambda f: (f.migration, f.line, f.column, f.rule))
     log.info("lint_done", files=len(chosen), **report.counts())
     return report
@@ -207,13 +219,17 @@ def _statement(migration: Migration, item: dict[str, Any]) -> tuple[str, tuple[s
 
 
 def _finding(
-    migration: Migration, item: dict[str, Any], live: dict[str, LiveTable], large_rows: int
+    migration: Migration,
+    item: dict[str, Any],
+    *,
+    statement: str,
+    tables: list[LiveTable],
+    large_rows: int,
+    waived: set[str],
 ) -> Finding:
+    """One squawk item as a finding: its statement's live tables (largest first) and level."""
     rule = str(item.get("rule_name") or "unknown")
-    statement, names = _statement(migration, item)
-    tables = sorted(
-        {live[n].oid: live[n] for n in names if n in live}.values(), key=lambda t: -t.rows
-    )
+    tables = sorted({t.oid: t for t in tables}.values(), key=lambda t: -t.rows)
     squawk_level = str(item.get("level") or "").lower()
     severity = _SEVERITY.get(rule, "error" if squawk_level == "error" else "warning")
     raised = bool(tables) and tables[0].rows >= large_rows and severity != "error"
@@ -231,7 +247,7 @@ def _finding(
         statement=statement,
         tables=tuple(tables),
         raised=raised,
-        waived=rule in _waivers(migration.text),
+        waived=rule in waived,
     )
 
 
