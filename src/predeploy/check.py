@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
-import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -11,12 +9,11 @@ import structlog
 
 from predeploy import pgbin
 from predeploy.config import Settings
-from predeploy.db import connect, target_url
+from predeploy.db import connect, round_trip_ms, target_url
 
 __all__ = ["CheckResult", "check"]
 
 log = structlog.get_logger(__name__)
-_LATENCY_SAMPLES = 5
 
 
 @dataclass(frozen=True)
@@ -62,11 +59,7 @@ def check(settings: Settings) -> CheckResult:
         ).fetchone()
         assert row is not None  # noqa: S101 (a SELECT without FROM returns one row)
         version, version_num, database, user, in_recovery = row
-        latencies = []
-        for _ in range(_LATENCY_SAMPLES):
-            started = time.perf_counter()
-            conn.execute("SELECT 1")
-            latencies.append((time.perf_counter() - started) * 1000)
+        latency_ms = round_trip_ms(conn)
     server_major = int(str(version_num)) // 10000
     tools = pgbin.select(settings.pg_bin_dir, server_major)
     result = CheckResult(
@@ -77,7 +70,7 @@ def check(settings: Settings) -> CheckResult:
         server_major=server_major,
         database=str(database),
         user=str(user),
-        latency_ms=round(statistics.median(latencies), 3),
+        latency_ms=round(latency_ms, 3),
         in_recovery=bool(in_recovery),
         pg_dump=tools.pg_dump,
         pg_restore=tools.pg_restore,

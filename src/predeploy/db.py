@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 import re
+import statistics
+import time
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import psycopg
@@ -20,7 +22,7 @@ from predeploy.errors import DatabaseUnreachable
 if TYPE_CHECKING:
     from predeploy.config import Settings
 
-__all__ = ["APPLICATION_NAME", "Conn", "connect", "describe_failure", "target_url"]
+__all__ = ["APPLICATION_NAME", "Conn", "connect", "describe_failure", "round_trip_ms", "target_url"]
 
 Conn: TypeAlias = psycopg.Connection[tuple[Any, ...]]
 
@@ -90,6 +92,16 @@ def connect(
         )
     except psycopg.OperationalError as exc:
         raise DatabaseUnreachable(describe_failure(exc, url, timeout, variable)) from None
+
+
+def round_trip_ms(conn: Conn, samples: int = 5) -> float:
+    """The median round trip of ``SELECT 1`` on ``conn``, in milliseconds."""
+    latencies = []
+    for _ in range(samples):
+        started = time.perf_counter()
+        conn.execute("SELECT 1")
+        latencies.append((time.perf_counter() - started) * 1000)
+    return statistics.median(latencies)
 
 
 def describe_failure(exc: BaseException, url: DatabaseUrl, timeout: float, variable: str) -> str:

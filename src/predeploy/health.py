@@ -8,7 +8,6 @@ pm2 is missing) is a failed check, not an error: the report is the interface.
 
 from __future__ import annotations
 
-import statistics
 import time
 import urllib.error
 import urllib.parse
@@ -21,7 +20,7 @@ import structlog
 
 from predeploy import history, migrations
 from predeploy.config import Settings
-from predeploy.db import Conn, connect, target_url
+from predeploy.db import Conn, connect, round_trip_ms, target_url
 from predeploy.errors import PredeployError
 from predeploy.pm2 import Pm2
 from predeploy.status import compare
@@ -114,12 +113,7 @@ def _database_checks(settings: Settings) -> list[Check]:
             Check("tables", False, "not checked: the database is unreachable", 0.0),
         ]
     with conn:
-        latencies = []
-        for _ in range(3):
-            sent = time.perf_counter()
-            conn.execute("SELECT 1")
-            latencies.append((time.perf_counter() - sent) * 1000)
-        latency = statistics.median(latencies)
+        latency = round_trip_ms(conn)
         checks.append(
             Check(
                 "database",
