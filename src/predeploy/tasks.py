@@ -178,12 +178,16 @@ def migrate(
         return workflow.migrate(settings, options, log_mod.current_run_id(), _step_lines(human))
 
     report = _run(env, json_, run)
-    if human:
-        print(render_report(report, dry_run=dry_run))
-    else:
-        print(json.dumps(report.as_dict(), default=str, sort_keys=True))
-    if report.error is not None:
-        raise Exit(f"predeploy: {report.error.message}", report.error.exit_code)
+    _finish(
+        report.as_dict(), render_report(report, dry_run=dry_run) if human else None, report.error
+    )
+
+
+def _finish(data: dict[str, Any], rendered: str | None, error: PredeployError | None) -> None:
+    """A run's report (``rendered`` on a terminal, else JSON), then its error's exit code."""
+    print(rendered if rendered is not None else json.dumps(data, default=str, sort_keys=True))
+    if error is not None:
+        raise Exit(f"predeploy: {error.message}", error.exit_code)
 
 
 def _migrate_options(json_output: bool, **flags: bool) -> workflow.Options:
@@ -256,12 +260,7 @@ def deploy(
         )
 
     report = _run(env, json_, run)
-    if human:
-        print(render_deploy(report))
-    else:
-        print(json.dumps(report.as_dict(), default=str, sort_keys=True))
-    if report.error is not None:
-        raise Exit(f"predeploy: {report.error.message}", report.error.exit_code)
+    _finish(report.as_dict(), render_deploy(report) if human else None, report.error)
 
 
 @task(help={"env": _ENV_HELP, "json": "JSON lines and a final JSON report on stdout"})
