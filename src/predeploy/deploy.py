@@ -123,10 +123,7 @@ def _wait_healthy(settings: Settings, pm2: Pm2, report: DeployReport, action: st
     pm2_check = next((c for c in result.checks if c.name == "pm2"), None)
     if pm2_check is not None:
         report.after = [Process(**p) for p in pm2_check.data.get("processes", [])]
-    for check in result.checks:
-        (log.info if check.ok else log.error)(
-            "health_check", check=check.name, ok=check.ok, detail=check.detail
-        )
+    health.log_checks(result, failed_level="error")
     if not result.ok:
         raise HealthCheckFailed(
             f"{pm2.app} is not healthy {settings.deploy_wait:g}s (DEPLOY_WAIT) after the "

@@ -25,7 +25,7 @@ from predeploy.errors import PredeployError
 from predeploy.pm2 import Pm2
 from predeploy.status import compare
 
-__all__ = ["Check", "HealthReport", "check_http", "check_pm2", "run"]
+__all__ = ["Check", "HealthReport", "check_http", "check_pm2", "log_checks", "run"]
 
 log = structlog.get_logger(__name__)
 _TABLES = 5
@@ -93,10 +93,17 @@ def run(settings: Settings, *, pm2: Pm2 | None = None, quiet: bool = False) -> H
         )
     if settings.pm2_app:
         checks.append(check_pm2(settings, pm2))
-    for check in [] if quiet else checks:
-        emit = log.info if check.ok else log.warning
+    report = HealthReport(settings.env, checks)
+    if not quiet:
+        log_checks(report)
+    return report
+
+
+def log_checks(report: HealthReport, *, failed_level: str = "warning") -> None:
+    """One ``health_check`` event per check: info when it passed, ``failed_level`` if not."""
+    for check in report.checks:
+        emit = log.info if check.ok else getattr(log, failed_level)
         emit("health_check", check=check.name, ok=check.ok, detail=check.detail)
-    return HealthReport(settings.env, checks)
 
 
 def _database_checks(settings: Settings) -> list[Check]:
