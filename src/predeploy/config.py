@@ -147,7 +147,7 @@ def _build(env: str, root: Path, files_read: tuple[Path, ...], values: dict[str,
             f"DATABASE_URL is not set for env {env!r} (read: {read}, and the process "
             f"environment): set it in .env.{env} or export it"
         )
-    pg_bin_dir = get("PG_BIN_DIR")
+    pg_bin_dir, pm2_bin = get("PG_BIN_DIR"), get("PM2_BIN")
     return Settings(
         env=env,
         root=root,
@@ -172,7 +172,7 @@ def _build(env: str, root: Path, files_read: tuple[Path, ...], values: dict[str,
         allow_no_backup=_flag(get("ALLOW_NO_BACKUP")),
         audit_table=_table(get("AUDIT_TABLE") or "predeploy_runs", "AUDIT_TABLE"),
         pm2_app=get("PM2_APP"),
-        pm2_bin=Path(get("PM2_BIN") or "") if get("PM2_BIN") else None,
+        pm2_bin=Path(pm2_bin) if pm2_bin else None,
         healthcheck_url=_http_url(get("HEALTHCHECK_URL")),
         healthcheck_timeout=_positive(get("HEALTHCHECK_TIMEOUT") or "5s", "HEALTHCHECK_TIMEOUT"),
         healthcheck_retries=max(
