@@ -9,7 +9,6 @@ full environment, secrets included: only the fields below are ever kept.
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import re
@@ -23,6 +22,7 @@ from typing import Any
 import structlog
 
 from predeploy.config import Settings
+from predeploy.confirm import operator
 from predeploy.errors import ConfigError, HealthCheckFailed
 
 __all__ = ["Pm2", "Process", "find_program"]
@@ -92,7 +92,7 @@ class Pm2:
     def home(self) -> str:
         """Whose pm2 this is: a wrong PM2_HOME or user shows an empty, freshly started pm2."""
         home = os.environ.get("PM2_HOME") or str(Path.home() / ".pm2")
-        return f"PM2_HOME {home}, user {getpass.getuser()}"
+        return f"PM2_HOME {home}, user {operator()}"
 
     def reload(self, *, restart: bool = False) -> None:
         """`pm2 reload APP` (zero-downtime in cluster mode), or `pm2 restart APP`."""
