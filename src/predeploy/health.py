@@ -173,12 +173,12 @@ def _tables(conn: Conn) -> tuple[bool, str, dict[str, Any]]:
 
 
 def _size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TB"  # pragma: no cover (the loop returns at GB)
+    if size < 1024:
+        return f"{size} B"
+    value, units = size / 1024, ["kB", "MB", "GB"]
+    while value >= 1024 and len(units) > 1:
+        value, units = value / 1024, units[1:]
+    return f"{value:.1f} {units[0]}"
 
 
 def check_http(url: str, *, timeout: float, retries: int, pause: float = 1.0) -> Check:
