@@ -1,1 +1,1 @@
-from predeploy.tasks import ns  # noqa: F401  (invoke loads the namespace from here)
+from predeploy.cli.tasks import ns  # noqa: F401  (invoke loads the namespace from here)

@@ -188,7 +188,7 @@ def main() -> None:
         files = write_corpus(base, args.count)
         project = base / "project"
         project.mkdir()
-        (project / "tasks.py").write_text("from predeploy.tasks import ns  # noqa: F401\n")
+        (project / "tasks.py").write_text("from predeploy.cli.tasks import ns  # noqa: F401\n")
         (project / ".env.bench").write_text("LOG_DIR=logs\n")
         bench = Bench(cluster, files, project)
         version = psycopg.connect(cluster.admin_url).info.server_version

@@ -86,7 +86,7 @@ def main() -> None:
         )
         project = base / "project"
         project.mkdir()
-        (project / "tasks.py").write_text("from predeploy.tasks import ns  # noqa: F401\n")
+        (project / "tasks.py").write_text("from predeploy.cli.tasks import ns  # noqa: F401\n")
         (project / ".env.bench").write_text("")
         pg_dump = str(cluster.bin_dir / "pg_dump")
         conninfo = f"host=127.0.0.1 port={cluster.port} user=postgres dbname=bench"

@@ -166,7 +166,7 @@ def main() -> None:
         migrations = base / "migrations" / "20261125000000_add_note"
         migrations.mkdir(parents=True)
         (migrations / "migration.sql").write_text(MIGRATION)
-        (base / "tasks.py").write_text("from predeploy.tasks import ns  # noqa: F401\n")
+        (base / "tasks.py").write_text("from predeploy.cli.tasks import ns  # noqa: F401\n")
         for env_file in (".env.bench", ".env.prod"):
             (base / env_file).write_text("LOG_DIR=logs\nALLOW_NO_BACKUP=1\n")
         version = psycopg.connect(cluster.admin_url).info.server_version // 10000

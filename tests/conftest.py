@@ -22,7 +22,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from predeploy.config import Settings, load_settings
+from predeploy.config.settings import Settings, load_settings
 from predeploy.testing import ThrowawayCluster
 
 # Settings a developer's shell may carry that must not leak into the tests.
@@ -109,7 +109,7 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """An empty predeploy project: a folder with the one-line tasks.py."""
-    (tmp_path / "tasks.py").write_text("from predeploy.tasks import ns  # noqa: F401\n")
+    (tmp_path / "tasks.py").write_text("from predeploy.cli.tasks import ns  # noqa: F401\n")
     return tmp_path
 
 
@@ -242,7 +242,7 @@ def run_in_terminal(
 
 def schema_dump(url: str, *exclude: str) -> str:
     """`pg_dump --schema-only` of ``url`` without the tables ``exclude`` names (patterns)."""
-    from predeploy import embedded  # noqa: PLC0415
+    from predeploy.postgres import embedded  # noqa: PLC0415
 
     skip = [arg for pattern in exclude for arg in ("-T", pattern)]
     return subprocess.run(

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import pytest
 
 from conftest import Server
-from predeploy.db import connect
-from predeploy.dburl import parse_url
+from predeploy.config.dburl import parse_url
 from predeploy.errors import DatabaseUnreachable
+from predeploy.postgres.sessions import connect
 
 
 @pytest.fixture

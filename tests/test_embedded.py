@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Cli
-from predeploy import embedded
+from predeploy.postgres import embedded
 
 
 @pytest.fixture

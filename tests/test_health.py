@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from conftest import Cli, MakeSettings, write_migrations
-from predeploy import commands, health
+from predeploy.migrate import commands
+from predeploy.ops import health
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

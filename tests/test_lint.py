@@ -15,8 +15,9 @@ import psycopg
 import pytest
 
 from conftest import Cli, MakeSettings, run_in_terminal, write_migrations
-from predeploy import blockers, commands, migrations
-from predeploy.lint import MOOT
+from predeploy.migrate import blockers, commands
+from predeploy.migrate import discovery as migrations
+from predeploy.migrate.lint import MOOT
 
 CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from conftest import MakeSettings, schema_dump, write_migrations
-from predeploy import commands
+from predeploy.migrate import commands
 
 CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 

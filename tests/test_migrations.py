@@ -10,7 +10,7 @@ import pytest
 
 from conftest import write_migrations
 from predeploy.errors import ConfigError
-from predeploy.migrations import create, discover
+from predeploy.migrate.discovery import create, discover
 
 
 def test_order_is_bytewise_and_identity_is_the_folder_name(migrations_dir: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from predeploy import embedded, pgbin
+from predeploy.postgres import embedded, pgbin
 
 
 def program(major: int, source: str = "system") -> pgbin.PgProgram:

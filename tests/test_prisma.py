@@ -11,8 +11,8 @@ import psycopg
 import pytest
 
 from conftest import MakeSettings, Server, write_migrations
-from predeploy import commands
 from predeploy.errors import MigrationError
+from predeploy.migrate import commands
 
 PRISMA_CHECK = Path(__file__).resolve().parents[2] / "shared" / "tools" / "prisma-check.sh"
 SCRIPTS = {

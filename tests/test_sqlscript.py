@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from predeploy.sqlscript import analyse, position_to_line_column
+from predeploy.migrate.sqlscript import analyse, position_to_line_column
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from psycopg import sql
 
 from predeploy import __version__
 from predeploy.confirm import operator
-from predeploy.db import Conn
+from predeploy.postgres.sessions import Conn
 
 __all__ = ["Run", "git_revision", "last_runs", "record"]
 

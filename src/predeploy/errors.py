@@ -1,6 +1,6 @@
 """Typed errors: each carries the exit code of DESIGN.md's contract.
 
-The library raises these and never prints or exits; ``predeploy.tasks`` turns
+The library raises these and never prints or exits; ``predeploy.cli.tasks`` turns
 them into one line on stderr and the process exit code.
 """
 

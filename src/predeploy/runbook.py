@@ -7,10 +7,10 @@ from pathlib import Path
 
 import structlog
 
-from predeploy.backup import BackupResult
-from predeploy.config import Settings
+from predeploy.backup.dump import BackupResult
+from predeploy.config.settings import Settings
 from predeploy.errors import PredeployError
-from predeploy.runner import Applied, MigrationFailed
+from predeploy.migrate.executor import Applied, MigrationFailed
 
 __all__ = ["Runbook", "build_runbook", "write_runbook"]
 

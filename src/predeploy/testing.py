@@ -37,7 +37,7 @@ class ThrowawayCluster:
         self, bin_dir: Path | None = None, *, settings: dict[str, str] | None = None
     ) -> None:
         if bin_dir is None:
-            from predeploy import embedded  # noqa: PLC0415 (heavy import)
+            from predeploy.postgres import embedded  # noqa: PLC0415 (heavy import)
 
             bin_dir = embedded.bin_dir()
         self.bin_dir = bin_dir

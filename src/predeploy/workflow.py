@@ -17,12 +17,12 @@ from typing import Any
 
 import structlog
 
-from predeploy import audit, backup, blockers, commands, history, migrations, runner
-from predeploy.backup import BackupResult
-from predeploy.blockers import Blocker
-from predeploy.config import Settings
+from predeploy import audit
+from predeploy.backup import dump as backup
+from predeploy.backup.dump import BackupResult
+from predeploy.backup.progress import ProgressFn
+from predeploy.config.settings import Settings
 from predeploy.confirm import operator, require_typed, require_yes
-from predeploy.db import Conn, connect, target_url
 from predeploy.errors import (
     CheckFailed,
     ConfigError,
@@ -31,13 +31,17 @@ from predeploy.errors import (
     PredeployError,
     Refused,
 )
-from predeploy.lint import LintReport
-from predeploy.lock import migrate_session
-from predeploy.migrations import Migration
-from predeploy.progress import ProgressFn
-from predeploy.rehearsal import rehearse
+from predeploy.migrate import blockers, commands, history
+from predeploy.migrate import discovery as migrations
+from predeploy.migrate import executor as runner
+from predeploy.migrate.blockers import Blocker
+from predeploy.migrate.discovery import Migration
+from predeploy.migrate.lint import LintReport
+from predeploy.migrate.lock import migrate_session
+from predeploy.migrate.rehearse import rehearse
+from predeploy.migrate.status import Status, compare
+from predeploy.postgres.sessions import Conn, connect, target_url
 from predeploy.runbook import Runbook, build_runbook
-from predeploy.status import Status, compare
 from predeploy.steps import OnStep, Step, Stepper, skip, stepper
 
 __all__ = ["Options", "Pending", "Report", "Step", "migrate"]

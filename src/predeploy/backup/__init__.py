@@ -1,0 +1,1 @@
+"""Backups: verified dumps, their archive files, restore and retention."""

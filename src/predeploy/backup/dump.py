@@ -1,0 +1,345 @@
+"""Verified backups: pg_dump into `<BACKUP_DIR>/<env>/`, checked, then given their name.
+
+A dump is written under a hidden temporary name, read back whole by pg_restore,
+checked to hold every table of the database and hashed from disk; only then is
+it renamed and its manifest written. A dump that fails any step is removed, so
+nothing that looks like a backup is ever left behind by a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import structlog
+
+from predeploy import __version__
+from predeploy.backup import retention
+from predeploy.backup.archive import digest, manifest_path, toc_relations
+from predeploy.backup.progress import Progress, ProgressFn, Reporter
+from predeploy.config.settings import Settings
+from predeploy.errors import BackupError, ConfigError
+from predeploy.migrate import history
+from predeploy.postgres import pgbin
+from predeploy.postgres import programs as pgrun
+from predeploy.postgres.sessions import Conn, connect, target_url
+
+__all__ = ["BackupResult", "Progress", "ProgressFn", "backup", "require_programs"]
+
+log = structlog.get_logger(__name__)
+_REASON = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+_TABLE_DONE = re.compile(r'dumping contents of table "(.+)"')
+_TABLES = """
+SELECT n.nspname, c.relname, greatest(c.reltuples, 0)::bigint
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp%%'
+ORDER BY 1, 2
+"""
+
+
+@dataclass(frozen=True)
+class BackupResult:
+    """A verified backup on disk and its manifest."""
+
+    path: Path
+    manifest: Path
+    sha256: str
+    size: int
+    seconds: float
+    tables: int
+    format: str
+    dump_seconds: float
+    verify_seconds: float
+    pruned: tuple[Path, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        """What a run's report says of its backup."""
+        return {
+            "path": str(self.path),
+            "sha256": self.sha256,
+            "size": self.size,
+            "pruned": [str(p) for p in self.pruned],
+        }
+
+
+@dataclass(frozen=True)
+class _Facts:
+    database: str
+    server_version: str
+    server_major: int
+    tables: list[tuple[str, str, int]]
+    latest_migration: str | None
+    applied_migrations: int
+
+
+def backup(
+    settings: Settings, *, reason: str = "manual", progress: ProgressFn | None = None
+) -> BackupResult:
+    """Dump the env's database, verify the dump, and keep it with its manifest."""
+    if not _REASON.match(reason):
+        raise ConfigError(
+            f"backup reason {reason!r} must be lowercase letters, digits and dashes "
+            f"(for example pre-migrate)"
+        )
+    url, variable = target_url(settings, direct=True)
+    with connect(url, timeout=settings.connect_timeout, variable=variable) as conn:
+        try:
+            facts = _facts(conn, settings)
+        except psycopg.Error as exc:
+            reason = (exc.diag.message_primary or str(exc)).strip()
+            raise BackupError(
+                f"cannot read what to back up from {url.database}: {reason}: the backup "
+                f"needs a user that can read every table (DIRECT_DATABASE_URL)"
+            ) from None
+    tools = pgbin.select(settings.pg_bin_dir, facts.server_major)
+    dump_program, restore_program = require_programs(tools)
+    folder = _folder(settings.backup_dir / settings.env)
+    started = time.perf_counter()
+    created = datetime.now(UTC)
+    name = f"{facts.database}_{created:%Y%m%dT%H%M%SZ}_{reason}.dump"
+    final, partial = folder / name, folder / f".{name}.partial"
+    if final.exists() or manifest_path(final).exists():
+        raise BackupError(f"{final} already exists: wait a second and run the backup again")
+    directory = settings.backup_jobs > 1
+    dump_format = "directory" if directory else "custom"
+    try:
+        with pgrun.client(url, "predeploy backup") as client:
+            _prepare(partial, directory)
+            dumped_at = time.perf_counter()
+            streamed = _dump(
+                (dump_program, restore_program),
+                client,
+                partial,
+                jobs=settings.backup_jobs,
+                facts=facts,
+                progress=progress,
+            )
+        verify_from = time.perf_counter()
+        sha256, size = _verify(restore_program, partial, facts, progress, streamed)
+        verify_seconds = time.perf_counter() - verify_from
+        os.replace(partial, final)
+    except BaseException:
+        _remove(partial)
+        raise
+    seconds = time.perf_counter() - started
+    manifest = _write_manifest(
+        final,
+        {
+            "predeploy_version": __version__,
+            "file": final.name,
+            "format": dump_format,
+            "sha256": sha256,
+            "size": size,
+            "created_at": created.isoformat(),
+            "seconds": round(seconds, 3),
+            "env": settings.env,
+            "reason": reason,
+            "database": facts.database,
+            "server_version": facts.server_version,
+            "pg_dump": {
+                "path": str(dump_program.path),
+                "version": dump_program.version,
+                "major": dump_program.major,
+            },
+            "migrations": {"latest": facts.latest_migration, "applied": facts.applied_migrations},
+            "tables": [{"schema": s, "name": n, "rows_estimate": r} for s, n, r in facts.tables],
+            "verified": True,
+            "restore_command": f"invoke restore --env {settings.env} --backup {final}",
+            "pg_restore_command": _pg_restore_command(restore_program.path, final, directory),
+        },
+    )
+    log.info(
+        "backup_verified",
+        path=str(final),
+        size=size,
+        sha256=sha256,
+        seconds=round(seconds, 3),
+        tables=len(facts.tables),
+    )
+    pruned = retention.prune(settings)
+    return BackupResult(
+        path=final,
+        manifest=manifest,
+        sha256=sha256,
+        size=size,
+        seconds=seconds,
+        tables=len(facts.tables),
+        format=dump_format,
+        dump_seconds=verify_from - dumped_at,
+        verify_seconds=verify_seconds,
+        pruned=tuple(pruned),
+    )
+
+
+def _facts(conn: Conn, settings: Settings) -> _Facts:
+    row = conn.execute(
+        "SELECT current_database(), current_setting('server_version'),"
+        " current_setting('server_version_num')::int / 10000"
+    ).fetchone()
+    assert row is not None  # noqa: S101 (a SELECT without FROM returns one row)
+    tables = [(str(s), str(n), int(r)) for s, n, r in conn.execute(_TABLES).fetchall()]
+    latest, applied = history.latest_applied(history.read(conn, settings.migrations_table))
+    return _Facts(str(row[0]), str(row[1]), int(row[2]), tables, latest, applied)
+
+
+def require_programs(tools: pgbin.ToolChoice) -> tuple[pgbin.PgProgram, pgbin.PgProgram]:
+    """The chosen pg_dump and pg_restore, or BackupError when none fits the server."""
+    if tools.pg_dump is None or tools.pg_restore is None:
+        raise BackupError(
+            "no pg_dump/pg_restore found: install the PostgreSQL client "
+            f"programs (version {tools.server_major}) or set PG_BIN_DIR"
+        )
+    if tools.pg_dump.major < tools.server_major:
+        raise BackupError(
+            f"pg_dump {tools.pg_dump.version} ({tools.pg_dump.path}) is older than the server "
+            f"(PostgreSQL {tools.server_major}) and cannot dump it: install the version "
+            f"{tools.server_major} client programs or set PG_BIN_DIR"
+        )
+    return tools.pg_dump, tools.pg_restore
+
+
+def _folder(folder: Path) -> Path:
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        folder.chmod(0o700)
+        probe = folder / f".predeploy-write-test-{os.getpid()}"
+        probe.touch(mode=0o600)
+        probe.unlink()
+    except OSError as exc:
+        raise BackupError(
+            f"backup folder {folder} is not writable ({exc.strerror or exc}): fix its "
+            f"permissions or set BACKUP_DIR"
+        ) from None
+    return folder
+
+
+def _prepare(partial: Path, directory: bool) -> None:
+    """Create the target private before pg_dump writes a byte into it."""
+    _remove(partial)
+    if directory:
+        partial.mkdir(mode=0o700)
+    else:
+        os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
+def _dump(
+    programs: tuple[pgbin.PgProgram, pgbin.PgProgram],
+    client: pgrun.ClientRun,
+    partial: Path,
+    *,
+    jobs: int,
+    facts: _Facts,
+    progress: ProgressFn | None,
+) -> str | None:
+    """Dump into ``partial``; a custom-format dump is read whole by pg_restore as it is
+    written, and its sha256 taken on the way (returned). A directory dump returns None."""
+    dump, restore = programs
+    done = [0]
+
+    def on_stderr(line: str) -> None:
+        if _TABLE_DONE.search(line):
+            done[0] += 1
+
+    connection = f"--dbname={client.conninfo}"
+    with Reporter("dump", partial, len(facts.tables), done, progress):
+        if jobs > 1:
+            args = ["--format=directory", f"--jobs={jobs}", "--verbose", f"--file={partial}"]
+            try:
+                pgrun.run(dump.path, [*args, connection], env=client.env, on_stderr=on_stderr)
+            except pgrun.ProgramFailed as exc:
+                raise BackupError(f"backup failed: {exc}; no backup was kept") from None
+            return None
+        tee = pgrun.Tee(partial)
+        made, made_err, read, read_err = tee.run(
+            (dump.path, ["--format=custom", "--verbose", connection], client.env),
+            (restore.path, ["--file=/dev/null"], dict(os.environ)),
+            on_stderr,
+        )
+    if tee.write_error is not None:
+        reason = tee.write_error.strerror or str(tee.write_error)
+        raise BackupError(f"backup failed: could not write {partial}: {reason}; no backup was kept")
+    if made != 0:
+        failed = pgrun.failure(dump.path, made, made_err)
+        raise BackupError(f"backup failed: {failed}; no backup was kept")
+    if read != 0:
+        failed = pgrun.failure(restore.path, read, read_err)
+        raise BackupError(f"the dump failed verification: {failed}; it was removed")
+    return tee.sha256.hexdigest()
+
+
+def _verify(
+    program: pgbin.PgProgram,
+    partial: Path,
+    facts: _Facts,
+    progress: ProgressFn | None,
+    streamed: str | None,
+) -> tuple[str, int]:
+    """pg_restore must list every table and have read the archive whole; hash it from disk.
+
+    ``streamed`` is the sha256 of what pg_dump wrote, already read whole by pg_restore:
+    the file on disk must hash the same. Without it, pg_restore reads the file now.
+    """
+    try:
+        relations = toc_relations(pgrun.run_output(program.path, ["--list", str(partial)]))
+    except pgrun.ProgramFailed as exc:
+        raise BackupError(f"the dump failed verification: {exc}; it was removed") from None
+    missing = [f"{s}.{n}" for s, n, _ in facts.tables if ("TABLE", s, n) not in relations]
+    if missing:
+        raise BackupError(
+            f"the dump failed verification: tables missing from it: "
+            f"{', '.join(missing[:5])}; it was removed"
+        )
+    if streamed is not None:
+        sha256, size = digest(partial)
+        if sha256 != streamed:
+            raise BackupError(
+                f"the dump on disk differs from what pg_dump wrote (sha256 {sha256[:12]}…, "
+                f"written {streamed[:12]}…): check the disk; it was removed"
+            )
+        return sha256, size
+    hashed: dict[str, tuple[str, int]] = {}
+    hasher = threading.Thread(target=lambda: hashed.update(d=digest(partial)), daemon=True)
+    hasher.start()
+    with Reporter("verify", partial, len(facts.tables), [len(facts.tables)], progress):
+        try:
+            pgrun.run(program.path, ["--file=/dev/null", str(partial)], env=dict(os.environ))
+        except pgrun.ProgramFailed as exc:
+            raise BackupError(f"the dump failed verification: {exc}; it was removed") from None
+        finally:
+            hasher.join()
+    return hashed["d"]
+
+
+def _write_manifest(dump: Path, data: dict[str, Any]) -> Path:
+    path = manifest_path(dump)
+    partial = path.with_name(f".{path.name}.partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(data, out, indent=2)
+        out.write("\n")
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(partial, path)
+    return path
+
+
+def _pg_restore_command(program: Path, dump: Path, directory: bool) -> str:
+    mode = "--jobs=2" if directory else "--single-transaction"
+    return f'{program} --clean --if-exists {mode} --dbname="$DATABASE_URL" {dump}'
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)

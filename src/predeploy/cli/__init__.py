@@ -1,0 +1,1 @@
+"""The command line: the `predeploy` program, its tasks (thin adapters) and their rendering."""

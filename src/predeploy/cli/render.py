@@ -1,0 +1,249 @@
+"""Human renderings of results: pure functions from results to text."""
+
+from __future__ import annotations
+
+from predeploy.backup.dump import BackupResult
+from predeploy.backup.restore import RestorePlan
+from predeploy.backup.retention import BackupInfo
+from predeploy.migrate.blockers import describe as describe_blocker
+from predeploy.migrate.lint import LintReport
+from predeploy.migrate.status import Status
+from predeploy.ops.check import CheckResult
+from predeploy.ops.deploy import DeployReport
+from predeploy.ops.health import HealthReport
+from predeploy.ops.maintenance import MaintenanceReport
+from predeploy.postgres.pgbin import PgProgram
+from predeploy.runbook import Runbook
+from predeploy.steps import Step
+from predeploy.workflow import Report
+
+__all__ = [
+    "render_backup",
+    "render_backups",
+    "render_check",
+    "render_deploy",
+    "render_health",
+    "render_lint",
+    "render_maintenance",
+    "render_report",
+    "render_restore_plan",
+    "render_runs",
+    "render_status",
+    "render_step",
+]
+
+
+def render_check(result: CheckResult) -> str:
+    source = "embedded dev server" if result.embedded else result.url
+    rows = [
+        ("env", result.env),
+        ("database", f"{result.database} on {source}"),
+        ("server", f"PostgreSQL {result.server_version}"),
+        ("user", result.user),
+        ("latency", f"{result.latency_ms:.2f} ms"),
+        ("role", "standby (read-only, in recovery)" if result.in_recovery else "primary"),
+        ("pg_dump", _program(result.pg_dump)),
+        ("pg_restore", _program(result.pg_restore)),
+    ]
+    width = max(len(name) for name, _ in rows)
+    lines = [f"{name:<{width}}  {value}" for name, value in rows]
+    if result.tools_warning:
+        lines.append(f"warning: {result.tools_warning}")
+    return "\n".join(lines)
+
+
+def _program(program: PgProgram | None) -> str:
+    if program is None:
+        return "not found"
+    return f"{program.path} ({program.version}, {program.source})"
+
+
+def render_status(status: Status) -> str:
+    if not status.entries:
+        return "no migrations on disk and none recorded"
+    width = max(len(e.name) for e in status.entries)
+    lines = []
+    for entry in status.entries:
+        when = ""
+        if entry.row is not None and entry.row.finished_at is not None:
+            when = entry.row.finished_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+        lines.append(f"{entry.name:<{width}}  {_MARKS[entry.state]:<18}  {when}".rstrip())
+    counts = status.counts()
+    summary = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
+    verdict = "up to date" if status.up_to_date else "needs attention"
+    return "\n".join([*lines, "", f"{summary}: {verdict}"])
+
+
+_MARKS = {
+    "applied": "applied",
+    "pending": "pending",
+    "failed": "FAILED",
+    "edited": "EDITED since applied",
+    "missing": "MISSING on disk",
+}
+
+
+def render_backup(result: BackupResult) -> str:
+    lines = [
+        f"backup verified: {result.path}",
+        f"  {_mb(result.size)}, {result.tables} tables, {result.format} format, "
+        f"{result.seconds:.1f}s, sha256 {result.sha256}",
+    ]
+    lines += [f"  pruned {path.name}" for path in result.pruned]
+    return "\n".join(lines)
+
+
+def render_backups(found: list[BackupInfo]) -> str:
+    if not found:
+        return "no backups"
+    lines = []
+    for info in found:
+        data = info.as_dict()
+        state = "verified" if info.verified else ("MISSING" if not info.present else "unverified")
+        latest = data["latest_migration"] or "(no migrations)"
+        lines.append(
+            f"{info.created_at:%Y-%m-%d %H:%M:%S}Z  {data['reason']:<12} "
+            f"{_mb(int(data['size'] or 0)):>10}  {data['applied_migrations']} applied, "
+            f"latest {latest}  {state}  {info.path}"
+        )
+    return "\n".join(lines)
+
+
+def render_restore_plan(chosen: RestorePlan) -> str:
+    info = chosen.backup.as_dict()
+    return "\n".join(
+        [
+            f"This replaces database {chosen.database} ({chosen.target}):",
+            f"  now:    {chosen.current_tables} tables, latest migration "
+            f"{chosen.current_latest_migration or '(none)'}",
+            f"  backup: {chosen.backup.path} ({info['created_at']}, {info['reason']}), "
+            f"{len(chosen.backup.manifest.get('tables') or [])} tables, latest migration "
+            f"{info['latest_migration'] or '(none)'}",
+            "Everything written since that backup is lost.",
+        ]
+    )
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e6:,.1f} MB"
+
+
+_MARK = {"ok": "✓", "skipped": "-", "failed": "✗"}
+
+
+def render_step(step: Step) -> str:
+    detail = f"  ({step.detail})" if step.detail and step.outcome != "failed" else ""
+    return f"{_MARK.get(step.outcome, '?')} {step.name:<18} {step.seconds:6.2f}s{detail}"
+
+
+def render_report(report: Report, *, dry_run: bool = False, runbook: bool = True) -> str:
+    lines: list[str] = []
+    if not report.pending and report.error is None:
+        return f"{report.database} ({report.env}): nothing pending, up to date"
+    if report.pending:
+        lines.append(f"pending on {report.database} ({report.env}):")
+        for p in report.pending:
+            how = "in a transaction" if p.transactional else "outside a transaction"
+            down = "down.sql" if p.has_down else "no down.sql"
+            lines.append(f"  {p.name}  {p.statements} statement(s), {how}, {down}")
+    if report.lint is not None and report.lint.findings:
+        lines.append(render_lint(report.lint))
+    lines += [f"blocking session: {describe_blocker(b)}" for b in report.blockers]
+    if dry_run:
+        for p in report.pending:
+            lines += ["", f"-- {p.name}/migration.sql", p.sql.rstrip()]
+        lines += ["", "dry run: nothing was changed"]
+    for result in report.rehearsal:
+        lines.append(
+            f"rehearsed {result['name']}: {result['outcome']}"
+            + (f" in {result['seconds']:.3f}s" if "seconds" in result else "")
+            + (f" ({result['detail']})" if result.get("detail") else "")
+        )
+    if report.rehearsal:
+        lines.append("rehearsal: everything was rolled back")
+    for applied in report.applied:
+        lines.append(f"applied {applied.name} in {applied.seconds:.3f}s")
+    if report.backup is not None:
+        lines.append(f"backup: {report.backup.path}")
+    if runbook and report.runbook is not None:
+        lines += _runbook(report.runbook)
+    return "\n".join(lines)
+
+
+def _runbook(runbook: Runbook) -> list[str]:
+    if not runbook.commands:
+        return []
+    where = f" (also in {runbook.path})" if runbook.path else ""
+    return ["", f"rollback runbook{where}:", *runbook.commands]
+
+
+def render_health(report: HealthReport) -> str:
+    width = max((len(c.name) for c in report.checks), default=0)
+    lines = [
+        f"{_MARK['ok' if c.ok else 'failed']} {c.name:<{width}}  {c.seconds:6.3f}s  {c.detail}"
+        for c in report.checks
+    ]
+    lines.append("healthy" if report.ok else f"UNHEALTHY: {len(report.failed)} check(s) failed")
+    return "\n".join(lines)
+
+
+def render_deploy(report: DeployReport) -> str:
+    lines: list[str] = []
+    if report.migrate is not None:
+        migrated = render_report(report.migrate, runbook=report.runbook is None)
+        lines += [migrated] if migrated else []
+    lines += [f"warning: {w}" for w in report.warnings]
+    if report.health is not None:
+        lines.append(render_health(report.health))
+    if report.error is None:
+        pids = ", ".join(str(p.pid) for p in report.after)
+        lines.append(f"deployed: {report.app} reloaded and healthy (pids {pids})")
+    if report.runbook is not None:
+        lines += _runbook(report.runbook)
+    return "\n".join(lines)
+
+
+def render_maintenance(report: MaintenanceReport) -> str:
+    lines: list[str] = []
+    if report.backup is not None:
+        lines.append(f"backup: {report.backup.path} ({_mb(report.backup.size)})")
+        lines += [f"pruned: {path}" for path in report.backup.pruned]
+    if report.health is not None:
+        lines.append(render_health(report.health))
+    lines += [f"needs attention: {item}" for item in report.needs_attention]
+    return "\n".join(lines)
+
+
+def render_runs(runs: list[dict[str, object]]) -> str:
+    if not runs:
+        return ""
+    lines = ["", "last runs:"]
+    for run in runs:
+        started = run["started_at"]
+        when = started.strftime("%Y-%m-%d %H:%M:%S") if hasattr(started, "strftime") else started
+        lines.append(
+            f"  {when}  {run['command']:<8} {run['outcome']:<16} "
+            f"{run['migrations']} migration(s)  by {run['operator']}@{run['host']}"
+        )
+    return "\n".join(lines)
+
+
+def render_lint(report: LintReport) -> str:
+    lines: list[str] = []
+    for f in report.findings:
+        where = f"{f.migration}/migration.sql:{f.line}:{f.column}"
+        level = "waived" if f.waived else f.severity
+        sizes = ", ".join(f"{t.table} ~{t.rows:,} rows {_mb(t.bytes)}" for t in f.tables)
+        why = f" (raised: {sizes})" if f.raised else (f" ({sizes})" if sizes else "")
+        lines.append(f"{level:<7} {where}  {f.rule}{why}")
+        lines.append(f"        {f.statement}")
+        lines.append(f"        {f.message}" + (f" {f.help}" if f.help else ""))
+    for item in report.files:
+        if item["waivers"]:
+            lines.append(f"waiver  {item['migration']}: allows {', '.join(item['waivers'])}")
+    counts = report.counts()
+    lines.append(
+        f"lint: {len(report.files)} file(s), {counts['error']} error(s), "
+        f"{counts['warning']} warning(s), {counts['info']} info, {counts['waived']} waived"
+    )
+    return "\n".join(lines)

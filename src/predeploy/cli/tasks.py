@@ -1,0 +1,524 @@
+"""The invoke tasks: thin adapters from the command line to the library.
+
+Each task resolves its env, reads the settings, configures logging, calls one
+library function, and prints the result: human text on a terminal, JSON
+otherwise or with ``--json``. A ``PredeployError`` becomes one line on stderr
+and its exit code; nothing else is decided here.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import psycopg
+import structlog
+from invoke.collection import Collection
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import task
+
+from predeploy import confirm, workflow
+from predeploy import log as log_mod
+from predeploy.backup import dump as backup_mod
+from predeploy.backup import restore as restore_mod
+from predeploy.backup import retention
+from predeploy.cli.render import (
+    render_backup,
+    render_backups,
+    render_check,
+    render_deploy,
+    render_health,
+    render_lint,
+    render_maintenance,
+    render_report,
+    render_restore_plan,
+    render_runs,
+    render_status,
+    render_step,
+)
+from predeploy.config.settings import Settings, env_name, find_root, load_settings
+from predeploy.errors import CheckFailed, HealthCheckFailed, PredeployError
+from predeploy.migrate import commands
+from predeploy.migrate import rollback as rollback_mod
+from predeploy.migrate.discovery import Migration
+from predeploy.ops import check as check_mod
+from predeploy.ops import deploy as deploy_mod
+from predeploy.ops import health as health_mod
+from predeploy.ops import maintenance as maintenance_mod
+from predeploy.postgres import embedded
+from predeploy.steps import Step
+
+__all__ = ["ns"]
+
+T = TypeVar("T")
+_ENV_HELP = "environment: dev, staging, prod or any .env.<name> (default: PREDEPLOY_ENV, else dev)"
+_JSON_HELP = "print one JSON object on stdout and log JSON lines on stderr"
+
+
+def _run(
+    env: str | None,
+    json_output: bool,
+    action: Callable[[Settings], T],
+    log_stream: IO[str] | None = None,
+) -> T:
+    """Settings, logging, then ``action``; typed errors become a message and an exit code."""
+    try:
+        settings = load_settings(env_name(env), find_root(Path.cwd()))
+    except PredeployError as exc:  # no env yet, so no log file: the message is all there is
+        raise Exit(f"predeploy: {exc.message}", exc.exit_code) from None
+    log_mod.configure(
+        env=settings.env,
+        log_dir=settings.log_dir,
+        json_output=json_output,
+        secrets=settings.secrets(),
+        stream=log_stream,
+    )
+    try:
+        return action(settings)
+    except PredeployError as exc:
+        structlog.get_logger("predeploy").error(
+            "run_failed",
+            error=type(exc).__name__,
+            detail=exc.message,
+            exit_code=exc.exit_code,
+            **{log_mod.FILE_ONLY: True},
+        )
+        raise Exit(f"predeploy: {exc.message}", exc.exit_code) from None
+    except psycopg.OperationalError as exc:  # the connection broke mid-run
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        structlog.get_logger("predeploy").error("connection_lost", detail=detail)
+        raise Exit(f"predeploy: the database connection failed mid-run: {detail}", 3) from None
+    except KeyboardInterrupt:
+        raise Exit("predeploy: interrupted", 130) from None
+
+
+def _emit(data: dict[str, Any], human: str, json_output: bool) -> None:
+    if json_output or not sys.stdout.isatty():
+        print(json.dumps(data, default=str, sort_keys=True))
+    else:
+        print(human)
+
+
+@task(help={"env": _ENV_HELP, "json": _JSON_HELP})
+def check(c: Context, env: str | None = None, json_: bool = False) -> None:
+    """Connect and report server version, database, user, latency, standby and pg_dump."""
+    result = _run(env, json_, check_mod.check)
+    _emit(result.as_dict(), render_check(result), json_)
+
+
+@task(
+    help={
+        "env": _ENV_HELP,
+        "json": _JSON_HELP,
+        "check": "exit 1 unless everything is applied and nothing is failed, edited or missing",
+    }
+)
+def status(c: Context, env: str | None = None, json_: bool = False, check: bool = False) -> None:
+    """Show applied, pending, failed, edited and missing migrations."""
+
+    def run(settings: Settings) -> None:
+        result = commands.status(settings)
+        runs = commands.recent_runs(settings)
+        data = {
+            "env": settings.env,
+            "up_to_date": result.up_to_date,
+            "counts": result.counts(),
+            "migrations": [e.as_dict() for e in result.entries],
+            "last_runs": runs,
+        }
+        _emit(data, render_status(result) + render_runs(runs), json_)
+        if check and not result.up_to_date:
+            raise CheckFailed(
+                "migrations need attention: "
+                + ", ".join(
+                    f"{n} {state}"
+                    for state, n in result.counts().items()
+                    if n and state != "applied"
+                )
+            )
+
+    _run(env, json_, run)
+
+
+@task(
+    help={
+        "env": _ENV_HELP,
+        "json": _JSON_HELP,
+        "yes": "confirm in advance (logged with your user name); needed without a terminal",
+        "dry_run": "show the plan and the SQL that would run; change nothing, no backup",
+        "rehearse": "run the pending migrations in a transaction that is rolled back",
+        "no_backup": "skip the pre-migrate backup (refused in prod unless ALLOW_NO_BACKUP=1)",
+        "force_lint": "apply in prod despite lint errors (logged with your user name)",
+    }
+)
+def migrate(
+    c: Context,
+    env: str | None = None,
+    json_: bool = False,
+    yes: bool = False,
+    dry_run: bool = False,
+    rehearse: bool = False,
+    no_backup: bool = False,
+    force_lint: bool = False,
+) -> None:
+    """Check, lint, back up, confirm, apply safely, check again, print the rollback runbook."""
+    human = not json_ and sys.stdout.isatty()
+    options = _migrate_options(
+        json_,
+        yes=yes,
+        dry_run=dry_run,
+        rehearse=rehearse,
+        no_backup=no_backup,
+        force_lint=force_lint,
+    )
+
+    def run(settings: Settings) -> workflow.Report:
+        return workflow.migrate(settings, options, log_mod.current_run_id(), _step_lines(human))
+
+    report = _run(env, json_, run)
+    _finish(
+        report.as_dict(), render_report(report, dry_run=dry_run) if human else None, report.error
+    )
+
+
+def _finish(data: dict[str, Any], rendered: str | None, error: PredeployError | None) -> None:
+    """A run's report (``rendered`` on a terminal, else JSON), then its error's exit code."""
+    print(rendered if rendered is not None else json.dumps(data, default=str, sort_keys=True))
+    if error is not None:
+        raise Exit(f"predeploy: {error.message}", error.exit_code)
+
+
+def _migrate_options(json_output: bool, **flags: bool) -> workflow.Options:
+    return workflow.Options(
+        interactive=sys.stdin.isatty(), ask=input, progress=_progress(json_output), **flags
+    )
+
+
+def _step_lines(human: bool) -> Callable[[Step], None] | None:
+    """On a terminal, a checklist line per step as it ends."""
+    if not human:
+        return None
+    return lambda done: print(render_step(done), flush=True)
+
+
+@task(
+    help={
+        "env": _ENV_HELP,
+        "json": _JSON_HELP,
+        "all": "lint every migration, not only the pending ones",
+    }
+)
+def lint(c: Context, env: str | None = None, all_: bool = False, json_: bool = False) -> None:
+    """Lint the pending migrations with squawk, sized by the live tables; exit 1 on errors."""
+    result = _run(env, json_, lambda s: commands.lint(s, every=all_))
+    _emit(result.as_dict(), render_lint(result), json_)
+    if result.errors:
+        raise Exit(
+            f"predeploy: lint found {len(result.errors)} error(s): "
+            + ", ".join(sorted({f"{f.migration} {f.rule}" for f in result.errors})),
+            CheckFailed.exit_code,
+        )
+
+
+@task(help={"env": _ENV_HELP, "json": _JSON_HELP})
+def health(c: Context, env: str | None = None, json_: bool = False) -> None:
+    """Check the database, the migration history, the app's URL and its pm2 processes."""
+    result = _run(env, json_, health_mod.run)
+    _emit(result.as_dict(), render_health(result), json_)
+    if not result.ok:
+        raise Exit(f"predeploy: unhealthy: {result.summary()}", HealthCheckFailed.exit_code)
+
+
+@task(
+    help={
+        "env": _ENV_HELP,
+        "json": _JSON_HELP,
+        "yes": "confirm the migration in advance (logged with your user name); for hooks",
+        "restart": "pm2 restart instead of pm2 reload",
+        "dry_run": "show what migrate would do; no reload",
+        "force_lint": "migrate in prod despite lint errors (logged with your user name)",
+    }
+)
+def deploy(
+    c: Context,
+    env: str | None = None,
+    json_: bool = False,
+    yes: bool = False,
+    restart: bool = False,
+    dry_run: bool = False,
+    force_lint: bool = False,
+) -> None:
+    """invoke migrate, then pm2 reload PM2_APP, then wait until it is healthy (DEPLOY_WAIT)."""
+    human = not json_ and sys.stdout.isatty()
+    options = _migrate_options(json_, yes=yes, dry_run=dry_run, force_lint=force_lint)
+
+    def run(settings: Settings) -> deploy_mod.DeployReport:
+        return deploy_mod.deploy(
+            settings, options, log_mod.current_run_id(), restart=restart, on_step=_step_lines(human)
+        )
+
+    report = _run(env, json_, run)
+    _finish(report.as_dict(), render_deploy(report) if human else None, report.error)
+
+
+@task(help={"env": _ENV_HELP, "json": "JSON lines and a final JSON report on stdout"})
+def maintenance(c: Context, env: str | None = None, json_: bool = False) -> None:
+    """For cron: backup (reason cron) with retention, optional VACUUM (ANALYZE), health report.
+
+    Exits 0 when all is well, 1 when something needs a human, 6 when another
+    maintenance run holds the lock, or the failed step's code (4 backup).
+    """
+    machine = json_ or not sys.stdout.isatty()
+    human = not machine
+
+    def run(settings: Settings) -> maintenance_mod.MaintenanceReport:
+        return maintenance_mod.maintain(
+            settings, progress=_progress(machine), on_step=_step_lines(human)
+        )
+
+    # without a terminal (cron), the log events and the report are JSON lines on stdout
+    report = _run(env, machine, run, log_stream=sys.stdout if machine else None)
+    if human:
+        print(render_maintenance(report))
+    else:
+        print(
+            json.dumps({"event": "maintenance_report", **report.as_dict()}, default=str), flush=True
+        )
+    if report.exit_code:
+        problems = "; ".join(report.needs_attention)
+        raise Exit(f"predeploy: maintenance needs attention: {problems}", report.exit_code)
+
+
+@task(
+    help={
+        "env": _ENV_HELP,
+        "steps": "how many of the newest applied migrations to undo (default 1)",
+        "yes": "confirm in advance (logged with your user name)",
+        "dry_run": "show what would be undone and the SQL; change nothing",
+    }
+)
+def rollback(
+    c: Context, env: str | None = None, steps: int = 1, yes: bool = False, dry_run: bool = False
+) -> None:
+    """Run the down.sql of the last N applied migrations, newest first."""
+
+    def confirm_undo(settings: Settings, chosen: list[Migration]) -> None:
+        names = ", ".join(m.name for m in chosen)
+        question = f"About to undo {len(chosen)} migration(s) in env {settings.env}: {names}"
+        action = f"rolling back {names}"
+        if settings.env == "prod":
+            database = settings.migration_url.database if settings.migration_url else ""
+            confirm.require_typed(
+                database or "",
+                question,
+                yes=yes,
+                interactive=sys.stdin.isatty(),
+                ask=input,
+                action=action,
+            )
+        elif settings.env != "dev":
+            confirm.require_yes(
+                question, yes=yes, interactive=sys.stdin.isatty(), ask=input, action=action
+            )
+
+    def run(settings: Settings) -> list[Migration]:
+        return rollback_mod.rollback(
+            settings, steps, dry_run=dry_run, confirm=lambda m: confirm_undo(settings, m)
+        )
+
+    chosen = _run(env, False, run)
+    for migration in chosen:
+        if dry_run:
+            assert migration.down_path is not None  # noqa: S101 (rollback checked it)
+            print(f"-- would undo {migration.name} with {migration.down_path}:")
+            print(migration.down_path.read_text())
+        else:
+            print(f"rolled back {migration.name}")
+
+
+@task(
+    help={
+        "env": _ENV_HELP,
+        "applied": "mark migration NAME as applied (you completed it by hand)",
+        "rolled_back": "mark failed migration NAME as rolled back (so migrate runs it again)",
+    }
+)
+def resolve(
+    c: Context, env: str | None = None, applied: str | None = None, rolled_back: str | None = None
+) -> None:
+    """Mark a failed or hand-applied migration, with Prisma's semantics."""
+    outcome = _run(
+        env, False, lambda s: commands.resolve(s, applied=applied, rolled_back=rolled_back)
+    )
+    name = applied or rolled_back
+    print(f"migration {name} marked {outcome.replace('_', ' ')}")
+
+
+@task(help={"name": "what the migration does, in snake_case (add_user_avatar)"})
+def new(c: Context, name: str) -> None:
+    """Create migrations/<UTC timestamp>_<name>/ with migration.sql and down.sql."""
+    migration = _run(None, False, lambda s: commands.new(s, name))
+    print(migration.folder)
+
+
+def _progress(json_output: bool) -> backup_mod.ProgressFn:
+    """Progress on a terminal as one rewritten line; otherwise a log event every 10 s."""
+    if sys.stderr.isatty() and not json_output:
+
+        def show(p: backup_mod.Progress) -> None:
+            size = f", {p.bytes_done / 1e6:,.1f} MB" if p.bytes_done else ""
+            sys.stderr.write(
+                f"\r{p.phase}: {p.tables_done}/{p.tables_total} tables{size}"
+                + ("\n" if p.final else "   ")
+            )
+            sys.stderr.flush()
+
+        return show
+    last = [0.0]
+
+    def note(p: backup_mod.Progress) -> None:
+        now = time.monotonic()
+        if now - last[0] >= 10:
+            last[0] = now
+            structlog.get_logger("predeploy").info(
+                "progress",
+                phase=p.phase,
+                tables_done=p.tables_done,
+                tables_total=p.tables_total,
+                bytes=p.bytes_done,
+            )
+
+    return note
+
+
+@task(
+    name="backup",
+    help={
+        "env": _ENV_HELP,
+        "json": _JSON_HELP,
+        "reason": "why: manual (default), pre-migrate, cron, ... (part of the file name)",
+    },
+)
+def backup_task(
+    c: Context, env: str | None = None, reason: str = "manual", json_: bool = False
+) -> None:
+    """Dump the database with pg_dump, verify the dump, keep it with a manifest."""
+    progress = _progress(json_)
+    result = _run(env, json_, lambda s: backup_mod.backup(s, reason=reason, progress=progress))
+    data = {
+        "path": str(result.path),
+        "manifest": str(result.manifest),
+        "sha256": result.sha256,
+        "size": result.size,
+        "seconds": round(result.seconds, 3),
+        "dump_seconds": round(result.dump_seconds, 3),
+        "verify_seconds": round(result.verify_seconds, 3),
+        "tables": result.tables,
+        "format": result.format,
+        "pruned": [str(p) for p in result.pruned],
+    }
+    _emit(data, render_backup(result), json_)
+
+
+@task(help={"env": _ENV_HELP, "json": _JSON_HELP})
+def backups(c: Context, env: str | None = None, json_: bool = False) -> None:
+    """List the env's backups: time, reason, size, migration state, verified."""
+    found = _run(env, json_, retention.list_backups)
+    _emit({"backups": [b.as_dict() for b in found]}, render_backups(found), json_)
+
+
+@task(
+    name="restore",
+    help={
+        "env": _ENV_HELP,
+        "backup": "the dump to restore (default: the env's newest verified backup)",
+        "yes": "do not ask to type the database name (for scripts)",
+        "json": _JSON_HELP,
+    },
+)
+def restore_task(
+    c: Context,
+    env: str | None = None,
+    backup: str | None = None,
+    yes: bool = False,
+    json_: bool = False,
+) -> None:
+    """Restore a verified backup over the env's database, after a typed confirmation."""
+
+    progress = _progress(json_)
+
+    def run(settings: Settings) -> restore_mod.RestoreResult:
+        chosen = restore_mod.plan(settings, Path(backup) if backup else None)
+        confirm.require_typed(
+            chosen.database,
+            render_restore_plan(chosen),
+            yes=yes,
+            interactive=sys.stdin.isatty(),
+            ask=input,
+            action=f"restoring {chosen.database}",
+        )
+        return restore_mod.restore(settings, chosen, progress)
+
+    result = _run(env, json_, run)
+    data = {
+        "backup": str(result.backup),
+        "database": result.database,
+        "seconds": round(result.seconds, 3),
+        "dropped": list(result.dropped),
+    }
+    _emit(
+        data,
+        f"restored {result.database} from {result.backup} in {result.seconds:.1f}s"
+        + (
+            f"; dropped what it did not have: {', '.join(result.dropped)}" if result.dropped else ""
+        ),
+        json_,
+    )
+
+
+@task(name="up", help={"json": _JSON_HELP})
+def db_up(c: Context, json_: bool = False) -> None:
+    """Start (or reuse) the embedded dev PostgreSQL under .pgdata/."""
+    server = _run("dev", json_, lambda s: embedded.start(s.pgdata))
+    state = "started" if server.started else "already running"
+    data = {"pgdata": str(server.pgdata), "pid": server.pid, "url": str(server.url), "state": state}
+    _emit(data, f"embedded PostgreSQL {state} (pid {server.pid}): {server.url}", json_)
+
+
+@task(name="down", help={"json": _JSON_HELP})
+def db_down(c: Context, json_: bool = False) -> None:
+    """Stop the embedded dev PostgreSQL under .pgdata/ (its data stays)."""
+    stopped = _run("dev", json_, lambda s: embedded.stop(s.pgdata))
+    state = "stopped" if stopped else "not running"
+    _emit({"state": state}, f"embedded PostgreSQL {state}", json_)
+
+
+@task(name="url")
+def db_url(c: Context) -> None:
+    """Print the embedded dev database's URL (starting the server if needed)."""
+    server = _run("dev", False, lambda s: embedded.start(s.pgdata))
+    print(server.url)
+
+
+db = Collection("db", db_up, db_down, db_url)
+ns = Collection(
+    check,
+    status,
+    migrate,
+    rollback,
+    resolve,
+    new,
+    backup_task,
+    backups,
+    restore_task,
+    lint,
+    health,
+    deploy,
+    maintenance,
+    db,
+)

@@ -1,0 +1,1 @@
+"""Configuration: settings from .env files and the environment, database URLs."""

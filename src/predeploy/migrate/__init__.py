@@ -1,0 +1,1 @@
+"""Migrations: discovery, history, status, the executor, lint, rollback."""

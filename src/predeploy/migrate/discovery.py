@@ -1,0 +1,147 @@
+"""Migrations on disk, in Prisma's layout: discovery is pure, it never touches a database.
+
+    migrations/
+      migration_lock.toml          provider = "postgresql" (optional)
+      20261123101500_add_avatar/
+        migration.sql              the forward change (required)
+        down.sql                   how to undo it (optional)
+
+Order is the byte-wise order of folder names; a migration's identity is its
+whole folder name. The checksum is the SHA-256 hex of migration.sql's bytes, as
+Prisma computes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from predeploy.errors import ConfigError
+
+if TYPE_CHECKING:
+    from predeploy.migrate.sqlscript import Script
+
+__all__ = ["Migration", "checksum", "checksum_variants", "create", "discover"]
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One migration folder."""
+
+    name: str
+    folder: Path
+
+    @property
+    def sql_path(self) -> Path:
+        return self.folder / "migration.sql"
+
+    @property
+    def down_path(self) -> Path | None:
+        path = self.folder / "down.sql"
+        return path if path.is_file() else None
+
+    @cached_property
+    def script(self) -> bytes:
+        return self.sql_path.read_bytes()
+
+    @cached_property
+    def checksum(self) -> str:
+        return checksum(self.script)
+
+    @cached_property
+    def text(self) -> str:
+        """migration.sql as text (a UTF-8 byte-order mark dropped)."""
+        return self.script.decode("utf-8-sig")
+
+    @cached_property
+    def parsed(self) -> Script:
+        """The script split and classified (pglast), once per migration."""
+        from predeploy.migrate.sqlscript import analyse  # noqa: PLC0415 (pglast only when needed)
+
+        return analyse(self.text)
+
+    def matches(self, recorded: str) -> bool:
+        """True when ``recorded`` is this file's checksum, allowing CRLF/LF churn."""
+        return recorded in checksum_variants(self.script)
+
+
+def checksum(data: bytes) -> str:
+    """Prisma's checksum: SHA-256 hex of the file's bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def checksum_variants(data: bytes) -> frozenset[str]:
+    """The checksums of ``data`` as written, with LF line ends, and with CRLF ones."""
+    lf = data.replace(b"\r\n", b"\n")
+    crlf = lf.replace(b"\n", b"\r\n")
+    return frozenset({checksum(data), checksum(lf), checksum(crlf)})
+
+
+def discover(directory: Path) -> list[Migration]:
+    """Every migration under ``directory`` in byte-wise order of folder names.
+
+    A folder without migration.sql, or a lock file for another provider, is a
+    ConfigError naming it: nothing may run from a half-understood folder.
+    """
+    if not directory.is_dir():
+        raise ConfigError(
+            f"migrations folder {directory} does not exist: create it "
+            f"(invoke new NAME) or set MIGRATIONS_DIR"
+        )
+    _check_lock_file(directory / "migration_lock.toml")
+    folders = sorted(
+        (p for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")),
+        key=lambda p: p.name.encode("utf-8", "surrogateescape"),
+    )
+    missing = [p.name for p in folders if not (p / "migration.sql").is_file()]
+    if missing:
+        raise ConfigError(
+            f"migration folder(s) without migration.sql in {directory}: {', '.join(missing)} "
+            f"(add the file or remove the folder)"
+        )
+    return [Migration(name=p.name, folder=p) for p in folders]
+
+
+def create(directory: Path, name: str, now: datetime | None = None) -> Migration:
+    """Create `<UTC %Y%m%d%H%M%S>_<name>/` with migration.sql and a down.sql template."""
+    if not _NAME.match(name):
+        raise ConfigError(
+            f"migration name {name!r} must be lowercase letters, digits and underscores, "
+            f"starting with a letter or digit (for example add_user_avatar)"
+        )
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%d%H%M%S")
+    folder = directory / f"{stamp}_{name}"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        folder.mkdir()
+    except FileExistsError:
+        raise ConfigError(f"{folder} already exists: wait a second or pick another name") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot create {folder}: {exc.strerror}") from None
+    (folder / "migration.sql").write_text(f"-- {name}: the forward change.\n")
+    (folder / "down.sql").write_text(
+        f"-- {name}: undo migration.sql (run by `invoke rollback`). Delete this file\n"
+        f"-- if the change cannot be undone, so that rollback refuses instead.\n"
+    )
+    return Migration(name=folder.name, folder=folder)
+
+
+def _check_lock_file(path: Path) -> None:
+    if not path.is_file():
+        return
+    try:
+        provider = tomllib.loads(path.read_text()).get("provider")
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    if provider not in (None, "postgresql", "postgres"):
+        raise ConfigError(
+            f"{path} says provider = {provider!r}: predeploy applies PostgreSQL migrations only"
+        )

@@ -1,0 +1,90 @@
+"""Where each migration stands: files on disk against rows in the history table (pure)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from predeploy.migrate.discovery import Migration
+from predeploy.migrate.history import HistoryRow
+
+__all__ = ["Entry", "State", "Status", "compare"]
+
+State = Literal["applied", "pending", "failed", "edited", "missing"]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One migration's state; ``migration`` is None for rows with no folder on disk."""
+
+    name: str
+    state: State
+    migration: Migration | None
+    row: HistoryRow | None
+
+    def as_dict(self) -> dict[str, Any]:
+        row = self.row
+        data: dict[str, Any] = {"name": self.name, "state": self.state}
+        if row is not None:
+            data["started_at"] = row.started_at.isoformat()
+            data["finished_at"] = row.finished_at.isoformat() if row.finished_at else None
+        if self.state == "edited" and self.migration is not None and row is not None:
+            data["checksum_recorded"] = row.checksum
+            data["checksum_file"] = self.migration.checksum
+        if self.state == "failed" and row is not None:
+            data["logs"] = row.logs
+        return data
+
+
+@dataclass(frozen=True)
+class Status:
+    """Every migration on disk or in the history, in order."""
+
+    entries: tuple[Entry, ...]
+
+    def having(self, state: State) -> list[Entry]:
+        return [e for e in self.entries if e.state == state]
+
+    @property
+    def pending(self) -> list[Migration]:
+        return [e.migration for e in self.having("pending") if e.migration is not None]
+
+    @property
+    def up_to_date(self) -> bool:
+        return all(e.state == "applied" for e in self.entries)
+
+    def counts(self) -> dict[str, int]:
+        states: tuple[State, ...] = ("applied", "pending", "failed", "edited", "missing")
+        return {state: len(self.having(state)) for state in states}
+
+
+def compare(migrations: list[Migration], rows: list[HistoryRow]) -> Status:
+    """The state of every migration, by Prisma's rules.
+
+    A failed row (finished_at and rolled_back_at null) makes the migration failed;
+    otherwise its latest applied row makes it applied, or edited when the file's
+    checksum no longer matches; a migration whose rows are all rolled back is
+    pending again. Rows whose folder is gone are reported as missing.
+    """
+    by_name: dict[str, list[HistoryRow]] = defaultdict(list)
+    for row in rows:
+        by_name[row.migration_name].append(row)
+    entries = [_entry(m, by_name.pop(m.name, [])) for m in migrations]
+    for name, named_rows in by_name.items():
+        live = [r for r in named_rows if r.applied or r.failed]
+        if live:
+            entries.append(Entry(name=name, state="missing", migration=None, row=live[-1]))
+    return Status(entries=tuple(entries))
+
+
+def _entry(migration: Migration, rows: list[HistoryRow]) -> Entry:
+    failed = [r for r in rows if r.failed]
+    if failed:
+        return Entry(migration.name, "failed", migration, failed[-1])
+    applied = [r for r in rows if r.applied]
+    if not applied:
+        return Entry(migration.name, "pending", migration, None)
+    last = applied[-1]
+    state: State = "applied" if migration.matches(last.checksum) else "edited"
+    return Entry(migration.name, state, migration, last)

@@ -1,0 +1,1 @@
+"""Operations: check, health, pm2, deploy and the nightly maintenance."""

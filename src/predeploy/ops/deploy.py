@@ -1,0 +1,152 @@
+"""`invoke deploy`: migrate, reload the pm2 app, wait until it is healthy.
+
+    pm2 (app found) → the migrate workflow (same gates) → pm2 reload (or restart)
+    → wait for online processes and passing health checks (DEPLOY_WAIT)
+
+A failure stops the deploy with the failed step's exit code (the migration's, or
+7 for the reload and the health checks) and a runbook that includes the pm2
+commands. Nothing pending still reloads the app: the code changed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from predeploy import workflow
+from predeploy.config.settings import Settings
+from predeploy.errors import ConfigError, HealthCheckFailed, PredeployError
+from predeploy.ops import health
+from predeploy.ops.pm2 import Pm2, Process
+from predeploy.runbook import Runbook, write_runbook
+from predeploy.steps import OnStep, Step, stepper
+
+__all__ = ["DeployReport", "deploy"]
+
+log = structlog.get_logger(__name__)
+_POLL = 1.0
+
+
+@dataclass
+class DeployReport:
+    env: str
+    app: str = ""
+    steps: list[Step] = field(default_factory=list)
+    migrate: workflow.Report | None = None
+    before: list[Process] = field(default_factory=list)
+    after: list[Process] = field(default_factory=list)
+    health: health.HealthReport | None = None
+    warnings: list[str] = field(default_factory=list)
+    runbook: Runbook | None = None
+    error: PredeployError | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "env": self.env,
+            "app": self.app,
+            "outcome": "failed" if self.error else "ok",
+            "error": str(self.error) if self.error else None,
+            "exit_code": self.error.exit_code if self.error else 0,
+            "steps": [s.__dict__ for s in self.steps],
+            "migrate": self.migrate.as_dict() if self.migrate else None,
+            "processes_before": [p.as_dict() for p in self.before],
+            "processes_after": [p.as_dict() for p in self.after],
+            "health": self.health.as_dict() if self.health else None,
+            "warnings": self.warnings,
+            "runbook": self.runbook.commands if self.runbook else [],
+        }
+
+
+def deploy(
+    settings: Settings,
+    options: workflow.Options,
+    run_id: str,
+    *,
+    restart: bool = False,
+    on_step: OnStep | None = None,
+) -> DeployReport:
+    """Run the deploy; returns the report (``error`` set when a step failed)."""
+    report = DeployReport(env=settings.env, app=settings.pm2_app or "")
+    step = stepper(report.steps, on_step)
+    try:
+        with step("pm2"):
+            pm2 = Pm2.for_settings(settings)
+            report.before = pm2.processes()
+            if not report.before:
+                raise ConfigError(
+                    f"pm2 has no process named {pm2.app} ({pm2.home()}): start the app once "
+                    f"(pm2 start ecosystem.config.js) as that user, then deploy"
+                )
+    except PredeployError as exc:
+        report.error = exc
+        return report
+    report.migrate = workflow.migrate(settings, options, run_id, on_step)
+    if report.migrate.error is not None:
+        report.error = report.migrate.error
+    elif not (options.dry_run or options.rehearse):
+        action = "restart" if restart else "reload"
+        try:
+            with step(action):
+                _reload(pm2, report, restart)
+            with step("healthy"):
+                _wait_healthy(settings, pm2, report, action)
+        except PredeployError as exc:
+            report.error = exc
+    if report.error is not None:
+        report.runbook = write_runbook(settings, run_id, _runbook_lines(settings, report))
+    return report
+
+
+def _reload(pm2: Pm2, report: DeployReport, restart: bool) -> None:
+    forked = [p for p in report.before if not p.cluster]
+    if forked and not restart:
+        warning = (
+            f"{pm2.app} runs in fork mode: pm2 reload restarts it (requests during the restart "
+            f"can fail); exec_mode 'cluster' makes reloads zero-downtime"
+        )
+        report.warnings.append(warning)
+        log.warning("pm2_fork_mode_reload", app=pm2.app, detail=warning)
+    pm2.reload(restart=restart)
+
+
+def _wait_healthy(settings: Settings, pm2: Pm2, report: DeployReport, action: str) -> None:
+    """Poll pm2 and the health checks until all pass, for at most DEPLOY_WAIT."""
+    deadline = time.monotonic() + settings.deploy_wait
+    while True:
+        result = health.run(settings, pm2=pm2, quiet=True)
+        report.health = result
+        if result.ok or time.monotonic() >= deadline:
+            break
+        time.sleep(min(_POLL, max(0.0, deadline - time.monotonic())))
+    pm2_check = next((c for c in result.checks if c.name == "pm2"), None)
+    if pm2_check is not None:
+        report.after = [Process(**p) for p in pm2_check.data.get("processes", [])]
+    health.log_checks(result, failed_level="error")
+    if not result.ok:
+        raise HealthCheckFailed(
+            f"{pm2.app} is not healthy {settings.deploy_wait:g}s (DEPLOY_WAIT) after the "
+            f"{action}: {result.summary()}"
+        )
+
+
+def _runbook_lines(settings: Settings, report: DeployReport) -> list[str]:
+    app, env = report.app, settings.env
+    migrated = report.migrate.runbook.commands if report.migrate and report.migrate.runbook else []
+    reloaded = any(s.name in ("reload", "restart") and s.outcome == "ok" for s in report.steps)
+    if not reloaded:
+        return [
+            f"# {app} was not reloaded: pm2 still runs the release it ran before this deploy",
+            *migrated,
+        ]
+    return [
+        f"# {app} is not healthy after this deploy; its recent logs:",
+        f"pm2 logs {app} --lines 100 --nostream",
+        "# put the previous release of the code back (with pm2's deploy section:",
+        "#   pm2 deploy ecosystem.config.js production revert 1), then reload it:",
+        f"pm2 reload {app}",
+        *migrated,
+        f"# then check: invoke health --env {env}",
+    ]

@@ -1,0 +1,257 @@
+"""`invoke health`: is the database, its history and the application healthy?
+
+Each check reports its name, ok, one line of detail and its duration. The
+database checks always run; the HTTP check runs when HEALTHCHECK_URL is set, the
+pm2 check when PM2_APP is set. A check that cannot run (the database is down,
+pm2 is missing) is a failed check, not an error: the report is the interface.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from predeploy.config.settings import Settings
+from predeploy.errors import PredeployError
+from predeploy.migrate import discovery as migrations
+from predeploy.migrate import history
+from predeploy.migrate.status import compare
+from predeploy.ops.pm2 import Pm2
+from predeploy.postgres.sessions import Conn, connect, round_trip_ms, target_url
+
+__all__ = ["Check", "HealthReport", "check_http", "check_pm2", "log_checks", "run"]
+
+log = structlog.get_logger(__name__)
+_TABLES = 5
+_LARGEST = """
+SELECT s.schemaname, s.relname, pg_total_relation_size(s.relid), s.n_live_tup
+FROM pg_stat_user_tables s
+ORDER BY pg_total_relation_size(s.relid) DESC, s.relname
+LIMIT %s
+"""
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    seconds: float
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "ok": self.ok,
+            "detail": self.detail,
+            "seconds": round(self.seconds, 4),
+            **({"data": self.data} if self.data else {}),
+        }
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    env: str
+    checks: list[Check]
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok]
+
+    def summary(self) -> str:
+        """One line naming each failed check and why."""
+        return "; ".join(f"{c.name}: {c.detail}" for c in self.failed) or "all checks pass"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"env": self.env, "ok": self.ok, "checks": [c.as_dict() for c in self.checks]}
+
+
+def run(settings: Settings, *, pm2: Pm2 | None = None, quiet: bool = False) -> HealthReport:
+    """Every configured check, in order; never raises for a failing check.
+
+    ``quiet`` leaves the logging to the caller (deploy polls until the checks pass).
+    """
+    checks: list[Check] = []
+    checks += _database_checks(settings)
+    if settings.healthcheck_url:
+        checks.append(
+            check_http(
+                settings.healthcheck_url,
+                timeout=settings.healthcheck_timeout,
+                retries=settings.healthcheck_retries,
+            )
+        )
+    if settings.pm2_app:
+        checks.append(check_pm2(settings, pm2))
+    report = HealthReport(settings.env, checks)
+    if not quiet:
+        log_checks(report)
+    return report
+
+
+def log_checks(report: HealthReport, *, failed_level: str = "warning") -> None:
+    """One ``health_check`` event per check: info when it passed, ``failed_level`` if not."""
+    for check in report.checks:
+        emit = log.info if check.ok else getattr(log, failed_level)
+        emit("health_check", check=check.name, ok=check.ok, detail=check.detail)
+
+
+def _database_checks(settings: Settings) -> list[Check]:
+    checks: list[Check] = []
+    started = time.perf_counter()
+    try:
+        url, variable = target_url(settings)
+        conn = connect(url, timeout=settings.connect_timeout, variable=variable)
+    except PredeployError as exc:
+        seconds = time.perf_counter() - started
+        return [
+            Check("database", False, exc.message, seconds),
+            Check("history", False, "not checked: the database is unreachable", 0.0),
+            Check("tables", False, "not checked: the database is unreachable", 0.0),
+        ]
+    with conn:
+        latency = round_trip_ms(conn)
+        checks.append(
+            Check(
+                "database",
+                True,
+                f"{url.database} reachable, {latency:.2f} ms round trip",
+                time.perf_counter() - started,
+                {"latency_ms": round(latency, 3)},
+            )
+        )
+        checks.append(_timed("history", lambda: _history(settings, conn)))
+        checks.append(_timed("tables", lambda: _tables(conn)))
+    return checks
+
+
+def _timed(name: str, probe: Callable[[], tuple[bool, str, dict[str, Any]]]) -> Check:
+    started = time.perf_counter()
+    try:
+        ok, detail, data = probe()
+    except PredeployError as exc:
+        ok, detail, data = False, exc.message, {}
+    return Check(name, ok, detail, time.perf_counter() - started, data)
+
+
+def _history(settings: Settings, conn: Conn) -> tuple[bool, str, dict[str, Any]]:
+    rows = history.read(conn, settings.migrations_table)
+    status = compare(migrations.discover(settings.migrations_dir), rows)
+    counts = status.counts()
+    problems = {state: n for state, n in counts.items() if n and state != "applied"}
+    if not problems:
+        return (
+            True,
+            f"{counts.get('applied', 0)} applied, nothing pending, failed or edited",
+            counts,
+        )
+    listed = ", ".join(f"{n} {state}" for state, n in problems.items())
+    names = ", ".join(e.name for e in status.entries if e.state != "applied")
+    return False, f"{listed}: {names}", counts
+
+
+def _tables(conn: Conn) -> tuple[bool, str, dict[str, Any]]:
+    rows = conn.execute(_LARGEST, (_TABLES,)).fetchall()
+    tables: list[dict[str, Any]] = [
+        {"table": f"{schema}.{name}", "bytes": int(size), "live_rows": int(live)}
+        for schema, name, size, live in rows
+    ]
+    if not tables:
+        return True, "no user tables", {"largest": []}
+    detail = ", ".join(f"{t['table']} {_size(t['bytes'])} ~{t['live_rows']:,} rows" for t in tables)
+    return True, f"largest: {detail}", {"largest": tables}
+
+
+def _size(size: int) -> str:
+    if size < 1024:
+        return f"{size} B"
+    value, units = size / 1024, ["kB", "MB", "GB"]
+    while value >= 1024 and len(units) > 1:
+        value, units = value / 1024, units[1:]
+    return f"{value:.1f} {units[0]}"
+
+
+def check_http(url: str, *, timeout: float, retries: int, pause: float = 1.0) -> Check:
+    """GET ``url`` expecting a 2xx within ``timeout``, up to ``retries`` tries."""
+    shown = _redact(url)
+    started = time.perf_counter()
+    reason = ""
+    for attempt in range(1, retries + 1):
+        sent = time.perf_counter()
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (http(s) only, checked in config)
+                code = response.status
+        except urllib.error.HTTPError as exc:
+            code, reason = exc.code, f"HTTP {exc.code}"
+        except (urllib.error.URLError, OSError) as exc:
+            code = 0
+            why = getattr(exc, "reason", exc)
+            reason = "timed out" if isinstance(why, TimeoutError) else str(why)
+        elapsed = (time.perf_counter() - sent) * 1000
+        if 200 <= code < 300:
+            return Check(
+                "http",
+                True,
+                f"GET {shown}: {code} in {elapsed:.0f} ms",
+                time.perf_counter() - started,
+                {"status": code, "attempts": attempt},
+            )
+        if code:
+            reason = f"HTTP {code}"
+        if attempt < retries:
+            time.sleep(pause)
+    return Check(
+        "http",
+        False,
+        f"GET {shown}: {reason} after {retries} tries (timeout {timeout:g}s each)",
+        time.perf_counter() - started,
+        {"attempts": retries},
+    )
+
+
+def check_pm2(settings: Settings, pm2: Pm2 | None = None) -> Check:
+    """Every pm2 process of PM2_APP online, with restart counts."""
+    started = time.perf_counter()
+    try:
+        pm2 = pm2 or Pm2.for_settings(settings)
+        processes = pm2.processes()
+    except PredeployError as exc:
+        return Check("pm2", False, exc.message, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    data = {"processes": [p.as_dict() for p in processes]}
+    if not processes:
+        detail = f"pm2 has no process named {settings.pm2_app} ({pm2.home()})"
+        return Check("pm2", False, detail, seconds, data)
+    down = [p for p in processes if p.status != "online"]
+    restarts = ", ".join(str(p.restarts) for p in processes)
+    if down:
+        states = ", ".join(f"{p.name}#{p.pm_id} {p.status}" for p in down)
+        return Check(
+            "pm2", False, f"{len(down)} of {len(processes)} not online: {states}", seconds, data
+        )
+    return Check(
+        "pm2",
+        True,
+        f"{settings.pm2_app}: {len(processes)} online (restarts {restarts})",
+        seconds,
+        data,
+    )
+
+
+def _redact(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))

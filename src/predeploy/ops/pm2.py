@@ -1,0 +1,145 @@
+"""pm2: finding the program, reading its process list, reloading an app.
+
+The program is PM2_BIN, else `pm2` on PATH, else the project's
+`node_modules/.bin/pm2`. It runs with an argv list through `subprocess`, like
+pg_dump (see ``predeploy.pgrun``), with PM2_DISCRETE_MODE=true so that a fresh
+PM2_HOME prints no banner before `jlist`'s JSON. `jlist` carries every process's
+full environment, secrets included: only the fields below are ever kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from predeploy.config.settings import Settings
+from predeploy.confirm import operator
+from predeploy.errors import ConfigError, HealthCheckFailed
+
+__all__ = ["Pm2", "Process", "find_program"]
+
+log = structlog.get_logger(__name__)
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+@dataclass(frozen=True)
+class Process:
+    """One pm2 process of an app: what a deploy needs to know about it."""
+
+    name: str
+    pm_id: int
+    pid: int
+    status: str  # online, stopping, stopped, launching, errored, one-launch-status
+    restarts: int
+    cluster: bool
+    uptime_since_ms: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def find_program(settings: Settings) -> Path:
+    """The pm2 program: PM2_BIN, else `pm2` on PATH, else node_modules/.bin/pm2."""
+    if settings.pm2_bin is not None:
+        if not (settings.pm2_bin.is_file() and os.access(settings.pm2_bin, os.X_OK)):
+            raise ConfigError(f"PM2_BIN={settings.pm2_bin} is not an executable file")
+        return settings.pm2_bin
+    on_path = shutil.which("pm2")
+    if on_path:
+        return Path(on_path)
+    local = settings.root / "node_modules" / ".bin" / "pm2"
+    if local.is_file() and os.access(local, os.X_OK):
+        return local
+    raise ConfigError(
+        f"pm2 not found (PM2_BIN unset, no pm2 on PATH, no {local}): install it "
+        f"(npm install pm2) or set PM2_BIN to its path"
+    )
+
+
+class Pm2:
+    """The pm2 program for one app."""
+
+    def __init__(self, program: Path, app: str, timeout: float = 60.0) -> None:
+        self.program, self.app, self.timeout = program, app, timeout
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> Pm2:
+        if not settings.pm2_app:
+            raise ConfigError("PM2_APP is not set: name the pm2 app in .env.<env> (PM2_APP=web)")
+        return cls(find_program(settings), settings.pm2_app, timeout=max(settings.deploy_wait, 30))
+
+    def processes(self) -> list[Process]:
+        """The app's processes, as `pm2 jlist` reports them now."""
+        output = self._run("jlist")
+        start = output.find("[")  # a banner, should one slip through, comes before the JSON
+        try:
+            listed = json.loads(output[start:]) if start >= 0 else None
+        except ValueError:
+            listed = None
+        if not isinstance(listed, list):
+            raise HealthCheckFailed(f"{self.program} jlist did not print a JSON process list")
+        return [_process(item) for item in listed if item.get("name") == self.app]
+
+    def home(self) -> str:
+        """Whose pm2 this is: a wrong PM2_HOME or user shows an empty, freshly started pm2."""
+        home = os.environ.get("PM2_HOME") or str(Path.home() / ".pm2")
+        return f"PM2_HOME {home}, user {operator()}"
+
+    def reload(self, *, restart: bool = False) -> None:
+        """`pm2 reload APP` (zero-downtime in cluster mode), or `pm2 restart APP`."""
+        self._run("restart" if restart else "reload", self.app)
+
+    def _run(self, *args: str) -> str:
+        env = {**os.environ, "PM2_DISCRETE_MODE": "true", "FORCE_COLOR": "0"}
+        started = time.perf_counter()
+        try:
+            done = subprocess.run(
+                [str(self.program), *args],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=self.timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise HealthCheckFailed(
+                f"pm2 {args[0]} did not finish within {self.timeout:g}s"
+            ) from None
+        except OSError as exc:
+            raise ConfigError(f"cannot run {self.program}: {exc.strerror or exc}") from None
+        seconds = time.perf_counter() - started
+        if done.returncode != 0:
+            reason = _last_line(done.stderr) or _last_line(done.stdout) or f"exit {done.returncode}"
+            raise HealthCheckFailed(f"pm2 {' '.join(args)} failed: {reason}")
+        if args[0] != "jlist":
+            log.info("pm2", command=" ".join(args), seconds=round(seconds, 3))
+        return done.stdout
+
+
+def _process(item: dict[str, Any]) -> Process:
+    env = item.get("pm2_env") or {}
+    return Process(
+        name=str(item.get("name")),
+        pm_id=int(item.get("pm_id") or 0),
+        pid=int(item.get("pid") or 0),
+        status=str(env.get("status") or "unknown"),
+        restarts=int(env.get("restart_time") or 0),
+        cluster=env.get("exec_mode") == "cluster_mode",
+        uptime_since_ms=int(env.get("pm_uptime") or 0),
+    )
+
+
+def _last_line(text: str) -> str:
+    lines = [_ANSI.sub("", line).strip() for line in text.splitlines()]
+    lines = [line for line in lines if line]
+    return lines[-1] if lines else ""

@@ -1,0 +1,1 @@
+"""PostgreSQL: sessions, client programs, the embedded dev server, catalogue reads."""

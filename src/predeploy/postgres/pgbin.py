@@ -1,0 +1,141 @@
+"""Which pg_dump and pg_restore to use for a server.
+
+Candidates, in order of preference: PG_BIN_DIR, the system's PostgreSQL
+installations, then the embedded wheel's. The first whose major version equals
+the server's wins; else the newest one, with a warning: a newer pg_dump reads an
+older server, an older one refuses it.
+"""
+
+from __future__ import annotations
+
+import glob
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "PgProgram",
+    "ToolChoice",
+    "choose",
+    "find_candidates",
+    "program_version",
+    "select",
+]
+
+_VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
+_SYSTEM_GLOBS = (
+    "/usr/lib/postgresql/*/bin",
+    "/usr/pgsql-*/bin",
+    "/usr/local/pgsql/bin",
+    "/opt/homebrew/opt/postgresql@*/bin",
+    "/usr/local/opt/postgresql@*/bin",
+)
+
+
+@dataclass(frozen=True)
+class PgProgram:
+    """A PostgreSQL client program and its version."""
+
+    path: Path
+    major: int
+    version: str
+    source: str  # "PG_BIN_DIR", "system" or "embedded"
+
+
+@dataclass(frozen=True)
+class ToolChoice:
+    """The pg_dump/pg_restore pair chosen for a server, with a warning when it is wrong."""
+
+    pg_dump: PgProgram | None
+    pg_restore: PgProgram | None
+    server_major: int
+    warning: str | None
+
+    @property
+    def usable(self) -> bool:
+        return self.pg_dump is not None and self.pg_dump.major >= self.server_major
+
+
+def program_version(path: Path) -> tuple[int, str] | None:
+    """(major, full version) of a PostgreSQL program, or None if it does not run."""
+    try:
+        out = subprocess.run(
+            [str(path), "--version"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout
+    except (subprocess.SubprocessError, OSError):
+        return None
+    match = _VERSION.search(out)
+    if match is None:
+        return None
+    return int(match.group(1)), match.group(0).split()[-1]
+
+
+def find_candidates(
+    name: str, pg_bin_dir: Path | None, embedded_bin: Path | None
+) -> list[PgProgram]:
+    """Every runnable ``name`` (pg_dump, pg_restore, ...) in preference order."""
+    dirs: list[tuple[Path, str]] = []
+    if pg_bin_dir is not None:
+        dirs.append((pg_bin_dir, "PG_BIN_DIR"))
+    system = sorted(
+        {Path(p) for pattern in _SYSTEM_GLOBS for p in glob.glob(pattern)}, reverse=True
+    )
+    dirs.extend((d, "system") for d in system)
+    on_path = shutil.which(name)
+    if on_path is not None and Path(on_path).resolve().name == name:  # skip Debian's pg_wrapper
+        dirs.append((Path(on_path).resolve().parent, "system"))
+    if embedded_bin is not None:
+        dirs.append((embedded_bin, "embedded"))
+    found: list[PgProgram] = []
+    seen: set[Path] = set()
+    for directory, source in dirs:
+        path = directory / name
+        if path in seen or not path.is_file():
+            continue
+        seen.add(path)
+        version = program_version(path)
+        if version is not None:
+            found.append(PgProgram(path=path, major=version[0], version=version[1], source=source))
+    return found
+
+
+def choose(server_major: int, dumps: list[PgProgram], restores: list[PgProgram]) -> ToolChoice:
+    """Pick the pg_dump/pg_restore pair for a server of ``server_major``."""
+    dump = _best(server_major, dumps)
+    restore = _best(server_major, restores)
+    warning = None
+    if dump is None:
+        warning = (
+            "no pg_dump found: install the PostgreSQL client programs "
+            f"(version {server_major}) or set PG_BIN_DIR"
+        )
+    elif dump.major < server_major:
+        warning = (
+            f"only pg_dump {dump.major} found, older than the server ({server_major}), "
+            f"which it refuses: install the version {server_major} client or set PG_BIN_DIR"
+        )
+    elif dump.major > server_major:
+        warning = (
+            f"no pg_dump {server_major} found; using the newer pg_dump {dump.major} "
+            f"(its dumps may not restore into an older server)"
+        )
+    return ToolChoice(pg_dump=dump, pg_restore=restore, server_major=server_major, warning=warning)
+
+
+def _best(server_major: int, candidates: list[PgProgram]) -> PgProgram | None:
+    same = [p for p in candidates if p.major == server_major]
+    if same:
+        return same[0]
+    return max(candidates, key=lambda p: p.major, default=None)
+
+
+def select(pg_bin_dir: Path | None, server_major: int) -> ToolChoice:
+    """Find every candidate (PG_BIN_DIR, system, embedded wheel) and choose for the server."""
+    from predeploy.postgres import embedded  # noqa: PLC0415 (the wheel is imported only when needed)
+
+    embedded_bin = embedded.bin_dir()
+    dumps = find_candidates("pg_dump", pg_bin_dir, embedded_bin)
+    restores = find_candidates("pg_restore", pg_bin_dir, embedded_bin)
+    return choose(server_major, dumps, restores)
