@@ -90,7 +90,7 @@ class Bench:
         return {
             **os.environ,
             "DATABASE_URL": url,
-            "MIGRATIONS_DIR": str(self.files["prisma"]),
+            "PREDEPLOY_MIGRATIONS_DIR": str(self.files["prisma"]),
             "PGPASSWORD": self.cluster.password,
         }
 
@@ -189,7 +189,7 @@ def main() -> None:
         project = base / "project"
         project.mkdir()
         (project / "tasks.py").write_text("from predeploy.cli.tasks import ns  # noqa: F401\n")
-        (project / ".env.bench").write_text("LOG_DIR=logs\n")
+        (project / ".env.bench").write_text("PREDEPLOY_LOG_DIR=logs\n")
         bench = Bench(cluster, files, project)
         version = psycopg.connect(cluster.admin_url).info.server_version
         print(f"{args.count} migrations, PostgreSQL {version // 10000}, median of {args.repeat}")

@@ -7,7 +7,7 @@ turns in every round:
     pg_dump -Fc                 the bare tool: the floor for the tool's overhead
     invoke backup               custom format, verification included (and its dump
                                 phase alone, from the result's dump_seconds)
-    invoke backup, 2 jobs       directory format, BACKUP_JOBS=2
+    invoke backup, 2 jobs       directory format, PREDEPLOY_BACKUP_JOBS=2
     pg_dump | gzip              what runbooks do today
 
 Prints median times, sizes and ratios. Run: python bench/backup.py [--scale 70] [--repeat 2]
@@ -117,9 +117,9 @@ def main() -> None:
             run_env = {
                 **os.environ,
                 "DATABASE_URL": url,
-                "BACKUP_DIR": str(folder),
-                "BACKUP_JOBS": str(jobs),
-                "PG_BIN_DIR": str(cluster.bin_dir),
+                "PREDEPLOY_BACKUP_DIR": str(folder),
+                "PREDEPLOY_BACKUP_JOBS": str(jobs),
+                "PREDEPLOY_PG_BIN_DIR": str(cluster.bin_dir),
             }
             t = time.perf_counter()
             done = subprocess.run(

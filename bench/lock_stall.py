@@ -7,10 +7,10 @@ ACCESS SHARE lock for --hold seconds (20). At 5 s a migration altering `accounts
 (ADD COLUMN with a default: an ACCESS EXCLUSIVE lock, instant once granted) is applied:
 
     psql          psql -1 -v ON_ERROR_STOP=1 -f migration.sql, as runbooks do
-    predeploy     invoke migrate --env bench --yes (LOCK_TIMEOUT 2s, the default): the
+    predeploy     invoke migrate --env bench --yes (PREDEPLOY_LOCK_TIMEOUT 2s, the default): the
                   runner's lock_timeout, then it waits for the holder to go
     predeploy-prod invoke migrate --env prod --yes --no-backup: the blocker scan sees the
-                  idle transaction and waits (BLOCKER_WAIT 60s) before touching the table
+                  idle transaction and waits (PREDEPLOY_BLOCKER_WAIT 60s) before touching the table
 
 For each: the longest any client query took (its stall), the throughput lost (the
 time the clients spent waiting for locks, per client: seconds of full throughput,
@@ -168,7 +168,7 @@ def main() -> None:
         (migrations / "migration.sql").write_text(MIGRATION)
         (base / "tasks.py").write_text("from predeploy.cli.tasks import ns  # noqa: F401\n")
         for env_file in (".env.bench", ".env.prod"):
-            (base / env_file).write_text("LOG_DIR=logs\nALLOW_NO_BACKUP=1\n")
+            (base / env_file).write_text("PREDEPLOY_LOG_DIR=logs\nPREDEPLOY_ALLOW_NO_BACKUP=1\n")
         version = psycopg.connect(cluster.admin_url).info.server_version // 10000
         print(
             f"PostgreSQL {version}, {args.clients} clients, blocker holds ACCESS SHARE "
@@ -196,7 +196,7 @@ def main() -> None:
             env = {
                 **os.environ,
                 "DATABASE_URL": url,
-                "MIGRATIONS_DIR": str(base / "migrations"),
+                "PREDEPLOY_MIGRATIONS_DIR": str(base / "migrations"),
                 "PGPASSWORD": cluster.password,
                 "PGHOST": "127.0.0.1",
                 "PGPORT": str(cluster.port),

@@ -6,7 +6,7 @@
 //
 // pm2's deploy environment name ("production", below) is pm2's own and unrelated to
 // predeploy's --env: the hook names predeploy's env explicitly (prod reads .env.prod
-// on the server, which holds DATABASE_URL, PM2_APP=web and HEALTHCHECK_URL).
+// on the server, which holds DATABASE_URL, PREDEPLOY_PM2_APP=web and PREDEPLOY_HEALTHCHECK_URL).
 //
 // The hook runs on the server in <path>/current, without a terminal: `--yes` confirms
 // the migration in advance (the run is logged with the deploying user's name). Its exit

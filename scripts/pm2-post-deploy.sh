@@ -5,7 +5,7 @@
 # `git pull`): once the new code is in place, does what ecosystem.config.js's
 # post-deploy hook does: `npm ci --omit=dev` (when package-lock.json exists), then
 # `invoke deploy --env ENV --yes` (migrate with a verified backup, pm2 reload
-# PM2_APP, wait until it is healthy). ENV defaults to prod. Exits with predeploy's
+# PREDEPLOY_PM2_APP, wait until it is healthy). ENV defaults to prod. Exits with predeploy's
 # exit code (README): 0 deployed, 5 migration failed, 7 unhealthy after the reload.
 #
 #   scripts/pm2-post-deploy.sh                 prod

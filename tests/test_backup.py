@@ -86,7 +86,7 @@ def test_backup_is_verified_private_and_described(
     filled: str, make_settings: MakeSettings, tmp_path: Path
 ) -> None:
     """A backup: 0700 folder, 0600 files, manifest with sha256, state and restore command."""
-    settings = make_settings(BACKUP_DIR=str(tmp_path / "b"))
+    settings = make_settings(PREDEPLOY_BACKUP_DIR=str(tmp_path / "b"))
     result = backup.backup(settings, reason="manual")
     folder = tmp_path / "b" / "staging"
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
@@ -109,7 +109,7 @@ def test_round_trip_restores_the_backup_moment(
     filled: str, make_settings: MakeSettings, tmp_path: Path, migrations_dir: Path, jobs: str
 ) -> None:
     """backup → change data and schema → restore: identical to the backup moment."""
-    settings = make_settings(BACKUP_DIR=str(tmp_path / "b"), BACKUP_JOBS=jobs)
+    settings = make_settings(PREDEPLOY_BACKUP_DIR=str(tmp_path / "b"), PREDEPLOY_BACKUP_JOBS=jobs)
     before = fingerprint(filled)
     made = backup.backup(settings)
     assert made.format == ("directory" if jobs == "2" else "custom")
@@ -136,7 +136,7 @@ def test_password_never_in_pg_dump_arguments(
 ) -> None:
     """While pg_dump runs, its /proc/<pid>/cmdline carries no password."""
     password = psycopg.conninfo.conninfo_to_dict(filled)["password"]
-    settings = make_settings(BACKUP_DIR=str(tmp_path / "b"))
+    settings = make_settings(PREDEPLOY_BACKUP_DIR=str(tmp_path / "b"))
     with psycopg.connect(filled) as holder:
         holder.execute("LOCK TABLE items IN ACCESS EXCLUSIVE MODE")  # pg_dump waits on it
         worker = threading.Thread(target=backup.backup, args=(settings,), daemon=True)
@@ -173,7 +173,7 @@ def test_killed_pg_dump_leaves_nothing(
     filled: str, make_settings: MakeSettings, tmp_path: Path
 ) -> None:
     """pg_dump killed mid-run: exit 4, and no file that looks like a backup."""
-    settings = make_settings(BACKUP_DIR=str(tmp_path / "b"))
+    settings = make_settings(PREDEPLOY_BACKUP_DIR=str(tmp_path / "b"))
     errors: list[BaseException] = []
 
     def run() -> None:
@@ -204,7 +204,7 @@ def test_failing_pg_dump_names_the_reason(
     url = filled.replace(
         "postgres:" + filled.split(":")[2].split("@", maxsplit=1)[0], "reader:reader-pw"
     )
-    settings = make_settings(BACKUP_DIR=str(tmp_path / "b"), DATABASE_URL=url)
+    settings = make_settings(PREDEPLOY_BACKUP_DIR=str(tmp_path / "b"), DATABASE_URL=url)
     try:
         with pytest.raises(BackupError, match="permission denied for table items"):
             backup.backup(settings)
@@ -233,7 +233,7 @@ def test_full_disk_leaves_nothing(
 ) -> None:
     """The disk fills mid-dump: exit 4 saying so, and nothing left behind."""
     grow(filled, 20_000)
-    settings = make_settings(BACKUP_DIR=str(tiny_disk))
+    settings = make_settings(PREDEPLOY_BACKUP_DIR=str(tiny_disk))
     with pytest.raises(BackupError, match="No space left on device") as err:
         backup.backup(settings)
     assert err.value.exit_code == 4
@@ -250,7 +250,7 @@ def test_read_only_folder_is_refused(
     subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)], check=True)
     try:
         with pytest.raises(BackupError, match=rf"backup folder {folder}/staging is not writable"):
-            backup.backup(make_settings(BACKUP_DIR=str(folder)))
+            backup.backup(make_settings(PREDEPLOY_BACKUP_DIR=str(folder)))
     finally:
         subprocess.run(["umount", str(folder)], check=True)
 
@@ -265,7 +265,11 @@ def test_file_size_limit_leaves_nothing(
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
 
-    env = {"DATABASE_URL": filled, "BACKUP_DIR": str(folder), "MIGRATIONS_DIR": str(migrations_dir)}
+    env = {
+        "DATABASE_URL": filled,
+        "PREDEPLOY_BACKUP_DIR": str(folder),
+        "PREDEPLOY_MIGRATIONS_DIR": str(migrations_dir),
+    }
     done = cli("backup", "--env", "staging", env=env, preexec=limit)
     assert done.returncode == 4, done.stderr
     assert "File too large; no backup was kept" in done.stderr
@@ -286,8 +290,8 @@ def test_no_pg_dump_or_an_older_one_is_refused() -> None:
 def test_retention_keeps_the_newest_and_never_touches_foreign_files(
     filled: str, make_settings: MakeSettings, tmp_path: Path
 ) -> None:
-    """BACKUP_KEEP prunes our oldest backups; foreign files and the newest survive."""
-    settings = make_settings(BACKUP_DIR=str(tmp_path / "b"), BACKUP_KEEP="2")
+    """PREDEPLOY_BACKUP_KEEP prunes our oldest backups; foreign files and the newest survive."""
+    settings = make_settings(PREDEPLOY_BACKUP_DIR=str(tmp_path / "b"), PREDEPLOY_BACKUP_KEEP="2")
     folder = tmp_path / "b" / "staging"
     folder.mkdir(parents=True)
     foreign = [folder / "hand-made.dump", folder / "notes.json", folder / "other.dump.json"]
@@ -302,7 +306,9 @@ def test_retention_keeps_the_newest_and_never_touches_foreign_files(
     assert all(p.exists() for p in foreign)
     listed = retention.list_backups(settings)
     assert [b.path for b in listed] == [made[2].path, made[1].path]
-    aged = make_settings(BACKUP_DIR=str(tmp_path / "b"), BACKUP_MAX_AGE_DAYS="0.000001")
+    aged = make_settings(
+        PREDEPLOY_BACKUP_DIR=str(tmp_path / "b"), PREDEPLOY_BACKUP_MAX_AGE_DAYS="0.000001"
+    )
     assert retention.prune(aged) == [made[1].path]
     assert made[2].path.exists() and all(p.exists() for p in foreign)
 
@@ -311,7 +317,7 @@ def test_restore_refuses_a_changed_dump(
     filled: str, make_settings: MakeSettings, tmp_path: Path
 ) -> None:
     """A dump whose bytes changed since verification is not restored."""
-    settings = make_settings(BACKUP_DIR=str(tmp_path / "b"))
+    settings = make_settings(PREDEPLOY_BACKUP_DIR=str(tmp_path / "b"))
     made = backup.backup(settings)
     with psycopg.connect(filled) as conn:
         conn.execute("CREATE TABLE after_backup (id int)")
@@ -330,8 +336,8 @@ def test_cli_backup_backups_and_restore(
     """From the command line: backup, list, restore refused without a terminal, then --yes."""
     env = {
         "DATABASE_URL": filled,
-        "BACKUP_DIR": str(tmp_path / "b"),
-        "MIGRATIONS_DIR": str(migrations_dir),
+        "PREDEPLOY_BACKUP_DIR": str(tmp_path / "b"),
+        "PREDEPLOY_MIGRATIONS_DIR": str(migrations_dir),
     }
     made = cli("backup", "--env", "staging", "--reason", "pre-migrate", "--json", env=env)
     assert made.returncode == 0, made.stderr
@@ -364,8 +370,8 @@ def test_restore_asks_for_the_database_name_on_a_terminal(
     env = {
         **os.environ,
         "DATABASE_URL": filled,
-        "BACKUP_DIR": str(tmp_path / "b"),
-        "MIGRATIONS_DIR": str(migrations_dir),
+        "PREDEPLOY_BACKUP_DIR": str(tmp_path / "b"),
+        "PREDEPLOY_MIGRATIONS_DIR": str(migrations_dir),
     }
     backup.backup(load_settings("staging", project, env))
     with psycopg.connect(filled) as conn:
@@ -390,8 +396,8 @@ def test_restore_asks_for_the_database_name_on_a_terminal(
 def test_restore_gives_up_on_a_held_table_and_changes_nothing(
     filled: str, make_settings: MakeSettings, tmp_path: Path
 ) -> None:
-    """An application holding a table: the restore stops after LOCK_WAIT, database as it was."""
-    settings = make_settings(BACKUP_DIR=str(tmp_path / "b"), LOCK_WAIT="1s")
+    """An application holding a table: the restore stops after PREDEPLOY_LOCK_WAIT, unchanged."""
+    settings = make_settings(PREDEPLOY_BACKUP_DIR=str(tmp_path / "b"), PREDEPLOY_LOCK_WAIT="1s")
     made = backup.backup(settings)
     with psycopg.connect(filled) as conn:
         conn.execute("DELETE FROM notes")
@@ -400,7 +406,8 @@ def test_restore_gives_up_on_a_held_table_and_changes_nothing(
         started = time.monotonic()
         with pytest.raises(
             BackupError,
-            match=r"the database is unchanged \(pid \d+ held a table's lock longer than LOCK_WAIT",
+            match=r"the database is unchanged \(pid \d+ held a table's lock longer than "
+            r"PREDEPLOY_LOCK_WAIT",
         ):
             restore.restore(settings, restore.plan(settings, made.path))
         assert time.monotonic() - started < 20

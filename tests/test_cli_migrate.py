@@ -11,7 +11,7 @@ from conftest import Cli, write_migrations
 
 
 def settings_env(database_url: str, migrations_dir: Path) -> dict[str, str]:
-    return {"DATABASE_URL": database_url, "MIGRATIONS_DIR": str(migrations_dir)}
+    return {"DATABASE_URL": database_url, "PREDEPLOY_MIGRATIONS_DIR": str(migrations_dir)}
 
 
 def test_status_check_then_migrate_then_clean(

@@ -26,9 +26,9 @@ def write(path: Path, text: str) -> Path:
 
 def test_process_environment_wins_over_env_file_over_dotenv(tmp_path: Path) -> None:
     """`.env`, then `.env.<env>`, then the process environment: the later wins."""
-    write(tmp_path / ".env", "CONNECT_TIMEOUT=1s\nLOG_DIR=from-dotenv\n")
-    write(tmp_path / ".env.staging", f"DATABASE_URL={URL}\nCONNECT_TIMEOUT=3s\n")
-    settings = load_settings("staging", tmp_path, {"LOG_DIR": "from-process"})
+    write(tmp_path / ".env", "PREDEPLOY_CONNECT_TIMEOUT=1s\nPREDEPLOY_LOG_DIR=from-dotenv\n")
+    write(tmp_path / ".env.staging", f"DATABASE_URL={URL}\nPREDEPLOY_CONNECT_TIMEOUT=3s\n")
+    settings = load_settings("staging", tmp_path, {"PREDEPLOY_LOG_DIR": "from-process"})
     assert settings.connect_timeout == 3.0
     assert settings.log_dir == tmp_path / "from-process"
     assert settings.files_read == (tmp_path / ".env", tmp_path / ".env.staging")
@@ -62,7 +62,7 @@ def test_unknown_env_names_the_available_ones(tmp_path: Path) -> None:
 @pytest.mark.parametrize("env", ["staging", "prod"])
 def test_missing_url_outside_dev_names_variable_and_files(tmp_path: Path, env: str) -> None:
     """staging and prod need DATABASE_URL; the error names it and the files read."""
-    write(tmp_path / ".env", "CONNECT_TIMEOUT=2s\n")
+    write(tmp_path / ".env", "PREDEPLOY_CONNECT_TIMEOUT=2s\n")
     with pytest.raises(ConfigError, match=rf"DATABASE_URL is not set for env '{env}'.*\.env\b"):
         load_settings(env, tmp_path, {})
 
@@ -133,20 +133,22 @@ def test_settings_are_frozen(tmp_path: Path) -> None:
 )
 def test_durations_accept_postgresql_units(text: str, seconds: float) -> None:
     """Durations take PostgreSQL's units or plain seconds."""
-    assert parse_duration(text, "LOCK_TIMEOUT") == pytest.approx(seconds)
+    assert parse_duration(text, "PREDEPLOY_LOCK_TIMEOUT") == pytest.approx(seconds)
 
 
 @pytest.mark.parametrize("text", ["soon", "2 seconds", "-1s", "1m", ""])
 def test_bad_duration_names_the_variable(text: str) -> None:
     """A bad duration says which variable and what is accepted."""
-    with pytest.raises(ConfigError, match=r"LOCK_TIMEOUT=.* is not a duration"):
-        parse_duration(text, "LOCK_TIMEOUT")
+    with pytest.raises(ConfigError, match=r"PREDEPLOY_LOCK_TIMEOUT=.* is not a duration"):
+        parse_duration(text, "PREDEPLOY_LOCK_TIMEOUT")
 
 
 def test_zero_connect_timeout_is_refused(tmp_path: Path) -> None:
     """A connect timeout must be positive."""
-    with pytest.raises(ConfigError, match="CONNECT_TIMEOUT='0' must be greater than zero"):
-        load_settings("dev", tmp_path, {"CONNECT_TIMEOUT": "0"})
+    with pytest.raises(
+        ConfigError, match="PREDEPLOY_CONNECT_TIMEOUT='0' must be greater than zero"
+    ):
+        load_settings("dev", tmp_path, {"PREDEPLOY_CONNECT_TIMEOUT": "0"})
 
 
 def test_root_is_the_folder_with_tasks_py(tmp_path: Path) -> None:
@@ -166,18 +168,18 @@ def test_env_name_defaults() -> None:
 
 
 def test_deploy_and_health_settings(tmp_path: Path) -> None:
-    write(tmp_path / ".env.prod", f"DATABASE_URL={URL}\nPM2_APP=web\n")
+    write(tmp_path / ".env.prod", f"DATABASE_URL={URL}\nPREDEPLOY_PM2_APP=web\n")
     defaults = load_settings("prod", tmp_path, {})
     assert (defaults.pm2_app, defaults.pm2_bin, defaults.healthcheck_url) == ("web", None, None)
     assert (defaults.healthcheck_timeout, defaults.healthcheck_retries) == (5.0, 3)
     assert (defaults.deploy_wait, defaults.maintenance_vacuum) == (60.0, False)
     environ = {
-        "HEALTHCHECK_URL": "http://127.0.0.1:3000/health",
-        "HEALTHCHECK_TIMEOUT": "500ms",
-        "HEALTHCHECK_RETRIES": "5",
-        "DEPLOY_WAIT": "2min",
-        "MAINTENANCE_VACUUM": "1",
-        "PM2_BIN": "/opt/node/bin/pm2",
+        "PREDEPLOY_HEALTHCHECK_URL": "http://127.0.0.1:3000/health",
+        "PREDEPLOY_HEALTHCHECK_TIMEOUT": "500ms",
+        "PREDEPLOY_HEALTHCHECK_RETRIES": "5",
+        "PREDEPLOY_DEPLOY_WAIT": "2min",
+        "PREDEPLOY_MAINTENANCE_VACUUM": "1",
+        "PREDEPLOY_PM2_BIN": "/opt/node/bin/pm2",
     }
     settings = load_settings("prod", tmp_path, environ)
     assert settings.healthcheck_timeout == 0.5
@@ -189,8 +191,10 @@ def test_deploy_and_health_settings(tmp_path: Path) -> None:
 def test_healthcheck_url_must_be_http_and_is_not_echoed(tmp_path: Path) -> None:
     write(tmp_path / ".env.prod", f"DATABASE_URL={URL}\n")
     with pytest.raises(ConfigError) as raised:
-        load_settings("prod", tmp_path, {"HEALTHCHECK_URL": "ftp://ops:hunter2@host/health"})
-    assert "HEALTHCHECK_URL is not an http(s) URL (ftp)" in str(raised.value)
+        load_settings(
+            "prod", tmp_path, {"PREDEPLOY_HEALTHCHECK_URL": "ftp://ops:hunter2@host/health"}
+        )
+    assert "PREDEPLOY_HEALTHCHECK_URL is not an http(s) URL (ftp)" in str(raised.value)
     assert "hunter2" not in str(raised.value)
 
 
@@ -202,9 +206,13 @@ def test_lint_and_blocker_settings(tmp_path: Path) -> None:
     settings = load_settings(
         "prod",
         tmp_path,
-        {"LINT_LARGE_TABLE_ROWS": "50_000", "BLOCKER_MAX_AGE": "5s", "BLOCKER_WAIT": "0"},
+        {
+            "PREDEPLOY_LINT_LARGE_TABLE_ROWS": "50_000",
+            "PREDEPLOY_BLOCKER_MAX_AGE": "5s",
+            "PREDEPLOY_BLOCKER_WAIT": "0",
+        },
     )
     assert settings.lint_large_table_rows == 50_000
     assert (settings.blocker_max_age, settings.blocker_wait) == (5.0, 0.0)
-    with pytest.raises(ConfigError, match="LINT_LARGE_TABLE_ROWS"):
-        load_settings("prod", tmp_path, {"LINT_LARGE_TABLE_ROWS": "many"})
+    with pytest.raises(ConfigError, match="PREDEPLOY_LINT_LARGE_TABLE_ROWS"):
+        load_settings("prod", tmp_path, {"PREDEPLOY_LINT_LARGE_TABLE_ROWS": "many"})

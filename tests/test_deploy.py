@@ -25,10 +25,10 @@ def deploy_env(pm2_app: Pm2App, database_url: str) -> dict[str, str]:
     write_migrations(pm2_app.project / "migrations", {"1_users": "CREATE TABLE users (id int);"})
     settings = {
         "DATABASE_URL": database_url,
-        "PM2_APP": "web",
-        "PM2_BIN": str(pm2_app.pm2_bin),
-        "HEALTHCHECK_URL": f"{pm2_app.url}/health",
-        "DEPLOY_WAIT": "20s",
+        "PREDEPLOY_PM2_APP": "web",
+        "PREDEPLOY_PM2_BIN": str(pm2_app.pm2_bin),
+        "PREDEPLOY_HEALTHCHECK_URL": f"{pm2_app.url}/health",
+        "PREDEPLOY_DEPLOY_WAIT": "20s",
     }
     (pm2_app.project / ".env.prod").write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
     return pm2_app.environ
@@ -80,10 +80,10 @@ def test_failing_health_url_exits_7_with_the_runbook(
 ) -> None:
     (pm2_app.project / "migrations" / "1_users" / "down.sql").write_text("DROP TABLE users;\n")
     (pm2_app.project / "sick").write_text("")  # the new release answers 503 on /health
-    env = deploy_env | {"DEPLOY_WAIT": "3s", "HEALTHCHECK_RETRIES": "1"}
+    env = deploy_env | {"PREDEPLOY_DEPLOY_WAIT": "3s", "PREDEPLOY_HEALTHCHECK_RETRIES": "1"}
     done = cli("deploy", "--env", "prod", "--yes", env=env)
     assert done.returncode == 7, done.stderr
-    assert "is not healthy 3s (DEPLOY_WAIT) after the reload: http: GET" in done.stderr
+    assert "is not healthy 3s (PREDEPLOY_DEPLOY_WAIT) after the reload: http: GET" in done.stderr
     runbook = json.loads(done.stdout)["runbook"]
     assert "pm2 logs web --lines 100 --nostream" in runbook
     assert "pm2 reload web" in runbook
@@ -126,11 +126,13 @@ def test_failed_migration_exits_5_and_leaves_the_app_alone(
 def test_unknown_app_or_no_pm2_is_exit_2_before_anything(
     cli: Cli, pm2_app: Pm2App, deploy_env: dict[str, str], database_url: str
 ) -> None:
-    done = cli("deploy", "--env", "prod", "--yes", env=deploy_env | {"PM2_APP": "api"})
+    done = cli("deploy", "--env", "prod", "--yes", env=deploy_env | {"PREDEPLOY_PM2_APP": "api"})
     assert done.returncode == 2
     assert f"pm2 has no process named api (PM2_HOME {pm2_app.environ['PM2_HOME']}" in done.stderr
     dotenv = pm2_app.project / ".env.prod"
-    dotenv.write_text("".join(x for x in dotenv.read_text().splitlines(True) if "PM2_BIN" not in x))
+    dotenv.write_text(
+        "".join(x for x in dotenv.read_text().splitlines(True) if "PREDEPLOY_PM2_BIN" not in x)
+    )
     done = cli("deploy", "--env", "prod", "--yes", env=deploy_env | {"PATH": "/usr/bin:/bin"})
     assert done.returncode == 2
     assert "pm2 not found" in done.stderr

@@ -40,7 +40,7 @@ def test_healthy_database_and_url(
     make_settings: MakeSettings, migrations_dir: Path, web: str
 ) -> None:
     write_migrations(migrations_dir, {"1_users": "CREATE TABLE users (id int);"})
-    settings = make_settings(HEALTHCHECK_URL=f"{web}/health")
+    settings = make_settings(PREDEPLOY_HEALTHCHECK_URL=f"{web}/health")
     commands.migrate(settings)
     report = health.run(settings)
     assert report.ok, report.summary()
@@ -57,7 +57,9 @@ def test_pending_migration_and_failing_url_are_failed_checks(
 ) -> None:
     write_migrations(migrations_dir, {"1_users": "CREATE TABLE users (id int);"})
     settings = make_settings(
-        HEALTHCHECK_URL=f"{web}/down", HEALTHCHECK_RETRIES="2", HEALTHCHECK_TIMEOUT="1s"
+        PREDEPLOY_HEALTHCHECK_URL=f"{web}/down",
+        PREDEPLOY_HEALTHCHECK_RETRIES="2",
+        PREDEPLOY_HEALTHCHECK_TIMEOUT="1s",
     )
     report = health.run(settings)
     failed = {c.name: c.detail for c in report.failed}
@@ -76,8 +78,8 @@ def test_cli_exits_7_with_each_check_in_json(
     cli: Cli, database_url: str, tmp_path: Path, web: str
 ) -> None:
     (tmp_path / "migrations").mkdir()
-    env = {"DATABASE_URL": database_url, "HEALTHCHECK_URL": f"{web}/nope"}
-    env |= {"HEALTHCHECK_RETRIES": "1", "LOG_DIR": str(tmp_path / "logs")}
+    env = {"DATABASE_URL": database_url, "PREDEPLOY_HEALTHCHECK_URL": f"{web}/nope"}
+    env |= {"PREDEPLOY_HEALTHCHECK_RETRIES": "1", "PREDEPLOY_LOG_DIR": str(tmp_path / "logs")}
     done = cli("health", "--env", "staging", "--json", env=env)
     assert done.returncode == 7, done.stderr
     report = json.loads(done.stdout)
@@ -92,8 +94,10 @@ def test_cli_exits_7_with_each_check_in_json(
 
 
 def test_cli_unreachable_database_is_a_failed_check(cli: Cli, tmp_path: Path) -> None:
-    env = {"DATABASE_URL": "postgresql://app:pw@127.0.0.1:9/app", "CONNECT_TIMEOUT": "1s"}
-    done = cli("health", "--env", "staging", "--json", env=env | {"LOG_DIR": str(tmp_path)})
+    env = {"DATABASE_URL": "postgresql://app:pw@127.0.0.1:9/app", "PREDEPLOY_CONNECT_TIMEOUT": "1s"}
+    done = cli(
+        "health", "--env", "staging", "--json", env=env | {"PREDEPLOY_LOG_DIR": str(tmp_path)}
+    )
     assert done.returncode == 7
     checks = json.loads(done.stdout)["checks"]
     assert checks[0]["name"] == "database"

@@ -19,7 +19,7 @@ from predeploy.migrate import blockers, commands
 from predeploy.migrate import discovery as migrations
 from predeploy.migrate.lint import MOOT
 
-CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
+CORPORA = Path(__file__).resolve().parent / "data" / "corpora"
 
 # one known-dangerous statement per migration: the rule squawk names, our base severity
 DANGEROUS = {
@@ -88,7 +88,7 @@ def test_a_large_table_raises_the_severity(
     make_settings: MakeSettings, migrations_dir: Path, events: str
 ) -> None:
     write_migrations(migrations_dir, {"1_index": DANGEROUS["1_index"][0]})
-    report = commands.lint(make_settings("staging", LINT_LARGE_TABLE_ROWS="5000"))
+    report = commands.lint(make_settings("staging", PREDEPLOY_LINT_LARGE_TABLE_ROWS="5000"))
     (finding,) = [f for f in report.findings if f.rule == "require-concurrent-index-creation"]
     assert (finding.severity, finding.raised) == ("error", True)
     assert report.errors == [finding]
@@ -120,8 +120,10 @@ def test_waiver_silences_a_rule_for_its_file_and_is_shown(
             "2_index": "CREATE INDEX events_body ON events (body);",
         },
     )
-    env = {"DATABASE_URL": database_url, "MIGRATIONS_DIR": str(migrations_dir)}
-    done = cli("lint", "--env", "prod", "--json", env=env | {"LINT_LARGE_TABLE_ROWS": "100"})
+    env = {"DATABASE_URL": database_url, "PREDEPLOY_MIGRATIONS_DIR": str(migrations_dir)}
+    done = cli(
+        "lint", "--env", "prod", "--json", env=env | {"PREDEPLOY_LINT_LARGE_TABLE_ROWS": "100"}
+    )
     assert done.returncode == 1  # 2_index's finding is an error on a large table
     data = json.loads(done.stdout)
     first, second = data["files"]
@@ -140,10 +142,10 @@ def test_prod_migrate_refuses_lint_errors_unless_forced(
     write_migrations(migrations_dir, {"1_index": DANGEROUS["1_index"][0]})
     env = {
         "DATABASE_URL": database_url,
-        "MIGRATIONS_DIR": str(migrations_dir),
-        "LINT_LARGE_TABLE_ROWS": "1000",
-        "BACKUP_DIR": str(tmp_path / "backups"),
-        "LOG_DIR": str(tmp_path / "logs"),
+        "PREDEPLOY_MIGRATIONS_DIR": str(migrations_dir),
+        "PREDEPLOY_LINT_LARGE_TABLE_ROWS": "1000",
+        "PREDEPLOY_BACKUP_DIR": str(tmp_path / "backups"),
+        "PREDEPLOY_LOG_DIR": str(tmp_path / "logs"),
     }
     refused = cli("migrate", "--env", "prod", "--yes", env=env)
     assert refused.returncode == 1
@@ -165,7 +167,7 @@ def test_lint_findings_show_before_the_confirmation(
     project: Path, database_url: str, events: str
 ) -> None:
     write_migrations(project / "migrations", {"1_index": DANGEROUS["1_index"][0]})
-    env = {"DATABASE_URL": database_url, "BACKUP_DIR": str(project / "backups")}
+    env = {"DATABASE_URL": database_url, "PREDEPLOY_BACKUP_DIR": str(project / "backups")}
     code, screen = run_in_terminal(
         [sys.executable, "-m", "invoke", "migrate", "--env", "staging"],
         cwd=project,
@@ -185,7 +187,7 @@ def test_lint_findings_show_before_the_confirmation(
 @pytest.mark.slow
 def test_langfuse_corpus_findings_per_file(cli: Cli, database_url: str) -> None:
     corpus = CORPORA / "langfuse" / "migrations"
-    env = {"DATABASE_URL": database_url, "MIGRATIONS_DIR": str(corpus)}
+    env = {"DATABASE_URL": database_url, "PREDEPLOY_MIGRATIONS_DIR": str(corpus)}
     done = cli("lint", "--env", "staging", "--all", "--json", env=env)
     assert done.returncode in (0, 1), done.stderr
     data = json.loads(done.stdout)
@@ -241,9 +243,9 @@ def test_prod_with_yes_waits_for_blockers_then_exits_5_naming_them(
     write_migrations(migrations_dir, {"1_type": DANGEROUS["2_type"][0]})
     env = {
         "DATABASE_URL": database_url,
-        "MIGRATIONS_DIR": str(migrations_dir),
-        "BACKUP_DIR": str(tmp_path / "backups"),
-        "BLOCKER_WAIT": "1s",
+        "PREDEPLOY_MIGRATIONS_DIR": str(migrations_dir),
+        "PREDEPLOY_BACKUP_DIR": str(tmp_path / "backups"),
+        "PREDEPLOY_BLOCKER_WAIT": "1s",
     }
     ready, release = threading.Event(), threading.Event()
     thread = threading.Thread(
@@ -259,7 +261,7 @@ def test_prod_with_yes_waits_for_blockers_then_exits_5_naming_them(
             waited = subprocess.Popen(
                 [sys.executable, "-m", "invoke", "migrate", "--env", "prod", "--yes"],
                 cwd=project,
-                env={**os.environ, **env, "BLOCKER_WAIT": "30s"},
+                env={**os.environ, **env, "PREDEPLOY_BLOCKER_WAIT": "30s"},
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
@@ -274,7 +276,7 @@ def test_prod_with_yes_waits_for_blockers_then_exits_5_naming_them(
         thread.join()
     assert blocked.returncode == 5
     assert (
-        "still hold or wait for locks on the tables to migrate after 1s (BLOCKER_WAIT)"
+        "still hold or wait for locks on the tables to migrate after 1s (PREDEPLOY_BLOCKER_WAIT)"
         in blocked.stderr
     )
     assert "application reporting, idle in transaction" in blocked.stderr
@@ -289,7 +291,7 @@ def test_prod_on_a_terminal_asks_about_blockers(
     project: Path, database_url: str, events: str
 ) -> None:
     write_migrations(project / "migrations", {"1_type": DANGEROUS["2_type"][0]})
-    env = {"DATABASE_URL": database_url, "BACKUP_DIR": str(project / "backups")}
+    env = {"DATABASE_URL": database_url, "PREDEPLOY_BACKUP_DIR": str(project / "backups")}
     name = database_url.rsplit("/", 1)[1]
     ready, release = threading.Event(), threading.Event()
     thread = threading.Thread(

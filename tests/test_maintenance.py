@@ -69,7 +69,7 @@ def test_pending_migration_needs_a_human(cli: Cli, prod: dict[str, str], project
 
 
 def test_vacuum_analyze_when_enabled(cli: Cli, prod: dict[str, str], database_url: str) -> None:
-    done = cli("maintenance", "--env", "prod", env=prod | {"MAINTENANCE_VACUUM": "1"})
+    done = cli("maintenance", "--env", "prod", env=prod | {"PREDEPLOY_MAINTENANCE_VACUUM": "1"})
     assert done.returncode == 0, done.stderr
     assert report_of(done.stdout)["vacuumed"] is True
     with psycopg.connect(database_url) as conn:
@@ -139,7 +139,7 @@ def test_retention_prunes_only_our_backups(cli: Cli, prod: dict[str, str], proje
     foreign[1].write_text("keep me")
     foreign[2].write_text(json.dumps(manifest | {"file": "hand-made.dump"}))
 
-    done = cli("maintenance", "--env", "prod", env=prod | {"BACKUP_KEEP": "2"})
+    done = cli("maintenance", "--env", "prod", env=prod | {"PREDEPLOY_BACKUP_KEEP": "2"})
     assert done.returncode == 0, done.stderr
     backup = report_of(done.stdout)["backup"]
     assert isinstance(backup, dict)
@@ -166,8 +166,8 @@ def test_crontab_line_in_crons_environment(
     project = pm2_app.project
     write_migrations(project / "migrations", {"1_users": "CREATE TABLE users (id int);"})
     (project / ".env.prod").write_text(
-        f"DATABASE_URL={database_url}\nPM2_APP=web\nPM2_BIN={pm2_app.pm2_bin}\n"
-        f"HEALTHCHECK_URL={pm2_app.url}/health\n"
+        f"DATABASE_URL={database_url}\nPREDEPLOY_PM2_APP=web\nPREDEPLOY_PM2_BIN={pm2_app.pm2_bin}\n"
+        f"PREDEPLOY_HEALTHCHECK_URL={pm2_app.url}/health\n"
     )
     (project / ".venv").symlink_to(sys.prefix)
     (project / "logs").mkdir()

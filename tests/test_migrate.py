@@ -88,9 +88,9 @@ def test_applies_each_migration_with_a_prisma_row(
 def test_custom_history_table_name(
     make_settings: MakeSettings, migrations_dir: Path, database_url: str
 ) -> None:
-    """MIGRATIONS_TABLE names the history table."""
+    """PREDEPLOY_MIGRATIONS_TABLE names the history table."""
     write_migrations(migrations_dir, {"1_a": "CREATE TABLE a (id int);"})
-    commands.migrate(make_settings(MIGRATIONS_TABLE="schema_history"))
+    commands.migrate(make_settings(PREDEPLOY_MIGRATIONS_TABLE="schema_history"))
     assert [r[3] for r in rows(database_url, "schema_history")] == ["1_a"]
     assert "_prisma_migrations" not in tables(database_url)
 
@@ -260,7 +260,7 @@ def test_busy_migration_lock_names_the_holder(
         holder.execute("SELECT pg_advisory_lock(%s)", (MIGRATE_LOCK,))
         started = time.monotonic()
         with pytest.raises(LockBusy) as err:
-            commands.migrate(make_settings(LOCK_WAIT="1s"))
+            commands.migrate(make_settings(PREDEPLOY_LOCK_WAIT="1s"))
         assert 1 <= time.monotonic() - started < 5
         assert err.value.exit_code == 6
         assert f"pid {holder.info.backend_pid}" in str(err.value)
@@ -278,9 +278,14 @@ def test_lock_timeout_retries_then_names_the_blocker(
     with psycopg.connect(database_url) as blocker:
         blocker.execute("SELECT * FROM t")  # holds ACCESS SHARE, idle in transaction
         with pytest.raises(MigrationError) as err:
-            commands.migrate(make_settings(LOCK_TIMEOUT="200ms", LOCK_RETRIES="2"))
+            commands.migrate(
+                make_settings(PREDEPLOY_LOCK_TIMEOUT="200ms", PREDEPLOY_LOCK_RETRIES="2")
+            )
         message = str(err.value)
-        assert "2_alter could not get its locks within LOCK_TIMEOUT (0.2s) in 3 tries" in message
+        assert (
+            "2_alter could not get its locks within PREDEPLOY_LOCK_TIMEOUT (0.2s) in 3 tries"
+            in message
+        )
         assert f"pid {blocker.info.backend_pid} (idle in transaction" in message
         assert "SELECT * FROM t" in message
     assert [r[3] for r in rows(database_url)] == ["1_t"]
@@ -298,7 +303,9 @@ def test_lock_timeout_retry_succeeds_when_the_blocker_goes(
     release = threading.Timer(1.0, blocker.close)
     release.start()
     try:
-        (applied,) = commands.migrate(make_settings(LOCK_TIMEOUT="200ms", LOCK_RETRIES="5")).applied
+        (applied,) = commands.migrate(
+            make_settings(PREDEPLOY_LOCK_TIMEOUT="200ms", PREDEPLOY_LOCK_RETRIES="5")
+        ).applied
     finally:
         release.cancel()
         blocker.close()

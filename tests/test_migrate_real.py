@@ -18,7 +18,7 @@ import pytest
 from conftest import MakeSettings, schema_dump, write_migrations
 from predeploy.migrate import commands
 
-CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
+CORPORA = Path(__file__).resolve().parent / "data" / "corpora"
 
 
 def normalise(dump: str) -> str:
@@ -40,7 +40,7 @@ def test_langfuse_corpus_matches_its_reference_schema(
 ) -> None:
     """All 434 langfuse migrations apply, and the schema equals reference-schema.sql."""
     corpus = CORPORA / "langfuse"
-    settings = make_settings(MIGRATIONS_DIR=str(corpus / "migrations"))
+    settings = make_settings(PREDEPLOY_MIGRATIONS_DIR=str(corpus / "migrations"))
     result = commands.migrate(settings)
     assert len(result.applied) == 434
     assert sum(not a.transactional for a in result.applied) == 111
@@ -82,7 +82,7 @@ def test_four_concurrent_runs_apply_each_migration_once(
 ) -> None:
     """Four `invoke migrate` at once on 200 pending: each migration applied exactly once."""
     write_migrations(migrations_dir, generated(200))
-    env = {"DATABASE_URL": database_url, "MIGRATIONS_DIR": str(migrations_dir)}
+    env = {"DATABASE_URL": database_url, "PREDEPLOY_MIGRATIONS_DIR": str(migrations_dir)}
     runs = [migrate_process(env, project) for _ in range(4)]
     with ThreadPoolExecutor(4) as pool:  # read every pipe at once: a full one blocks its run
         errors = list(pool.map(lambda run: run.communicate(timeout=120)[1], runs))
@@ -101,7 +101,7 @@ def test_sigkill_never_splits_a_migration_from_its_row(
 ) -> None:
     """Killed with SIGKILL at random moments (20 times): changes and rows always agree."""
     write_migrations(migrations_dir, generated(300, sleep=0.05))
-    env = {"DATABASE_URL": database_url, "MIGRATIONS_DIR": str(migrations_dir)}
+    env = {"DATABASE_URL": database_url, "PREDEPLOY_MIGRATIONS_DIR": str(migrations_dir)}
     rng = random.Random(20261124)
     kills = 0
     for _ in range(20):

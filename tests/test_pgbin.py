@@ -15,7 +15,7 @@ def program(major: int, source: str = "system") -> pgbin.PgProgram:
 
 def test_same_major_wins_in_preference_order() -> None:
     """The first candidate of the server's major version is chosen."""
-    first, second = program(15, "PG_BIN_DIR"), program(15, "system")
+    first, second = program(15, "PREDEPLOY_PG_BIN_DIR"), program(15, "system")
     choice = pgbin.choose(15, [program(18, "embedded"), first, second], [second])
     assert choice.pg_dump is first
     assert choice.warning is None
@@ -48,16 +48,16 @@ def test_none_found() -> None:
 
 
 def test_candidates_come_from_pg_bin_dir_first_and_really_run() -> None:
-    """PG_BIN_DIR's programs come first; versions are read from the programs themselves."""
+    """PREDEPLOY_PG_BIN_DIR's programs come first; versions are read from the programs."""
     bin_dir = embedded.bin_dir()
     found = pgbin.find_candidates("pg_dump", bin_dir, bin_dir)
     assert found[0].path == bin_dir / "pg_dump"
-    assert found[0].source == "PG_BIN_DIR"
+    assert found[0].source == "PREDEPLOY_PG_BIN_DIR"
     assert found[0].major >= 15
     assert [p.path for p in found].count(bin_dir / "pg_dump") == 1
 
 
 def test_a_folder_without_programs_gives_nothing(tmp_path: Path) -> None:
-    """A PG_BIN_DIR without pg_dump contributes no candidate."""
+    """A PREDEPLOY_PG_BIN_DIR without pg_dump contributes no candidate."""
     found = pgbin.find_candidates("pg_dump", tmp_path, None)
     assert all(p.path.parent != tmp_path for p in found)

@@ -1,4 +1,4 @@
-"""The real Prisma CLI agrees with predeploy, in both directions (shared/tools/prisma-check.sh)."""
+"""The real Prisma CLI agrees with predeploy, both ways (tests/data/tools/prisma-check.sh)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from conftest import MakeSettings, Server, write_migrations
 from predeploy.errors import MigrationError
 from predeploy.migrate import commands
 
-PRISMA_CHECK = Path(__file__).resolve().parents[2] / "shared" / "tools" / "prisma-check.sh"
+PRISMA_CHECK = Path(__file__).resolve().parent / "data" / "tools" / "prisma-check.sh"
 SCRIPTS = {
     "20260101000000_init": 'CREATE TABLE "User" (id serial PRIMARY KEY, email text NOT NULL);',
     "20260102000000_index": 'CREATE INDEX CONCURRENTLY "User_email_idx" ON "User" (email);',
@@ -33,7 +33,7 @@ def prisma() -> Path:
         if os.environ.get("CI"):
             pytest.fail("node and npm are required in CI for the Prisma compatibility tests")
         pytest.skip("node/npm not installed: Prisma compatibility not checked")
-    assert PRISMA_CHECK.is_file(), f"{PRISMA_CHECK} is missing: ../shared must sit beside the repo"
+    assert PRISMA_CHECK.is_file(), f"{PRISMA_CHECK} is missing"
     return PRISMA_CHECK
 
 

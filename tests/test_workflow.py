@@ -47,8 +47,8 @@ def prod_env(database_url: str, migrations_dir: Path, tmp_path: Path) -> dict[st
         (migrations_dir / name / "down.sql").write_text(down + "\n")
     return {
         "DATABASE_URL": database_url,
-        "MIGRATIONS_DIR": str(migrations_dir),
-        "BACKUP_DIR": str(tmp_path / "backups"),
+        "PREDEPLOY_MIGRATIONS_DIR": str(migrations_dir),
+        "PREDEPLOY_BACKUP_DIR": str(tmp_path / "backups"),
     }
 
 
@@ -71,7 +71,9 @@ def test_prod_asks_for_the_database_name_on_a_terminal(
     assert "✓ backup" in screen  # the backup comes before the question
     if typed == "right":
         assert "invoke rollback --env prod --steps 2 --yes" in screen
-        assert f"invoke restore --env prod --backup {prod_env['BACKUP_DIR']}/prod/" in screen
+        assert (
+            f"invoke restore --env prod --backup {prod_env['PREDEPLOY_BACKUP_DIR']}/prod/" in screen
+        )
 
 
 def test_no_terminal_and_no_yes_is_refused_before_anything(
@@ -82,7 +84,7 @@ def test_no_terminal_and_no_yes_is_refused_before_anything(
     assert done.returncode == 8
     assert "no terminal to ask on" in done.stderr
     assert tables(database_url) == set()
-    assert not Path(prod_env["BACKUP_DIR"]).exists()
+    assert not Path(prod_env["PREDEPLOY_BACKUP_DIR"]).exists()
 
 
 def test_failure_mid_run_prints_a_runbook_that_brings_the_database_back(
@@ -135,7 +137,7 @@ def test_dry_run_and_rehearse_change_nothing(
         ("3_broken", "failed"),
     ]
     assert schema(database_url) == before
-    assert not Path(prod_env["BACKUP_DIR"]).exists()
+    assert not Path(prod_env["PREDEPLOY_BACKUP_DIR"]).exists()
 
 
 def test_rollback_by_down_sql_restores_the_previous_schema(
@@ -172,10 +174,10 @@ def test_audit_rows_and_nothing_pending(
     """Each run leaves an audit row; with nothing pending there is no backup and no prompt."""
     first = cli("migrate", "--env", "prod", "--yes", env=prod_env)
     assert first.returncode == 0, first.stderr
-    backups_made = list((Path(prod_env["BACKUP_DIR"]) / "prod").glob("*.dump"))
+    backups_made = list((Path(prod_env["PREDEPLOY_BACKUP_DIR"]) / "prod").glob("*.dump"))
     again = cli("migrate", "--env", "prod", env=prod_env)  # no --yes, no terminal: fine
     assert again.returncode == 0, again.stderr
-    assert list((Path(prod_env["BACKUP_DIR"]) / "prod").glob("*.dump")) == backups_made
+    assert list((Path(prod_env["PREDEPLOY_BACKUP_DIR"]) / "prod").glob("*.dump")) == backups_made
     rows = runs(database_url)
     assert [(r[0], r[1], r[2], r[5]) for r in rows] == [
         ("migrate", "prod", "applied", 2),
@@ -191,23 +193,30 @@ def test_held_lock_is_exit_6_before_any_backup(
     """Another run holds the migrate lock: exit 6 naming it, and no backup was made."""
     with psycopg.connect(database_url, autocommit=True, application_name="other-deploy") as other:
         other.execute("SELECT pg_advisory_lock(72707369)")
-        done = cli("migrate", "--env", "staging", "--yes", env={**prod_env, "LOCK_WAIT": "1s"})
+        done = cli(
+            "migrate", "--env", "staging", "--yes", env={**prod_env, "PREDEPLOY_LOCK_WAIT": "1s"}
+        )
     assert done.returncode == 6, done.stderr
     assert "application other-deploy" in done.stderr
-    assert not Path(prod_env["BACKUP_DIR"]).exists()
+    assert not Path(prod_env["PREDEPLOY_BACKUP_DIR"]).exists()
     assert tables(database_url) == set()
 
 
 def test_no_backup_is_refused_in_prod(
     cli: Cli, prod_env: dict[str, str], database_url: str
 ) -> None:
-    """--no-backup in prod needs ALLOW_NO_BACKUP=1."""
+    """--no-backup in prod needs PREDEPLOY_ALLOW_NO_BACKUP=1."""
     refused = cli("migrate", "--env", "prod", "--yes", "--no-backup", env=prod_env)
     assert refused.returncode == 2
-    assert "ALLOW_NO_BACKUP=1" in refused.stderr
+    assert "PREDEPLOY_ALLOW_NO_BACKUP=1" in refused.stderr
     assert tables(database_url) == set()
     allowed = cli(
-        "migrate", "--env", "prod", "--yes", "--no-backup", env={**prod_env, "ALLOW_NO_BACKUP": "1"}
+        "migrate",
+        "--env",
+        "prod",
+        "--yes",
+        "--no-backup",
+        env={**prod_env, "PREDEPLOY_ALLOW_NO_BACKUP": "1"},
     )
     assert allowed.returncode == 0, allowed.stderr
 

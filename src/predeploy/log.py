@@ -2,7 +2,7 @@
 
 stderr gets readable console lines on a terminal and JSON lines otherwise (or
 with ``--json``); every run also appends JSON lines to
-``<LOG_DIR>/predeploy-<env>-<UTC date>.log``. Every event carries the env and
+``<PREDEPLOY_LOG_DIR>/predeploy-<env>-<UTC date>.log``. Every event carries the env and
 the run id, and every known password is scrubbed from every event.
 
 Events go through structlog's own pipeline to a small two-way writer rather than

@@ -147,7 +147,7 @@ def _workflow(
     held = ExitStack()
     with step("connectivity"):
         # the migrate lock is held from here to the end: nobody else migrates between
-        # our backup and our apply, and a concurrent run waits (LOCK_WAIT) or exits 6
+        # our backup and our apply, and a concurrent run waits (PREDEPLOY_LOCK_WAIT) or exits 6
         conn = held.enter_context(migrate_session(settings, url, variable, "migrate"))
     with held:
         _locked_workflow(
@@ -200,7 +200,7 @@ def _locked_workflow(
         )
     if options.no_backup and settings.env == "prod" and not settings.allow_no_backup:
         raise ConfigError(
-            "--no-backup is refused in prod: set ALLOW_NO_BACKUP=1 to run without a "
+            "--no-backup is refused in prod: set PREDEPLOY_ALLOW_NO_BACKUP=1 to run without a "
             "verified backup, if you really must"
         )
     if not strict or options.no_backup:
@@ -272,7 +272,7 @@ def _blockers(
         if left:
             raise MigrationError(
                 f"{len(left)} session(s) still hold or wait for locks on the tables to migrate "
-                f"after {settings.blocker_wait:g}s (BLOCKER_WAIT): "
+                f"after {settings.blocker_wait:g}s (PREDEPLOY_BLOCKER_WAIT): "
                 + "; ".join(blockers.describe(b) for b in left)
                 + "; nothing was applied"
             )
@@ -281,7 +281,8 @@ def _blockers(
     require_yes(
         "Sessions that would block this migration's locks:\n"
         + "\n".join(f"  {blockers.describe(b)}" for b in report.blockers)
-        + "\nApplying now makes application queries on those tables wait up to LOCK_TIMEOUT "
+        + "\nApplying now makes application queries on those tables wait up to "
+        "PREDEPLOY_LOCK_TIMEOUT "
         "per attempt.",
         yes=False,
         interactive=options.interactive,

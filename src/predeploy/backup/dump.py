@@ -1,4 +1,4 @@
-"""Verified backups: pg_dump into `<BACKUP_DIR>/<env>/`, checked, then given their name.
+"""Verified backups: pg_dump into `<PREDEPLOY_BACKUP_DIR>/<env>/`, checked, then given their name.
 
 A dump is written under a hidden temporary name, read back whole by pg_restore,
 checked to hold every table of the database and hashed from disk; only then is
@@ -197,13 +197,13 @@ def require_programs(tools: pgbin.ToolChoice) -> tuple[pgbin.PgProgram, pgbin.Pg
     if tools.pg_dump is None or tools.pg_restore is None:
         raise BackupError(
             "no pg_dump/pg_restore found: install the PostgreSQL client "
-            f"programs (version {tools.server_major}) or set PG_BIN_DIR"
+            f"programs (version {tools.server_major}) or set PREDEPLOY_PG_BIN_DIR"
         )
     if tools.pg_dump.major < tools.server_major:
         raise BackupError(
             f"pg_dump {tools.pg_dump.version} ({tools.pg_dump.path}) is older than the server "
             f"(PostgreSQL {tools.server_major}) and cannot dump it: install the version "
-            f"{tools.server_major} client programs or set PG_BIN_DIR"
+            f"{tools.server_major} client programs or set PREDEPLOY_PG_BIN_DIR"
         )
     return tools.pg_dump, tools.pg_restore
 
@@ -218,7 +218,7 @@ def _folder(folder: Path) -> Path:
     except OSError as exc:
         raise BackupError(
             f"backup folder {folder} is not writable ({exc.strerror or exc}): fix its "
-            f"permissions or set BACKUP_DIR"
+            f"permissions or set PREDEPLOY_BACKUP_DIR"
         ) from None
     return folder
 

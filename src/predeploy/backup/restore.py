@@ -115,7 +115,7 @@ def restore(
             pgrun.client(url, name) as client,
             Reporter("restore", None, tables, done, progress),
             # a table the application holds must not hang the restore (its archive sets
-            # lock_timeout = 0): cancel a wait longer than LOCK_WAIT, and the single
+            # lock_timeout = 0): cancel a wait longer than PREDEPLOY_LOCK_WAIT, and the single
             # transaction leaves the database as it was
             _cancel_lock_waits(url, name, settings.lock_wait) as cancelled,
         ):
@@ -133,7 +133,7 @@ def restore(
                     else "the database is unchanged"
                 )
                 hint = (
-                    f" ({cancelled[0]} held a table's lock longer than LOCK_WAIT "
+                    f" ({cancelled[0]} held a table's lock longer than PREDEPLOY_LOCK_WAIT "
                     f"({settings.lock_wait:g}s): stop the application, then restore again)"
                     if cancelled
                     else ""
@@ -207,7 +207,7 @@ def _pg_restore(settings: Settings, server_major: int, info: BackupInfo) -> pgbi
         raise BackupError(
             f"{found} cannot read a dump made by pg_dump {made_by.get('version')}: install the "
             f"version "
-            f"{needed} client programs or set PG_BIN_DIR"
+            f"{needed} client programs or set PREDEPLOY_PG_BIN_DIR"
         )
     return program
 

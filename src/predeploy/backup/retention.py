@@ -77,7 +77,10 @@ def newest_verified(settings: Settings) -> BackupInfo:
 
 
 def prune(settings: Settings, now: datetime | None = None) -> list[Path]:
-    """Delete backups beyond BACKUP_KEEP or older than BACKUP_MAX_AGE_DAYS; returns them."""
+    """Delete backups beyond PREDEPLOY_BACKUP_KEEP or older than PREDEPLOY_BACKUP_MAX_AGE_DAYS.
+
+    Returns the deleted ones.
+    """
     now = now or datetime.now(UTC)
     backups = list_backups(settings)
     keep_newest = next((b for b in backups if b.verified), None)

@@ -152,7 +152,9 @@ def status(c: Context, env: str | None = None, json_: bool = False, check: bool 
         "yes": "confirm in advance (logged with your user name); needed without a terminal",
         "dry_run": "show the plan and the SQL that would run; change nothing, no backup",
         "rehearse": "run the pending migrations in a transaction that is rolled back",
-        "no_backup": "skip the pre-migrate backup (refused in prod unless ALLOW_NO_BACKUP=1)",
+        "no_backup": (
+            "skip the pre-migrate backup (refused in prod unless PREDEPLOY_ALLOW_NO_BACKUP=1)"
+        ),
         "force_lint": "apply in prod despite lint errors (logged with your user name)",
     }
 )
@@ -253,7 +255,7 @@ def deploy(
     dry_run: bool = False,
     force_lint: bool = False,
 ) -> None:
-    """invoke migrate, then pm2 reload PM2_APP, then wait until it is healthy (DEPLOY_WAIT)."""
+    """Migrate, then pm2 reload PREDEPLOY_PM2_APP, then wait until it is healthy."""
     human = not json_ and sys.stdout.isatty()
     options = _migrate_options(json_, yes=yes, dry_run=dry_run, force_lint=force_lint)
 

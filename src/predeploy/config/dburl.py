@@ -49,6 +49,11 @@ class DatabaseUrl:
         return self.params.get("password")
 
     @property
+    def schema(self) -> str | None:
+        """Prisma's `?schema=NAME`: the schema of migration sessions and the history table."""
+        return None
+
+    @property
     def is_socket(self) -> bool:
         return self.host.startswith("/")
 

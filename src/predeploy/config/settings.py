@@ -147,45 +147,57 @@ def _build(env: str, root: Path, files_read: tuple[Path, ...], values: dict[str,
             f"DATABASE_URL is not set for env {env!r} (read: {read}, and the process "
             f"environment): set it in .env.{env} or export it"
         )
-    pg_bin_dir, pm2_bin = get("PG_BIN_DIR"), get("PM2_BIN")
+    pg_bin_dir, pm2_bin = get("PREDEPLOY_PG_BIN_DIR"), get("PREDEPLOY_PM2_BIN")
     return Settings(
         env=env,
         root=root,
         files_read=files_read,
         database_url=database_url,
         direct_database_url=_url(get("DIRECT_DATABASE_URL"), "DIRECT_DATABASE_URL"),
-        connect_timeout=_positive(get("CONNECT_TIMEOUT") or "5s", "CONNECT_TIMEOUT"),
+        connect_timeout=_positive(
+            get("PREDEPLOY_CONNECT_TIMEOUT") or "5s", "PREDEPLOY_CONNECT_TIMEOUT"
+        ),
         pg_bin_dir=Path(pg_bin_dir) if pg_bin_dir else None,
-        log_dir=path("LOG_DIR", "logs"),
-        migrations_dir=path("MIGRATIONS_DIR", "migrations"),
+        log_dir=path("PREDEPLOY_LOG_DIR", "logs"),
+        migrations_dir=path("PREDEPLOY_MIGRATIONS_DIR", "migrations"),
         migrations_table=_table(
-            get("MIGRATIONS_TABLE") or "_prisma_migrations", "MIGRATIONS_TABLE"
+            get("PREDEPLOY_MIGRATIONS_TABLE") or "_prisma_migrations", "PREDEPLOY_MIGRATIONS_TABLE"
         ),
-        lock_wait=parse_duration(get("LOCK_WAIT") or "60s", "LOCK_WAIT"),
-        lock_timeout=_positive(get("LOCK_TIMEOUT") or "2s", "LOCK_TIMEOUT"),
-        statement_timeout=parse_duration(get("STATEMENT_TIMEOUT") or "0", "STATEMENT_TIMEOUT"),
-        lock_retries=_count(get("LOCK_RETRIES") or "10", "LOCK_RETRIES"),
-        backup_dir=path("BACKUP_DIR", "backups"),
-        backup_jobs=max(1, _count(get("BACKUP_JOBS") or "1", "BACKUP_JOBS")),
-        backup_keep=_count(get("BACKUP_KEEP") or "10", "BACKUP_KEEP"),
-        backup_max_age_days=_days(get("BACKUP_MAX_AGE_DAYS")),
-        allow_no_backup=_flag(get("ALLOW_NO_BACKUP")),
-        audit_table=_table(get("AUDIT_TABLE") or "predeploy_runs", "AUDIT_TABLE"),
-        pm2_app=get("PM2_APP"),
+        lock_wait=parse_duration(get("PREDEPLOY_LOCK_WAIT") or "60s", "PREDEPLOY_LOCK_WAIT"),
+        lock_timeout=_positive(get("PREDEPLOY_LOCK_TIMEOUT") or "2s", "PREDEPLOY_LOCK_TIMEOUT"),
+        statement_timeout=parse_duration(
+            get("PREDEPLOY_STATEMENT_TIMEOUT") or "0", "PREDEPLOY_STATEMENT_TIMEOUT"
+        ),
+        lock_retries=_count(get("PREDEPLOY_LOCK_RETRIES") or "10", "PREDEPLOY_LOCK_RETRIES"),
+        backup_dir=path("PREDEPLOY_BACKUP_DIR", "backups"),
+        backup_jobs=max(1, _count(get("PREDEPLOY_BACKUP_JOBS") or "1", "PREDEPLOY_BACKUP_JOBS")),
+        backup_keep=_count(get("PREDEPLOY_BACKUP_KEEP") or "10", "PREDEPLOY_BACKUP_KEEP"),
+        backup_max_age_days=_days(get("PREDEPLOY_BACKUP_MAX_AGE_DAYS")),
+        allow_no_backup=_flag(get("PREDEPLOY_ALLOW_NO_BACKUP")),
+        audit_table=_table(
+            get("PREDEPLOY_AUDIT_TABLE") or "predeploy_runs", "PREDEPLOY_AUDIT_TABLE"
+        ),
+        pm2_app=get("PREDEPLOY_PM2_APP"),
         pm2_bin=Path(pm2_bin) if pm2_bin else None,
-        healthcheck_url=_http_url(get("HEALTHCHECK_URL")),
-        healthcheck_timeout=_positive(get("HEALTHCHECK_TIMEOUT") or "5s", "HEALTHCHECK_TIMEOUT"),
+        healthcheck_url=_http_url(get("PREDEPLOY_HEALTHCHECK_URL")),
+        healthcheck_timeout=_positive(
+            get("PREDEPLOY_HEALTHCHECK_TIMEOUT") or "5s", "PREDEPLOY_HEALTHCHECK_TIMEOUT"
+        ),
         healthcheck_retries=max(
-            1, _count(get("HEALTHCHECK_RETRIES") or "3", "HEALTHCHECK_RETRIES")
+            1, _count(get("PREDEPLOY_HEALTHCHECK_RETRIES") or "3", "PREDEPLOY_HEALTHCHECK_RETRIES")
         ),
-        deploy_wait=_positive(get("DEPLOY_WAIT") or "60s", "DEPLOY_WAIT"),
-        maintenance_vacuum=_flag(get("MAINTENANCE_VACUUM")),
+        deploy_wait=_positive(get("PREDEPLOY_DEPLOY_WAIT") or "60s", "PREDEPLOY_DEPLOY_WAIT"),
+        maintenance_vacuum=_flag(get("PREDEPLOY_MAINTENANCE_VACUUM")),
         lint_large_table_rows=_count(
-            (get("LINT_LARGE_TABLE_ROWS") or "1000000").replace("_", "").replace(",", ""),
-            "LINT_LARGE_TABLE_ROWS",
+            (get("PREDEPLOY_LINT_LARGE_TABLE_ROWS") or "1000000").replace("_", "").replace(",", ""),
+            "PREDEPLOY_LINT_LARGE_TABLE_ROWS",
         ),
-        blocker_max_age=_positive(get("BLOCKER_MAX_AGE") or "60s", "BLOCKER_MAX_AGE"),
-        blocker_wait=parse_duration(get("BLOCKER_WAIT") or "60s", "BLOCKER_WAIT"),
+        blocker_max_age=_positive(
+            get("PREDEPLOY_BLOCKER_MAX_AGE") or "60s", "PREDEPLOY_BLOCKER_MAX_AGE"
+        ),
+        blocker_wait=parse_duration(
+            get("PREDEPLOY_BLOCKER_WAIT") or "60s", "PREDEPLOY_BLOCKER_WAIT"
+        ),
     )
 
 
@@ -199,7 +211,7 @@ def _http_url(raw: str | None) -> str | None:
     if not re.match(r"^https?://[^/\s]+", raw):
         scheme = raw.split("://", 1)[0] if "://" in raw else "no scheme"
         raise ConfigError(  # the value is not echoed: it may hold a password
-            f"HEALTHCHECK_URL is not an http(s) URL ({scheme}): use e.g. "
+            f"PREDEPLOY_HEALTHCHECK_URL is not an http(s) URL ({scheme}): use e.g. "
             f"http://127.0.0.1:3000/health"
         )
     return raw
@@ -223,7 +235,9 @@ def _days(raw: str | None) -> float | None:
     except ValueError:
         days = -1.0
     if days <= 0:
-        raise ConfigError(f"BACKUP_MAX_AGE_DAYS={raw!r} must be a number of days greater than zero")
+        raise ConfigError(
+            f"PREDEPLOY_BACKUP_MAX_AGE_DAYS={raw!r} must be a number of days greater than zero"
+        )
     return days
 
 

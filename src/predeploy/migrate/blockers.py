@@ -3,7 +3,7 @@
 A migration that needs an ACCESS EXCLUSIVE lock queues behind any session holding
 a lock on its table, and every application query then queues behind it. The
 dangerous sessions are those idle in a transaction (they hold their locks until
-someone ends them) and those running longer than BLOCKER_MAX_AGE. This lists
+someone ends them) and those running longer than PREDEPLOY_BLOCKER_MAX_AGE. This lists
 them, on the tables the pending migrations name (found with pglast), holding or
 waiting for a lock there.
 """

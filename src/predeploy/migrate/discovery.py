@@ -94,7 +94,7 @@ def discover(directory: Path) -> list[Migration]:
     if not directory.is_dir():
         raise ConfigError(
             f"migrations folder {directory} does not exist: create it "
-            f"(invoke new NAME) or set MIGRATIONS_DIR"
+            f"(invoke new NAME) or set PREDEPLOY_MIGRATIONS_DIR"
         )
     _check_lock_file(directory / "migration_lock.toml")
     folders = sorted(

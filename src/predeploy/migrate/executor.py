@@ -2,7 +2,7 @@
 cannot run in one, statement by statement with a row that stays failed if it stops.
 
 Every session runs with lock_timeout and statement_timeout, so the application's
-queries never queue behind a migration's lock request for longer than LOCK_TIMEOUT.
+queries never queue behind a migration's lock request for longer than PREDEPLOY_LOCK_TIMEOUT.
 A lock timeout rolls the migration back; the sessions that held locks on its tables
 from before the try are then watched, and the next try starts as soon as they are
 gone (or after a growing pause when none is found). While they stay, trying again
@@ -261,13 +261,13 @@ def _next_try(
     exc: psycopg.Error,
     row_id: str | None = None,
 ) -> int:
-    """After try ``attempt`` hit LOCK_TIMEOUT: wait, then return the number of the next try.
+    """After try ``attempt`` hit the lock timeout: wait, then return the number of the next try.
 
-    Gives up (MigrationError, naming who held the locks) after LOCK_RETRIES retries.
+    Gives up (MigrationError, naming who held the locks) after PREDEPLOY_LOCK_RETRIES retries.
     """
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         conn.execute("ROLLBACK")
-    # the sessions that held its tables since before the try (older than LOCK_TIMEOUT)
+    # the sessions that held its tables since before the try (older than PREDEPLOY_LOCK_TIMEOUT)
     # or that sit idle in a transaction: the blocker scan's definition
     tables = blockers_mod.tables_of([migration])
     holders: list[str] = []
@@ -291,7 +291,7 @@ def _next_try(
     named = holders or blockers
     who = "; ".join(named) if named else "a session that finished before it could be named"
     message = (
-        f"migration {migration.name} could not get its locks within LOCK_TIMEOUT "
+        f"migration {migration.name} could not get its locks within PREDEPLOY_LOCK_TIMEOUT "
         f"({options.lock_timeout:g}s) in {attempt} tries; blocked by {who}: retry when it "
         f"ends, or end it (SELECT pg_terminate_backend(pid))"
     )

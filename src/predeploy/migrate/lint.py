@@ -6,7 +6,7 @@ already has a lock_timeout and a statement_timeout, and a migration that runs in
 a transaction (squawk is told which do) cannot stop part-way, so "make it
 re-runnable" only matters for the others. Each finding is tied, through pglast,
 to the statement at its position and the tables that statement names; a finding
-on a table with LINT_LARGE_TABLE_ROWS live rows or more is raised one level.
+on a table with PREDEPLOY_LINT_LARGE_TABLE_ROWS live rows or more is raised one level.
 `-- predeploy: allow RULE[, RULE]` in a migration waives those rules for that file.
 """
 

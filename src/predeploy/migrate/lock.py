@@ -87,7 +87,8 @@ def _acquire(conn: Conn, key: int, wait: float, purpose: str) -> None:
         if remaining <= 0:
             raise LockBusy(
                 f"the {purpose} lock (advisory lock {key}) is held by "
-                f"{describe_holder(conn, key)}; waited {wait:g}s (LOCK_WAIT): let that run "
+                f"{describe_holder(conn, key)}; waited {wait:g}s (PREDEPLOY_LOCK_WAIT): let that "
+                f"run "
                 f"finish, or end that session if it is stuck"
             )
         if not announced:

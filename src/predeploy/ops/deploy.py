@@ -1,7 +1,7 @@
 """`invoke deploy`: migrate, reload the pm2 app, wait until it is healthy.
 
     pm2 (app found) → the migrate workflow (same gates) → pm2 reload (or restart)
-    → wait for online processes and passing health checks (DEPLOY_WAIT)
+    → wait for online processes and passing health checks (PREDEPLOY_DEPLOY_WAIT)
 
 A failure stops the deploy with the failed step's exit code (the migration's, or
 7 for the reload and the health checks) and a runbook that includes the pm2
@@ -113,7 +113,7 @@ def _reload(pm2: Pm2, report: DeployReport, restart: bool) -> None:
 
 
 def _wait_healthy(settings: Settings, pm2: Pm2, report: DeployReport, action: str) -> None:
-    """Poll pm2 and the health checks until all pass, for at most DEPLOY_WAIT."""
+    """Poll pm2 and the health checks until all pass, for at most PREDEPLOY_DEPLOY_WAIT."""
     deadline = time.monotonic() + settings.deploy_wait
     while True:
         result = health.run(settings, pm2=pm2, quiet=True)
@@ -127,7 +127,7 @@ def _wait_healthy(settings: Settings, pm2: Pm2, report: DeployReport, action: st
     health.log_checks(result, failed_level="error")
     if not result.ok:
         raise HealthCheckFailed(
-            f"{pm2.app} is not healthy {settings.deploy_wait:g}s (DEPLOY_WAIT) after the "
+            f"{pm2.app} is not healthy {settings.deploy_wait:g}s (PREDEPLOY_DEPLOY_WAIT) after the "
             f"{action}: {result.summary()}"
         )
 

@@ -1,8 +1,8 @@
 """`invoke health`: is the database, its history and the application healthy?
 
 Each check reports its name, ok, one line of detail and its duration. The
-database checks always run; the HTTP check runs when HEALTHCHECK_URL is set, the
-pm2 check when PM2_APP is set. A check that cannot run (the database is down,
+database checks always run; the HTTP check runs when PREDEPLOY_HEALTHCHECK_URL is set, the
+pm2 check when PREDEPLOY_PM2_APP is set. A check that cannot run (the database is down,
 pm2 is missing) is a failed check, not an error: the report is the interface.
 """
 
@@ -221,7 +221,7 @@ def check_http(url: str, *, timeout: float, retries: int, pause: float = 1.0) ->
 
 
 def check_pm2(settings: Settings, pm2: Pm2 | None = None) -> Check:
-    """Every pm2 process of PM2_APP online, with restart counts."""
+    """Every pm2 process of PREDEPLOY_PM2_APP online, with restart counts."""
     started = time.perf_counter()
     try:
         pm2 = pm2 or Pm2.for_settings(settings)

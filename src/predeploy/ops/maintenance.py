@@ -125,7 +125,7 @@ def _locked_steps(
             _vacuum(conn)
             report.vacuumed = True
     else:
-        skip(report.steps, on_step, "vacuum", detail="MAINTENANCE_VACUUM is off")
+        skip(report.steps, on_step, "vacuum", detail="PREDEPLOY_MAINTENANCE_VACUUM is off")
     with step("health"):
         report.health = health.run(settings)
 

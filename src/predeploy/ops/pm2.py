@@ -1,6 +1,6 @@
 """pm2: finding the program, reading its process list, reloading an app.
 
-The program is PM2_BIN, else `pm2` on PATH, else the project's
+The program is PREDEPLOY_PM2_BIN, else `pm2` on PATH, else the project's
 `node_modules/.bin/pm2`. It runs with an argv list through `subprocess`, like
 pg_dump (see ``predeploy.pgrun``), with PM2_DISCRETE_MODE=true so that a fresh
 PM2_HOME prints no banner before `jlist`'s JSON. `jlist` carries every process's
@@ -48,10 +48,10 @@ class Process:
 
 
 def find_program(settings: Settings) -> Path:
-    """The pm2 program: PM2_BIN, else `pm2` on PATH, else node_modules/.bin/pm2."""
+    """The pm2 program: PREDEPLOY_PM2_BIN, else `pm2` on PATH, else node_modules/.bin/pm2."""
     if settings.pm2_bin is not None:
         if not (settings.pm2_bin.is_file() and os.access(settings.pm2_bin, os.X_OK)):
-            raise ConfigError(f"PM2_BIN={settings.pm2_bin} is not an executable file")
+            raise ConfigError(f"PREDEPLOY_PM2_BIN={settings.pm2_bin} is not an executable file")
         return settings.pm2_bin
     on_path = shutil.which("pm2")
     if on_path:
@@ -60,8 +60,8 @@ def find_program(settings: Settings) -> Path:
     if local.is_file() and os.access(local, os.X_OK):
         return local
     raise ConfigError(
-        f"pm2 not found (PM2_BIN unset, no pm2 on PATH, no {local}): install it "
-        f"(npm install pm2) or set PM2_BIN to its path"
+        f"pm2 not found (PREDEPLOY_PM2_BIN unset, no pm2 on PATH, no {local}): install it "
+        f"(npm install pm2) or set PREDEPLOY_PM2_BIN to its path"
     )
 
 
@@ -74,7 +74,10 @@ class Pm2:
     @classmethod
     def for_settings(cls, settings: Settings) -> Pm2:
         if not settings.pm2_app:
-            raise ConfigError("PM2_APP is not set: name the pm2 app in .env.<env> (PM2_APP=web)")
+            raise ConfigError(
+                "PREDEPLOY_PM2_APP is not set: name the pm2 app in .env.<env> "
+                "(PREDEPLOY_PM2_APP=web)"
+            )
         return cls(find_program(settings), settings.pm2_app, timeout=max(settings.deploy_wait, 30))
 
     def processes(self) -> list[Process]:

@@ -1,6 +1,6 @@
 """Which pg_dump and pg_restore to use for a server.
 
-Candidates, in order of preference: PG_BIN_DIR, the system's PostgreSQL
+Candidates, in order of preference: PREDEPLOY_PG_BIN_DIR, the system's PostgreSQL
 installations, then the embedded wheel's. The first whose major version equals
 the server's wins; else the newest one, with a warning: a newer pg_dump reads an
 older server, an older one refuses it.
@@ -41,7 +41,7 @@ class PgProgram:
     path: Path
     major: int
     version: str
-    source: str  # "PG_BIN_DIR", "system" or "embedded"
+    source: str  # "PREDEPLOY_PG_BIN_DIR", "system" or "embedded"
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ def find_candidates(
     """Every runnable ``name`` (pg_dump, pg_restore, ...) in preference order."""
     dirs: list[tuple[Path, str]] = []
     if pg_bin_dir is not None:
-        dirs.append((pg_bin_dir, "PG_BIN_DIR"))
+        dirs.append((pg_bin_dir, "PREDEPLOY_PG_BIN_DIR"))
     system = sorted(
         {Path(p) for pattern in _SYSTEM_GLOBS for p in glob.glob(pattern)}, reverse=True
     )
@@ -109,12 +109,13 @@ def choose(server_major: int, dumps: list[PgProgram], restores: list[PgProgram])
     if dump is None:
         warning = (
             "no pg_dump found: install the PostgreSQL client programs "
-            f"(version {server_major}) or set PG_BIN_DIR"
+            f"(version {server_major}) or set PREDEPLOY_PG_BIN_DIR"
         )
     elif dump.major < server_major:
         warning = (
             f"only pg_dump {dump.major} found, older than the server ({server_major}), "
-            f"which it refuses: install the version {server_major} client or set PG_BIN_DIR"
+            f"which it refuses: install the version {server_major} client or set "
+            "PREDEPLOY_PG_BIN_DIR"
         )
     elif dump.major > server_major:
         warning = (
@@ -132,7 +133,7 @@ def _best(server_major: int, candidates: list[PgProgram]) -> PgProgram | None:
 
 
 def select(pg_bin_dir: Path | None, server_major: int) -> ToolChoice:
-    """Find every candidate (PG_BIN_DIR, system, embedded wheel) and choose for the server."""
+    """Find every candidate (PREDEPLOY_PG_BIN_DIR, system, embedded) and choose for the server."""
     from predeploy.postgres import embedded  # noqa: PLC0415 (the wheel is imported only when needed)
 
     embedded_bin = embedded.bin_dir()
