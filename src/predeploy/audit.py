@@ -7,8 +7,8 @@ which revision, what it applied and how long it took, which backup guarded it.
 from __future__ import annotations
 
 import json
+import shutil
 import socket
-import subprocess
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +20,8 @@ from psycopg import sql
 
 from predeploy import __version__
 from predeploy.confirm import operator
+from predeploy.migrate.history import Table
+from predeploy.postgres import programs
 from predeploy.postgres.sessions import Conn
 
 __all__ = ["Run", "git_revision", "last_runs", "record"]
@@ -63,37 +65,38 @@ class Run:
 
 def git_revision(root: Path) -> str | None:
     """The project's git revision (with +dirty when it has changes), if it is a checkout."""
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
+    git = shutil.which("git")
+    if git is None:
         return None
+    env = programs.child_env({"GIT_OPTIONAL_LOCKS": "0"})
+    try:
+        head = programs.output(
+            Path(git), ["-C", str(root), "rev-parse", "HEAD"], env=env, timeout=5
+        )
+        dirty = programs.output(
+            Path(git), ["-C", str(root), "status", "--porcelain"], env=env, timeout=5
+        )
+    except programs.ProgramFailed:
+        return None
+    head = head.strip()
     return head + ("+dirty" if dirty.strip() else "")
 
 
-def record(conn: Conn, table: str, run: Run, outcome: str, detail: str | None) -> None:
+def record(conn: Conn, table: Table, run: Run, outcome: str, detail: str | None) -> None:
     """Write the run's row; a failure to write it is logged, never raised over the run's own."""
     try:
-        conn.execute(sql.SQL(_DDL).format(table=sql.Identifier(table)))
+        if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
+            conn.execute("ROLLBACK")
+        exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table.regclass,)).fetchone()
+        if not exists or not exists[0]:
+            conn.execute(sql.SQL(_DDL).format(table=table.ident))
         conn.execute(
             sql.SQL(
                 "INSERT INTO {} (run_id, command, env, operator, host, git_revision,"
                 " tool_version, started_at, finished_at, outcome, migrations, backup_path,"
                 " backup_sha256, detail) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, now(), %s,"
                 " %s, %s, %s, %s)"
-            ).format(sql.Identifier(table)),
+            ).format(table.ident),
             (
                 run.run_id,
                 run.command,
@@ -114,9 +117,9 @@ def record(conn: Conn, table: str, run: Run, outcome: str, detail: str | None) -
         log.warning("audit_not_recorded", detail=str(exc).splitlines()[0] if str(exc) else "")
 
 
-def last_runs(conn: Conn, table: str, limit: int = 5) -> list[dict[str, Any]]:
+def last_runs(conn: Conn, table: Table, limit: int = 5) -> list[dict[str, Any]]:
     """The newest runs, newest first; none when the table does not exist yet."""
-    exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f'"{table}"',)).fetchone()
+    exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table.regclass,)).fetchone()
     if not exists or not exists[0]:
         return []
     cur = conn.execute(
@@ -124,7 +127,7 @@ def last_runs(conn: Conn, table: str, limit: int = 5) -> list[dict[str, Any]]:
             "SELECT command, env, operator, host, git_revision, started_at, finished_at,"
             " outcome, jsonb_array_length(migrations), backup_path FROM {}"
             " ORDER BY id DESC LIMIT %s"
-        ).format(sql.Identifier(table)),
+        ).format(table.ident),
         (limit,),
     )
     keys = (

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ import structlog
 
 from predeploy.errors import ConfigError
 from predeploy.migrate.discovery import Migration
+from predeploy.postgres import programs
 from predeploy.postgres.relations import LiveTable, resolve
 from predeploy.postgres.sessions import Conn
 
@@ -175,29 +175,26 @@ def _squawk(
     group: list[Migration], *, in_transaction: bool, server_version: str | None
 ) -> list[tuple[Migration, dict[str, Any]]]:
     excluded = MOOT + (MOOT_IN_TRANSACTION if in_transaction else ())
-    argv = [str(squawk_program()), "--reporter", "json", "--exclude", ",".join(excluded)]
+    argv = ["--reporter", "json", "--exclude", ",".join(excluded)]
     if in_transaction:
         argv.append("--assume-in-transaction")
     if server_version:
         argv += ["--pg-version", server_version]
     by_path = {str(m.sql_path): m for m in group}
+    out = programs.Collect()
     try:
-        done = subprocess.run(
-            [*argv, *by_path],
-            capture_output=True,
-            text=True,
-            check=False,
-            stdin=subprocess.DEVNULL,
-            timeout=300,
+        running = programs.start(
+            squawk_program(), [*argv, *by_path], env=programs.child_env(), stdout=out
         )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ConfigError(f"squawk could not run: {exc}") from None
+        code = running.wait(300)
+    except programs.ProgramFailed as exc:
+        raise ConfigError(f"squawk could not run: {exc.reason}") from None
     try:
-        items = json.loads(done.stdout or "[]")
+        items = json.loads(out.text() or "[]")
     except ValueError:
         items = None
-    if done.returncode not in (0, 1) or not isinstance(items, list):
-        detail = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+    if code not in (0, 1) or not isinstance(items, list):
+        detail = (running.stderr.lines or [f"exit {code}"])[-1]
         raise ConfigError(f"squawk failed: {detail}")
     return [(by_path[item["file"]], item) for item in items if item.get("file") in by_path]
 

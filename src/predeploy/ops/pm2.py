@@ -1,8 +1,8 @@
 """pm2: finding the program, reading its process list, reloading an app.
 
 The program is PREDEPLOY_PM2_BIN, else `pm2` on PATH, else the project's
-`node_modules/.bin/pm2`. It runs with an argv list through `subprocess`, like
-pg_dump (see ``predeploy.pgrun``), with PM2_DISCRETE_MODE=true so that a fresh
+`node_modules/.bin/pm2`. It runs through ``predeploy.postgres.programs`` like pg_dump
+(an argv list, an allowlisted environment), with PM2_DISCRETE_MODE=true so that a fresh
 PM2_HOME prints no banner before `jlist`'s JSON. `jlist` carries every process's
 full environment, secrets included: only the fields below are ever kept.
 """
@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ import structlog
 from predeploy.config.settings import Settings
 from predeploy.confirm import operator
 from predeploy.errors import ConfigError, HealthCheckFailed
+from predeploy.postgres import programs
 
 __all__ = ["Pm2", "Process", "find_program"]
 
@@ -102,31 +102,29 @@ class Pm2:
         self._run("restart" if restart else "reload", self.app)
 
     def _run(self, *args: str) -> str:
-        env = {**os.environ, "PM2_DISCRETE_MODE": "true", "FORCE_COLOR": "0"}
+        env = programs.child_env(
+            {"PM2_DISCRETE_MODE": "true", "FORCE_COLOR": "0"}, keep=("PM2_*", "NODE_*", "NVM_*")
+        )
         started = time.perf_counter()
+        out = programs.Collect()
         try:
-            done = subprocess.run(
-                [str(self.program), *args],
-                env=env,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=self.timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise HealthCheckFailed(
-                f"pm2 {args[0]} did not finish within {self.timeout:g}s"
-            ) from None
-        except OSError as exc:
-            raise ConfigError(f"cannot run {self.program}: {exc.strerror or exc}") from None
+            running = programs.start(self.program, args, env=env, stdout=out)
+        except programs.ProgramFailed as exc:
+            raise ConfigError(f"cannot run {self.program}: {exc.reason}") from None
+        code = running.wait(self.timeout)
+        if running.timed_out:
+            raise HealthCheckFailed(f"pm2 {args[0]} did not finish within {self.timeout:g}s")
         seconds = time.perf_counter() - started
-        if done.returncode != 0:
-            reason = _last_line(done.stderr) or _last_line(done.stdout) or f"exit {done.returncode}"
+        if code != 0:
+            reason = (
+                _last_line("\n".join(running.stderr.lines))
+                or _last_line(out.text())
+                or f"exit {code}"
+            )
             raise HealthCheckFailed(f"pm2 {' '.join(args)} failed: {reason}")
         if args[0] != "jlist":
             log.info("pm2", command=" ".join(args), seconds=round(seconds, 3))
-        return done.stdout
+        return out.text()
 
 
 def _process(item: dict[str, Any]) -> Process:

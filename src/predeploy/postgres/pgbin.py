@@ -11,7 +11,6 @@ from __future__ import annotations
 import glob
 import re
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,11 +59,11 @@ class ToolChoice:
 
 def program_version(path: Path) -> tuple[int, str] | None:
     """(major, full version) of a PostgreSQL program, or None if it does not run."""
+    from predeploy.postgres import programs  # noqa: PLC0415 (sh only when a program runs)
+
     try:
-        out = subprocess.run(
-            [str(path), "--version"], capture_output=True, text=True, timeout=10, check=True
-        ).stdout
-    except (subprocess.SubprocessError, OSError):
+        out = programs.output(path, ["--version"], timeout=10)
+    except programs.ProgramFailed:
         return None
     match = _VERSION.search(out)
     if match is None:

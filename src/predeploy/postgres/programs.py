@@ -1,10 +1,14 @@
-"""Running PostgreSQL's client programs (pg_dump, pg_restore) safely.
+"""Running programs (pg_dump, pg_restore, psql, pm2, squawk, git): through `sh`, here only.
 
-Programs run with argv lists, never a shell, through `subprocess` (`sh` was measured
-at ~0.1 s of polling latency per call, which a backup paid five times). The connection goes in
-argv as a libpq conninfo *without* the password; the password reaches the child
-through a temporary passfile (0600, removed afterwards), so it never shows in
-`/proc/<pid>/cmdline` or in a process list.
+`sh` is used the way it was measured to cost ~10 ms a call (FIELD-NOTES): `_bg=True` with a
+timer that kills (never `_timeout`, whose watcher polls), `_in` always set, `_out` a
+file-like sink (raw bytes, never decoded), `_tty_out=False` and a large output buffer.
+Programs get argv lists, never a shell, and an environment built from an allowlist: no
+DATABASE_URL, no password. A password reaches a PostgreSQL client only through a passfile
+that never touches disk (``memfd_create``, ``PGPASSFILE=/dev/fd/N``).
+
+Every child is killed when the code waiting for it is interrupted (SIGINT, SIGTERM) or
+fails, so that no program outlives the run that started it.
 """
 
 from __future__ import annotations
@@ -13,20 +17,29 @@ import contextlib
 import hashlib
 import os
 import signal
-import subprocess
-import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
+import sh
 from psycopg.conninfo import make_conninfo
 
-from predeploy.config.dburl import DatabaseUrl
-
-__all__ = ["ClientRun", "ProgramFailed", "Tee", "client", "failure", "run", "run_output"]
+__all__ = [
+    "ClientRun",
+    "Collect",
+    "Pipe",
+    "ProgramFailed",
+    "Running",
+    "Tee",
+    "child_env",
+    "client",
+    "output",
+    "run",
+    "start",
+]
 
 _SIGNALS: dict[int, str] = {
     signal.SIGXFSZ: "SIGXFSZ: the file size limit was reached",
@@ -34,196 +47,372 @@ _SIGNALS: dict[int, str] = {
     signal.SIGTERM: "SIGTERM",
     signal.SIGINT: "SIGINT",
 }
+# variables a child may inherit; PG* connection settings are never inherited (the
+# connection is passed explicitly), LC_* and the program-specific ones by prefix
+_ALLOWED = frozenset({"PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "USER", "LOGNAME"})
+_ALLOWED_PREFIXES = ("LC_",)
+_OK_CODES = list(range(-64, 256))  # every exit is ours to judge, signals included
+_KEEP_LINES = 50
+
+
+class ProgramFailed(Exception):
+    """A program exited non-zero, was killed or could not start; ``reason`` is one line."""
+
+    def __init__(self, program: str, reason: str, *, code: int | None = None) -> None:
+        super().__init__(f"{program} {reason}")
+        self.program, self.reason, self.code = program, reason, code
 
 
 @dataclass(frozen=True)
 class ClientRun:
-    """How a client program reaches the database: argv-safe conninfo and environment."""
+    """How a PostgreSQL client program reaches the database: argv-safe conninfo, environment
+    (the passfile) and the descriptor it must inherit."""
 
     conninfo: str
     env: dict[str, str]
+    pass_fds: tuple[int, ...] = ()
 
 
-class ProgramFailed(Exception):
-    """A client program exited non-zero or was killed; ``reason`` is one line."""
+def child_env(
+    extra: Mapping[str, str] | None = None, *, keep: Sequence[str] = ()
+) -> dict[str, str]:
+    """The allowlisted part of this process's environment, plus ``extra``.
 
-    def __init__(self, program: str, reason: str) -> None:
-        super().__init__(f"{program} {reason}")
-        self.program, self.reason = program, reason
+    ``keep`` names further variables (or prefixes ending in ``*``) a program needs, such
+    as PM2_HOME for pm2.
+    """
+    prefixes = _ALLOWED_PREFIXES + tuple(k[:-1] for k in keep if k.endswith("*"))
+    names = _ALLOWED | {k for k in keep if not k.endswith("*")}
+    env = {k: v for k, v in os.environ.items() if k in names or k.startswith(prefixes)}
+    env.update(extra or {})
+    return env
 
 
 @contextmanager
-def client(url: DatabaseUrl, application_name: str) -> Iterator[ClientRun]:
-    """The conninfo (no password) and environment (a passfile) for one program run."""
-    params = url.connect_params()
-    password = params.pop("password", None)
-    params["application_name"] = application_name
-    env = {k: v for k, v in os.environ.items() if k not in ("PGPASSWORD", "PGPASSFILE")}
-    with tempfile.TemporaryDirectory(prefix="predeploy-") as folder:
-        if password:
-            passfile = Path(folder) / "pgpass"
-            fd = os.open(passfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as out:
-                out.write(f"*:*:*:*:{_escape(password)}\n")
-            env["PGPASSFILE"] = str(passfile)
-        yield ClientRun(conninfo=make_conninfo("", **params), env=env)
+def client(
+    params: Mapping[str, str], password: str | None, application_name: str
+) -> Iterator[ClientRun]:
+    """The conninfo and environment for one client program run.
+
+    ``params`` are libpq parameters without the password; ``password`` is the one libpq
+    resolved for this process's own connection (URL, PGPASSWORD, PGPASSFILE or ~/.pgpass),
+    handed over in a passfile that exists only in memory and is closed afterwards.
+    """
+    safe = {k: v for k, v in params.items() if k not in ("password", "passfile")}
+    safe["application_name"] = application_name
+    conninfo = make_conninfo("", **safe)
+    if not password:
+        yield ClientRun(conninfo, child_env())
+        return
+    fd = os.memfd_create("predeploy-pgpass", os.MFD_CLOEXEC)
+    try:
+        os.fchmod(fd, 0o600)  # libpq ignores a passfile others could read
+        os.write(fd, f"*:*:*:*:{_escape(password)}\n".encode())
+        # inherited by the programs it is passed to (pass_fds) and no others: sh closes
+        # every other descriptor in its children
+        os.set_inheritable(fd, True)
+        yield ClientRun(conninfo, child_env({"PGPASSFILE": f"/dev/fd/{fd}"}), (fd,))
+    finally:
+        os.close(fd)
+
+
+class _Lines:
+    """The last lines a program wrote on stderr, each also handed to ``on_line``."""
+
+    def __init__(self, on_line: Callable[[str], None] | None) -> None:
+        self.lines: list[str] = []
+        self.on_line = on_line
+
+    def __call__(self, line: str) -> None:
+        text = line.rstrip("\n")
+        self.lines.append(text)
+        del self.lines[:-_KEEP_LINES]
+        if self.on_line is not None:
+            self.on_line(text)
+
+
+@dataclass
+class Running:
+    """A started program: wait for it (bounded), or kill it."""
+
+    name: str
+    process: Any  # sh.RunningCommand
+    stderr: _Lines
+    closers: list[IO[bytes]] = field(default_factory=list)
+    timed_out: bool = False
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Its exit code (negative: the signal that killed it); killed after ``timeout`` s."""
+        timer = None
+        if timeout is not None:
+            timer = threading.Timer(timeout, self._expire)
+            timer.daemon = True
+            timer.start()
+        try:
+            self.process.wait()
+        except BaseException:
+            self.kill()
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+            for stream in self.closers:
+                stream.close()
+        return int(self.process.exit_code)
+
+    def kill(self) -> None:
+        with contextlib.suppress(Exception):  # already gone
+            self.process.kill()
+        with contextlib.suppress(Exception):
+            self.process.wait()
+
+    def failure(self, code: int) -> ProgramFailed:
+        """The one-line reason of a failed exit: its signal, or its last error line."""
+        if self.timed_out:
+            return ProgramFailed(self.name, "did not finish in time and was stopped", code=code)
+        if code < 0:
+            name = _SIGNALS.get(-code, f"signal {-code}")
+            return ProgramFailed(self.name, f"was killed by {name}", code=code)
+        lines = [line for line in self.stderr.lines if line.strip()]
+        errors = [line for line in lines if "error:" in line] or lines or ["(no message)"]
+        detail = errors[-1].split("error:", 1)[-1].strip()
+        return ProgramFailed(self.name, f"failed (exit {code}): {detail}", code=code)
+
+    def _expire(self) -> None:
+        self.timed_out = True
+        with contextlib.suppress(Exception):
+            self.process.kill()
+
+
+def start(
+    program: Path,
+    args: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    stdin: bytes | IO[bytes] | None = None,
+    stdout: Any = None,
+    on_stderr: Callable[[str], None] | None = None,
+    pass_fds: Sequence[int] = (),
+    cwd: Path | None = None,
+    nice: bool = False,
+) -> Running:
+    """Start ``program`` with ``args``; ``stdout`` is an object with ``write(bytes)``."""
+    closers: list[IO[bytes]] = []
+    if stdin is None:
+        stdin = open(os.devnull, "rb")  # noqa: SIM115 (closed by Running.wait)
+        closers.append(stdin)
+    if stdout is None:
+        stdout = open(os.devnull, "wb")  # noqa: SIM115 (closed by Running.wait)
+        closers.append(stdout)
+    lines = _Lines(on_stderr)
+    # a sink of ours gets large chunks; a real file (with a descriptor) is the child's own
+    buffering = {} if hasattr(stdout, "fileno") else {"_out_bufsize": 1 << 20}
+    try:
+        command = sh.Command(str(program))
+        process = command(
+            *args,
+            _bg=True,
+            _bg_exc=False,
+            _in=stdin,
+            _out=stdout,
+            _err=lines,
+            _decode_errors="replace",  # stderr lines only: stdout goes raw to the sink
+            _tty_out=False,
+            **buffering,
+            _env=dict(env),
+            _pass_fds=set(pass_fds),
+            _cwd=str(cwd) if cwd else None,
+            _ok_code=_OK_CODES,
+            _preexec_fn=_lower_priority if nice else None,
+        )
+    except (sh.CommandNotFound, OSError) as exc:
+        for stream in closers:
+            stream.close()
+        reason = getattr(exc, "strerror", None) or "not found or not executable"
+        raise ProgramFailed(program.name, f"could not be run ({program}): {reason}") from None
+    return Running(program.name, process, lines, closers)
 
 
 def run(
     program: Path,
-    args: list[str],
+    args: Sequence[str],
     *,
-    env: dict[str, str],
+    env: Mapping[str, str],
+    timeout: float | None,
     on_stderr: Callable[[str], None] | None = None,
+    stdout: Any = None,
+    stdin: bytes | IO[bytes] | None = None,
+    pass_fds: Sequence[int] = (),
+    cwd: Path | None = None,
 ) -> None:
-    """Run ``program`` to completion; ProgramFailed with its last error line otherwise."""
-    _run(program, args, env=env, on_stderr=on_stderr, stdout=None)
-
-
-def run_output(program: Path, args: list[str], *, env: dict[str, str] | None = None) -> str:
-    """Run ``program`` and return what it printed on stdout."""
-    chunks: list[bytes] = []
-    _run(program, args, env=dict(os.environ) if env is None else env, on_stderr=None, stdout=chunks)
-    return b"".join(chunks).decode("utf-8", "replace")
-
-
-def _run(
-    program: Path,
-    args: list[str],
-    *,
-    env: dict[str, str],
-    on_stderr: Callable[[str], None] | None,
-    stdout: list[bytes] | None,
-) -> None:
-    try:
-        child = subprocess.Popen(
-            [str(program), *args],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL if stdout is None else subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-    except OSError as exc:
-        raise ProgramFailed(program.name, f"could not be run: {exc.strerror or exc}") from None
-    assert child.stderr is not None  # noqa: S101 (piped above)
-    lines: list[str] = []
-    drain = threading.Thread(target=_drain, args=(child.stderr, lines, on_stderr))
-    drain.start()
-    if stdout is not None and child.stdout is not None:
-        source = child.stdout
-        stdout.extend(iter(lambda: source.read(1 << 16), b""))
-    code = child.wait()
-    drain.join()
+    """Run ``program`` to completion within ``timeout``; ProgramFailed otherwise."""
+    running = start(
+        program,
+        args,
+        env=env,
+        stdin=stdin,
+        stdout=stdout,
+        on_stderr=on_stderr,
+        pass_fds=pass_fds,
+        cwd=cwd,
+    )
+    code = running.wait(timeout)
     if code != 0:
-        raise failure(program, code, lines)
+        raise running.failure(code)
 
 
-def failure(program: Path, returncode: int, stderr: list[str]) -> ProgramFailed:
-    """The one-line reason of a program's exit: its signal, or its last error line."""
-    if returncode < 0:
-        name = _SIGNALS.get(-returncode, f"signal {-returncode}")
-        return ProgramFailed(program.name, f"was killed by {name}")
-    errors = [line for line in stderr if "error:" in line] or stderr or ["(no message)"]
-    detail = errors[-1].split("error:", 1)[-1].strip()
-    return ProgramFailed(program.name, f"failed (exit {returncode}): {detail}")
+class Collect:
+    """A stdout sink that keeps what a program printed."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.chunks.append(data)
+
+    def text(self) -> str:
+        return b"".join(self.chunks).decode("utf-8", "replace")
+
+
+def output(
+    program: Path,
+    args: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 60.0,
+    cwd: Path | None = None,
+    ok_codes: Sequence[int] = (0,),
+    stdin: bytes | None = None,
+) -> str:
+    """What ``program`` printed on stdout; ProgramFailed unless it exits with ``ok_codes``."""
+    sink = Collect()
+    running = start(
+        program, args, env=child_env() if env is None else env, stdout=sink, cwd=cwd, stdin=stdin
+    )
+    code = running.wait(timeout)
+    if code not in ok_codes:
+        raise running.failure(code)
+    return sink.text()
+
+
+class Pipe:
+    """A kernel pipe from this process's writes to a child's stdin.
+
+    Start the child with ``stdin=pipe.reader``, then ``detach_reader()`` (so that a child
+    that dies makes writes fail instead of filling the pipe), ``write()``, and ``close()``
+    to give it end-of-file. ``write`` is the sink of another program's stdout, too.
+    """
+
+    def __init__(self) -> None:
+        read_end, write_end = os.pipe()
+        self._fd: int | None = write_end
+        self.reader: IO[bytes] = os.fdopen(read_end, "rb")
+        self.broken = False
+
+    def detach_reader(self) -> None:
+        self.reader.close()
+
+    def write(self, chunk: bytes) -> None:
+        if self._fd is None or self.broken:
+            return
+        try:
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except OSError:  # the reader is gone: its exit code tells why
+            self.broken = True
+
+    def close(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+        if not self.reader.closed:
+            self.reader.close()
 
 
 class Tee:
     """`producer | (file, sha256, consumer)`: one program's output kept and checked at once.
 
-    The bytes the producer writes go to ``target``, into a running SHA-256, and to
-    the consumer's stdin, while both programs' stderr lines are collected. Used to
-    verify a dump while it is being written, instead of reading it again afterwards.
+    The bytes the producer writes go to ``target``, into a running SHA-256, and through a
+    kernel pipe into the consumer's stdin. Used to verify a dump while it is written,
+    instead of reading it again afterwards.
     """
-
-    CHUNK = 1 << 20
 
     def __init__(self, target: Path) -> None:
         self.target = target
         self.sha256 = hashlib.sha256()
         self.size = 0
         self.write_error: OSError | None = None
-        self.consumer_gone = False
+        self._file: IO[bytes] | None = None
+        self._pipe: Pipe | None = None
+
+    def write(self, chunk: bytes) -> None:
+        """Called by sh's output thread with each chunk the producer wrote."""
+        if self.write_error is not None or self._file is None:
+            return
+        try:
+            self._file.write(chunk)
+        except OSError as exc:
+            self.write_error = exc
+            return
+        self.sha256.update(chunk)
+        self.size += len(chunk)
+        if self._pipe is not None:
+            self._pipe.write(chunk)
 
     def run(
         self,
-        producer: tuple[Path, list[str], dict[str, str]],
+        producer: tuple[Path, list[str], ClientRun],
         consumer: tuple[Path, list[str], dict[str, str]],
         on_producer_line: Callable[[str], None],
-    ) -> tuple[int, list[str], int, list[str]]:
-        """Run both; returns (producer exit, its stderr, consumer exit, its stderr)."""
-        (p_prog, p_args, p_env), (c_prog, c_args, c_env) = producer, consumer
-        made = subprocess.Popen(
-            [str(p_prog), *p_args],
-            env=p_env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        # the checker runs at a lower priority: on a small machine it must take only
-        # what pg_dump and the server leave, or the backup itself slows down
-        check = subprocess.Popen(
-            [str(c_prog), *c_args],
-            env=c_env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            preexec_fn=_lower_priority,  # noqa: PLW1509 (only os.nice: safe after fork)
-        )
-        assert made.stdout and made.stderr and check.stdin and check.stderr  # noqa: S101
-        made_lines: list[str] = []
-        check_lines: list[str] = []
-        drains = [
-            threading.Thread(target=_drain, args=(made.stderr, made_lines, on_producer_line)),
-            threading.Thread(target=_drain, args=(check.stderr, check_lines, None)),
-        ]
-        for thread in drains:
-            thread.start()
+        timeout: float | None = None,
+    ) -> tuple[Running, int, Running, int]:
+        """Run both; returns each program and its exit code."""
+        (p_prog, p_args, p_client), (c_prog, c_args, c_env) = producer, consumer
+        self._pipe = pipe = Pipe()
+        made = check = None
         try:
-            self._pump(made.stdout, check.stdin)
+            with self.target.open("r+b") as self._file:
+                # the checker runs at a lower priority: on a small machine it must take only
+                # what pg_dump and the server leave, or the backup itself slows down
+                check = start(c_prog, c_args, env=c_env, stdin=pipe.reader, nice=True)
+                pipe.detach_reader()
+                made = start(
+                    p_prog,
+                    p_args,
+                    env=p_client.env,
+                    stdout=self,
+                    on_stderr=on_producer_line,
+                    pass_fds=p_client.pass_fds,
+                )
+                made_code = made.wait(timeout)
+                if self.write_error is not None:
+                    check.kill()
+                pipe.close()
+                check_code = check.wait(timeout)
+                self._flush()
+            return made, made_code, check, check_code
+        except BaseException:
+            for running in (made, check):
+                if running is not None:
+                    running.kill()
+            raise
         finally:
-            if self.write_error is not None:
-                made.kill()
-            with contextlib.suppress(OSError):
-                check.stdin.close()
-            made_code, check_code = made.wait(), check.wait()
-            for thread in drains:
-                thread.join()
-        return made_code, made_lines, check_code, check_lines
+            pipe.close()
+            self._file = None
 
-    def _pump(self, source: IO[bytes], sink: IO[bytes]) -> None:
-        with self.target.open("r+b") as out:
-            while chunk := source.read(self.CHUNK):
-                try:
-                    out.write(chunk)
-                except OSError as exc:
-                    self.write_error = exc
-                    return
-                self.sha256.update(chunk)
-                self.size += len(chunk)
-                if not self.consumer_gone:
-                    try:
-                        sink.write(chunk)
-                    except BrokenPipeError:
-                        self.consumer_gone = True
-            try:
-                out.flush()
-                os.fsync(out.fileno())
-            except OSError as exc:
-                self.write_error = exc
+    def _flush(self) -> None:
+        assert self._file is not None  # noqa: S101 (called inside run's with block)
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError as exc:
+            self.write_error = self.write_error or exc
 
 
 def _lower_priority() -> None:
     os.nice(10)
-
-
-def _drain(stream: IO[bytes], lines: list[str], on_line: Callable[[str], None] | None) -> None:
-    for raw in stream:
-        line = raw.decode("utf-8", "replace").rstrip()
-        lines.append(line)
-        del lines[:-50]
-        if on_line is not None:
-            on_line(line)
 
 
 def _escape(value: str) -> str:
