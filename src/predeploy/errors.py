@@ -8,14 +8,19 @@ from __future__ import annotations
 
 __all__ = [
     "BackupError",
+    "Blocked",
     "CheckFailed",
     "ConfigError",
     "DatabaseUnreachable",
     "HealthCheckFailed",
+    "InternalError",
+    "Interrupted",
     "LockBusy",
     "MigrationError",
     "PredeployError",
     "Refused",
+    "Terminated",
+    "interrupted",
 ]
 
 
@@ -81,3 +86,43 @@ class Refused(PredeployError):
     """Confirmation declined or impossible (exit 8)."""
 
     exit_code = 8
+
+
+class InternalError(PredeployError):
+    """A bug: something predeploy did not foresee (exit 9; the traceback is in the log file)."""
+
+    exit_code = 9
+
+
+class Blocked(DatabaseUnreachable):
+    """A read or write waited too long for a lock another session holds (exit 3 by default;
+    a step reports it with its own code)."""
+
+    exit_code = 3
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread as Ctrl-C's KeyboardInterrupt is (exit 143).
+
+    A KeyboardInterrupt subclass so that everything that cleans up after Ctrl-C (psycopg
+    cancels the running query, children are killed, partial files removed) does so after
+    SIGTERM too.
+    """
+
+    exit_code = 143
+
+
+class Interrupted(PredeployError):
+    """A run stopped by SIGINT (exit 130) or SIGTERM (exit 143), reported like any failure:
+    what it changed, its runbook and its audit row."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def interrupted(exc: KeyboardInterrupt, doing: str) -> Interrupted:
+    """The Interrupted error for a KeyboardInterrupt (Ctrl-C) or a Terminated (SIGTERM)."""
+    if isinstance(exc, Terminated):
+        return Interrupted(f"stopped by SIGTERM while {doing}", Terminated.exit_code)
+    return Interrupted(f"interrupted (SIGINT) while {doing}", 130)

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from predeploy.migrate.discovery import Migration
-from predeploy.postgres.relations import resolve
+from predeploy.postgres.relations import oids
 from predeploy.postgres.sessions import Conn
 
 __all__ = ["Blocker", "describe", "scan", "tables_of", "wait_until_gone"]
@@ -82,7 +82,7 @@ def wait_until_gone(
 
 
 def _oids(conn: Conn, names: Iterable[str]) -> list[int]:
-    return sorted({t.oid for t in resolve(conn, names).values()})
+    return oids(conn, names)
 
 
 def _scan(conn: Conn, oids: list[int], max_age: float) -> list[Blocker]:

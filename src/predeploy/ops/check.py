@@ -9,7 +9,7 @@ import structlog
 
 from predeploy.config.settings import Settings
 from predeploy.postgres import pgbin
-from predeploy.postgres.sessions import connect, round_trip_ms, target_url
+from predeploy.postgres.sessions import catalog_session, round_trip_ms, target_url
 
 __all__ = ["CheckResult", "check"]
 
@@ -51,8 +51,8 @@ class CheckResult:
 
 def check(settings: Settings) -> CheckResult:
     """Connect to the env's database and report what a deploy needs to know."""
-    url, variable = target_url(settings, direct=True)
-    with connect(url, timeout=settings.connect_timeout, variable=variable) as conn:
+    url, _ = target_url(settings, direct=True)
+    with catalog_session(settings, purpose="check") as conn:
         row = conn.execute(
             "SELECT current_setting('server_version'), current_setting('server_version_num'),"
             " current_database(), current_user, pg_is_in_recovery()"

@@ -17,23 +17,27 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
+from psycopg import errors as pg_errors
 
 from predeploy.config.settings import Settings
 from predeploy.errors import PredeployError
 from predeploy.migrate import discovery as migrations
 from predeploy.migrate import history
+from predeploy.migrate.commands import read_history
 from predeploy.migrate.status import compare
 from predeploy.ops.pm2 import Pm2
-from predeploy.postgres.sessions import Conn, connect, round_trip_ms, target_url
+from predeploy.postgres.failures import translated
+from predeploy.postgres.relations import size_expression
+from predeploy.postgres.sessions import Conn, catalog_session, round_trip_ms
 
 __all__ = ["Check", "HealthReport", "check_http", "check_pm2", "log_checks", "run"]
 
 log = structlog.get_logger(__name__)
 _TABLES = 5
 _LARGEST = """
-SELECT s.schemaname, s.relname, pg_total_relation_size(s.relid), s.n_live_tup
+SELECT s.schemaname, s.relname, {size}, s.n_live_tup
 FROM pg_stat_user_tables s
-ORDER BY pg_total_relation_size(s.relid) DESC, s.relname
+ORDER BY 3 DESC, s.relname
 LIMIT %s
 """
 
@@ -111,8 +115,7 @@ def _database_checks(settings: Settings) -> list[Check]:
     checks: list[Check] = []
     started = time.perf_counter()
     try:
-        url, variable = target_url(settings)
-        conn = connect(url, timeout=settings.connect_timeout, variable=variable)
+        conn = catalog_session(settings, direct=False, purpose="health")
     except PredeployError as exc:
         seconds = time.perf_counter() - started
         return [
@@ -126,27 +129,29 @@ def _database_checks(settings: Settings) -> list[Check]:
             Check(
                 "database",
                 True,
-                f"{url.database} reachable, {latency:.2f} ms round trip",
+                f"{conn.info.dbname} reachable, {latency:.2f} ms round trip",
                 time.perf_counter() - started,
                 {"latency_ms": round(latency, 3)},
             )
         )
-        checks.append(_timed("history", lambda: _history(settings, conn)))
-        checks.append(_timed("tables", lambda: _tables(conn)))
+        checks.append(_timed("history", conn, lambda: _history(settings, conn)))
+        checks.append(_timed("tables", conn, lambda: _tables(conn)))
     return checks
 
 
-def _timed(name: str, probe: Callable[[], tuple[bool, str, dict[str, Any]]]) -> Check:
+def _timed(name: str, conn: Conn, probe: Callable[[], tuple[bool, str, dict[str, Any]]]) -> Check:
     started = time.perf_counter()
     try:
-        ok, detail, data = probe()
+        with translated(conn, f"the {name} check"):
+            ok, detail, data = probe()
     except PredeployError as exc:
         ok, detail, data = False, exc.message, {}
     return Check(name, ok, detail, time.perf_counter() - started, data)
 
 
 def _history(settings: Settings, conn: Conn) -> tuple[bool, str, dict[str, Any]]:
-    rows = history.read(conn, settings.migrations_table)
+    table, _ = history.tables_for(settings)
+    rows = read_history(conn, table)
     status = compare(migrations.discover(settings.migrations_dir), rows)
     counts = status.counts()
     problems = {state: n for state, n in counts.items() if n and state != "applied"}
@@ -162,7 +167,12 @@ def _history(settings: Settings, conn: Conn) -> tuple[bool, str, dict[str, Any]]
 
 
 def _tables(conn: Conn) -> tuple[bool, str, dict[str, Any]]:
-    rows = conn.execute(_LARGEST, (_TABLES,)).fetchall()
+    """The largest tables; sizes estimated (no lock) when one of them is locked."""
+    try:
+        rows = _largest(conn, exact=True)
+        estimated = False
+    except pg_errors.LockNotAvailable:
+        rows, estimated = _largest(conn, exact=False), True
     tables: list[dict[str, Any]] = [
         {"table": f"{schema}.{name}", "bytes": int(size), "live_rows": int(live)}
         for schema, name, size, live in rows
@@ -170,7 +180,13 @@ def _tables(conn: Conn) -> tuple[bool, str, dict[str, Any]]:
     if not tables:
         return True, "no user tables", {"largest": []}
     detail = ", ".join(f"{t['table']} {_size(t['bytes'])} ~{t['live_rows']:,} rows" for t in tables)
-    return True, f"largest: {detail}", {"largest": tables}
+    note = " (sizes estimated: a table is locked)" if estimated else ""
+    return True, f"largest: {detail}{note}", {"largest": tables, "estimated": estimated}
+
+
+def _largest(conn: Conn, *, exact: bool) -> list[tuple[Any, ...]]:
+    query = _LARGEST.replace("{size}", size_expression("s.relid", exact=exact))
+    return conn.execute(query, (_TABLES,)).fetchall()
 
 
 def _size(size: int) -> str:

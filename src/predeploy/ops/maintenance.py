@@ -26,7 +26,7 @@ from predeploy.config.settings import Settings
 from predeploy.errors import CheckFailed, PredeployError
 from predeploy.migrate.lock import advisory_lock
 from predeploy.ops import health
-from predeploy.postgres.sessions import Conn, connect, target_url
+from predeploy.postgres.sessions import CATALOG, Conn, Limits, catalog_session, use_limits
 from predeploy.steps import OnStep, Step, Stepper, skip, stepper
 
 __all__ = ["MAINTENANCE_LOCK", "MaintenanceReport", "maintain"]
@@ -96,14 +96,8 @@ def maintain(
 
 @contextmanager
 def _locked(settings: Settings) -> Iterator[Conn]:
-    url, variable = target_url(settings, direct=True)
     with (
-        connect(
-            url,
-            timeout=settings.connect_timeout,
-            variable=variable,
-            application_name="predeploy maintenance",
-        ) as conn,
+        catalog_session(settings, purpose="maintenance") as conn,
         advisory_lock(conn, MAINTENANCE_LOCK, wait=0, purpose="maintenance"),
     ):
         yield conn
@@ -131,11 +125,16 @@ def _locked_steps(
 
 
 def _vacuum(conn: Conn) -> None:
+    """VACUUM (ANALYZE) of every table it can lock at once; a locked table is skipped, and
+    the nightly vacuum has no statement timeout."""
+    use_limits(conn, Limits(lock_timeout=CATALOG.lock_timeout, statement_timeout=0))
     try:
-        conn.execute("VACUUM (ANALYZE)")
+        conn.execute("VACUUM (ANALYZE, SKIP_LOCKED)")
     except psycopg.Error as exc:
         detail = (exc.diag.message_primary or str(exc)).strip()
         raise CheckFailed(f"VACUUM (ANALYZE) failed: {detail}") from None
+    finally:
+        use_limits(conn, CATALOG)
 
 
 @contextmanager

@@ -22,7 +22,7 @@ from psycopg import sql
 
 from predeploy.config.dburl import DatabaseUrl, parse_url
 from predeploy.errors import DatabaseUnreachable
-from predeploy.postgres.sessions import connect
+from predeploy.postgres.sessions import CATALOG, connect
 
 __all__ = ["DEV_DATABASE", "EmbeddedServer", "bin_dir", "start", "status", "stop"]
 
@@ -111,7 +111,7 @@ def _wheel() -> Any:
 
 def _ensure_database(admin: DatabaseUrl) -> DatabaseUrl:
     """Create the dev database on first use; the server's own `postgres` stays untouched."""
-    with connect(admin, timeout=5, variable="the embedded dev database") as conn:
+    with connect(admin, limits=CATALOG, timeout=5, variable="the embedded dev database") as conn:
         exists = conn.execute(
             "SELECT 1 FROM pg_database WHERE datname = %s", (DEV_DATABASE,)
         ).fetchone()

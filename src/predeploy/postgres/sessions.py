@@ -1,8 +1,11 @@
-"""Connections: every database conversation starts here.
+"""Sessions: the one way predeploy opens a connection to a database.
 
-``connect`` applies the connect timeout and application_name, and turns libpq's
-multi-line failures into one ``DatabaseUnreachable`` line that names the server
-(never the password).
+Every session gets its ``application_name``, the connect timeout, and the
+``lock_timeout``/``statement_timeout`` of what it does (``Limits``): migration work uses
+the configured ones; catalogue reads (history, blockers, sizes, health, audit, drift) use
+``CATALOG``, a short lock timeout of their own, so that they never queue behind an ACCESS
+EXCLUSIVE lock. libpq's multi-line failures become one ``DatabaseUnreachable`` line that
+names the server (never the password).
 """
 
 from __future__ import annotations
@@ -11,9 +14,11 @@ import math
 import re
 import statistics
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import psycopg
+from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from predeploy.config.dburl import DatabaseUrl
@@ -22,11 +27,36 @@ from predeploy.errors import DatabaseUnreachable
 if TYPE_CHECKING:
     from predeploy.config.settings import Settings
 
-__all__ = ["APPLICATION_NAME", "Conn", "connect", "describe_failure", "round_trip_ms", "target_url"]
+__all__ = [
+    "APPLICATION_NAME",
+    "CATALOG",
+    "Conn",
+    "Limits",
+    "catalog_session",
+    "connect",
+    "describe_failure",
+    "migration_limits",
+    "migration_session",
+    "round_trip_ms",
+    "target_url",
+    "use_limits",
+]
 
 Conn: TypeAlias = psycopg.Connection[tuple[Any, ...]]
 
 APPLICATION_NAME = "predeploy"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """A session's lock_timeout and statement_timeout, in seconds (0: none)."""
+
+    lock_timeout: float
+    statement_timeout: float
+
+
+# catalogue reads: give up on a lock within a second, on any statement within a minute
+CATALOG = Limits(lock_timeout=1.0, statement_timeout=60.0)
 
 # libpq reports connection failures as text only (no SQLSTATE reaches psycopg).
 _REASONS: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -70,28 +100,114 @@ _REASONS: tuple[tuple[re.Pattern[str], str], ...] = (
         re.compile(r"the database system is (starting up|shutting down|in recovery mode)"),
         "{address} is not accepting connections yet: {detail}",
     ),
+    (
+        re.compile(r"permission denied for database|not permitted to log in"),
+        "user {user} may not connect to {database} on {address}: {detail}",
+    ),
 )
 
 
 def connect(
     url: DatabaseUrl,
     *,
+    limits: Limits,
     timeout: float,
     variable: str = "DATABASE_URL",
-    autocommit: bool = True,
     application_name: str = APPLICATION_NAME,
+    search_path: str | None = None,
 ) -> Conn:
-    """Open a connection to ``url`` within ``timeout`` seconds."""
+    """Open an autocommit session to ``url`` within ``timeout`` seconds, with ``limits``.
+
+    ``search_path`` (a schema name) makes it exactly that schema, as Prisma's
+    ``?schema=`` does for migration sessions.
+    """
     params = url.connect_params()
     params.setdefault("application_name", application_name)
     try:
-        return psycopg.connect(
+        conn = psycopg.connect(
             make_conninfo("", **params),
-            autocommit=autocommit,
+            autocommit=True,
             connect_timeout=max(1, math.ceil(timeout)),
         )
     except psycopg.OperationalError as exc:
         raise DatabaseUnreachable(describe_failure(exc, url, timeout, variable)) from None
+    try:
+        use_limits(conn, limits, search_path=search_path)
+    except psycopg.Error as exc:
+        conn.close()
+        raise DatabaseUnreachable(
+            f"cannot set up a session on {url.address}: {_primary(exc)}"
+        ) from None
+    return conn
+
+
+def use_limits(conn: Conn, limits: Limits, *, search_path: str | None = None) -> None:
+    """Set the session's lock_timeout and statement_timeout (and search_path): one round trip."""
+    settings: list[sql.Composable] = [
+        sql.SQL("set_config('lock_timeout', {}, false)").format(_ms(limits.lock_timeout)),
+        sql.SQL("set_config('statement_timeout', {}, false)").format(_ms(limits.statement_timeout)),
+    ]
+    if search_path is not None:
+        settings.append(
+            sql.SQL("set_config('search_path', {}, false)").format(
+                sql.Literal(sql.Identifier(search_path).as_string(conn))
+            )
+        )
+    conn.execute(sql.SQL("SELECT ") + sql.SQL(", ").join(settings))
+
+
+def _ms(seconds: float) -> sql.Literal:
+    return sql.Literal(f"{round(seconds * 1000)}ms")
+
+
+def target_url(settings: Settings, *, direct: bool = False) -> tuple[DatabaseUrl, str]:
+    """The URL a run talks to and the setting it came from.
+
+    ``direct`` asks for the URL of migrations and backups (the direct URL when set). In
+    dev without DATABASE_URL, the embedded server is started or reused.
+    """
+    if settings.uses_embedded:
+        from predeploy.postgres import embedded  # noqa: PLC0415 (only dev needs the wheel)
+
+        return embedded.start(settings.pgdata).url, "the embedded dev database"
+    if direct and settings.direct_database_url is not None:
+        return settings.direct_database_url, "DIRECT_DATABASE_URL"
+    assert settings.database_url is not None  # noqa: S101 (uses_embedded is False)
+    return settings.database_url, "DATABASE_URL"
+
+
+def catalog_session(settings: Settings, *, direct: bool = True, purpose: str = "") -> Conn:
+    """A session for catalogue reads and bookkeeping on the env's database."""
+    url, variable = target_url(settings, direct=direct)
+    return connect(
+        url,
+        limits=CATALOG,
+        timeout=settings.connect_timeout,
+        variable=variable,
+        application_name=f"{APPLICATION_NAME} {purpose}".strip(),
+    )
+
+
+def migration_limits(settings: Settings) -> Limits:
+    """PREDEPLOY_LOCK_TIMEOUT and PREDEPLOY_STATEMENT_TIMEOUT."""
+    return Limits(settings.lock_timeout, settings.statement_timeout)
+
+
+def migration_session(settings: Settings, purpose: str) -> Conn:
+    """A session on the direct URL for work that changes the schema.
+
+    It starts with the catalogue limits (its first reads are the history and the catalogue);
+    the executor switches it to the migration limits while it applies.
+    """
+    url, variable = target_url(settings, direct=True)
+    return connect(
+        url,
+        limits=CATALOG,
+        timeout=settings.connect_timeout,
+        variable=variable,
+        application_name=f"{APPLICATION_NAME} {purpose}",
+        search_path=url.schema,
+    )
 
 
 def round_trip_ms(conn: Conn, samples: int = 5) -> float:
@@ -107,6 +223,8 @@ def round_trip_ms(conn: Conn, samples: int = 5) -> float:
 def describe_failure(exc: BaseException, url: DatabaseUrl, timeout: float, variable: str) -> str:
     """One line for a failed connection attempt, without the password."""
     text = str(exc)
+    if url.password:
+        text = text.replace(url.password, "***")
     detail = _last_line(text)
     for pattern, message in _REASONS:
         if pattern.search(text):
@@ -128,17 +246,7 @@ def _last_line(text: str) -> str:
     return re.sub(r"^.*?failed: (FATAL:\s+)?", "", last)
 
 
-def target_url(settings: Settings, *, direct: bool = False) -> tuple[DatabaseUrl, str]:
-    """The URL a run talks to and the setting it came from.
-
-    ``direct`` asks for the URL of migrations and backups (DIRECT_DATABASE_URL
-    when set). In dev without DATABASE_URL, the embedded server is started or reused.
-    """
-    if settings.uses_embedded:
-        from predeploy.postgres import embedded  # noqa: PLC0415 (only dev needs the wheel's machinery)
-
-        return embedded.start(settings.pgdata).url, "the embedded dev database"
-    if direct and settings.direct_database_url is not None:
-        return settings.direct_database_url, "DIRECT_DATABASE_URL"
-    assert settings.database_url is not None  # noqa: S101 (uses_embedded is False)
-    return settings.database_url, "DATABASE_URL"
+def _primary(exc: psycopg.Error) -> str:
+    diag = getattr(exc, "diag", None)
+    primary = diag.message_primary if diag is not None else None
+    return (primary or str(exc) or type(exc).__name__).strip().splitlines()[0]
