@@ -1,20 +1,33 @@
-"""The rollback runbook: the exact commands that undo this run, to paste as printed."""
+"""The runbook: the exact commands that undo what a run changed, and only that.
+
+Printed at the end of every run that changed something or failed, and kept under the log
+folder. Commands are shell-quoted, to paste as printed. What it says:
+
+- after a run that changed nothing (a refusal, a lock, a rolled-back error): that nothing
+  was changed, and what helps (run again once the cause is fixed); never a restore;
+- after applying: the rollback of exactly the migrations this run applied, by name, then
+  the restore of this run's backup (pm2 stop/start around it) as the last resort, with the
+  writes it would discard spelled out;
+- after a migration that stopped part-way outside a transaction: how to mark it.
+"""
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import structlog
 
-from predeploy.backup.dump import BackupResult
 from predeploy.config.settings import Settings
 from predeploy.errors import PredeployError
 from predeploy.migrate.executor import Applied, MigrationFailed
 
-__all__ = ["Runbook", "build_runbook", "write_runbook"]
+__all__ = ["PROGRAM", "Runbook", "TakenBackup", "build_runbook", "command", "write_runbook"]
 
 log = structlog.get_logger(__name__)
+PROGRAM = "predeploy"
 
 
 @dataclass(frozen=True)
@@ -26,47 +39,102 @@ class Runbook:
         return "\n".join(self.commands)
 
 
+@dataclass(frozen=True)
+class TakenBackup:
+    """The backup a run took: where, and when (what a restore goes back to)."""
+
+    path: Path
+    created_at: datetime
+
+
+def command(*words: str) -> str:
+    """A predeploy command line, every word shell-quoted."""
+    return " ".join(shlex.quote(w) for w in (PROGRAM, *words))
+
+
 def build_runbook(
     settings: Settings,
     *,
-    backup: BackupResult | None,
+    backup: TakenBackup | None,
     applied: list[Applied],
     error: PredeployError | None,
     run_id: str,
     has_down: dict[str, bool],
 ) -> Runbook:
-    """The commands, written to logs/runbook-<env>-<run id>.txt as well."""
-    env, lines = settings.env, []
-    pm2 = settings.pm2_app
-    if isinstance(error, MigrationFailed) and error.left_failed:
+    """The commands for this run, written to <log dir>/runbook-<env>-<run id>.txt as well."""
+    env = settings.env
+    left_failed = error.name if isinstance(error, MigrationFailed) and error.left_failed else None
+    lines: list[str] = []
+    if not applied and left_failed is None:
+        lines += _nothing_changed(env, error, backup)
+        return write_runbook(settings, run_id, lines)
+    if left_failed is not None:
         lines += [
-            f"# {error.name} stopped part-way and is recorded as failed: check what it changed,",
-            "# then mark it, fix migration.sql and migrate again:",
-            f"invoke resolve --env {env} --rolled-back {error.name}",
+            f"# {left_failed} stopped part-way outside a transaction and is recorded as failed:",
+            "# check what it changed, undo that by hand, then mark it and migrate again:",
+            command("resolve", "--env", env, "--rolled-back", left_failed),
         ]
     if applied:
-        if all(has_down.get(a.name) for a in applied):
-            lines += [
-                f"# undo the {len(applied)} migration(s) this run applied, with their down.sql:",
-                f"invoke rollback --env {env} --steps {len(applied)} --yes",
-            ]
-        else:
-            missing = [a.name for a in applied if not has_down.get(a.name)]
-            lines.append(f"# no down.sql for {', '.join(missing)}: undo by restoring the backup")
-    if backup is not None:
-        lines.append("# or bring the whole database back to the moment before this run:")
-        if pm2:
-            lines.append(f"pm2 stop {pm2}")
-        lines.append(f"invoke restore --env {env} --backup {backup.path} --yes")
-        if pm2:
-            lines.append(f"pm2 start {pm2}")
-    elif applied:
-        lines.append("# no backup was taken by this run")
+        lines += _undo_applied(env, applied, has_down, failed=error is not None)
+    lines += _restore(settings, backup, last_resort=bool(applied) or left_failed is not None)
     return write_runbook(settings, run_id, lines)
 
 
+def _nothing_changed(
+    env: str, error: PredeployError | None, backup: TakenBackup | None
+) -> list[str]:
+    lines = ["# this run changed nothing in the database: there is nothing to undo"]
+    if error is not None:
+        lines += [
+            "# once the cause above is dealt with, run it again:",
+            command("migrate", "--env", env),
+        ]
+    if backup is not None:
+        lines.append(f"# the backup it took is kept: {shlex.quote(str(backup.path))}")
+    return lines
+
+
+def _undo_applied(
+    env: str, applied: list[Applied], has_down: dict[str, bool], *, failed: bool
+) -> list[str]:
+    newest_first = [a.name for a in reversed(applied)]
+    names = ", ".join(newest_first)
+    intro = (
+        f"# before it failed, this run applied {len(applied)} migration(s): {names}"
+        if failed
+        else f"# this run applied {len(applied)} migration(s): {names}"
+    )
+    lines = [intro]
+    missing = [name for name in newest_first if not has_down.get(name)]
+    if missing:
+        lines.append(f"# no down.sql for {', '.join(missing)}: undo by restoring the backup")
+        return lines
+    lines += [
+        "# undo exactly those, newest first, with their down.sql:",
+        command("rollback", "--env", env, "--migrations", ",".join(newest_first), "--yes"),
+    ]
+    return lines
+
+
+def _restore(settings: Settings, backup: TakenBackup | None, *, last_resort: bool) -> list[str]:
+    if backup is None:
+        return ["# no backup was taken by this run"] if last_resort else []
+    since = f"{backup.created_at:%Y-%m-%d %H:%M:%S} UTC"
+    pm2 = settings.pm2_app
+    lines = [
+        "# or, as a last resort, bring the whole database back to the moment before this run;",
+        f"# this discards every write made since {since}, the application's included:",
+    ]
+    if pm2:
+        lines.append(f"pm2 stop {shlex.quote(pm2)}")
+    lines.append(command("restore", "--env", settings.env, "--backup", str(backup.path), "--yes"))
+    if pm2:
+        lines.append(f"pm2 start {shlex.quote(pm2)}")
+    return lines
+
+
 def write_runbook(settings: Settings, run_id: str, lines: list[str]) -> Runbook:
-    """The runbook of ``lines``, also written to logs/runbook-<env>-<run id>.txt."""
+    """The runbook of ``lines``, also written to <log dir>/runbook-<env>-<run id>.txt."""
     path = settings.log_dir / f"runbook-{settings.env}-{run_id}.txt"
     try:
         settings.log_dir.mkdir(parents=True, exist_ok=True)

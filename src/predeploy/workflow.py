@@ -1,11 +1,12 @@
-"""`invoke migrate`: the whole pre-deploy runbook as one run.
+"""`predeploy migrate`: the whole pre-deploy runbook as one run.
 
-    connectivity → history checks → pending list → lint → backup → confirmation
-    → blocker scan → apply → post-apply checks → rollback runbook → summary
+    connectivity → history and plan → pending list → lint → privileges → backup
+    → confirmation → blocker scan → apply → post-apply checks → runbook → audit
 
-Each step is recorded with its outcome and duration. Nothing pending ends the run
-at once (no backup, no prompt). A failure still yields the report, with the
-runbook that undoes what the run did, and every run leaves an audit row.
+Each step is recorded with its outcome and duration; every gate reads the env's policy.
+Nothing pending ends the run at once (no backup, no prompt). A failure, or SIGINT/SIGTERM,
+still yields the report, with the runbook of what the run changed, and every run that
+reached the database leaves an audit row.
 """
 
 from __future__ import annotations
@@ -17,31 +18,25 @@ from typing import Any
 
 import structlog
 
-from predeploy import audit
+from predeploy import audit, gates
 from predeploy.backup import dump as backup
 from predeploy.backup.dump import BackupResult
 from predeploy.backup.progress import ProgressFn
+from predeploy.config.policy import Policy, policy_for
 from predeploy.config.settings import Settings
-from predeploy.confirm import operator, require_typed, require_yes
-from predeploy.errors import (
-    CheckFailed,
-    ConfigError,
-    DatabaseUnreachable,
-    MigrationError,
-    PredeployError,
-    Refused,
-)
-from predeploy.migrate import blockers, commands, history
+from predeploy.confirm import operator
+from predeploy.errors import MigrationError, PredeployError, interrupted
+from predeploy.migrate import commands, executor, history
 from predeploy.migrate import discovery as migrations
-from predeploy.migrate import executor as runner
 from predeploy.migrate.blockers import Blocker
-from predeploy.migrate.discovery import Migration
 from predeploy.migrate.lint import LintReport
 from predeploy.migrate.lock import migrate_session
-from predeploy.migrate.rehearse import rehearse
-from predeploy.migrate.status import Status, compare
-from predeploy.postgres.sessions import Conn, connect, target_url
-from predeploy.runbook import Runbook, build_runbook
+from predeploy.migrate.plan import Plan, make_plan
+from predeploy.migrate.privileges import check_bookkeeping
+from predeploy.migrate.status import compare
+from predeploy.postgres.failures import translated
+from predeploy.postgres.sessions import Conn, catalog_session
+from predeploy.runbook import Runbook, TakenBackup, build_runbook
 from predeploy.steps import OnStep, Step, Stepper, skip, stepper
 
 __all__ = ["Options", "Pending", "Report", "Step", "migrate"]
@@ -65,11 +60,14 @@ class Options:
 
 @dataclass(frozen=True)
 class Pending:
+    """A pending migration as the report shows it: no SQL unless it is a dry run."""
+
     name: str
     statements: int
     transactional: bool
     has_down: bool
-    sql: str
+    checksum: str
+    sql: str | None = None
 
 
 @dataclass
@@ -80,13 +78,18 @@ class Report:
     database: str = ""
     steps: list[Step] = field(default_factory=list)
     pending: list[Pending] = field(default_factory=list)
-    applied: list[runner.Applied] = field(default_factory=list)
+    applied: list[executor.Applied] = field(default_factory=list)
     backup: BackupResult | None = None
-    rehearsal: list[dict[str, Any]] = field(default_factory=list)
+    rehearsal: list[executor.Rehearsed] = field(default_factory=list)
     lint: LintReport | None = None
     blockers: list[Blocker] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     runbook: Runbook | None = None
     error: PredeployError | None = None
+
+    @property
+    def failed_step(self) -> str | None:
+        return next((s.name for s in self.steps if s.outcome == "failed"), None)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -96,14 +99,34 @@ class Report:
             "error": str(self.error) if self.error else None,
             "exit_code": self.error.exit_code if self.error else 0,
             "steps": [s.__dict__ for s in self.steps],
-            "pending": [dict(p.__dict__) for p in self.pending],
+            "pending": [
+                {k: v for k, v in p.__dict__.items() if k != "sql" or v is not None}
+                for p in self.pending
+            ],
             "applied": [a.__dict__ for a in self.applied],
             "backup": self.backup.as_dict() if self.backup else None,
-            "rehearsal": self.rehearsal,
+            "rehearsal": [r.as_dict() for r in self.rehearsal],
             "lint": self.lint.as_dict() if self.lint else None,
             "blockers": [b.as_dict() for b in self.blockers],
+            "warnings": self.warnings,
             "runbook": self.runbook.commands if self.runbook else [],
         }
+
+
+@dataclass
+class _Run:
+    """One migrate run's context: what it was asked, what it is allowed, what it did."""
+
+    settings: Settings
+    policy: Policy
+    options: Options
+    report: Report
+    trail: audit.Run
+    step: Stepper
+    on_step: OnStep | None
+
+    def skip(self, *names: str, detail: str) -> None:
+        skip(self.report.steps, self.on_step, *names, detail=detail)
 
 
 def migrate(
@@ -114,249 +137,190 @@ def migrate(
 ) -> Report:
     """Run the workflow; returns the report (with ``error`` set on failure)."""
     report = Report(env=settings.env)
-    run = audit.Run(run_id=run_id, command="migrate", env=settings.env, root=settings.root)
+    trail = audit.Run(run_id=run_id, command="migrate", env=settings.env, root=settings.root)
+    run = _Run(
+        settings,
+        policy_for(settings),
+        options,
+        report,
+        trail,
+        stepper(report.steps, on_step),
+        on_step,
+    )
     try:
-        _workflow(settings, options, report, run, on_step)
+        _workflow(run)
     except PredeployError as exc:
         report.error = exc
-    changed = bool(report.applied) or report.error is not None
-    if changed and not options.dry_run and not options.rehearse:
-        has_down = {p.name: p.has_down for p in report.pending}
+    except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM (Terminated): report, then exit
+        report.error = interrupted(exc, f"migrating ({report.failed_step or 'between steps'})")
+    if not options.dry_run and not options.rehearse and (report.applied or report.error):
+        taken = report.backup
         report.runbook = build_runbook(
             settings,
-            backup=report.backup,
+            backup=TakenBackup(taken.path, taken.created_at) if taken else None,
             applied=report.applied,
             error=report.error,
             run_id=run_id,
-            has_down=has_down,
+            has_down={p.name: p.has_down for p in report.pending},
         )
-    if report.database:
-        _audit(settings, run, report, options)
+    if report.database and not options.dry_run and not options.rehearse:
+        _audit(settings, trail, report)
     return report
 
 
-def _workflow(
-    settings: Settings,
-    options: Options,
-    report: Report,
-    run: audit.Run,
-    on_step: OnStep | None,
-) -> None:
-    step = stepper(report.steps, on_step)
-    url, variable = target_url(settings, direct=True)
+def _workflow(run: _Run) -> None:
     held = ExitStack()
-    with step("connectivity"):
+    with run.step("connectivity"):
         # the migrate lock is held from here to the end: nobody else migrates between
-        # our backup and our apply, and a concurrent run waits (PREDEPLOY_LOCK_WAIT) or exits 6
-        conn = held.enter_context(migrate_session(settings, url, variable, "migrate"))
+        # our backup and our apply, and a concurrent run waits (LOCK_WAIT) or exits 6
+        conn = held.enter_context(migrate_session(run.settings, "migrate"))
     with held:
-        _locked_workflow(
-            settings, options, report=report, run=run, conn=conn, step=step, on_step=on_step
-        )
+        _locked_workflow(run, conn)
 
 
-def _locked_workflow(
-    settings: Settings,
-    options: Options,
-    *,
-    report: Report,
-    run: audit.Run,
-    conn: Conn,
-    step: Stepper,
-    on_step: OnStep | None,
-) -> None:
+def _locked_workflow(run: _Run, conn: Conn) -> None:
+    settings, policy, options, report, step = (
+        run.settings,
+        run.policy,
+        run.options,
+        run.report,
+        run.step,
+    )
+    table, audit_table = history.tables_for(settings)
     with step("history"):
-        row = conn.execute("SELECT current_database(), pg_is_in_recovery()").fetchone()
-        report.database = str(row[0]) if row else ""
-        if row and row[1]:
-            raise DatabaseUnreachable(
-                f"{report.database} is a standby (read-only, in recovery): point "
-                f"DIRECT_DATABASE_URL at the primary"
-            )
-        rows = history.read(conn, settings.migrations_table)
+        commands.refuse_standby(conn)
+        report.database = conn.info.dbname
         found = migrations.discover(settings.migrations_dir)
-        before: Status = compare(found, rows)
-        commands.refuse_blocked(before, settings)
+        plan = make_plan(compare(found, commands.read_history(conn, table)), policy)
+        report.warnings = list(plan.warnings)
+        for warning in plan.warnings:
+            log.warning("plan_warning", detail=warning)
+        plan.refuse()
     with step("pending"):
-        report.pending = [_describe(m) for m in before.pending]
+        report.pending = [_describe(m, with_sql=options.dry_run) for m in plan.pending]
     if not report.pending:
         log.info("nothing_pending")
         return
     with step("lint"):
-        report.lint = commands.lint_migrations(settings, conn, before.pending)
-        _lint_policy(settings, options, report.lint)
+        report.lint = commands.lint_migrations(settings, conn, list(plan.pending))
+        gates.lint(policy, report.lint, force=options.force_lint or options.dry_run)
     if options.dry_run:
-        skip(report.steps, on_step, "backup", "confirmation", "apply", detail="dry run")
+        run.skip("backup", "confirmation", "apply", detail="dry run")
         return
     if options.rehearse:
-        with step("rehearsal"):
-            report.rehearsal = rehearse(conn, before.pending)
+        _rehearse(run, conn, plan)
         return
-    strict = settings.env != "dev"
-    if strict and not options.yes and not options.interactive:
-        raise Refused(
-            f"migrating {report.database} ({settings.env}) needs a confirmation and there is no "
-            f"terminal to ask on: run it from a terminal, or pass --yes; nothing was done"
-        )
-    if options.no_backup and settings.env == "prod" and not settings.allow_no_backup:
-        raise ConfigError(
-            "--no-backup is refused in prod: set PREDEPLOY_ALLOW_NO_BACKUP=1 to run without a "
-            "verified backup, if you really must"
-        )
-    if not strict or options.no_backup:
-        why = "--no-backup" if options.no_backup else "not required in dev"
-        skip(report.steps, on_step, "backup", detail=why)
-    else:
-        with step("backup"):
-            report.backup = backup.backup(settings, reason="pre-migrate", progress=options.progress)
-            run.backup_path, run.backup_sha256 = str(report.backup.path), report.backup.sha256
-    if not strict or options.yes:
-        why = "--yes, by " + operator() if options.yes else "not required in dev"
-        if options.yes:
-            log.info("confirmation_waived", operator=operator(), env=settings.env)
-        skip(report.steps, on_step, "confirmation", detail=why)
-    else:
-        with step("confirmation"):
-            _confirm(settings, options, report)
+    gates.refuse_without_terminal(policy, options, report.database, "migrating")
+    gates.no_backup(policy, options)
+    with step("privileges"):
+        check_bookkeeping(conn, table, audit_table)
+    _backup(run)
+    _confirm(run)
     with step("blockers"):
-        _blockers(settings, options, report, conn, before.pending)
+        report.blockers = gates.blockers(
+            settings, policy, options, conn=conn, pending=plan.pending, database=report.database
+        )
     with step("apply"):
-        commands.migrate(settings, on_applied=report.applied.append, session=conn, found=found)
+        commands.ensure_history(conn, table)
+        with executor.Executor(conn, commands.run_options(settings)) as run_scripts:
+            for migration in plan.pending:
+                with structlog.contextvars.bound_contextvars(migration=migration.name):
+                    report.applied.append(run_scripts.apply(migration))
+                seconds = round(report.applied[-1].seconds, 4)
+                run.trail.migrations.append({"name": migration.name, "seconds": seconds})
     with step("post-apply checks"):
-        after = compare(found, history.read(conn, settings.migrations_table))
-        if not after.up_to_date:
-            counts = {k: v for k, v in after.counts().items() if v and k != "applied"}
-            raise MigrationError(f"after applying, the history is not clean: {counts}")
+        _after(conn, table, found, policy)
 
 
-def _lint_policy(settings: Settings, options: Options, lint: LintReport) -> None:
-    """prod refuses error-level findings unless --force-lint; elsewhere they are shown."""
-    for finding in (f for f in lint.active if f.severity != "info"):  # info: counted by lint
-        log.warning(
-            "lint_finding",
-            migration=finding.migration,
-            line=finding.line,
-            rule=finding.rule,
-            severity=finding.severity,
-            tables=[t.table for t in finding.tables],
-        )
-    if not lint.errors or settings.env != "prod" or options.dry_run or options.rehearse:
+def _backup(run: _Run) -> None:
+    if not run.policy.backup_required or run.options.no_backup:
+        why = "--no-backup" if run.options.no_backup else f"not required in {run.policy.env}"
+        run.skip("backup", detail=why)
         return
-    named = ", ".join(sorted({f"{f.migration} {f.rule}" for f in lint.errors}))
-    if options.force_lint:
-        log.warning("lint_forced", operator=operator(), errors=len(lint.errors), findings=named)
+    with run.step("backup"):
+        taken = backup.backup(run.settings, reason="pre-migrate", progress=run.options.progress)
+        run.report.backup = taken
+        run.trail.backup_path, run.trail.backup_sha256 = str(taken.path), taken.sha256
+
+
+def _confirm(run: _Run) -> None:
+    policy, options = run.policy, run.options
+    if policy.confirmation == "none" or options.yes:
+        who = f"--yes, by {operator()}" if options.yes else f"not required in {policy.env}"
+        if options.yes:
+            log.info("confirmation_waived", operator=operator(), env=policy.env)
+        run.skip("confirmation", detail=who)
         return
-    raise CheckFailed(
-        f"lint found {len(lint.errors)} error(s) in prod: {named}; fix them, waive a rule in "
-        f"the file (-- predeploy: allow RULE), or pass --force-lint (logged with your name)"
-    )
+    with run.step("confirmation"):
+        gates.confirm(policy, options, run.report.database, _question(policy, run.report))
 
 
-def _blockers(
-    settings: Settings, options: Options, report: Report, conn: Conn, pending: list[Migration]
+def _rehearse(run: _Run, conn: Conn, plan: Plan) -> None:
+    """The pending migrations in a transaction that is rolled back; exit 5 if one fails."""
+    policy, options, report = run.policy, run.options, run.report
+    if policy.rehearse_confirmed:
+        gates.refuse_without_terminal(policy, options, report.database, "rehearsing")
+        if not options.yes:
+            with run.step("confirmation"):
+                question = _question(policy, report, "rehearse")
+                gates.confirm(policy, options, report.database, question)
+    with run.step("rehearsal"):
+        with executor.Executor(conn, commands.run_options(run.settings)) as run_scripts:
+            report.rehearsal = run_scripts.rehearse(list(plan.pending))
+        failed = [r for r in report.rehearsal if r.outcome == "failed"]
+        if failed:
+            raise MigrationError(f"rehearsal failed: {failed[0].detail}")
+
+
+def _after(
+    conn: Conn, table: history.Table, found: list[migrations.Migration], policy: Policy
 ) -> None:
-    """List sessions that would make the migration's locks wait; in prod, ask or wait."""
-    names = blockers.tables_of(pending)
-    report.blockers = blockers.scan(conn, names, settings.blocker_max_age)
-    if not report.blockers:
-        return
-    for found in report.blockers:
-        log.warning("blocker", detail=blockers.describe(found))
-    if settings.env != "prod":
-        return  # the runner's lock_timeout and retries bound the stall
-    if options.yes or not options.interactive:
-        left = blockers.wait_until_gone(
-            conn, names, settings.blocker_max_age, settings.blocker_wait
+    """The plan's rules again, on the history as the run left it."""
+    after = make_plan(compare(found, commands.read_history(conn, table)), policy)
+    if not after.clean:
+        left = ", ".join(m.name for m in after.pending) or "; ".join(
+            r.message for r in after.refusals
         )
-        report.blockers = left
-        if left:
-            raise MigrationError(
-                f"{len(left)} session(s) still hold or wait for locks on the tables to migrate "
-                f"after {settings.blocker_wait:g}s (PREDEPLOY_BLOCKER_WAIT): "
-                + "; ".join(blockers.describe(b) for b in left)
-                + "; nothing was applied"
-            )
-        log.info("blockers_gone")
-        return
-    require_yes(
-        "Sessions that would block this migration's locks:\n"
-        + "\n".join(f"  {blockers.describe(b)}" for b in report.blockers)
-        + "\nApplying now makes application queries on those tables wait up to "
-        "PREDEPLOY_LOCK_TIMEOUT "
-        "per attempt.",
-        yes=False,
-        interactive=options.interactive,
-        ask=options.ask,
-        action=f"migrating {report.database} past blocking sessions",
-    )
+        raise MigrationError(f"after applying, the history is not clean: {left}")
 
 
-def _confirm(settings: Settings, options: Options, report: Report) -> None:
+def _question(policy: Policy, report: Report, verb: str = "apply") -> str:
     names = ", ".join(p.name for p in report.pending)
-    question = (
-        f"About to apply {len(report.pending)} migration(s) to {report.database} "
-        f"({settings.env}): {names}"
-        + (f"\nBackup: {report.backup.path}" if report.backup else "\nNo backup was taken.")
-        + _lint_lines(report.lint)
-    )
-    action = f"migrating {report.database} ({settings.env})"
-    if settings.env == "prod":
-        require_typed(
-            report.database,
-            question,
-            yes=options.yes,
-            interactive=options.interactive,
-            ask=options.ask,
-            action=action,
-        )
-    else:
-        require_yes(
-            question,
-            yes=options.yes,
-            interactive=options.interactive,
-            ask=options.ask,
-            action=action,
-        )
+    lines = [
+        f"About to {verb} {len(report.pending)} migration(s) on {report.database} "
+        f"({policy.label}): {names}",
+        f"Backup: {report.backup.path}" if report.backup else "No backup was taken.",
+    ]
+    lines += [f"Warning: {w}" for w in report.warnings]
+    return "\n".join(lines) + gates.lint_lines(report.lint)
 
 
-def _lint_lines(lint: LintReport | None) -> str:
-    if lint is None or not lint.active:
-        return "\nLint: no findings." if lint is not None else ""
-    lines = [f"\nLint ({len(lint.active)} finding(s)):"]
-    for f in lint.active:
-        sizes = ", ".join(f"{t.table} ~{t.rows:,} rows" for t in f.tables)
-        lines.append(
-            f"  {f.severity:<7} {f.migration}:{f.line} {f.rule}" + (f" ({sizes})" if sizes else "")
-        )
-    return "\n".join(lines)
-
-
-def _describe(migration: migrations.Migration) -> Pending:
-    text = migration.text
+def _describe(migration: migrations.Migration, *, with_sql: bool) -> Pending:
     script = migration.parsed
     return Pending(
         name=migration.name,
         statements=len(script.statements),
         transactional=script.transactional,
-        has_down=migration.down_path is not None,
-        sql=text,
+        has_down=bool(migration.down_script and migration.down_script.statements),
+        checksum=migration.checksum,
+        sql=migration.text if with_sql else None,
     )
 
 
-def _audit(settings: Settings, run: audit.Run, report: Report, options: Options) -> None:
-    if options.dry_run or options.rehearse:
-        return
-    run.migrations = [{"name": a.name, "seconds": round(a.seconds, 4)} for a in report.applied]
-    outcome = "failed" if report.error else ("applied" if report.applied else "nothing pending")
+def _audit(settings: Settings, run: audit.Run, report: Report) -> None:
+    """The run's row in the audit table; a failure to write it is only logged."""
+    if report.error is None:
+        outcome = "applied" if report.applied else "nothing pending"
+    elif report.error.exit_code in (130, 143):
+        outcome = "interrupted"
+    else:
+        outcome = f"failed: {report.failed_step or 'before the first step'}"
+    _, table = history.tables_for(settings)
     try:
-        url, variable = target_url(settings, direct=True)
-        with connect(url, timeout=settings.connect_timeout, variable=variable) as conn:
-            audit.record(
-                conn,
-                settings.audit_table,
-                run,
-                outcome,
-                str(report.error) if report.error else None,
-            )
+        with (
+            catalog_session(settings, purpose="audit") as conn,
+            translated(conn, "writing the audit row"),
+        ):
+            audit.record(conn, table, run, outcome, str(report.error) if report.error else None)
     except PredeployError as exc:
         log.warning("audit_not_recorded", detail=str(exc))

@@ -1,26 +1,25 @@
-"""The migration verbs, one small function each: status, migrate, resolve, new."""
+"""The migration verbs, one small function each: status, lint, migrate, resolve, new."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
 from predeploy import audit
-from predeploy.config.dburl import DatabaseUrl
 from predeploy.config.settings import Settings
-from predeploy.errors import ConfigError, MigrationError
+from predeploy.errors import ConfigError, DatabaseUnreachable, MigrationError
 from predeploy.migrate import discovery as migrations
-from predeploy.migrate import executor as runner
-from predeploy.migrate import history
+from predeploy.migrate import executor, history
 from predeploy.migrate import lint as lint_mod
 from predeploy.migrate.discovery import Migration
+from predeploy.migrate.history import Table
 from predeploy.migrate.lock import migrate_session
 from predeploy.migrate.status import Entry, Status, compare
-from predeploy.postgres.sessions import Conn, connect, target_url
+from predeploy.postgres.failures import translated
+from predeploy.postgres.sessions import Conn, catalog_session, migration_limits
 
 __all__ = [
     "MigrateResult",
@@ -28,9 +27,12 @@ __all__ = [
     "lint_migrations",
     "migrate",
     "new",
+    "read_history",
     "recent_runs",
     "refuse_blocked",
+    "refuse_standby",
     "resolve",
+    "run_options",
     "status",
 ]
 
@@ -42,52 +44,76 @@ class MigrateResult:
     """What a migrate run found and did."""
 
     before: Status
-    applied: tuple[runner.Applied, ...]
+    applied: tuple[executor.Applied, ...]
+
+
+def read_history(conn: Conn, table: Table) -> list[history.HistoryRow]:
+    """The history rows; a missing privilege or a lock says what to do (exit 3)."""
+    with translated(
+        conn,
+        f"reading the migration history ({table})",
+        grant=f"GRANT SELECT ON {table} TO {_user(conn)}",
+    ):
+        return history.read(conn, table)
 
 
 def status(settings: Settings) -> Status:
     """Compare the migrations on disk with the history table (read-only)."""
     found = migrations.discover(settings.migrations_dir)
-    url, variable = target_url(settings, direct=True)
-    with connect(url, timeout=settings.connect_timeout, variable=variable) as conn:
-        rows = history.read(conn, settings.migrations_table)
+    table, _ = history.tables_for(settings)
+    with catalog_session(settings, purpose="status") as conn:
+        rows = read_history(conn, table)
     return compare(found, rows)
 
 
 def lint(settings: Settings, *, every: bool = False) -> lint_mod.LintReport:
     """Lint the pending migrations (every migration with ``every``) against the live sizes."""
     found = migrations.discover(settings.migrations_dir)
-    url, variable = target_url(settings, direct=True)
-    with connect(url, timeout=settings.connect_timeout, variable=variable) as conn:
-        chosen = (
-            found
-            if every
-            else compare(found, history.read(conn, settings.migrations_table)).pending
-        )
+    table, _ = history.tables_for(settings)
+    with catalog_session(settings, purpose="lint") as conn:
+        chosen = found if every else compare(found, read_history(conn, table)).pending
         return lint_migrations(settings, conn, chosen)
 
 
 def lint_migrations(settings: Settings, conn: Conn, chosen: list[Migration]) -> lint_mod.LintReport:
     """Lint ``chosen`` with the sizes of their tables on ``conn``'s database."""
-    version = conn.execute("SELECT current_setting('server_version')").fetchone()
-    return lint_mod.lint(
-        chosen,
-        conn,
-        large_rows=settings.lint_large_table_rows,
-        server_version=str(version[0]).split()[0] if version else None,
-    )
+    version = conn.info.parameter_status("server_version")
+    with translated(conn, "reading the sizes of the tables to lint"):
+        return lint_mod.lint(
+            chosen,
+            conn,
+            large_rows=settings.lint_large_table_rows,
+            server_version=version.split()[0] if version else None,
+        )
 
 
 def recent_runs(settings: Settings, limit: int = 5) -> list[dict[str, Any]]:
     """The newest rows of the audit table (migrate, rollback, restore runs)."""
-    url, variable = target_url(settings, direct=True)
-    with connect(url, timeout=settings.connect_timeout, variable=variable) as conn:
-        return audit.last_runs(conn, settings.audit_table, limit)
+    _, table = history.tables_for(settings)
+    with catalog_session(settings, purpose="status") as conn:
+        try:
+            with translated(conn, f"reading the audit table ({table})"):
+                return audit.last_runs(conn, table, limit)
+        except DatabaseUnreachable as exc:  # the status itself stands without the trail
+            log.warning("audit_not_read", detail=exc.message)
+            return []
+
+
+def run_options(settings: Settings) -> executor.RunOptions:
+    """The executor's options for this env: history table, migration limits, retries."""
+    table, _ = history.tables_for(settings)
+    url = settings.migration_url
+    return executor.RunOptions(
+        table=table,
+        limits=migration_limits(settings),
+        lock_retries=settings.lock_retries,
+        search_path=url.schema if url is not None else None,
+    )
 
 
 def migrate(
     settings: Settings,
-    on_applied: Callable[[runner.Applied], None] | None = None,
+    on_applied: Callable[[executor.Applied], None] | None = None,
     session: Conn | None = None,
     found: list[Migration] | None = None,
 ) -> MigrateResult:
@@ -98,9 +124,9 @@ def migrate(
     """
     found = migrations.discover(settings.migrations_dir) if found is None else found
     if session is not None:
-        history.ensure_table(session, settings.migrations_table)
         return _apply_pending(settings, session, found, on_applied)
-    with _history_session(settings, *target_url(settings, direct=True)) as conn:
+    with migrate_session(settings, "migrate") as conn:
+        refuse_standby(conn)
         return _apply_pending(settings, conn, found, on_applied)
 
 
@@ -108,28 +134,42 @@ def _apply_pending(
     settings: Settings,
     conn: Conn,
     found: list[Migration],
-    on_applied: Callable[[runner.Applied], None] | None,
+    on_applied: Callable[[executor.Applied], None] | None,
 ) -> MigrateResult:
-    options = runner.RunOptions(
-        table=settings.migrations_table,
-        lock_timeout=settings.lock_timeout,
-        statement_timeout=settings.statement_timeout,
-        lock_retries=settings.lock_retries,
-    )
-    before = compare(found, history.read(conn, settings.migrations_table))
+    table, _ = history.tables_for(settings)
+    ensure_history(conn, table)
+    before = compare(found, read_history(conn, table))
     refuse_blocked(before, settings)
-    runner.configure_session(conn, options)
     applied = []
-    for migration in before.pending:
-        with structlog.contextvars.bound_contextvars(migration=migration.name):
-            applied.append(runner.apply(conn, migration, options))
-        if on_applied is not None:
-            on_applied(applied[-1])
+    with executor.Executor(conn, run_options(settings)) as run:
+        for migration in before.pending:
+            with structlog.contextvars.bound_contextvars(migration=migration.name):
+                applied.append(run.apply(migration))
+            if on_applied is not None:
+                on_applied(applied[-1])
     log.info("migrate_done", applied=len(applied), pending_before=len(before.pending))
-    return MigrateResult(
-        before=before,
-        applied=tuple(applied),
-    )
+    return MigrateResult(before=before, applied=tuple(applied))
+
+
+def ensure_history(conn: Conn, table: Table) -> None:
+    """The history table (and its schema), created when missing."""
+    with translated(
+        conn,
+        f"creating the migration history table {table}",
+        error=MigrationError,
+        grant=f"GRANT CREATE ON SCHEMA {table.schema} TO {_user(conn)}, or create it first",
+    ):
+        history.ensure_table(conn, table)
+
+
+def refuse_standby(conn: Conn) -> None:
+    """DatabaseUnreachable when ``conn`` is a read-only standby."""
+    row = conn.execute("SELECT pg_is_in_recovery(), current_database()").fetchone()
+    if row is not None and row[0]:
+        raise DatabaseUnreachable(
+            f"{row[1]} is a standby (read-only, in recovery): point the direct URL "
+            f"(DIRECT_URL, DIRECT_DATABASE_URL or DATABASE_URL) at the primary"
+        )
 
 
 def resolve(settings: Settings, *, applied: str | None, rolled_back: str | None) -> str:
@@ -138,12 +178,14 @@ def resolve(settings: Settings, *, applied: str | None, rolled_back: str | None)
         raise ConfigError("give exactly one of --applied NAME or --rolled-back NAME")
     name = applied or rolled_back or ""
     found = migrations.discover(settings.migrations_dir)
-    table = settings.migrations_table
-    with _history_session(settings, *target_url(settings, direct=True)) as conn:
-        entry = next(
-            (e for e in compare(found, history.read(conn, table)).entries if e.name == name), None
-        )
-        with conn.transaction():
+    table, _ = history.tables_for(settings)
+    with migrate_session(settings, "resolve") as conn:
+        refuse_standby(conn)
+        ensure_history(conn, table)
+        entries = compare(found, read_history(conn, table)).entries
+        entry = next((e for e in entries if e.name == name), None)
+        grant = f"GRANT INSERT, UPDATE ON {table} TO {_user(conn)}"
+        with translated(conn, f"marking {name} in {table}", grant=grant), conn.transaction():
             if rolled_back is not None:
                 if entry is None or entry.state != "failed":
                     state = entry.state if entry else "unknown"
@@ -169,20 +211,16 @@ def new(settings: Settings, name: str) -> Migration:
     return migration
 
 
-@contextmanager
-def _history_session(settings: Settings, url: DatabaseUrl, variable: str) -> Iterator[Conn]:
-    """The migration connection, holding the migrate lock, with the history table in place."""
-    with migrate_session(settings, url, variable, "migrate") as conn:
-        history.ensure_table(conn, settings.migrations_table)
-        yield conn
-
-
 def _resolvable(entry: Entry | None, name: str) -> Migration:
     if entry is None or entry.migration is None:
         raise ConfigError(f"migration {name} is not in the migrations folder: check the name")
     if entry.state in ("applied", "edited"):
         raise ConfigError(f"migration {name} is already applied: nothing to resolve")
     return entry.migration
+
+
+def _user(conn: Conn) -> str:
+    return conn.info.user or "this user"
 
 
 def refuse_blocked(before: Status, settings: Settings) -> None:
@@ -193,8 +231,8 @@ def refuse_blocked(before: Status, settings: Settings) -> None:
         first = failed[0].name
         raise MigrationError(
             f"failed migration(s) block migrate: {names}. Check what it changed, then "
-            f"`invoke resolve --rolled-back {first}` to run it again, or "
-            f"`invoke resolve --applied {first}` if you completed it by hand"
+            f"`predeploy resolve --rolled-back {first}` to run it again, or "
+            f"`predeploy resolve --applied {first}` if you completed it by hand"
         )
     for entry in before.having("edited"):
         assert entry.migration is not None and entry.row is not None  # noqa: S101
@@ -205,7 +243,7 @@ def refuse_blocked(before: Status, settings: Settings) -> None:
         if settings.env != "dev":
             raise MigrationError(
                 f"{detail}: restore the applied version (git checkout) and put the change "
-                f"in a new migration (invoke new NAME)"
+                f"in a new migration (predeploy new NAME)"
             )
         log.warning("migration_edited", migration=entry.name, detail=detail)
     for entry in before.having("missing"):

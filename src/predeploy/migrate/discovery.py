@@ -27,7 +27,7 @@ from predeploy.errors import ConfigError
 if TYPE_CHECKING:
     from predeploy.migrate.sqlscript import Script
 
-__all__ = ["Migration", "checksum", "checksum_variants", "create", "discover"]
+__all__ = ["Migration", "checksum", "checksum_variants", "create", "decode", "discover"]
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 
@@ -50,7 +50,10 @@ class Migration:
 
     @cached_property
     def script(self) -> bytes:
-        return self.sql_path.read_bytes()
+        try:
+            return self.sql_path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"cannot read {self.sql_path}: {exc.strerror or exc}") from None
 
     @cached_property
     def checksum(self) -> str:
@@ -58,8 +61,8 @@ class Migration:
 
     @cached_property
     def text(self) -> str:
-        """migration.sql as text (a UTF-8 byte-order mark dropped)."""
-        return self.script.decode("utf-8-sig")
+        """migration.sql as text (a UTF-8 byte-order mark dropped); ConfigError if not UTF-8."""
+        return decode(self.script, self.sql_path)
 
     @cached_property
     def parsed(self) -> Script:
@@ -68,9 +71,34 @@ class Migration:
 
         return analyse(self.text)
 
+    @cached_property
+    def down_script(self) -> Script | None:
+        """down.sql split and classified; None when there is none."""
+        from predeploy.migrate.sqlscript import analyse  # noqa: PLC0415 (pglast only when needed)
+
+        path = self.down_path
+        if path is None:
+            return None
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+        return analyse(decode(data, path))
+
     def matches(self, recorded: str) -> bool:
         """True when ``recorded`` is this file's checksum, allowing CRLF/LF churn."""
         return recorded in checksum_variants(self.script)
+
+
+def decode(data: bytes, path: Path) -> str:
+    """A SQL file's text; ConfigError naming the file and the byte when it is not UTF-8."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not UTF-8 (byte {exc.start} is 0x{data[exc.start]:02x}): save it as "
+            f"UTF-8 (e.g. iconv -f latin1 -t utf-8), as PostgreSQL and Prisma expect"
+        ) from None
 
 
 def checksum(data: bytes) -> str:

@@ -1,7 +1,9 @@
 """The history table: Prisma's `_prisma_migrations`, column for column.
 
 Rows are written the way Prisma writes them, so that `prisma migrate status`
-agrees with predeploy in both directions. A row is never deleted.
+agrees with predeploy in both directions. A row is never deleted. The table is
+always named with its schema (``Table``): a migration that changes the session's
+search_path changes nothing about where its row goes.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import functools
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from psycopg import sql
 from psycopg.rows import class_row
@@ -17,8 +20,12 @@ from psycopg.rows import class_row
 from predeploy.migrate.discovery import Migration
 from predeploy.postgres.sessions import Conn
 
+if TYPE_CHECKING:
+    from predeploy.config.settings import Settings
+
 __all__ = [
     "HistoryRow",
+    "Table",
     "ensure_table",
     "finish",
     "insert_applied",
@@ -26,9 +33,39 @@ __all__ = [
     "latest_applied",
     "mark_applied",
     "mark_rolled_back",
+    "mark_undone",
     "read",
     "record_failure",
+    "tables_for",
 ]
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table named with its schema."""
+
+    schema: str
+    name: str
+
+    @property
+    def ident(self) -> sql.Identifier:
+        return sql.Identifier(self.schema, self.name)
+
+    @property
+    def regclass(self) -> str:
+        """The quoted, qualified name, for to_regclass()."""
+        return ".".join('"' + part.replace('"', '""') + '"' for part in (self.schema, self.name))
+
+    def __str__(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+def tables_for(settings: Settings) -> tuple[Table, Table]:
+    """(history, audit) of a run: in the URL's ``schema=`` (Prisma's), else in public."""
+    url = settings.migration_url
+    schema = (url.schema if url is not None else None) or "public"
+    return Table(schema, settings.migrations_table), Table(schema, settings.audit_table)
+
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS {table} (
@@ -72,14 +109,26 @@ def latest_applied(rows: list[HistoryRow]) -> tuple[str | None, int]:
     return max(applied, default=None), len(applied)
 
 
-def ensure_table(conn: Conn, table: str) -> None:
-    """Create the history table in the connection's schema if it is not there."""
-    conn.execute(sql.SQL(_DDL).format(table=sql.Identifier(table)))
+def ensure_table(conn: Conn, table: Table) -> None:
+    """Create the history table (and its schema, as Prisma does) if they are not there.
+
+    Both are looked up first: CREATE ... IF NOT EXISTS checks the CREATE privilege even
+    when the object exists, and a user without it must still be able to migrate.
+    """
+    row = conn.execute(
+        "SELECT to_regnamespace(%s) IS NOT NULL, to_regclass(%s) IS NOT NULL",
+        (sql.Identifier(table.schema).as_string(conn), table.regclass),
+    ).fetchone()
+    schema_exists, table_exists = row if row is not None else (False, False)
+    if not schema_exists:
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(table.schema)))
+    if not table_exists:
+        conn.execute(sql.SQL(_DDL).format(table=table.ident))
 
 
-def read(conn: Conn, table: str) -> list[HistoryRow]:
+def read(conn: Conn, table: Table) -> list[HistoryRow]:
     """Every row, oldest first; no table means no history yet."""
-    exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (_quoted(table),)).fetchone()
+    exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table.regclass,)).fetchone()
     if not exists or not exists[0]:
         return []
     with conn.cursor(row_factory=class_row(HistoryRow)) as cur:
@@ -87,12 +136,12 @@ def read(conn: Conn, table: str) -> list[HistoryRow]:
             sql.SQL(
                 "SELECT id, checksum, finished_at, migration_name, logs, rolled_back_at,"
                 " started_at, applied_steps_count FROM {} ORDER BY started_at, migration_name"
-            ).format(sql.Identifier(table))
+            ).format(table.ident)
         )
         return cur.fetchall()
 
 
-def insert_applied(conn: Conn, table: str, migration: Migration, started_at: datetime) -> None:
+def insert_applied(conn: Conn, table: Table, migration: Migration, started_at: datetime) -> None:
     """The row of a migration applied in the caller's transaction, as Prisma leaves it."""
     conn.execute(
         _insert_applied_sql(table),
@@ -101,69 +150,77 @@ def insert_applied(conn: Conn, table: str, migration: Migration, started_at: dat
 
 
 @functools.cache
-def _insert_applied_sql(table: str) -> sql.Composed:
+def _insert_applied_sql(table: Table) -> sql.Composed:
     # composed once per table: this runs once per migration, on the hot path
     return sql.SQL(
         "INSERT INTO {} (id, checksum, finished_at, migration_name, logs, started_at,"
         " applied_steps_count) VALUES (%s, %s, clock_timestamp(), %s, NULL, %s, 1)"
-    ).format(sql.Identifier(table))
+    ).format(table.ident)
 
 
-def insert_started(conn: Conn, table: str, migration: Migration) -> str:
+def insert_started(conn: Conn, table: Table, migration: Migration) -> str:
     """A row with finished_at null, committed before a non-transactional script runs."""
     row_id = str(uuid.uuid4())
     conn.execute(
         sql.SQL(
             "INSERT INTO {} (id, checksum, migration_name, started_at, applied_steps_count)"
             " VALUES (%s, %s, %s, clock_timestamp(), 0)"
-        ).format(sql.Identifier(table)),
+        ).format(table.ident),
         (row_id, migration.checksum, migration.name),
     )
     return row_id
 
 
-def finish(conn: Conn, table: str, row_id: str, steps: int = 1) -> None:
+def finish(conn: Conn, table: Table, row_id: str, steps: int = 1) -> None:
     conn.execute(
         sql.SQL(
             "UPDATE {} SET finished_at = clock_timestamp(), applied_steps_count = %s WHERE id = %s"
-        ).format(sql.Identifier(table)),
+        ).format(table.ident),
         (steps, row_id),
     )
 
 
-def record_failure(conn: Conn, table: str, row_id: str, logs: str, steps: int) -> None:
+def record_failure(conn: Conn, table: Table, row_id: str, logs: str, steps: int) -> None:
     """Keep the error on a failed row: finished_at stays null, so later runs stop here."""
     conn.execute(
         sql.SQL("UPDATE {} SET logs = %s, applied_steps_count = %s WHERE id = %s").format(
-            sql.Identifier(table)
+            table.ident
         ),
         (logs, steps, row_id),
     )
 
 
-def mark_rolled_back(conn: Conn, table: str, name: str) -> int:
+def mark_rolled_back(conn: Conn, table: Table, name: str) -> int:
     """Prisma's `resolve --rolled-back`: stamp the failed rows of ``name``; returns how many."""
     cur = conn.execute(
         sql.SQL(
             "UPDATE {} SET rolled_back_at = clock_timestamp()"
             " WHERE migration_name = %s AND finished_at IS NULL AND rolled_back_at IS NULL"
-        ).format(sql.Identifier(table)),
+        ).format(table.ident),
         (name,),
     )
     return cur.rowcount
 
 
-def mark_applied(conn: Conn, table: str, migration: Migration) -> None:
+def mark_applied(conn: Conn, table: Table, migration: Migration) -> None:
     """Prisma's `resolve --applied`: a finished row with no steps run by us."""
     conn.execute(
         sql.SQL(
             "INSERT INTO {} (id, checksum, finished_at, migration_name, logs, started_at,"
             " applied_steps_count) VALUES (%s, %s, clock_timestamp(), %s, NULL,"
             " clock_timestamp(), 0)"
-        ).format(sql.Identifier(table)),
+        ).format(table.ident),
         (str(uuid.uuid4()), migration.checksum, migration.name),
     )
 
 
-def _quoted(table: str) -> str:
-    return '"' + table.replace('"', '""') + '"'
+def mark_undone(conn: Conn, table: Table, name: str) -> None:
+    """Rollback's bookkeeping: the applied rows of ``name`` stamped rolled back (so the
+    migration is pending again), in the caller's transaction."""
+    conn.execute(
+        sql.SQL(
+            "UPDATE {} SET rolled_back_at = clock_timestamp() WHERE migration_name = %s"
+            " AND finished_at IS NOT NULL AND rolled_back_at IS NULL"
+        ).format(table.ident),
+        (name,),
+    )

@@ -16,9 +16,8 @@ from typing import TYPE_CHECKING
 import psycopg
 import structlog
 
-from predeploy.config.dburl import DatabaseUrl
 from predeploy.errors import LockBusy
-from predeploy.postgres.sessions import Conn, connect
+from predeploy.postgres.sessions import Conn, migration_session
 
 if TYPE_CHECKING:
     from predeploy.config.settings import Settings
@@ -59,17 +58,11 @@ def advisory_lock(conn: Conn, key: int, *, wait: float, purpose: str) -> Iterato
 
 
 @contextmanager
-def migrate_session(
-    settings: Settings, url: DatabaseUrl, variable: str, purpose: str
-) -> Iterator[Conn]:
-    """A connection to ``url`` holding the migrate lock: runs that change the schema use it."""
+def migrate_session(settings: Settings, purpose: str) -> Iterator[Conn]:
+    """A migration session on the direct URL holding the migrate lock: runs that change
+    the schema (migrate, rollback, resolve, restore) use it."""
     with (
-        connect(
-            url,
-            timeout=settings.connect_timeout,
-            variable=variable,
-            application_name=f"predeploy {purpose}",
-        ) as conn,
+        migration_session(settings, purpose) as conn,
         advisory_lock(conn, MIGRATE_LOCK, wait=settings.lock_wait, purpose=purpose),
     ):
         yield conn

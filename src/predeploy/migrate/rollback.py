@@ -1,137 +1,161 @@
-"""`invoke rollback`: run the down.sql of the last N applied migrations, newest first.
+"""`predeploy rollback`: run the down.sql of named (or the last N applied) migrations.
 
-Each down.sql runs in its own transaction with the history updated in it (the
-row marked rolled back, as Prisma's resolve does), so the migration is pending
-again afterwards.
+Migrations are undone newest-applied first (by the history's finished_at, not by name:
+an out-of-order merge applies an older name later). Each down.sql runs through the one
+executor in its own transaction, which also marks the history row rolled back (as
+Prisma's resolve does), so the migration is pending again afterwards.
+
+It refuses, before undoing anything, when a migration it would undo has an edited or
+missing folder (it never undoes another one instead), when a down.sql is missing or holds
+only comments, when one cannot run in a transaction, and when migrations applied after
+the named ones would be left on top of the undone ones.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import psycopg
 import structlog
-from psycopg import sql
 
 from predeploy import audit
 from predeploy.config.settings import Settings
 from predeploy.errors import ConfigError, MigrationError
-from predeploy.log import current_run_id
+from predeploy.migrate import commands, executor, history
 from predeploy.migrate import discovery as migrations
-from predeploy.migrate import history
 from predeploy.migrate.discovery import Migration
 from predeploy.migrate.lock import migrate_session
-from predeploy.migrate.sqlscript import Script, analyse, position_to_line_column
-from predeploy.migrate.status import compare
-from predeploy.postgres.sessions import target_url
+from predeploy.migrate.sqlscript import Script
+from predeploy.migrate.status import Entry, compare
+from predeploy.postgres.sessions import Conn
 
-__all__ = ["RolledBack", "rollback"]
+__all__ = ["Chosen", "rollback"]
 
 log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
-class RolledBack:
-    name: str
-    seconds: float
+class Chosen:
+    """A migration to undo and its down.sql, parsed."""
+
+    migration: Migration
+    down: Script
 
 
 def rollback(
     settings: Settings,
-    steps: int,
     *,
+    steps: int | None = None,
+    names: list[str] | None = None,
     dry_run: bool,
-    confirm: Callable[[list[Migration]], None],
-    on_done: Callable[[RolledBack], None] | None = None,
-) -> list[Migration]:
-    """Undo the newest ``steps`` applied migrations; returns them (newest first)."""
-    if steps < 1:
+    confirm: Callable[[list[Chosen], str], None],
+    on_done: Callable[[executor.Applied], None] | None = None,
+    run_id: str = "",
+) -> list[Chosen]:
+    """Undo ``names`` (or the newest ``steps`` applied); returns them, newest-applied first."""
+    if (steps is None) == (names is None):
+        steps = 1 if names is None else steps
+    if steps is not None and steps < 1:
         raise ConfigError("--steps must be 1 or more")
     found = migrations.discover(settings.migrations_dir)
-    url, variable = target_url(settings, direct=True)
-    table = settings.migrations_table
-    with migrate_session(settings, url, variable, "rollback") as conn:
-        status = compare(found, history.read(conn, table))
-        applied = sorted(
-            (e.migration for e in status.entries if e.state == "applied" and e.migration),
-            key=lambda m: m.name.encode(),
-            reverse=True,
-        )
-        if len(applied) < steps:
-            raise ConfigError(f"only {len(applied)} migration(s) are applied: cannot undo {steps}")
-        chosen = applied[:steps]
-        without = [m.name for m in chosen if not _has_down(m)]
-        outside = [m.name for m in chosen if _has_down(m) and not _down_script(m).transactional]
-        if outside:
-            raise MigrationError(
-                f"the down.sql of {', '.join(outside)} cannot run in a transaction (CONCURRENTLY, "
-                f"VACUUM, its own BEGIN/COMMIT...): undo it by hand; nothing was undone"
-            )
-        if without:
-            raise MigrationError(
-                f"no down.sql (or only comments) for {', '.join(without)}: nothing was undone; "
-                f"restore a backup instead (invoke backups, invoke restore)"
-            )
+    table, audit_table = history.tables_for(settings)
+    with migrate_session(settings, "rollback") as conn:
+        commands.refuse_standby(conn)
+        entries = compare(found, commands.read_history(conn, table)).entries
+        chosen = _choose(entries, steps=steps, names=names)
         if dry_run:
             return chosen
-        confirm(chosen)
-        run = audit.Run(
-            run_id=current_run_id(), command="rollback", env=settings.env, root=settings.root
-        )
-        try:
-            for migration in chosen:
-                started = time.perf_counter()
-                _undo(conn, table, migration)
-                done = RolledBack(migration.name, time.perf_counter() - started)
-                run.migrations.append({"name": done.name, "seconds": round(done.seconds, 4)})
-                log.info(
-                    "migration_rolled_back", migration=done.name, seconds=round(done.seconds, 4)
-                )
-                if on_done is not None:
-                    on_done(done)
-        except MigrationError as exc:
-            audit.record(conn, settings.audit_table, run, "failed", str(exc))
-            raise
-        audit.record(conn, settings.audit_table, run, "rolled back", None)
+        confirm(chosen, conn.info.dbname)
+        run = audit.Run(run_id=run_id, command="rollback", env=settings.env, root=settings.root)
+        _undo_all(conn, settings, chosen, run, on_done)
+        audit.record(conn, audit_table, run, "rolled back", None)
     return chosen
 
 
-def _has_down(migration: Migration) -> bool:
-    return migration.down_path is not None and bool(_down_script(migration).statements)
-
-
-def _down_script(migration: Migration) -> Script:
-    assert migration.down_path is not None  # noqa: S101 (callers check)
-    return analyse(migration.down_path.read_text())
-
-
-def _undo(conn: psycopg.Connection[tuple[object, ...]], table: str, migration: Migration) -> None:
-    assert migration.down_path is not None  # noqa: S101 (checked by _has_down)
-    text = migration.down_path.read_text()
-    script = analyse(text)
-    statement = None
+def _undo_all(
+    conn: Conn,
+    settings: Settings,
+    chosen: list[Chosen],
+    run: audit.Run,
+    on_done: Callable[[executor.Applied], None] | None,
+) -> None:
+    _, audit_table = history.tables_for(settings)
     try:
-        with conn.transaction():
-            for statement in script.statements:
-                conn.execute(statement.text, prepare=False)
-            conn.execute(
-                sql.SQL(
-                    "UPDATE {} SET rolled_back_at = clock_timestamp() WHERE migration_name = %s"
-                    " AND finished_at IS NOT NULL AND rolled_back_at IS NULL"
-                ).format(sql.Identifier(table)),
-                (migration.name,),
+        with executor.Executor(conn, commands.run_options(settings)) as run_scripts:
+            for item in chosen:
+                done = run_scripts.undo(item.migration, item.down)
+                run.migrations.append({"name": done.name, "seconds": round(done.seconds, 4)})
+                if on_done is not None:
+                    on_done(done)
+    except MigrationError as exc:
+        undone = ", ".join(m["name"] for m in run.migrations) or "none"
+        audit.record(conn, audit_table, run, "failed", str(exc))
+        raise MigrationError(f"{exc.message} (already undone in this run: {undone})") from None
+    except KeyboardInterrupt:
+        audit.record(conn, audit_table, run, "interrupted", None)
+        raise
+
+
+def _choose(
+    entries: tuple[Entry, ...], *, steps: int | None, names: list[str] | None
+) -> list[Chosen]:
+    """The migrations to undo, newest-applied first; MigrationError/ConfigError if unsafe."""
+    live = sorted(
+        (e for e in entries if e.state in ("applied", "edited", "missing")),
+        key=_applied_at,
+        reverse=True,
+    )
+    if names is not None:
+        by_name = {e.name: e for e in live}
+        unknown = [n for n in names if n not in by_name]
+        if unknown:
+            state = {e.name: e.state for e in entries}
+            listed = ", ".join(f"{n} ({state.get(n, 'unknown')})" for n in unknown)
+            raise ConfigError(f"not applied, so nothing to undo: {listed}; see predeploy status")
+        wanted = [e for e in live if e.name in set(names)]
+        newest = live.index(wanted[-1])
+        on_top = [e.name for e in live[:newest] if e.name not in set(names)]
+        if on_top:
+            raise MigrationError(
+                f"{', '.join(on_top)} applied after {', '.join(names)}: undo those first (name "
+                f"them too in --migrations) or undo by hand; nothing was undone"
             )
-    except psycopg.Error as exc:
-        where = ""
-        if statement is not None:
-            line, column = position_to_line_column(
-                text, statement.offset + int(exc.diag.statement_position or 1)
-            )
-            where = f" at line {line}, column {column} of down.sql"
+    else:
+        assert steps is not None  # noqa: S101 (one of the two is given)
+        if len(live) < steps:
+            raise ConfigError(f"only {len(live)} migration(s) are applied: cannot undo {steps}")
+        wanted = live[:steps]
+    return [_checked(e) for e in wanted]
+
+
+def _applied_at(entry: Entry) -> tuple[float, bytes]:
+    finished = entry.row.finished_at if entry.row is not None else None
+    return (finished.timestamp() if finished is not None else 0.0, entry.name.encode())
+
+
+def _checked(entry: Entry) -> Chosen:
+    """The migration and its parsed down.sql; refused when unusable."""
+    if entry.state == "missing" or entry.migration is None:
         raise MigrationError(
-            f"rollback of {migration.name} failed{where} [{exc.diag.sqlstate}]: "
-            f"{(exc.diag.message_primary or str(exc)).strip()}; it was not undone (the ones "
-            f"before it in this run were)"
-        ) from None
+            f"{entry.name} is applied but its folder is missing on disk: restore the folder "
+            f"(git checkout) to undo it; nothing was undone"
+        )
+    migration = entry.migration
+    if entry.state == "edited":
+        raise MigrationError(
+            f"{migration.sql_path} changed since {entry.name} was applied: its down.sql may "
+            f"not undo what ran; restore the applied version (git checkout) first; nothing "
+            f"was undone"
+        )
+    down = migration.down_script
+    if down is None or not down.statements:
+        raise MigrationError(
+            f"no down.sql (or only comments) for {entry.name}: nothing was undone; restore a "
+            f"backup instead (predeploy backups, predeploy restore)"
+        )
+    if not down.transactional:
+        raise MigrationError(
+            f"the down.sql of {entry.name} cannot run in a transaction ({down.reason}): undo "
+            f"it by hand; nothing was undone"
+        )
+    return Chosen(migration, down)

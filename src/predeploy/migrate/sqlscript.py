@@ -52,6 +52,7 @@ class Statement:
     kind: str
     concurrent: bool = False  # CREATE/DROP INDEX or REINDEX ... CONCURRENTLY
     tables: tuple[str, ...] = ()  # relations it names, its target first ("schema.name" or "name")
+    index_name: str | None = None  # CREATE INDEX: the index's name, schema-qualified as written
 
 
 @dataclass(frozen=True)
@@ -82,16 +83,22 @@ def analyse(text: str) -> Script:
     encoded = text.encode("utf-8")
     statements: list[Statement] = []
     reason: str | None = None
+    # pglast gives byte offsets: turn them into character offsets in one pass (decoding
+    # each gap once), never by decoding the whole prefix per statement
+    byte_at, char_at = 0, 0
     for raw in tree.get("stmts", []):
         node = raw["stmt"]
         kind = next(iter(node))
         start = raw.get("stmt_location", 0)
         length = raw.get("stmt_len", 0) or len(encoded) - start
         chunk = encoded[start : start + length].decode("utf-8")
-        offset = len(encoded[:start].decode("utf-8"))
+        char_at += len(encoded[byte_at:start].decode("utf-8"))
+        byte_at = start
         why = _outside_transaction_reason(kind, node[kind])
         concurrent = why is not None and "CONCURRENTLY" in why
-        statements.append(Statement(chunk, offset, kind, concurrent, relations(node)))
+        statements.append(
+            Statement(chunk, char_at, kind, concurrent, relations(node), _index_name(kind, node))
+        )
         reason = reason or why
     return Script(
         text=text,
@@ -145,6 +152,19 @@ def relations(node: object) -> tuple[str, ...]:
 _DROPPED_RELATIONS = frozenset(
     {"OBJECT_TABLE", "OBJECT_INDEX", "OBJECT_VIEW", "OBJECT_MATVIEW", "OBJECT_SEQUENCE"}
 )
+
+
+def _index_name(kind: str, node: dict[str, object]) -> str | None:
+    if kind != "IndexStmt":
+        return None
+    stmt = node[kind]
+    assert isinstance(stmt, dict)  # noqa: S101 (pglast's JSON)
+    name = stmt.get("idxname")
+    if not name:
+        return None
+    relation = stmt.get("relation") or {}
+    schema = relation.get("schemaname") if isinstance(relation, dict) else None
+    return f'"{schema}"."{name}"' if schema else f'"{name}"'
 
 
 def _outside_transaction_reason(kind: str, node: dict[str, object]) -> str | None:

@@ -1,0 +1,96 @@
+"""The plan of a run: what is pending, what stands in the way, what only deserves a warning.
+
+Pure: computed from the status (disk against history) and the env's policy, once under
+the migrate lock. The same rules decide before applying and after it, so a run can never
+warn, apply, and then fail its own post-apply check on the same finding.
+
+- a failed migration refuses the run (resolve it first);
+- an applied migration whose file changed refuses it where the policy says so, else warns;
+- a migration recorded in the database but missing on disk warns, everywhere;
+- a pending migration with no statements (``predeploy new``'s template, an empty file)
+  refuses the run in every env: applied, it would be burnt, and the SQL written later
+  would never run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from predeploy.config.policy import Policy
+from predeploy.errors import MigrationError
+from predeploy.migrate.discovery import Migration
+from predeploy.migrate.status import Entry, Status
+
+__all__ = ["Plan", "make_plan"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run will apply, and why it may not."""
+
+    status: Status
+    pending: tuple[Migration, ...]
+    warnings: tuple[str, ...]
+    refusals: tuple[MigrationError, ...]
+
+    @property
+    def clean(self) -> bool:
+        """Nothing pending and nothing refusing: what a run must leave behind."""
+        return not self.pending and not self.refusals
+
+    def refuse(self) -> None:
+        """Raise the first refusal, if any (all of them are in the message)."""
+        if not self.refusals:
+            return
+        if len(self.refusals) == 1:
+            raise self.refusals[0]
+        raise MigrationError("; ".join(r.message for r in self.refusals))
+
+
+def make_plan(status: Status, policy: Policy) -> Plan:
+    """The plan for ``status`` under ``policy``."""
+    refusals: list[MigrationError] = []
+    warnings: list[str] = []
+    failed = status.having("failed")
+    if failed:
+        first = failed[0].name
+        refusals.append(
+            MigrationError(
+                f"failed migration(s) block migrate: {', '.join(e.name for e in failed)}. Check "
+                f"what it changed, then `predeploy resolve --rolled-back {first}` to run it "
+                f"again, or `predeploy resolve --applied {first}` if you completed it by hand"
+            )
+        )
+    for entry in status.having("edited"):
+        detail = _edited(entry)
+        if policy.edited_blocks:
+            refusals.append(
+                MigrationError(
+                    f"{detail}: restore the applied version (git checkout) and put the change "
+                    f"in a new migration (predeploy new NAME)"
+                )
+            )
+        else:
+            warnings.append(detail)
+    warnings += [
+        f"{e.name} is recorded in the database but its folder is missing on disk"
+        for e in status.having("missing")
+    ]
+    pending = tuple(status.pending)
+    empty = [m for m in pending if not m.parsed.statements]
+    if empty:
+        refusals.append(
+            MigrationError(
+                f"{', '.join(str(m.sql_path) for m in empty)} has no SQL statements: write the "
+                f"migration or remove the folder; nothing was applied"
+            )
+        )
+    return Plan(status, pending, tuple(warnings), tuple(refusals))
+
+
+def _edited(entry: Entry) -> str:
+    assert entry.migration is not None and entry.row is not None  # noqa: S101 (edited)
+    return (
+        f"{entry.migration.sql_path} changed after it was applied (file sha256 "
+        f"{entry.migration.checksum[:12]}…, recorded {entry.row.checksum[:12]}…)"
+    )
