@@ -1,9 +1,12 @@
-"""Verified backups: pg_dump into `<PREDEPLOY_BACKUP_DIR>/<env>/`, checked, then given their name.
+"""Verified backups: pg_dump into `<PREDEPLOY_BACKUP_DIR>/<env>/`, checked, then named.
 
-A dump is written under a hidden temporary name, read back whole by pg_restore,
-checked to hold every table of the database and hashed from disk; only then is
-it renamed and its manifest written. A dump that fails any step is removed, so
-nothing that looks like a backup is ever left behind by a failure.
+A dump is written under a hidden partial name of its own (``.<name>.<pid>.partial``),
+read whole by pg_restore while it is written, checked to hold every table of the database
+(extension member tables excepted: their data is the extension's) and hashed from disk;
+only then is it renamed and its manifest written. A dump that fails any step is removed,
+so nothing that looks like a backup is ever left behind by a failure; what a killed run
+left is swept by the next. One backup runs at a time per database (an advisory lock), and
+pg_dump waits at most PREDEPLOY_LOCK_WAIT for a table another session holds.
 """
 
 from __future__ import annotations
@@ -29,20 +32,29 @@ from predeploy.backup.progress import Progress, ProgressFn, Reporter
 from predeploy.config.settings import Settings
 from predeploy.errors import BackupError, ConfigError
 from predeploy.migrate import history
-from predeploy.postgres import pgbin
-from predeploy.postgres import programs as pgrun
-from predeploy.postgres.sessions import Conn, connect, target_url
+from predeploy.migrate.lock import advisory_lock
+from predeploy.postgres import pgbin, programs
+from predeploy.postgres.failures import describe_lock_holders, translated
+from predeploy.postgres.sessions import Conn, catalog_session
+from predeploy.runbook import command
+from predeploy.sweep import partial_name, sweep_partials, sweep_temp_folders
 
-__all__ = ["BackupResult", "Progress", "ProgressFn", "backup", "require_programs"]
+__all__ = ["BACKUP_LOCK", "BackupResult", "Progress", "ProgressFn", "backup", "require_programs"]
 
+BACKUP_LOCK = 72707371  # migrate's key (Prisma's, 72707369) plus two; maintenance has +1
 log = structlog.get_logger(__name__)
 _REASON = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 _TABLE_DONE = re.compile(r'dumping contents of table "(.+)"')
+# the tables a dump must hold: every table but extension members (PostGIS's
+# spatial_ref_sys, anything registered with pg_extension_config_dump), which the
+# extension's CREATE EXTENSION recreates
 _TABLES = """
 SELECT n.nspname, c.relname, greatest(c.reltuples, 0)::bigint
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp%%'
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                  AND d.objid = c.oid AND d.deptype = 'e')
 ORDER BY 1, 2
 """
 
@@ -60,6 +72,7 @@ class BackupResult:
     format: str
     dump_seconds: float
     verify_seconds: float
+    created_at: datetime
     pruned: tuple[Path, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
@@ -68,6 +81,7 @@ class BackupResult:
             "path": str(self.path),
             "sha256": self.sha256,
             "size": self.size,
+            "created_at": self.created_at.isoformat(),
             "pruned": [str(p) for p in self.pruned],
         }
 
@@ -80,6 +94,7 @@ class _Facts:
     tables: list[tuple[str, str, int]]
     latest_migration: str | None
     applied_migrations: int
+    system_identifier: str | None
 
 
 def backup(
@@ -91,39 +106,66 @@ def backup(
             f"backup reason {reason!r} must be lowercase letters, digits and dashes "
             f"(for example pre-migrate)"
         )
-    url, variable = target_url(settings, direct=True)
-    with connect(url, timeout=settings.connect_timeout, variable=variable) as conn:
-        try:
-            facts = _facts(conn, settings)
-        except psycopg.Error as exc:
-            reason = (exc.diag.message_primary or str(exc)).strip()
-            raise BackupError(
-                f"cannot read what to back up from {url.database}: {reason}: the backup "
-                f"needs a user that can read every table (DIRECT_DATABASE_URL)"
-            ) from None
-    tools = pgbin.select(settings.pg_bin_dir, facts.server_major)
-    dump_program, restore_program = require_programs(tools)
     folder = _folder(settings.backup_dir / settings.env)
+    sweep_partials(folder)
+    sweep_temp_folders()
+    with (
+        catalog_session(settings, purpose="backup") as conn,
+        advisory_lock(conn, BACKUP_LOCK, wait=settings.lock_wait, purpose="backup"),
+    ):
+        with translated(
+            conn,
+            f"reading what to back up from {conn.info.dbname}",
+            error=BackupError,
+            grant="the backup needs a user that can read every table (the direct URL's)",
+        ):
+            facts = _facts(conn, settings)
+        tools = pgbin.select(settings.pg_bin_dir, facts.server_major)
+        result = _make(
+            settings,
+            conn=conn,
+            facts=facts,
+            tools=require_programs(tools),
+            reason=reason,
+            folder=folder,
+            progress=progress,
+        )
+    pruned = retention.prune(settings, keep=result.path)
+    return BackupResult(**{**result.__dict__, "pruned": tuple(pruned)})
+
+
+def _make(
+    settings: Settings,
+    *,
+    conn: Conn,
+    facts: _Facts,
+    tools: tuple[pgbin.PgProgram, pgbin.PgProgram],
+    reason: str,
+    folder: Path,
+    progress: ProgressFn | None,
+) -> BackupResult:
+    """The dump, verified, under its final name with its manifest."""
+    dump_program, restore_program = tools
     started = time.perf_counter()
     created = datetime.now(UTC)
-    name = f"{facts.database}_{created:%Y%m%dT%H%M%SZ}_{reason}.dump"
-    final, partial = folder / name, folder / f".{name}.partial"
-    if final.exists() or manifest_path(final).exists():
-        raise BackupError(f"{final} already exists: wait a second and run the backup again")
+    final = _free_name(folder, f"{facts.database}_{created:%Y%m%dT%H%M%SZ}_{reason}")
+    partial = folder / partial_name(final.name)
     directory = settings.backup_jobs > 1
-    dump_format = "directory" if directory else "custom"
     try:
-        with pgrun.client(url, "predeploy backup") as client:
+        params = conn.info.get_parameters()
+        with programs.client(params, conn.info.password, "predeploy backup") as client:
             _prepare(partial, directory)
             dumped_at = time.perf_counter()
-            streamed = _dump(
-                (dump_program, restore_program),
-                client,
-                partial,
-                jobs=settings.backup_jobs,
-                facts=facts,
-                progress=progress,
-            )
+            try:
+                streamed = _dump(
+                    tools, client, partial, settings=settings, facts=facts, progress=progress
+                )
+            except BackupError as exc:
+                if "lock" not in exc.message:
+                    raise
+                raise BackupError(
+                    f"{exc.message} (blocked by {describe_lock_holders(conn)})"
+                ) from None
         verify_from = time.perf_counter()
         sha256, size = _verify(restore_program, partial, facts, progress, streamed)
         verify_seconds = time.perf_counter() - verify_from
@@ -137,15 +179,17 @@ def backup(
         {
             "predeploy_version": __version__,
             "file": final.name,
-            "format": dump_format,
+            "format": "directory" if directory else "custom",
             "sha256": sha256,
             "size": size,
             "created_at": created.isoformat(),
+            "checked_at": datetime.now(UTC).isoformat(),
             "seconds": round(seconds, 3),
             "env": settings.env,
             "reason": reason,
             "database": facts.database,
             "server_version": facts.server_version,
+            "system_identifier": facts.system_identifier,
             "pg_dump": {
                 "path": str(dump_program.path),
                 "version": dump_program.version,
@@ -154,8 +198,7 @@ def backup(
             "migrations": {"latest": facts.latest_migration, "applied": facts.applied_migrations},
             "tables": [{"schema": s, "name": n, "rows_estimate": r} for s, n, r in facts.tables],
             "verified": True,
-            "restore_command": f"invoke restore --env {settings.env} --backup {final}",
-            "pg_restore_command": _pg_restore_command(restore_program.path, final, directory),
+            "restore_command": command("restore", "--env", settings.env, "--backup", str(final)),
         },
     )
     log.info(
@@ -166,7 +209,6 @@ def backup(
         seconds=round(seconds, 3),
         tables=len(facts.tables),
     )
-    pruned = retention.prune(settings)
     return BackupResult(
         path=final,
         manifest=manifest,
@@ -174,11 +216,20 @@ def backup(
         size=size,
         seconds=seconds,
         tables=len(facts.tables),
-        format=dump_format,
+        format="directory" if directory else "custom",
         dump_seconds=verify_from - dumped_at,
         verify_seconds=verify_seconds,
-        pruned=tuple(pruned),
+        created_at=created,
     )
+
+
+def _free_name(folder: Path, stem: str) -> Path:
+    """``<stem>.dump``, or ``<stem>-2.dump``... when a backup of that second exists."""
+    for n in range(1, 100):
+        final = folder / (f"{stem}.dump" if n == 1 else f"{stem}-{n}.dump")
+        if not final.exists() and not manifest_path(final).exists():
+            return final
+    raise BackupError(f"{folder} holds 99 backups named {stem}: remove some")
 
 
 def _facts(conn: Conn, settings: Settings) -> _Facts:
@@ -188,8 +239,21 @@ def _facts(conn: Conn, settings: Settings) -> _Facts:
     ).fetchone()
     assert row is not None  # noqa: S101 (a SELECT without FROM returns one row)
     tables = [(str(s), str(n), int(r)) for s, n, r in conn.execute(_TABLES).fetchall()]
-    latest, applied = history.latest_applied(history.read(conn, settings.migrations_table))
-    return _Facts(str(row[0]), str(row[1]), int(row[2]), tables, latest, applied)
+    table, _ = history.tables_for(settings)
+    latest, applied = history.latest_applied(history.read(conn, table))
+    return _Facts(
+        str(row[0]), str(row[1]), int(row[2]), tables, latest, applied, system_identifier(conn)
+    )
+
+
+def system_identifier(conn: Conn) -> str | None:
+    """The server's system identifier (which cluster this is), when this user may read it."""
+    try:
+        with conn.transaction():
+            row = conn.execute("SELECT system_identifier::text FROM pg_control_system()").fetchone()
+    except psycopg.Error:  # a courtesy: restore checks it when both sides have it
+        return None
+    return str(row[0]) if row else None
 
 
 def require_programs(tools: pgbin.ToolChoice) -> tuple[pgbin.PgProgram, pgbin.PgProgram]:
@@ -233,47 +297,56 @@ def _prepare(partial: Path, directory: bool) -> None:
 
 
 def _dump(
-    programs: tuple[pgbin.PgProgram, pgbin.PgProgram],
-    client: pgrun.ClientRun,
+    tools: tuple[pgbin.PgProgram, pgbin.PgProgram],
+    client: programs.ClientRun,
     partial: Path,
     *,
-    jobs: int,
+    settings: Settings,
     facts: _Facts,
     progress: ProgressFn | None,
 ) -> str | None:
     """Dump into ``partial``; a custom-format dump is read whole by pg_restore as it is
     written, and its sha256 taken on the way (returned). A directory dump returns None."""
-    dump, restore = programs
+    dump, restore = tools
     done = [0]
 
     def on_stderr(line: str) -> None:
         if _TABLE_DONE.search(line):
             done[0] += 1
 
+    args = [f"--lock-wait-timeout={round(settings.lock_wait * 1000)}", "--verbose"]
     connection = f"--dbname={client.conninfo}"
+    jobs = settings.backup_jobs
     with Reporter("dump", partial, len(facts.tables), done, progress):
         if jobs > 1:
-            args = ["--format=directory", f"--jobs={jobs}", "--verbose", f"--file={partial}"]
+            args += ["--format=directory", f"--jobs={jobs}", f"--file={partial}"]
             try:
-                pgrun.run(dump.path, [*args, connection], env=client.env, on_stderr=on_stderr)
-            except pgrun.ProgramFailed as exc:
+                programs.run(
+                    dump.path,
+                    [*args, connection],
+                    env=client.env,
+                    pass_fds=client.pass_fds,
+                    on_stderr=on_stderr,
+                    timeout=None,
+                )
+            except programs.ProgramFailed as exc:
                 raise BackupError(f"backup failed: {exc}; no backup was kept") from None
             return None
-        tee = pgrun.Tee(partial)
-        made, made_err, read, read_err = tee.run(
-            (dump.path, ["--format=custom", "--verbose", connection], client.env),
-            (restore.path, ["--file=/dev/null"], dict(os.environ)),
+        tee = programs.Tee(partial)
+        made, made_code, read, read_code = tee.run(
+            (dump.path, ["--format=custom", *args, connection], client),
+            (restore.path, ["--file=/dev/null"], programs.child_env()),
             on_stderr,
         )
     if tee.write_error is not None:
         reason = tee.write_error.strerror or str(tee.write_error)
         raise BackupError(f"backup failed: could not write {partial}: {reason}; no backup was kept")
-    if made != 0:
-        failed = pgrun.failure(dump.path, made, made_err)
-        raise BackupError(f"backup failed: {failed}; no backup was kept")
-    if read != 0:
-        failed = pgrun.failure(restore.path, read, read_err)
-        raise BackupError(f"the dump failed verification: {failed}; it was removed")
+    if made_code != 0:
+        raise BackupError(f"backup failed: {made.failure(made_code)}; no backup was kept")
+    if read_code != 0:
+        raise BackupError(
+            f"the dump failed verification: {read.failure(read_code)}; it was removed"
+        )
     return tee.sha256.hexdigest()
 
 
@@ -290,8 +363,8 @@ def _verify(
     the file on disk must hash the same. Without it, pg_restore reads the file now.
     """
     try:
-        relations = toc_relations(pgrun.run_output(program.path, ["--list", str(partial)]))
-    except pgrun.ProgramFailed as exc:
+        relations = toc_relations(programs.output(program.path, ["--list", str(partial)]))
+    except programs.ProgramFailed as exc:
         raise BackupError(f"the dump failed verification: {exc}; it was removed") from None
     missing = [f"{s}.{n}" for s, n, _ in facts.tables if ("TABLE", s, n) not in relations]
     if missing:
@@ -312,8 +385,13 @@ def _verify(
     hasher.start()
     with Reporter("verify", partial, len(facts.tables), [len(facts.tables)], progress):
         try:
-            pgrun.run(program.path, ["--file=/dev/null", str(partial)], env=dict(os.environ))
-        except pgrun.ProgramFailed as exc:
+            programs.run(
+                program.path,
+                ["--file=/dev/null", str(partial)],
+                env=programs.child_env(),
+                timeout=None,
+            )
+        except programs.ProgramFailed as exc:
             raise BackupError(f"the dump failed verification: {exc}; it was removed") from None
         finally:
             hasher.join()
@@ -322,7 +400,7 @@ def _verify(
 
 def _write_manifest(dump: Path, data: dict[str, Any]) -> Path:
     path = manifest_path(dump)
-    partial = path.with_name(f".{path.name}.partial")
+    partial = path.with_name(partial_name(path.name))
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
         json.dump(data, out, indent=2)
@@ -331,11 +409,6 @@ def _write_manifest(dump: Path, data: dict[str, Any]) -> Path:
         os.fsync(out.fileno())
     os.replace(partial, path)
     return path
-
-
-def _pg_restore_command(program: Path, dump: Path, directory: bool) -> str:
-    mode = "--jobs=2" if directory else "--single-transaction"
-    return f'{program} --clean --if-exists {mode} --dbname="$DATABASE_URL" {dump}'
 
 
 def _remove(path: Path) -> None:

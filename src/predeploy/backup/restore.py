@@ -1,7 +1,21 @@
-"""Restoring a verified backup: checked first, applied whole, nothing newer left behind."""
+"""Restoring a backup: checked first, applied whole and atomically, nothing newer left.
+
+The plan (shown before the typed confirmation) names the backup, its database, env,
+time and migration state, and what it replaces. A backup is refused when its checksum
+does not match its manifest (restore never falls back to another one on its own), and
+when its manifest names another database, env or server, unless ``--other-database``.
+
+The restore itself is one transaction: every object the backup lacks is dropped (see
+``predeploy.backup.objects``), then the archive is replayed (`pg_restore --clean -f -`,
+streamed into `psql --single-transaction`). A failure anywhere leaves the database as it
+was. The audit table is kept out of it: the trail of runs survives a restore.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -11,32 +25,28 @@ from pathlib import Path
 
 import psycopg
 import structlog
-from psycopg import sql
 
 from predeploy import audit
-from predeploy.backup.archive import digest, toc_relations
+from predeploy.backup import objects
+from predeploy.backup.archive import digest
+from predeploy.backup.dump import system_identifier
 from predeploy.backup.progress import ProgressFn, Reporter
-from predeploy.backup.retention import BackupInfo, list_backups, newest_verified
-from predeploy.config.dburl import DatabaseUrl
+from predeploy.backup.retention import BackupInfo, list_backups, newest
 from predeploy.config.settings import Settings
 from predeploy.errors import BackupError, PredeployError
-from predeploy.log import current_run_id
 from predeploy.migrate import history
 from predeploy.migrate.lock import migrate_session
-from predeploy.postgres import pgbin
-from predeploy.postgres import programs as pgrun
-from predeploy.postgres.sessions import Conn, connect, target_url
+from predeploy.postgres import pgbin, programs
+from predeploy.postgres.failures import translated
+from predeploy.postgres.sessions import CATALOG, Conn, catalog_session, connect, target_url
 
 __all__ = ["RestorePlan", "RestoreResult", "plan", "restore"]
 
 log = structlog.get_logger(__name__)
-_RELATIONS = """
-SELECT n.nspname, c.relname, c.relkind
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp%%'
-  AND NOT c.relispartition
+_TABLES = """
+SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\\_%%'
 """
 _LOCK_WAIT = """
 SELECT l.pid, pg_blocking_pids(l.pid)
@@ -45,7 +55,6 @@ WHERE NOT l.granted AND a.application_name = %s
   AND l.waitstart < now() - make_interval(secs => %s)
 LIMIT 1
 """
-_DROP = {"r": "TABLE", "p": "TABLE", "v": "VIEW", "m": "MATERIALIZED VIEW", "f": "FOREIGN TABLE"}
 
 
 @dataclass(frozen=True)
@@ -55,8 +64,10 @@ class RestorePlan:
     backup: BackupInfo
     database: str
     target: str
+    env: str
     current_tables: int
     current_latest_migration: str | None
+    mismatches: tuple[str, ...]  # what the manifest says differently from the target
 
 
 @dataclass(frozen=True)
@@ -67,104 +78,249 @@ class RestoreResult:
     dropped: tuple[str, ...]
 
 
-def plan(settings: Settings, path: Path | None) -> RestorePlan:
-    """The backup to restore (the newest verified one by default) and what it replaces."""
-    info = newest_verified(settings) if path is None else _named(settings, path)
-    url, variable = target_url(settings, direct=True)
-    with connect(url, timeout=settings.connect_timeout, variable=variable) as conn:
-        relations = conn.execute(_RELATIONS).fetchall()
-        latest, _ = history.latest_applied(history.read(conn, settings.migrations_table))
+def plan(settings: Settings, path: Path | None, *, other_database: bool = False) -> RestorePlan:
+    """The backup to restore (the newest by default), checked, and what it replaces."""
+    info = newest(settings) if path is None else _named(settings, path)
+    _check_file(info, default=path is None)
+    url, _ = target_url(settings, direct=True)
+    table, _ = history.tables_for(settings)
+    with catalog_session(settings, purpose="restore") as conn:
+        with translated(conn, f"reading {conn.info.dbname} before the restore", error=BackupError):
+            row = conn.execute(_TABLES).fetchone()
+            latest, _ = history.latest_applied(history.read(conn, table))
+        database, identifier = conn.info.dbname, system_identifier(conn)
+    mismatches = _mismatches(info, settings.env, database, identifier)
+    if mismatches and not other_database:
+        raise BackupError(
+            f"{info.path} is not a backup of this database: {'; '.join(mismatches)}; nothing "
+            f"was restored (pass --other-database to restore it into {database} anyway)"
+        )
     return RestorePlan(
         backup=info,
-        database=url.database or "",
+        database=database,
         target=str(url),
-        current_tables=sum(1 for r in relations if r[2] in ("r", "p")),
+        env=settings.env,
+        current_tables=int(row[0]) if row else 0,
         current_latest_migration=latest,
+        mismatches=tuple(mismatches),
     )
 
 
 def restore(
-    settings: Settings, chosen: RestorePlan, progress: ProgressFn | None = None
+    settings: Settings, chosen: RestorePlan, progress: ProgressFn | None = None, run_id: str = ""
 ) -> RestoreResult:
     """Restore ``chosen`` into the env's database (the caller has confirmed)."""
     info = chosen.backup
-    sha256, _ = digest(info.path)
-    if sha256 != info.manifest.get("sha256"):
-        raise BackupError(
-            f"{info.path} does not match its manifest's sha256 (it changed after it was "
-            f"verified): not restoring it; pick another with --backup"
-        )
-    url, variable = target_url(settings, direct=True)
+    url, _ = target_url(settings, direct=True)
+    _, audit_table = history.tables_for(settings)
     started = time.perf_counter()
-    with migrate_session(settings, url, variable, "restore") as conn:
+    with migrate_session(settings, "restore") as conn:
         server_major = conn.info.server_version // 10000
-        program = _pg_restore(settings, server_major, info)
-        directory = info.manifest.get("format") == "directory"
-        mode = [f"--jobs={max(2, settings.backup_jobs)}"] if directory else ["--single-transaction"]
-        log.info("restore_started", backup=str(info.path), database=chosen.database)
-        tables = len(info.manifest.get("tables") or [])
-        done = [0]
-
-        def on_stderr(line: str) -> None:
-            if "processing data for table" in line:
-                done[0] += 1
-
-        args = ["--clean", "--if-exists", "--exit-on-error", "--verbose", *mode]
-        name = f"predeploy restore {current_run_id()}"
-        with (
-            pgrun.client(url, name) as client,
-            Reporter("restore", None, tables, done, progress),
-            # a table the application holds must not hang the restore (its archive sets
-            # lock_timeout = 0): cancel a wait longer than PREDEPLOY_LOCK_WAIT, and the single
-            # transaction leaves the database as it was
-            _cancel_lock_waits(url, name, settings.lock_wait) as cancelled,
-        ):
-            try:
-                pgrun.run(
-                    program.path,
-                    [*args, f"--dbname={client.conninfo}", str(info.path)],
-                    env=client.env,
-                    on_stderr=on_stderr,
-                )
-            except pgrun.ProgramFailed as exc:
-                then = (
-                    "a parallel restore is not atomic: check the database"
-                    if directory
-                    else "the database is unchanged"
-                )
-                hint = (
-                    f" ({cancelled[0]} held a table's lock longer than PREDEPLOY_LOCK_WAIT "
-                    f"({settings.lock_wait:g}s): stop the application, then restore again)"
-                    if cancelled
-                    else ""
-                )
-                raise BackupError(f"restore of {info.path} failed: {exc}; {then}{hint}") from None
-        dropped = _drop_newer(conn, program, info.path)
+        pg_restore = _pg_restore(settings, server_major, info)
+        psql = pg_restore.path.with_name("psql")
+        toc = programs.output(pg_restore.path, ["--list", str(info.path)], timeout=300)
+        keep = [(audit_table.schema, audit_table.name)]
+        with translated(conn, "listing what the backup lacks", error=BackupError):
+            extra = objects.extras(conn, objects.toc_entries(toc), keep)
+        log.info(
+            "restore_started", backup=str(info.path), database=chosen.database, drops=len(extra)
+        )
+        name = f"predeploy restore {run_id}".strip()
+        with _list_file(toc, audit_table) as listing, _cancel_lock_waits(url, name, settings):
+            _replay(
+                settings,
+                conn,
+                tools=(pg_restore.path, psql),
+                info=info,
+                extra=extra,
+                listing=listing,
+                name=name,
+                progress=progress,
+            )
         run = audit.Run(
-            run_id=current_run_id(),
+            run_id=run_id,
             command="restore",
             env=settings.env,
             root=settings.root,
             backup_path=str(info.path),
             backup_sha256=str(info.manifest.get("sha256")),
         )
-        # the audit table came back as it was in the backup: this row is written after it
-        audit.record(conn, settings.audit_table, run, "restored", None)
+        audit.record(conn, audit_table, run, "restored", None)
     seconds = time.perf_counter() - started
+    dropped = tuple(str(e) for e in extra)
     log.info("restore_done", backup=str(info.path), seconds=round(seconds, 3), dropped=dropped)
-    return RestoreResult(info.path, chosen.database, seconds, tuple(dropped))
+    return RestoreResult(info.path, chosen.database, seconds, dropped)
+
+
+def _replay(
+    settings: Settings,
+    conn: Conn,
+    *,
+    tools: tuple[Path, Path],
+    info: BackupInfo,
+    extra: list[objects.Extra],
+    listing: Path,
+    name: str,
+    progress: ProgressFn | None,
+) -> None:
+    """The drops and the archive, streamed into one psql transaction."""
+    pg_restore, psql = tools
+    preamble = "".join(f"{e.drop};\n" for e in extra).encode()
+    tables = len(info.manifest.get("tables") or [])
+    done = [0]
+
+    def on_stderr(line: str) -> None:
+        if "processing data for table" in line:
+            done[0] += 1
+
+    params = {**conn.info.get_parameters(), "options": "-c client_min_messages=warning"}
+    with (
+        programs.client(params, conn.info.password, name) as client,
+        Reporter("restore", None, tables, done, progress),
+    ):
+        pipe = programs.Pipe()
+        psql_run = programs.start(
+            psql,
+            [
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "--single-transaction",
+                "-f",
+                "-",
+                f"--dbname={client.conninfo}",
+            ],
+            env=client.env,
+            stdin=pipe.reader,
+            pass_fds=client.pass_fds,
+        )
+        pipe.detach_reader()
+        try:
+            pipe.write(preamble)
+            read = programs.start(
+                pg_restore,
+                [
+                    "--clean",
+                    "--if-exists",
+                    "--verbose",
+                    f"--use-list={listing}",
+                    "--file=-",
+                    str(info.path),
+                ],
+                env=programs.child_env(),
+                stdout=pipe,
+                on_stderr=on_stderr,
+            )
+            read_code = read.wait()
+            if read_code != 0:  # psql must not see the end of a half archive: it would commit
+                psql_run.kill()
+                raise BackupError(
+                    f"restore of {info.path} failed: {read.failure(read_code)}; the database "
+                    f"is unchanged"
+                )
+            pipe.close()
+            code = psql_run.wait()
+        except BaseException:
+            psql_run.kill()
+            raise
+        finally:
+            pipe.close()
+    if code != 0:
+        failure = psql_run.failure(code)
+        raise BackupError(f"restore of {info.path} failed: {failure}; the database is unchanged")
+
+
+def _check_file(info: BackupInfo, *, default: bool) -> None:
+    """The dump must be there and match its manifest's sha256; never fall back."""
+    which = "the newest backup" if default else "the backup"
+    older = "; restore an older one by naming it with --backup (predeploy backups lists them)"
+    if not info.path.exists():
+        raise BackupError(f"{which} {info.path} is missing{older}")
+    sha256, size = digest(info.path)
+    if sha256 != info.manifest.get("sha256") or size != info.manifest.get("size"):
+        raise BackupError(
+            f"{which} {info.path} is damaged (its sha256 or size differs from its manifest): "
+            f"not restoring it{older}"
+        )
+
+
+def _mismatches(info: BackupInfo, env: str, database: str, identifier: str | None) -> list[str]:
+    manifest = info.manifest
+    found = []
+    if manifest.get("database") not in (None, database):
+        found.append(f"it holds database {manifest['database']}, the target is {database}")
+    if manifest.get("env") not in (None, env):
+        found.append(f"it was taken in env {manifest['env']}, this is env {env}")
+    theirs = manifest.get("system_identifier")
+    if theirs and identifier and theirs != identifier:
+        found.append(
+            f"it comes from another server (system identifier {theirs}, here {identifier})"
+        )
+    return found
+
+
+def _named(settings: Settings, path: Path) -> BackupInfo:
+    wanted = path.resolve()
+    for info in list_backups(settings):
+        if info.path.resolve() == wanted:
+            return info
+    raise BackupError(
+        f"{path} is not a predeploy backup of env {settings.env} (no manifest beside it in "
+        f"{settings.backup_dir / settings.env}): list them with predeploy backups"
+    )
+
+
+def _pg_restore(settings: Settings, server_major: int, info: BackupInfo) -> pgbin.PgProgram:
+    program = pgbin.select(settings.pg_bin_dir, server_major).pg_restore
+    made_by = info.manifest.get("pg_dump") or {}
+    needed = int(made_by.get("major", 0))
+    if program is None or program.major < needed or not program.path.with_name("psql").is_file():
+        found = f"pg_restore {program.version}" if program else "no pg_restore"
+        raise BackupError(
+            f"{found} (with psql beside it) cannot read a dump made by pg_dump "
+            f"{made_by.get('version')}: install the version {needed} client programs or set "
+            f"PREDEPLOY_PG_BIN_DIR"
+        )
+    return program
 
 
 @contextmanager
-def _cancel_lock_waits(url: DatabaseUrl, application: str, limit: float) -> Iterator[list[str]]:
+def _list_file(toc: str, audit_table: history.Table) -> Iterator[Path]:
+    """The archive's table of contents without the audit table, for `pg_restore -L`."""
+    table = (audit_table.schema, audit_table.name)
+    lines = []
+    for line in toc.splitlines():
+        entry = objects.toc_line(line)
+        if entry is None or not objects.belongs_to(entry[1], entry[2], table):
+            lines.append(line)
+    fd, name = tempfile.mkstemp(prefix=f"predeploy-{os.getpid()}-", suffix=".list")
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write("\n".join(lines) + "\n")
+        yield Path(name)
+    finally:
+        Path(name).unlink(missing_ok=True)
+
+
+@contextmanager
+def _cancel_lock_waits(url: object, application: str, settings: Settings) -> Iterator[list[str]]:
     """While the block runs, cancel any statement of ``application`` waiting on a lock for
-    longer than ``limit`` seconds; yields the blockers that were the cause."""
+    longer than PREDEPLOY_LOCK_WAIT; yields the blockers that were the cause."""
     cancelled: list[str] = []
     stop = threading.Event()
+    limit = settings.lock_wait
+    direct, variable = target_url(settings, direct=True)
 
     def watch() -> None:
         try:
-            with connect(url, timeout=5, application_name="predeploy restore watch") as spy:
+            with connect(
+                direct,
+                limits=CATALOG,
+                timeout=settings.connect_timeout,
+                variable=variable,
+                application_name="predeploy restore watch",
+            ) as spy:
                 while not stop.wait(0.25):
                     row = spy.execute(_LOCK_WAIT, (application, limit)).fetchone()
                     if row is not None:
@@ -180,51 +336,14 @@ def _cancel_lock_waits(url: DatabaseUrl, application: str, limit: float) -> Iter
     thread.start()
     try:
         yield cancelled
+    except BackupError as exc:
+        if cancelled:
+            raise BackupError(
+                f"{exc.message} ({cancelled[0]} held a table's lock longer than "
+                f"PREDEPLOY_LOCK_WAIT ({limit:g}s): stop the application, then restore again)"
+            ) from None
+        raise
     finally:
         stop.set()
-        thread.join(timeout=5)
-
-
-def _named(settings: Settings, path: Path) -> BackupInfo:
-    wanted = path.resolve()
-    for info in list_backups(settings):
-        if info.path.resolve() == wanted:
-            if not info.present:
-                raise BackupError(f"{path} is missing or its size differs from its manifest")
-            return info
-    raise BackupError(
-        f"{path} is not a predeploy backup of env {settings.env} (no manifest beside it in "
-        f"{settings.backup_dir / settings.env}): list them with invoke backups"
-    )
-
-
-def _pg_restore(settings: Settings, server_major: int, info: BackupInfo) -> pgbin.PgProgram:
-    program = pgbin.select(settings.pg_bin_dir, server_major).pg_restore
-    made_by = info.manifest.get("pg_dump") or {}
-    needed = int(made_by.get("major", 0))
-    if program is None or program.major < needed:
-        found = f"pg_restore {program.version}" if program else "no pg_restore"
-        raise BackupError(
-            f"{found} cannot read a dump made by pg_dump {made_by.get('version')}: install the "
-            f"version "
-            f"{needed} client programs or set PREDEPLOY_PG_BIN_DIR"
-        )
-    return program
-
-
-def _drop_newer(conn: Conn, program: pgbin.PgProgram, dump: Path) -> list[str]:
-    """Drop the relations that did not exist at the backup's moment."""
-    toc = pgrun.run_output(program.path, ["--list", str(dump)])
-    known = {(schema, name) for _, schema, name in toc_relations(toc)}
-    dropped = []
-    with conn.transaction():
-        for schema, name, kind in conn.execute(_RELATIONS).fetchall():
-            if (schema, name) in known:
-                continue
-            conn.execute(
-                sql.SQL("DROP {} IF EXISTS {} CASCADE").format(
-                    sql.SQL(_DROP[kind]), sql.Identifier(schema, name)
-                )
-            )
-            dropped.append(f"{schema}.{name}")
-    return dropped
+        with contextlib.suppress(RuntimeError):
+            thread.join(timeout=5)

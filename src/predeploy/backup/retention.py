@@ -1,12 +1,15 @@
-"""The backups of an env: listing them, and pruning the old ones.
+"""The backups of an env: listing them, checking their checksums, pruning the old ones.
 
-Only dumps with a predeploy manifest are ever listed as backups or deleted; the
-newest verified backup is never deleted, whatever the settings say.
+A backup is a dump with a predeploy manifest beside it; nothing else is ever listed or
+deleted. "Verified" means its sha256 was checked when it was made (pg_restore read it
+whole); the listing says when the checksum was last checked again and with what result,
+and ``check`` rechecks it. Retention never deletes the backup just made.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,11 +18,12 @@ from typing import Any
 
 import structlog
 
-from predeploy.backup.archive import manifest_path, size_of
+from predeploy.backup.archive import digest, manifest_path, size_of
 from predeploy.config.settings import Settings
 from predeploy.errors import BackupError
+from predeploy.sweep import partial_name
 
-__all__ = ["BackupInfo", "list_backups", "newest_verified", "prune"]
+__all__ = ["BackupInfo", "check", "list_backups", "newest", "prune"]
 
 log = structlog.get_logger(__name__)
 
@@ -35,7 +39,13 @@ class BackupInfo:
 
     @property
     def verified(self) -> bool:
+        """Its sha256 was checked when it was made (and it is still there, at its size)."""
         return self.present and bool(self.manifest.get("verified"))
+
+    @property
+    def last_check(self) -> str:
+        """'ok', 'MISMATCH' or 'missing' as of ``checked_at``; 'at creation' if never rechecked."""
+        return str(self.manifest.get("check") or "at creation")
 
     def as_dict(self) -> dict[str, Any]:
         migrations = self.manifest.get("migrations") or {}
@@ -46,10 +56,13 @@ class BackupInfo:
             "size": self.manifest.get("size"),
             "sha256": self.manifest.get("sha256"),
             "database": self.manifest.get("database"),
+            "env": self.manifest.get("env"),
             "latest_migration": migrations.get("latest"),
             "applied_migrations": migrations.get("applied"),
             "verified": self.verified,
             "present": self.present,
+            "checked_at": self.manifest.get("checked_at"),
+            "last_check": self.last_check,
         }
 
 
@@ -66,30 +79,42 @@ def list_backups(settings: Settings) -> list[BackupInfo]:
     return sorted(found, key=lambda b: b.created_at, reverse=True)
 
 
-def newest_verified(settings: Settings) -> BackupInfo:
-    for info in list_backups(settings):
-        if info.verified:
-            return info
-    raise BackupError(
-        f"no verified backup of env {settings.env} in {settings.backup_dir / settings.env}: "
-        f"make one (invoke backup --env {settings.env}) or name a file with --backup"
-    )
+def newest(settings: Settings) -> BackupInfo:
+    """The env's newest backup; BackupError when there is none (never an older one)."""
+    found = list_backups(settings)
+    if not found:
+        raise BackupError(
+            f"no backup of env {settings.env} in {settings.backup_dir / settings.env}: "
+            f"make one (predeploy backup --env {settings.env}) or name a file with --backup"
+        )
+    return found[0]
 
 
-def prune(settings: Settings, now: datetime | None = None) -> list[Path]:
+def check(info: BackupInfo) -> BackupInfo:
+    """Recompute ``info``'s sha256 and record the result and time in its manifest."""
+    if not info.path.exists():
+        result = "missing"
+    else:
+        sha256, _ = digest(info.path)
+        result = "ok" if sha256 == info.manifest.get("sha256") else "MISMATCH"
+    data = {**info.manifest, "check": result, "checked_at": datetime.now(UTC).isoformat()}
+    _rewrite(manifest_path(info.path), data)
+    log.info("backup_checked", path=str(info.path), result=result)
+    return BackupInfo(info.path, data, info.created_at, info.present and result == "ok")
+
+
+def prune(settings: Settings, *, keep: Path, now: datetime | None = None) -> list[Path]:
     """Delete backups beyond PREDEPLOY_BACKUP_KEEP or older than PREDEPLOY_BACKUP_MAX_AGE_DAYS.
 
-    Returns the deleted ones.
+    ``keep`` (the backup just made and verified) is never deleted. Returns the deleted ones.
     """
     now = now or datetime.now(UTC)
-    backups = list_backups(settings)
-    keep_newest = next((b for b in backups if b.verified), None)
     doomed = []
-    for index, info in enumerate(backups):
+    for index, info in enumerate(list_backups(settings)):
         too_many = settings.backup_keep > 0 and index >= settings.backup_keep
         max_age = settings.backup_max_age_days
         too_old = max_age is not None and now - info.created_at > timedelta(days=max_age)
-        if (too_many or too_old) and info is not keep_newest:
+        if (too_many or too_old) and info.path != keep:
             doomed.append(info)
     for info in doomed:
         if info.path.is_dir():
@@ -113,3 +138,12 @@ def _read(manifest: Path) -> BackupInfo | None:
         return None  # a manifest that names another file is not one of ours
     present = dump.exists() and size_of(dump) == data.get("size")
     return BackupInfo(path=dump, manifest=data, created_at=created, present=present)
+
+
+def _rewrite(path: Path, data: dict[str, Any]) -> None:
+    partial = path.with_name(partial_name(path.name))
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(data, out, indent=2)
+        out.write("\n")
+    os.replace(partial, path)

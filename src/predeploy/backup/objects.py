@@ -1,0 +1,201 @@
+"""The objects a restore must drop first: everything the live database has and the backup lacks.
+
+`pg_restore --clean` drops and recreates only the archive's own objects, and without
+CASCADE: a table created after the backup with a foreign key to an older one makes the
+older one's primary key impossible to drop, and a type, function, sequence or view created
+since survives the restore (re-running the migration then fails on "already exists").
+
+So before the archive is replayed, in the same transaction, every object the archive does
+not have is dropped with CASCADE: schemas, extensions, relations (tables, views,
+materialized views, sequences, foreign tables), types and domains, routines, and
+constraints. A cascade can only reach objects that depend on a newer one; those that are
+in the archive are recreated by the replay. Extension members, the system schemas, the
+``public`` schema itself and the tables a restore keeps (the audit trail) are never dropped.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from predeploy.postgres.sessions import Conn
+
+__all__ = ["Extra", "belongs_to", "extras", "toc_entries", "toc_line"]
+
+# `pg_restore --list`: "215; 1259 16386 TABLE public users owner"; the kind may be several
+# words, the tag may hold spaces ("users users_pkey", "f(integer, text)"), the owner is one
+# word or empty
+_TOC_LINE = re.compile(r"^\d+; \d+ \d+ (?P<rest>.+)$")
+_KINDS = (
+    "MATERIALIZED VIEW DATA",
+    "SEQUENCE OWNED BY",
+    "SEQUENCE SET",
+    "TABLE DATA",
+    "MATERIALIZED VIEW",
+    "FOREIGN TABLE",
+    "FK CONSTRAINT",
+    "CONSTRAINT",
+    "EXTENSION",
+    "PROCEDURE",
+    "AGGREGATE",
+    "FUNCTION",
+    "SEQUENCE",
+    "DOMAIN",
+    "SCHEMA",
+    "TABLE",
+    "TYPE",
+    "VIEW",
+    "DEFAULT",
+    "INDEX",
+    "TRIGGER",
+    "POLICY",
+    "RULE",
+    "ACL",
+)
+_DATA = ("MATERIALIZED VIEW DATA", "SEQUENCE OWNED BY", "SEQUENCE SET", "TABLE DATA")
+_SYSTEM = "('pg_catalog', 'information_schema', 'pg_toast')"
+_NOT_EXTENSION = """NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = @1::regclass
+                AND d.objid = @2 AND d.deptype = 'e')"""
+
+
+def _filled(query: str) -> str:
+    """A catalogue query with its shared conditions put in (constants only, no input)."""
+    query = query.replace("@SYSTEM@", _SYSTEM)
+    for catalog, oid in re.findall(r"@NOT_EXTENSION\(([^,]+),([^)]+)\)@", query):
+        condition = _NOT_EXTENSION.replace("@1", catalog).replace("@2", oid)
+        query = query.replace(f"@NOT_EXTENSION({catalog},{oid})@", condition)
+    return query
+
+
+# (kind as pg_dump names it, schema, tag as pg_dump writes it, DROP statement), per kind,
+# in an order where each DROP ... CASCADE leaves nothing newer behind
+_LIVE = {
+    "SCHEMA": """
+        SELECT 'SCHEMA', '-', n.nspname, format('DROP SCHEMA IF EXISTS %I CASCADE', n.nspname)
+        FROM pg_namespace n
+        WHERE n.nspname NOT IN @SYSTEM@ AND n.nspname <> 'public'
+          AND n.nspname NOT LIKE 'pg\\_%%'
+          AND @NOT_EXTENSION('pg_namespace',n.oid)@""",
+    "EXTENSION": """
+        SELECT 'EXTENSION', '-', e.extname, format('DROP EXTENSION IF EXISTS %I CASCADE', e.extname)
+        FROM pg_extension e WHERE e.extname <> 'plpgsql'""",
+    "RELATION": """
+        SELECT CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                              WHEN 'S' THEN 'SEQUENCE' WHEN 'f' THEN 'FOREIGN TABLE'
+                              ELSE 'TABLE' END,
+               n.nspname, c.relname,
+               format('DROP %s IF EXISTS %I.%I CASCADE',
+                      CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                                     WHEN 'S' THEN 'SEQUENCE' WHEN 'f' THEN 'FOREIGN TABLE'
+                                     ELSE 'TABLE' END, n.nspname, c.relname)
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND NOT c.relispartition
+          AND n.nspname NOT IN @SYSTEM@ AND n.nspname NOT LIKE 'pg\\_%%'
+          AND @NOT_EXTENSION('pg_class',c.oid)@""",
+    "TYPE": """
+        SELECT CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, n.nspname, t.typname,
+               format('DROP %s IF EXISTS %I.%I CASCADE',
+                      CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, n.nspname, t.typname)
+        FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+        WHERE t.typtype IN ('e', 'd', 'r', 'c')
+          AND (t.typtype <> 'c'
+               OR (SELECT c.relkind FROM pg_class c WHERE c.oid = t.typrelid) = 'c')
+          AND n.nspname NOT IN @SYSTEM@ AND n.nspname NOT LIKE 'pg\\_%%'
+          AND @NOT_EXTENSION('pg_type',t.oid)@""",
+    "ROUTINE": """
+        SELECT CASE p.prokind WHEN 'p' THEN 'PROCEDURE' WHEN 'a' THEN 'AGGREGATE'
+                              ELSE 'FUNCTION' END,
+               n.nspname,
+               p.proname || '(' || array_to_string(
+                   ARRAY(SELECT format_type(a, NULL) FROM unnest(p.proargtypes) AS a), ', ') || ')',
+               format('DROP %s IF EXISTS %I.%I(%s) CASCADE',
+                      CASE p.prokind WHEN 'p' THEN 'PROCEDURE' WHEN 'a' THEN 'AGGREGATE'
+                                     ELSE 'FUNCTION' END,
+                      n.nspname, p.proname, pg_get_function_identity_arguments(p.oid))
+        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+        WHERE p.prokind IN ('f', 'p', 'a', 'w')
+          AND n.nspname NOT IN @SYSTEM@ AND n.nspname NOT LIKE 'pg\\_%%'
+          AND @NOT_EXTENSION('pg_proc',p.oid)@""",
+    "CONSTRAINT": """
+        SELECT CASE c.contype WHEN 'f' THEN 'FK CONSTRAINT' ELSE 'CONSTRAINT' END,
+               n.nspname, r.relname || ' ' || c.conname,
+               format('ALTER TABLE IF EXISTS %I.%I DROP CONSTRAINT IF EXISTS %I CASCADE',
+                      n.nspname, r.relname, c.conname)
+        FROM pg_constraint c JOIN pg_class r ON r.oid = c.conrelid
+        JOIN pg_namespace n ON n.oid = r.relnamespace
+        WHERE c.contype IN ('f', 'p', 'u', 'x') AND NOT r.relispartition
+          AND n.nspname NOT IN @SYSTEM@ AND n.nspname NOT LIKE 'pg\\_%%'
+          AND @NOT_EXTENSION('pg_class',r.oid)@""",
+}
+# constraints first (a foreign key between two old tables, added since), then what holds
+# data and code, then the containers
+_ORDER = ("CONSTRAINT", "RELATION", "ROUTINE", "TYPE", "EXTENSION", "SCHEMA")
+
+
+@dataclass(frozen=True)
+class Extra:
+    """A live object the backup does not have."""
+
+    kind: str
+    schema: str
+    name: str
+    drop: str
+
+    def __str__(self) -> str:
+        where = "" if self.schema == "-" else f"{self.schema}."
+        return f"{self.kind.lower()} {where}{self.name}"
+
+
+def toc_line(line: str) -> tuple[str, str, str] | None:
+    """(kind, schema, tag) of one `pg_restore --list` line; None for comments and kinds
+    predeploy does not need to know."""
+    match = _TOC_LINE.match(line)
+    if match is None:
+        return None
+    rest = match.group("rest")
+    kind = next((k for k in _KINDS if rest.startswith(k + " ")), None)
+    if kind is None:
+        return None
+    schema, _, tail = rest[len(kind) + 1 :].partition(" ")
+    tag = tail.rsplit(" ", 1)[0] if " " in tail else tail
+    return kind, schema, tag
+
+
+def toc_entries(toc: str) -> set[tuple[str, str, str]]:
+    """(kind, schema, tag) of every object (not data) in a `pg_restore --list`."""
+    found = set()
+    for line in toc.splitlines():
+        entry = toc_line(line)
+        if entry is not None and entry[0] not in _DATA:
+            found.add(entry)
+    return found
+
+
+def belongs_to(schema: str, tag: str, table: tuple[str, str]) -> bool:
+    """True when an entry (schema, tag) is ``table`` or one of its parts (its data, its
+    sequence, its constraints, its defaults)."""
+    owner_schema, name = table
+    return schema == owner_schema and (tag == name or tag.startswith((name + " ", name + "_")))
+
+
+def extras(
+    conn: Conn, archive: set[tuple[str, str, str]], keep: Iterable[tuple[str, str]] = ()
+) -> list[Extra]:
+    """The live objects ``archive`` lacks, in drop order; ``keep`` names (schema, table)
+    pairs never to drop (with their sequences and constraints)."""
+    kept = set(keep)
+    found = []
+    with conn.transaction():
+        conn.execute("SET LOCAL search_path = ''")  # format_type qualifies, as pg_dump's tags
+        for group in _ORDER:
+            rows = conn.execute(_filled(_LIVE[group])).fetchall()
+            for kind, schema, name, drop in rows:
+                if (kind, schema, name) in archive or _kept(schema, name, kept):
+                    continue
+                found.append(Extra(kind, schema, name, drop))
+    return found
+
+
+def _kept(schema: str, name: str, kept: set[tuple[str, str]]) -> bool:
+    return any(belongs_to(schema, name, table) for table in kept)
