@@ -1,8 +1,8 @@
 """Logging: structlog, configured once per run by a task.
 
 stderr gets readable console lines on a terminal and JSON lines otherwise (or
-with ``--json``); every run also appends JSON lines to
-``<PREDEPLOY_LOG_DIR>/predeploy-<env>-<UTC date>.log``. Every event carries the env and
+with ``--json``); every run also writes JSON lines to its own file,
+``<PREDEPLOY_LOG_DIR>/predeploy-<env>-<UTC time>-<run id>.log``. Every event carries the env and
 the run id, and every known password is scrubbed from every event.
 
 Events go through structlog's own pipeline to a small two-way writer rather than
@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import quote, quote_plus
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
@@ -40,21 +41,33 @@ def current_run_id() -> str:
 
 
 class _Scrub:
-    """Replace every known secret in event values with ***."""
+    """Replace every known secret (and its percent-encoded forms) in event values with ***,
+    however deeply they are nested."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        self.secrets = tuple(s for s in secrets if s)
+        forms = {form for s in secrets if s for form in (s, quote(s, safe=""), quote_plus(s))}
+        self.secrets = tuple(sorted(forms, key=len, reverse=True))
 
     def __call__(self, _logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
         if not self.secrets:
             return event
         for key, value in event.items():
-            text = value if isinstance(value, str) else None
-            if text is not None and any(s in text for s in self.secrets):
-                for secret in self.secrets:
-                    text = text.replace(secret, "***")
-                event[key] = text
+            event[key] = self._clean(value)
         return event
+
+    def _clean(self, value: Any) -> Any:
+        if isinstance(value, str):
+            for secret in self.secrets:
+                if secret in value:
+                    value = value.replace(secret, "***")
+            return value
+        if isinstance(value, dict):
+            return {k: self._clean(v) for k, v in value.items()}
+        if isinstance(value, list | tuple | set | frozenset):
+            return [self._clean(v) for v in value]
+        if isinstance(value, int | float | bool) or value is None:
+            return value
+        return self._clean(str(value))
 
 
 class _Render:
@@ -111,12 +124,13 @@ def configure(
     """Configure structlog for one run; returns the run's setup."""
     stream = sys.stderr if stream is None else stream
     run_id = run_id or new_run_id()
-    log_file, file_error, file = _open_log_file(log_dir, env)
+    log_file, file_error, file = _open_log_file(log_dir, env, run_id)
     writer = _Writer(stream, file)
     processors: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
         _Scrub(secrets),
         _Render(console=stream.isatty() and not json_output),
     ]
@@ -134,11 +148,11 @@ def configure(
 
 
 def _open_log_file(
-    log_dir: Path | None, env: str
+    log_dir: Path | None, env: str, run_id: str
 ) -> tuple[Path | None, str | None, IO[str] | None]:
     if log_dir is None:
         return None, None, None
-    path = log_dir / f"predeploy-{env}-{datetime.now(UTC):%Y-%m-%d}.log"
+    path = log_dir / f"predeploy-{env}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{run_id}.log"
     try:
         log_dir.mkdir(parents=True, exist_ok=True)
         file = path.open("a", encoding="utf-8")

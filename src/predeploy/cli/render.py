@@ -151,13 +151,13 @@ def render_report(report: Report, *, dry_run: bool = False, runbook: bool = True
     lines += [f"blocking session: {describe_blocker(b)}" for b in report.blockers]
     if dry_run:
         for p in report.pending:
-            lines += ["", f"-- {p.name}/migration.sql", p.sql.rstrip()]
+            lines += ["", f"-- {p.name}/migration.sql", (p.sql or "").rstrip()]
         lines += ["", "dry run: nothing was changed"]
     for result in report.rehearsal:
         lines.append(
-            f"rehearsed {result['name']}: {result['outcome']}"
-            + (f" in {result['seconds']:.3f}s" if "seconds" in result else "")
-            + (f" ({result['detail']})" if result.get("detail") else "")
+            f"rehearsed {result.name}: {result.outcome}"
+            + (f" in {result.seconds:.3f}s" if result.seconds is not None else "")
+            + (f" ({result.detail})" if result.detail else "")
         )
     if report.rehearsal:
         lines.append("rehearsal: everything was rolled back")

@@ -15,18 +15,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-import psycopg
 import structlog
 from invoke.collection import Collection
 from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from predeploy import confirm, workflow
+from predeploy import confirm, gates, workflow
 from predeploy import log as log_mod
 from predeploy.backup import dump as backup_mod
 from predeploy.backup import restore as restore_mod
 from predeploy.backup import retention
+from predeploy.cli import boundary, signals
 from predeploy.cli.render import (
     render_backup,
     render_backups,
@@ -41,11 +41,11 @@ from predeploy.cli.render import (
     render_status,
     render_step,
 )
+from predeploy.config.policy import policy_for
 from predeploy.config.settings import Settings, env_name, find_root, load_settings
-from predeploy.errors import CheckFailed, HealthCheckFailed, PredeployError
+from predeploy.errors import CheckFailed, ConfigError, HealthCheckFailed, PredeployError
 from predeploy.migrate import commands
 from predeploy.migrate import rollback as rollback_mod
-from predeploy.migrate.discovery import Migration
 from predeploy.ops import check as check_mod
 from predeploy.ops import deploy as deploy_mod
 from predeploy.ops import health as health_mod
@@ -66,35 +66,23 @@ def _run(
     action: Callable[[Settings], T],
     log_stream: IO[str] | None = None,
 ) -> T:
-    """Settings, logging, then ``action``; typed errors become a message and an exit code."""
-    try:
-        settings = load_settings(env_name(env), find_root(Path.cwd()))
-    except PredeployError as exc:  # no env yet, so no log file: the message is all there is
-        raise Exit(f"predeploy: {exc.message}", exc.exit_code) from None
-    log_mod.configure(
-        env=settings.env,
-        log_dir=settings.log_dir,
-        json_output=json_output,
-        secrets=settings.secrets(),
-        stream=log_stream,
-    )
-    try:
-        return action(settings)
-    except PredeployError as exc:
-        structlog.get_logger("predeploy").error(
-            "run_failed",
-            error=type(exc).__name__,
-            detail=exc.message,
-            exit_code=exc.exit_code,
-            **{log_mod.FILE_ONLY: True},
+    """Settings, logging, then ``action``; every failure becomes one line and an exit code."""
+    with signals.handled():
+        try:
+            settings = load_settings(env_name(env), find_root(Path.cwd()))
+        except PredeployError as exc:  # no env yet, so no log file: the message is all there is
+            boundary.fail(exc)
+        except KeyboardInterrupt:
+            raise Exit("predeploy: interrupted", 130) from None
+        setup = log_mod.configure(
+            env=settings.env,
+            log_dir=settings.log_dir,
+            json_output=json_output,
+            secrets=settings.secrets(),
+            stream=log_stream,
         )
-        raise Exit(f"predeploy: {exc.message}", exc.exit_code) from None
-    except psycopg.OperationalError as exc:  # the connection broke mid-run
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        structlog.get_logger("predeploy").error("connection_lost", detail=detail)
-        raise Exit(f"predeploy: the database connection failed mid-run: {detail}", 3) from None
-    except KeyboardInterrupt:
-        raise Exit("predeploy: interrupted", 130) from None
+        log_file = str(setup.log_file) if setup.log_file else None
+        return boundary.guarded(lambda: action(settings), log_file)
 
 
 def _emit(data: dict[str, Any], human: str, json_output: bool) -> None:
@@ -299,48 +287,65 @@ def maintenance(c: Context, env: str | None = None, json_: bool = False) -> None
 @task(
     help={
         "env": _ENV_HELP,
-        "steps": "how many of the newest applied migrations to undo (default 1)",
+        "migrations": "the migrations to undo, comma-separated (as the runbook names them)",
+        "steps": "undo the N most recently applied migrations instead (default 1)",
         "yes": "confirm in advance (logged with your user name)",
         "dry_run": "show what would be undone and the SQL; change nothing",
     }
 )
 def rollback(
-    c: Context, env: str | None = None, steps: int = 1, yes: bool = False, dry_run: bool = False
+    c: Context,
+    env: str | None = None,
+    migrations: str | None = None,
+    steps: str | None = None,
+    yes: bool = False,
+    dry_run: bool = False,
 ) -> None:
-    """Run the down.sql of the last N applied migrations, newest first."""
+    """Run the down.sql of the named (or last N applied) migrations, newest applied first."""
+    asking = _migrate_options(False, yes=yes)
 
-    def confirm_undo(settings: Settings, chosen: list[Migration]) -> None:
-        names = ", ".join(m.name for m in chosen)
-        question = f"About to undo {len(chosen)} migration(s) in env {settings.env}: {names}"
-        action = f"rolling back {names}"
-        if settings.env == "prod":
-            database = settings.migration_url.database if settings.migration_url else ""
-            confirm.require_typed(
-                database or "",
-                question,
-                yes=yes,
-                interactive=sys.stdin.isatty(),
-                ask=input,
-                action=action,
+    def confirm_undo(settings: Settings, chosen: list[rollback_mod.Chosen], database: str) -> None:
+        policy = policy_for(settings)
+        names = ", ".join(c.migration.name for c in chosen)
+        gates.refuse_without_terminal(policy, asking, database, "rolling back")
+        if yes:
+            structlog.get_logger("predeploy").info(
+                "confirmation_waived", operator=confirm.operator(), action="rollback"
             )
-        elif settings.env != "dev":
-            confirm.require_yes(
-                question, yes=yes, interactive=sys.stdin.isatty(), ask=input, action=action
-            )
+            return
+        gates.confirm(
+            policy,
+            asking,
+            database,
+            f"About to undo {len(chosen)} migration(s) on {database} ({policy.label}): {names}",
+        )
 
-    def run(settings: Settings) -> list[Migration]:
+    def run(settings: Settings) -> list[rollback_mod.Chosen]:
+        names = [n.strip() for n in migrations.split(",") if n.strip()] if migrations else None
         return rollback_mod.rollback(
-            settings, steps, dry_run=dry_run, confirm=lambda m: confirm_undo(settings, m)
+            settings,
+            steps=_count(steps, "--steps"),
+            names=names,
+            dry_run=dry_run,
+            confirm=lambda chosen, database: confirm_undo(settings, chosen, database),
+            run_id=log_mod.current_run_id(),
         )
 
     chosen = _run(env, False, run)
-    for migration in chosen:
+    for item in chosen:
         if dry_run:
-            assert migration.down_path is not None  # noqa: S101 (rollback checked it)
-            print(f"-- would undo {migration.name} with {migration.down_path}:")
-            print(migration.down_path.read_text())
+            print(f"-- would undo {item.migration.name} with {item.migration.down_path}:")
+            print(item.down.text)
         else:
-            print(f"rolled back {migration.name}")
+            print(f"rolled back {item.migration.name}")
+
+
+def _count(raw: str | None, flag: str) -> int | None:
+    if raw is None:
+        return None
+    if not raw.strip().isdigit() or int(raw) < 1:
+        boundary.fail(ConfigError(f"{flag} {raw!r} must be a whole number, 1 or more"))
+    return int(raw)
 
 
 @task(
@@ -427,19 +432,39 @@ def backup_task(
     _emit(data, render_backup(result), json_)
 
 
-@task(help={"env": _ENV_HELP, "json": _JSON_HELP})
-def backups(c: Context, env: str | None = None, json_: bool = False) -> None:
-    """List the env's backups: time, reason, size, migration state, verified."""
-    found = _run(env, json_, retention.list_backups)
+@task(
+    help={
+        "env": _ENV_HELP,
+        "json": _JSON_HELP,
+        "check": "recompute every backup's sha256 (and record when); exit 1 if one differs",
+    }
+)
+def backups(c: Context, env: str | None = None, json_: bool = False, check: bool = False) -> None:
+    """List the env's backups: time, reason, size, migration state, checksum checks."""
+
+    def run(settings: Settings) -> list[retention.BackupInfo]:
+        found = retention.list_backups(settings)
+        return [retention.check(b) for b in found] if check else found
+
+    found = _run(env, json_, run)
     _emit({"backups": [b.as_dict() for b in found]}, render_backups(found), json_)
+    damaged = [b for b in found if b.last_check in ("MISMATCH", "missing")]
+    if check and damaged:
+        boundary.fail(
+            CheckFailed(
+                f"{len(damaged)} backup(s) fail their checksum: "
+                + ", ".join(str(b.path) for b in damaged)
+            )
+        )
 
 
 @task(
     name="restore",
     help={
         "env": _ENV_HELP,
-        "backup": "the dump to restore (default: the env's newest verified backup)",
+        "backup": "the dump to restore (default: the env's newest backup, if undamaged)",
         "yes": "do not ask to type the database name (for scripts)",
+        "other_database": "restore a backup whose manifest names another database, env or server",
         "json": _JSON_HELP,
     },
 )
@@ -448,14 +473,17 @@ def restore_task(
     env: str | None = None,
     backup: str | None = None,
     yes: bool = False,
+    other_database: bool = False,
     json_: bool = False,
 ) -> None:
-    """Restore a verified backup over the env's database, after a typed confirmation."""
+    """Restore a backup over the env's database, atomically, after a typed confirmation."""
 
     progress = _progress(json_)
 
     def run(settings: Settings) -> restore_mod.RestoreResult:
-        chosen = restore_mod.plan(settings, Path(backup) if backup else None)
+        chosen = restore_mod.plan(
+            settings, Path(backup) if backup else None, other_database=other_database
+        )
         confirm.require_typed(
             chosen.database,
             render_restore_plan(chosen),
@@ -464,7 +492,7 @@ def restore_task(
             ask=input,
             action=f"restoring {chosen.database}",
         )
-        return restore_mod.restore(settings, chosen, progress)
+        return restore_mod.restore(settings, chosen, progress, run_id=log_mod.current_run_id())
 
     result = _run(env, json_, run)
     data = {

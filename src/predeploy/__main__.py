@@ -1,0 +1,5 @@
+"""`python -m predeploy`: the same as the `predeploy` command."""
+
+from predeploy.cli.program import main
+
+main()

@@ -1,0 +1,66 @@
+"""The error boundary: every way a command can end becomes one line and an exit code.
+
+A ``PredeployError`` is the library's own: its message is the line, its ``exit_code``
+the code. SIGINT and SIGTERM end with 130 and 143. Anything else is a bug: the traceback
+goes to the run's log file only, and the line names that file (exit 9). Never a traceback
+on the operator's screen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NoReturn, TypeVar
+
+import psycopg
+import structlog
+from invoke.exceptions import Exit
+
+from predeploy import log as log_mod
+from predeploy.errors import InternalError, PredeployError, Terminated
+from predeploy.postgres.failures import message_of
+
+__all__ = ["fail", "guarded"]
+
+T = TypeVar("T")
+
+
+def fail(error: PredeployError) -> NoReturn:
+    """End the command with ``error``'s line and exit code."""
+    raise Exit(f"predeploy: {error.message}", error.exit_code)
+
+
+def guarded(action: Callable[[], T], log_file: str | None) -> T:
+    """Run ``action``; whatever escapes it ends the command with one line and its code."""
+    logger = structlog.get_logger("predeploy")
+    try:
+        return action()
+    except PredeployError as exc:
+        logger.error(
+            "run_failed",
+            error=type(exc).__name__,
+            detail=exc.message,
+            exit_code=exc.exit_code,
+            **{log_mod.FILE_ONLY: True},
+        )
+        fail(exc)
+    except Terminated:
+        logger.warning("terminated", signal="SIGTERM")
+        raise Exit("predeploy: stopped by SIGTERM", Terminated.exit_code) from None
+    except KeyboardInterrupt:
+        logger.warning("interrupted", signal="SIGINT")
+        raise Exit("predeploy: interrupted (SIGINT)", 130) from None
+    except Exit:
+        raise
+    except psycopg.OperationalError as exc:  # the connection broke where nothing expected it
+        detail = message_of(exc)
+        logger.error("connection_lost", detail=detail)
+        raise Exit(f"predeploy: the database connection failed mid-run: {detail}", 3) from None
+    except Exception as exc:
+        logger.error("internal_error", exc_info=True, **{log_mod.FILE_ONLY: True})
+        where = f"the traceback is in {log_file}" if log_file else "run again with a log folder"
+        fail(
+            InternalError(
+                f"internal error ({type(exc).__name__}: {message_of(exc)}): this is a bug in "
+                f"predeploy; {where}"
+            )
+        )
