@@ -125,7 +125,7 @@ class Cli(Protocol):
 
 @pytest.fixture
 def cli(project: Path) -> Cli:
-    """Run `invoke ARGS` in the project as a user would: no terminal, no stdin."""
+    """Run `predeploy ARGS` in the project as a user would: no terminal, no stdin."""
 
     def run(
         *args: str,
@@ -148,7 +148,7 @@ def _run_invoke(
     environ = {k: v for k, v in os.environ.items() if k not in _OUR_VARIABLES}
     environ.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "invoke", *args],
+        [sys.executable, "-m", "predeploy", *args],
         cwd=project,
         env=environ,
         stdin=subprocess.DEVNULL,

@@ -99,7 +99,7 @@ def test_backup_is_verified_private_and_described(
     assert manifest["size"] == result.path.stat().st_size
     assert manifest["migrations"] == {"latest": "1_base", "applied": 1}
     assert {t["name"] for t in manifest["tables"]} >= {"items", "notes", "base"}
-    assert manifest["restore_command"] == f"invoke restore --env staging --backup {result.path}"
+    assert manifest["restore_command"] == f"predeploy restore --env staging --backup {result.path}"
     assert manifest["verified"] is True
     assert sorted(p.name for p in folder.iterdir()) == [result.path.name, result.manifest.name]
 
@@ -126,7 +126,7 @@ def test_round_trip_restores_the_backup_moment(
     assert chosen.backup.path == made.path
     assert chosen.current_latest_migration == "2_more"
     done = restore.restore(settings, chosen)
-    assert "public.later" in done.dropped
+    assert "table public.later" in done.dropped
     assert fingerprint(filled) == before
     assert [e.name for e in commands.status(settings).pending] == ["2_more"]
 
@@ -300,7 +300,6 @@ def test_retention_keeps_the_newest_and_never_touches_foreign_files(
     made = []
     for _ in range(3):
         made.append(backup.backup(settings))
-        time.sleep(1.05)  # names have one-second resolution
     assert made[-1].pruned == (made[0].path,)
     assert not made[0].path.exists() and not made[0].manifest.exists()
     assert all(p.exists() for p in foreign)
@@ -309,7 +308,7 @@ def test_retention_keeps_the_newest_and_never_touches_foreign_files(
     aged = make_settings(
         PREDEPLOY_BACKUP_DIR=str(tmp_path / "b"), PREDEPLOY_BACKUP_MAX_AGE_DAYS="0.000001"
     )
-    assert retention.prune(aged) == [made[1].path]
+    assert retention.prune(aged, keep=made[2].path) == [made[1].path]
     assert made[2].path.exists() and all(p.exists() for p in foreign)
 
 
@@ -324,7 +323,7 @@ def test_restore_refuses_a_changed_dump(
     data = bytearray(made.path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     made.path.write_bytes(bytes(data))
-    with pytest.raises(BackupError, match="does not match its manifest's sha256"):
+    with pytest.raises(BackupError, match=r"is damaged \(its sha256 or size differs"):
         restore.restore(settings, restore.plan(settings, made.path))
     with psycopg.connect(filled) as conn:
         assert conn.execute("SELECT to_regclass('after_backup')").fetchone() != (None,)
@@ -378,7 +377,7 @@ def test_restore_asks_for_the_database_name_on_a_terminal(
         conn.execute("TRUNCATE items CASCADE")
     name = filled.rsplit("/", 1)[1]
     code, screen = run_in_terminal(
-        [sys.executable, "-m", "invoke", "restore", "--env", "staging"],
+        [sys.executable, "-m", "predeploy", "restore", "--env", "staging"],
         cwd=project,
         env=env,
         answer=name if typed == "right" else "not-it",

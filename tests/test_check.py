@@ -75,15 +75,18 @@ def test_cli_wrong_password_exits_3_without_the_password(
 
 
 def test_cli_logs_to_file_with_env_and_run_id(cli: Cli, database_url: str, project: Path) -> None:
-    """Every run appends JSON lines with env and run id to logs/predeploy-<env>-<date>.log."""
+    """Each run writes its JSON lines, with env and run id, to its own file
+    logs/predeploy-<env>-<UTC time>-<run id>.log."""
     cli("check", "--env", "staging", env={"DATABASE_URL": database_url})
     cli("check", "--env", "staging", env={"DATABASE_URL": database_url})
-    (log_file,) = (project / "logs").glob("predeploy-staging-*.log")
-    events = [json.loads(line) for line in log_file.read_text().splitlines()]
-    checks = [e for e in events if e["event"] == "check_ok"]
-    assert len(checks) == 2
-    assert {e["env"] for e in checks} == {"staging"}
-    assert len({e["run_id"] for e in checks}) == 2
+    files = sorted((project / "logs").glob("predeploy-staging-*.log"))
+    assert len(files) == 2
+    for log_file in files:
+        events = [json.loads(line) for line in log_file.read_text().splitlines()]
+        (check,) = [e for e in events if e["event"] == "check_ok"]
+        assert check["env"] == "staging"
+        assert log_file.name.endswith(f"-{check['run_id']}.log")
+        assert {e["run_id"] for e in events} == {check["run_id"]}
 
 
 def test_cli_custom_env_from_file(cli: Cli, database_url: str, project: Path) -> None:

@@ -11,7 +11,7 @@ import pytest
 from conftest import Server
 from predeploy.config.dburl import parse_url
 from predeploy.errors import DatabaseUnreachable
-from predeploy.postgres.sessions import connect
+from predeploy.postgres.sessions import CATALOG, connect
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ def silent_port() -> Iterator[int]:
 
 def test_connects_and_sets_application_name(database_url: str) -> None:
     """A connection reaches the database and names itself predeploy."""
-    with connect(parse_url(database_url, "DATABASE_URL"), timeout=5) as conn:
+    with connect(parse_url(database_url, "DATABASE_URL"), limits=CATALOG, timeout=5) as conn:
         row = conn.execute(
             "SELECT current_database(), current_setting('application_name')"
         ).fetchone()
@@ -38,7 +38,7 @@ def test_wrong_password_says_authentication_failed(pg_server: Server) -> None:
     """A wrong password against scram auth is exit 3 'authentication failed', no password."""
     url = parse_url(pg_server.url("postgres", password="not-the-pw-42"), "DATABASE_URL")
     with pytest.raises(DatabaseUnreachable, match="authentication failed for user postgres") as err:
-        connect(url, timeout=5)
+        connect(url, limits=CATALOG, timeout=5)
     assert err.value.exit_code == 3
     assert "not-the-pw-42" not in str(err.value)
     assert "\n" not in str(err.value)
@@ -50,7 +50,7 @@ def test_missing_database_is_named(pg_server: Server) -> None:
     with pytest.raises(
         DatabaseUnreachable, match=r"database no_such_db does not exist on 127\.0\.0\.1"
     ):
-        connect(url, timeout=5)
+        connect(url, limits=CATALOG, timeout=5)
 
 
 def test_closed_port_names_host_and_port() -> None:
@@ -59,7 +59,7 @@ def test_closed_port_names_host_and_port() -> None:
     with pytest.raises(
         DatabaseUnreachable, match=r"cannot reach 127\.0\.0\.1:1: connection refused"
     ):
-        connect(url, timeout=5)
+        connect(url, limits=CATALOG, timeout=5)
 
 
 def test_silent_server_times_out_within_the_timeout(silent_port: int) -> None:
@@ -69,5 +69,5 @@ def test_silent_server_times_out_within_the_timeout(silent_port: int) -> None:
     with pytest.raises(
         DatabaseUnreachable, match=rf"no answer from 127\.0\.0\.1:{silent_port} within 2s"
     ):
-        connect(url, timeout=2)
+        connect(url, limits=CATALOG, timeout=2)
     assert time.monotonic() - started < 4

@@ -87,21 +87,21 @@ def test_failing_health_url_exits_7_with_the_runbook(
     runbook = json.loads(done.stdout)["runbook"]
     assert "pm2 logs web --lines 100 --nostream" in runbook
     assert "pm2 reload web" in runbook
-    assert "invoke rollback --env prod --steps 1 --yes" in runbook
-    assert any(line.startswith("invoke restore --env prod --backup ") for line in runbook)
+    assert "predeploy rollback --env prod --migrations 1_users --yes" in runbook
+    assert any(line.startswith("predeploy restore --env prod --backup ") for line in runbook)
     assert runbook.index("pm2 stop web") < runbook.index("pm2 start web")
 
     # the runbook, pasted as printed (comments skipped), undoes the run
     (pm2_app.project / "sick").unlink()
-    invoke = [sys.executable, "-m", "invoke"]
+    invoke = [sys.executable, "-m", "predeploy"]
     environ = {**os.environ, **env}
     for line in runbook:
         if line.startswith("#") or line.startswith("pm2 logs"):
             continue
         argv = shlex.split(line)
-        program = invoke + argv[1:] if argv[0] == "invoke" else [str(pm2_app.pm2_bin), *argv[1:]]
+        program = invoke + argv[1:] if argv[0] == "predeploy" else [str(pm2_app.pm2_bin), *argv[1:]]
         subprocess.run(program, cwd=pm2_app.project, env=environ, check=True, capture_output=True)
-        if argv[:2] == ["invoke", "rollback"]:
+        if argv[:2] == ["predeploy", "rollback"]:
             break  # the restore is the alternative to the rollback
     assert applied(database_url) == ["1_users"]  # rolled back, the row kept
     with psycopg.connect(database_url) as conn:

@@ -150,7 +150,8 @@ def test_prod_migrate_refuses_lint_errors_unless_forced(
     refused = cli("migrate", "--env", "prod", "--yes", env=env)
     assert refused.returncode == 1
     assert (
-        "lint found 1 error(s) in prod: 1_index require-concurrent-index-creation" in refused.stderr
+        "lint found 1 error(s) in prod (protected): 1_index require-concurrent-index-creation"
+        in refused.stderr
     )
     assert not (tmp_path / "backups").exists()  # refused before the backup
     staging = cli("migrate", "--env", "staging", "--yes", "--dry-run", env=env)
@@ -169,7 +170,7 @@ def test_lint_findings_show_before_the_confirmation(
     write_migrations(project / "migrations", {"1_index": DANGEROUS["1_index"][0]})
     env = {"DATABASE_URL": database_url, "PREDEPLOY_BACKUP_DIR": str(project / "backups")}
     code, screen = run_in_terminal(
-        [sys.executable, "-m", "invoke", "migrate", "--env", "staging"],
+        [sys.executable, "-m", "predeploy", "migrate", "--env", "staging"],
         cwd=project,
         env={**os.environ, **env},
         answer="n",
@@ -259,7 +260,7 @@ def test_prod_with_yes_waits_for_blockers_then_exits_5_naming_them(
         log = tmp_path / "waited.log"
         with log.open("w") as stderr:
             waited = subprocess.Popen(
-                [sys.executable, "-m", "invoke", "migrate", "--env", "prod", "--yes"],
+                [sys.executable, "-m", "predeploy", "migrate", "--env", "prod", "--yes"],
                 cwd=project,
                 env={**os.environ, **env, "PREDEPLOY_BLOCKER_WAIT": "30s"},
                 stdin=subprocess.DEVNULL,
@@ -301,7 +302,7 @@ def test_prod_on_a_terminal_asks_about_blockers(
     try:
         assert ready.wait(10)
         code, screen = run_in_terminal(
-            [sys.executable, "-m", "invoke", "migrate", "--env", "prod"],
+            [sys.executable, "-m", "predeploy", "migrate", "--env", "prod"],
             cwd=project,
             env={**os.environ, **env},
             dialogue=[(b"to go on: ", name), (b"[y/N]", "n")],

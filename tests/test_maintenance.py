@@ -105,7 +105,7 @@ def test_two_runs_started_together_one_exits_6(
     environ = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | prod
     runs = [
         subprocess.Popen(
-            [sys.executable, "-m", "invoke", "maintenance", "--env", "prod"],
+            [sys.executable, "-m", "predeploy", "maintenance", "--env", "prod"],
             cwd=project,
             env=environ,
             stdin=subprocess.DEVNULL,

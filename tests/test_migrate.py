@@ -148,7 +148,7 @@ def test_outside_transaction_failure_leaves_a_failed_row_that_blocks(
     status = commands.status(make_settings())
     assert [e.name for e in status.having("failed")] == ["2_indexes"]
 
-    with pytest.raises(MigrationError, match=r"invoke resolve --rolled-back 2_indexes"):
+    with pytest.raises(MigrationError, match=r"predeploy resolve --rolled-back 2_indexes"):
         commands.migrate(make_settings())
     assert "after" not in tables(database_url)
 
@@ -286,7 +286,8 @@ def test_lock_timeout_retries_then_names_the_blocker(
             "2_alter could not get its locks within PREDEPLOY_LOCK_TIMEOUT (0.2s) in 3 tries"
             in message
         )
-        assert f"pid {blocker.info.backend_pid} (idle in transaction" in message
+        assert f"pid {blocker.info.backend_pid} (user " in message
+        assert "idle in transaction for" in message
         assert "SELECT * FROM t" in message
     assert [r[3] for r in rows(database_url)] == ["1_t"]
 

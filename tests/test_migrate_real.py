@@ -66,7 +66,7 @@ def migrate_process(settings_env: dict[str, str], project: Path) -> subprocess.P
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE", "PG"))}
     environ.update(settings_env)
     return subprocess.Popen(
-        [sys.executable, "-m", "invoke", "migrate", "--env", "dev", "--json"],
+        [sys.executable, "-m", "predeploy", "migrate", "--env", "dev", "--json"],
         cwd=project,
         env=environ,
         stdin=subprocess.DEVNULL,

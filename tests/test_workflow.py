@@ -1,4 +1,4 @@
-"""`invoke migrate` as operators run it: gates, prompts, failures, runbook, rollback, audit."""
+"""`predeploy migrate` as operators run it: gates, prompts, failures, runbook, rollback, audit."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def test_prod_asks_for_the_database_name_on_a_terminal(
     """prod on a real terminal: the right name applies; a wrong one is exit 8, nothing applied."""
     name = database_url.rsplit("/", 1)[1]
     code, screen = run_in_terminal(
-        [sys.executable, "-m", "invoke", "migrate", "--env", "prod"],
+        [sys.executable, "-m", "predeploy", "migrate", "--env", "prod"],
         cwd=project,
         env={**os.environ, **prod_env},
         answer=name if typed == "right" else "nope",
@@ -70,9 +70,10 @@ def test_prod_asks_for_the_database_name_on_a_terminal(
     assert tables(database_url) == ({"users", "posts"} if typed == "right" else set())
     assert "✓ backup" in screen  # the backup comes before the question
     if typed == "right":
-        assert "invoke rollback --env prod --steps 2 --yes" in screen
+        assert "predeploy rollback --env prod --migrations 2_posts,1_users --yes" in screen
         assert (
-            f"invoke restore --env prod --backup {prod_env['PREDEPLOY_BACKUP_DIR']}/prod/" in screen
+            f"predeploy restore --env prod --backup {prod_env['PREDEPLOY_BACKUP_DIR']}/prod/"
+            in screen
         )
 
 
@@ -99,9 +100,11 @@ def test_failure_mid_run_prints_a_runbook_that_brings_the_database_back(
     report = json.loads(done.stdout)
     assert [a["name"] for a in report["applied"]] == ["1_users", "2_posts"]
     assert tables(database_url) == {"users", "posts"}
-    restore = next(line for line in report["runbook"] if line.startswith("invoke restore"))
+    restore = next(line for line in report["runbook"] if line.startswith("predeploy restore"))
     assert report["backup"]["path"] in restore
-    assert "invoke rollback --env staging --steps 2 --yes" in report["runbook"]
+    assert (
+        "predeploy rollback --env staging --migrations 2_posts,1_users --yes" in report["runbook"]
+    )
     pasted = subprocess.run(
         [sys.executable, "-m", *shlex.split(restore)],
         cwd=project,
@@ -112,7 +115,11 @@ def test_failure_mid_run_prints_a_runbook_that_brings_the_database_back(
     )
     assert pasted.returncode == 0, pasted.stderr
     assert schema(database_url) == before
-    assert [r[:3] for r in runs(database_url)] == [("restore", "staging", "restored")]
+    # the audit trail survives the restore: the failed run, then the restore
+    assert [r[:3] for r in runs(database_url)] == [
+        ("migrate", "staging", "failed: apply"),
+        ("restore", "staging", "restored"),
+    ]
 
 
 def test_dry_run_and_rehearse_change_nothing(
@@ -128,8 +135,8 @@ def test_dry_run_and_rehearse_change_nothing(
         "2_posts",
         "3_broken",
     ]
-    rehearsal = cli("migrate", "--env", "prod", "--rehearse", "--json", env=prod_env)
-    assert rehearsal.returncode == 0, rehearsal.stderr
+    rehearsal = cli("migrate", "--env", "prod", "--rehearse", "--yes", "--json", env=prod_env)
+    assert rehearsal.returncode == 5, rehearsal.stderr  # a rehearsed migration failed
     results = json.loads(rehearsal.stdout)["rehearsal"]
     assert [(r["name"], r["outcome"]) for r in results] == [
         ("1_users", "ok"),
