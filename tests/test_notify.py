@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -118,6 +119,7 @@ def _migrate_report(error: PredeployError | None) -> dict[str, Any]:
         "custom",
         1.5,
         0.5,
+        datetime(2026, 1, 1, tzinfo=UTC),
     )
     report.runbook = Runbook(
         [
