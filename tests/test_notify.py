@@ -11,8 +11,8 @@ import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -105,7 +105,9 @@ def _migrate_report(error: PredeployError | None) -> dict[str, Any]:
     report = workflow.Report(env="prod", database=f"{DB_URL}?password={PASSWORD}")
     report.applied = [Applied("20260101000000_add_avatar", 0.42, True, 1)]
     report.pending = [
-        workflow.Pending("20260101000000_add_avatar", 1, True, True, "ALTER TABLE users ..."),
+        workflow.Pending(
+            "20260101000000_add_avatar", 1, True, True, "cd" * 32, sql="ALTER TABLE users ..."
+        ),
         workflow.Pending("20260102000000_drop_x", 1, True, True, f"-- {PASSWORD}\nDROP x"),
     ]
     report.steps = [Step("backup", "ok", 1.5), Step("apply", "failed", 0.2, "boom")]
