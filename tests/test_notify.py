@@ -108,7 +108,9 @@ def _migrate_report(error: PredeployError | None) -> dict[str, Any]:
         workflow.Pending(
             "20260101000000_add_avatar", 1, True, True, "cd" * 32, sql="ALTER TABLE users ..."
         ),
-        workflow.Pending("20260102000000_drop_x", 1, True, True, f"-- {PASSWORD}\nDROP x"),
+        workflow.Pending(
+            "20260102000000_drop_x", 1, True, True, "ef" * 32, sql=f"-- {PASSWORD}\nDROP x"
+        ),
     ]
     report.steps = [Step("backup", "ok", 1.5), Step("apply", "failed", 0.2, "boom")]
     report.backup = BackupResult(
