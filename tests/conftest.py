@@ -214,8 +214,22 @@ def run_in_terminal(
 
     turns = list(dialogue) if dialogue is not None else [(prompt, answer)]
     master, slave = os.openpty()
+
+    def controlling_terminal() -> None:  # the pty becomes /dev/tty, as in a login session
+        import fcntl  # noqa: PLC0415
+        import termios  # noqa: PLC0415
+
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
     proc = subprocess.Popen(
-        argv, cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave, start_new_session=True
+        argv,
+        cwd=cwd,
+        env=env,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        preexec_fn=controlling_terminal,  # noqa: PLW1509 (setsid and an ioctl only)
     )
     os.close(slave)
     screen, seen = b"", 0
@@ -339,7 +353,10 @@ def pm2_app(
     import shutil  # noqa: PLC0415
     import urllib.request  # noqa: PLC0415
 
-    shutil.copy(Path(__file__).parents[1] / "scripts" / "ecosystem.config.js", project)
+    shutil.copy(
+        Path(__file__).parents[1] / "src" / "predeploy" / "examples" / "ecosystem.config.js",
+        project,
+    )
     (project / "server.js").write_text(SERVER_JS)
     port = _free_port()
     home = tmp_path_factory.mktemp("pm2home")

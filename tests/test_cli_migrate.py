@@ -28,7 +28,7 @@ def test_status_check_then_migrate_then_clean(
     done = cli("migrate", "--env", "staging", "--yes", "--json", env=env)
     assert done.returncode == 0, done.stderr
     assert [m["name"] for m in json.loads(done.stdout)["applied"]] == ["1_a"]
-    clean = cli("status", "--env", "staging", "--check", env=env)
+    clean = cli("status", "--env", "staging", "--check", "--json", env=env)
     assert clean.returncode == 0, clean.stderr
     assert json.loads(clean.stdout)["up_to_date"] is True
 

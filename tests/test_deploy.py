@@ -1,4 +1,4 @@
-"""`invoke deploy` with a real pm2 running a real Node app from scripts/ecosystem.config.js."""
+"""`predeploy deploy` with a real pm2 running a real Node app from the example ecosystem file."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 from conftest import Cli, Pm2App, write_migrations
 
 pytestmark = pytest.mark.slow
-SCRIPTS = Path(__file__).parents[1] / "scripts"
+SCRIPTS = Path(__file__).parents[1] / "src" / "predeploy" / "examples"
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def test_deploy_migrates_then_reloads_and_waits_until_healthy(
     cli: Cli, pm2_app: Pm2App, deploy_env: dict[str, str], database_url: str
 ) -> None:
     before = pm2_app.processes()
-    done = cli("deploy", "--env", "prod", "--yes", env=deploy_env)
+    done = cli("deploy", "--env", "prod", "--yes", "--json", env=deploy_env)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert [s["name"] for s in report["steps"]] == ["pm2", "reload", "healthy"]
@@ -66,7 +66,7 @@ def test_nothing_pending_still_reloads_without_backup(
 ) -> None:
     assert cli("deploy", "--env", "prod", "--yes", env=deploy_env).returncode == 0
     pids = {p["pid"] for p in pm2_app.processes()}
-    done = cli("deploy", "--env", "prod", "--yes", "--restart", env=deploy_env)
+    done = cli("deploy", "--env", "prod", "--yes", "--restart", "--json", env=deploy_env)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["migrate"]["backup"] is None
@@ -81,7 +81,7 @@ def test_failing_health_url_exits_7_with_the_runbook(
     (pm2_app.project / "migrations" / "1_users" / "down.sql").write_text("DROP TABLE users;\n")
     (pm2_app.project / "sick").write_text("")  # the new release answers 503 on /health
     env = deploy_env | {"PREDEPLOY_DEPLOY_WAIT": "3s", "PREDEPLOY_HEALTHCHECK_RETRIES": "1"}
-    done = cli("deploy", "--env", "prod", "--yes", env=env)
+    done = cli("deploy", "--env", "prod", "--yes", "--json", env=env)
     assert done.returncode == 7, done.stderr
     assert "is not healthy 3s (PREDEPLOY_DEPLOY_WAIT) after the reload: http: GET" in done.stderr
     runbook = json.loads(done.stdout)["runbook"]
@@ -113,7 +113,7 @@ def test_failed_migration_exits_5_and_leaves_the_app_alone(
 ) -> None:
     write_migrations(pm2_app.project / "migrations", {"2_broken": "CREATE TABLE oops (;"})
     pids = pm2_app.processes()
-    done = cli("deploy", "--env", "prod", "--yes", env=deploy_env)
+    done = cli("deploy", "--env", "prod", "--yes", "--json", env=deploy_env)
     assert done.returncode == 5, done.stderr
     report = json.loads(done.stdout)
     assert (
@@ -145,7 +145,7 @@ def test_post_deploy_hook_runs_as_pm2_runs_it(
     pm2_app: Pm2App, deploy_env: dict[str, str], database_url: str, source: str
 ) -> None:
     """The ecosystem file's post-deploy line (or the script that does the same), in a bare
-    environment, in the project folder: npm ci, then invoke deploy --env prod --yes."""
+    environment, in the project folder: npm ci, then predeploy deploy --env prod --yes."""
     project = pm2_app.project
     (project / "scripts").mkdir()
     shutil.copy2(SCRIPTS / "pm2-post-deploy.sh", project / "scripts")
@@ -160,7 +160,7 @@ def test_post_deploy_hook_runs_as_pm2_runs_it(
         text=True,
         check=True,
     ).stdout.strip()
-    assert hook.endswith("invoke deploy --env prod --yes")
+    assert hook.endswith(".venv/bin/predeploy deploy --env prod --yes")
     if source == "pm2-post-deploy.sh":
         hook = "scripts/pm2-post-deploy.sh"
     (project / "package.json").write_text('{"name": "web", "version": "1.0.0", "private": true}\n')

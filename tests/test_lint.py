@@ -154,7 +154,7 @@ def test_prod_migrate_refuses_lint_errors_unless_forced(
         in refused.stderr
     )
     assert not (tmp_path / "backups").exists()  # refused before the backup
-    staging = cli("migrate", "--env", "staging", "--yes", "--dry-run", env=env)
+    staging = cli("migrate", "--env", "staging", "--yes", "--dry-run", "--json", env=env)
     assert staging.returncode == 0  # elsewhere findings are shown, not enforced
     assert json.loads(staging.stdout)["lint"]["counts"]["error"] == 1
     forced = cli("migrate", "--env", "prod", "--yes", "--force-lint", env=env)

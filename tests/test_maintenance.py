@@ -17,7 +17,7 @@ from conftest import Cli, Pm2App, _run_invoke, write_migrations
 from predeploy.ops.maintenance import MAINTENANCE_LOCK
 
 pytestmark = pytest.mark.slow
-CRONTAB = Path(__file__).parents[1] / "scripts" / "crontab.example"
+CRONTAB = Path(__file__).parents[1] / "src" / "predeploy" / "examples" / "crontab.example"
 
 
 @pytest.fixture
@@ -35,18 +35,20 @@ def prod(project: Path, database_url: str) -> dict[str, str]:
     return env
 
 
-def report_of(stdout: str) -> dict[str, object]:
-    """The last JSON line: the final report; every line before it is a JSON log event."""
-    lines = [json.loads(line) for line in stdout.splitlines()]
-    assert all("event" in line for line in lines)
-    assert lines[-1]["event"] == "maintenance_report"
-    return lines[-1]
+def report_of(text: str) -> dict[str, object]:
+    """The maintenance report: the one JSON object that is not a log event (--json puts the
+    report on stdout, JSON log lines on stderr)."""
+    lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+    reports = [line for line in lines if "event" not in line]
+    assert len(reports) == 1, reports
+    assert all("event" in line for line in lines if line is not reports[0])
+    return reports[0]
 
 
 def test_all_well_is_exit_0_with_a_cron_backup(
     cli: Cli, prod: dict[str, str], project: Path
 ) -> None:
-    done = cli("maintenance", "--env", "prod", env=prod)
+    done = cli("maintenance", "--env", "prod", "--json", env=prod)
     assert done.returncode == 0, done.stderr
     report = report_of(done.stdout)
     assert report["needs_attention"] == []
@@ -59,17 +61,21 @@ def test_all_well_is_exit_0_with_a_cron_backup(
 
 def test_pending_migration_needs_a_human(cli: Cli, prod: dict[str, str], project: Path) -> None:
     write_migrations(project / "migrations", {"2_posts": "CREATE TABLE posts (id int);"})
-    done = cli("maintenance", "--env", "prod", env=prod)
+    done = cli("maintenance", "--env", "prod", "--json", env=prod)
     assert done.returncode == 1
     report = report_of(done.stdout)
     assert report["needs_attention"] == ["history: 1 pending: 2_posts"]
+    # stderr: JSON log lines, then the one line that says what is wrong
     assert (
-        done.stderr.strip() == "predeploy: maintenance needs attention: history: 1 pending: 2_posts"
+        done.stderr.strip().splitlines()[-1]
+        == "predeploy: maintenance needs attention: history: 1 pending: 2_posts"
     )
 
 
 def test_vacuum_analyze_when_enabled(cli: Cli, prod: dict[str, str], database_url: str) -> None:
-    done = cli("maintenance", "--env", "prod", env=prod | {"PREDEPLOY_MAINTENANCE_VACUUM": "1"})
+    done = cli(
+        "maintenance", "--env", "prod", "--json", env=prod | {"PREDEPLOY_MAINTENANCE_VACUUM": "1"}
+    )
     assert done.returncode == 0, done.stderr
     assert report_of(done.stdout)["vacuumed"] is True
     with psycopg.connect(database_url) as conn:
@@ -86,7 +92,7 @@ def test_held_lock_is_exit_6_at_once_naming_the_holder(
     with psycopg.connect(database_url, autocommit=True) as holder:
         holder.execute("SET application_name = 'nightly-by-hand'")
         holder.execute("SELECT pg_advisory_lock(%s)", (MAINTENANCE_LOCK,))
-        done = cli("maintenance", "--env", "prod", env=prod)
+        done = cli("maintenance", "--env", "prod", "--json", env=prod)
         # migrate's lock is another key: a deploy is not held up by a nightly run
         assert cli("migrate", "--env", "prod", "--yes", env=prod).returncode == 0
     assert done.returncode == 6
@@ -105,7 +111,7 @@ def test_two_runs_started_together_one_exits_6(
     environ = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | prod
     runs = [
         subprocess.Popen(
-            [sys.executable, "-m", "predeploy", "maintenance", "--env", "prod"],
+            [sys.executable, "-m", "predeploy", "maintenance", "--env", "prod", "--json"],
             cwd=project,
             env=environ,
             stdin=subprocess.DEVNULL,
@@ -139,7 +145,7 @@ def test_retention_prunes_only_our_backups(cli: Cli, prod: dict[str, str], proje
     foreign[1].write_text("keep me")
     foreign[2].write_text(json.dumps(manifest | {"file": "hand-made.dump"}))
 
-    done = cli("maintenance", "--env", "prod", env=prod | {"PREDEPLOY_BACKUP_KEEP": "2"})
+    done = cli("maintenance", "--env", "prod", "--json", env=prod | {"PREDEPLOY_BACKUP_KEEP": "2"})
     assert done.returncode == 0, done.stderr
     backup = report_of(done.stdout)["backup"]
     assert isinstance(backup, dict)

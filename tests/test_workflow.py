@@ -94,7 +94,7 @@ def test_failure_mid_run_prints_a_runbook_that_brings_the_database_back(
     """A broken migration mid-run: exit 5, earlier kept, runbook's restore undoes the run."""
     before = schema(database_url)
     write_migrations(migrations_dir, {"3_broken": "ALTER TABLE nope ADD COLUMN x int;"})
-    done = cli("migrate", "--env", "staging", "--yes", env=prod_env)
+    done = cli("migrate", "--env", "staging", "--yes", "--json", env=prod_env)
     assert done.returncode == 5, done.stderr
     assert "migration 3_broken failed" in done.stderr
     report = json.loads(done.stdout)
@@ -234,7 +234,9 @@ def test_run_migrations_script_passes_arguments_and_exit_codes(
     """scripts/run-migrations.sh ENV runs migrate from the root with the venv, args through."""
     scripts = project / "scripts"
     scripts.mkdir()
-    shutil.copy2(Path(__file__).parents[1] / "scripts" / "run-migrations.sh", scripts)
+    shutil.copy2(
+        Path(__file__).parents[1] / "src" / "predeploy" / "examples" / "run-migrations.sh", scripts
+    )
     script = scripts / "run-migrations.sh"
     env = {**os.environ, **prod_env, "PREDEPLOY_VENV": sys.prefix}
     elsewhere = project.parent

@@ -1,12 +1,14 @@
 """Confirmation before a destructive step: typed by a person, or explicitly waived.
 
-The prompt itself is the caller's (``ask``), so the library never touches the
-terminal; with no terminal and no ``--yes`` the answer is a refusal (exit 8).
+The prompt itself is the caller's (``ask``: the CLI asks on /dev/tty), so the library
+never touches the terminal; with no terminal and no ``--yes`` the answer is a refusal
+(exit 8).
 """
 
 from __future__ import annotations
 
 import getpass
+import os
 from collections.abc import Callable
 
 import structlog
@@ -19,7 +21,11 @@ log = structlog.get_logger(__name__)
 
 
 def operator() -> str:
-    """Who is running this, for the logs and the audit trail."""
+    """Who is running this, for the logs and the audit trail: the person behind sudo
+    (SUDO_USER) rather than the user sudo made them."""
+    behind_sudo = os.environ.get("SUDO_USER")
+    if behind_sudo:
+        return behind_sudo
     try:
         return getpass.getuser()
     except (KeyError, OSError):

@@ -73,8 +73,8 @@ class _Scrub:
 class _Render:
     """The last processor: JSON for the file, and console or JSON text for stderr."""
 
-    def __init__(self, console: bool) -> None:
-        self.console = structlog.dev.ConsoleRenderer(colors=True) if console else None
+    def __init__(self, console: bool, colors: bool) -> None:
+        self.console = structlog.dev.ConsoleRenderer(colors=colors) if console else None
 
     def __call__(
         self, logger: WrappedLogger, name: str, event: EventDict
@@ -87,20 +87,37 @@ class _Render:
 
 
 class _Writer:
-    """Writes each rendered event to stderr and to the run's log file."""
+    """Writes each rendered event to stderr (from ``screen_level`` up) and to the log file."""
 
-    def __init__(self, stream: IO[str], file: IO[str] | None) -> None:
-        self.stream, self.file = stream, file
+    def __init__(self, stream: IO[str], file: IO[str] | None, screen_level: int = 20) -> None:
+        self.stream, self.file, self.screen_level = stream, file, screen_level
 
-    def msg(self, line: str, screen: str | None) -> None:
-        if screen is not None:
+    def _write(self, level: int, line: str, screen: str | None) -> None:
+        if screen is not None and level >= self.screen_level:
             self.stream.write(screen + "\n")
             self.stream.flush()
-        if self.file is not None:
+        if self.file is not None and level >= 20:
             self.file.write(line + "\n")
             self.file.flush()
 
-    debug = info = warning = warn = error = critical = exception = msg
+    def debug(self, line: str, screen: str | None) -> None:
+        self._write(10, line, screen)
+
+    def info(self, line: str, screen: str | None) -> None:
+        self._write(20, line, screen)
+
+    def warning(self, line: str, screen: str | None) -> None:
+        self._write(30, line, screen)
+
+    def error(self, line: str, screen: str | None) -> None:
+        self._write(40, line, screen)
+
+    def critical(self, line: str, screen: str | None) -> None:
+        self._write(50, line, screen)
+
+    msg = info
+    warn = warning
+    exception = error
 
 
 class LogSetup:
@@ -120,24 +137,30 @@ def configure(
     secrets: Iterable[str] = (),
     stream: IO[str] | None = None,
     run_id: str | None = None,
+    colors: bool = False,
+    level: int = 20,
 ) -> LogSetup:
-    """Configure structlog for one run; returns the run's setup."""
+    """Configure structlog for one run; returns the run's setup.
+
+    ``level`` filters stderr only (10 debug, 20 info, 30 warnings and errors): the log file
+    always gets every event from info up.
+    """
     stream = sys.stderr if stream is None else stream
     run_id = run_id or new_run_id()
     log_file, file_error, file = _open_log_file(log_dir, env, run_id)
-    writer = _Writer(stream, file)
+    writer = _Writer(stream, file, screen_level=level)
     processors: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,
         _Scrub(secrets),
-        _Render(console=stream.isatty() and not json_output),
+        _Render(console=stream.isatty() and not json_output, colors=colors),
     ]
     structlog.configure(
         processors=processors,
         logger_factory=lambda *_args: writer,
-        wrapper_class=structlog.make_filtering_bound_logger(20),  # INFO and above
+        wrapper_class=structlog.make_filtering_bound_logger(min(level, 20)),
         cache_logger_on_first_use=False,
     )
     structlog.contextvars.clear_contextvars()

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import structlog
 
 from predeploy.errors import PredeployError
+from predeploy.log import FILE_ONLY
 
 __all__ = ["OnStep", "Step", "Stepper", "skip", "stepper"]
 
@@ -52,6 +53,8 @@ def skip(steps: list[Step], on_step: OnStep | None, *names: str, detail: str) ->
 def _add(steps: list[Step], on_step: OnStep | None, done: Step) -> None:
     steps.append(done)
     emit = log.error if done.outcome == "failed" else log.info
-    emit("step", step=done.name, outcome=done.outcome, seconds=round(done.seconds, 3))
+    # a caller that shows the step itself (a checklist line) gets it once, not twice
+    shown = {FILE_ONLY: True} if on_step is not None else {}
+    emit("step", step=done.name, outcome=done.outcome, seconds=round(done.seconds, 3), **shown)
     if on_step is not None:
         on_step(done)

@@ -13,9 +13,11 @@ import re
 import sys
 
 from invoke.exceptions import Exit, ParseError, UnexpectedExit
+from invoke.parser import Argument
 from invoke.program import Program
 
 from predeploy import __version__
+from predeploy.cli import output
 from predeploy.cli.tasks import ns
 
 __all__ = ["main", "program"]
@@ -23,14 +25,31 @@ __all__ = ["main", "program"]
 USAGE_ERROR = 2
 
 
+_GLOBAL_FLAGS = ("-v", "--verbose", "-q", "--quiet", "--no-color")
+
+
 class PredeployProgram(Program):
     """invoke's Program with predeploy's exit-code contract for usage errors."""
 
-    def run(self, argv: list[str] | str | None = None, exit: bool = True) -> None:  # noqa: A002
+    def core_args(self) -> list[Argument]:
+        """invoke's own, plus -v/--verbose, -q/--quiet and --no-color."""
+        return [
+            *super().core_args(),
+            Argument(names=("verbose", "v"), kind=bool, default=False, help="more log lines"),
+            Argument(names=("quiet", "q"), kind=bool, default=False, help="only warnings, errors"),
+            Argument(names=("no-color",), kind=bool, default=False, help="no colour (NO_COLOR)"),
+        ]
+
+    def parse_core(self, argv: list[str] | None) -> None:
+        super().parse_core(argv)
+        verbosity = 1 if self.args["verbose"].value else (-1 if self.args["quiet"].value else 0)
+        output.set_current(output.Output(verbosity, bool(self.args["no-color"].value)))
+
+    def run(self, argv: list[str] | str | None = None, exit: bool = True) -> None:
         """Parse and run; usage errors exit 2, interrupts 130 (invoke: 1 for both)."""
         try:
             self.create_config()
-            self.parse_core(_help_first(sys.argv if argv is None else argv))
+            self.parse_core(_help_first(sys.argv if argv is None else argv))  # type: ignore[arg-type]
             self.parse_collection()
             self.parse_tasks()
             self.parse_cleanup()
@@ -56,7 +75,10 @@ class PredeployProgram(Program):
 
 _MESSAGES = (
     (re.compile(r"No idea what '(.+)' is!"), "unknown flag or task {0}"),
-    (re.compile(r"Flag <Argument: (\w+)[^>]*> needed value and was not given one!"), "--{0} needs a value"),
+    (
+        re.compile(r"Flag <Argument: (\w+)[^>]*> needed value and was not given one!"),
+        "--{0} needs a value",
+    ),
     (re.compile(r"'(.+)' did not receive required positional arguments: '(.+)'"), "{0} needs {1}"),
 )
 
@@ -77,11 +99,14 @@ def _help_first(argv: list[str] | str) -> list[str] | str:
     if isinstance(argv, str):
         return argv
     words = list(argv)
+    # the global flags may come anywhere: invoke only knows them before the task
+    flags = [w for w in words[1:] if w in _GLOBAL_FLAGS]
+    words = [words[0], *flags, *(w for w in words[1:] if w not in _GLOBAL_FLAGS)]
     helps = [w for w in words[1:] if w in ("--help", "-h")]
     tasks = [w for w in words[1:] if not w.startswith("-")]
     if not helps or not tasks or words.index(helps[0]) < words.index(tasks[0]):
         return words
-    return [words[0], "--help", tasks[0]]
+    return [words[0], *flags, "--help", tasks[0]]
 
 
 program = PredeployProgram(

@@ -8,7 +8,6 @@ and its exit code; nothing else is decided here.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from predeploy import log as log_mod
 from predeploy.backup import dump as backup_mod
 from predeploy.backup import restore as restore_mod
 from predeploy.backup import retention
-from predeploy.cli import boundary, signals
+from predeploy.cli import boundary, output, prompt, signals
 from predeploy.cli.render import (
     render_backup,
     render_backups,
@@ -74,22 +73,22 @@ def _run(
             boundary.fail(exc)
         except KeyboardInterrupt:
             raise Exit("predeploy: interrupted", 130) from None
+        verbosity = output.current().verbosity
         setup = log_mod.configure(
             env=settings.env,
             log_dir=settings.log_dir,
             json_output=json_output,
             secrets=settings.secrets(),
             stream=log_stream,
+            colors=output.colors(),
+            level={-1: 30, 0: 20, 1: 10}[verbosity],
         )
         log_file = str(setup.log_file) if setup.log_file else None
         return boundary.guarded(lambda: action(settings), log_file)
 
 
 def _emit(data: dict[str, Any], human: str, json_output: bool) -> None:
-    if json_output or not sys.stdout.isatty():
-        print(json.dumps(data, default=str, sort_keys=True))
-    else:
-        print(human)
+    output.emit(data, human, json_output)
 
 
 @task(help={"env": _ENV_HELP, "json": _JSON_HELP})
@@ -157,7 +156,7 @@ def migrate(
     force_lint: bool = False,
 ) -> None:
     """Check, lint, back up, confirm, apply safely, check again, print the rollback runbook."""
-    human = not json_ and sys.stdout.isatty()
+    human = not json_
     options = _migrate_options(
         json_,
         yes=yes,
@@ -177,15 +176,15 @@ def migrate(
 
 
 def _finish(data: dict[str, Any], rendered: str | None, error: PredeployError | None) -> None:
-    """A run's report (``rendered`` on a terminal, else JSON), then its error's exit code."""
-    print(rendered if rendered is not None else json.dumps(data, default=str, sort_keys=True))
+    """A run's report (``rendered``, or JSON with --json), then its error's exit code."""
+    output.emit(data, rendered or "", rendered is None)
     if error is not None:
-        raise Exit(f"predeploy: {error.message}", error.exit_code)
+        boundary.fail(error)
 
 
 def _migrate_options(json_output: bool, **flags: bool) -> workflow.Options:
     return workflow.Options(
-        interactive=sys.stdin.isatty(), ask=input, progress=_progress(json_output), **flags
+        interactive=prompt.interactive(), ask=prompt.ask, progress=_progress(json_output), **flags
     )
 
 
@@ -244,7 +243,7 @@ def deploy(
     force_lint: bool = False,
 ) -> None:
     """Migrate, then pm2 reload PREDEPLOY_PM2_APP, then wait until it is healthy."""
-    human = not json_ and sys.stdout.isatty()
+    human = not json_
     options = _migrate_options(json_, yes=yes, dry_run=dry_run, force_lint=force_lint)
 
     def run(settings: Settings) -> deploy_mod.DeployReport:
@@ -256,29 +255,21 @@ def deploy(
     _finish(report.as_dict(), render_deploy(report) if human else None, report.error)
 
 
-@task(help={"env": _ENV_HELP, "json": "JSON lines and a final JSON report on stdout"})
+@task(help={"env": _ENV_HELP, "json": _JSON_HELP})
 def maintenance(c: Context, env: str | None = None, json_: bool = False) -> None:
     """For cron: backup (reason cron) with retention, optional VACUUM (ANALYZE), health report.
 
     Exits 0 when all is well, 1 when something needs a human, 6 when another
     maintenance run holds the lock, or the failed step's code (4 backup).
     """
-    machine = json_ or not sys.stdout.isatty()
-    human = not machine
 
     def run(settings: Settings) -> maintenance_mod.MaintenanceReport:
         return maintenance_mod.maintain(
-            settings, progress=_progress(machine), on_step=_step_lines(human)
+            settings, progress=_progress(json_), on_step=_step_lines(not json_)
         )
 
-    # without a terminal (cron), the log events and the report are JSON lines on stdout
-    report = _run(env, machine, run, log_stream=sys.stdout if machine else None)
-    if human:
-        print(render_maintenance(report))
-    else:
-        print(
-            json.dumps({"event": "maintenance_report", **report.as_dict()}, default=str), flush=True
-        )
+    report = _run(env, json_, run)
+    output.emit(report.as_dict(), render_maintenance(report), json_)
     if report.exit_code:
         problems = "; ".join(report.needs_attention)
         raise Exit(f"predeploy: maintenance needs attention: {problems}", report.exit_code)
@@ -488,8 +479,8 @@ def restore_task(
             chosen.database,
             render_restore_plan(chosen),
             yes=yes,
-            interactive=sys.stdin.isatty(),
-            ask=input,
+            interactive=prompt.interactive(),
+            ask=prompt.ask,
             action=f"restoring {chosen.database}",
         )
         return restore_mod.restore(settings, chosen, progress, run_id=log_mod.current_run_id())

@@ -206,25 +206,24 @@ def start(
         closers.append(stdout)
     lines = _Lines(on_stderr)
     # a sink of ours gets large chunks; a real file (with a descriptor) is the child's own
-    buffering = {} if hasattr(stdout, "fileno") else {"_out_bufsize": 1 << 20}
+    options: dict[str, Any] = {
+        "_bg_exc": False,
+        "_in": stdin,
+        "_out": stdout,
+        "_err": lines,
+        "_decode_errors": "replace",  # stderr lines only: stdout goes raw to the sink
+        "_tty_out": False,
+        "_env": dict(env),
+        "_pass_fds": set(pass_fds),
+        "_cwd": str(cwd) if cwd else None,
+        "_ok_code": _OK_CODES,
+        "_preexec_fn": _lower_priority if nice else None,
+    }
+    if not hasattr(stdout, "fileno"):
+        options["_out_bufsize"] = 1 << 20
     try:
         command = sh.Command(str(program))
-        process = command(
-            *args,
-            _bg=True,
-            _bg_exc=False,
-            _in=stdin,
-            _out=stdout,
-            _err=lines,
-            _decode_errors="replace",  # stderr lines only: stdout goes raw to the sink
-            _tty_out=False,
-            **buffering,
-            _env=dict(env),
-            _pass_fds=set(pass_fds),
-            _cwd=str(cwd) if cwd else None,
-            _ok_code=_OK_CODES,
-            _preexec_fn=_lower_priority if nice else None,
-        )
+        process = command(*args, _bg=True, **options)
     except (sh.CommandNotFound, OSError) as exc:
         for stream in closers:
             stream.close()

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# run-migrations.sh ENV [invoke migrate options...]
+# run-migrations.sh ENV [predeploy migrate options...]
 #
-# For operators used to runbook scripts: runs `invoke migrate --env ENV` from the
+# For operators used to runbook scripts: runs `predeploy migrate --env ENV` from the
 # project root (this script's parent folder) with the project's virtualenv, passing
 # every other argument through, and exits with predeploy's exit code (see README).
 #
@@ -9,7 +9,7 @@
 #   scripts/run-migrations.sh prod --yes       confirmed in advance (logged with your name)
 #   scripts/run-migrations.sh staging --dry-run
 #
-# The virtualenv: $PREDEPLOY_VENV, else .venv/ or venv/ in the project, else `invoke` on PATH.
+# The virtualenv: $PREDEPLOY_VENV, else .venv/ or venv/ in the project, else `predeploy` on PATH.
 set -euo pipefail
 
 if [ $# -lt 1 ] || [ "${1#-}" != "$1" ]; then
@@ -20,16 +20,16 @@ env_name=$1
 shift
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
-invoke=
+program=
 for venv in "${PREDEPLOY_VENV:-}" "$root/.venv" "$root/venv"; do
-    if [ -n "$venv" ] && [ -x "$venv/bin/invoke" ]; then
-        invoke="$venv/bin/invoke"
+    if [ -n "$venv" ] && [ -x "$venv/bin/predeploy" ]; then
+        program="$venv/bin/predeploy"
         break
     fi
 done
-invoke=${invoke:-$(command -v invoke || true)}
-if [ -z "$invoke" ]; then
+program=${program:-$(command -v predeploy || true)}
+if [ -z "$program" ]; then
     echo "run-migrations: no virtualenv with predeploy in $root/.venv, $root/venv or \$PREDEPLOY_VENV" >&2
     exit 2
 fi
-exec "$invoke" migrate --env "$env_name" "$@"
+exec "$program" migrate --env "$env_name" "$@"

@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
-# pm2-post-deploy.sh [ENV] [invoke deploy options...]
+# pm2-post-deploy.sh [ENV] [predeploy deploy options...]
 #
 # For setups without pm2's deploy section (a CI job, a git hook, a hand-run
 # `git pull`): once the new code is in place, does what ecosystem.config.js's
 # post-deploy hook does: `npm ci --omit=dev` (when package-lock.json exists), then
-# `invoke deploy --env ENV --yes` (migrate with a verified backup, pm2 reload
+# `predeploy deploy --env ENV --yes` (migrate with a verified backup, pm2 reload
 # PREDEPLOY_PM2_APP, wait until it is healthy). ENV defaults to prod. Exits with predeploy's
 # exit code (README): 0 deployed, 5 migration failed, 7 unhealthy after the reload.
 #
 #   scripts/pm2-post-deploy.sh                 prod
 #   scripts/pm2-post-deploy.sh staging --restart
 #
-# The virtualenv: $PREDEPLOY_VENV, else .venv/ or venv/ in the project, else `invoke` on PATH.
+# The virtualenv: $PREDEPLOY_VENV, else .venv/ or venv/ in the project, else `predeploy` on PATH.
 set -euo pipefail
 
 env_name=prod
@@ -21,19 +21,19 @@ if [ $# -ge 1 ] && [ "${1#-}" = "$1" ]; then
 fi
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
-invoke=
+program=
 for venv in "${PREDEPLOY_VENV:-}" "$root/.venv" "$root/venv"; do
-    if [ -n "$venv" ] && [ -x "$venv/bin/invoke" ]; then
-        invoke="$venv/bin/invoke"
+    if [ -n "$venv" ] && [ -x "$venv/bin/predeploy" ]; then
+        program="$venv/bin/predeploy"
         break
     fi
 done
-invoke=${invoke:-$(command -v invoke || true)}
-if [ -z "$invoke" ]; then
+program=${program:-$(command -v predeploy || true)}
+if [ -z "$program" ]; then
     echo "pm2-post-deploy: no virtualenv with predeploy in $root/.venv, $root/venv or \$PREDEPLOY_VENV" >&2
     exit 2
 fi
 if [ -f package-lock.json ]; then
     npm ci --omit=dev --no-audit --no-fund
 fi
-exec "$invoke" deploy --env "$env_name" --yes "$@"
+exec "$program" deploy --env "$env_name" --yes "$@"

@@ -42,7 +42,7 @@ module.exports = {
       // are installed first when it has a lockfile; a failure there stops the hook.
       'post-deploy':
         'if [ -f package-lock.json ]; then npm ci --omit=dev; fi && ' +
-        '.venv/bin/invoke deploy --env prod --yes',
+        '.venv/bin/predeploy deploy --env prod --yes',
     },
   },
 };
