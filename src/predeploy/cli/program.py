@@ -13,7 +13,7 @@ import re
 import sys
 
 from invoke.exceptions import Exit, ParseError, UnexpectedExit
-from invoke.parser import Argument
+from invoke.parser.argument import Argument
 from invoke.program import Program
 
 from predeploy import __version__
