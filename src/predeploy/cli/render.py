@@ -8,6 +8,7 @@ from predeploy.backup.retention import BackupInfo
 from predeploy.migrate.blockers import describe as describe_blocker
 from predeploy.migrate.lint import LintReport
 from predeploy.migrate.status import Status
+from predeploy.ops.adopt import Adopted
 from predeploy.ops.check import CheckResult
 from predeploy.ops.deploy import DeployReport
 from predeploy.ops.health import HealthReport
@@ -18,6 +19,7 @@ from predeploy.steps import Step
 from predeploy.workflow import Report
 
 __all__ = [
+    "render_adopted",
     "render_backup",
     "render_backups",
     "render_check",
@@ -246,4 +248,18 @@ def render_lint(report: LintReport) -> str:
         f"lint: {len(report.files)} file(s), {counts['error']} error(s), "
         f"{counts['warning']} warning(s), {counts['info']} info, {counts['waived']} waived"
     )
+    return "\n".join(lines)
+
+
+def render_adopted(done: Adopted) -> str:
+    lines = [f"predeploy in {done.root}: migrations in {done.migrations}"]
+    lines += [f"  {line}" for line in done.changed] or ["  nothing to add"]
+    lines += [f"  {line}" for line in done.unchanged]
+    lines += [
+        "",
+        "pm2 post-deploy hook (ecosystem.config.js, deploy.production['post-deploy']):",
+        f"  {done.post_deploy}",
+        "crontab line (crontab -e, as the user that runs the app):",
+        f"  {done.crontab}",
+    ]
     return "\n".join(lines)

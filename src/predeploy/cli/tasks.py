@@ -27,6 +27,7 @@ from predeploy.backup import restore as restore_mod
 from predeploy.backup import retention
 from predeploy.cli import boundary, output, prompt, signals
 from predeploy.cli.render import (
+    render_adopted,
     render_backup,
     render_backups,
     render_check,
@@ -45,6 +46,7 @@ from predeploy.config.settings import Settings, env_name, find_root, load_settin
 from predeploy.errors import CheckFailed, ConfigError, HealthCheckFailed, PredeployError
 from predeploy.migrate import commands
 from predeploy.migrate import rollback as rollback_mod
+from predeploy.ops import adopt
 from predeploy.ops import check as check_mod
 from predeploy.ops import deploy as deploy_mod
 from predeploy.ops import health as health_mod
@@ -502,6 +504,14 @@ def restore_task(
     )
 
 
+@task(help={"json": _JSON_HELP})
+def init(c: Context, json_: bool = False) -> None:
+    """Adopt predeploy into this app repository: add its .env.example lines and .gitignore
+    entries (nothing existing is changed), and print the pm2 and crontab lines to paste."""
+    done = _run("dev", json_, lambda s: adopt.adopt(s.root, s.migrations_dir))
+    output.emit(done.as_dict(), render_adopted(done), json_)
+
+
 @task(name="up", help={"json": _JSON_HELP})
 def db_up(c: Context, json_: bool = False) -> None:
     """Start (or reuse) the embedded dev PostgreSQL under .pgdata/."""
@@ -541,5 +551,6 @@ ns = Collection(
     health,
     deploy,
     maintenance,
+    init,
     db,
 )
