@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from predeploy import units
 from predeploy.backup.dump import BackupResult
 from predeploy.backup.restore import RestorePlan
 from predeploy.backup.retention import BackupInfo
@@ -88,7 +89,7 @@ _MARKS = {
 def render_backup(result: BackupResult) -> str:
     lines = [
         f"backup verified: {result.path}",
-        f"  {_mb(result.size)}, {result.tables} tables, {result.format} format, "
+        f"  {units.size(result.size)}, {result.tables} tables, {result.format} format, "
         f"{result.seconds:.1f}s, sha256 {result.sha256}",
     ]
     lines += [f"  pruned {path.name}" for path in result.pruned]
@@ -105,7 +106,7 @@ def render_backups(found: list[BackupInfo]) -> str:
         latest = data["latest_migration"] or "(no migrations)"
         lines.append(
             f"{info.created_at:%Y-%m-%d %H:%M:%S}Z  {data['reason']:<12} "
-            f"{_mb(int(data['size'] or 0)):>10}  {data['applied_migrations']} applied, "
+            f"{units.size(int(data['size'] or 0)):>10}  {data['applied_migrations']} applied, "
             f"latest {latest}  {state}  {info.path}"
         )
     return "\n".join(lines)
@@ -124,10 +125,6 @@ def render_restore_plan(chosen: RestorePlan) -> str:
             "Everything written since that backup is lost.",
         ]
     )
-
-
-def _mb(size: int) -> str:
-    return f"{size / 1e6:,.1f} MB"
 
 
 _MARK = {"ok": "✓", "skipped": "-", "failed": "✗"}
@@ -208,7 +205,7 @@ def render_deploy(report: DeployReport) -> str:
 def render_maintenance(report: MaintenanceReport) -> str:
     lines: list[str] = []
     if report.backup is not None:
-        lines.append(f"backup: {report.backup.path} ({_mb(report.backup.size)})")
+        lines.append(f"backup: {report.backup.path} ({units.size(report.backup.size)})")
         lines += [f"pruned: {path}" for path in report.backup.pruned]
     if report.health is not None:
         lines.append(render_health(report.health))
@@ -235,7 +232,7 @@ def render_lint(report: LintReport) -> str:
     for f in report.findings:
         where = f"{f.migration}/migration.sql:{f.line}:{f.column}"
         level = "waived" if f.waived else f.severity
-        sizes = ", ".join(f"{t.table} ~{t.rows:,} rows {_mb(t.bytes)}" for t in f.tables)
+        sizes = ", ".join(f"{t.table} ~{t.rows:,} rows {units.size(t.bytes)}" for t in f.tables)
         why = f" (raised: {sizes})" if f.raised else (f" ({sizes})" if sizes else "")
         lines.append(f"{level:<7} {where}  {f.rule}{why}")
         lines.append(f"        {f.statement}")

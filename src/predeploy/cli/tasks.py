@@ -20,7 +20,7 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from predeploy import confirm, gates, workflow
+from predeploy import confirm, gates, units, workflow
 from predeploy import log as log_mod
 from predeploy.backup import dump as backup_mod
 from predeploy.backup import restore as restore_mod
@@ -371,7 +371,7 @@ def _progress(json_output: bool) -> backup_mod.ProgressFn:
     if sys.stderr.isatty() and not json_output:
 
         def show(p: backup_mod.Progress) -> None:
-            size = f", {p.bytes_done / 1e6:,.1f} MB" if p.bytes_done else ""
+            size = f", {units.size(p.bytes_done)}" if p.bytes_done else ""
             sys.stderr.write(
                 f"\r{p.phase}: {p.tables_done}/{p.tables_total} tables{size}"
                 + ("\n" if p.final else "   ")

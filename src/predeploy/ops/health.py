@@ -8,6 +8,8 @@ pm2 is missing) is a failed check, not an error: the report is the interface.
 
 from __future__ import annotations
 
+import base64
+import ipaddress
 import time
 import urllib.error
 import urllib.parse
@@ -19,6 +21,7 @@ from typing import Any
 import structlog
 from psycopg import errors as pg_errors
 
+from predeploy import units
 from predeploy.config.settings import Settings
 from predeploy.errors import PredeployError
 from predeploy.migrate import discovery as migrations
@@ -179,7 +182,9 @@ def _tables(conn: Conn) -> tuple[bool, str, dict[str, Any]]:
     ]
     if not tables:
         return True, "no user tables", {"largest": []}
-    detail = ", ".join(f"{t['table']} {_size(t['bytes'])} ~{t['live_rows']:,} rows" for t in tables)
+    detail = ", ".join(
+        f"{t['table']} {units.size(t['bytes'])} ~{t['live_rows']:,} rows" for t in tables
+    )
     note = " (sizes estimated: a table is locked)" if estimated else ""
     return True, f"largest: {detail}{note}", {"largest": tables, "estimated": estimated}
 
@@ -189,24 +194,20 @@ def _largest(conn: Conn, *, exact: bool) -> list[tuple[Any, ...]]:
     return conn.execute(query, (_TABLES,)).fetchall()
 
 
-def _size(size: int) -> str:
-    if size < 1024:
-        return f"{size} B"
-    value, units = size / 1024, ["kB", "MB", "GB"]
-    while value >= 1024 and len(units) > 1:
-        value, units = value / 1024, units[1:]
-    return f"{value:.1f} {units[0]}"
-
-
 def check_http(url: str, *, timeout: float, retries: int, pause: float = 1.0) -> Check:
-    """GET ``url`` expecting a 2xx within ``timeout``, up to ``retries`` tries."""
+    """GET ``url`` expecting a 2xx within ``timeout``, up to ``retries`` tries.
+
+    Credentials in the URL (``http://user:password@host/health``) are sent as Basic auth
+    and never shown; a loopback URL never goes through http_proxy.
+    """
     shown = _redact(url)
+    request, opener = _request(url)
     started = time.perf_counter()
     reason = ""
     for attempt in range(1, retries + 1):
         sent = time.perf_counter()
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (http(s) only, checked in config)
+            with opener.open(request, timeout=timeout) as response:
                 code = response.status
         except urllib.error.HTTPError as exc:
             code, reason = exc.code, f"HTTP {exc.code}"
@@ -234,6 +235,35 @@ def check_http(url: str, *, timeout: float, retries: int, pause: float = 1.0) ->
         time.perf_counter() - started,
         {"attempts": retries},
     )
+
+
+def _request(url: str) -> tuple[urllib.request.Request, urllib.request.OpenerDirector]:
+    """The GET without the credentials in its URL (they go in an Authorization header that
+    a redirect does not carry), and an opener that skips proxies for loopback hosts."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    netloc = host if ":" not in host else f"[{host}]"
+    netloc += f":{parts.port}" if parts.port else ""
+    bare = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    request = urllib.request.Request(bare)  # noqa: S310 (http(s) only: checked in config)
+    if parts.username is not None or parts.password is not None:
+        user = urllib.parse.unquote(parts.username or "")
+        secret = urllib.parse.unquote(parts.password or "")
+        token = base64.b64encode(f"{user}:{secret}".encode()).decode()
+        request.add_unredirected_header("Authorization", f"Basic {token}")
+    handlers: list[urllib.request.BaseHandler] = []
+    if _loopback(host):
+        handlers.append(urllib.request.ProxyHandler({}))
+    return request, urllib.request.build_opener(*handlers)
+
+
+def _loopback(host: str) -> bool:
+    if host in ("localhost", "localhost.localdomain") or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def check_pm2(settings: Settings, pm2: Pm2 | None = None) -> Check:
@@ -269,5 +299,7 @@ def _redact(url: str) -> str:
     parts = urllib.parse.urlsplit(url)
     if parts.password is None:
         return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
