@@ -63,11 +63,14 @@ def test_missing_migration_sql_exits_2_before_anything_runs(
 
 
 def test_resolve_and_new(cli: Cli, database_url: str, migrations_dir: Path) -> None:
-    """resolve prints what it marked; new prints the folder it made; bad names exit 2."""
+    """resolve prints what it marked; new prints the folder it made and that the files hold
+    no SQL yet; bad names exit 2."""
     env = settings_env(database_url, migrations_dir)
     made = cli("new", "add_things", env=env)
     assert made.returncode == 0, made.stderr
-    folder = Path(made.stdout.strip())
+    first, note = made.stdout.strip().splitlines()
+    folder = Path(first)
+    assert "write the SQL before migrating" in note
     assert folder.parent == migrations_dir and folder.name.endswith("_add_things")
     assert cli("new", "Bad Name", env=env).returncode == 2
     resolved = cli("resolve", "--env", "staging", "--applied", folder.name, env=env)

@@ -63,7 +63,7 @@ def test_lock_file_for_another_provider_is_refused(migrations_dir: Path) -> None
 
 def test_missing_folder_says_how_to_start(tmp_path: Path) -> None:
     """No migrations folder: say so and how to make one."""
-    with pytest.raises(ConfigError, match=r"does not exist.*invoke new NAME"):
+    with pytest.raises(ConfigError, match=r"does not exist.*predeploy new NAME"):
         discover(tmp_path / "nope")
 
 

@@ -44,9 +44,12 @@ CREATE TABLE IF NOT EXISTS {table} (
     migrations    jsonb NOT NULL DEFAULT '[]',
     backup_path   text,
     backup_sha256 text,
-    detail        text
+    detail        text,
+    health        jsonb
 )
 """
+# added after the first release: tables made by it get the column on their next run
+_ADD_HEALTH = "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS health jsonb"
 
 
 @dataclass
@@ -61,6 +64,7 @@ class Run:
     migrations: list[dict[str, Any]] = field(default_factory=list)
     backup_path: str | None = None
     backup_sha256: str | None = None
+    health: dict[str, Any] | None = None  # the health checks' result, when the run checked
 
 
 def git_revision(root: Path) -> str | None:
@@ -87,15 +91,22 @@ def record(conn: Conn, table: Table, run: Run, outcome: str, detail: str | None)
     try:
         if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
             conn.execute("ROLLBACK")
-        exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table.regclass,)).fetchone()
-        if not exists or not exists[0]:
+        row = conn.execute(
+            "SELECT to_regclass(%(t)s) IS NOT NULL, EXISTS (SELECT 1 FROM pg_attribute"
+            " WHERE attrelid = to_regclass(%(t)s) AND attname = 'health' AND NOT attisdropped)",
+            {"t": table.regclass},
+        ).fetchone()
+        exists, has_health = row if row is not None else (False, False)
+        if not exists:
             conn.execute(sql.SQL(_DDL).format(table=table.ident))
+        elif not has_health:
+            conn.execute(sql.SQL(_ADD_HEALTH).format(table=table.ident))
         conn.execute(
             sql.SQL(
                 "INSERT INTO {} (run_id, command, env, operator, host, git_revision,"
                 " tool_version, started_at, finished_at, outcome, migrations, backup_path,"
-                " backup_sha256, detail) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, now(), %s,"
-                " %s, %s, %s, %s)"
+                " backup_sha256, detail, health) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, now(),"
+                " %s, %s, %s, %s, %s, %s)"
             ).format(table.ident),
             (
                 run.run_id,
@@ -111,6 +122,7 @@ def record(conn: Conn, table: Table, run: Run, outcome: str, detail: str | None)
                 run.backup_path,
                 run.backup_sha256,
                 detail,
+                json.dumps(run.health) if run.health is not None else None,
             ),
         )
     except psycopg.Error as exc:

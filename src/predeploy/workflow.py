@@ -197,7 +197,10 @@ def _locked_workflow(run: _Run, conn: Conn) -> None:
             log.warning("plan_warning", detail=warning)
         plan.refuse()
     with step("pending"):
-        report.pending = [_describe(m, with_sql=options.dry_run) for m in plan.pending]
+        secrets = settings.secrets() if options.dry_run else ()
+        report.pending = [
+            _describe(m, with_sql=options.dry_run, secrets=secrets) for m in plan.pending
+        ]
     if not report.pending:
         log.info("nothing_pending")
         return
@@ -295,15 +298,22 @@ def _question(policy: Policy, report: Report, verb: str = "apply") -> str:
     return "\n".join(lines) + gates.lint_lines(report.lint)
 
 
-def _describe(migration: migrations.Migration, *, with_sql: bool) -> Pending:
+def _describe(
+    migration: migrations.Migration, *, with_sql: bool, secrets: tuple[str, ...] = ()
+) -> Pending:
+    """A pending migration for the report; its SQL only for a dry run, known secrets
+    (the URLs' passwords) replaced by ***."""
     script = migration.parsed
+    text = migration.text if with_sql else None
+    for secret in (s for s in secrets if s):
+        text = text.replace(secret, "***") if text is not None else None
     return Pending(
         name=migration.name,
         statements=len(script.statements),
         transactional=script.transactional,
         has_down=bool(migration.down_script and migration.down_script.statements),
         checksum=migration.checksum,
-        sql=migration.text if with_sql else None,
+        sql=text,
     )
 
 

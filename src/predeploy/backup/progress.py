@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,7 +47,10 @@ class Reporter:
             progress,
         )
         self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._loop, daemon=True)
+        # the reports are logged with the run's env and run id: the thread runs in a copy
+        # of the context that bound them
+        context = contextvars.copy_context()
+        self.thread = threading.Thread(target=lambda: context.run(self._loop), daemon=True)
 
     def _loop(self) -> None:
         while not self.stop.wait(1.0):

@@ -359,11 +359,27 @@ def resolve(
     print(f"migration {name} marked {outcome.replace('_', ' ')}")
 
 
-@task(help={"name": "what the migration does, in snake_case (add_user_avatar)"})
-def new(c: Context, name: str) -> None:
-    """Create migrations/<UTC timestamp>_<name>/ with migration.sql and down.sql."""
-    migration = _run(None, False, lambda s: commands.new(s, name))
-    print(migration.folder)
+@task(
+    help={
+        "name": "what the migration does, in snake_case (add_user_avatar)",
+        "env": _ENV_HELP,
+        "json": _JSON_HELP,
+    }
+)
+def new(c: Context, name: str, env: str | None = None, json_: bool = False) -> None:
+    """Create <migrations>/<UTC timestamp>_<name>/ with migration.sql and down.sql."""
+    migration = _run(env, json_, lambda s: commands.new(s, name))
+    note = (
+        "both files hold only comments: write the SQL before migrating (a migration "
+        "without statements is refused; a down.sql without them counts as none)"
+    )
+    data = {
+        "name": migration.name,
+        "folder": str(migration.folder),
+        "files": [str(migration.sql_path), str(migration.folder / "down.sql")],
+        "note": note,
+    }
+    output.emit(data, f"{migration.folder}\n{note}", json_)
 
 
 def _progress(json_output: bool) -> backup_mod.ProgressFn:

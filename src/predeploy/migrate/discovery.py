@@ -122,9 +122,21 @@ def discover(directory: Path) -> list[Migration]:
     if not directory.is_dir():
         raise ConfigError(
             f"migrations folder {directory} does not exist: create it "
-            f"(invoke new NAME) or set PREDEPLOY_MIGRATIONS_DIR"
+            f"(predeploy new NAME) or set PREDEPLOY_MIGRATIONS_DIR"
         )
     _check_lock_file(directory / "migration_lock.toml")
+    dangling = sorted(
+        p.name for p in directory.iterdir() if p.is_symlink() and not p.exists()
+    ) + sorted(
+        f"{p.name}/migration.sql"
+        for p in directory.iterdir()
+        if p.is_dir() and (p / "migration.sql").is_symlink() and not (p / "migration.sql").exists()
+    )
+    if dangling:
+        raise ConfigError(
+            f"dangling symlink(s) in {directory}: {', '.join(dangling)} (their target is gone): "
+            f"fix or remove them; nothing was done"
+        )
     folders = sorted(
         (p for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")),
         key=lambda p: p.name.encode("utf-8", "surrogateescape"),
@@ -156,7 +168,7 @@ def create(directory: Path, name: str, now: datetime | None = None) -> Migration
         raise ConfigError(f"cannot create {folder}: {exc.strerror}") from None
     (folder / "migration.sql").write_text(f"-- {name}: the forward change.\n")
     (folder / "down.sql").write_text(
-        f"-- {name}: undo migration.sql (run by `invoke rollback`). Delete this file\n"
+        f"-- {name}: undo migration.sql (run by `predeploy rollback`). Delete this file\n"
         f"-- if the change cannot be undone, so that rollback refuses instead.\n"
     )
     return Migration(name=folder.name, folder=folder)

@@ -16,11 +16,13 @@ from typing import Any
 
 import structlog
 
-from predeploy import workflow
+from predeploy import audit, workflow
 from predeploy.config.settings import Settings
-from predeploy.errors import ConfigError, HealthCheckFailed, PredeployError
+from predeploy.errors import ConfigError, HealthCheckFailed, PredeployError, interrupted
+from predeploy.migrate import history
 from predeploy.ops import health
 from predeploy.ops.pm2 import Pm2, Process
+from predeploy.postgres.sessions import catalog_session
 from predeploy.runbook import Runbook, write_runbook
 from predeploy.steps import OnStep, Step, stepper
 
@@ -95,9 +97,38 @@ def deploy(
                 _wait_healthy(settings, pm2, report, action)
         except PredeployError as exc:
             report.error = exc
+        except KeyboardInterrupt as exc:  # SIGINT/SIGTERM: still the runbook and the audit row
+            report.error = interrupted(exc, f"deploying ({action})")
     if report.error is not None:
         report.runbook = write_runbook(settings, run_id, _runbook_lines(settings, report))
+    if not (options.dry_run or options.rehearse):
+        _audit(settings, run_id, report)
     return report
+
+
+def _audit(settings: Settings, run_id: str, report: DeployReport) -> None:
+    """The deploy's own audit row: what it applied (the migrate row has the details), the
+    reload, the health result and the error line."""
+    run = audit.Run(run_id=run_id, command="deploy", env=settings.env, root=settings.root)
+    migrated = report.migrate
+    if migrated is not None:
+        run.migrations = [
+            {"name": a.name, "seconds": round(a.seconds, 4)} for a in migrated.applied
+        ]
+        if migrated.backup is not None:
+            run.backup_path, run.backup_sha256 = str(migrated.backup.path), migrated.backup.sha256
+    if report.health is not None:
+        run.health = {"ok": report.health.ok, "failed": [c.name for c in report.health.failed]}
+    failed = next((s.name for s in report.steps if s.outcome == "failed"), None)
+    outcome = "deployed" if report.error is None else f"failed: {failed or 'migrate'}"
+    if report.error is not None and report.error.exit_code in (130, 143):
+        outcome = "interrupted"
+    _, table = history.tables_for(settings)
+    try:
+        with catalog_session(settings, purpose="audit") as conn:
+            audit.record(conn, table, run, outcome, str(report.error) if report.error else None)
+    except PredeployError as exc:
+        log.warning("audit_not_recorded", detail=str(exc))
 
 
 def _reload(pm2: Pm2, report: DeployReport, restart: bool) -> None:
