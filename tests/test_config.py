@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
 
+from predeploy.config.names import KNOWN_SETTINGS
 from predeploy.config.settings import (
     available_envs,
     env_name,
@@ -339,3 +341,10 @@ def test_shadow_database_url_is_parsed_and_its_password_scrubbed(tmp_path: Path)
     assert settings.shadow_database_url.database == "shadow"
     assert settings.shadow_database_url_var == "PREDEPLOY_SHADOW_DATABASE_URL"
     assert "shpw" in settings.secrets()
+
+
+def test_env_example_documents_every_setting() -> None:
+    """.env.example has a line for every known PREDEPLOY_ setting, and only known ones."""
+    text = (Path(__file__).parents[1] / ".env.example").read_text()
+    documented = set(re.findall(r"^# (PREDEPLOY_[A-Z0-9_]+)=", text, re.M))
+    assert documented == set(KNOWN_SETTINGS)

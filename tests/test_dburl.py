@@ -208,8 +208,10 @@ def test_bad_channel_binding_is_refused() -> None:
 
 def test_prisma_defaults_replace_libpqs_environment_defaults() -> None:
     """No host means localhost:5432 over TCP, as in Prisma, not PGHOST or the socket."""
-    params = parse_url("postgresql://app@/app", "DATABASE_URL", environ={}).connect_params()
+    url = parse_url("postgresql://app@/app", "DATABASE_URL", environ={})
+    params = url.connect_params()
     assert (params["host"], params["port"]) == ("localhost", "5432")
+    assert any("?host=/var/run/postgresql" in w for w in url.warnings)
 
 
 @pytest.mark.parametrize("name", ["port", "user", "password", "dbname"])

@@ -142,7 +142,7 @@ def _unset_direct(reader: _Reader, source: UrlSource) -> str:
     where = f"{source.where} names it" if source.where != "default" else "it is the direct URL"
     return (
         f"{source.variable} is not set for env {reader.env!r}, but {where} (Prisma stops "
-        f"with P1012 here too; read: {reader.files()}, and the process environment): set "
+        f"here too, P1012; read: {reader.files()}, and the process environment): set "
         f"{source.variable} in .env.{reader.env} or export it"
     )
 

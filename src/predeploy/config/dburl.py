@@ -147,7 +147,12 @@ def parse_url(
         query, variable, base_dir=base_dir, environ=os.environ if environ is None else environ
     )
     params.update(meaning.libpq)
-    params.setdefault("host", "localhost")  # Prisma's default, where libpq would use a socket
+    if "host" not in params:  # Prisma's default, where libpq would use its socket
+        params["host"] = "localhost"
+        meaning.warnings.append(
+            f"{variable} names no host: Prisma (and so predeploy) connects to localhost over "
+            f"TCP; for the local socket add ?host=/var/run/postgresql"
+        )
     params.setdefault("port", "5432")
     timeout = meaning.connect_timeout
     timeout = default_connect_timeout if timeout is None else timeout
