@@ -20,7 +20,7 @@ from urllib.parse import quote
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from predeploy.config.urlquery import PRISMA_DEFAULT_CONNECT_TIMEOUT, read_query
+from predeploy.config.urlquery import PRISMA_DEFAULT_CONNECT_TIMEOUT, Query, read_query
 from predeploy.errors import ConfigError
 
 __all__ = ["PRISMA_DEFAULT_CONNECT_TIMEOUT", "DatabaseUrl", "parse_url"]
@@ -146,17 +146,9 @@ def parse_url(
     meaning = read_query(
         query, variable, base_dir=base_dir, environ=os.environ if environ is None else environ
     )
-    params.update(meaning.libpq)
-    if "host" not in params:  # Prisma's default, where libpq would use its socket
-        params["host"] = "localhost"
-        meaning.warnings.append(
-            f"{variable} names no host: Prisma (and so predeploy) connects to localhost over "
-            f"TCP; for the local socket add ?host=/var/run/postgresql"
-        )
-    params.setdefault("port", "5432")
     timeout = meaning.connect_timeout
     timeout = default_connect_timeout if timeout is None else timeout
-    params["connect_timeout"] = str(timeout)
+    params = _libpq_params(params, meaning, timeout, variable)
     url = DatabaseUrl(
         params=params,
         raw=text,
@@ -170,6 +162,22 @@ def parse_url(
     if not url.database:
         raise ConfigError(f"{variable} names no database: add it after the host, as in {url}name")
     return url
+
+
+def _libpq_params(
+    authority: dict[str, str], meaning: Query, timeout: int, variable: str
+) -> dict[str, str]:
+    """The authority's parameters, the query's libpq ones, and Prisma's defaults."""
+    params = {**authority, **meaning.libpq}
+    if "host" not in params:  # Prisma's default, where libpq would use its socket
+        params["host"] = "localhost"
+        meaning.warnings.append(
+            f"{variable} names no host: Prisma (and so predeploy) connects to localhost over "
+            f"TCP; for the local socket add ?host=/var/run/postgresql"
+        )
+    params.setdefault("port", "5432")
+    params["connect_timeout"] = str(timeout)
+    return params
 
 
 def _check_scheme(text: str, variable: str) -> None:
