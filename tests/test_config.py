@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
 
+from predeploy.config.names import KNOWN_SETTINGS
 from predeploy.config.settings import (
     available_envs,
     env_name,
@@ -81,7 +83,8 @@ def test_dev_without_url_uses_the_embedded_server(tmp_path: Path) -> None:
         ("db.example.com:5432", "must be a URL starting with postgresql://"),
         ("postgresql://u:s3cr3t@h:port/db", "invalid port"),
         ("postgresql://u:s3cr3t@h:70000/db", "invalid port"),
-        ("postgresql://u:s3cr3t@h/db?bogus=1", "not a valid PostgreSQL URL"),
+        ("postgresql://u:s3cr3t@h/db?pgbouncer=yes", "Prisma accepts only true or false"),
+        ("postgresql://u:s3cr3t@h/db?connect_timeout=5s", "whole number of seconds"),
         ("postgresql://u:s3cr3t@h", "names no database"),
     ],
 )
@@ -101,6 +104,7 @@ def test_direct_url_serves_migrations_and_backups(tmp_path: Path) -> None:
     assert settings.migration_url is not None
     assert settings.migration_url.host == "db-primary"
     assert settings.secrets() == ("s3cr3t", "other")
+    assert settings.migration_url_var == "DIRECT_DATABASE_URL"
 
 
 def test_settings_repr_hides_passwords(tmp_path: Path) -> None:
@@ -168,6 +172,7 @@ def test_env_name_defaults() -> None:
 
 
 def test_deploy_and_health_settings(tmp_path: Path) -> None:
+    """pm2, health and deploy settings: defaults and values."""
     write(tmp_path / ".env.prod", f"DATABASE_URL={URL}\nPREDEPLOY_PM2_APP=web\n")
     defaults = load_settings("prod", tmp_path, {})
     assert (defaults.pm2_app, defaults.pm2_bin, defaults.healthcheck_url) == ("web", None, None)
@@ -189,6 +194,7 @@ def test_deploy_and_health_settings(tmp_path: Path) -> None:
 
 
 def test_healthcheck_url_must_be_http_and_is_not_echoed(tmp_path: Path) -> None:
+    """A health URL that is not http(s) is exit 2 without its password."""
     write(tmp_path / ".env.prod", f"DATABASE_URL={URL}\n")
     with pytest.raises(ConfigError) as raised:
         load_settings(
@@ -199,6 +205,7 @@ def test_healthcheck_url_must_be_http_and_is_not_echoed(tmp_path: Path) -> None:
 
 
 def test_lint_and_blocker_settings(tmp_path: Path) -> None:
+    """Lint and blocker settings: defaults, values and a bad count."""
     write(tmp_path / ".env.prod", f"DATABASE_URL={URL}\n")
     defaults = load_settings("prod", tmp_path, {})
     assert defaults.lint_large_table_rows == 1_000_000
@@ -216,3 +223,128 @@ def test_lint_and_blocker_settings(tmp_path: Path) -> None:
     assert (settings.blocker_max_age, settings.blocker_wait) == (5.0, 0.0)
     with pytest.raises(ConfigError, match="PREDEPLOY_LINT_LARGE_TABLE_ROWS"):
         load_settings("prod", tmp_path, {"PREDEPLOY_LINT_LARGE_TABLE_ROWS": "many"})
+
+
+def test_url_parameters_prisma_ignores_are_warned_not_refused(tmp_path: Path) -> None:
+    """A parameter Prisma discards is dropped with a warning the caller can log."""
+    settings = load_settings("prod", tmp_path, {"DATABASE_URL": f"{URL}?bogus=1"})
+    assert any("?bogus=" in w for w in settings.warnings)
+
+
+def test_env_names_are_lowercase_and_the_advice_names_the_real_file(tmp_path: Path) -> None:
+    """--env Prod advises --env prod and the file really read, .env.prod."""
+    write(tmp_path / ".env.Prod", f"DATABASE_URL={URL}\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings("Prod", tmp_path, {})
+    assert "use --env prod, which reads .env.prod" in err.value.message
+    assert "rename .env.Prod to .env.prod" in err.value.message
+
+
+def test_connect_timeout_is_what_libpq_really_waits(tmp_path: Path) -> None:
+    """Below libpq's 2 s floor (or between whole seconds) the effective wait is recorded."""
+    settings = load_settings("dev", tmp_path, {"PREDEPLOY_CONNECT_TIMEOUT": "500ms"})
+    assert settings.connect_timeout == 2.0
+    assert any("wait up to 2 s" in w for w in settings.warnings)
+    rounded = load_settings("dev", tmp_path, {"PREDEPLOY_CONNECT_TIMEOUT": "2.5s"})
+    assert rounded.connect_timeout == 3.0
+    assert load_settings("dev", tmp_path, {}).warnings == ()
+
+
+def test_connect_timeout_setting_is_the_default_of_urls_without_one(tmp_path: Path) -> None:
+    """A URL's own connect_timeout wins; otherwise PREDEPLOY_CONNECT_TIMEOUT applies."""
+    environ = {
+        "PREDEPLOY_CONNECT_TIMEOUT": "10s",
+        "DATABASE_URL": URL,
+        "DIRECT_DATABASE_URL": f"{URL}?connect_timeout=30",
+    }
+    settings = load_settings("prod", tmp_path, environ)
+    assert settings.database_url is not None
+    assert settings.direct_database_url is not None
+    assert settings.database_url.connect_params()["connect_timeout"] == "10"
+    assert settings.direct_database_url.connect_params()["connect_timeout"] == "30"
+
+
+def test_pg_bin_dir_must_exist_and_hold_pg_dump(tmp_path: Path) -> None:
+    """PREDEPLOY_PG_BIN_DIR that is missing or has no pg_dump is exit 2 naming it."""
+    with pytest.raises(ConfigError, match=r"PREDEPLOY_PG_BIN_DIR=.*nope is not a folder"):
+        load_settings("dev", tmp_path, {"PREDEPLOY_PG_BIN_DIR": str(tmp_path / "nope")})
+    (tmp_path / "bin").mkdir()
+    with pytest.raises(ConfigError, match=r"PREDEPLOY_PG_BIN_DIR=.*bin holds no pg_dump"):
+        load_settings("dev", tmp_path, {"PREDEPLOY_PG_BIN_DIR": str(tmp_path / "bin")})
+    (tmp_path / "bin" / "pg_dump").write_text("")
+    settings = load_settings("dev", tmp_path, {"PREDEPLOY_PG_BIN_DIR": str(tmp_path / "bin")})
+    assert settings.pg_bin_dir == tmp_path / "bin"
+
+
+def test_backup_jobs_zero_is_refused(tmp_path: Path) -> None:
+    """PREDEPLOY_BACKUP_JOBS=0 is exit 2, not silently one job."""
+    with pytest.raises(ConfigError, match=r"PREDEPLOY_BACKUP_JOBS='0' must be a whole number \(1"):
+        load_settings("dev", tmp_path, {"PREDEPLOY_BACKUP_JOBS": "0"})
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [(None, None), ("1", True), ("0", False), ("true", True), ("no", False)]
+)
+def test_protected_is_set_per_env(tmp_path: Path, raw: str | None, expected: bool | None) -> None:
+    """PREDEPLOY_PROTECTED=1/0 sets protection for any env; unset leaves it to the policy."""
+    environ = {} if raw is None else {"PREDEPLOY_PROTECTED": raw}
+    assert load_settings("dev", tmp_path, environ).protected is expected
+
+
+def test_bad_flag_is_refused(tmp_path: Path) -> None:
+    """A flag that is not 1/0 (true/false, yes/no, on/off) is exit 2."""
+    with pytest.raises(ConfigError, match="PREDEPLOY_PROTECTED='maybe' must be 1 or 0"):
+        load_settings("dev", tmp_path, {"PREDEPLOY_PROTECTED": "maybe"})
+
+
+def test_notification_settings(tmp_path: Path) -> None:
+    """Notify URLs are a tuple (their secrets scrubbed); events and timeout have defaults."""
+    defaults = load_settings("dev", tmp_path, {})
+    assert defaults.notify_urls == ()
+    assert defaults.notify_on == ("failure", "prod-change")
+    assert (defaults.notify_timeout, defaults.log_keep_days) == (5.0, 90)
+    settings = load_settings(
+        "dev",
+        tmp_path,
+        {
+            "PREDEPLOY_NOTIFY_URLS": "mailto://ops:m%40ilpw@example.com, "
+            "slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ",
+            "PREDEPLOY_NOTIFY_ON": "success, drift",
+            "PREDEPLOY_NOTIFY_TIMEOUT": "500ms",
+            "PREDEPLOY_LOG_KEEP_DAYS": "30",
+        },
+    )
+    assert len(settings.notify_urls) == 2
+    assert settings.notify_on == ("success", "drift")
+    assert (settings.notify_timeout, settings.log_keep_days) == (0.5, 30)
+    assert {"m@ilpw", "m%40ilpw", "TIiajkdnlazkcOXrIdevi7FQ"} <= set(settings.secrets())
+    everything = load_settings("dev", tmp_path, {"PREDEPLOY_NOTIFY_ON": "all"})
+    assert everything.notify_on == ("failure", "prod-change", "success", "drift")
+
+
+def test_bad_notification_settings_are_refused_without_echoing_urls(tmp_path: Path) -> None:
+    """An unknown event suggests the closest; a URL without a scheme is not echoed."""
+    with pytest.raises(ConfigError, match=r"'sucess' \(did you mean success\?\)"):
+        load_settings("dev", tmp_path, {"PREDEPLOY_NOTIFY_ON": "sucess"})
+    with pytest.raises(ConfigError) as err:
+        load_settings("dev", tmp_path, {"PREDEPLOY_NOTIFY_URLS": "ops:hunter2@example.com"})
+    assert "hunter2" not in err.value.message
+    assert "URL 1 of 1 has no scheme" in err.value.message
+
+
+def test_shadow_database_url_is_parsed_and_its_password_scrubbed(tmp_path: Path) -> None:
+    """PREDEPLOY_SHADOW_DATABASE_URL is a DatabaseUrl whose password is a secret."""
+    settings = load_settings(
+        "dev", tmp_path, {"PREDEPLOY_SHADOW_DATABASE_URL": "postgresql://s:shpw@localhost/shadow"}
+    )
+    assert settings.shadow_database_url is not None
+    assert settings.shadow_database_url.database == "shadow"
+    assert settings.shadow_database_url_var == "PREDEPLOY_SHADOW_DATABASE_URL"
+    assert "shpw" in settings.secrets()
+
+
+def test_env_example_documents_every_setting() -> None:
+    """.env.example has a line for every known PREDEPLOY_ setting, and only known ones."""
+    text = (Path(__file__).parents[1] / ".env.example").read_text()
+    documented = set(re.findall(r"^# (PREDEPLOY_[A-Z0-9_]+)=", text, re.M))
+    assert documented == set(KNOWN_SETTINGS)

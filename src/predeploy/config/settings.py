@@ -1,21 +1,30 @@
-"""Settings: read once per run from `.env`, `.env.<env>` and the process environment.
+"""Settings: read once per run from the `.env` files and the process environment.
 
-Later sources win: `.env`, then `.env.<env>`, then the process environment. The
-result is one frozen ``Settings`` passed explicitly to whatever needs it; nothing
-here reads the environment at import time.
+Sources, lowest first (see ``envfiles``): Prisma's `prisma/.env`, `.env`, then
+`.env.<env>`, then the process environment, which wins; ``${VAR}`` references
+resolve across them. The database URLs keep the app's own names, found in
+Prisma's files (``datasource``); predeploy's own settings are all prefixed
+PREDEPLOY_, and an unknown PREDEPLOY_ name is an error. The result is one frozen
+``Settings`` passed explicitly to whatever needs it; nothing here reads the
+environment at import time.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from dotenv import dotenv_values
-
-from predeploy.config.dburl import DatabaseUrl, parse_url
+from predeploy.config import values as v
+from predeploy.config.datasource import read_databases
+from predeploy.config.dburl import DatabaseUrl
+from predeploy.config.envfiles import EnvLayers, find_env_files, load_layers
+from predeploy.config.names import check_names
+from predeploy.config.prisma import PrismaProject, discover
+from predeploy.config.values import parse_duration
 from predeploy.errors import ConfigError
 
 __all__ = [
@@ -31,9 +40,6 @@ __all__ = [
 BUILTIN_ENVS = ("dev", "staging", "prod")
 _NOT_ENVS = frozenset({"example", "sample", "template"})
 _ENV_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
-_TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|min|h|d)?\s*$")
-_UNIT_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 @dataclass(frozen=True)
@@ -45,7 +51,7 @@ class Settings:
     files_read: tuple[Path, ...]
     database_url: DatabaseUrl | None
     direct_database_url: DatabaseUrl | None
-    connect_timeout: float
+    connect_timeout: float  # what libpq really waits: whole seconds, at least 2
     pg_bin_dir: Path | None
     log_dir: Path
     migrations_dir: Path
@@ -70,6 +76,18 @@ class Settings:
     lint_large_table_rows: int = 1_000_000
     blocker_max_age: float = 60.0
     blocker_wait: float = 60.0
+    database_url_var: str = "DATABASE_URL"
+    direct_database_url_var: str | None = None
+    shadow_database_url: DatabaseUrl | None = None
+    shadow_database_url_var: str | None = None
+    prisma_schema: Path | None = None
+    prisma_config: Path | None = None
+    protected: bool | None = None
+    notify_urls: tuple[str, ...] = ()
+    notify_on: tuple[str, ...] = ("failure", "prod-change")
+    notify_timeout: float = 5.0
+    log_keep_days: int = 90
+    warnings: tuple[str, ...] = ()
 
     @property
     def uses_embedded(self) -> bool:
@@ -82,25 +100,22 @@ class Settings:
 
     @property
     def migration_url(self) -> DatabaseUrl | None:
-        """The URL for migrations and backups: DIRECT_DATABASE_URL when set."""
+        """The URL for migrations, locks and backups: the direct URL when there is one."""
         return self.direct_database_url or self.database_url
 
+    @property
+    def migration_url_var(self) -> str:
+        """The variable the migration URL came from, for messages."""
+        if self.direct_database_url is not None and self.direct_database_url_var:
+            return self.direct_database_url_var
+        return self.database_url_var
+
     def secrets(self) -> tuple[str, ...]:
-        """Every password this run knows, so that logs can scrub them."""
-        urls = (self.database_url, self.direct_database_url)
-        return tuple(u.password for u in urls if u is not None and u.password)
-
-
-def parse_duration(value: str, variable: str) -> float:
-    """Seconds from a PostgreSQL-style duration: `2s`, `500ms`, `1min`, `1.5` (seconds)."""
-    match = _DURATION.match(value)
-    if match is None:
-        raise ConfigError(
-            f"{variable}={value!r} is not a duration: use a number of seconds or a value "
-            f"with a unit such as 500ms, 2s, 1min, 1h"
-        )
-    number, unit = match.groups()
-    return float(number) * _UNIT_SECONDS[unit or "s"]
+        """Every secret this run knows (decoded and percent-encoded), for log scrubbing."""
+        urls = (self.database_url, self.direct_database_url, self.shadow_database_url)
+        found = [s for u in urls if u is not None for s in u.secrets()]
+        found += v.notify_secrets(self.notify_urls)
+        return tuple(dict.fromkeys(found))
 
 
 def available_envs(root: Path) -> tuple[str, ...]:
@@ -117,156 +132,185 @@ def available_envs(root: Path) -> tuple[str, ...]:
 def load_settings(env: str, root: Path, environ: Mapping[str, str] | None = None) -> Settings:
     """Read the settings of ``env`` for the project at ``root``."""
     environ = os.environ if environ is None else environ
+    _check_env(env, root)
+    prisma = discover(root)
+    files = find_env_files(
+        root, env, schema_dir=prisma.schema_dir, has_prisma_config=prisma.config_file is not None
+    )
+    layers = load_layers(files, root, environ)
+    check_names({name: layers.source(name) or "" for name in layers.names()})
+    return _build(env, root, layers, prisma, environ)
+
+
+def _check_env(env: str, root: Path) -> None:
     envs = available_envs(root)
-    if env not in envs:
+    if env in envs:
+        return
+    lower = env.lower()
+    if lower != env and _ENV_NAME.match(lower):
+        rename = f" (rename .env.{env} to .env.{lower})" if (root / f".env.{env}").is_file() else ""
         raise ConfigError(
-            f"unknown environment {env!r}: available are {', '.join(envs)} "
-            f"(create .env.{env} to add one)"
+            f"unknown environment {env!r}: env names are lowercase, use --env {lower}, which "
+            f"reads .env.{lower}{rename}"
         )
-    values: dict[str, str] = {}
-    files_read: list[Path] = []
-    for path in (root / ".env", root / f".env.{env}"):
-        if path.is_file():
-            values.update({k: v for k, v in dotenv_values(path).items() if v is not None})
-            files_read.append(path)
-    values.update({k: v for k, v in environ.items() if v != ""})
-    return _build(env, root, tuple(files_read), values)
-
-
-def _build(env: str, root: Path, files_read: tuple[Path, ...], values: dict[str, str]) -> Settings:
-    def get(name: str) -> str | None:
-        return values.get(name) or None
-
-    def path(name: str, default: str) -> Path:
-        return root / (get(name) or default)
-
-    database_url = _url(get("DATABASE_URL"), "DATABASE_URL")
-    if database_url is None and env != "dev":
-        read = ", ".join(str(p.name) for p in files_read) or "no .env files"
-        raise ConfigError(
-            f"DATABASE_URL is not set for env {env!r} (read: {read}, and the process "
-            f"environment): set it in .env.{env} or export it"
-        )
-    pg_bin_dir, pm2_bin = get("PREDEPLOY_PG_BIN_DIR"), get("PREDEPLOY_PM2_BIN")
-    return Settings(
-        env=env,
-        root=root,
-        files_read=files_read,
-        database_url=database_url,
-        direct_database_url=_url(get("DIRECT_DATABASE_URL"), "DIRECT_DATABASE_URL"),
-        connect_timeout=_positive(
-            get("PREDEPLOY_CONNECT_TIMEOUT") or "5s", "PREDEPLOY_CONNECT_TIMEOUT"
-        ),
-        pg_bin_dir=Path(pg_bin_dir) if pg_bin_dir else None,
-        log_dir=path("PREDEPLOY_LOG_DIR", "logs"),
-        migrations_dir=path("PREDEPLOY_MIGRATIONS_DIR", "migrations"),
-        migrations_table=_table(
-            get("PREDEPLOY_MIGRATIONS_TABLE") or "_prisma_migrations", "PREDEPLOY_MIGRATIONS_TABLE"
-        ),
-        lock_wait=parse_duration(get("PREDEPLOY_LOCK_WAIT") or "60s", "PREDEPLOY_LOCK_WAIT"),
-        lock_timeout=_positive(get("PREDEPLOY_LOCK_TIMEOUT") or "2s", "PREDEPLOY_LOCK_TIMEOUT"),
-        statement_timeout=parse_duration(
-            get("PREDEPLOY_STATEMENT_TIMEOUT") or "0", "PREDEPLOY_STATEMENT_TIMEOUT"
-        ),
-        lock_retries=_count(get("PREDEPLOY_LOCK_RETRIES") or "10", "PREDEPLOY_LOCK_RETRIES"),
-        backup_dir=path("PREDEPLOY_BACKUP_DIR", "backups"),
-        backup_jobs=max(1, _count(get("PREDEPLOY_BACKUP_JOBS") or "1", "PREDEPLOY_BACKUP_JOBS")),
-        backup_keep=_count(get("PREDEPLOY_BACKUP_KEEP") or "10", "PREDEPLOY_BACKUP_KEEP"),
-        backup_max_age_days=_days(get("PREDEPLOY_BACKUP_MAX_AGE_DAYS")),
-        allow_no_backup=_flag(get("PREDEPLOY_ALLOW_NO_BACKUP")),
-        audit_table=_table(
-            get("PREDEPLOY_AUDIT_TABLE") or "predeploy_runs", "PREDEPLOY_AUDIT_TABLE"
-        ),
-        pm2_app=get("PREDEPLOY_PM2_APP"),
-        pm2_bin=Path(pm2_bin) if pm2_bin else None,
-        healthcheck_url=_http_url(get("PREDEPLOY_HEALTHCHECK_URL")),
-        healthcheck_timeout=_positive(
-            get("PREDEPLOY_HEALTHCHECK_TIMEOUT") or "5s", "PREDEPLOY_HEALTHCHECK_TIMEOUT"
-        ),
-        healthcheck_retries=max(
-            1, _count(get("PREDEPLOY_HEALTHCHECK_RETRIES") or "3", "PREDEPLOY_HEALTHCHECK_RETRIES")
-        ),
-        deploy_wait=_positive(get("PREDEPLOY_DEPLOY_WAIT") or "60s", "PREDEPLOY_DEPLOY_WAIT"),
-        maintenance_vacuum=_flag(get("PREDEPLOY_MAINTENANCE_VACUUM")),
-        lint_large_table_rows=_count(
-            (get("PREDEPLOY_LINT_LARGE_TABLE_ROWS") or "1000000").replace("_", "").replace(",", ""),
-            "PREDEPLOY_LINT_LARGE_TABLE_ROWS",
-        ),
-        blocker_max_age=_positive(
-            get("PREDEPLOY_BLOCKER_MAX_AGE") or "60s", "PREDEPLOY_BLOCKER_MAX_AGE"
-        ),
-        blocker_wait=parse_duration(
-            get("PREDEPLOY_BLOCKER_WAIT") or "60s", "PREDEPLOY_BLOCKER_WAIT"
-        ),
+    raise ConfigError(
+        f"unknown environment {env!r}: available are {', '.join(envs)} "
+        f"(create .env.{env} to add one)"
     )
 
 
-def _flag(raw: str | None) -> bool:
-    return (raw or "0").strip().lower() in ("1", "true", "yes", "on")
+def _build(
+    env: str, root: Path, layers: EnvLayers, prisma: PrismaProject, environ: Mapping[str, str]
+) -> Settings:
+    def get(name: str) -> str | None:
+        return layers.get(name)
+
+    timeout, timeout_note = v.connect_timeout(
+        get("PREDEPLOY_CONNECT_TIMEOUT") or "5s", "PREDEPLOY_CONNECT_TIMEOUT"
+    )
+    dbs = read_databases(env, layers, prisma, default_connect_timeout=timeout, environ=environ)
+    notes = [*layers.warnings, *dbs.warnings, *([timeout_note] if timeout_note else [])]
+    fields: dict[str, Any] = {
+        **_run_fields(get, root, prisma),
+        **_backup_fields(get, root),
+        **_ops_fields(get),
+    }
+    return Settings(
+        env=env,
+        root=root,
+        files_read=layers.files,
+        database_url=dbs.database_url,
+        direct_database_url=dbs.direct_database_url,
+        database_url_var=dbs.database_url_var,
+        direct_database_url_var=dbs.direct_database_url_var,
+        shadow_database_url=dbs.shadow_database_url,
+        shadow_database_url_var=dbs.shadow_database_url_var,
+        prisma_schema=prisma.schema,
+        prisma_config=prisma.config_file,
+        connect_timeout=float(timeout),
+        warnings=tuple(dict.fromkeys(notes)),
+        **fields,
+    )
 
 
-def _http_url(raw: str | None) -> str | None:
-    if raw is None:
-        return None
-    if not re.match(r"^https?://[^/\s]+", raw):
-        scheme = raw.split("://", 1)[0] if "://" in raw else "no scheme"
-        raise ConfigError(  # the value is not echoed: it may hold a password
-            f"PREDEPLOY_HEALTHCHECK_URL is not an http(s) URL ({scheme}): use e.g. "
-            f"http://127.0.0.1:3000/health"
-        )
-    return raw
+_Get = Callable[[str], "str | None"]
 
 
-def _url(raw: str | None, variable: str) -> DatabaseUrl | None:
-    return parse_url(raw, variable) if raw else None
+def _run_fields(get: _Get, root: Path, prisma: PrismaProject) -> dict[str, Any]:
+    return {
+        "log_dir": root / (get("PREDEPLOY_LOG_DIR") or "logs"),
+        "log_keep_days": v.count(get("PREDEPLOY_LOG_KEEP_DAYS") or "90", "PREDEPLOY_LOG_KEEP_DAYS"),
+        "migrations_dir": _migrations_dir(get("PREDEPLOY_MIGRATIONS_DIR"), root, prisma),
+        "migrations_table": v.table(
+            get("PREDEPLOY_MIGRATIONS_TABLE") or "_prisma_migrations", "PREDEPLOY_MIGRATIONS_TABLE"
+        ),
+        "audit_table": v.table(
+            get("PREDEPLOY_AUDIT_TABLE") or "predeploy_runs", "PREDEPLOY_AUDIT_TABLE"
+        ),
+        "lock_wait": parse_duration(get("PREDEPLOY_LOCK_WAIT") or "60s", "PREDEPLOY_LOCK_WAIT"),
+        "lock_timeout": v.positive(get("PREDEPLOY_LOCK_TIMEOUT") or "2s", "PREDEPLOY_LOCK_TIMEOUT"),
+        "statement_timeout": parse_duration(
+            get("PREDEPLOY_STATEMENT_TIMEOUT") or "0", "PREDEPLOY_STATEMENT_TIMEOUT"
+        ),
+        "lock_retries": v.count(get("PREDEPLOY_LOCK_RETRIES") or "10", "PREDEPLOY_LOCK_RETRIES"),
+        "protected": v.protected(get("PREDEPLOY_PROTECTED"), "PREDEPLOY_PROTECTED"),
+        "lint_large_table_rows": v.count(
+            get("PREDEPLOY_LINT_LARGE_TABLE_ROWS") or "1000000", "PREDEPLOY_LINT_LARGE_TABLE_ROWS"
+        ),
+        "blocker_max_age": v.positive(
+            get("PREDEPLOY_BLOCKER_MAX_AGE") or "60s", "PREDEPLOY_BLOCKER_MAX_AGE"
+        ),
+        "blocker_wait": parse_duration(
+            get("PREDEPLOY_BLOCKER_WAIT") or "60s", "PREDEPLOY_BLOCKER_WAIT"
+        ),
+    }
 
 
-def _count(raw: str, variable: str) -> int:
-    if not raw.strip().isdigit():
-        raise ConfigError(f"{variable}={raw!r} must be a whole number (0 or more)")
-    return int(raw)
+def _backup_fields(get: _Get, root: Path) -> dict[str, Any]:
+    return {
+        "pg_bin_dir": v.pg_bin_dir(get("PREDEPLOY_PG_BIN_DIR"), "PREDEPLOY_PG_BIN_DIR", root),
+        "backup_dir": root / (get("PREDEPLOY_BACKUP_DIR") or "backups"),
+        "backup_jobs": v.count(
+            get("PREDEPLOY_BACKUP_JOBS") or "1", "PREDEPLOY_BACKUP_JOBS", minimum=1
+        ),
+        "backup_keep": v.count(get("PREDEPLOY_BACKUP_KEEP") or "10", "PREDEPLOY_BACKUP_KEEP"),
+        "backup_max_age_days": v.days(
+            get("PREDEPLOY_BACKUP_MAX_AGE_DAYS"), "PREDEPLOY_BACKUP_MAX_AGE_DAYS"
+        ),
+        "allow_no_backup": v.flag(get("PREDEPLOY_ALLOW_NO_BACKUP"), "PREDEPLOY_ALLOW_NO_BACKUP"),
+    }
 
 
-def _days(raw: str | None) -> float | None:
-    if raw is None:
-        return None
-    try:
-        days = float(raw)
-    except ValueError:
-        days = -1.0
-    if days <= 0:
-        raise ConfigError(
-            f"PREDEPLOY_BACKUP_MAX_AGE_DAYS={raw!r} must be a number of days greater than zero"
-        )
-    return days
+def _ops_fields(get: _Get) -> dict[str, Any]:
+    pm2_bin = get("PREDEPLOY_PM2_BIN")
+    notify_urls = v.notify_urls(get("PREDEPLOY_NOTIFY_URLS"), "PREDEPLOY_NOTIFY_URLS")
+    return {
+        "pm2_app": get("PREDEPLOY_PM2_APP"),
+        "pm2_bin": Path(pm2_bin) if pm2_bin else None,
+        "healthcheck_url": v.http_url(
+            get("PREDEPLOY_HEALTHCHECK_URL"), "PREDEPLOY_HEALTHCHECK_URL"
+        ),
+        "healthcheck_timeout": v.positive(
+            get("PREDEPLOY_HEALTHCHECK_TIMEOUT") or "5s", "PREDEPLOY_HEALTHCHECK_TIMEOUT"
+        ),
+        "healthcheck_retries": v.count(
+            get("PREDEPLOY_HEALTHCHECK_RETRIES") or "3", "PREDEPLOY_HEALTHCHECK_RETRIES", minimum=1
+        ),
+        "deploy_wait": v.positive(get("PREDEPLOY_DEPLOY_WAIT") or "60s", "PREDEPLOY_DEPLOY_WAIT"),
+        "maintenance_vacuum": v.flag(
+            get("PREDEPLOY_MAINTENANCE_VACUUM"), "PREDEPLOY_MAINTENANCE_VACUUM"
+        ),
+        "notify_urls": notify_urls,
+        "notify_on": v.notify_on(get("PREDEPLOY_NOTIFY_ON"), "PREDEPLOY_NOTIFY_ON"),
+        "notify_timeout": v.positive(
+            get("PREDEPLOY_NOTIFY_TIMEOUT") or "5s", "PREDEPLOY_NOTIFY_TIMEOUT"
+        ),
+    }
 
 
-def _table(name: str, variable: str) -> str:
-    if not _TABLE.match(name):
-        raise ConfigError(
-            f"{variable}={name!r} must be a plain table name "
-            f"(letters, digits, underscores; at most 63)"
-        )
-    return name
+def _migrations_dir(named: str | None, root: Path, prisma: PrismaProject) -> Path:
+    """PREDEPLOY_MIGRATIONS_DIR; else Prisma's (the config's, or beside the schema file);
+    else prisma/migrations when it exists; else migrations."""
+    if named:
+        return root / named
+    if prisma.migrations_dir is not None:
+        return prisma.migrations_dir
+    if prisma.schema_dir is not None:
+        return prisma.schema_dir / "migrations"
+    prisma_default = root / "prisma" / "migrations"
+    return prisma_default if prisma_default.is_dir() else root / "migrations"
 
 
-def _positive(raw: str, variable: str) -> float:
-    seconds = parse_duration(raw, variable)
-    if seconds <= 0:
-        raise ConfigError(f"{variable}={raw!r} must be greater than zero")
-    return seconds
+_ROOT_MARKERS: tuple[tuple[str, Callable[[Path], bool]], ...] = (
+    ("prisma", Path.is_dir),
+    ("package.json", Path.is_file),
+    (".git", Path.exists),
+    (".env", Path.is_file),
+    ("tasks.py", Path.is_file),
+)
 
 
 def find_root(start: Path, environ: Mapping[str, str] | None = None) -> Path:
-    """The project root: PREDEPLOY_ROOT, else the nearest folder up from ``start`` with tasks.py."""
+    """The project root: PREDEPLOY_ROOT, else the nearest folder up from ``start`` holding
+    prisma/, package.json, .git, .env or tasks.py, else ``start``."""
     environ = os.environ if environ is None else environ
-    if environ.get("PREDEPLOY_ROOT"):
-        return Path(environ["PREDEPLOY_ROOT"]).resolve()
+    named = environ.get("PREDEPLOY_ROOT")
+    if named:
+        root = Path(named).expanduser().resolve()
+        if not root.is_dir():
+            raise ConfigError(f"PREDEPLOY_ROOT={named} is not a folder: name the app's folder")
+        return root
     start = start.resolve()
     for folder in (start, *start.parents):
-        if (folder / "tasks.py").is_file():
+        if folder.name == "prisma" and _is_root(folder.parent):
+            continue  # prisma/.env marks the app above it, not a project of its own
+        if _is_root(folder):
             return folder
     return start
+
+
+def _is_root(folder: Path) -> bool:
+    return any(check(folder / name) for name, check in _ROOT_MARKERS)
 
 
 def env_name(requested: str | None, environ: Mapping[str, str] | None = None) -> str:
