@@ -64,7 +64,9 @@ def test_closed_port_names_host_and_port() -> None:
 
 def test_silent_server_times_out_within_the_timeout(silent_port: int) -> None:
     """A server that never answers fails after the connect timeout, not later."""
-    url = parse_url(f"postgresql://u:pw@127.0.0.1:{silent_port}/x", "DATABASE_URL")
+    url = parse_url(
+        f"postgresql://u:pw@127.0.0.1:{silent_port}/x", "DATABASE_URL", default_connect_timeout=2
+    )
     started = time.monotonic()
     with pytest.raises(
         DatabaseUnreachable, match=rf"no answer from 127\.0\.0\.1:{silent_port} within 2s"

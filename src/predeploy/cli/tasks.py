@@ -86,6 +86,8 @@ def _run(
             level={-1: 30, 0: 20, 1: 10}[verbosity],
         )
         log_file = str(setup.log_file) if setup.log_file else None
+        for warning in settings.warnings:
+            structlog.get_logger("predeploy").warning("configuration_warning", detail=warning)
         return boundary.guarded(lambda: action(settings), log_file)
 
 

@@ -49,7 +49,9 @@ _SIGNALS: dict[int, str] = {
 }
 # variables a child may inherit; PG* connection settings are never inherited (the
 # connection is passed explicitly), LC_* and the program-specific ones by prefix
-_ALLOWED = frozenset({"PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "USER", "LOGNAME"})
+_ALLOWED = frozenset(
+    {"PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "USER", "LOGNAME", "PGSSLCERT", "PGSSLKEY"}
+)
 _ALLOWED_PREFIXES = ("LC_",)
 _OK_CODES = list(range(-64, 256))  # every exit is ours to judge, signals included
 _KEEP_LINES = 50

@@ -123,14 +123,13 @@ def connect(
     """
     params = url.connect_params()
     params.setdefault("application_name", application_name)
+    # the URL's own connect_timeout (else PREDEPLOY_CONNECT_TIMEOUT, else Prisma's 5 s)
+    params.setdefault("connect_timeout", str(max(2, math.ceil(timeout))))
     try:
-        conn = psycopg.connect(
-            make_conninfo("", **params),
-            autocommit=True,
-            connect_timeout=max(1, math.ceil(timeout)),
-        )
+        conn = psycopg.connect(make_conninfo("", **params), autocommit=True)
     except psycopg.OperationalError as exc:
-        raise DatabaseUnreachable(describe_failure(exc, url, timeout, variable)) from None
+        waited = url.effective_connect_timeout or timeout
+        raise DatabaseUnreachable(describe_failure(exc, url, waited, variable)) from None
     try:
         use_limits(conn, limits, search_path=search_path)
     except psycopg.Error as exc:
@@ -171,9 +170,9 @@ def target_url(settings: Settings, *, direct: bool = False) -> tuple[DatabaseUrl
 
         return embedded.start(settings.pgdata).url, "the embedded dev database"
     if direct and settings.direct_database_url is not None:
-        return settings.direct_database_url, "DIRECT_DATABASE_URL"
+        return settings.direct_database_url, settings.migration_url_var
     assert settings.database_url is not None  # noqa: S101 (uses_embedded is False)
-    return settings.database_url, "DATABASE_URL"
+    return settings.database_url, settings.database_url_var
 
 
 def catalog_session(settings: Settings, *, direct: bool = True, purpose: str = "") -> Conn:
