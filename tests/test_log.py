@@ -51,3 +51,15 @@ def test_unwritable_log_dir_is_a_warning_not_a_failure(tmp_path: Path) -> None:
     setup = log.configure(env="dev", log_dir=blocker, json_output=True, stream=stream)
     assert setup.log_file is None
     assert "log_file_unavailable" in stream.getvalue()
+
+
+def test_scrubber_masks_every_form_and_spares_identifiers() -> None:
+    """Secrets go in every form, nested; a short password spares identifiers containing it."""
+    from predeploy.redact import Scrubber  # noqa: PLC0415
+
+    scrub = Scrubber(["Secr3t/Part@x", "pw"])
+    nested = {"a": ["Secr3t%2FPart%40x", {"b": "url postgresql://u:other@h/db"}], "n": 3}
+    assert scrub.value(nested) == {"a": ["***", {"b": "url postgresql://u:***@h/db"}], "n": 3}
+    assert scrub.text("migration 20230529_user_add_pw, password pw") == (
+        "migration 20230529_user_add_pw, password ***"
+    )

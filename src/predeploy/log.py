@@ -19,10 +19,11 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import quote, quote_plus
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
+
+from predeploy.redact import Scrubber
 
 __all__ = ["FILE_ONLY", "LogSetup", "configure", "current_run_id", "new_run_id"]
 
@@ -41,33 +42,15 @@ def current_run_id() -> str:
 
 
 class _Scrub:
-    """Replace every known secret (and its percent-encoded forms) in event values with ***,
-    however deeply they are nested."""
+    """Mask every known secret in event values, however deeply nested (see redact)."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        forms = {form for s in secrets if s for form in (s, quote(s, safe=""), quote_plus(s))}
-        self.secrets = tuple(sorted(forms, key=len, reverse=True))
+        self.scrubber = Scrubber(secrets)
 
     def __call__(self, _logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
-        if not self.secrets:
-            return event
         for key, value in event.items():
-            event[key] = self._clean(value)
+            event[key] = self.scrubber.value(value)
         return event
-
-    def _clean(self, value: Any) -> Any:
-        if isinstance(value, str):
-            for secret in self.secrets:
-                if secret in value:
-                    value = value.replace(secret, "***")
-            return value
-        if isinstance(value, dict):
-            return {k: self._clean(v) for k, v in value.items()}
-        if isinstance(value, list | tuple | set | frozenset):
-            return [self._clean(v) for v in value]
-        if isinstance(value, int | float | bool) or value is None:
-            return value
-        return self._clean(str(value))
 
 
 class _Render:

@@ -11,18 +11,18 @@ percent-encoded), URL passwords and SQL bodies never leave the machine.
 
 from __future__ import annotations
 
-import re
 import socket
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, quote, quote_plus, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import structlog
 
 from predeploy.confirm import operator
 from predeploy.errors import ConfigError
 from predeploy.ops._notify_send import Delivery, Message, deliver
+from predeploy.redact import Scrubber
 
 __all__ = [
     "DEFAULT_TRIGGERS",
@@ -54,7 +54,6 @@ _MARK = {"ok": "✓", "failed": "✗", "interrupted": "✗", "needs attention": 
 _KIND = {"ok": "success", "failed": "failure", "interrupted": "failure"}
 _FIRST_COMMANDS = 3
 _LISTED = 5
-_URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@?#]*:)[^\s/@]+@")
 
 
 @dataclass(frozen=True)
@@ -279,17 +278,9 @@ def _body(event: Event) -> list[str]:
 
 
 def scrubber(secrets: Iterable[str]) -> Callable[[str], str]:
-    """A function that masks every secret (plain and percent-encoded) and URL password."""
-    variants = {v for s in secrets if s for v in (s, quote(s, safe=""), quote(s), quote_plus(s))}
-    ordered = sorted(variants, key=len, reverse=True)  # a secret inside another goes whole
-
-    def scrub(text: str) -> str:
-        text = _URL_PASSWORD.sub(r"\g<head>***@", text)
-        for secret in ordered:
-            text = text.replace(secret, "***")
-        return text
-
-    return scrub
+    """A function that masks every secret (plain and percent-encoded) and URL password: the
+    logs' own scrubber (predeploy.redact)."""
+    return Scrubber(secrets).text
 
 
 def _clean(value: Any, scrub: Callable[[str], str]) -> Any:
