@@ -1,9 +1,10 @@
 """The catalogue fingerprint: every schema object of a database, keyed by name, never by OID.
 
 One query per object kind over pg_catalog, all sent in one round trip inside a
-read-only repeatable-read transaction with ``search_path = pg_catalog``, so that
-the deparsed definitions (pg_get_viewdef, pg_get_indexdef, pg_get_functiondef,
-format_type, ...) qualify names the same way whoever connects. System schemas,
+read-only repeatable-read transaction with ``search_path = pg_catalog`` (and the
+settings that shape deparsed constants pinned), so that the deparsed definitions
+(pg_get_viewdef, pg_get_indexdef, pg_get_functiondef, format_type, ...) read the
+same whoever connects. System schemas,
 objects that belong to an extension and the excluded tables (predeploy's history
 and audit tables, with their columns, indexes, constraints, triggers, policies,
 comments and owned sequences) are left out. Owners and privileges are not part
@@ -317,6 +318,14 @@ _COMPOSED = tuple(
     (sql.SQL(text).format(**_FRAGMENTS), "{rel}" in text) for text in _QUERIES.values()
 )
 
+# Deparsed names depend on search_path, deparsed constants on these (a role may carry its own
+# with ALTER ROLE ... SET): pinned for the snapshot, so every login role reads the same text.
+_PIN_SETTINGS = """
+SELECT set_config('search_path', 'pg_catalog', true), set_config('TimeZone', 'UTC', true),
+       set_config('DateStyle', 'ISO, YMD', true), set_config('IntervalStyle', 'postgres', true),
+       set_config('extra_float_digits', '1', true), set_config('bytea_output', 'hex', true),
+       set_config('standard_conforming_strings', 'on', true), set_config('lc_monetary', 'C', true)
+"""
 _SERVER = "SELECT current_setting('server_version_num')::int, current_setting('server_version')"
 
 
@@ -416,7 +425,7 @@ def _read(
 ) -> tuple[tuple[Any, ...], list[tuple[str, str, dict[str, Any]]]]:
     """The server version and every object row, all queries sent in one pipeline."""
     with conn.pipeline():
-        conn.execute("SET LOCAL search_path = pg_catalog")
+        conn.execute(_PIN_SETTINGS)
         conn.execute(
             "SELECT CASE WHEN current_setting('lock_timeout') = '0'"
             " THEN set_config('lock_timeout', %s, true) END",

@@ -18,6 +18,13 @@ CREATE TABLE billing.account (
     balance billing.cents,
     name_lower text GENERATED ALWAYS AS (lower(name)) STORED,
     created_at timestamptz NOT NULL DEFAULT now(),
+    trial interval NOT NULL DEFAULT '14 days',
+    since date DEFAULT '2026-01-31',
+    renews_at timestamptz DEFAULT '2026-06-30 12:00:00+02',
+    fee money DEFAULT 12.5,
+    ratio double precision DEFAULT 0.1,
+    secret bytea DEFAULT '\x00ff',
+    note text DEFAULT E'it''s a \\ backslash',
     CONSTRAINT account_email_key UNIQUE (email)
 );
 CREATE TABLE billing.invoice (
