@@ -149,6 +149,18 @@ DRIFT: list[tuple[str, list[tuple[str, str, str]]]] = [
      [("comment", "table billing.account", CHANGED)]),
     ("COMMENT ON COLUMN billing.account.plan IS NULL",
      [("comment", "table column billing.account.plan", MISSING)]),
+    ('ALTER TYPE public."DatasetStatus" RENAME TO "DatasetState"',  # its column follows
+     [("enum", 'public."DatasetStatus"', RENAMED)]),
+    ("ALTER SEQUENCE billing.invoice_id_seq RENAME TO invoice_serial",  # so does its default
+     [("sequence", "billing.invoice_id_seq", RENAMED)]),
+    ("ALTER TABLE public.comments ALTER COLUMN path SET STORAGE EXTERNAL",
+     [("column", "public.comments.path", CHANGED)]),
+    ("ALTER TABLE public.api_keys ALTER COLUMN hashed_secret_key SET COMPRESSION pglz",
+     [("column", "public.api_keys.hashed_secret_key", CHANGED)]),
+    ("ALTER TABLE public.users ALTER COLUMN name SET STATISTICS 500",
+     [("column", "public.users.name", CHANGED)]),
+    ("CREATE COLLATION public.hand_sort (provider = libc, locale = 'C')",
+     [("collation", "public.hand_sort", ADDED)]),
     # data, counters and predeploy's own tables are not drift
     ("UPDATE public.users SET name = 'x';"
      " INSERT INTO billing.account (name, email) VALUES ('Bob', 'bob@example.com')", []),
@@ -325,6 +337,12 @@ def test_every_hand_made_change_is_named_and_its_sql_reconciles(
         assert detect(reader, expected).differences == report.differences
     assert shadow_seconds < 20 and fingerprint_seconds < 2, (shadow_seconds, fingerprint_seconds)
 
+    assert_reported(report, wanted)
+    assert_reconciled(report, (expected, live), pg_server.admin_url, database_url, tmp_path)
+
+
+def assert_reported(report: drift.DriftReport, wanted: set[tuple[str, str, str]]) -> None:
+    """The table names every object and never predeploy's own; the JSON is JSON."""
     table = drift.render(report)
     assert f"Drift: {len(wanted)} differences" in table
     assert all(name in table for _, name, _ in wanted)
@@ -334,16 +352,26 @@ def test_every_hand_made_change_is_named_and_its_sql_reconciles(
     assert {p.kind for p in hand_notes.parts} == {"sequence", "column", "constraint", "index",
                                                   "comment"}  # fmt: skip
 
+
+def assert_reconciled(
+    report: drift.DriftReport,
+    sides: tuple[Fingerprint, Fingerprint],
+    admin: str,
+    database: str,
+    folder: Path,
+) -> None:
+    """Adopt SQL on a fresh history gives live; revert SQL on live gives the history."""
+    expected, live = sides
     revert, adopt = drift.revert_sql(report.differences), drift.adopt_sql(report.differences)
     assert '-- [manual] enum public."SurveyName"' in revert
     assert "-- [destructive] table public.hand_notes" in revert
     assert "RESTART" not in revert and "setval" not in revert  # counters are never touched
-    with scratch_database(pg_server.admin_url) as fresh:
-        build_database(fresh, migrations)
-        apply_script(fresh, adopt, "29991231000000_adopt_drift", tmp_path)
+    with scratch_database(admin) as fresh:
+        build_database(fresh, history_of(CORPUS, EXTRAS))
+        apply_script(fresh, adopt, "29991231000000_adopt_drift", folder)
         assert changes(drift.compare(fingerprint_of(fresh), live)) == MANUAL_AFTER_ADOPT
-    apply_script(database_url, revert, "29991231000000_revert_drift", tmp_path)
-    assert changes(detect(database_url, expected).differences) == MANUAL_AFTER_REVERT
+    apply_script(database, revert, "29991231000000_revert_drift", folder)
+    assert changes(drift.compare(expected, fingerprint_of(database))) == MANUAL_AFTER_REVERT
 
 
 def test_a_saved_fingerprint_is_checked_before_use(database_url: str) -> None:

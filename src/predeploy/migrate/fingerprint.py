@@ -37,6 +37,7 @@ FORMAT, VERSION = "predeploy-fingerprint", 1
 KINDS = (
     "schema",
     "extension",
+    "collation",
     "enum",
     "domain",
     "composite type",
@@ -76,6 +77,11 @@ WHERE {user_schema} AND {not_member_n}""",
 SELECT 'extension', quote_ident(x.extname),
        json_build_object('schema', quote_ident(n.nspname), 'version', x.extversion)
 FROM pg_extension x JOIN pg_namespace n ON n.oid = x.extnamespace""",
+    "collation": """
+SELECT 'collation', quote_ident(n.nspname) || '.' || quote_ident(co.collname),
+  to_jsonb(co) - 'oid' - 'collname' - 'collnamespace' - 'collowner' - 'collversion'
+FROM pg_collation co JOIN pg_namespace n ON n.oid = co.collnamespace
+WHERE {user_schema} AND {not_member_co}""",
     "type": """
 SELECT CASE t.typtype WHEN 'e' THEN 'enum' WHEN 'd' THEN 'domain'
                       WHEN 'c' THEN 'composite type' ELSE 'range type' END,
@@ -196,7 +202,11 @@ SELECT 'column', r.ident || '.' || quote_ident(a.attname), json_build_object(
                  || CASE a.attgenerated WHEN 'v' THEN ' VIRTUAL' ELSE ' STORED' END END,
   'identity', CASE a.attidentity WHEN 'a' THEN 'ALWAYS' WHEN 'd' THEN 'BY DEFAULT' END,
   'collation', CASE WHEN a.attcollation <> t.typcollation
-               THEN quote_ident(cn.nspname) || '.' || quote_ident(co.collname) END)
+               THEN quote_ident(cn.nspname) || '.' || quote_ident(co.collname) END,
+  'storage', CASE a.attstorage WHEN 'p' THEN 'PLAIN' WHEN 'e' THEN 'EXTERNAL' WHEN 'm' THEN 'MAIN'
+             ELSE 'EXTENDED' END,
+  'compression', CASE a.attcompression WHEN 'p' THEN 'pglz' WHEN 'l' THEN 'lz4' END,
+  'statistics', CASE WHEN a.attstattarget >= 0 THEN a.attstattarget END)
 FROM rel r JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
 JOIN pg_type t ON t.oid = a.atttypid
 LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
@@ -311,6 +321,7 @@ _FRAGMENTS: dict[str, sql.Composable] = {
     "user_schema": _USER_SCHEMA,
     "not_member_n": _not_member("pg_namespace", "n"),
     "not_member_t": _not_member("pg_type", "t"),
+    "not_member_co": _not_member("pg_collation", "co"),
     "not_member_p": _not_member("pg_proc", "p"),
     "not_member_e": _not_member("pg_event_trigger", "e"),
 }
@@ -391,14 +402,16 @@ class Fingerprint:
 def take(conn: Conn, *, exclude: Iterable[tuple[str, str]]) -> Fingerprint:
     """The fingerprint of ``conn``'s database, without the ``(schema, table)`` pairs of ``exclude``.
 
-    ``conn`` must be an autocommit connection outside a transaction. Everything is read
+    ``conn`` must be outside a transaction (it is left as it was). Everything is read
     in one read-only snapshot with ``search_path = pg_catalog``, in one round trip.
     """
-    if not conn.autocommit or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-        raise RuntimeError("fingerprint.take needs an autocommit connection outside a transaction")
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        raise RuntimeError("fingerprint.take needs a connection outside a transaction")
     pairs = list(exclude)
     params = {"xs": [s for s, _ in pairs], "xt": [t for _, t in pairs]}
     objects: dict[str, dict[str, dict[str, Any]]] = {kind: {} for kind in KINDS}
+    autocommit = conn.autocommit
+    conn.autocommit = True  # our own transaction, with its own characteristics
     try:
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         try:
@@ -410,6 +423,8 @@ def take(conn: Conn, *, exclude: Iterable[tuple[str, str]]) -> Fingerprint:
             "reading the catalogue waited too long for a lock (a migration or a long "
             "transaction holds one on a table a view reads): retry when it has finished"
         ) from None
+    finally:
+        conn.autocommit = autocommit
     for kind, name, fields in rows:
         objects[kind][name] = fields
     return Fingerprint(

@@ -4,6 +4,7 @@ CREATE EXTENSION IF NOT EXISTS btree_gist;
 CREATE SCHEMA billing;
 COMMENT ON SCHEMA billing IS 'Invoices and accounts';
 
+CREATE COLLATION billing.bytewise (provider = libc, locale = 'C');
 CREATE TYPE billing.plan AS ENUM ('free', 'pro', 'team');
 CREATE DOMAIN billing.cents AS bigint DEFAULT 0 NOT NULL CONSTRAINT cents_positive CHECK (VALUE >= 0);
 CREATE TYPE billing.price AS (amount billing.cents, currency text COLLATE "C");
@@ -36,6 +37,7 @@ CREATE TABLE billing.invoice (
     status text NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'paid', 'void')),
     issued_on date NOT NULL DEFAULT CURRENT_DATE,
     period daterange,
+    reference text COLLATE billing.bytewise,
     EXCLUDE USING gist (account_id WITH =, period WITH &&) WHERE (status <> 'void')
 );
 ALTER SEQUENCE billing.invoice_number OWNED BY billing.invoice.number;

@@ -23,13 +23,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from predeploy.migrate.drift.reconcile._text import LABELS, Fields, Out
+from predeploy.migrate.drift.reconcile.change import alter, drop, rename
+from predeploy.migrate.drift.reconcile.create import create, create_table
 from predeploy.migrate.fingerprint import KINDS
-from predeploy.migrate.reconcile._text import LABELS, Fields, Out
-from predeploy.migrate.reconcile.change import alter, drop, rename
-from predeploy.migrate.reconcile.create import create, create_table
 
 if TYPE_CHECKING:
-    from predeploy.migrate.drift import Difference
+    from predeploy.migrate.drift.model import Difference
 
 __all__ = ["LABELS", "Step", "adopt_sql", "adopt_steps", "revert_sql", "revert_steps"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from predeploy.migrate.reconcile._text import (
+from predeploy.migrate.drift.reconcile._text import (
     LOCK,
     REWRITE,
     SAFE,
@@ -186,6 +186,21 @@ def _enum(name: str, f: Fields) -> list[Out]:
     return [Out(f"CREATE TYPE {name} AS ENUM ({labels});", SAFE, "enum")]
 
 
+def _collation(name: str, f: Fields) -> list[Out]:
+    provider = {"i": "icu", "b": "builtin"}.get(str(f.get("collprovider")), "libc")
+    options = [f"provider = {provider}"]
+    if provider == "libc":
+        options += [f"lc_collate = {lit(str(f['collcollate']))}"]
+        options += [f"lc_ctype = {lit(str(f['collctype']))}"]
+    else:
+        options.append(f"locale = {lit(str(f.get('colllocale') or f.get('colliculocale')))}")
+    if f.get("collicurules"):
+        options.append(f"rules = {lit(str(f['collicurules']))}")
+    if f.get("collisdeterministic") is False:
+        options.append("deterministic = false")
+    return [Out(f"CREATE COLLATION {name} ({', '.join(options)});", SAFE, "collation")]
+
+
 def _definition(rank: str) -> Callable[[str, Fields], list[Out]]:
     return lambda name, f: [Out(body(f["definition"]), SAFE, rank)]
 
@@ -195,6 +210,7 @@ _CREATORS: dict[str, Callable[[str, Fields], list[Out]]] = {
     "extension": lambda n, f: [
         Out(f"CREATE EXTENSION IF NOT EXISTS {n} SCHEMA {f['schema']};", SAFE, "extension")
     ],
+    "collation": _collation,
     "enum": _enum,
     "domain": _domain,
     "composite type": lambda n, f: [

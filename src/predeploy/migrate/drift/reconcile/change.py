@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from predeploy.migrate.reconcile._text import (
+from predeploy.migrate.drift.reconcile._text import (
     DESTROY,
     LOCK,
-    REWRITE,
     SAFE,
     Fields,
     Out,
@@ -21,7 +20,8 @@ from predeploy.migrate.reconcile._text import (
     sequence_options,
     split,
 )
-from predeploy.migrate.reconcile.create import create, table_flags
+from predeploy.migrate.drift.reconcile.create import create
+from predeploy.migrate.drift.reconcile.table import alter_column, alter_table, options
 
 __all__ = ["alter", "drop", "rename"]
 
@@ -29,6 +29,7 @@ __all__ = ["alter", "drop", "rename"]
 _WORD = {
     "schema": "SCHEMA",
     "extension": "EXTENSION",
+    "collation": "COLLATION",
     "enum": "TYPE",
     "composite type": "TYPE",
     "range type": "TYPE",
@@ -129,99 +130,6 @@ def _replace(kind: str, name: str, have: Fields, want: Fields) -> list[Out]:
     return drop(kind, name, have) + create(kind, name, want)
 
 
-def _table(name: str, have: Fields, want: Fields, fields: set[str]) -> list[Out]:
-    outs = []
-    if "persistence" in fields:
-        word = "UNLOGGED" if want.get("persistence") == "unlogged" else "LOGGED"
-        outs.append(Out(f"ALTER TABLE {name} SET {word};", REWRITE, "table"))
-    if "options" in fields:
-        outs += _options(f"ALTER TABLE {name}", have.get("options"), want.get("options"), "table")
-    outs += table_flags(name, have, want)
-    if "access_method" in fields and want.get("access_method"):
-        sql = f"ALTER TABLE {name} SET ACCESS METHOD {want['access_method']};"
-        outs.append(Out(sql, REWRITE, "table"))
-    if fields & {"partition_of", "partition_bound"}:
-        outs += _partition(name, have, want)
-    if "inherits" in fields:
-        before, after = have.get("inherits") or [], want.get("inherits") or []
-        outs += [
-            Out(f"ALTER TABLE {name} NO INHERIT {p};", LOCK, "table")
-            for p in before
-            if p not in after
-        ]
-        outs += [
-            Out(f"ALTER TABLE {name} INHERIT {p};", LOCK, "table") for p in after if p not in before
-        ]
-    if fields & {"kind", "partition_key"}:
-        outs.append(
-            manual(
-                f"table {name}: its partitioning changed; recreate it and move its rows", "table"
-            )
-        )
-    return outs
-
-
-def _options(head: str, have: object, want: object, rank: str) -> list[Out]:
-    before = {o.split("=", 1)[0]: o for o in (have or [])}  # type: ignore[attr-defined]
-    after = {o.split("=", 1)[0]: o for o in (want or [])}  # type: ignore[attr-defined]
-    outs = []
-    gone = [k for k in before if k not in after]
-    if gone:
-        outs.append(Out(f"{head} RESET ({', '.join(gone)});", LOCK, rank))
-    changed = [o for k, o in after.items() if before.get(k) != o]
-    if changed:
-        outs.append(Out(f"{head} SET ({', '.join(changed)});", LOCK, rank))
-    return outs
-
-
-def _partition(name: str, have: Fields, want: Fields) -> list[Out]:
-    outs = []
-    if have.get("partition_of"):
-        sql = f"ALTER TABLE {have['partition_of']} DETACH PARTITION {name};"
-        outs.append(Out(sql, LOCK, "table"))
-    if want.get("partition_of"):
-        sql = (
-            f"ALTER TABLE {want['partition_of']} ATTACH PARTITION {name} {want['partition_bound']};"
-        )
-        outs.append(Out(sql, LOCK, "table"))
-    return outs
-
-
-def _column(name: str, have: Fields, want: Fields, fields: set[str]) -> list[Out]:
-    head = f"ALTER TABLE {want['table']} ALTER COLUMN {want['name']}"
-    outs = []
-    if fields & {"type", "collation"}:
-        collate = f" COLLATE {want['collation']}" if want.get("collation") else ""
-        using = f" USING {want['name']}::{want['type']}"
-        outs.append(Out(f"{head} TYPE {want['type']}{collate}{using};", REWRITE, "column"))
-    if "identity" in fields:
-        if not want.get("identity"):
-            outs.append(Out(f"{head} DROP IDENTITY;", LOCK, "column"))
-        elif not have.get("identity"):
-            outs.append(
-                Out(f"{head} ADD GENERATED {want['identity']} AS IDENTITY;", LOCK, "column")
-            )
-        else:
-            outs.append(Out(f"{head} SET GENERATED {want['identity']};", LOCK, "column"))
-    if "default" in fields:
-        sql = (
-            f"{head} DROP DEFAULT;"
-            if want.get("default") is None
-            else f"{head} SET DEFAULT {want['default']};"
-        )
-        outs.append(Out(sql, LOCK, "column"))
-    if "not_null" in fields:
-        sql = f"{head} {'SET' if want.get('not_null') else 'DROP'} NOT NULL;"
-        outs.append(Out(sql, LOCK, "column"))
-    if "generated" in fields:
-        if want.get("generated") is None:
-            outs.append(Out(f"{head} DROP EXPRESSION;", LOCK, "column"))
-        else:
-            text = f"column {name}: make it {want['generated']} (drop and add it again)"
-            outs.append(manual(text, "column"))
-    return outs
-
-
 def _constraint(name: str, have: Fields, want: Fields, fields: set[str]) -> list[Out]:
     if str(have.get("definition")).removesuffix(" NOT VALID") == want.get("definition"):
         child, table = on(name)
@@ -239,10 +147,10 @@ def _index(name: str, have: Fields, want: Fields, fields: set[str]) -> list[Out]
 
 def _sequence(name: str, have: Fields, want: Fields, fields: set[str]) -> list[Out]:
     outs = []
-    options = fields & {"type", "increment", "minimum", "maximum", "start", "cache", "cycle"}
-    if options:
+    changed = fields & {"type", "increment", "minimum", "maximum", "start", "cache", "cycle"}
+    if changed:
         outs.append(
-            Out(f"ALTER SEQUENCE {name} {sequence_options(want, options)};", SAFE, "sequence")
+            Out(f"ALTER SEQUENCE {name} {sequence_options(want, changed)};", SAFE, "sequence")
         )
     if "owned_by" in fields:
         sql = f"ALTER SEQUENCE {name} OWNED BY {want.get('owned_by') or 'NONE'};"
@@ -259,7 +167,7 @@ def _view(name: str, have: Fields, want: Fields, fields: set[str]) -> list[Out]:
         definition = str(want["definition"]).strip().rstrip(";")
         outs.append(Out(f"CREATE OR REPLACE VIEW {name} AS\n{definition};", SAFE, "view"))
     if "options" in fields:
-        outs += _options(f"ALTER VIEW {name}", have.get("options"), want.get("options"), "view")
+        outs += options(f"ALTER VIEW {name}", have.get("options"), want.get("options"), "view")
     return outs
 
 
@@ -407,8 +315,8 @@ def _comment(name: str, have: Fields, want: Fields, fields: set[str]) -> list[Ou
 
 
 _ALTERS: dict[str, Callable[[str, Fields, Fields, set[str]], list[Out]]] = {
-    "table": _table,
-    "column": _column,
+    "table": alter_table,
+    "column": alter_column,
     "constraint": _constraint,
     "index": _index,
     "statistics": _statistics,
