@@ -168,6 +168,66 @@ DRIFT: list[tuple[str, list[tuple[str, str, str]]]] = [
      " CREATE TABLE public.predeploy_runs (id bigserial PRIMARY KEY, detail text)", []),
 ]  # fmt: skip
 
+# More kinds, on PostgreSQL 15: renames of constraints, policies and functions, a table moved
+# to another schema, drops of views, triggers, functions, aggregates, event triggers, ...
+MORE_DRIFT: list[tuple[str, list[tuple[str, str, str]]]] = [
+    ("ALTER TABLE billing.invoice RENAME CONSTRAINT invoice_status_check"
+     " TO invoice_status_known", [("constraint", "invoice_status_check on billing.invoice",
+                                   RENAMED)]),
+    ("ALTER POLICY account_self ON billing.account RENAME TO account_own",
+     [("policy", "account_self on billing.account", RENAMED)]),
+    ("ALTER FUNCTION billing.open_count(bigint) RENAME TO open_invoices_count",
+     [("function", "billing.open_count(bigint)", RENAMED)]),
+    ("CREATE SCHEMA archive; ALTER TABLE billing.cache SET SCHEMA archive",
+     [("schema", "archive", ADDED), ("table", "billing.cache", RENAMED)]),
+    ("ALTER DOMAIN billing.cents ADD CONSTRAINT cents_small CHECK (VALUE < 1000000000)",
+     [("domain", "billing.cents", CHANGED)]),
+    ("ALTER TABLE billing.invoice DROP CONSTRAINT invoice_account_id_period_excl",
+     [("constraint", "invoice_account_id_period_excl on billing.invoice", MISSING)]),
+    ("ALTER TABLE billing.account REPLICA IDENTITY FULL", [("table", "billing.account", CHANGED)]),
+    ("ALTER TABLE billing.account ALTER COLUMN name_lower DROP EXPRESSION",
+     [("column", "billing.account.name_lower", CHANGED)]),
+    ("CREATE TABLE billing.event_2027 PARTITION OF billing.event"
+     " FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')",
+     [("table", "billing.event_2027", ADDED)]),
+    ("DROP TRIGGER invoice_touch ON billing.invoice; DROP FUNCTION billing.touch()",
+     [("trigger", "invoice_touch on billing.invoice", MISSING),
+      ("function", "billing.touch()", MISSING)]),
+    ("DROP VIEW billing.open_invoices", [("view", "billing.open_invoices", MISSING)]),
+    ("DROP AGGREGATE billing.concat_all(text)",
+     [("aggregate", "billing.concat_all(text)", MISSING)]),
+    ("DROP EVENT TRIGGER billing_ddl_seen", [("event trigger", "billing_ddl_seen", MISSING)]),
+    ("CREATE TABLE public.kids (id int) INHERITS (public.cron_jobs)",
+     [("table", "public.kids", ADDED)]),
+    ("ALTER TABLE public.users ALTER COLUMN created_at SET DEFAULT now()",
+     [("column", "public.users.created_at", CHANGED)]),
+    ("CREATE SEQUENCE public.hand_seq START 10 INCREMENT 2",
+     [("sequence", "public.hand_seq", ADDED)]),
+    ("ALTER TABLE public.users ADD COLUMN n bigint GENERATED ALWAYS AS IDENTITY",
+     [("column", "public.users.n", ADDED), ("sequence", "public.users_n_seq", ADDED)]),
+    ("ALTER TABLE public.comments ALTER COLUMN range_start SET DATA TYPE bigint[]",
+     [("column", "public.comments.range_start", CHANGED)]),
+    ("DROP TYPE billing.cents_range", [("range type", "billing.cents_range", MISSING)]),
+    ("CREATE TYPE public.mood AS ENUM ('sad', 'ok');"
+     " ALTER TYPE billing.plan ADD VALUE 'enterprise' BEFORE 'free'",
+     [("enum", "public.mood", ADDED), ("enum", "billing.plan", CHANGED)]),
+    ("CREATE UNIQUE INDEX CONCURRENTLY users_lower_email ON public.users (lower(email))"
+     " WHERE email IS NOT NULL", [("index", "public.users_lower_email", ADDED)]),
+    ("ALTER TABLE public.api_keys ADD CONSTRAINT api_keys_project_fk2 FOREIGN KEY (project_id)"
+     " REFERENCES public.projects (id) NOT VALID",
+     [("constraint", "api_keys_project_fk2 on public.api_keys", ADDED)]),
+    ("ALTER TABLE public.surveys DROP CONSTRAINT surveys_pkey",
+     [("constraint", "surveys_pkey on public.surveys", MISSING)]),
+    ("COMMENT ON INDEX billing.invoice_open IS 'changed';"
+     " COMMENT ON FUNCTION billing.open_invoices_count(bigint) IS 'counts'",
+     [("comment", "index billing.invoice_open", CHANGED),
+      ("comment", "function billing.open_count(bigint)", ADDED)]),
+]  # fmt: skip
+MANUAL_AFTER_MORE_REVERT = {
+    ("enum", "billing.plan", CHANGED),  # an added value stays
+    ("column", "billing.account.name_lower", CHANGED),  # an expression cannot come back
+}
+
 ROLE_SETTINGS = {
     "search_path": "billing, public",
     "timezone": "Asia/Kathmandu",
@@ -338,7 +398,13 @@ def test_every_hand_made_change_is_named_and_its_sql_reconciles(
     assert shadow_seconds < 20 and fingerprint_seconds < 2, (shadow_seconds, fingerprint_seconds)
 
     assert_reported(report, wanted)
-    assert_reconciled(report, (expected, live), pg_server.admin_url, database_url, tmp_path)
+    revert = drift.revert_sql(report.differences)
+    assert '-- [manual] enum public."SurveyName"' in revert
+    assert "-- [destructive] table public.hand_notes" in revert
+    assert_reconciled(
+        report, (expected, live), (pg_server.admin_url, database_url), tmp_path,
+        manual=(MANUAL_AFTER_REVERT, MANUAL_AFTER_ADOPT),
+    )  # fmt: skip
 
 
 def assert_reported(report: drift.DriftReport, wanted: set[tuple[str, str, str]]) -> None:
@@ -356,22 +422,21 @@ def assert_reported(report: drift.DriftReport, wanted: set[tuple[str, str, str]]
 def assert_reconciled(
     report: drift.DriftReport,
     sides: tuple[Fingerprint, Fingerprint],
-    admin: str,
-    database: str,
+    databases: tuple[str, str],
     folder: Path,
+    manual: tuple[set[tuple[str, str, str]], set[tuple[str, str, str]]],
 ) -> None:
-    """Adopt SQL on a fresh history gives live; revert SQL on live gives the history."""
-    expected, live = sides
+    """Adopt SQL on a fresh history gives live; revert SQL on live gives the history:
+    but for the ``manual`` differences (after revert, after adopt)."""
+    (expected, live), (admin, database) = sides, databases
     revert, adopt = drift.revert_sql(report.differences), drift.adopt_sql(report.differences)
-    assert '-- [manual] enum public."SurveyName"' in revert
-    assert "-- [destructive] table public.hand_notes" in revert
     assert "RESTART" not in revert and "setval" not in revert  # counters are never touched
     with scratch_database(admin) as fresh:
         build_database(fresh, history_of(CORPUS, EXTRAS))
         apply_script(fresh, adopt, "29991231000000_adopt_drift", folder)
-        assert changes(drift.compare(fingerprint_of(fresh), live)) == MANUAL_AFTER_ADOPT
+        assert changes(drift.compare(fingerprint_of(fresh), live)) == manual[1]
     apply_script(database, revert, "29991231000000_revert_drift", folder)
-    assert changes(drift.compare(expected, fingerprint_of(database))) == MANUAL_AFTER_REVERT
+    assert changes(drift.compare(expected, fingerprint_of(database))) == manual[0]
 
 
 def test_a_saved_fingerprint_is_checked_before_use(database_url: str) -> None:
@@ -394,8 +459,11 @@ def test_a_saved_fingerprint_is_checked_before_use(database_url: str) -> None:
 
 
 @pytest.mark.slow
-def test_postgresql_15_identical_databases_and_roles_show_no_drift(tmp_path: Path) -> None:
-    """On PostgreSQL 15: the shadow equals live for its owner and a reader; no embedded 18."""
+def test_postgresql_15_no_drift_for_identical_databases_or_roles_then_more_kinds(
+    tmp_path: Path,
+) -> None:
+    """On PostgreSQL 15: nothing for identical databases or a reader, no embedded 18 shadow;
+    then renames, schema moves and drops of more kinds are named and reconciled."""
     migrations = history_of(CORPUS, EXTRAS)
     with ThrowawayCluster(bin_dir=PG15) as cluster, scratch_database(cluster.admin_url) as live:
         build_database(live, migrations)
@@ -407,6 +475,14 @@ def test_postgresql_15_identical_databases_and_roles_show_no_drift(tmp_path: Pat
             with pytest.raises(shadow.DriftError) as refused:  # cannot create databases
                 shadow.expected(url_of(reader), build=builder(migrations), exclude=EXCLUDE,
                                 embedded_pgdata=tmp_path / ".pgdata")  # fmt: skip
+        for statement, _ in MORE_DRIFT:
+            run_statements(live, statement)
+        report = detect(live, built.fingerprint)
+        assert changes(report.differences) == {c for _, named in MORE_DRIFT for c in named}
+        assert_reconciled(
+            report, (built.fingerprint, fingerprint_of(live)), (cluster.admin_url, live),
+            tmp_path, manual=(MANUAL_AFTER_MORE_REVERT, set()),
+        )  # fmt: skip
     message = refused.value.message
     assert refused.value.exit_code == 5 and "\n" not in message
     assert "the embedded PostgreSQL is 18" in message and "the live server 15" in message

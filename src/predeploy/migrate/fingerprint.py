@@ -63,7 +63,9 @@ KINDS = (
 # Fields recorded for information (and for writing SQL) but never compared.
 INFO_FIELDS: Mapping[str, frozenset[str]] = {
     "extension": frozenset({"version"}),
-    "column": frozenset({"position"}),
+    "column": frozenset({"position", "inherited"}),
+    "constraint": frozenset({"inherited"}),
+    "index": frozenset({"attached_to"}),
 }
 
 _DEFAULT_LOCK_TIMEOUT = "5s"  # a catalogue read never waits forever behind a migration's lock
@@ -195,6 +197,7 @@ FROM rel r WHERE r.relkind IN ('r', 'p', 'f')""",
     "column": """{rel}
 SELECT 'column', r.ident || '.' || quote_ident(a.attname), json_build_object(
   'table', r.ident, 'name', quote_ident(a.attname), 'position', a.attnum,
+  'inherited', NOT a.attislocal,
   'type', format_type(a.atttypid, a.atttypmod), 'not_null', a.attnotnull,
   'default', CASE WHEN a.attgenerated = '' THEN pg_get_expr(d.adbin, d.adrelid) END,
   'generated', CASE WHEN a.attgenerated <> '' THEN
@@ -218,13 +221,17 @@ SELECT 'constraint', quote_ident(k.conname) || ' on ' || r.ident, json_build_obj
   'table', r.ident, 'name', quote_ident(k.conname),
   'type', CASE k.contype WHEN 'p' THEN 'primary key' WHEN 'u' THEN 'unique' WHEN 'c' THEN 'check'
           WHEN 'f' THEN 'foreign key' ELSE 'exclusion' END,
-  'definition', pg_get_constraintdef(k.oid))
+  'definition', pg_get_constraintdef(k.oid), 'inherited', NOT k.conislocal)
 FROM pg_constraint k JOIN rel r ON r.oid = k.conrelid
 WHERE k.contype IN ('p', 'u', 'c', 'f', 'x') AND k.conparentid = 0""",
     "index": """{rel}
 SELECT 'index', quote_ident(n.nspname) || '.' || quote_ident(ic.relname), json_build_object(
   'table', r.ident, 'name', quote_ident(ic.relname), 'partitioned', r.relkind = 'p',
-  'definition', pg_get_indexdef(i.indexrelid), 'valid', i.indisvalid)
+  'definition', pg_get_indexdef(i.indexrelid), 'valid', i.indisvalid,
+  'attached_to', (SELECT quote_ident(pn.nspname) || '.' || quote_ident(p.relname)
+                  FROM pg_inherits h JOIN pg_class p ON p.oid = h.inhparent
+                  JOIN pg_namespace pn ON pn.oid = p.relnamespace
+                  WHERE h.inhrelid = i.indexrelid))
 FROM pg_index i JOIN rel r ON r.oid = i.indrelid
 JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_namespace n ON n.oid = ic.relnamespace
 WHERE NOT EXISTS (SELECT FROM pg_constraint k WHERE k.conindid = i.indexrelid

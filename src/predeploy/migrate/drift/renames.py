@@ -65,10 +65,9 @@ def _signature(kind: str, fields: Mapping[str, Any]) -> str:
     kept = {k: v for k, v in compared(kind, fields).items() if k not in _IDENTITY_FIELDS}
     definition = kept.get("definition")
     if isinstance(name, str) and isinstance(definition, str):
-        if "schema" in fields:  # a function's definition names it qualified
-            kept["definition"] = definition.replace(f"{fields['schema']}.{name}(", "\x00(", 1)
-        else:
-            kept["definition"] = _replace_token(definition, name, "\x00")
+        if "schema" in fields:  # a function's definition names it qualified (and its body may)
+            definition = definition.replace(f"{fields['schema']}.{name}(", "\x00(", 1)
+        kept["definition"] = _replace_token(definition, name, "\x00")
     return json.dumps(kept, sort_keys=True)
 
 

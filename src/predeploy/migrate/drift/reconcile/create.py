@@ -37,7 +37,8 @@ def create_table(name: str, f: Fields, parts: list[tuple[str, str, Fields | None
     if f.get("kind") == "foreign":
         return [manual(f"foreign table {name}: create it with its server and options", "table")]
     columns = sorted(
-        (p for k, _, p in parts if k == "column" and p is not None), key=lambda c: c["position"]
+        (p for k, _, p in parts if k == "column" and p is not None and not p.get("inherited")),
+        key=lambda c: c["position"],
     )
     if f.get("partition_of"):
         head = f"CREATE TABLE {name} PARTITION OF {f['partition_of']} {f['partition_bound']}"
@@ -56,9 +57,14 @@ def create_table(name: str, f: Fields, parts: list[tuple[str, str, Fields | None
     outs = [Out(head + ";", SAFE, "table")]
     outs += table_flags(name, {}, f)
     for kind, part_name, fields in parts:
-        if kind != "column" and fields is not None:
+        if kind != "column" and fields is not None and not _comes_with_parent(fields):
             outs += create(kind, part_name, fields)
     return outs
+
+
+def _comes_with_parent(f: Fields) -> bool:
+    """A partition's or child table's index or constraint made with it from its parent's."""
+    return bool(f.get("attached_to") or f.get("inherited"))
 
 
 def table_flags(name: str, have: Fields, want: Fields) -> list[Out]:
@@ -101,8 +107,12 @@ def _index(name: str, f: Fields) -> list[Out]:
             f"(DROP INDEX CONCURRENTLY {name}) or build it again, rather than keep it"
         )
         return [manual(text, "index")]
-    if f.get("partitioned"):
-        return [Out(definition + ";", LOCK, "index")]
+    if f.get("partitioned") or f.get("attached_to"):  # attached: built like its siblings
+        outs = [Out(definition + ";", LOCK, "index")]
+        if f.get("attached_to"):
+            sql = f"ALTER INDEX {f['attached_to']} ATTACH PARTITION {name};"
+            outs.append(Out(sql, SAFE, "index"))
+        return outs
     return [Out(definition.replace(" INDEX ", " INDEX CONCURRENTLY ", 1) + ";", SAFE, "index")]
 
 
