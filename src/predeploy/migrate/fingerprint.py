@@ -295,7 +295,8 @@ SELECT 'comment', o.type || ' ' || o.identity, json_build_object(
       JOIN rel r ON r.oid = w.ev_class WHERE w.oid = d.objoid)
   END)
 FROM pg_description d, LATERAL pg_identify_object(d.classoid, d.objoid, d.objsubid) AS o
-WHERE d.classoid IN ('pg_class'::regclass, 'pg_proc'::regclass, 'pg_type'::regclass,
+WHERE (d.objoid >= 16384 OR d.classoid = 'pg_namespace'::regclass)  -- initdb's are below
+  AND d.classoid IN ('pg_class'::regclass, 'pg_proc'::regclass, 'pg_type'::regclass,
     'pg_namespace'::regclass, 'pg_constraint'::regclass, 'pg_trigger'::regclass,
     'pg_policy'::regclass, 'pg_rewrite'::regclass, 'pg_event_trigger'::regclass)
   AND (d.classoid <> 'pg_class'::regclass OR d.objoid IN (SELECT oid FROM rel))
@@ -319,7 +320,7 @@ _USER_SCHEMA = sql.SQL("n.nspname !~ '^pg_' AND n.nspname <> 'information_schema
 _REL = sql.SQL("""WITH rel AS (
   SELECT c.*, quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS ident
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-  WHERE {user_schema} AND {not_member}
+  WHERE c.oid >= 16384 AND {user_schema} AND {not_member}
     AND NOT EXISTS (SELECT FROM unnest(%(xs)s::text[], %(xt)s::text[]) AS x(s, t)
                     WHERE x.s = n.nspname AND x.t = c.relname))
 """).format(user_schema=_USER_SCHEMA, not_member=_not_member("pg_class", "c"))
