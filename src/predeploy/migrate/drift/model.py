@@ -101,11 +101,44 @@ def _policy_text(fields: Mapping[str, Any]) -> str:
     return text
 
 
+def _sequence_text(fields: Mapping[str, Any]) -> str:
+    text = (
+        f"AS {fields.get('type')} INCREMENT BY {fields.get('increment')} "
+        f"START WITH {fields.get('start')} MINVALUE {fields.get('minimum')} "
+        f"MAXVALUE {fields.get('maximum')} CACHE {fields.get('cache')}"
+    )
+    text += " CYCLE" if fields.get("cycle") else ""
+    if fields.get("owned_by"):
+        text += f" ({'identity of' if fields.get('identity') else 'owned by'} {fields['owned_by']})"
+    return text
+
+
+def _table_text(fields: Mapping[str, Any]) -> str:
+    words = ["UNLOGGED table" if fields.get("persistence") == "unlogged" else "table"]
+    if fields.get("partition_key"):
+        words.append(f"PARTITION BY {fields['partition_key']}")
+    if fields.get("partition_of"):
+        words.append(f"PARTITION OF {fields['partition_of']} {fields.get('partition_bound')}")
+    if fields.get("inherits"):
+        words.append(f"INHERITS ({', '.join(fields['inherits'])})")
+    if fields.get("row_security"):
+        forced = "FORCE " if fields.get("force_row_security") else ""
+        words.append(f"{forced}ROW LEVEL SECURITY")
+    if fields.get("options"):
+        words.append(f"WITH ({', '.join(fields['options'])})")
+    if fields.get("replica_identity") not in (None, "default"):
+        words.append(f"REPLICA IDENTITY {str(fields['replica_identity']).upper()}")
+    return " ".join(words)
+
+
 _DESCRIBE: dict[str, Callable[[Mapping[str, Any]], str]] = {
+    "table": _table_text,
+    "sequence": _sequence_text,
     "column": _column_text,
     "comment": lambda f: _value(f.get("text")),
     "enum": lambda f: "labels: " + ", ".join(f.get("labels") or []),
     "policy": _policy_text,
+    "index": lambda f: ("" if f.get("valid", True) else "INVALID ") + _value(f.get("definition")),
 }
 
 

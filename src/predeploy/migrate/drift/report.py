@@ -10,7 +10,7 @@ from typing import Any
 from predeploy.errors import ConfigError
 from predeploy.migrate import fingerprint
 from predeploy.migrate.drift.compare import compare
-from predeploy.migrate.drift.model import MISSING, RENAMED, Difference, describe
+from predeploy.migrate.drift.model import CHANGED, MISSING, Difference, describe
 from predeploy.migrate.fingerprint import Fingerprint
 from predeploy.postgres.sessions import Conn
 
@@ -100,17 +100,37 @@ def _cell(text: str) -> str:
 
 
 def _row(d: Difference) -> tuple[str, str, str, str, str]:
-    name = f"{d.name} -> {d.renamed_to}" if d.renamed_to else d.name
-    expected, live = describe(d.kind, d.expected, d.fields), describe(d.kind, d.live, d.fields)
+    name = d.name
+    if d.renamed_to is not None:
+        new = d.renamed_to.split(" on ", 1)[0] if " on " in d.name else d.renamed_to
+        name = f"{d.name} -> {new}"
+    expected, live = _sides(d)
     if d.parts:
         counted: dict[str, int] = {}
         for part in d.parts:
             counted[part.kind] = counted.get(part.kind, 0) + 1
         with_parts = "with " + ", ".join(_plural(k, n) for k, n in counted.items())
         expected, live = (with_parts, "-") if d.change == MISSING else ("-", with_parts)
-    if d.change == RENAMED:
-        expected, live = d.name, str(d.renamed_to)
     return d.kind, name, d.change, _cell(expected), _cell(live)
+
+
+def _sides(d: Difference) -> tuple[str, str]:
+    """Each side's text; of a list that changed, what only that side has (when it has any)."""
+    if d.change != CHANGED or d.expected is None or d.live is None:
+        return describe(d.kind, d.expected), describe(d.kind, d.live)
+    texts = []
+    for mine, other in ((d.expected, d.live), (d.live, d.expected)):
+        parts = []
+        for field in d.fields:
+            value, against = mine.get(field), other.get(field)
+            only = []
+            if isinstance(value, list) and isinstance(against, list):
+                only = [v for v in value if v not in against]
+            parts.append(f"{field}: + {', '.join(map(str, only))}" if only else None)
+            if not only:
+                parts[-1] = describe(d.kind, mine, (field,))
+        texts.append("; ".join(p for p in parts if p))
+    return texts[0], texts[1]
 
 
 def render(report: DriftReport) -> str:
