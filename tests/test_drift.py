@@ -11,7 +11,7 @@ import textwrap
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import psycopg
@@ -305,11 +305,14 @@ def apply_script(raw: str, text: str, name: str, folder: Path) -> None:
 
 
 @contextmanager
-def scratch_database(admin: str) -> Iterator[str]:
-    """Another empty database on ``admin``'s server, dropped afterwards."""
+def scratch_database(admin: str, template: str | None = None) -> Iterator[str]:
+    """Another database on ``admin``'s server (empty, or a copy of ``template``), dropped after."""
     name = f"t_{uuid.uuid4().hex[:16]}"
+    create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template is not None:
+        create += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        conn.execute(create)
     try:
         yield url_of(admin).with_database(name).raw
     finally:
@@ -373,12 +376,20 @@ def test_every_hand_made_change_is_named_and_its_sql_reconciles(
     """Each kind of hand-made drift is named once; revert and adopt SQL leave only the manual."""
     migrations = history_of(CORPUS, EXTRAS)
     build_database(database_url, migrations)
+    with scratch_database(pg_server.admin_url, template=url_of(database_url).database) as pristine:
+        drift_and_reconcile(database_url, pristine, migrations, tmp_path)
+
+
+def drift_and_reconcile(
+    database_url: str, pristine: str, migrations: list[Migration], tmp_path: Path
+) -> None:
+    """The body of the test above, beside a pristine copy of the history's database."""
     started = time.perf_counter()
     built = shadow.expected(url_of(database_url), build=builder(migrations), exclude=EXCLUDE)
     shadow_seconds = time.perf_counter() - started
     expected = built.fingerprint
     assert built.origin.startswith("a shadow database on the live server")
-    assert shadows(pg_server.admin_url) == []
+    assert shadows(database_url) == []  # dropped after use
     assert not detect(database_url, expected).drifted  # identical databases
     with reader_role(database_url) as reader:
         assert not detect(reader, expected).drifted  # a role that owns nothing
@@ -402,7 +413,7 @@ def test_every_hand_made_change_is_named_and_its_sql_reconciles(
     assert '-- [manual] enum public."SurveyName"' in revert
     assert "-- [destructive] table public.hand_notes" in revert
     assert_reconciled(
-        report, (expected, live), (pg_server.admin_url, database_url), tmp_path,
+        report, (expected, live), (pristine, database_url), tmp_path,
         manual=(MANUAL_AFTER_REVERT, MANUAL_AFTER_ADOPT),
     )  # fmt: skip
 
@@ -428,15 +439,13 @@ def assert_reconciled(
     folder: Path,
     manual: tuple[set[tuple[str, str, str]], set[tuple[str, str, str]]],
 ) -> None:
-    """Adopt SQL on a fresh history gives live; revert SQL on live gives the history:
+    """Adopt SQL on the pristine history gives live, revert SQL on live gives the history:
     but for the ``manual`` differences (after revert, after adopt)."""
-    (expected, live), (admin, database) = sides, databases
+    (expected, live), (pristine, database) = sides, databases
     revert, adopt = drift.revert_sql(report.differences), drift.adopt_sql(report.differences)
     assert "RESTART" not in revert and "setval" not in revert  # counters are never touched
-    with scratch_database(admin) as fresh:
-        build_database(fresh, history_of(CORPUS, EXTRAS))
-        apply_script(fresh, adopt, "29991231000000_adopt_drift", folder)
-        assert changes(drift.compare(fingerprint_of(fresh), live)) == manual[1]
+    apply_script(pristine, adopt, "29991231000000_adopt_drift", folder)
+    assert changes(drift.compare(fingerprint_of(pristine), live)) == manual[1]
     apply_script(database, revert, "29991231000000_revert_drift", folder)
     assert changes(drift.compare(expected, fingerprint_of(database))) == manual[0]
 
@@ -466,8 +475,11 @@ def test_postgresql_15_no_drift_for_identical_databases_or_roles_then_more_kinds
 ) -> None:
     """PostgreSQL 15: no drift for identical databases or a reader; more kinds named, reconciled."""
     migrations = history_of(CORPUS, EXTRAS)
-    with ThrowawayCluster(bin_dir=PG15) as cluster, scratch_database(cluster.admin_url) as live:
+    with ThrowawayCluster(bin_dir=PG15) as cluster, ExitStack() as stack:
+        live = stack.enter_context(scratch_database(cluster.admin_url))
         build_database(live, migrations)
+        copy = scratch_database(cluster.admin_url, template=url_of(live).database)
+        pristine = stack.enter_context(copy)
         built = shadow.expected(url_of(live), build=builder(migrations), exclude=EXCLUDE)
         assert built.fingerprint.server_major == 15
         assert not detect(live, built.fingerprint).drifted
@@ -481,7 +493,7 @@ def test_postgresql_15_no_drift_for_identical_databases_or_roles_then_more_kinds
         report = detect(live, built.fingerprint)
         assert changes(report.differences) == {c for _, named in MORE_DRIFT for c in named}
         assert_reconciled(
-            report, (built.fingerprint, fingerprint_of(live)), (cluster.admin_url, live),
+            report, (built.fingerprint, fingerprint_of(live)), (pristine, live),
             tmp_path, manual=(MANUAL_AFTER_MORE_REVERT, set()),
         )  # fmt: skip
     message = refused.value.message
