@@ -64,7 +64,7 @@ _ORPHANS = """
 SELECT d.datname FROM pg_database d
 WHERE d.datname ~ %(pattern)s AND NOT EXISTS (
   SELECT FROM pg_locks l WHERE l.locktype = 'advisory' AND l.objsubid = 2
-    AND l.classid = %(key)s::oid AND l.objid = substr(d.datname, %(start)s)::bigint::oid)
+    AND l.classid = %(key)s::oid AND l.objid::bigint = substr(d.datname, %(start)s)::bigint)
 """
 
 log = structlog.get_logger(__name__)

@@ -233,15 +233,13 @@ def _enum(name: str, have: Fields, want: Fields, fields: set[str]) -> list[Out]:
                 for o, n in renamed.items()
             ]
     outs = []
-    for value in absent:
+    for value in absent:  # in the wanted order, each after the one before it
         index = after.index(value)
-        place = (
-            f" AFTER {lit(after[index - 1])}"
-            if index
-            else f" BEFORE {lit(after[1])}"
-            if len(after) > 1
-            else ""
-        )
+        place = ""
+        if index:
+            place = f" AFTER {lit(after[index - 1])}"
+        elif len(after) > 1:
+            place = f" BEFORE {lit(after[1])}"
         outs.append(
             Out(f"ALTER TYPE {name} ADD VALUE IF NOT EXISTS {lit(value)}{place};", SAFE, "enum")
         )
