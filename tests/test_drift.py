@@ -24,7 +24,7 @@ from predeploy.errors import ConfigError
 from predeploy.migrate import drift, executor, history, shadow
 from predeploy.migrate.discovery import Migration, discover
 from predeploy.migrate.fingerprint import Fingerprint, take
-from predeploy.postgres.sessions import Conn, connect
+from predeploy.postgres.sessions import CATALOG, Conn, Limits, connect
 from predeploy.testing import ThrowawayCluster
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -33,7 +33,9 @@ EXTRAS = DATA / "drift" / "extras"
 PG15 = Path("/usr/lib/postgresql/15/bin")
 TABLE = "_prisma_migrations"
 EXCLUDE = [("public", TABLE), ("public", "predeploy_runs")]
-OPTIONS = executor.RunOptions(table=TABLE, lock_timeout=5, statement_timeout=0, lock_retries=1)
+OPTIONS = executor.RunOptions(
+    table=history.Table("public", TABLE), limits=Limits(5, 0), lock_retries=1
+)
 
 ADDED, MISSING, CHANGED, RENAMED = drift.ADDED, drift.MISSING, drift.CHANGED, drift.RENAMED
 
@@ -256,15 +258,16 @@ def builder(migrations: list[Migration]) -> Callable[[Conn], None]:
     """What the lead's executor will do: apply each migration, in order, with its row."""
 
     def build(conn: Conn) -> None:
-        history.ensure_table(conn, TABLE)
-        for migration in migrations:
-            executor.apply(conn, migration, OPTIONS)
+        history.ensure_table(conn, OPTIONS.table)
+        with executor.Executor(conn, OPTIONS) as run:
+            for migration in migrations:
+                run.apply(migration)
 
     return build
 
 
 def build_database(raw: str, migrations: list[Migration]) -> None:
-    with connect(url_of(raw), timeout=5) as conn:
+    with connect(url_of(raw), limits=CATALOG, timeout=5) as conn:
         builder(migrations)(conn)
 
 
@@ -273,12 +276,12 @@ def url_of(raw: str) -> DatabaseUrl:
 
 
 def fingerprint_of(raw: str) -> Fingerprint:
-    with connect(url_of(raw), timeout=5) as conn:
+    with connect(url_of(raw), limits=CATALOG, timeout=5) as conn:
         return take(conn, exclude=EXCLUDE)
 
 
 def detect(raw: str, expected: Fingerprint) -> drift.DriftReport:
-    with connect(url_of(raw), timeout=5) as conn:
+    with connect(url_of(raw), limits=CATALOG, timeout=5) as conn:
         return drift.detect(conn, expected=expected, exclude=EXCLUDE)
 
 
@@ -300,8 +303,11 @@ def apply_script(raw: str, text: str, name: str, folder: Path) -> None:
     """Apply ``text`` as one migration through the executor, as an operator would."""
     (folder / name).mkdir(parents=True)
     (folder / name / "migration.sql").write_text(text)
-    with connect(url_of(raw), timeout=5) as conn:
-        executor.apply(conn, Migration(name, folder / name), OPTIONS)
+    with (
+        connect(url_of(raw), limits=CATALOG, timeout=5) as conn,
+        executor.Executor(conn, OPTIONS) as run,
+    ):
+        run.apply(Migration(name, folder / name))
 
 
 @contextmanager
@@ -592,7 +598,7 @@ def test_a_killed_creator_leaves_a_shadow_that_only_the_next_run_sweeps(
         assert child.stdout is not None
         name = next(line for line in child.stdout if line.startswith("SHADOW ")).split()[1]
         assert name.startswith("predeploy_shadow_") and name in shadows(pg_server.admin_url)
-        with connect(url_of(pg_server.admin_url), timeout=5) as admin:
+        with connect(url_of(pg_server.admin_url), limits=CATALOG, timeout=5) as admin:
             assert shadow.sweep(admin) == []  # its creator is alive: not an orphan
             os.kill(child.pid, signal.SIGKILL)
             child.wait(timeout=10)

@@ -37,7 +37,7 @@ from predeploy.errors import MigrationError, PredeployError
 from predeploy.migrate import fingerprint
 from predeploy.migrate.discovery import Migration
 from predeploy.migrate.fingerprint import Fingerprint
-from predeploy.postgres.sessions import Conn, connect
+from predeploy.postgres.sessions import CATALOG, Conn, connect
 
 __all__ = [
     "SHADOW_LOCK",
@@ -149,13 +149,13 @@ def expected(
     migrations create (``required_extensions``), checked with the live database's own.
     """
     started = time.perf_counter()
-    with connect(live_url, timeout=timeout, variable=variable) as live:
+    with connect(live_url, limits=CATALOG, timeout=timeout, variable=variable) as live:
         facts = ServerFacts.read(live)
         job = _Job(facts, facts.installed | set(extensions), build, tuple(exclude), timeout)
         if shadow_url is not None:
             where = f"the shadow server {shadow_url.address} (PREDEPLOY_SHADOW_DATABASE_URL)"
             setting = "PREDEPLOY_SHADOW_DATABASE_URL"
-            with connect(shadow_url, timeout=timeout, variable=setting) as admin:
+            with connect(shadow_url, limits=CATALOG, timeout=timeout, variable=setting) as admin:
                 built = _build_on(admin, shadow_url, where, job)
         elif facts.can_create:
             where = f"the live server {live_url.address}"
@@ -215,7 +215,9 @@ def _embedded(pgdata: Path | None, job: _Job) -> tuple[str, Fingerprint]:
     server = embedded.start(pgdata)
     where = f"the embedded PostgreSQL under {pgdata}"
     try:
-        with connect(server.url, timeout=job.timeout, variable="the embedded PostgreSQL") as admin:
+        with connect(
+            server.url, limits=CATALOG, timeout=job.timeout, variable="the embedded PostgreSQL"
+        ) as admin:
             return where, _build_on(admin, server.url, where, job)
     finally:
         if server.started:
@@ -246,7 +248,10 @@ def _throwaway(admin: Conn, server_url: DatabaseUrl, where: str, timeout: float)
     key, name = _create(admin, where)
     try:
         with connect(
-            server_url.with_database(name), timeout=timeout, variable="the shadow database"
+            server_url.with_database(name),
+            limits=CATALOG,
+            timeout=timeout,
+            variable="the shadow database",
         ) as conn:
             yield conn
     finally:
