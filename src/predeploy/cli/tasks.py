@@ -522,6 +522,55 @@ def restore_task(
     )
 
 
+@task(
+    help={
+        "env": _ENV_HELP,
+        "json": _JSON_HELP,
+        "save": "write the expected schema's fingerprint to FILE (e.g. in CI, for --expected)",
+        "expected": "compare with the fingerprint in FILE instead of building a shadow",
+        "revert_sql": "print the SQL that would bring live back to the migrations' schema",
+        "adopt_sql": "print a migration that would make the history match live",
+    }
+)
+def drift(
+    c: Context,
+    env: str | None = None,
+    json_: bool = False,
+    save: str | None = None,
+    expected: str | None = None,
+    revert_sql: bool = False,
+    adopt_sql: bool = False,
+) -> None:
+    """Compare the live schema with what the applied migrations build; exit 1 on drift."""
+    from predeploy.migrate import drift as drift_mod  # noqa: PLC0415 (drift's machinery)
+    from predeploy.migrate.drift.check import check  # noqa: PLC0415
+
+    def run(settings: Settings) -> drift_mod.DriftReport:
+        return check(
+            settings,
+            expected_file=Path(expected) if expected else None,
+            save=Path(save) if save else None,
+        )
+
+    report = _run(env, json_, run)
+    data = report.as_dict()
+    human = drift_mod.render(report)
+    if revert_sql:
+        data["revert"] = [s.as_dict() for s in drift_mod.revert_steps(report.differences)]
+        human += "\n\n" + drift_mod.revert_sql(list(report.differences))
+    if adopt_sql:
+        data["adopt"] = [s.as_dict() for s in drift_mod.adopt_steps(report.differences)]
+        human += "\n\n" + drift_mod.adopt_sql(list(report.differences))
+    output.emit(data, human, json_)
+    if report.drifted:
+        boundary.fail(
+            CheckFailed(
+                f"{len(report.differences)} difference(s) between {report.database} and "
+                f"{report.expected_from}: see above; nothing was changed"
+            )
+        )
+
+
 @task(help={"json": _JSON_HELP})
 def init(c: Context, json_: bool = False) -> None:
     """Adopt predeploy into this app repository: add its .env.example lines and .gitignore
@@ -569,6 +618,7 @@ ns = Collection(
     health,
     deploy,
     maintenance,
+    drift,
     init,
     db,
 )

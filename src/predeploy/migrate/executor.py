@@ -57,6 +57,7 @@ class RunOptions:
     limits: Limits
     lock_retries: int
     search_path: str | None = None  # the session's own (Prisma's ?schema=), restored after
+    quiet: bool = False  # a shadow build: each migration logged at debug level only
 
 
 @dataclass(frozen=True)
@@ -220,7 +221,7 @@ class Executor:
         if any(name in unit.script.text.lower() for name in _SESSION_SETTINGS):
             self._restore_session()  # the script may have changed them for the session
         seconds = time.perf_counter() - started
-        log.info(
+        (log.debug if self.options.quiet else log.info)(
             event,
             migration=unit.name,
             seconds=round(seconds, 4),
