@@ -147,7 +147,7 @@ def test_prod_migrate_refuses_lint_errors_unless_forced(
         "PREDEPLOY_BACKUP_DIR": str(tmp_path / "backups"),
         "PREDEPLOY_LOG_DIR": str(tmp_path / "logs"),
     }
-    refused = cli("migrate", "--env", "prod", "--yes", env=env)
+    refused = cli("migrate", "--env", "prod", "--yes", "--allow-drift", env=env)
     assert refused.returncode == 1
     assert (
         "lint found 1 error(s) in prod (protected): 1_index require-concurrent-index-creation"
@@ -157,7 +157,7 @@ def test_prod_migrate_refuses_lint_errors_unless_forced(
     staging = cli("migrate", "--env", "staging", "--yes", "--dry-run", "--json", env=env)
     assert staging.returncode == 0  # elsewhere findings are shown, not enforced
     assert json.loads(staging.stdout)["lint"]["counts"]["error"] == 1
-    forced = cli("migrate", "--env", "prod", "--yes", "--force-lint", env=env)
+    forced = cli("migrate", "--env", "prod", "--yes", "--force-lint", "--allow-drift", env=env)
     assert forced.returncode == 0, forced.stderr
     log = "".join(p.read_text() for p in (tmp_path / "logs").glob("*.log"))
     forced_events = [json.loads(x) for x in log.splitlines() if '"lint_forced"' in x]
@@ -255,12 +255,21 @@ def test_prod_with_yes_waits_for_blockers_then_exits_5_naming_them(
     thread.start()
     try:
         assert ready.wait(10)
-        blocked = cli("migrate", "--env", "prod", "--yes", env=env)
+        blocked = cli("migrate", "--env", "prod", "--yes", "--allow-drift", env=env)
         # the next run waits for it; once it has seen the blocker, the blocker ends
         log = tmp_path / "waited.log"
         with log.open("w") as stderr:
             waited = subprocess.Popen(
-                [sys.executable, "-m", "predeploy", "migrate", "--env", "prod", "--yes"],
+                [
+                    sys.executable,
+                    "-m",
+                    "predeploy",
+                    "migrate",
+                    "--env",
+                    "prod",
+                    "--yes",
+                    "--allow-drift",
+                ],
                 cwd=project,
                 env={**os.environ, **env, "PREDEPLOY_BLOCKER_WAIT": "30s"},
                 stdin=subprocess.DEVNULL,

@@ -52,7 +52,15 @@ def test_all_well_is_exit_0_with_a_cron_backup(
     assert done.returncode == 0, done.stderr
     report = report_of(done.stdout)
     assert report["needs_attention"] == []
-    assert [s["name"] for s in report["steps"]] == ["lock", "backup", "vacuum", "health"]
+    assert [s["name"] for s in report["steps"]] == [
+        "lock",
+        "backup",
+        "vacuum",
+        "health",
+        "drift",
+        "logs",
+    ]
+    assert report["drift"]["drifted"] is False
     backup = report["backup"]
     assert isinstance(backup, dict)
     assert backup["path"].endswith("_cron.dump")
@@ -103,7 +111,8 @@ def test_held_lock_is_exit_6_at_once_naming_the_holder(
 def test_two_runs_started_together_one_exits_6(
     project: Path, prod: dict[str, str], database_url: str
 ) -> None:
-    with psycopg.connect(database_url, autocommit=True) as conn:  # a backup that takes a while
+    # a backup that takes a while; a table made by hand, so the nightly report shows drift
+    with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(
             "CREATE TABLE events AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS body"
             " FROM generate_series(1, 400000) g"
@@ -122,7 +131,12 @@ def test_two_runs_started_together_one_exits_6(
         for _ in range(2)
     ]
     outcomes = [(run.wait(timeout=120), run.communicate()[1]) for run in runs]
-    assert sorted(code for code, _ in outcomes) == [0, 6], outcomes
+    assert sorted(code for code, _ in outcomes) == [1, 6], outcomes
+    done = next(err for code, err in outcomes if code == 1)
+    assert done.strip().splitlines()[-1] == (
+        "predeploy: maintenance needs attention: drift: 1 difference(s) made by hand "
+        "(predeploy drift --env prod)"
+    )
     busy = next(err for code, err in outcomes if code == 6)
     assert "the maintenance lock (advisory lock 72707370) is held by pid" in busy
     assert len(list((project / "backups" / "prod").glob("*.dump"))) == 1

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -25,7 +26,7 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 
 from predeploy.redact import Scrubber
 
-__all__ = ["FILE_ONLY", "LogSetup", "configure", "current_run_id", "new_run_id"]
+__all__ = ["FILE_ONLY", "LogSetup", "configure", "current_run_id", "new_run_id", "prune"]
 
 # An event with this key set goes to the log file only: the task already tells
 # the operator on stderr (its failure line), and one line is enough there.
@@ -165,3 +166,21 @@ def _open_log_file(
     except OSError as exc:
         return None, f"{log_dir}: {exc.strerror or exc}", None
     return path, None, file
+
+
+def prune(log_dir: Path, keep_days: int, now: float | None = None) -> list[Path]:
+    """Delete run logs and runbooks (ours by name) older than ``keep_days``; 0 keeps all."""
+    if keep_days <= 0 or not log_dir.is_dir():
+        return []
+    cutoff = (now if now is not None else time.time()) - keep_days * 86400
+    removed = []
+    for path in [*log_dir.glob("predeploy-*.log"), *log_dir.glob("runbook-*.txt")]:
+        try:
+            if path.is_file() and path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed.append(path)
+        except OSError:
+            continue  # another run's file, gone meanwhile, or not ours to delete
+    if removed:
+        structlog.get_logger(__name__).info("logs_pruned", files=len(removed), keep_days=keep_days)
+    return removed

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -25,7 +25,7 @@ from predeploy.backup.progress import ProgressFn
 from predeploy.config.policy import Policy, policy_for
 from predeploy.config.settings import Settings
 from predeploy.confirm import operator
-from predeploy.errors import MigrationError, PredeployError, interrupted
+from predeploy.errors import CheckFailed, MigrationError, PredeployError, interrupted
 from predeploy.migrate import commands, executor, history
 from predeploy.migrate import discovery as migrations
 from predeploy.migrate.blockers import Blocker
@@ -38,6 +38,9 @@ from predeploy.postgres.failures import translated
 from predeploy.postgres.sessions import Conn, catalog_session
 from predeploy.runbook import Runbook, TakenBackup, build_runbook
 from predeploy.steps import OnStep, Step, Stepper, skip, stepper
+
+if TYPE_CHECKING:
+    from predeploy.migrate.drift.report import DriftReport
 
 __all__ = ["Options", "Pending", "Report", "Step", "migrate"]
 
@@ -53,6 +56,7 @@ class Options:
     rehearse: bool = False
     no_backup: bool = False
     force_lint: bool = False
+    allow_drift: bool = False
     interactive: bool = False
     ask: Callable[[str], str] = input
     progress: ProgressFn | None = None
@@ -82,6 +86,7 @@ class Report:
     backup: BackupResult | None = None
     rehearsal: list[executor.Rehearsed] = field(default_factory=list)
     lint: LintReport | None = None
+    drift: DriftReport | None = None
     blockers: list[Blocker] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     runbook: Runbook | None = None
@@ -107,6 +112,7 @@ class Report:
             "backup": self.backup.as_dict() if self.backup else None,
             "rehearsal": [r.as_dict() for r in self.rehearsal],
             "lint": self.lint.as_dict() if self.lint else None,
+            "drift": self.drift.as_dict() if self.drift else None,
             "blockers": [b.as_dict() for b in self.blockers],
             "warnings": self.warnings,
             "runbook": self.runbook.commands if self.runbook else [],
@@ -207,6 +213,9 @@ def _locked_workflow(run: _Run, conn: Conn) -> None:
     with step("lint"):
         report.lint = commands.lint_migrations(settings, conn, list(plan.pending))
         gates.lint(policy, report.lint, force=options.force_lint or options.dry_run)
+    if policy.drift_checked:
+        with step("drift"):
+            _drift(run)
     if options.dry_run:
         run.skip("backup", "confirmation", "apply", detail="dry run")
         return
@@ -244,6 +253,33 @@ def _backup(run: _Run) -> None:
         taken = backup.backup(run.settings, reason="pre-migrate", progress=run.options.progress)
         run.report.backup = taken
         run.trail.backup_path, run.trail.backup_sha256 = str(taken.path), taken.sha256
+
+
+def _drift(run: _Run) -> None:
+    """A protected env compares live with its applied migrations before changing anything:
+    drift is shown in the question, and refuses --yes unless --allow-drift."""
+    from predeploy.migrate.drift.check import checked  # noqa: PLC0415 (protected envs only)
+
+    report, problem = checked(run.settings)
+    run.report.drift = report
+    if problem is not None:
+        run.report.warnings.append(f"drift not checked: {problem}")
+        log.warning("drift_not_checked", detail=problem)
+        return
+    assert report is not None  # noqa: S101 (checked returns one of the two)
+    if not report.drifted:
+        return
+    for difference in report.differences:
+        log.warning("drift", kind=difference.kind, name=difference.name, change=difference.change)
+    options = run.options
+    if options.yes and not options.allow_drift and not options.dry_run and not options.rehearse:
+        raise CheckFailed(
+            f"{len(report.differences)} difference(s) between {report.database} and its applied "
+            f"migrations (drift): review them (predeploy drift --env {run.policy.env}), then pass "
+            f"--allow-drift to migrate anyway (logged with your name); nothing was done"
+        )
+    if options.allow_drift:
+        log.warning("drift_allowed", operator=operator(), differences=len(report.differences))
 
 
 def _confirm(run: _Run) -> None:
@@ -295,6 +331,9 @@ def _question(policy: Policy, report: Report, verb: str = "apply") -> str:
         f"Backup: {report.backup.path}" if report.backup else "No backup was taken.",
     ]
     lines += [f"Warning: {w}" for w in report.warnings]
+    if report.drift is not None and report.drift.drifted:
+        lines.append(f"Drift ({len(report.drift.differences)} difference(s) made by hand):")
+        lines += [f"  {d.kind} {d.name}: {d.change}" for d in report.drift.differences[:10]]
     return "\n".join(lines) + gates.lint_lines(report.lint)
 
 

@@ -147,6 +147,9 @@ def render_report(report: Report, *, dry_run: bool = False, runbook: bool = True
             lines.append(f"  {p.name}  {p.statements} statement(s), {how}, {down}")
     if report.lint is not None and report.lint.findings:
         lines.append(render_lint(report.lint))
+    if report.drift is not None and report.drift.drifted:
+        lines += [f"drift: {d.kind} {d.name}: {d.change}" for d in report.drift.differences]
+    lines += [f"warning: {w}" for w in report.warnings]
     lines += [f"blocking session: {describe_blocker(b)}" for b in report.blockers]
     if dry_run:
         for p in report.pending:
@@ -209,6 +212,11 @@ def render_maintenance(report: MaintenanceReport) -> str:
         lines += [f"pruned: {path}" for path in report.backup.pruned]
     if report.health is not None:
         lines.append(render_health(report.health))
+    if report.drift is not None and not report.drift.drifted:
+        lines.append(f"drift: none ({report.drift.compared} objects compared)")
+    if report.pruned_logs:
+        lines.append(f"logs: removed {len(report.pruned_logs)} run log(s) and runbook(s)")
+    lines += [f"note: {item}" for item in report.notes]
     lines += [f"needs attention: {item}" for item in report.needs_attention]
     return "\n".join(lines)
 

@@ -107,31 +107,42 @@ def check(c: Context, env: str | None = None, json_: bool = False) -> None:
         "env": _ENV_HELP,
         "json": _JSON_HELP,
         "check": "exit 1 unless everything is applied and nothing is failed, edited or missing",
+        "drift": "also compare the live schema with the applied migrations (see drift)",
     }
 )
-def status(c: Context, env: str | None = None, json_: bool = False, check: bool = False) -> None:
-    """Show applied, pending, failed, edited and missing migrations."""
+def status(
+    c: Context,
+    env: str | None = None,
+    json_: bool = False,
+    check: bool = False,
+    drift: bool = False,
+) -> None:
+    """Show applied, pending, failed, edited and missing migrations, and the last runs."""
 
     def run(settings: Settings) -> None:
-        result = commands.status(settings)
-        runs = commands.recent_runs(settings)
-        data = {
+        result, runs = commands.status_and_runs(settings)
+        data: dict[str, Any] = {
             "env": settings.env,
             "up_to_date": result.up_to_date,
             "counts": result.counts(),
             "migrations": [e.as_dict() for e in result.entries],
             "last_runs": runs,
         }
-        _emit(data, render_status(result) + render_runs(runs), json_)
-        if check and not result.up_to_date:
-            raise CheckFailed(
-                "migrations need attention: "
-                + ", ".join(
-                    f"{n} {state}"
-                    for state, n in result.counts().items()
-                    if n and state != "applied"
-                )
-            )
+        human = render_status(result) + render_runs(runs)
+        problems = [
+            f"{n} {state}" for state, n in result.counts().items() if n and state != "applied"
+        ]
+        if drift:
+            from predeploy.migrate.drift import render as render_drift  # noqa: PLC0415
+            from predeploy.migrate.drift.check import check as check_drift  # noqa: PLC0415
+
+            found = check_drift(settings, expected_file=settings.drift_expected)
+            data["drift"] = found.as_dict()
+            human += "\n\n" + render_drift(found)
+            problems += [f"{len(found.differences)} drifted"] if found.drifted else []
+        _emit(data, human, json_)
+        if check and problems:
+            raise CheckFailed("migrations need attention: " + ", ".join(problems))
 
     _run(env, json_, run)
 
@@ -147,6 +158,7 @@ def status(c: Context, env: str | None = None, json_: bool = False, check: bool 
             "skip the pre-migrate backup (refused in prod unless PREDEPLOY_ALLOW_NO_BACKUP=1)"
         ),
         "force_lint": "apply in prod despite lint errors (logged with your user name)",
+        "allow_drift": "apply in a protected env despite drift, with --yes (logged)",
     }
 )
 def migrate(
@@ -158,6 +170,7 @@ def migrate(
     rehearse: bool = False,
     no_backup: bool = False,
     force_lint: bool = False,
+    allow_drift: bool = False,
 ) -> None:
     """Check, lint, back up, confirm, apply safely, check again, print the rollback runbook."""
     human = not json_
@@ -168,6 +181,7 @@ def migrate(
         rehearse=rehearse,
         no_backup=no_backup,
         force_lint=force_lint,
+        allow_drift=allow_drift,
     )
 
     def run(settings: Settings) -> workflow.Report:
@@ -235,6 +249,7 @@ def health(c: Context, env: str | None = None, json_: bool = False) -> None:
         "restart": "pm2 restart instead of pm2 reload",
         "dry_run": "show what migrate would do; no reload",
         "force_lint": "migrate in prod despite lint errors (logged with your user name)",
+        "allow_drift": "migrate in a protected env despite drift, with --yes (logged)",
     }
 )
 def deploy(
@@ -245,10 +260,13 @@ def deploy(
     restart: bool = False,
     dry_run: bool = False,
     force_lint: bool = False,
+    allow_drift: bool = False,
 ) -> None:
     """Migrate, then pm2 reload PREDEPLOY_PM2_APP, then wait until it is healthy."""
     human = not json_
-    options = _migrate_options(json_, yes=yes, dry_run=dry_run, force_lint=force_lint)
+    options = _migrate_options(
+        json_, yes=yes, dry_run=dry_run, force_lint=force_lint, allow_drift=allow_drift
+    )
 
     def run(settings: Settings) -> deploy_mod.DeployReport:
         return deploy_mod.deploy(

@@ -87,6 +87,7 @@ class Settings:
     notify_on: tuple[str, ...] = ("failure", "prod-change")
     notify_timeout: float = 5.0
     log_keep_days: int = 90
+    drift_expected: Path | None = None
     warnings: tuple[str, ...] = ()
 
     @property
@@ -238,6 +239,9 @@ def _backup_fields(get: _Get, root: Path) -> dict[str, Any]:
             get("PREDEPLOY_BACKUP_MAX_AGE_DAYS"), "PREDEPLOY_BACKUP_MAX_AGE_DAYS"
         ),
         "allow_no_backup": v.flag(get("PREDEPLOY_ALLOW_NO_BACKUP"), "PREDEPLOY_ALLOW_NO_BACKUP"),
+        "drift_expected": root / expected
+        if (expected := get("PREDEPLOY_DRIFT_EXPECTED"))
+        else None,
     }
 
 

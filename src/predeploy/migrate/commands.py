@@ -10,7 +10,7 @@ import structlog
 
 from predeploy import audit
 from predeploy.config.settings import Settings
-from predeploy.errors import ConfigError, DatabaseUnreachable, MigrationError
+from predeploy.errors import ConfigError, DatabaseUnreachable, MigrationError, PredeployError
 from predeploy.migrate import discovery as migrations
 from predeploy.migrate import executor, history
 from predeploy.migrate import lint as lint_mod
@@ -34,6 +34,7 @@ __all__ = [
     "resolve",
     "run_options",
     "status",
+    "status_and_runs",
 ]
 
 log = structlog.get_logger(__name__)
@@ -66,6 +67,16 @@ def status(settings: Settings) -> Status:
     return compare(found, rows)
 
 
+def status_and_runs(settings: Settings, limit: int = 5) -> tuple[Status, list[dict[str, Any]]]:
+    """The status and the newest audit rows, read in one session."""
+    found = migrations.discover(settings.migrations_dir)
+    table, audit_table = history.tables_for(settings)
+    with catalog_session(settings, purpose="status") as conn:
+        rows = read_history(conn, table)
+        runs = _last_runs(conn, audit_table, limit)
+    return compare(found, rows), runs
+
+
 def lint(settings: Settings, *, every: bool = False) -> lint_mod.LintReport:
     """Lint the pending migrations (every migration with ``every``) against the live sizes."""
     found = migrations.discover(settings.migrations_dir)
@@ -91,12 +102,16 @@ def recent_runs(settings: Settings, limit: int = 5) -> list[dict[str, Any]]:
     """The newest rows of the audit table (migrate, rollback, restore runs)."""
     _, table = history.tables_for(settings)
     with catalog_session(settings, purpose="status") as conn:
-        try:
-            with translated(conn, f"reading the audit table ({table})"):
-                return audit.last_runs(conn, table, limit)
-        except DatabaseUnreachable as exc:  # the status itself stands without the trail
-            log.warning("audit_not_read", detail=exc.message)
-            return []
+        return _last_runs(conn, table, limit)
+
+
+def _last_runs(conn: Conn, table: Table, limit: int) -> list[dict[str, Any]]:
+    try:
+        with translated(conn, f"reading the audit table ({table})"):
+            return audit.last_runs(conn, table, limit)
+    except PredeployError as exc:  # the status itself stands without the trail
+        log.warning("audit_not_read", detail=exc.message)
+        return []
 
 
 def run_options(settings: Settings) -> executor.RunOptions:

@@ -14,11 +14,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import structlog
 
+from predeploy import log as log_mod
 from predeploy.backup import dump as backup
 from predeploy.backup.dump import BackupResult
 from predeploy.backup.progress import ProgressFn
@@ -28,6 +30,9 @@ from predeploy.migrate.lock import advisory_lock
 from predeploy.ops import health
 from predeploy.postgres.sessions import CATALOG, Conn, Limits, catalog_session, use_limits
 from predeploy.steps import OnStep, Step, Stepper, skip, stepper
+
+if TYPE_CHECKING:
+    from predeploy.migrate.drift.report import DriftReport
 
 __all__ = ["MAINTENANCE_LOCK", "MaintenanceReport", "maintain"]
 
@@ -42,6 +47,9 @@ class MaintenanceReport:
     backup: BackupResult | None = None
     vacuumed: bool = False
     health: health.HealthReport | None = None
+    drift: DriftReport | None = None
+    pruned_logs: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # worth a look, not a failure
     errors: list[PredeployError] = field(default_factory=list)
 
     @property
@@ -50,6 +58,11 @@ class MaintenanceReport:
         found = [str(e) for e in self.errors]
         if self.health is not None:
             found += [f"{c.name}: {c.detail}" for c in self.health.failed]
+        if self.drift is not None and self.drift.drifted:
+            found.append(
+                f"drift: {len(self.drift.differences)} difference(s) made by hand "
+                f"(predeploy drift --env {self.env})"
+            )
         return found
 
     @property
@@ -70,6 +83,9 @@ class MaintenanceReport:
             "backup": self.backup.as_dict() if self.backup else None,
             "vacuumed": self.vacuumed,
             "health": self.health.as_dict() if self.health else None,
+            "drift": self.drift.as_dict() if self.drift else None,
+            "pruned_logs": [str(p) for p in self.pruned_logs],
+            "notes": self.notes,
         }
 
 
@@ -122,6 +138,14 @@ def _locked_steps(
         skip(report.steps, on_step, "vacuum", detail="PREDEPLOY_MAINTENANCE_VACUUM is off")
     with step("health"):
         report.health = health.run(settings)
+    with _attempt(report), step("drift"):
+        from predeploy.migrate.drift.check import checked  # noqa: PLC0415 (nightly only)
+
+        report.drift, problem = checked(settings)
+        if problem is not None:
+            report.notes.append(f"drift not checked: {problem}")
+    with _attempt(report), step("logs"):
+        report.pruned_logs = log_mod.prune(settings.log_dir, settings.log_keep_days)
 
 
 def _vacuum(conn: Conn) -> None:

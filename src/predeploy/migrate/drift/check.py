@@ -13,7 +13,7 @@ import dataclasses
 from pathlib import Path
 
 from predeploy.config.settings import Settings
-from predeploy.errors import ConfigError
+from predeploy.errors import ConfigError, PredeployError
 from predeploy.migrate import discovery, executor, history, shadow
 from predeploy.migrate.commands import ensure_history, read_history, run_options
 from predeploy.migrate.discovery import Migration
@@ -22,7 +22,7 @@ from predeploy.migrate.fingerprint import Fingerprint
 from predeploy.postgres.failures import translated
 from predeploy.postgres.sessions import Conn, catalog_session, target_url
 
-__all__ = ["check", "excluded"]
+__all__ = ["check", "checked", "excluded"]
 
 
 def excluded(settings: Settings) -> list[tuple[str, str]]:
@@ -99,3 +99,13 @@ def _write(path: Path, expected: Fingerprint) -> None:
         path.write_text(expected.to_json())
     except OSError as exc:
         raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def checked(settings: Settings) -> tuple[DriftReport | None, str | None]:
+    """The drift check of a run that has other work to do: (report, None), or (None, why it
+    could not be checked). A check that cannot run (no shadow server, a saved fingerprint
+    missing) never stops that work; the caller says it was not checked."""
+    try:
+        return check(settings, expected_file=settings.drift_expected), None
+    except PredeployError as exc:
+        return None, exc.message
