@@ -8,15 +8,20 @@ out: they never skip.
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import psycopg
 import pytest
@@ -383,3 +388,65 @@ def pm2_app(
             timeout=60,
             check=False,
         )
+
+
+# --- notifications: a local HTTP receiver for apprise's json:// --------------------
+
+
+@dataclass
+class Receiver:
+    """An HTTP server that keeps every request it answers."""
+
+    port: int
+    requests: list[tuple[str, bytes]] = field(default_factory=list)
+
+    def url(self, path: str = "/hook") -> str:
+        return f"json://127.0.0.1:{self.port}{path}"
+
+    def payloads(self) -> list[dict[str, Any]]:
+        return [json.loads(body) for _path, body in self.requests]
+
+
+@pytest.fixture(scope="session")
+def apprise_loaded() -> None:
+    """Load apprise and its plugins once, so a cold import does not eat the 1 s timeouts."""
+    with warnings.catch_warnings():  # its plugins import imghdr, deprecated since 3.11
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import apprise  # noqa: PLC0415
+
+        apprise.Apprise.instantiate("json://127.0.0.1/")
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    kept = Receiver(0)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            kept.requests.append((self.path, body))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    kept.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    yield kept
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port whose kernel accepts connections that nobody ever reads or answers."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    yield sock.getsockname()[1]
+    sock.close()

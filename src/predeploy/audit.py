@@ -6,6 +6,7 @@ which revision, what it applied and how long it took, which backup guarded it.
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import socket
@@ -67,6 +68,7 @@ class Run:
     health: dict[str, Any] | None = None  # the health checks' result, when the run checked
 
 
+@functools.lru_cache(maxsize=8)
 def git_revision(root: Path) -> str | None:
     """The project's git revision (with +dirty when it has changes), if it is a checkout."""
     git = shutil.which("git")

@@ -57,6 +57,7 @@ class Options:
     no_backup: bool = False
     force_lint: bool = False
     allow_drift: bool = False
+    notify: bool = True  # deploy sends one notification for the whole deploy
     interactive: bool = False
     ask: Callable[[str], str] = input
     progress: ProgressFn | None = None
@@ -171,7 +172,24 @@ def migrate(
         )
     if report.database and not options.dry_run and not options.rehearse:
         _audit(settings, trail, report)
+        if options.notify:
+            _announce(settings, report)
     return report
+
+
+def _announce(settings: Settings, report: Report) -> None:
+    from predeploy.ops.announce import announce  # noqa: PLC0415 (only with notifications on)
+
+    left_failed = isinstance(report.error, executor.MigrationFailed) and report.error.left_failed
+    drifted = report.drift is not None and report.drift.drifted
+    report.warnings += announce(
+        settings,
+        "migrate",
+        report.as_dict(),
+        changed=bool(report.applied) or left_failed,
+        exit_code=report.error.exit_code if report.error else 0,
+        drift=len(report.drift.differences) if report.drift is not None and drifted else 0,
+    )
 
 
 def _workflow(run: _Run) -> None:

@@ -33,7 +33,7 @@ from predeploy.backup.dump import system_identifier
 from predeploy.backup.progress import ProgressFn, Reporter
 from predeploy.backup.retention import BackupInfo, list_backups, newest
 from predeploy.config.settings import Settings
-from predeploy.errors import BackupError, PredeployError
+from predeploy.errors import BackupError, PredeployError, interrupted
 from predeploy.migrate import history
 from predeploy.migrate.lock import migrate_session
 from predeploy.postgres import pgbin, programs
@@ -126,17 +126,6 @@ def restore(
             "restore_started", backup=str(info.path), database=chosen.database, drops=len(extra)
         )
         name = f"predeploy restore {run_id}".strip()
-        with _list_file(toc, audit_table) as listing, _cancel_lock_waits(url, name, settings):
-            _replay(
-                settings,
-                conn,
-                tools=(pg_restore.path, psql),
-                info=info,
-                extra=extra,
-                listing=listing,
-                name=name,
-                progress=progress,
-            )
         run = audit.Run(
             run_id=run_id,
             command="restore",
@@ -145,11 +134,45 @@ def restore(
             backup_path=str(info.path),
             backup_sha256=str(info.manifest.get("sha256")),
         )
+        try:
+            with _list_file(toc, audit_table) as listing, _cancel_lock_waits(url, name, settings):
+                _replay(
+                    settings,
+                    conn,
+                    tools=(pg_restore.path, psql),
+                    info=info,
+                    extra=extra,
+                    listing=listing,
+                    name=name,
+                    progress=progress,
+                )
+        except (PredeployError, KeyboardInterrupt) as exc:
+            failed = exc if isinstance(exc, PredeployError) else interrupted(exc, "restoring")
+            audit.record(conn, audit_table, run, "failed", failed.message)
+            _announce(settings, info, failed)
+            raise
         audit.record(conn, audit_table, run, "restored", None)
     seconds = time.perf_counter() - started
     dropped = tuple(str(e) for e in extra)
     log.info("restore_done", backup=str(info.path), seconds=round(seconds, 3), dropped=dropped)
+    _announce(settings, info, None)
     return RestoreResult(info.path, chosen.database, seconds, dropped)
+
+
+def _announce(settings: Settings, info: BackupInfo, error: PredeployError | None) -> None:
+    from predeploy.ops.announce import announce  # noqa: PLC0415 (only with notifications on)
+
+    report = {
+        "env": settings.env,
+        "outcome": "failed" if error else "ok",
+        "error": error.message if error else None,
+        "backup": {"path": str(info.path)},
+    }
+    exit_code = error.exit_code if error else 0
+    for warning in announce(
+        settings, "restore", report, changed=error is None, exit_code=exit_code
+    ):
+        log.warning("notification_warning", detail=warning)
 
 
 def _replay(

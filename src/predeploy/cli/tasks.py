@@ -589,6 +589,32 @@ def drift(
         )
 
 
+@task(name="notify-test", help={"env": _ENV_HELP, "json": _JSON_HELP})
+def notify_test(c: Context, env: str | None = None, json_: bool = False) -> None:
+    """Send a test message to every PREDEPLOY_NOTIFY_URLS address and report each result."""
+    from predeploy.ops import notify  # noqa: PLC0415 (apprise only here)
+
+    def run(settings: Settings) -> list[notify.Delivery]:
+        config = notify.NotifyConfig(
+            urls=settings.notify_urls,
+            on=frozenset(settings.notify_on),
+            timeout=settings.notify_timeout,
+            secrets=settings.secrets(),
+        )
+        return notify.test(config, env=settings.env)
+
+    deliveries = _run(env, json_, run)
+    lines = [
+        f"{'✓' if d.ok else '✗'} {d.url}  {d.seconds:.2f}s  {d.detail}".rstrip() for d in deliveries
+    ]
+    output.emit({"deliveries": [d.as_dict() for d in deliveries]}, "\n".join(lines), json_)
+    failed = [d for d in deliveries if not d.ok]
+    if failed:
+        boundary.fail(
+            CheckFailed(f"{len(failed)} of {len(deliveries)} notification URL(s) failed: see above")
+        )
+
+
 @task(help={"json": _JSON_HELP})
 def init(c: Context, json_: bool = False) -> None:
     """Adopt predeploy into this app repository: add its .env.example lines and .gitignore
@@ -637,6 +663,7 @@ ns = Collection(
     deploy,
     maintenance,
     drift,
+    notify_test,
     init,
     db,
 )

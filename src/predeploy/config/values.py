@@ -173,10 +173,10 @@ def notify_urls(raw: str | None, variable: str) -> tuple[str, ...]:
 
 
 def notify_secrets(urls: Iterable[str]) -> tuple[str, ...]:
-    """What to scrub from logs: each URL, its password, and its long tokens."""
+    """What to scrub from logs: each URL's password and its long tokens (the rest of an
+    apprise URL, its scheme and host, is worth seeing in a failed delivery's line)."""
     found: list[str] = []
     for url in urls:
-        found.append(url)
         parts = urlsplit(url)
         userinfo = parts.netloc.rpartition("@")[0]
         password = userinfo.partition(":")[2]

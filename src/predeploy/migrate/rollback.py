@@ -20,7 +20,7 @@ import structlog
 
 from predeploy import audit
 from predeploy.config.settings import Settings
-from predeploy.errors import ConfigError, MigrationError
+from predeploy.errors import ConfigError, MigrationError, Terminated
 from predeploy.migrate import commands, executor, history
 from predeploy.migrate import discovery as migrations
 from predeploy.migrate.discovery import Migration
@@ -69,7 +69,23 @@ def rollback(
         run = audit.Run(run_id=run_id, command="rollback", env=settings.env, root=settings.root)
         _undo_all(conn, settings, chosen, run, on_done)
         audit.record(conn, audit_table, run, "rolled back", None)
+    _announce(settings, run, None)
     return chosen
+
+
+def _announce(settings: Settings, run: audit.Run, error: str | None, exit_code: int = 0) -> None:
+    from predeploy.ops.announce import announce  # noqa: PLC0415 (only with notifications on)
+
+    report = {
+        "env": settings.env,
+        "outcome": "failed" if error else "ok",
+        "error": error,
+        "rolled_back": run.migrations,
+    }
+    for warning in announce(
+        settings, "rollback", report, changed=bool(run.migrations), exit_code=exit_code
+    ):
+        log.warning("notification_warning", detail=warning)
 
 
 def _undo_all(
@@ -89,10 +105,13 @@ def _undo_all(
                     on_done(done)
     except MigrationError as exc:
         undone = ", ".join(m["name"] for m in run.migrations) or "none"
-        audit.record(conn, audit_table, run, "failed", str(exc))
-        raise MigrationError(f"{exc.message} (already undone in this run: {undone})") from None
-    except KeyboardInterrupt:
+        error = MigrationError(f"{exc.message} (already undone in this run: {undone})")
+        audit.record(conn, audit_table, run, "failed", str(error))
+        _announce(settings, run, error.message, error.exit_code)
+        raise error from None
+    except KeyboardInterrupt as exc:
         audit.record(conn, audit_table, run, "interrupted", None)
+        _announce(settings, run, "interrupted", 143 if isinstance(exc, Terminated) else 130)
         raise
 
 

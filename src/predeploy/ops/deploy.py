@@ -10,6 +10,7 @@ commands. Nothing pending still reloads the app: the code changed.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,7 @@ from predeploy.config.settings import Settings
 from predeploy.errors import ConfigError, HealthCheckFailed, PredeployError, interrupted
 from predeploy.migrate import history
 from predeploy.ops import health
+from predeploy.ops.announce import announce
 from predeploy.ops.pm2 import Pm2, Process
 from predeploy.postgres.sessions import catalog_session
 from predeploy.runbook import Runbook, write_runbook
@@ -85,7 +87,9 @@ def deploy(
     except PredeployError as exc:
         report.error = exc
         return report
-    report.migrate = workflow.migrate(settings, options, run_id, on_step)
+    report.migrate = workflow.migrate(
+        settings, dataclasses.replace(options, notify=False), run_id, on_step
+    )
     if report.migrate.error is not None:
         report.error = report.migrate.error
     elif not (options.dry_run or options.rehearse):
@@ -103,6 +107,13 @@ def deploy(
         report.runbook = write_runbook(settings, run_id, _runbook_lines(settings, report))
     if not (options.dry_run or options.rehearse):
         _audit(settings, run_id, report)
+        report.warnings += announce(
+            settings,
+            "deploy",
+            report.as_dict(),
+            changed=bool(report.migrate and report.migrate.applied),
+            exit_code=report.error.exit_code if report.error else 0,
+        )
     return report
 
 

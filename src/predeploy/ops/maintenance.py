@@ -25,9 +25,10 @@ from predeploy.backup import dump as backup
 from predeploy.backup.dump import BackupResult
 from predeploy.backup.progress import ProgressFn
 from predeploy.config.settings import Settings
-from predeploy.errors import CheckFailed, PredeployError
+from predeploy.errors import CheckFailed, PredeployError, interrupted
 from predeploy.migrate.lock import advisory_lock
 from predeploy.ops import health
+from predeploy.ops.announce import announce
 from predeploy.postgres.sessions import CATALOG, Conn, Limits, catalog_session, use_limits
 from predeploy.steps import OnStep, Step, Stepper, skip, stepper
 
@@ -104,9 +105,20 @@ def maintain(
             conn = held.enter_context(_locked(settings))
     except PredeployError as exc:  # nothing else runs without the lock
         report.errors.append(exc)
-        return report
-    with held:
-        _locked_steps(settings, report, conn, step=step, on_step=on_step, progress=progress)
+        return report  # an overlapping run: the one that holds the lock reports
+    try:
+        with held:
+            _locked_steps(settings, report, conn, step=step, on_step=on_step, progress=progress)
+    except KeyboardInterrupt as exc:  # SIGINT/SIGTERM: the report and notification still go
+        report.errors.insert(0, interrupted(exc, "running maintenance"))
+    report.notes += announce(
+        settings,
+        "maintenance",
+        report.as_dict(),
+        changed=False,
+        exit_code=report.exit_code,
+        drift=len(report.drift.differences) if report.drift and report.drift.drifted else 0,
+    )
     return report
 
 
