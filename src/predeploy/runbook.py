@@ -60,13 +60,14 @@ def build_runbook(
     error: PredeployError | None,
     run_id: str,
     has_down: dict[str, bool],
+    post_deploy: bool = False,
 ) -> Runbook:
     """The commands for this run, written to <log dir>/runbook-<env>-<run id>.txt as well."""
     env = settings.env
     left_failed = error.name if isinstance(error, MigrationFailed) and error.left_failed else None
     lines: list[str] = []
     if not applied and left_failed is None:
-        lines += _nothing_changed(env, error, backup)
+        lines += _nothing_changed(env, error, backup, post_deploy)
         return write_runbook(settings, run_id, lines)
     if left_failed is not None:
         lines += [
@@ -81,14 +82,12 @@ def build_runbook(
 
 
 def _nothing_changed(
-    env: str, error: PredeployError | None, backup: TakenBackup | None
+    env: str, error: PredeployError | None, backup: TakenBackup | None, post_deploy: bool
 ) -> list[str]:
     lines = ["# this run changed nothing in the database: there is nothing to undo"]
     if error is not None:
-        lines += [
-            "# once the cause above is dealt with, run it again:",
-            command("migrate", "--env", env),
-        ]
+        again = ["migrate", "--env", env, *(["--post-deploy"] if post_deploy else [])]
+        lines += ["# once the cause (the error line) is dealt with, run it again:", command(*again)]
     if backup is not None:
         lines.append(f"# the backup it took is kept: {shlex.quote(str(backup.path))}")
     return lines

@@ -29,6 +29,7 @@ from predeploy.errors import CheckFailed, MigrationError, PredeployError, interr
 from predeploy.migrate import commands, executor, history
 from predeploy.migrate import discovery as migrations
 from predeploy.migrate.blockers import Blocker
+from predeploy.migrate.discovery import POST_DEPLOY, PRE_DEPLOY
 from predeploy.migrate.lint import LintReport
 from predeploy.migrate.lock import migrate_session
 from predeploy.migrate.plan import Plan, make_plan
@@ -57,6 +58,7 @@ class Options:
     no_backup: bool = False
     force_lint: bool = False
     allow_drift: bool = False
+    post_deploy: bool = False  # apply the post-deploy migrations instead of the pre-deploy ones
     notify: bool = True  # deploy sends one notification for the whole deploy
     interactive: bool = False
     ask: Callable[[str], str] = input
@@ -72,6 +74,7 @@ class Pending:
     transactional: bool
     has_down: bool
     checksum: str
+    phase: str = PRE_DEPLOY
     sql: str | None = None
 
 
@@ -81,8 +84,10 @@ class Report:
 
     env: str
     database: str = ""
+    phase: str = PRE_DEPLOY
     steps: list[Step] = field(default_factory=list)
     pending: list[Pending] = field(default_factory=list)
+    later: list[str] = field(default_factory=list)  # pending in the other phase
     applied: list[executor.Applied] = field(default_factory=list)
     backup: BackupResult | None = None
     rehearsal: list[executor.Rehearsed] = field(default_factory=list)
@@ -101,6 +106,7 @@ class Report:
         return {
             "env": self.env,
             "database": self.database,
+            "phase": self.phase,
             "outcome": "failed" if self.error else "ok",
             "error": str(self.error) if self.error else None,
             "exit_code": self.error.exit_code if self.error else 0,
@@ -116,6 +122,7 @@ class Report:
             "drift": self.drift.as_dict() if self.drift else None,
             "blockers": [b.as_dict() for b in self.blockers],
             "warnings": self.warnings,
+            "later": self.later,
             "runbook": self.runbook.commands if self.runbook else [],
         }
 
@@ -143,7 +150,7 @@ def migrate(
     on_step: OnStep | None = None,
 ) -> Report:
     """Run the workflow; returns the report (with ``error`` set on failure)."""
-    report = Report(env=settings.env)
+    report = Report(env=settings.env, phase=POST_DEPLOY if options.post_deploy else PRE_DEPLOY)
     trail = audit.Run(run_id=run_id, command="migrate", env=settings.env, root=settings.root)
     run = _Run(
         settings,
@@ -169,6 +176,7 @@ def migrate(
             error=report.error,
             run_id=run_id,
             has_down={p.name: p.has_down for p in report.pending},
+            post_deploy=options.post_deploy,
         )
     if report.database and not options.dry_run and not options.rehearse:
         _audit(settings, trail, report)
@@ -215,7 +223,9 @@ def _locked_workflow(run: _Run, conn: Conn) -> None:
         commands.refuse_standby(conn)
         report.database = conn.info.dbname
         found = migrations.discover(settings.migrations_dir)
-        plan = make_plan(compare(found, commands.read_history(conn, table)), policy)
+        status = compare(found, commands.read_history(conn, table))
+        plan = make_plan(status, policy, report.phase)
+        report.later = [m.name for m in plan.later]
         report.warnings = list(plan.warnings)
         for warning in plan.warnings:
             log.warning("plan_warning", detail=warning)
@@ -259,7 +269,7 @@ def _locked_workflow(run: _Run, conn: Conn) -> None:
                 seconds = round(report.applied[-1].seconds, 4)
                 run.trail.migrations.append({"name": migration.name, "seconds": seconds})
     with step("post-apply checks"):
-        _after(conn, table, found, policy)
+        _after(conn, table, found, policy, report.phase)
 
 
 def _backup(run: _Run) -> None:
@@ -330,10 +340,14 @@ def _rehearse(run: _Run, conn: Conn, plan: Plan) -> None:
 
 
 def _after(
-    conn: Conn, table: history.Table, found: list[migrations.Migration], policy: Policy
+    conn: Conn,
+    table: history.Table,
+    found: list[migrations.Migration],
+    policy: Policy,
+    phase: str,
 ) -> None:
     """The plan's rules again, on the history as the run left it."""
-    after = make_plan(compare(found, commands.read_history(conn, table)), policy)
+    after = make_plan(compare(found, commands.read_history(conn, table)), policy, phase)
     if not after.clean:
         left = ", ".join(m.name for m in after.pending) or "; ".join(
             r.message for r in after.refusals
@@ -370,6 +384,7 @@ def _describe(
         transactional=script.transactional,
         has_down=bool(migration.down_script and migration.down_script.statements),
         checksum=migration.checksum,
+        phase=migration.phase,
         sql=text,
     )
 

@@ -70,7 +70,11 @@ def render_status(status: Status) -> str:
         when = ""
         if entry.row is not None and entry.row.finished_at is not None:
             when = entry.row.finished_at.strftime("%Y-%m-%d %H:%M:%S UTC")
-        lines.append(f"{entry.name:<{width}}  {_MARKS[entry.state]:<18}  {when}".rstrip())
+        phase = (
+            " (post-deploy)" if entry.migration and entry.migration.phase == "post-deploy" else ""
+        )
+        mark = _MARKS[entry.state] + phase
+        lines.append(f"{entry.name:<{width}}  {mark:<32}  {when}".rstrip())
     counts = status.counts()
     summary = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
     verdict = "up to date" if status.up_to_date else "needs attention"
@@ -138,13 +142,13 @@ def render_step(step: Step) -> str:
 def render_report(report: Report, *, dry_run: bool = False, runbook: bool = True) -> str:
     lines: list[str] = []
     if not report.pending and report.error is None:
-        return f"{report.database} ({report.env}): nothing pending, up to date"
+        return _nothing_pending(report)
     if report.pending:
         lines.append(f"pending on {report.database} ({report.env}):")
         for p in report.pending:
             how = "in a transaction" if p.transactional else "outside a transaction"
             down = "down.sql" if p.has_down else "no down.sql"
-            lines.append(f"  {p.name}  {p.statements} statement(s), {how}, {down}")
+            lines.append(f"  {p.name}  {p.statements} statement(s), {how}, {down}, {p.phase}")
     if report.lint is not None and report.lint.findings:
         lines.append(render_lint(report.lint))
     if report.drift is not None and report.drift.drifted:
@@ -172,11 +176,23 @@ def render_report(report: Report, *, dry_run: bool = False, runbook: bool = True
     return "\n".join(lines)
 
 
+def _nothing_pending(report: Report) -> str:
+    if not report.later:
+        return f"{report.database} ({report.env}): nothing pending, up to date"
+    other = "post-deploy" if report.phase == "pre-deploy" else "pre-deploy"
+    run = "predeploy migrate --post-deploy" if other == "post-deploy" else "predeploy migrate"
+    return (
+        f"{report.database} ({report.env}): no {report.phase} migration pending; "
+        f"{len(report.later)} {other} migration(s) wait for their run ({run}, or "
+        f"predeploy deploy): {', '.join(report.later)}"
+    )
+
+
 def _runbook(runbook: Runbook) -> list[str]:
     if not runbook.commands:
         return []
     where = f" (also in {runbook.path})" if runbook.path else ""
-    return ["", f"rollback runbook{where}:", *runbook.commands]
+    return ["", f"runbook{where}:", *runbook.commands]
 
 
 def render_health(report: HealthReport) -> str:
@@ -191,9 +207,9 @@ def render_health(report: HealthReport) -> str:
 
 def render_deploy(report: DeployReport) -> str:
     lines: list[str] = []
-    if report.migrate is not None:
-        migrated = render_report(report.migrate, runbook=report.runbook is None)
-        lines += [migrated] if migrated else []
+    for migrated in (report.migrate, report.post):
+        if migrated is not None:
+            lines.append(render_report(migrated, runbook=report.runbook is None))
     lines += [f"warning: {w}" for w in report.warnings]
     if report.health is not None:
         lines.append(render_health(report.health))

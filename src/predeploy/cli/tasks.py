@@ -159,6 +159,7 @@ def status(
         ),
         "force_lint": "apply in prod despite lint errors (logged with your user name)",
         "allow_drift": "apply in a protected env despite drift, with --yes (logged)",
+        "post_deploy": "apply the pending post-deploy migrations (after the release is live)",
     }
 )
 def migrate(
@@ -171,6 +172,7 @@ def migrate(
     no_backup: bool = False,
     force_lint: bool = False,
     allow_drift: bool = False,
+    post_deploy: bool = False,
 ) -> None:
     """Check, lint, back up, confirm, apply safely, check again, print the rollback runbook."""
     human = not json_
@@ -182,6 +184,7 @@ def migrate(
         no_backup=no_backup,
         force_lint=force_lint,
         allow_drift=allow_drift,
+        post_deploy=post_deploy,
     )
 
     def run(settings: Settings) -> workflow.Report:
@@ -384,17 +387,21 @@ def resolve(
         "name": "what the migration does, in snake_case (add_user_avatar)",
         "env": _ENV_HELP,
         "json": _JSON_HELP,
+        "post_deploy": "mark it post-deploy: it runs after the new release is live",
     }
 )
-def new(c: Context, name: str, env: str | None = None, json_: bool = False) -> None:
+def new(
+    c: Context, name: str, env: str | None = None, json_: bool = False, post_deploy: bool = False
+) -> None:
     """Create <migrations>/<UTC timestamp>_<name>/ with migration.sql and down.sql."""
-    migration = _run(env, json_, lambda s: commands.new(s, name))
+    migration = _run(env, json_, lambda s: commands.new(s, name, post_deploy=post_deploy))
     note = (
         "both files hold only comments: write the SQL before migrating (a migration "
         "without statements is refused; a down.sql without them counts as none)"
     )
     data = {
         "name": migration.name,
+        "phase": migration.phase,
         "folder": str(migration.folder),
         "files": [str(migration.sql_path), str(migration.folder / "down.sql")],
         "note": note,

@@ -9,6 +9,7 @@ from typing import Any
 import structlog
 
 from predeploy import audit
+from predeploy.config.policy import policy_for
 from predeploy.config.settings import Settings
 from predeploy.errors import ConfigError, DatabaseUnreachable, MigrationError, PredeployError
 from predeploy.migrate import discovery as migrations
@@ -17,6 +18,8 @@ from predeploy.migrate import lint as lint_mod
 from predeploy.migrate.discovery import Migration
 from predeploy.migrate.history import Table
 from predeploy.migrate.lock import migrate_session
+from predeploy.migrate.phaselint import apply_phases
+from predeploy.migrate.plan import make_plan
 from predeploy.migrate.status import Entry, Status, compare
 from predeploy.postgres.failures import translated
 from predeploy.postgres.sessions import Conn, catalog_session, migration_limits
@@ -29,7 +32,6 @@ __all__ = [
     "new",
     "read_history",
     "recent_runs",
-    "refuse_blocked",
     "refuse_standby",
     "resolve",
     "run_options",
@@ -90,12 +92,13 @@ def lint_migrations(settings: Settings, conn: Conn, chosen: list[Migration]) -> 
     """Lint ``chosen`` with the sizes of their tables on ``conn``'s database."""
     version = conn.info.parameter_status("server_version")
     with translated(conn, "reading the sizes of the tables to lint"):
-        return lint_mod.lint(
+        report = lint_mod.lint(
             chosen,
             conn,
             large_rows=settings.lint_large_table_rows,
             server_version=version.split()[0] if version else None,
         )
+    return apply_phases(report, chosen)
 
 
 def recent_runs(settings: Settings, limit: int = 5) -> list[dict[str, Any]]:
@@ -154,15 +157,16 @@ def _apply_pending(
     table, _ = history.tables_for(settings)
     ensure_history(conn, table)
     before = compare(found, read_history(conn, table))
-    refuse_blocked(before, settings)
+    plan = make_plan(before, policy_for(settings))
+    plan.refuse()
     applied = []
     with executor.Executor(conn, run_options(settings)) as run:
-        for migration in before.pending:
+        for migration in plan.pending:
             with structlog.contextvars.bound_contextvars(migration=migration.name):
                 applied.append(run.apply(migration))
             if on_applied is not None:
                 on_applied(applied[-1])
-    log.info("migrate_done", applied=len(applied), pending_before=len(before.pending))
+    log.info("migrate_done", applied=len(applied), pending_before=len(plan.pending))
     return MigrateResult(before=before, applied=tuple(applied))
 
 
@@ -219,9 +223,9 @@ def resolve(settings: Settings, *, applied: str | None, rolled_back: str | None)
     return outcome
 
 
-def new(settings: Settings, name: str) -> Migration:
+def new(settings: Settings, name: str, *, post_deploy: bool = False) -> Migration:
     """Create a new migration folder with migration.sql and down.sql."""
-    migration = migrations.create(settings.migrations_dir, name)
+    migration = migrations.create(settings.migrations_dir, name, post_deploy=post_deploy)
     log.info("migration_created", migration=migration.name, folder=str(migration.folder))
     return migration
 
@@ -236,34 +240,3 @@ def _resolvable(entry: Entry | None, name: str) -> Migration:
 
 def _user(conn: Conn) -> str:
     return conn.info.user or "this user"
-
-
-def refuse_blocked(before: Status, settings: Settings) -> None:
-    """MigrationError while a migration is failed, or (outside dev) an applied one edited."""
-    failed = before.having("failed")
-    if failed:
-        names = ", ".join(e.name for e in failed)
-        first = failed[0].name
-        raise MigrationError(
-            f"failed migration(s) block migrate: {names}. Check what it changed, then "
-            f"`predeploy resolve --rolled-back {first}` to run it again, or "
-            f"`predeploy resolve --applied {first}` if you completed it by hand"
-        )
-    for entry in before.having("edited"):
-        assert entry.migration is not None and entry.row is not None  # noqa: S101
-        detail = (
-            f"{entry.migration.sql_path} changed after it was applied (file sha256 "
-            f"{entry.migration.checksum[:12]}…, recorded {entry.row.checksum[:12]}…)"
-        )
-        if settings.env != "dev":
-            raise MigrationError(
-                f"{detail}: restore the applied version (git checkout) and put the change "
-                f"in a new migration (predeploy new NAME)"
-            )
-        log.warning("migration_edited", migration=entry.name, detail=detail)
-    for entry in before.having("missing"):
-        log.warning(
-            "migration_missing_on_disk",
-            migration=entry.name,
-            detail="recorded in the database but no folder on disk",
-        )

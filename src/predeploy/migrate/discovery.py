@@ -27,7 +27,21 @@ from predeploy.errors import ConfigError
 if TYPE_CHECKING:
     from predeploy.migrate.sqlscript import Script
 
-__all__ = ["Migration", "checksum", "checksum_variants", "create", "decode", "discover"]
+__all__ = [
+    "POST_DEPLOY",
+    "POST_MARKER",
+    "PRE_DEPLOY",
+    "Migration",
+    "checksum",
+    "checksum_variants",
+    "create",
+    "decode",
+    "discover",
+]
+
+PRE_DEPLOY, POST_DEPLOY = "pre-deploy", "post-deploy"
+POST_MARKER = "-- predeploy: post-deploy"
+_MARKER = re.compile(r"^\s*--\s*predeploy:\s*post-deploy\s*$", re.IGNORECASE)
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 
@@ -84,6 +98,13 @@ class Migration:
         except OSError as exc:
             raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
         return analyse(decode(data, path))
+
+    @cached_property
+    def phase(self) -> str:
+        """post-deploy when the first line of migration.sql is `-- predeploy: post-deploy`
+        (Prisma ignores the comment); pre-deploy otherwise."""
+        first = self.text.split("\n", 1)[0]
+        return POST_DEPLOY if _MARKER.match(first.rstrip("\r")) else PRE_DEPLOY
 
     def matches(self, recorded: str) -> bool:
         """True when ``recorded`` is this file's checksum, allowing CRLF/LF churn."""
@@ -150,8 +171,11 @@ def discover(directory: Path) -> list[Migration]:
     return [Migration(name=p.name, folder=p) for p in folders]
 
 
-def create(directory: Path, name: str, now: datetime | None = None) -> Migration:
-    """Create `<UTC %Y%m%d%H%M%S>_<name>/` with migration.sql and a down.sql template."""
+def create(
+    directory: Path, name: str, now: datetime | None = None, *, post_deploy: bool = False
+) -> Migration:
+    """Create `<UTC %Y%m%d%H%M%S>_<name>/` with migration.sql and a down.sql template;
+    ``post_deploy`` starts migration.sql with the post-deploy marker."""
     if not _NAME.match(name):
         raise ConfigError(
             f"migration name {name!r} must be lowercase letters, digits and underscores, "
@@ -166,7 +190,8 @@ def create(directory: Path, name: str, now: datetime | None = None) -> Migration
         raise ConfigError(f"{folder} already exists: wait a second or pick another name") from None
     except OSError as exc:
         raise ConfigError(f"cannot create {folder}: {exc.strerror}") from None
-    (folder / "migration.sql").write_text(f"-- {name}: the forward change.\n")
+    marker = f"{POST_MARKER}\n" if post_deploy else ""
+    (folder / "migration.sql").write_text(f"{marker}-- {name}: the forward change.\n")
     (folder / "down.sql").write_text(
         f"-- {name}: undo migration.sql (run by `predeploy rollback`). Delete this file\n"
         f"-- if the change cannot be undone, so that rollback refuses instead.\n"

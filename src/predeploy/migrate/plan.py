@@ -9,7 +9,10 @@ warn, apply, and then fail its own post-apply check on the same finding.
 - a migration recorded in the database but missing on disk warns, everywhere;
 - a pending migration with no statements (``predeploy new``'s template, an empty file)
   refuses the run in every env: applied, it would be burnt, and the SQL written later
-  would never run.
+  would never run;
+- a run applies the pending migrations of its phase (pre-deploy, the default, or
+  post-deploy) in name order, and refuses when a pending migration of the other phase sorts
+  before one of them: the order of the history is kept, never reshuffled.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from dataclasses import dataclass
 
 from predeploy.config.policy import Policy
 from predeploy.errors import MigrationError
-from predeploy.migrate.discovery import Migration
+from predeploy.migrate.discovery import POST_DEPLOY, PRE_DEPLOY, Migration
 from predeploy.migrate.status import Entry, Status
 
 __all__ = ["Plan", "make_plan"]
@@ -29,9 +32,11 @@ class Plan:
     """What a run will apply, and why it may not."""
 
     status: Status
-    pending: tuple[Migration, ...]
+    pending: tuple[Migration, ...]  # this run's phase
     warnings: tuple[str, ...]
     refusals: tuple[MigrationError, ...]
+    phase: str = PRE_DEPLOY
+    later: tuple[Migration, ...] = ()  # pending in the other phase (they wait for their run)
 
     @property
     def clean(self) -> bool:
@@ -47,8 +52,8 @@ class Plan:
         raise MigrationError("; ".join(r.message for r in self.refusals))
 
 
-def make_plan(status: Status, policy: Policy) -> Plan:
-    """The plan for ``status`` under ``policy``."""
+def make_plan(status: Status, policy: Policy, phase: str = PRE_DEPLOY) -> Plan:
+    """The plan of a ``phase`` run for ``status`` under ``policy``."""
     refusals: list[MigrationError] = []
     warnings: list[str] = []
     failed = status.having("failed")
@@ -76,7 +81,11 @@ def make_plan(status: Status, policy: Policy) -> Plan:
         f"{e.name} is recorded in the database but its folder is missing on disk"
         for e in status.having("missing")
     ]
-    pending = tuple(status.pending)
+    every = list(status.pending)
+    pending = tuple(m for m in every if m.phase == phase)
+    later = tuple(m for m in every if m.phase != phase)
+    if pending and later and later[0].name.encode() < pending[-1].name.encode():
+        refusals.append(_out_of_phase(phase, pending, later))
     empty = [m for m in pending if not m.parsed.statements]
     if empty:
         refusals.append(
@@ -85,7 +94,25 @@ def make_plan(status: Status, policy: Policy) -> Plan:
                 f"migration or remove the folder; nothing was applied"
             )
         )
-    return Plan(status, pending, tuple(warnings), tuple(refusals))
+    return Plan(status, pending, tuple(warnings), tuple(refusals), phase, later)
+
+
+def _out_of_phase(
+    phase: str, pending: tuple[Migration, ...], later: tuple[Migration, ...]
+) -> MigrationError:
+    blocker = later[0]
+    behind = [m.name for m in pending if m.name.encode() > blocker.name.encode()]
+    if phase == PRE_DEPLOY:
+        how = (
+            f"deploy the release that needs it first (predeploy deploy runs it after the "
+            f"reload), or run it now with predeploy migrate --{POST_DEPLOY}"
+        )
+    else:
+        how = f"run the {PRE_DEPLOY} ones first (predeploy migrate, or predeploy deploy)"
+    return MigrationError(
+        f"{blocker.phase} migration {blocker.name} is pending before {phase} migration(s) "
+        f"{', '.join(behind)}: migrations run in name order, so {how}; nothing was applied"
+    )
 
 
 def _edited(entry: Entry) -> str:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["Script", "Statement", "analyse", "position_to_line_column", "relations"]
+__all__ = ["Break", "Script", "Statement", "analyse", "position_to_line_column", "relations"]
 
 # Statement kinds that PostgreSQL refuses inside a transaction block.
 _NEVER_IN_TRANSACTION = frozenset(
@@ -53,6 +54,8 @@ class Statement:
     concurrent: bool = False  # CREATE/DROP INDEX or REINDEX ... CONCURRENTLY
     tables: tuple[str, ...] = ()  # relations it names, its target first ("schema.name" or "name")
     index_name: str | None = None  # CREATE INDEX: the index's name, schema-qualified as written
+    breaking: tuple[Break, ...] = ()  # changes the release still running may not survive
+    adds: tuple[tuple[str, str], ...] = ()  # (table, column) the statement adds
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,16 @@ def analyse(text: str) -> Script:
         why = _outside_transaction_reason(kind, node[kind])
         concurrent = why is not None and "CONCURRENTLY" in why
         statements.append(
-            Statement(chunk, char_at, kind, concurrent, relations(node), _index_name(kind, node))
+            Statement(
+                chunk,
+                char_at,
+                kind,
+                concurrent,
+                relations(node),
+                _index_name(kind, node),
+                breaking(kind, node[kind]),
+                added_columns(kind, node[kind]),
+            )
         )
         reason = reason or why
     return Script(
@@ -152,6 +164,98 @@ def relations(node: object) -> tuple[str, ...]:
 _DROPPED_RELATIONS = frozenset(
     {"OBJECT_TABLE", "OBJECT_INDEX", "OBJECT_VIEW", "OBJECT_MATVIEW", "OBJECT_SEQUENCE"}
 )
+
+
+@dataclass(frozen=True)
+class Break:
+    """A change the release still running against the old schema may not survive."""
+
+    text: str  # "DROP COLUMN public.users.name", as an operator reads it
+    table: str
+    column: str | None = None
+    change: str = ""  # drop-column, set-not-null, type, rename-column, rename-table, ...
+
+
+def breaking(kind: str, node: dict[str, Any]) -> tuple[Break, ...]:
+    """What in one statement breaks the release still running against the old schema:
+    dropped or renamed tables and columns, new NOT NULL constraints, type changes, renamed
+    enum values, a required column without a default (the old code's INSERTs lack it)."""
+    table = _relname(node.get("relation"))
+    if kind == "AlterTableStmt":
+        return tuple(
+            b
+            for item in node.get("cmds") or []
+            if (b := _breaking_command(table, item.get("AlterTableCmd", {}))) is not None
+        )
+    if kind == "RenameStmt" and node.get("renameType") in ("OBJECT_COLUMN", "OBJECT_TABLE"):
+        if node["renameType"] == "OBJECT_COLUMN":
+            old = node.get("subname")
+            text = f"RENAME COLUMN {table}.{old} TO {node.get('newname')}"
+            return (Break(text, table, old, "rename-column"),)
+        return (
+            Break(f"RENAME TABLE {table} TO {node.get('newname')}", table, None, "rename-table"),
+        )
+    if kind == "DropStmt" and node.get("removeType") in ("OBJECT_TABLE", "OBJECT_VIEW"):
+        label = "TABLE" if node["removeType"] == "OBJECT_TABLE" else "VIEW"
+        return tuple(
+            Break(f"DROP {label} {name}", name, None, "drop-table")
+            for name in (
+                _dotted(o.get("List", {}).get("items", [])) for o in node.get("objects") or []
+            )
+        )
+    if kind == "AlterEnumStmt" and node.get("oldVal"):
+        enum = _dotted(node.get("typeName") or [])
+        return (Break(f"RENAME VALUE {node['oldVal']!r} of enum {enum}", enum, None, "enum"),)
+    return ()
+
+
+def added_columns(kind: str, node: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """(table, column) of every column an ALTER TABLE adds."""
+    if kind != "AlterTableStmt":
+        return ()
+    table = _relname(node.get("relation"))
+    return tuple(
+        (table, str(cmd["def"]["ColumnDef"].get("colname")))
+        for item in node.get("cmds") or []
+        if (cmd := item.get("AlterTableCmd", {})).get("subtype") == "AT_AddColumn"
+        and "ColumnDef" in (cmd.get("def") or {})
+    )
+
+
+def _breaking_command(table: str, cmd: dict[str, Any]) -> Break | None:
+    subtype, column = cmd.get("subtype"), cmd.get("name")
+    if subtype == "AT_DropColumn":
+        return Break(f"DROP COLUMN {table}.{column}", table, column, "drop-column")
+    if subtype == "AT_SetNotNull":
+        return Break(f"SET NOT NULL on {table}.{column}", table, column, "set-not-null")
+    if subtype == "AT_AlterColumnType":
+        return Break(f"type change of {table}.{column}", table, column, "type")
+    if subtype == "AT_AddColumn":
+        definition = cmd.get("def", {}).get("ColumnDef", {})
+        kinds = {
+            c.get("Constraint", {}).get("contype") for c in definition.get("constraints") or []
+        }
+        needs_value = "CONSTR_NOTNULL" in kinds and not kinds & {
+            "CONSTR_DEFAULT",
+            "CONSTR_IDENTITY",
+            "CONSTR_GENERATED",
+        }
+        if needs_value:
+            name = definition.get("colname")
+            text = f"ADD COLUMN {table}.{name} NOT NULL without a default"
+            return Break(text, table, name, "required-column")
+    return None
+
+
+def _dotted(items: list[Any]) -> str:
+    return ".".join(str(i.get("String", {}).get("sval", "")) for i in items)
+
+
+def _relname(relation: object) -> str:
+    if not isinstance(relation, dict):
+        return "?"
+    schema = relation.get("schemaname")
+    return f"{schema}.{relation.get('relname')}" if schema else str(relation.get("relname"))
 
 
 def _index_name(kind: str, node: dict[str, object]) -> str | None:

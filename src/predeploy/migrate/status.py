@@ -26,6 +26,8 @@ class Entry:
     def as_dict(self) -> dict[str, Any]:
         row = self.row
         data: dict[str, Any] = {"name": self.name, "state": self.state}
+        if self.migration is not None:
+            data["phase"] = self.migration.phase
         if row is not None:
             data["started_at"] = row.started_at.isoformat()
             data["finished_at"] = row.finished_at.isoformat() if row.finished_at else None

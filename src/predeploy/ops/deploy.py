@@ -26,7 +26,7 @@ from predeploy.ops.announce import announce
 from predeploy.ops.pm2 import Pm2, Process
 from predeploy.postgres.sessions import catalog_session
 from predeploy.runbook import Runbook, write_runbook
-from predeploy.steps import OnStep, Step, stepper
+from predeploy.steps import OnStep, Step, Stepper, stepper
 
 __all__ = ["DeployReport", "deploy"]
 
@@ -40,6 +40,7 @@ class DeployReport:
     app: str = ""
     steps: list[Step] = field(default_factory=list)
     migrate: workflow.Report | None = None
+    post: workflow.Report | None = None  # the post-deploy migrations, after the reload
     before: list[Process] = field(default_factory=list)
     after: list[Process] = field(default_factory=list)
     health: health.HealthReport | None = None
@@ -56,6 +57,7 @@ class DeployReport:
             "exit_code": self.error.exit_code if self.error else 0,
             "steps": [s.__dict__ for s in self.steps],
             "migrate": self.migrate.as_dict() if self.migrate else None,
+            "post_deploy": self.post.as_dict() if self.post else None,
             "processes_before": [p.as_dict() for p in self.before],
             "processes_after": [p.as_dict() for p in self.after],
             "health": self.health.as_dict() if self.health else None,
@@ -99,6 +101,7 @@ def deploy(
                 _reload(pm2, report, restart)
             with step("healthy"):
                 _wait_healthy(settings, pm2, report, action)
+            _post_deploy(settings, options, report, run_id, step=step, on_step=on_step, pm2=pm2)
         except PredeployError as exc:
             report.error = exc
         except KeyboardInterrupt as exc:  # SIGINT/SIGTERM: still the runbook and the audit row
@@ -111,10 +114,40 @@ def deploy(
             settings,
             "deploy",
             report.as_dict(),
-            changed=bool(report.migrate and report.migrate.applied),
+            changed=bool(
+                (report.migrate and report.migrate.applied) or (report.post and report.post.applied)
+            ),
             exit_code=report.error.exit_code if report.error else 0,
         )
     return report
+
+
+def _post_deploy(
+    settings: Settings,
+    options: workflow.Options,
+    report: DeployReport,
+    run_id: str,
+    *,
+    step: Stepper,
+    on_step: OnStep | None,
+    pm2: Pm2,
+) -> None:
+    """With the new release live and healthy: its post-deploy migrations (the same gates),
+    then the health checks again. A failure leaves the new release running: it works with
+    both schemas, by construction."""
+    shown = (lambda s: on_step(dataclasses.replace(s, name=f"post: {s.name}"))) if on_step else None
+    post = workflow.migrate(
+        settings,
+        dataclasses.replace(options, notify=False, post_deploy=True),
+        f"{run_id}-post",
+        shown,
+    )
+    report.post = post
+    if post.error is not None:
+        raise post.error
+    if post.applied:
+        with step("healthy after post-deploy"):
+            _wait_healthy(settings, pm2, report, "post-deploy migrations")
 
 
 def _audit(settings: Settings, run_id: str, report: DeployReport) -> None:
@@ -123,9 +156,8 @@ def _audit(settings: Settings, run_id: str, report: DeployReport) -> None:
     run = audit.Run(run_id=run_id, command="deploy", env=settings.env, root=settings.root)
     migrated = report.migrate
     if migrated is not None:
-        run.migrations = [
-            {"name": a.name, "seconds": round(a.seconds, 4)} for a in migrated.applied
-        ]
+        applied = [*migrated.applied, *(report.post.applied if report.post else [])]
+        run.migrations = [{"name": a.name, "seconds": round(a.seconds, 4)} for a in applied]
         if migrated.backup is not None:
             run.backup_path, run.backup_sha256 = str(migrated.backup.path), migrated.backup.sha256
     if report.health is not None:
@@ -178,6 +210,14 @@ def _runbook_lines(settings: Settings, report: DeployReport) -> list[str]:
     app, env = report.app, settings.env
     migrated = report.migrate.runbook.commands if report.migrate and report.migrate.runbook else []
     reloaded = any(s.name in ("reload", "restart") and s.outcome == "ok" for s in report.steps)
+    post = report.post
+    if post is not None and post.error is not None:
+        undo = post.runbook.commands if post.runbook else []
+        return [
+            f"# the new release of {app} is live and healthy; a post-deploy migration failed,",
+            "# and the release works with the schema as it is (that is what post-deploy means):",
+            *undo,
+        ]
     if not reloaded:
         return [
             f"# {app} was not reloaded: pm2 still runs the release it ran before this deploy",
@@ -190,5 +230,6 @@ def _runbook_lines(settings: Settings, report: DeployReport) -> list[str]:
         "#   pm2 deploy ecosystem.config.js production revert 1), then reload it:",
         f"pm2 reload {app}",
         *migrated,
-        f"# then check: invoke health --env {env}",
+        *(post.runbook.commands if post is not None and post.runbook else []),
+        f"# then check: predeploy health --env {env}",
     ]
