@@ -147,7 +147,7 @@ def _post_deploy(
         raise post.error
     if post.applied:
         with step("healthy after post-deploy"):
-            _wait_healthy(settings, pm2, report, "post-deploy migrations")
+            _wait_healthy(settings, pm2, report, "post-deploy migrations", before_post=False)
 
 
 def _audit(settings: Settings, run_id: str, report: DeployReport) -> None:
@@ -186,11 +186,14 @@ def _reload(pm2: Pm2, report: DeployReport, restart: bool) -> None:
     pm2.reload(restart=restart)
 
 
-def _wait_healthy(settings: Settings, pm2: Pm2, report: DeployReport, action: str) -> None:
-    """Poll pm2 and the health checks until all pass, for at most PREDEPLOY_DEPLOY_WAIT."""
+def _wait_healthy(
+    settings: Settings, pm2: Pm2, report: DeployReport, action: str, *, before_post: bool = True
+) -> None:
+    """Poll pm2 and the health checks until all pass, for at most PREDEPLOY_DEPLOY_WAIT
+    (post-deploy migrations may be pending until the post-deploy phase)."""
     deadline = time.monotonic() + settings.deploy_wait
     while True:
-        result = health.run(settings, pm2=pm2, quiet=True)
+        result = health.run(settings, pm2=pm2, quiet=True, post_deploy_pending=before_post)
         report.health = result
         if result.ok or time.monotonic() >= deadline:
             break

@@ -84,13 +84,21 @@ class HealthReport:
         return {"env": self.env, "ok": self.ok, "checks": [c.as_dict() for c in self.checks]}
 
 
-def run(settings: Settings, *, pm2: Pm2 | None = None, quiet: bool = False) -> HealthReport:
+def run(
+    settings: Settings,
+    *,
+    pm2: Pm2 | None = None,
+    quiet: bool = False,
+    post_deploy_pending: bool = False,
+) -> HealthReport:
     """Every configured check, in order; never raises for a failing check.
 
-    ``quiet`` leaves the logging to the caller (deploy polls until the checks pass).
+    ``quiet`` leaves the logging to the caller (deploy polls until the checks pass);
+    ``post_deploy_pending`` accepts pending post-deploy migrations (a deploy between its
+    reload and its post-deploy phase).
     """
     checks: list[Check] = []
-    checks += _database_checks(settings)
+    checks += _database_checks(settings, post_deploy_pending)
     if settings.healthcheck_url:
         checks.append(
             check_http(
@@ -114,7 +122,7 @@ def log_checks(report: HealthReport, *, failed_level: str = "warning") -> None:
         emit("health_check", check=check.name, ok=check.ok, detail=check.detail)
 
 
-def _database_checks(settings: Settings) -> list[Check]:
+def _database_checks(settings: Settings, post_deploy_pending: bool = False) -> list[Check]:
     checks: list[Check] = []
     started = time.perf_counter()
     try:
@@ -137,7 +145,9 @@ def _database_checks(settings: Settings) -> list[Check]:
                 {"latency_ms": round(latency, 3)},
             )
         )
-        checks.append(_timed("history", conn, lambda: _history(settings, conn)))
+        checks.append(
+            _timed("history", conn, lambda: _history(settings, conn, post_deploy_pending))
+        )
         checks.append(_timed("tables", conn, lambda: _tables(conn)))
     return checks
 
@@ -152,11 +162,15 @@ def _timed(name: str, conn: Conn, probe: Callable[[], tuple[bool, str, dict[str,
     return Check(name, ok, detail, time.perf_counter() - started, data)
 
 
-def _history(settings: Settings, conn: Conn) -> tuple[bool, str, dict[str, Any]]:
+def _history(
+    settings: Settings, conn: Conn, post_deploy_pending: bool = False
+) -> tuple[bool, str, dict[str, Any]]:
     table, _ = history.tables_for(settings)
     rows = read_history(conn, table)
     status = compare(migrations.discover(settings.migrations_dir), rows)
     counts = status.counts()
+    waiting = [m for m in status.pending if m.phase == "post-deploy"] if post_deploy_pending else []
+    counts["pending"] -= len(waiting)
     problems = {state: n for state, n in counts.items() if n and state != "applied"}
     if not problems:
         return (
@@ -165,7 +179,9 @@ def _history(settings: Settings, conn: Conn) -> tuple[bool, str, dict[str, Any]]
             counts,
         )
     listed = ", ".join(f"{n} {state}" for state, n in problems.items())
-    names = ", ".join(e.name for e in status.entries if e.state != "applied")
+    names = ", ".join(
+        e.name for e in status.entries if e.state != "applied" and e.migration not in waiting
+    )
     return False, f"{listed}: {names}", counts
 
 
