@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -450,3 +451,19 @@ def silent_port() -> Iterator[int]:
     sock.listen(8)
     yield sock.getsockname()[1]
     sock.close()
+
+
+# --- Prisma: the real CLI (tests/data/tools/prisma-check.sh) --------------------------
+
+PRISMA_CHECK = Path(__file__).resolve().parent / "data" / "tools" / "prisma-check.sh"
+
+
+@pytest.fixture
+def prisma() -> Path:
+    """The Prisma checker; CI must have node and npm (it installs Prisma from the registry)."""
+    if not (shutil.which("node") and shutil.which("npm")):
+        if os.environ.get("CI"):
+            pytest.fail("node and npm are required in CI for the Prisma compatibility tests")
+        pytest.skip("node/npm not installed: Prisma compatibility not checked")
+    assert PRISMA_CHECK.is_file(), f"{PRISMA_CHECK} is missing"
+    return PRISMA_CHECK

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -24,17 +23,6 @@ HISTORY = (
     "SELECT migration_name, length(id), checksum, finished_at IS NOT NULL, logs, rolled_back_at,"
     " applied_steps_count FROM _prisma_migrations ORDER BY migration_name"
 )
-
-
-@pytest.fixture
-def prisma() -> Path:
-    """The Prisma checker; CI must have node and npm (it installs Prisma from the registry)."""
-    if not (shutil.which("node") and shutil.which("npm")):
-        if os.environ.get("CI"):
-            pytest.fail("node and npm are required in CI for the Prisma compatibility tests")
-        pytest.skip("node/npm not installed: Prisma compatibility not checked")
-    assert PRISMA_CHECK.is_file(), f"{PRISMA_CHECK} is missing"
-    return PRISMA_CHECK
 
 
 def prisma_run(

@@ -1,0 +1,198 @@
+"""A new user's path: a Prisma app repository, predeploy installed non-editable into a venv.
+
+The app is laid out as Prisma's docs make it (prisma/schema.prisma with a directUrl,
+prisma/migrations, package.json, a .env with ?schema=public and its own LOG_DIR), and
+nothing of it is edited: `predeploy migrate` runs in it from a subfolder, then the real
+Prisma CLI's `migrate status`, with the same URL, must say the database is up to date.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from conftest import Server, run_in_terminal
+from test_prisma import prisma_run
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = REPO / "tests" / "data" / "corpora" / "langfuse" / "migrations"
+SCHEMA = """\
+datasource db {
+  provider  = "postgresql"
+  url       = env("DATABASE_URL")
+  directUrl = env("DIRECT_URL")
+}
+
+generator client {
+  provider = "prisma-client-js"
+}
+"""
+POST = "-- predeploy: post-deploy\nALTER TABLE users ADD COLUMN retired_at timestamp(3);\n"
+
+
+@pytest.fixture(scope="session")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """predeploy built as a wheel and installed (not editable) into a venv of its own."""
+    folder = tmp_path_factory.mktemp("installed")
+    wheels = folder / "wheels"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(REPO), "-w", str(wheels)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    venv = folder / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    (wheel,) = wheels.glob("predeploy-*.whl")
+    subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "-q", str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    return venv / "bin" / "predeploy"
+
+
+def _database(server: Server, name: str) -> str:
+    with psycopg.connect(server.admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return server.url(name)
+
+
+@pytest.fixture
+def app(tmp_path: Path, pg_server: Server, database_url: str) -> Iterator[Path]:
+    """A Prisma app: 30 real migrations and a post-deploy one, DIRECT_URL the working URL,
+    DATABASE_URL a pooler URL on a closed port, the app's own LOG_DIR and PORT."""
+    root = tmp_path / "app"
+    migrations = root / "prisma" / "migrations"
+    migrations.mkdir(parents=True)
+    for folder in sorted(CORPUS.iterdir())[:30]:
+        if folder.is_dir():
+            shutil.copytree(folder, migrations / folder.name)
+    (migrations / "29990101000000_retire_users").mkdir()
+    (migrations / "29990101000000_retire_users" / "migration.sql").write_text(POST)
+    (root / "prisma" / "schema.prisma").write_text(SCHEMA)
+    (root / "package.json").write_text('{"name": "app", "version": "1.0.0", "private": true}\n')
+    (root / "src").mkdir()
+    (root / ".env").write_text(
+        'DATABASE_URL="postgresql://app:pooled@127.0.0.1:1/app?schema=public&pgbouncer=true'
+        '&connection_limit=1"\n'
+        f'DIRECT_URL="{database_url}?schema=public"\n'
+        f"LOG_DIR={tmp_path / 'app-logs'}\nPORT=3000\n"
+    )
+    yield root
+
+
+def _predeploy(
+    program: Path, cwd: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("PREDEPLOY_", "PG"))}
+    clean = {k: v for k, v in clean.items() if k not in ("DATABASE_URL", "DIRECT_URL")}
+    return subprocess.run(
+        [str(program), *args],
+        cwd=cwd,
+        env={**clean, **(env or {})},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+def test_prisma_app_migrates_unchanged_and_prisma_agrees(
+    installed: Path, app: Path, prisma: Path, database_url: str, tmp_path: Path
+) -> None:
+    """From a subfolder of the app: both phases apply through DIRECT_URL while DATABASE_URL
+    (a pooler) is down; the app's files and its LOG_DIR are untouched; Prisma agrees."""
+    before = {p: p.read_bytes() for p in app.rglob("*") if p.is_file()}
+    pre = _predeploy(installed, app / "src", "migrate", "--env", "staging", "--yes", "--json")
+    assert pre.returncode == 0, pre.stderr
+    assert len(json.loads(pre.stdout)["applied"]) == 30
+    post = _predeploy(installed, app, "migrate", "--env", "staging", "--yes", "--post-deploy")
+    assert post.returncode == 0, post.stderr
+    assert {p: p.read_bytes() for p in before} == before  # no file of the app edited
+    assert not (tmp_path / "app-logs").exists()  # the app's LOG_DIR is the app's
+    assert list((app / "logs").glob("predeploy-staging-*.log"))
+    with psycopg.connect(database_url) as conn:
+        count = conn.execute("SELECT count(*) FROM public._prisma_migrations").fetchone()
+    assert count == (31,)
+    status = prisma_run(
+        prisma, f"{database_url}?schema=public", app / "prisma" / "migrations", "status"
+    )
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "Database schema is up to date" in status.stdout
+
+
+@pytest.mark.slow
+def test_schema_parameter_puts_tables_and_history_in_that_schema(
+    installed: Path, app: Path, prisma: Path, pg_server: Server, tmp_path: Path
+) -> None:
+    """?schema=app: the tables and the history live in schema app, for both tools."""
+    url = _database(pg_server, f"s_{tmp_path.name[-12:].lower().replace('-', '_')}")
+    env_file = app / ".env"
+    env_file.write_text(
+        "\n".join(
+            line if not line.startswith("DIRECT_URL=") else f'DIRECT_URL="{url}?schema=app"'
+            for line in env_file.read_text().splitlines()
+        )
+        + "\n"
+    )
+    done = _predeploy(installed, app, "migrate", "--env", "staging", "--yes")
+    assert done.returncode == 0, done.stderr
+    with psycopg.connect(url) as conn:
+        schemas = dict(
+            conn.execute(
+                "SELECT table_schema, count(*) FROM information_schema.tables"
+                " WHERE table_schema NOT IN ('pg_catalog', 'information_schema') GROUP BY 1"
+            ).fetchall()
+        )
+    assert set(schemas) == {"app"} and schemas["app"] > 3
+    post = _predeploy(installed, app, "migrate", "--env", "staging", "--yes", "--post-deploy")
+    assert post.returncode == 0, post.stderr
+    status = prisma_run(prisma, f"{url}?schema=app", app / "prisma" / "migrations", "status")
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "Database schema is up to date" in status.stdout
+
+
+def test_the_question_goes_to_the_terminal_when_stdout_is_a_file(
+    installed: Path, app: Path, tmp_path: Path
+) -> None:
+    """migrate --env staging --json > out.json on a terminal: asked there, out.json clean."""
+    out = tmp_path / "out.json"
+    program = f"{installed} migrate --env staging --json > {out}"
+    code, screen = run_in_terminal(
+        ["/bin/sh", "-c", program],
+        cwd=app,
+        env={k: v for k, v in os.environ.items() if not k.startswith("PREDEPLOY_")},
+        answer="y",
+        prompt=b"[y/N]",
+    )
+    assert code == 0, screen
+    assert "About to apply 30 migration(s)" in screen
+    report = json.loads(out.read_text())
+    assert len(report["applied"]) == 30 and "Go on?" not in out.read_text()
+
+
+def test_init_adds_once_and_changes_nothing_the_second_time(installed: Path, app: Path) -> None:
+    """init adds predeploy's .env.example lines and .gitignore entries; run again, nothing."""
+    (app / ".gitignore").write_text("node_modules/\n.env\n")
+    first = _predeploy(installed, app, "init", "--json")
+    assert first.returncode == 0, first.stderr
+    assert len(json.loads(first.stdout)["changed"]) == 2
+    after = {p: p.read_bytes() for p in (app / ".gitignore", app / ".env.example")}
+    assert b"node_modules/\n.env\n" in after[app / ".gitignore"]
+    second = _predeploy(installed, app, "init", "--json")
+    assert json.loads(second.stdout)["changed"] == []
+    assert {p: p.read_bytes() for p in after} == after
+    assert "deploy --env prod --yes" in json.loads(second.stdout)["post_deploy"]
