@@ -31,26 +31,26 @@ from psycopg import sql
 from predeploy.config.settings import Settings, load_settings
 from predeploy.testing import ThrowawayCluster
 
+
 # Settings a developer's shell may carry that must not leak into the tests.
-_OUR_VARIABLES = (
+def _ours(name: str) -> bool:
+    """A variable of predeploy's, the app's database URLs, or libpq's: none may leak from a
+    developer's shell into the tests."""
+    from predeploy.config.names import KNOWN_SETTINGS  # noqa: PLC0415
+
+    urls = ("DATABASE_URL", "DIRECT_DATABASE_URL", "DIRECT_URL", "SHADOW_DATABASE_URL")
+    kept = ("PREDEPLOY_TEST_DSN",)
+    return (
+        (name in KNOWN_SETTINGS and name not in kept)
+        or name in urls
+        or name in ("PM2_HOME", "NO_COLOR")
+        or (name.startswith("PG") and name not in ("PGTZ",))
+    )
+
+
+_OUR_VARIABLES = tuple(name for name in os.environ if _ours(name)) + (
     "DATABASE_URL",
-    "DIRECT_DATABASE_URL",
     "PREDEPLOY_ENV",
-    "PREDEPLOY_ROOT",
-    "PREDEPLOY_CONNECT_TIMEOUT",
-    "PREDEPLOY_PG_BIN_DIR",
-    "PREDEPLOY_LOG_DIR",
-    "PREDEPLOY_PM2_APP",
-    "PREDEPLOY_PM2_BIN",
-    "PM2_HOME",
-    "PREDEPLOY_HEALTHCHECK_URL",
-    "PREDEPLOY_DEPLOY_WAIT",
-    "PREDEPLOY_MAINTENANCE_VACUUM",
-    "PGPASSWORD",
-    "PGHOST",
-    "PGPORT",
-    "PGUSER",
-    "PGDATABASE",
 )
 
 
