@@ -48,10 +48,7 @@ def _ours(name: str) -> bool:
     )
 
 
-_OUR_VARIABLES = tuple(name for name in os.environ if _ours(name)) + (
-    "DATABASE_URL",
-    "PREDEPLOY_ENV",
-)
+_OUR_VARIABLES = (*(name for name in os.environ if _ours(name)), "DATABASE_URL", "PREDEPLOY_ENV")
 
 
 @dataclass(frozen=True)
