@@ -1,8 +1,9 @@
 """Where a command's output goes, and how it looks.
 
 Results go to stdout: human-readable text, or one JSON object with ``--json``, whatever
-stdout is (a pipe, a file). Logs go to stderr: readable lines on a terminal, JSON lines
-otherwise or with ``--json``; ``-v`` shows debug events, ``-q`` only warnings and errors.
+stdout is (a pipe, a file). Logs go to stderr: readable warnings and errors on a terminal,
+JSON lines from info up otherwise or with ``--json``; ``-v`` shows every event, ``-q``
+only errors.
 Colour only on a terminal, never with ``NO_COLOR`` set or ``--no-color``. Prompts go to
 the controlling terminal (see ``predeploy.cli.prompt``), never to stdout.
 """
@@ -15,7 +16,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Output", "colors", "current", "emit", "set_current"]
+__all__ = ["Output", "colors", "current", "emit", "log_level", "set_current"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,18 @@ def current() -> Output:
 def colors() -> bool:
     """Colour on stderr: a terminal, no NO_COLOR, no --no-color."""
     return sys.stderr.isatty() and not os.environ.get("NO_COLOR") and not _current.no_color
+
+
+def log_level(json_output: bool) -> int:
+    """What stderr shows. On a terminal the steps and the report tell the story: warnings and
+    errors only (``-v``: every event). Elsewhere (cron, CI, ``--json``) every event from info
+    up, as JSON lines. ``-q``: errors only. The log file always has every event."""
+    if _current.verbosity < 0:
+        return 40
+    if _current.verbosity > 0:
+        return 10
+    console = sys.stderr.isatty() and not json_output
+    return 30 if console else 20
 
 
 def emit(data: dict[str, Any], human: str, json_output: bool) -> None:

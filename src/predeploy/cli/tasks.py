@@ -75,7 +75,6 @@ def _run(
             boundary.fail(exc)
         except KeyboardInterrupt:
             raise Exit("predeploy: interrupted", 130) from None
-        verbosity = output.current().verbosity
         setup = log_mod.configure(
             env=settings.env,
             log_dir=settings.log_dir,
@@ -83,7 +82,7 @@ def _run(
             secrets=settings.secrets(),
             stream=log_stream,
             colors=output.colors(),
-            level={-1: 30, 0: 20, 1: 10}[verbosity],
+            level=output.log_level(json_output),
         )
         log_file = str(setup.log_file) if setup.log_file else None
         for warning in settings.warnings:
