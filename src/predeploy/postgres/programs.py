@@ -55,6 +55,14 @@ _ALLOWED = frozenset(
 _ALLOWED_PREFIXES = ("LC_",)
 _OK_CODES = list(range(-64, 256))  # every exit is ours to judge, signals included
 _KEEP_LINES = 50
+# options of a newer libpq (psycopg's) that it reports at their built-in value: an older
+# client program (pg_dump 15 for a PostgreSQL 15 server) refuses the names it does not know
+_NEWER_LIBPQ_DEFAULTS = {
+    "sslcertmode": "allow",
+    "sslnegotiation": "postgres",
+    "load_balance_hosts": "disable",
+    "require_auth": "",
+}
 
 
 class ProgramFailed(Exception):
@@ -100,7 +108,11 @@ def client(
     resolved for this process's own connection (URL, PGPASSWORD, PGPASSFILE or ~/.pgpass),
     handed over in a passfile that exists only in memory and is closed afterwards.
     """
-    safe = {k: v for k, v in params.items() if k not in ("password", "passfile")}
+    safe = {
+        k: v
+        for k, v in params.items()
+        if k not in ("password", "passfile") and _NEWER_LIBPQ_DEFAULTS.get(k) != v
+    }
     safe["application_name"] = application_name
     conninfo = make_conninfo("", **safe)
     if not password:
