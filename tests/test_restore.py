@@ -299,7 +299,12 @@ def test_two_backups_started_at_once_both_succeed(site: Site) -> None:
     environ = {**os.environ, **site.env}
     both = [
         subprocess.Popen(
-            argv, cwd=site.project, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            argv,
+            cwd=site.project,
+            env=environ,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
         )
         for _ in range(2)
     ]

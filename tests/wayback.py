@@ -67,7 +67,8 @@ def state(url: str, *, without: tuple[str, ...] = ()) -> dict[str, Any]:
 def run(
     project: Path, env: dict[str, str], *args: str, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
-    """`predeploy ARGS` in ``project`` as a user runs it: no terminal, no stdin."""
+    """`predeploy ARGS` in ``project`` as cron or CI runs it: no terminal (not even a
+    controlling one), no stdin."""
     return subprocess.run(
         [sys.executable, "-m", "predeploy", *args],
         cwd=project,
@@ -77,6 +78,7 @@ def run(
         text=True,
         timeout=timeout,
         check=False,
+        start_new_session=True,
     )
 
 
