@@ -188,25 +188,30 @@ class Executor:
     def rehearse(self, migrations: list[Migration]) -> list[Rehearsed]:
         """Each migration in turn inside one transaction that is rolled back at the end.
 
-        Stops at the first failure (later migrations may depend on it); migrations that
-        cannot run in a transaction are not rehearsed.
+        Stops at the first failure (later migrations may depend on it: they are listed as
+        not rehearsed); migrations that cannot run in a transaction are not rehearsed.
         """
         results: list[Rehearsed] = []
+        failed: str | None = None
         self.conn.execute("BEGIN")
         try:
             for migration in migrations:
                 unit = _unit(migration.name, "migration.sql", migration.parsed)
-                if not unit.script.transactional:
-                    results.append(Rehearsed(unit.name, "not rehearsed", detail=unit.script.reason))
+                reason = unit.script.reason if failed is None else f"{failed} failed before it"
+                if failed is not None or not unit.script.transactional:
+                    results.append(Rehearsed(unit.name, "not rehearsed", detail=reason))
                     continue
                 started = time.perf_counter()
                 try:  # no lock-timeout retries: earlier rehearsed changes still hold their locks
                     self._transaction(unit, lambda: None, savepoint=True, retry=False)
-                except MigrationFailed as exc:
+                except MigrationError as exc:  # its SQL failed, or its locks were not granted
+                    cause = exc if isinstance(exc, MigrationFailed) else exc.__cause__
+                    sqlstate = getattr(cause, "sqlstate", None)
                     results.append(
-                        Rehearsed(unit.name, "failed", sqlstate=exc.sqlstate, detail=str(exc))
+                        Rehearsed(unit.name, "failed", sqlstate=sqlstate, detail=str(exc))
                     )
-                    break
+                    failed = unit.name
+                    continue
                 seconds = round(time.perf_counter() - started, 4)
                 results.append(Rehearsed(unit.name, "ok", seconds=seconds))
         finally:
@@ -341,6 +346,8 @@ class Executor:
         # the sessions that held its tables since before the try (older than the lock
         # timeout) or that sit idle in a transaction: the blocker scan's definition
         holders: list[str] = []
+        if attempt > options.lock_retries:  # no retries (a rehearsal): name them all the same
+            holders = [blockers.describe(b) for b in blockers.scan(conn, unit.tables, lock_timeout)]
         while attempt <= options.lock_retries:
             pause = backoff(attempt)
             holders = [blockers.describe(b) for b in blockers.scan(conn, unit.tables, lock_timeout)]
