@@ -132,3 +132,25 @@ def test_naming_one_with_a_later_one_applied_on_top_is_refused(site: Site) -> No
     message = refused.stderr.strip().splitlines()[-1]
     assert "2_posts applied after 1_users" in message and "nothing was undone" in message
     assert state(site.url) == before
+
+
+def test_a_concurrently_built_index_is_rolled_back_as_the_runbook_says(site: Site) -> None:
+    """CREATE INDEX CONCURRENTLY with DROP INDEX CONCURRENTLY as its down: the pasted
+    rollback runs it outside a transaction and the migration is pending again."""
+    write(site.migrations, "1_users", *USERS)
+    assert site.migrate()["exit_code"] == 0
+    before = state(site.url, without=(HISTORY,))
+    write(
+        site.migrations,
+        "2_index",
+        "CREATE INDEX CONCURRENTLY users_name ON users (name);",
+        "DROP INDEX CONCURRENTLY users_name;",
+    )
+    run = site.migrate()
+    assert run["exit_code"] == 0, run["stderr"]
+    line = runbook_commands(run["runbook"])[0]
+    assert line == "predeploy rollback --env staging --migrations 2_index --yes"
+    pasted = site.paste(line)
+    assert pasted.returncode == 0, pasted.stderr
+    assert state(site.url, without=(HISTORY,)) == before
+    assert applied(site) == ["1_users"]
