@@ -19,7 +19,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import Server, Target
+from conftest import PG15_BIN, Server, Target
 from predeploy.backup import dump as backup
 from predeploy.backup import restore, retention
 from predeploy.errors import BackupError
@@ -324,3 +324,41 @@ def _resign(dump: Path) -> None:
     manifest = json.loads(path.read_text())
     manifest["sha256"], manifest["size"] = digest(dump)
     path.write_text(json.dumps(manifest))
+
+
+def test_backups_of_same_named_databases_on_two_servers_into_one_folder_both_survive(
+    pg_server: Server, pg15_server: Server, project: Path
+) -> None:
+    """One PREDEPLOY_BACKUP_DIR, two servers, one database name, the same second: two dumps,
+    each with its own manifest (the per-database lock cannot see across servers)."""
+    name = f"t_shared_{os.getpid()}"
+    sites = [
+        Site(project, pg_server.url(name), {}),
+        Site(project, pg15_server.url(name), {"PREDEPLOY_PG_BIN_DIR": str(PG15_BIN)}),
+    ]
+    for server in (pg_server, pg15_server):
+        execute(server.admin_url, f'CREATE DATABASE "{name}"')
+    try:
+        argv = [sys.executable, "-m", "predeploy", "backup", "--env", "prod", "--json"]
+        both = [
+            subprocess.Popen(
+                argv,
+                cwd=project,
+                env={**os.environ, **here.env},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+            for here in sites
+        ]
+        outputs = [p.communicate(timeout=60) for p in both]
+        assert [p.returncode for p in both] == [0, 0], [err for _, err in outputs]
+        paths = {json.loads(out)["path"] for out, _ in outputs}
+        assert len(paths) == 2
+        found = retention.list_backups(sites[0].settings("prod"))
+        assert {str(b.path) for b in found} == paths
+        assert len({b.manifest["system_identifier"] for b in found}) == 2
+        assert all(retention.check(b).last_check == "ok" for b in found)
+    finally:
+        for server in (pg_server, pg15_server):
+            execute(server.admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
