@@ -76,6 +76,7 @@ def test_the_pasted_runbook_undoes_exactly_this_run(site: Site) -> None:
     assert [a["name"] for a in again["applied"]] == ["2_posts", "3_avatar"]
 
 
+@suite_only
 def test_an_out_of_order_merge_is_undone_by_what_was_applied_last(site: Site) -> None:
     """2_tags applied after 3_posts: the runbook and --steps 1 undo 2_tags, not 3_posts."""
     write(site.migrations, "1_users", *USERS)
@@ -134,6 +135,7 @@ def test_naming_one_with_a_later_one_applied_on_top_is_refused(site: Site) -> No
     assert state(site.url) == before
 
 
+@suite_only
 def test_a_concurrently_built_index_is_rolled_back_as_the_runbook_says(site: Site) -> None:
     """CREATE INDEX CONCURRENTLY with DROP INDEX CONCURRENTLY as its down: the pasted
     rollback runs it outside a transaction and the migration is pending again."""
