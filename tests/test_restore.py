@@ -25,7 +25,6 @@ from predeploy.backup import restore, retention
 from predeploy.errors import BackupError
 from predeploy.migrate import commands
 from wayback import Site, execute, state, write
-from wayback import commands as runbook_commands
 
 # checks of files and manifests, the same on every server: run on the suite's only
 suite_only = pytest.mark.parametrize("target", ["suite"], indirect=True)
@@ -130,16 +129,17 @@ INSERT INTO orders VALUES (1, 1, 'happy');"""
 
 
 def test_pasted_restore_of_a_run_brings_back_the_moment_before_it(site: Site) -> None:
-    """The runbook's restore, pasted: schema and data as before the run, then it applies again."""
+    """The runbook's restore, pasted from the printed text: schema and data as before the
+    run, and the migration applies again."""
     before = state(site.url)
     write(site.migrations, "2_everything", ALL_AT_ONCE)
-    run = site.migrate()
-    assert run["exit_code"] == 0, run["stderr"]
+    run = site.run("migrate", "--env", "staging", "--yes")  # the text an operator reads
+    assert run.returncode == 0, run.stderr
     after = state(site.url)
     execute(site.url, "INSERT INTO orders VALUES (2, 2, 'sad')")  # the app writes on
-    lines = runbook_commands(run["runbook"])
-    restore_line = next(line for line in lines if line.startswith("predeploy restore"))
-    assert run["backup"]["path"] in restore_line
+    printed = run.stdout.split("rollback runbook", 1)[1].splitlines()
+    restore_line = next(line for line in printed if line.startswith("predeploy restore"))
+    assert str(site.backups / "staging") in restore_line
     pasted = site.paste(restore_line)
     assert pasted.returncode == 0, pasted.stderr
     assert state(site.url) == before
