@@ -160,7 +160,7 @@ def test_restore_behind_a_held_lock_gives_up_and_changes_nothing(site: Site) -> 
     changed = state(site.url)
     with psycopg.connect(site.url, application_name="the-app") as holder:
         holder.execute("SELECT count(*) FROM users")  # ACCESS SHARE, held: idle in transaction
-        done = site.run("restore", "--env", "staging", "--yes", PREDEPLOY_LOCK_WAIT="1s")
+        done = site.run("restore", "--env", "staging", "--yes", PREDEPLOY_LOCK_WAIT="500ms")
     assert done.returncode == 4, done.stderr
     assert "PREDEPLOY_LOCK_WAIT" in done.stderr and "unchanged" in done.stderr
     assert state(site.url) == changed

@@ -21,6 +21,7 @@ import psycopg
 import pytest
 
 from conftest import run_in_terminal
+from predeploy.migrate import commands
 from wayback import HISTORY, Site, state, write
 from wayback import commands as runbook_commands
 
@@ -35,7 +36,7 @@ def site(project: Path, database_url: str) -> Site:
     """A project with 1_users applied and a row in it."""
     here = Site(project, database_url, {})
     write(here.migrations, "1_users", *USERS)
-    assert here.migrate()["exit_code"] == 0
+    commands.migrate(here.settings())
     with psycopg.connect(database_url) as conn:
         conn.execute("INSERT INTO users VALUES (1, 'ada')")
     return here
