@@ -18,6 +18,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from conftest import PG15_BIN, Server, Target
 from predeploy.backup import dump as backup
@@ -26,6 +27,7 @@ from predeploy.errors import BackupError
 from predeploy.migrate import commands
 from wayback import Site, execute, state, write
 
+DROP = "DROP DATABASE IF EXISTS {} WITH (FORCE)"
 # checks of files and manifests, the same on every server: run on the suite's only
 suite_only = pytest.mark.parametrize("target", ["suite"], indirect=True)
 
@@ -212,7 +214,7 @@ def test_a_dump_of_a_same_named_database_on_another_server_is_refused(
     """The same database name on another server: refused, naming the server's identifier."""
     other_server = pg15_server if target.name == "suite" else pg_server
     database = site.url.rsplit("/", 1)[1]
-    execute(other_server.admin_url, f'CREATE DATABASE "{database}"')
+    execute(other_server.admin_url, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
     try:
         elsewhere = Site(project, other_server.url(database), {})
         elsewhere.env["PREDEPLOY_PG_BIN_DIR"] = target.env.get("PREDEPLOY_PG_BIN_DIR", "")
@@ -221,7 +223,7 @@ def test_a_dump_of_a_same_named_database_on_another_server_is_refused(
             restore.plan(site.settings(), taken.path)
         assert "--other-database" in refused.value.message
     finally:
-        execute(other_server.admin_url, f'DROP DATABASE "{database}" WITH (FORCE)')
+        execute(other_server.admin_url, sql.SQL(DROP).format(sql.Identifier(database)))
 
 
 @suite_only
@@ -337,7 +339,7 @@ def test_backups_of_same_named_databases_on_two_servers_into_one_folder_both_sur
         Site(project, pg15_server.url(name), {"PREDEPLOY_PG_BIN_DIR": str(PG15_BIN)}),
     ]
     for server in (pg_server, pg15_server):
-        execute(server.admin_url, f'CREATE DATABASE "{name}"')
+        execute(server.admin_url, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
         argv = [sys.executable, "-m", "predeploy", "backup", "--env", "prod", "--json"]
         both = [
@@ -361,4 +363,4 @@ def test_backups_of_same_named_databases_on_two_servers_into_one_folder_both_sur
         assert all(retention.check(b).last_check == "ok" for b in found)
     finally:
         for server in (pg_server, pg15_server):
-            execute(server.admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            execute(server.admin_url, sql.SQL(DROP).format(sql.Identifier(name)))

@@ -108,7 +108,7 @@ def write(folder: Path, name: str, up: str, down: str | None = None) -> None:
         (folder / name / "down.sql").write_text(down + "\n")
 
 
-def execute(url: str, *statements: str) -> None:
+def execute(url: str, *statements: str | sql.Composable) -> None:
     """Run ``statements`` on ``url`` as the superuser, each committed."""
     with psycopg.connect(url, autocommit=True) as conn:
         for statement in statements:
