@@ -201,9 +201,8 @@ def test_missing_on_disk_and_pending_warns_then_applies(site: Site) -> None:
     write(site.migrations, "2_tags", "CREATE TABLE tags (id int);", "DROP TABLE tags;")
     run = site.migrate("prod")
     assert run["exit_code"] == 0, run["stderr"]
-    assert run["warnings"] == [
-        "1_users is recorded in the database but its folder is missing on disk"
-    ]
+    missing = "1_users is recorded in the database but its folder is missing on disk"
+    assert missing in run["warnings"]
     assert [a["name"] for a in run["applied"]] == ["2_tags"]
     checks = {s["name"]: s["outcome"] for s in run["steps"]}
     assert checks["post-apply checks"] == "ok"
