@@ -188,8 +188,11 @@ class Running:
             name = _SIGNALS.get(-code, f"signal {-code}")
             return ProgramFailed(self.name, f"was killed by {name}", code=code)
         lines = [line for line in self.stderr.lines if line.strip()]
-        errors = [line for line in lines if "error:" in line] or lines or ["(no message)"]
-        detail = errors[-1].split("error:", 1)[-1].strip()
+        # "pg_dump: error: ...", and psql's "psql:<stdin>:12: ERROR:  ..." (then DETAIL,
+        # HINT and CONTEXT lines, which say less)
+        errors = [line for line in lines if "error:" in line.lower()] or lines or ["(no message)"]
+        at = errors[-1].lower().find("error:")
+        detail = (errors[-1][at + len("error:") :] if at >= 0 else errors[-1]).strip()
         return ProgramFailed(self.name, f"failed (exit {code}): {detail}", code=code)
 
     def _expire(self) -> None:
