@@ -364,3 +364,25 @@ def test_backups_of_same_named_databases_on_two_servers_into_one_folder_both_sur
     finally:
         for server in (pg_server, pg15_server):
             execute(server.admin_url, sql.SQL(DROP).format(sql.Identifier(name)))
+
+
+@suite_only
+def test_a_restore_the_server_refuses_names_its_error_and_changes_nothing(site: Site) -> None:
+    """The replay fails on the server (an event trigger refuses DDL): exit 4 with the
+    server's own error, nothing changed."""
+    settings = site.settings()
+    backup.backup(settings)
+    write(site.migrations, "2_orders", KINDS["fk_table"])
+    commands.migrate(settings)
+    execute(
+        site.url,
+        "CREATE FUNCTION refuse_ddl() RETURNS event_trigger LANGUAGE plpgsql AS"
+        " $$BEGIN RAISE EXCEPTION 'DDL is frozen for the audit'; END$$",
+        "CREATE EVENT TRIGGER frozen ON ddl_command_start EXECUTE FUNCTION refuse_ddl()",
+    )
+    changed = state(site.url)
+    done = site.run("restore", "--env", "staging", "--yes")
+    assert done.returncode == 4, done.stderr
+    message = done.stderr.strip().splitlines()[-1]
+    assert "DDL is frozen for the audit" in message and "unchanged" in message
+    assert state(site.url) == changed
