@@ -464,3 +464,46 @@ def prisma() -> Path:
         pytest.skip("node/npm not installed: Prisma compatibility not checked")
     assert PRISMA_CHECK.is_file(), f"{PRISMA_CHECK} is missing"
     return PRISMA_CHECK
+
+
+# --- PostgreSQL 15 beside the suite's server: the way-back tests run on both -------------
+
+PG15_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+@pytest.fixture(scope="session")
+def pg15_server() -> Iterator[Server]:
+    """A second cluster from the system's PostgreSQL 15 binaries, for the whole session."""
+    cluster = ThrowawayCluster(bin_dir=PG15_BIN).start()
+    try:
+        yield Server(admin_url=cluster.admin_url, cluster=cluster)
+    finally:
+        cluster.stop()
+
+
+@dataclass(frozen=True)
+class Target:
+    """A fresh database on one of the two servers, with the settings that server needs."""
+
+    name: str  # "suite" or "pg15"
+    server: Server
+    url: str
+    env: dict[str, str]  # PREDEPLOY_PG_BIN_DIR for PostgreSQL 15: its own pg_dump, psql
+
+
+@pytest.fixture(params=["suite", "pg15"])
+def target(request: pytest.FixtureRequest) -> Iterator[Target]:
+    """A fresh database on the suite's server, then (second run) on PostgreSQL 15."""
+    on15 = request.param == "pg15"
+    server: Server = request.getfixturevalue("pg15_server" if on15 else "pg_server")
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(server.admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    env = {"PREDEPLOY_PG_BIN_DIR": str(PG15_BIN)} if on15 else {}
+    try:
+        yield Target(request.param, server, server.url(name), env)
+    finally:
+        with psycopg.connect(server.admin_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )

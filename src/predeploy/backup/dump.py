@@ -148,8 +148,8 @@ def _make(
     dump_program, restore_program = tools
     started = time.perf_counter()
     created = datetime.now(UTC)
-    final = _free_name(folder, f"{facts.database}_{created:%Y%m%dT%H%M%SZ}_{reason}")
-    partial = folder / partial_name(final.name)
+    stem = f"{facts.database}_{created:%Y%m%dT%H%M%SZ}_{reason}"
+    partial = folder / partial_name(f"{stem}.dump")
     directory = settings.backup_jobs > 1
     try:
         params = conn.info.get_parameters()
@@ -169,7 +169,7 @@ def _make(
         verify_from = time.perf_counter()
         sha256, size = _verify(restore_program, partial, facts, progress, streamed)
         verify_seconds = time.perf_counter() - verify_from
-        os.replace(partial, final)
+        final = _claim(partial, folder, stem)
     except BaseException:
         _remove(partial)
         raise
@@ -223,12 +223,27 @@ def _make(
     )
 
 
-def _free_name(folder: Path, stem: str) -> Path:
-    """``<stem>.dump``, or ``<stem>-2.dump``... when a backup of that second exists."""
+def _claim(partial: Path, folder: Path, stem: str) -> Path:
+    """Move ``partial`` to ``<stem>.dump``, or ``<stem>-2.dump``... when that is taken.
+
+    Each name is taken atomically (a hard link, or an empty directory that the rename
+    replaces): two backups of same-named databases into one folder in the same second
+    (two servers, one PREDEPLOY_BACKUP_DIR) never replace each other.
+    """
     for n in range(1, 100):
         final = folder / (f"{stem}.dump" if n == 1 else f"{stem}-{n}.dump")
-        if not final.exists() and not manifest_path(final).exists():
-            return final
+        if manifest_path(final).exists():
+            continue
+        try:
+            if partial.is_dir():
+                final.mkdir(mode=0o700)
+                os.replace(partial, final)
+            else:
+                os.link(partial, final)
+                partial.unlink()
+        except FileExistsError:
+            continue
+        return final
     raise BackupError(f"{folder} holds 99 backups named {stem}: remove some")
 
 

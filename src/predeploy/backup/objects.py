@@ -7,10 +7,12 @@ since survives the restore (re-running the migration then fails on "already exis
 
 So before the archive is replayed, in the same transaction, every object the archive does
 not have is dropped with CASCADE: schemas, extensions, relations (tables, views,
-materialized views, sequences, foreign tables), types and domains, routines, and
-constraints. A cascade can only reach objects that depend on a newer one; those that are
-in the archive are recreated by the replay. Extension members, the system schemas, the
-``public`` schema itself and the tables a restore keeps (the audit trail) are never dropped.
+materialized views, sequences, foreign tables), types and domains, routines, collations,
+text search configurations and dictionaries, and constraints. A cascade can only reach
+objects that depend on a newer one; those that are in the archive are recreated by the
+replay. Extension members, identity sequences (part of their table), the system schemas,
+the ``public`` schema itself and the tables a restore keeps (the audit trail) are never
+dropped.
 """
 
 from __future__ import annotations
@@ -32,10 +34,13 @@ _KINDS = (
     "SEQUENCE OWNED BY",
     "SEQUENCE SET",
     "TABLE DATA",
+    "TEXT SEARCH CONFIGURATION",
+    "TEXT SEARCH DICTIONARY",
     "MATERIALIZED VIEW",
     "FOREIGN TABLE",
     "FK CONSTRAINT",
     "CONSTRAINT",
+    "COLLATION",
     "EXTENSION",
     "PROCEDURE",
     "AGGREGATE",
@@ -92,7 +97,10 @@ _LIVE = {
         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND NOT c.relispartition
           AND n.nspname NOT IN @SYSTEM@ AND n.nspname NOT LIKE 'pg\\_%%'
-          AND @NOT_EXTENSION('pg_class',c.oid)@""",
+          AND @NOT_EXTENSION('pg_class',c.oid)@
+          -- an identity column's sequence is part of its table (it cannot be dropped alone)
+          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                          AND d.objid = c.oid AND d.deptype = 'i')""",
     "TYPE": """
         SELECT CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, n.nspname, t.typname,
                format('DROP %s IF EXISTS %I.%I CASCADE',
@@ -117,6 +125,26 @@ _LIVE = {
         WHERE p.prokind IN ('f', 'p', 'a', 'w')
           AND n.nspname NOT IN @SYSTEM@ AND n.nspname NOT LIKE 'pg\\_%%'
           AND @NOT_EXTENSION('pg_proc',p.oid)@""",
+    "COLLATION": """
+        SELECT 'COLLATION', n.nspname, c.collname,
+               format('DROP COLLATION IF EXISTS %I.%I CASCADE', n.nspname, c.collname)
+        FROM pg_collation c JOIN pg_namespace n ON n.oid = c.collnamespace
+        WHERE n.nspname NOT IN @SYSTEM@ AND n.nspname NOT LIKE 'pg\\_%%'
+          AND @NOT_EXTENSION('pg_collation',c.oid)@""",
+    "TEXT SEARCH": """
+        SELECT 'TEXT SEARCH CONFIGURATION', n.nspname, c.cfgname,
+               format('DROP TEXT SEARCH CONFIGURATION IF EXISTS %I.%I CASCADE',
+                      n.nspname, c.cfgname)
+        FROM pg_ts_config c JOIN pg_namespace n ON n.oid = c.cfgnamespace
+        WHERE n.nspname NOT IN @SYSTEM@ AND n.nspname NOT LIKE 'pg\\_%%'
+          AND @NOT_EXTENSION('pg_ts_config',c.oid)@
+        UNION ALL
+        SELECT 'TEXT SEARCH DICTIONARY', n.nspname, t.dictname,
+               format('DROP TEXT SEARCH DICTIONARY IF EXISTS %I.%I CASCADE',
+                      n.nspname, t.dictname)
+        FROM pg_ts_dict t JOIN pg_namespace n ON n.oid = t.dictnamespace
+        WHERE n.nspname NOT IN @SYSTEM@ AND n.nspname NOT LIKE 'pg\\_%%'
+          AND @NOT_EXTENSION('pg_ts_dict',t.oid)@""",
     "CONSTRAINT": """
         SELECT CASE c.contype WHEN 'f' THEN 'FK CONSTRAINT' ELSE 'CONSTRAINT' END,
                n.nspname, r.relname || ' ' || c.conname,
@@ -130,7 +158,16 @@ _LIVE = {
 }
 # constraints first (a foreign key between two old tables, added since), then what holds
 # data and code, then the containers
-_ORDER = ("CONSTRAINT", "RELATION", "ROUTINE", "TYPE", "EXTENSION", "SCHEMA")
+_ORDER = (
+    "CONSTRAINT",
+    "RELATION",
+    "ROUTINE",
+    "TYPE",
+    "COLLATION",
+    "TEXT SEARCH",
+    "EXTENSION",
+    "SCHEMA",
+)
 
 
 @dataclass(frozen=True)

@@ -39,8 +39,10 @@ class BackupInfo:
 
     @property
     def verified(self) -> bool:
-        """Its sha256 was checked when it was made (and it is still there, at its size)."""
-        return self.present and bool(self.manifest.get("verified"))
+        """Its sha256 was checked when it was made, it is still there at its size, and no
+        later check found it different."""
+        rechecked = self.manifest.get("check")
+        return self.present and bool(self.manifest.get("verified")) and rechecked in (None, "ok")
 
     @property
     def last_check(self) -> str:

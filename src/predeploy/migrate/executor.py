@@ -175,38 +175,47 @@ class Executor:
         return self._done(unit, started, attempts, "migration_applied")
 
     def undo(self, migration: Migration, script: Script) -> Applied:
-        """Run ``script`` (the down.sql of ``migration``, transactional) and mark the
-        migration rolled back in the same transaction."""
+        """Run ``script`` (the down.sql of ``migration``) and mark the migration rolled back:
+        in the same transaction, or (DROP INDEX CONCURRENTLY...) after every statement ran."""
         unit = _unit(migration.name, "down.sql", script)
         started = time.perf_counter()
         table = self.options.table
-        attempts = self._transaction(
-            unit, lambda: history.mark_undone(self.conn, table, migration.name)
-        )
+        if not script.transactional:
+            log.info("rollback_outside_transaction", migration=unit.name, reason=script.reason)
+            attempts = self._undo_statements(unit)
+        else:
+            attempts = self._transaction(
+                unit, lambda: history.mark_undone(self.conn, table, migration.name)
+            )
         return self._done(unit, started, attempts, "migration_rolled_back")
 
     def rehearse(self, migrations: list[Migration]) -> list[Rehearsed]:
         """Each migration in turn inside one transaction that is rolled back at the end.
 
-        Stops at the first failure (later migrations may depend on it); migrations that
-        cannot run in a transaction are not rehearsed.
+        Stops at the first failure (later migrations may depend on it: they are listed as
+        not rehearsed); migrations that cannot run in a transaction are not rehearsed.
         """
         results: list[Rehearsed] = []
+        failed: str | None = None
         self.conn.execute("BEGIN")
         try:
             for migration in migrations:
                 unit = _unit(migration.name, "migration.sql", migration.parsed)
-                if not unit.script.transactional:
-                    results.append(Rehearsed(unit.name, "not rehearsed", detail=unit.script.reason))
+                reason = unit.script.reason if failed is None else f"{failed} failed before it"
+                if failed is not None or not unit.script.transactional:
+                    results.append(Rehearsed(unit.name, "not rehearsed", detail=reason))
                     continue
                 started = time.perf_counter()
                 try:  # no lock-timeout retries: earlier rehearsed changes still hold their locks
                     self._transaction(unit, lambda: None, savepoint=True, retry=False)
-                except MigrationFailed as exc:
+                except MigrationError as exc:  # its SQL failed, or its locks were not granted
+                    cause = exc if isinstance(exc, MigrationFailed) else exc.__cause__
+                    sqlstate = getattr(cause, "sqlstate", None)
                     results.append(
-                        Rehearsed(unit.name, "failed", sqlstate=exc.sqlstate, detail=str(exc))
+                        Rehearsed(unit.name, "failed", sqlstate=sqlstate, detail=str(exc))
                     )
-                    break
+                    failed = unit.name
+                    continue
                 seconds = round(time.perf_counter() - started, 4)
                 results.append(Rehearsed(unit.name, "ok", seconds=seconds))
         finally:
@@ -317,6 +326,36 @@ class Executor:
         history.finish(conn, table, row_id, steps=1)
         return attempt
 
+    def _undo_statements(self, unit: _Unit) -> int:
+        """A down.sql that cannot run in a transaction, statement by statement; the migration
+        is marked rolled back once all ran, and stays applied if one fails."""
+        conn, statements = self.conn, unit.script.statements
+        attempt, block_start, index = 1, None, 0
+        while index < len(statements):
+            try:
+                self._execute(statements[index])
+            except pg_errors.LockNotAvailable as exc:
+                if block_start is not None:  # the script's own transaction was lost with it
+                    conn.execute("ROLLBACK")
+                    index, block_start = block_start, None
+                attempt = self._next_try(unit, attempt=attempt, exc=exc)
+                continue
+            except psycopg.Error as exc:
+                if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    conn.execute("ROLLBACK")
+                then = (
+                    f"{index} of its {len(statements)} statement(s) ran before it and "
+                    f"{unit.name} is still recorded as applied: fix down.sql (IF EXISTS makes "
+                    f"it safe to run again), then roll back again"
+                )
+                raise self._failure(unit, statements[index], exc, then=then) from None
+            if statements[index].kind == "TransactionStmt":
+                in_block = conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+                block_start = index if in_block else None
+            index += 1
+        history.mark_undone(conn, self.options.table, unit.name)
+        return attempt
+
     def _execute(self, statement: Statement) -> None:
         if statement.concurrent:
             # A CONCURRENTLY build's waits block no reads or writes, and a lock timeout would
@@ -341,6 +380,8 @@ class Executor:
         # the sessions that held its tables since before the try (older than the lock
         # timeout) or that sit idle in a transaction: the blocker scan's definition
         holders: list[str] = []
+        if attempt > options.lock_retries:  # no retries (a rehearsal): name them all the same
+            holders = [blockers.describe(b) for b in blockers.scan(conn, unit.tables, lock_timeout)]
         while attempt <= options.lock_retries:
             pause = backoff(attempt)
             holders = [blockers.describe(b) for b in blockers.scan(conn, unit.tables, lock_timeout)]
@@ -375,6 +416,7 @@ class Executor:
         exc: psycopg.Error,
         *,
         left_failed: bool = False,
+        then: str | None = None,
     ) -> MigrationError:
         """The error with its place in the file: the server's position, else the statement's."""
         diag = exc.diag
@@ -388,8 +430,12 @@ class Executor:
             )
         position = int(diag.statement_position or 1)
         line, column = position_to_line_column(unit.script.text, statement.offset + position)
-        then = None
-        if statement.concurrent and statement.kind == "IndexStmt" and statement.index_name:
+        if (
+            then is None
+            and statement.concurrent
+            and statement.kind == "IndexStmt"
+            and statement.index_name
+        ):
             name = statement.index_name
             then = (
                 f"an INVALID index {name} may be left behind: remove it with "

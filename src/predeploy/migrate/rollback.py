@@ -3,12 +3,14 @@
 Migrations are undone newest-applied first (by the history's finished_at, not by name:
 an out-of-order merge applies an older name later). Each down.sql runs through the one
 executor in its own transaction, which also marks the history row rolled back (as
-Prisma's resolve does), so the migration is pending again afterwards.
+Prisma's resolve does), so the migration is pending again afterwards; a down.sql that
+cannot run in a transaction (DROP INDEX CONCURRENTLY) runs statement by statement, and
+the row is marked once all of them ran.
 
 It refuses, before undoing anything, when a migration it would undo has an edited or
 missing folder (it never undoes another one instead), when a down.sql is missing or holds
-only comments, when one cannot run in a transaction, and when migrations applied after
-the named ones would be left on top of the undone ones.
+only comments, and when migrations applied after the named ones would be left on top of
+the undone ones.
 """
 
 from __future__ import annotations
@@ -171,10 +173,5 @@ def _checked(entry: Entry) -> Chosen:
         raise MigrationError(
             f"no down.sql (or only comments) for {entry.name}: nothing was undone; restore a "
             f"backup instead (predeploy backups, predeploy restore)"
-        )
-    if not down.transactional:
-        raise MigrationError(
-            f"the down.sql of {entry.name} cannot run in a transaction ({down.reason}): undo "
-            f"it by hand; nothing was undone"
         )
     return Chosen(migration, down)

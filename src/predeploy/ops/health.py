@@ -171,18 +171,23 @@ def _history(
     counts = status.counts()
     waiting = [m for m in status.pending if m.phase == "post-deploy"] if post_deploy_pending else []
     counts["pending"] -= len(waiting)
-    problems = {state: n for state, n in counts.items() if n and state != "applied"}
+    # missing on disk is a warning, as in the plan: the run that applied past it succeeded
+    problems = {s: n for s, n in counts.items() if n and s not in ("applied", "missing")}
+    missing = [e.name for e in status.having("missing")]
+    note = f"; warning: {', '.join(missing)} missing on disk" if missing else ""
     if not problems:
         return (
             True,
-            f"{counts.get('applied', 0)} applied, nothing pending, failed or edited",
+            f"{counts.get('applied', 0)} applied, nothing pending, failed or edited{note}",
             counts,
         )
     listed = ", ".join(f"{n} {state}" for state, n in problems.items())
     names = ", ".join(
-        e.name for e in status.entries if e.state != "applied" and e.migration not in waiting
+        e.name
+        for e in status.entries
+        if e.state not in ("applied", "missing") and e.migration not in waiting
     )
-    return False, f"{listed}: {names}", counts
+    return False, f"{listed}: {names}{note}", counts
 
 
 def _tables(conn: Conn) -> tuple[bool, str, dict[str, Any]]:

@@ -55,6 +55,14 @@ _ALLOWED = frozenset(
 _ALLOWED_PREFIXES = ("LC_",)
 _OK_CODES = list(range(-64, 256))  # every exit is ours to judge, signals included
 _KEEP_LINES = 50
+# options of a newer libpq (psycopg's) that it reports at their built-in value: an older
+# client program (pg_dump 15 for a PostgreSQL 15 server) refuses the names it does not know
+_NEWER_LIBPQ_DEFAULTS = {
+    "sslcertmode": "allow",
+    "sslnegotiation": "postgres",
+    "load_balance_hosts": "disable",
+    "require_auth": "",
+}
 
 
 class ProgramFailed(Exception):
@@ -100,7 +108,11 @@ def client(
     resolved for this process's own connection (URL, PGPASSWORD, PGPASSFILE or ~/.pgpass),
     handed over in a passfile that exists only in memory and is closed afterwards.
     """
-    safe = {k: v for k, v in params.items() if k not in ("password", "passfile")}
+    safe = {
+        k: v
+        for k, v in params.items()
+        if k not in ("password", "passfile") and _NEWER_LIBPQ_DEFAULTS.get(k) != v
+    }
     safe["application_name"] = application_name
     conninfo = make_conninfo("", **safe)
     if not password:
@@ -176,8 +188,11 @@ class Running:
             name = _SIGNALS.get(-code, f"signal {-code}")
             return ProgramFailed(self.name, f"was killed by {name}", code=code)
         lines = [line for line in self.stderr.lines if line.strip()]
-        errors = [line for line in lines if "error:" in line] or lines or ["(no message)"]
-        detail = errors[-1].split("error:", 1)[-1].strip()
+        # "pg_dump: error: ...", and psql's "psql:<stdin>:12: ERROR:  ..." (then DETAIL,
+        # HINT and CONTEXT lines, which say less)
+        errors = [line for line in lines if "error:" in line.lower()] or lines or ["(no message)"]
+        at = errors[-1].lower().find("error:")
+        detail = (errors[-1][at + len("error:") :] if at >= 0 else errors[-1]).strip()
         return ProgramFailed(self.name, f"failed (exit {code}): {detail}", code=code)
 
     def _expire(self) -> None:

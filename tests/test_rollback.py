@@ -1,0 +1,158 @@
+"""Rollback undoes exactly the migrations named, newest applied first, or nothing at all.
+
+Issue 12, finding 4: the runbook names the migrations a run applied; pasted as printed,
+it undoes those and keeps everything else (the application's writes included). An
+out-of-order merge is undone by what was applied last, not by name; a migration whose
+folder was edited or deleted is refused, never skipped for an older one.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from conftest import Target
+from wayback import HISTORY, Site, execute, state, write
+from wayback import commands as runbook_commands
+
+suite_only = pytest.mark.parametrize("target", ["suite"], indirect=True)
+
+USERS = ("CREATE TABLE users (id int PRIMARY KEY, name text);", "DROP TABLE users;")
+TAGS = ("CREATE TABLE tags (id int PRIMARY KEY, label text);", "DROP TABLE tags;")
+POSTS = (
+    "CREATE TABLE posts (id int PRIMARY KEY, user_id int REFERENCES users);",
+    "DROP TABLE posts;",
+)
+AVATAR = ("ALTER TABLE users ADD COLUMN avatar text;", "ALTER TABLE users DROP COLUMN avatar;")
+
+
+@pytest.fixture
+def site(target: Target, project: Path) -> Site:
+    """A project on the target server, nothing applied yet."""
+    return Site(project, target.url, target.env)
+
+
+def applied(site: Site) -> list[str]:
+    """The applied migrations, in the order they were applied."""
+    with psycopg.connect(site.url) as conn:
+        rows = conn.execute(
+            sql.SQL(
+                "SELECT migration_name FROM {} WHERE finished_at IS NOT NULL"
+                " AND rolled_back_at IS NULL ORDER BY finished_at"
+            ).format(sql.Identifier(HISTORY))
+        ).fetchall()
+    return [name for (name,) in rows]
+
+
+def test_the_pasted_runbook_undoes_exactly_this_run(site: Site) -> None:
+    """Run 2's rollback, pasted: run 1's migrations and every row the app wrote stay."""
+    write(site.migrations, "1_users", *USERS)
+    assert site.migrate()["exit_code"] == 0
+    execute(site.url, "INSERT INTO users VALUES (1, 'ada')")
+    before = state(site.url, without=(HISTORY,))
+    write(site.migrations, "2_posts", *POSTS)
+    write(site.migrations, "3_avatar", *AVATAR)
+    run = site.migrate()
+    assert run["exit_code"] == 0, run["stderr"]
+    execute(site.url, "INSERT INTO users VALUES (2, 'bob', 'bob.png')")  # the app writes on
+    line = runbook_commands(run["runbook"])[0]
+    assert line == "predeploy rollback --env staging --migrations 3_avatar,2_posts --yes"
+    pasted = site.paste(line)
+    assert pasted.returncode == 0, pasted.stderr
+    assert pasted.stdout.split() == ["rolled", "back", "3_avatar", "rolled", "back", "2_posts"]
+    after = state(site.url, without=(HISTORY,))
+    assert after["schema"] == before["schema"]
+    with psycopg.connect(site.url) as conn:
+        assert conn.execute("SELECT id, name FROM users ORDER BY id").fetchall() == [
+            (1, "ada"),
+            (2, "bob"),
+        ]
+    assert applied(site) == ["1_users"]
+    again = site.migrate()  # undone, they are pending again and apply again
+    assert [a["name"] for a in again["applied"]] == ["2_posts", "3_avatar"]
+
+
+@suite_only
+def test_an_out_of_order_merge_is_undone_by_what_was_applied_last(site: Site) -> None:
+    """2_tags applied after 3_posts: the runbook and --steps 1 undo 2_tags, not 3_posts."""
+    write(site.migrations, "1_users", *USERS)
+    write(site.migrations, "3_posts", *POSTS)
+    assert site.migrate()["exit_code"] == 0
+    before = state(site.url, without=(HISTORY,))
+    write(site.migrations, "2_tags", *TAGS)  # merged late, named before the newest
+    run = site.migrate()
+    assert [a["name"] for a in run["applied"]] == ["2_tags"]
+    line = runbook_commands(run["runbook"])[0]
+    assert line == "predeploy rollback --env staging --migrations 2_tags --yes"
+    dry = site.run("rollback", "--env", "staging", "--steps", "1", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "would undo 2_tags" in dry.stdout and "3_posts" not in dry.stdout
+    pasted = site.paste(line)
+    assert pasted.returncode == 0, pasted.stderr
+    assert state(site.url, without=(HISTORY,)) == before
+    assert applied(site) == ["1_users", "3_posts"]
+
+
+@suite_only
+@pytest.mark.parametrize("change", ["edited", "deleted"])
+def test_newest_applied_edited_or_deleted_is_refused_and_nothing_undone(
+    site: Site, change: str
+) -> None:
+    """The newest applied migration's folder edited or deleted: exit 5, nothing undone."""
+    write(site.migrations, "1_users", *USERS)
+    write(site.migrations, "2_tags", *TAGS)
+    assert site.migrate()["exit_code"] == 0
+    if change == "edited":
+        write(site.migrations, "2_tags", "CREATE TABLE tags (id bigint PRIMARY KEY);", TAGS[1])
+    else:
+        shutil.rmtree(site.migrations / "2_tags")
+    before = state(site.url)
+    for how in (("--steps", "1"), ("--migrations", "2_tags")):
+        refused = site.run("rollback", "--env", "staging", *how, "--yes")
+        assert refused.returncode == 5, refused.stderr
+        message = refused.stderr.strip().splitlines()[-1]
+        assert "2_tags" in message and "nothing was undone" in message
+        assert ("changed since" if change == "edited" else "missing on disk") in message
+        assert state(site.url) == before
+    assert applied(site) == ["1_users", "2_tags"]
+
+
+@suite_only
+def test_naming_one_with_a_later_one_applied_on_top_is_refused(site: Site) -> None:
+    """--migrations 1_users while 2_posts (applied after it) is not named: exit 5, nothing."""
+    write(site.migrations, "1_users", *USERS)
+    write(site.migrations, "2_posts", *POSTS)
+    assert site.migrate()["exit_code"] == 0
+    before = state(site.url)
+    refused = site.run("rollback", "--env", "staging", "--migrations", "1_users", "--yes")
+    assert refused.returncode == 5, refused.stderr
+    message = refused.stderr.strip().splitlines()[-1]
+    assert "2_posts applied after 1_users" in message and "nothing was undone" in message
+    assert state(site.url) == before
+
+
+@suite_only
+def test_a_concurrently_built_index_is_rolled_back_as_the_runbook_says(site: Site) -> None:
+    """CREATE INDEX CONCURRENTLY with DROP INDEX CONCURRENTLY as its down: the pasted
+    rollback runs it outside a transaction and the migration is pending again."""
+    write(site.migrations, "1_users", *USERS)
+    assert site.migrate()["exit_code"] == 0
+    before = state(site.url, without=(HISTORY,))
+    write(
+        site.migrations,
+        "2_index",
+        "CREATE INDEX CONCURRENTLY users_name ON users (name);",
+        "DROP INDEX CONCURRENTLY users_name;",
+    )
+    run = site.migrate()
+    assert run["exit_code"] == 0, run["stderr"]
+    line = runbook_commands(run["runbook"])[0]
+    assert line == "predeploy rollback --env staging --migrations 2_index --yes"
+    pasted = site.paste(line)
+    assert pasted.returncode == 0, pasted.stderr
+    assert state(site.url, without=(HISTORY,)) == before
+    assert applied(site) == ["1_users"]
