@@ -151,8 +151,9 @@ def test_password_never_in_pg_dump_arguments(
     assert "PGPASSFILE=" in environ
 
 
-def wait_for_process(name: str, timeout: float = 20) -> int:
-    """The pid of our child process called ``name``, once it runs."""
+def wait_for_process(name: str, timeout: float = 20, argument: str = "--dbname=") -> int:
+    """The pid of our child process called ``name`` with ``argument`` on its command line
+    (the dump itself, not the `pg_dump --version` probe that picks the program)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for entry in Path("/proc").iterdir():
@@ -160,10 +161,12 @@ def wait_for_process(name: str, timeout: float = 20) -> int:
                 continue
             try:
                 status = (entry / "status").read_text()
+                cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
             except OSError:
                 continue
             fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
-            if fields.get("Name") == name and int(fields.get("PPid", "0")) == os.getpid():
+            ours = fields.get("Name") == name and int(fields.get("PPid", "0")) == os.getpid()
+            if ours and argument in cmdline:
                 return int(entry.name)
         time.sleep(0.05)
     raise AssertionError(f"no {name} process appeared")

@@ -348,8 +348,10 @@ def _cancel_lock_waits(url: object, application: str, settings: Settings) -> Ite
                     row = spy.execute(_LOCK_WAIT, (application, limit)).fetchone()
                     if row is not None:
                         pid, blockers = row
-                        spy.execute("SELECT pg_cancel_backend(%s)", (pid,))
+                        # noted before the cancel: the restore fails at once, and its error
+                        # must already find the cause
                         cancelled.append(f"pid {', '.join(map(str, blockers or [])) or '?'}")
+                        spy.execute("SELECT pg_cancel_backend(%s)", (pid,))
                         log.warning("restore_lock_wait_cancelled", blocked_by=blockers)
                         return
         except (PredeployError, psycopg.Error) as exc:
