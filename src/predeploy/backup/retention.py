@@ -112,8 +112,11 @@ def prune(settings: Settings, *, keep: Path, now: datetime | None = None) -> lis
     """
     now = now or datetime.now(UTC)
     doomed = []
-    for index, info in enumerate(list_backups(settings)):
-        too_many = settings.backup_keep > 0 and index >= settings.backup_keep
+    good = 0  # a damaged backup (its checksum found to differ, or gone) does not count
+    for info in list_backups(settings):
+        damaged = info.last_check in ("MISMATCH", "missing") or not info.present
+        too_many = settings.backup_keep > 0 and good >= settings.backup_keep
+        good += 0 if damaged else 1
         max_age = settings.backup_max_age_days
         too_old = max_age is not None and now - info.created_at > timedelta(days=max_age)
         if (too_many or too_old) and info.path != keep:

@@ -118,17 +118,20 @@ def render_backups(found: list[BackupInfo]) -> str:
 
 def render_restore_plan(chosen: RestorePlan) -> str:
     info = chosen.backup.as_dict()
-    return "\n".join(
-        [
-            f"This replaces database {chosen.database} ({chosen.target}):",
-            f"  now:    {chosen.current_tables} tables, latest migration "
-            f"{chosen.current_latest_migration or '(none)'}",
-            f"  backup: {chosen.backup.path} ({info['created_at']}, {info['reason']}), "
-            f"{len(chosen.backup.manifest.get('tables') or [])} tables, latest migration "
-            f"{info['latest_migration'] or '(none)'}",
-            "Everything written since that backup is lost.",
-        ]
-    )
+    lines = [
+        f"This replaces database {chosen.database} (env {chosen.env}, {chosen.target}):",
+        f"  now:    {chosen.current_tables} tables, latest migration "
+        f"{chosen.current_latest_migration or '(none)'}",
+        f"  backup: {chosen.backup.path}",
+        f"          taken {info['created_at']} ({info['reason']}) of database "
+        f"{info['database']} in env {info['env']}, "
+        f"{len(chosen.backup.manifest.get('tables') or [])} tables, "
+        f"{info['applied_migrations']} migration(s) applied, latest "
+        f"{info['latest_migration'] or '(none)'}; checksum checked",
+    ]
+    lines += [f"  NOT THIS DATABASE'S: {m}" for m in chosen.mismatches]
+    lines.append(f"Everything written to {chosen.database} since {info['created_at']} is lost.")
+    return "\n".join(lines)
 
 
 _MARK = {"ok": "✓", "skipped": "-", "failed": "✗"}
