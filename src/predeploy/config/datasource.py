@@ -16,6 +16,7 @@ from pathlib import Path
 
 from predeploy.config.dburl import DatabaseUrl, parse_url
 from predeploy.config.envfiles import EnvLayers
+from predeploy.config.policy import DEVELOPMENT_ENVS
 from predeploy.config.prisma import PrismaProject, UrlSource
 from predeploy.config.values import variable_name
 from predeploy.errors import ConfigError
@@ -83,10 +84,10 @@ def read_databases(
     direct_source = _direct_source(layers, prisma)
     url = reader.read(url_source)
     direct = reader.read(direct_source)
-    if direct_source is not None and direct is None and (url is not None or env != "dev"):
+    if direct_source is not None and direct is None and (url is not None or env not in DEVELOPMENT_ENVS):
         raise ConfigError(_unset_direct(reader, direct_source))
     named_by_prisma = url_source.where != "default"
-    if url is None and (named_by_prisma or direct is None) and env != "dev":
+    if url is None and (named_by_prisma or direct is None) and env not in DEVELOPMENT_ENVS:
         raise ConfigError(_unset_url(reader, url_source))
     url_var = url_source.variable or url_source.where
     if url is None and direct is not None:
