@@ -84,10 +84,11 @@ def read_databases(
     direct_source = _direct_source(layers, prisma)
     url = reader.read(url_source)
     direct = reader.read(direct_source)
-    if direct_source is not None and direct is None and (url is not None or env not in DEVELOPMENT_ENVS):
+    development = env in DEVELOPMENT_ENVS  # the embedded dev server stands in for a URL
+    if direct_source is not None and direct is None and (url is not None or not development):
         raise ConfigError(_unset_direct(reader, direct_source))
     named_by_prisma = url_source.where != "default"
-    if url is None and (named_by_prisma or direct is None) and env not in DEVELOPMENT_ENVS:
+    if url is None and (named_by_prisma or direct is None) and not development:
         raise ConfigError(_unset_url(reader, url_source))
     url_var = url_source.variable or url_source.where
     if url is None and direct is not None:
