@@ -106,7 +106,12 @@ def render_backups(found: list[BackupInfo]) -> str:
     lines = []
     for info in found:
         data = info.as_dict()
-        state = "verified" if info.verified else ("MISSING" if not info.present else "unverified")
+        state = "verified" if info.verified else ("MISSING" if not info.present else "UNVERIFIED")
+        if info.last_check != "at creation":
+            checked = str(data["checked_at"] or "")[:19].replace("T", " ")
+            state += f", checksum {info.last_check} {checked}Z"
+        else:
+            state += " (checksum checked when made)"
         latest = data["latest_migration"] or "(no migrations)"
         lines.append(
             f"{info.created_at:%Y-%m-%d %H:%M:%S}Z  {data['reason']:<12} "

@@ -623,8 +623,11 @@ def notify_test(c: Context, env: str | None = None, json_: bool = False) -> None
 
 @task(help={"json": _JSON_HELP})
 def init(c: Context, json_: bool = False) -> None:
-    """Adopt predeploy into this app repository: add its .env.example lines and .gitignore
-    entries (nothing existing is changed), and print the pm2 and crontab lines to paste."""
+    """Adopt predeploy in this app repository (adds lines only; prints the pm2 and cron lines).
+
+    Adds predeploy's settings (commented out) to .env.example and its folders to
+    .gitignore; changes nothing that exists.
+    """
     done = _run("dev", json_, lambda s: adopt.adopt(s.root, s.migrations_dir))
     output.emit(done.as_dict(), render_adopted(done), json_)
 
