@@ -1,0 +1,151 @@
+"""Issue 11, finding 1 and 2: no command hangs behind a lock another session holds.
+
+A session doing `BEGIN; LOCK TABLE users;` (then idle), or a reader plus a queued ALTER,
+used to make migrate, lint, health, backup, rollback and rehearse wait forever. Each
+case here must end within a stated bound, with one line naming the holder's pid and the
+documented exit code, and no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import Cli, write_migrations
+from hazards import holding, one_line, project_env, queued, timed
+from predeploy.config.settings import load_settings
+from predeploy.migrate import commands
+
+# LOCK_WAIT (2 s) or BLOCKER_WAIT (1 s), plus the interpreter's start, plus slack for a
+# loaded two-core machine; every case ends well inside it or it is a hang
+BOUND = 9.0
+
+
+@pytest.fixture
+def users(database_url: str, project: Path) -> dict[str, str]:
+    """A database with `users` applied (1_users, with down.sql) and 2_nickname pending."""
+    migrations = project / "migrations"
+    write_migrations(
+        migrations,
+        {
+            "1_users": "CREATE TABLE users (id int PRIMARY KEY, name text);\n"
+            "INSERT INTO users SELECT g, 'u' || g FROM generate_series(1, 100) g;\n"
+        },
+    )
+    (migrations / "1_users" / "down.sql").write_text("DROP TABLE users;\n")
+    env = project_env(database_url, project)
+    commands.migrate(load_settings("staging", project, env))
+    write_migrations(migrations, {"2_nickname": "ALTER TABLE users ADD COLUMN nickname text;\n"})
+    (migrations / "2_nickname" / "down.sql").write_text("ALTER TABLE users DROP COLUMN nickname;\n")
+    return env
+
+
+def no_backup_left(project: Path) -> None:
+    folder = project / "backups"
+    left = [p.name for p in folder.rglob("*") if p.is_file()] if folder.exists() else []
+    assert left == [], left
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "extra"),
+    [
+        # pg_dump waits at most LOCK_WAIT for users (--lock-wait-timeout)
+        (("migrate", "--env", "staging", "--yes"), 4, {}),
+        # the blocker scan lists it; the apply's lock timeout and its one retry end it
+        (("migrate", "--env", "staging", "--yes", "--no-backup"), 5, {}),
+        (("backup", "--env", "staging"), 4, {}),
+        # the down.sql of 1_users (DROP TABLE users) under the migration lock timeout
+        (("rollback", "--env", "staging", "--steps", "1", "--yes"), 5, {}),
+        # the rehearsal has no retries: its earlier changes still hold their locks
+        (("migrate", "--env", "prod", "--rehearse", "--yes"), 5, {}),
+    ],
+    ids=["migrate", "migrate-no-backup", "backup", "rollback", "prod-rehearse"],
+)
+def test_access_exclusive_holder_ends_the_command_naming_its_pid(
+    cli: Cli,
+    users: dict[str, str],
+    database_url: str,
+    project: Path,
+    args: tuple[str, ...],
+    code: int,
+    extra: dict[str, str],
+) -> None:
+    """Behind an idle `LOCK TABLE users`: the step's exit code within BOUND s, its pid named."""
+    with holding(database_url, "LOCK TABLE users") as pid:
+        done, seconds = timed(cli, *args, env={**users, **extra})
+    line = one_line(done)
+    assert done.returncode == code, done.stderr
+    assert seconds < BOUND, f"{args} took {seconds:.1f}s"
+    assert f"pid {pid}" in line, line
+    no_backup_left(project)
+
+
+def test_lint_and_health_read_estimated_sizes_past_a_locked_table(
+    cli: Cli, users: dict[str, str], database_url: str
+) -> None:
+    """lint and health never wait for a locked table's size: they end within BOUND s with
+    pg_class's estimate (and say so); nothing about the lock makes them fail."""
+    with holding(database_url, "LOCK TABLE users"):
+        linted, lint_seconds = timed(cli, "lint", "--env", "staging", "--json", env=users)
+        healthy, health_seconds = timed(cli, "health", "--env", "staging", "--json", env=users)
+    assert linted.returncode == 0, linted.stderr
+    assert lint_seconds < BOUND
+    assert "Traceback" not in linted.stderr
+    # unhealthy only because 2_nickname is pending, not because of the lock
+    assert healthy.returncode == 7, healthy.stderr
+    checks = {c["name"]: c for c in json.loads(healthy.stdout)["checks"]}
+    assert checks["database"]["ok"] and "1 pending" in checks["history"]["detail"]
+    assert checks["tables"]["ok"], checks["tables"]
+    assert "estimated" in checks["tables"]["detail"]
+    assert health_seconds < BOUND
+    assert "Traceback" not in healthy.stderr
+
+
+def test_locked_history_table_ends_status_lint_and_health_naming_the_pid(
+    cli: Cli, users: dict[str, str], database_url: str
+) -> None:
+    """With the history table locked: status and lint exit 3, health 7 (its history check
+    failed), each within BOUND s and naming the holder's pid."""
+    with holding(database_url, "LOCK TABLE _prisma_migrations") as pid:
+        status, status_seconds = timed(cli, "status", "--env", "staging", env=users)
+        linted, lint_seconds = timed(cli, "lint", "--env", "staging", env=users)
+        healthy, health_seconds = timed(cli, "health", "--env", "staging", "--json", env=users)
+    for done, seconds, code in (
+        (status, status_seconds, 3),
+        (linted, lint_seconds, 3),
+        (healthy, health_seconds, 7),
+    ):
+        line = one_line(done)
+        assert done.returncode == code, done.stderr
+        assert seconds < BOUND
+        assert f"pid {pid}" in line, line
+    checks = {c["name"]: c for c in json.loads(healthy.stdout)["checks"]}
+    assert not checks["history"]["ok"]
+    assert f"pid {pid}" in checks["history"]["detail"]
+
+
+def test_prod_reader_and_queued_alter_end_migrate_after_blocker_wait(
+    cli: Cli, users: dict[str, str], database_url: str
+) -> None:
+    """In prod, a reader holding ACCESS SHARE and an ALTER queued behind it: migrate --yes
+    waits BLOCKER_WAIT for them, then exits 5 naming the reader; with its backup, pg_dump
+    (queued behind the ALTER too) gives up after LOCK_WAIT: exit 4, both pids named."""
+    prod = {**users, "PREDEPLOY_ALLOW_NO_BACKUP": "1"}
+    with (
+        holding(database_url, "SELECT count(*) FROM users") as reader,
+        queued(database_url, "ALTER TABLE users ADD COLUMN age int") as alter,
+    ):
+        no_backup, no_backup_seconds = timed(
+            cli, "migrate", "--env", "prod", "--yes", "--no-backup", env=prod
+        )
+        backed, backed_seconds = timed(cli, "migrate", "--env", "prod", "--yes", env=prod)
+    line = one_line(no_backup)
+    assert no_backup.returncode == 5, no_backup.stderr
+    assert 1.0 <= no_backup_seconds < BOUND
+    assert f"pid {reader}" in line and "PREDEPLOY_BLOCKER_WAIT" in line, line
+    line = one_line(backed)
+    assert backed.returncode == 4, backed.stderr
+    assert backed_seconds < BOUND
+    assert f"pid {reader}" in line or f"pid {alter}" in line, line
