@@ -44,6 +44,9 @@ __all__ = ["BACKUP_LOCK", "BackupResult", "Progress", "ProgressFn", "backup", "r
 BACKUP_LOCK = 72707371  # migrate's key (Prisma's, 72707369) plus two; maintenance has +1
 log = structlog.get_logger(__name__)
 _REASON = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+# how pg_dump says its --lock-wait-timeout ran out: a statement_timeout around its LOCK
+# TABLE (PostgreSQL 9.x to 18), or a lock_timeout / NOWAIT in other versions
+_LOCK_WAIT_ENDED = ("statement timeout", "lock timeout", "could not obtain lock")
 _TABLE_DONE = re.compile(r'dumping contents of table "(.+)"')
 # the tables a dump must hold: every table but extension members (PostGIS's
 # spatial_ref_sys, anything registered with pg_extension_config_dump), which the
@@ -161,10 +164,12 @@ def _make(
                     tools, client, partial, settings=settings, facts=facts, progress=progress
                 )
             except BackupError as exc:
-                if "lock" not in exc.message:
+                if not any(sign in exc.message for sign in _LOCK_WAIT_ENDED):
                     raise
                 raise BackupError(
-                    f"{exc.message} (blocked by {describe_lock_holders(conn)})"
+                    f"backup failed: pg_dump waited PREDEPLOY_LOCK_WAIT ({settings.lock_wait:g}s) "
+                    f"for a table lock: blocked by {describe_lock_holders(conn)}; retry when it "
+                    f"ends, or end it (SELECT pg_terminate_backend(pid)); no backup was kept"
                 ) from None
         verify_from = time.perf_counter()
         sha256, size = _verify(restore_program, partial, facts, progress, streamed)
