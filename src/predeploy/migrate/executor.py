@@ -284,7 +284,9 @@ class Executor:
                     raise self._failure(
                         unit, _first_unfinished(unit.script, cursors), exc
                     ) from None
-                attempt = self._next_try(unit, attempt=attempt if retry else 10**6, exc=exc)
+                attempt = self._next_try(
+                    unit, attempt=attempt, exc=exc, retries=None if retry else 0
+                )
 
     def _abandon(self, savepoint: bool) -> None:
         status = self.conn.info.transaction_status
@@ -369,20 +371,28 @@ class Executor:
         self.conn.execute(statement.text, prepare=False)
 
     def _next_try(
-        self, unit: _Unit, *, attempt: int, exc: psycopg.Error, row_id: str | None = None
+        self,
+        unit: _Unit,
+        *,
+        attempt: int,
+        exc: psycopg.Error,
+        row_id: str | None = None,
+        retries: int | None = None,
     ) -> int:
         """After try ``attempt`` hit the lock timeout: wait, then return the next try's number.
 
-        Gives up (MigrationError, naming who held the locks) after PREDEPLOY_LOCK_RETRIES.
+        Gives up (MigrationError, naming who held the locks) after ``retries`` (default
+        PREDEPLOY_LOCK_RETRIES).
         """
         conn, options = self.conn, self.options
         lock_timeout = options.limits.lock_timeout
+        limit = options.lock_retries if retries is None else retries
         # the sessions that held its tables since before the try (older than the lock
         # timeout) or that sit idle in a transaction: the blocker scan's definition
         holders: list[str] = []
-        if attempt > options.lock_retries:  # no retries (a rehearsal): name them all the same
+        if attempt > limit:  # no retries (a rehearsal): name them all the same
             holders = [blockers.describe(b) for b in blockers.scan(conn, unit.tables, lock_timeout)]
-        while attempt <= options.lock_retries:
+        while attempt <= limit:
             pause = backoff(attempt)
             holders = [blockers.describe(b) for b in blockers.scan(conn, unit.tables, lock_timeout)]
             log.warning(
@@ -399,6 +409,8 @@ class Executor:
                 return attempt + 1
             attempt += 1  # still there: trying now would only stall the application again
             log.info("lock_retry_skipped", migration=unit.name, attempt=attempt)
+        if not holders:  # no try was left to scan before: name who is in the way now
+            holders = [blockers.describe(b) for b in blockers.scan(conn, unit.tables, lock_timeout)]
         who = "; ".join(holders) if holders else "a session that finished before it could be named"
         message = (
             f"{unit.file} of {unit.name} could not get its locks within PREDEPLOY_LOCK_TIMEOUT "
