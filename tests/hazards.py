@@ -44,9 +44,7 @@ def one_line(done: subprocess.CompletedProcess[str]) -> str:
     """The one line a failed run printed on stderr (log events are JSON lines); no traceback."""
     assert "Traceback" not in done.stderr, done.stderr
     assert "Traceback" not in done.stdout, done.stdout
-    lines = [
-        line for line in done.stderr.splitlines() if line.strip() and not line.startswith("{")
-    ]
+    lines = [line for line in done.stderr.splitlines() if line.strip() and not line.startswith("{")]
     assert len(lines) == 1, done.stderr
     return lines[0]
 
@@ -215,7 +213,9 @@ class Background:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-            raise AssertionError(f"predeploy {' '.join(self.args)} did not end in {timeout}s")
+            raise AssertionError(
+                f"predeploy {' '.join(self.args)} did not end in {timeout}s"
+            ) from None
         self._out.seek(0)
         self._err.seek(0)
         done = subprocess.CompletedProcess(

@@ -1,0 +1,228 @@
+"""Issue 11, finding 3: failures that were tracebacks with exit 1 end with one line and
+their documented code.
+
+A role without CREATE on the schema (refused before any backup), a role that cannot read
+the history, a standby, a migration.sql that is not UTF-8, a bad --steps, and two backups
+started at the same moment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from conftest import Cli, write_migrations
+from hazards import Background, one_line, project_env, timed
+from predeploy.config.settings import load_settings
+from predeploy.migrate import commands
+from predeploy.testing import ThrowawayCluster, free_port
+
+
+def with_user(url: str, user: str, password: str) -> str:
+    """``url`` with another user and password."""
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    return f"postgresql://{user}:{password}@{info['host']}:{info['port']}/{info['dbname']}"
+
+
+@pytest.fixture
+def limited(database_url: str) -> Iterator[str]:
+    """A login role that may connect to the test database and nothing more; its URL."""
+    name, password = f"limited_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                sql.Identifier(name), sql.Literal(password)
+            )
+        )
+        conn.execute(
+            sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+                sql.Identifier(conn.info.dbname), sql.Identifier(name)
+            )
+        )
+        # PostgreSQL 15+: PUBLIC has no CREATE on public; say so for older servers too
+        conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+    try:
+        yield with_user(database_url, name, password)
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
+def dumps_in(project: Path) -> list[str]:
+    folder = project / "backups"
+    return sorted(p.name for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+def test_role_without_create_is_refused_before_any_backup(
+    cli: Cli, limited: str, project: Path
+) -> None:
+    """No CREATE on the schema for the history table: exit 2 naming the GRANT; no dump."""
+    write_migrations(project / "migrations", {"1_a": "CREATE TABLE a (id int);"})
+    done, _ = timed(cli, "migrate", "--env", "staging", "--yes", env=project_env(limited, project))
+    line = one_line(done)
+    assert done.returncode == 2, done.stderr
+    assert "GRANT CREATE ON SCHEMA" in line and "no backup taken" in line, line
+    assert dumps_in(project) == []
+
+
+def test_role_that_cannot_read_the_history(
+    cli: Cli, limited: str, database_url: str, project: Path
+) -> None:
+    """SELECT on the history table missing: status, rollback and resolve exit 3 with the
+    GRANT that fixes it, health exits 7 (its history check failed), migrate exits 3 before
+    any backup."""
+    migrations = project / "migrations"
+    write_migrations(migrations, {"1_a": "CREATE TABLE a (id int);"})
+    (migrations / "1_a" / "down.sql").write_text("DROP TABLE a;\n")
+    commands.migrate(load_settings("staging", project, project_env(database_url, project)))
+    write_migrations(migrations, {"2_b": "CREATE TABLE b (id int);"})
+    env = project_env(limited, project)
+    cases = [
+        (("status", "--env", "staging"), 3),
+        (("rollback", "--env", "staging", "--steps", "1", "--yes"), 3),
+        (("resolve", "--env", "staging", "--applied", "2_b"), 3),
+        (("health", "--env", "staging"), 7),
+        (("migrate", "--env", "staging", "--yes"), 3),  # its history step reads first
+    ]
+    for args, code in cases:
+        done, seconds = timed(cli, *args, env=env)
+        line = one_line(done)
+        assert done.returncode == code, (args, done.stderr)
+        assert "GRANT SELECT" in line and "_prisma_migrations" in line, (args, line)
+        assert seconds < 9
+    assert dumps_in(project) == []
+
+
+def test_non_utf8_migration_is_named(cli: Cli, database_url: str, project: Path) -> None:
+    """A Latin-1 migration.sql: migrate and lint exit 2 naming the file and the byte."""
+    write_migrations(
+        project / "migrations", {"1_latin": "INSERT INTO t VALUES ('caf\xe9');".encode("latin-1")}
+    )
+    env = project_env(database_url, project)
+    for args in (("migrate", "--env", "staging", "--yes"), ("lint", "--env", "staging")):
+        done, _ = timed(cli, *args, env=env)
+        line = one_line(done)
+        assert done.returncode == 2, (args, done.stderr)
+        assert "1_latin/migration.sql is not UTF-8" in line and "0xe9" in line, line
+    assert dumps_in(project) == []
+
+
+@pytest.mark.parametrize("steps", ["abc", "0", "-1", "1.5"])
+def test_rollback_steps_must_be_a_whole_number(
+    cli: Cli, database_url: str, project: Path, steps: str
+) -> None:
+    """rollback --steps abc (or 0, -1, 1.5): exit 2, one line, before any connection."""
+    (project / "migrations").mkdir()
+    done, _ = timed(
+        cli,
+        "rollback",
+        "--env",
+        "staging",
+        f"--steps={steps}",
+        "--yes",
+        env=project_env(database_url, project),
+    )
+    line = one_line(done)
+    assert done.returncode == 2, done.stderr
+    assert "--steps" in line, line
+
+
+def test_two_backups_started_at_once_both_succeed(database_url: str, project: Path) -> None:
+    """Two `predeploy backup` at the same moment: one waits for the other, both are kept
+    under their own names, nothing partial is left."""
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "CREATE TABLE t AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 20000) g"
+        )
+    env = project_env(database_url, project, PREDEPLOY_LOCK_WAIT="30s")
+    runs = [Background(project, "backup", "--env", "staging", "--json", env=env) for _ in range(2)]
+    results = [run.finish(60) for run in runs]
+    for done in results:
+        assert done.returncode == 0, done.stderr
+        assert "Traceback" not in done.stderr
+    paths = {json.loads(done.stdout)["path"] for done in results}
+    assert len(paths) == 2
+    assert all(Path(p).is_file() for p in paths)
+    assert not [p for p in (project / "backups").rglob("*.partial")]
+
+
+# --- a standby --------------------------------------------------------------------------
+
+
+def _as_server(cluster: ThrowawayCluster, program: str, *args: str, timeout: float = 90) -> None:
+    """Run one of ``cluster``'s programs as the user that runs its server (root cannot)."""
+    subprocess.run(
+        [str(cluster.bin_dir / program), *args],
+        user=cluster._user,  # the same user must own the standby's files
+        env={**os.environ, "PGPASSWORD": cluster.password},
+        capture_output=True,
+        check=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def standby() -> Iterator[tuple[str, str]]:
+    """A primary and a hot standby made by pg_basebackup -R; (primary URL, standby URL) of
+    a database `app`."""
+    primary = ThrowawayCluster().start()
+    base = Path(tempfile.mkdtemp(prefix="predeploy-pg-", dir="/tmp"))
+    data, port = base / "data", free_port()
+    try:
+        with psycopg.connect(primary.admin_url, autocommit=True) as conn:
+            conn.execute("CREATE DATABASE app")
+        if primary._user is not None:
+            base.chmod(0o755)
+            shutil.chown(base, primary._user, primary._user)
+        _as_server(
+            primary, "pg_basebackup", "-h", "127.0.0.1", "-p", str(primary.port),
+            "-U", "postgres", "-D", str(data), "-R", "-X", "stream", "-c", "fast",
+        )  # fmt: skip
+        options = " ".join(  # a standby needs max_connections at least the primary's
+            [f"-p {port} -c listen_addresses=127.0.0.1 -k {base} -c hot_standby=on"]
+            + [f"-c {key}={value}" for key, value in primary.settings.items()]
+        )
+        _as_server(
+            primary, "pg_ctl", "-D", str(data), "-w", "-t", "60",
+            "-l", str(base / "server.log"), "-o", options, "start",
+        )  # fmt: skip
+        yield primary.url("app"), f"postgresql://postgres:{primary.password}@127.0.0.1:{port}/app"
+    finally:
+        if (data / "postmaster.pid").exists():
+            _as_server(primary, "pg_ctl", "-D", str(data), "-m", "immediate", "stop")
+        shutil.rmtree(base, ignore_errors=True)
+        primary.stop()
+
+
+def test_standby_is_refused_with_one_line(
+    cli: Cli, standby: tuple[str, str], project: Path
+) -> None:
+    """Pointed at a standby, resolve and migrate exit 3 saying to use the primary."""
+    primary_url, standby_url = standby
+    migrations = project / "migrations"
+    write_migrations(migrations, {"1_a": "CREATE TABLE IF NOT EXISTS a (id int);"})
+    commands.migrate(load_settings("staging", project, project_env(primary_url, project)))
+    write_migrations(migrations, {"2_b": "CREATE TABLE b (id int);"})
+    with psycopg.connect(standby_url) as conn:  # the standby replays up to the migration
+        conn.execute("SELECT 1")
+    env = project_env(standby_url, project)
+    for args in (
+        ("resolve", "--env", "staging", "--applied", "2_b"),
+        ("resolve", "--env", "staging", "--rolled-back", "1_a"),
+        ("migrate", "--env", "staging", "--yes", "--no-backup"),
+    ):
+        done, _ = timed(cli, *args, env=env)
+        line = one_line(done)
+        assert done.returncode == 3, (args, done.stderr)
+        assert "standby" in line and "primary" in line, line
