@@ -241,6 +241,8 @@ class Executor:
 
     def _restore_session(self) -> None:
         use_limits(self.conn, self.options.limits, search_path=self.options.search_path)
+        if self.options.search_path is None:  # a script's own SET search_path outlives it
+            self.conn.execute("RESET search_path")
 
     def _transaction(
         self,
