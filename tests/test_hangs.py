@@ -9,12 +9,15 @@ documented exit code, and no traceback.
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from conftest import Cli, write_migrations
-from hazards import holding, one_line, project_env, queued, timed
+from hazards import Background, holding, one_line, project_env, queued, timed
 from predeploy.config.settings import load_settings
 from predeploy.migrate import commands
 
@@ -149,3 +152,46 @@ def test_prod_reader_and_queued_alter_end_migrate_after_blocker_wait(
     assert backed.returncode == 4, backed.stderr
     assert backed_seconds < BOUND
     assert f"pid {reader}" in line or f"pid {alter}" in line, line
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("rollback", "--env", "staging", "--steps", "1", "--yes"),
+        ("migrate", "--env", "prod", "--rehearse", "--yes"),
+    ],
+    ids=["rollback", "prod-rehearse"],
+)
+def test_idle_reader_stalls_application_queries_at_most_a_lock_timeout(
+    users: dict[str, str], database_url: str, project: Path, args: tuple[str, ...]
+) -> None:
+    """Behind an idle-in-transaction reader, rollback and rehearse queue their ACCESS
+    EXCLUSIVE request for LOCK_TIMEOUT (200 ms) at a time, never indefinitely: the
+    application's reads of the table keep being answered, and the command exits 5 naming
+    the reader."""
+    stalls: list[float] = []
+    running = threading.Event()
+    running.set()
+
+    def application() -> None:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            while running.is_set():
+                started = time.monotonic()
+                conn.execute("SELECT count(*) FROM users")
+                stalls.append(time.monotonic() - started)
+                time.sleep(0.005)  # pacing, not synchronisation: spare the two cores
+
+    with holding(database_url, "SELECT count(*) FROM users") as reader:
+        app = threading.Thread(target=application, daemon=True)
+        app.start()
+        run = Background(project, *args, env=users)
+        try:
+            done = run.finish(BOUND)
+        finally:
+            run.kill()
+            running.clear()
+            app.join(10)
+    line = one_line(done)
+    assert done.returncode == 5, done.stderr
+    assert f"pid {reader}" in line, line
+    assert stalls and max(stalls) < 1.0, f"an application read waited {max(stalls):.2f}s"
