@@ -134,10 +134,12 @@ def test_pgpassword_alone_makes_a_backup_work(
         assert files_holding(project, form) == []
 
 
+@pytest.mark.parametrize("how", ["HOME", "PGPASSFILE"])
 def test_pgpass_file_alone_makes_a_backup_work(
-    cli: Cli, database_url: str, project: Path, special: tuple[str, str]
+    cli: Cli, database_url: str, project: Path, special: tuple[str, str], how: str
 ) -> None:
-    """A URL without a password and a ~/.pgpass (HOME a temp folder): backup works."""
+    """A URL without a password and a ~/.pgpass (HOME a temp folder), or a passfile named
+    by PGPASSFILE: backup works."""
     _, password = special
     user = special[0].split("://", 1)[1].split(":", 1)[0]
     info = psycopg.conninfo.conninfo_to_dict(database_url)
@@ -148,7 +150,8 @@ def test_pgpass_file_alone_makes_a_backup_work(
     pgpass.write_text(f"{info['host']}:{info['port']}:*:{user}:{escaped}\n")
     pgpass.chmod(0o600)
     (project / "migrations").mkdir()
-    env = project_env(url_of(database_url, user, None), project, HOME=str(home))
+    where = {"HOME": str(home)} if how == "HOME" else {"PGPASSFILE": str(pgpass)}
+    env = project_env(url_of(database_url, user, None), project, **where)
     done = cli("backup", "--env", "staging", "--json", env=env)
     assert done.returncode == 0, done.stderr
     assert Path(json.loads(done.stdout)["path"]).is_file()

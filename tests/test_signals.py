@@ -152,6 +152,37 @@ def test_sigkill_mid_backup_is_swept_by_the_next(big: str, project: Path) -> Non
     no_secret_left(project, tmpdir, password_of(big))
 
 
+def test_sigterm_mid_migrate_backup_reports_and_changes_nothing(big: str, project: Path) -> None:
+    """SIGTERM while migrate's own backup streams: exit 143 with one line, the dump's
+    children gone, no partial, nothing applied, an `interrupted` audit row and a runbook
+    that says nothing changed."""
+    write_migrations(project / "migrations", {"1_never": "CREATE TABLE never (id int);"})
+    tmpdir = project / "tmp"
+    tmpdir.mkdir()
+    run = Background(
+        project, "migrate", "--env", "staging", "--yes", env=project_env(big, project),
+        tmpdir=tmpdir,
+    )  # fmt: skip
+    try:
+        kids = midway(run, project)
+        os.kill(run.pid, signal.SIGTERM)
+        done = run.finish(10)
+    finally:
+        run.kill()
+    assert done.returncode == 143, done.stderr
+    assert "SIGTERM" in one_line(done)
+    assert [k for k in kids if alive(k)] == []
+    assert partials(project) == []
+    assert query_value(big, "SELECT to_regclass('never')") is None
+    (log_file,) = (project / "logs").glob("predeploy-staging-*.log")
+    run_id = log_file.stem.rsplit("-", 1)[1]
+    outcome = query_value(big, "SELECT outcome FROM predeploy_runs WHERE run_id = %s", run_id)
+    assert outcome == "interrupted"
+    runbook = project / "logs" / f"runbook-staging-{run_id}.txt"
+    assert "changed nothing" in runbook.read_text()
+    no_secret_left(project, tmpdir, password_of(big))
+
+
 @pytest.fixture
 def sleeping(database_url: str, project: Path) -> dict[str, str]:
     """1_base applied; 2_slow pending: a table, then pg_sleep(60) in the same transaction."""
