@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ import pytest
 from psycopg import sql
 
 from conftest import Cli, write_migrations
-from hazards import Background, one_line, project_env, timed
+from hazards import Background, one_line, project_env, query_value, timed, wait_until
 from predeploy.config.settings import load_settings
 from predeploy.migrate import commands
 from predeploy.testing import ThrowawayCluster, free_port
@@ -226,3 +227,93 @@ def test_standby_is_refused_with_one_line(
         line = one_line(done)
         assert done.returncode == 3, (args, done.stderr)
         assert "standby" in line and "primary" in line, line
+
+
+def test_folder_name_that_is_not_utf8_is_named(cli: Cli, database_url: str, project: Path) -> None:
+    """A migration folder whose name is not UTF-8 (it could never be a history row): status,
+    lint and migrate exit 2 naming it, before anything runs."""
+    migrations = project / "migrations"
+    folder = os.fsencode(migrations) + b"/1_caf\xe9"
+    os.makedirs(folder)
+    Path(os.fsdecode(folder + b"/migration.sql")).write_text("CREATE TABLE a (id int);")
+    env = project_env(database_url, project)
+    for args in (
+        ("status", "--env", "staging"),
+        ("lint", "--env", "staging"),
+        ("migrate", "--env", "staging", "--yes"),
+    ):
+        done, _ = timed(cli, *args, env=env)
+        line = one_line(done)
+        assert done.returncode == 2, (args, done.stderr)
+        assert "1_caf" in line and "not UTF-8" in line, line
+    assert dumps_in(project) == []
+
+
+def _terminate_when(url: str, query: str, *, victims: str) -> threading.Thread:
+    """A thread that waits until ``query`` finds a session, then terminates ``victims``
+    (a WHERE clause on pg_stat_activity)."""
+
+    def watch() -> None:
+        wait_until(lambda: query_value(url, query), what=query)
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE " + victims)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_connection_lost_mid_apply_is_one_line_with_audit_and_runbook(
+    cli: Cli, database_url: str, project: Path
+) -> None:
+    """The migration session terminated while a migration runs: exit 5 with one line that
+    says the connection was lost (not that the SQL is wrong), an audit row and a runbook."""
+    write_migrations(
+        project / "migrations", {"1_slow": "CREATE TABLE a (id int);\nSELECT pg_sleep(30);\n"}
+    )
+    watcher = _terminate_when(
+        database_url,
+        "SELECT count(*) FROM pg_stat_activity WHERE state = 'active'"
+        " AND query LIKE 'SELECT pg_sleep(30)%%'",
+        victims="query LIKE 'SELECT pg_sleep(30)%%' AND pid <> pg_backend_pid()",
+    )
+    done, seconds = timed(
+        cli,
+        "migrate",
+        "--env",
+        "staging",
+        "--yes",
+        "--no-backup",
+        env=project_env(database_url, project),
+    )
+    watcher.join(10)
+    line = one_line(done)
+    assert done.returncode == 5, done.stderr
+    assert "connection" in line and "fix the SQL" not in line, line
+    assert seconds < 9
+    assert query_value(database_url, "SELECT to_regclass('a')") is None
+    assert query_value(database_url, "SELECT outcome FROM predeploy_runs") == "failed: apply"
+    assert list((project / "logs").glob("runbook-staging-*.txt"))
+
+
+def test_backup_session_lost_mid_dump_is_a_backup_failure(
+    cli: Cli, database_url: str, project: Path
+) -> None:
+    """Every session of a backup terminated while pg_dump streams: exit 4 with one line
+    (not the unlock's connection error), no partial left."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE items AS SELECT g AS id, md5(random()::text) || md5(random()::text)"
+            " AS body FROM generate_series(1, 200000) g"
+        )
+    watcher = _terminate_when(
+        database_url,
+        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY %%' AND state = 'active'",
+        victims="application_name LIKE 'predeploy%%'",
+    )
+    done, _ = timed(cli, "backup", "--env", "staging", env=project_env(database_url, project))
+    watcher.join(10)
+    line = one_line(done)
+    assert done.returncode == 4, done.stderr
+    assert "backup failed" in line, line
+    assert dumps_in(project) == []
