@@ -162,6 +162,15 @@ def discover(directory: Path) -> list[Migration]:
         (p for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")),
         key=lambda p: p.name.encode("utf-8", "surrogateescape"),
     )
+    undecodable = [p.name for p in folders if not _is_utf8(p.name)]
+    if undecodable:
+        shown = ", ".join(
+            n.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for n in undecodable
+        )
+        raise ConfigError(
+            f"migration folder name(s) in {directory} are not UTF-8: {shown} (rename them: "
+            f"a migration's name is kept as text in the history table)"
+        )
     missing = [p.name for p in folders if not (p / "migration.sql").is_file()]
     if missing:
         raise ConfigError(
@@ -197,6 +206,15 @@ def create(
         f"-- if the change cannot be undone, so that rollback refuses instead.\n"
     )
     return Migration(name=folder.name, folder=folder)
+
+
+def _is_utf8(name: str) -> bool:
+    """False for a file name with bytes that are not UTF-8 (held as surrogate escapes)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check_lock_file(path: Path) -> None:
