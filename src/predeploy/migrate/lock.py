@@ -8,6 +8,7 @@ releases it with its connection, so it can never go stale.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,7 +54,10 @@ def advisory_lock(conn: Conn, key: int, *, wait: float, purpose: str) -> Iterato
         yield
     finally:
         if not conn.closed and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+            # a connection lost meanwhile took the lock with it: its error must not replace
+            # the one the block raised
+            with contextlib.suppress(psycopg.OperationalError):
+                conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
         # otherwise closing the connection releases it
 
 
