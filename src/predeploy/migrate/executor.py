@@ -32,6 +32,7 @@ from predeploy.migrate import blockers, history
 from predeploy.migrate.discovery import Migration
 from predeploy.migrate.history import Table
 from predeploy.migrate.sqlscript import Script, Statement, position_to_line_column
+from predeploy.postgres.failures import message_of
 from predeploy.postgres.sessions import CATALOG, Conn, Limits, use_limits
 
 __all__ = [
@@ -318,6 +319,8 @@ class Executor:
                 continue
             except psycopg.Error as exc:
                 failure = self._failure(unit, statement, exc, left_failed=True)
+                if conn.broken:  # nothing more can be recorded: the row stays failed
+                    raise failure from None
                 if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                     conn.execute("ROLLBACK")
                 history.record_failure(conn, table, row_id, failure.message, done)
@@ -433,6 +436,17 @@ class Executor:
         then: str | None = None,
     ) -> MigrationError:
         """The error with its place in the file: the server's position, else the statement's."""
+        if self.conn.broken:  # the connection, not the SQL: libpq's text has several lines
+            then = (
+                f"it is recorded as failed: check what it changed, then `predeploy resolve "
+                f"--rolled-back {unit.name}` (or --applied)"
+                if left_failed
+                else "see `predeploy status`: unless it shows as applied, none of it was kept"
+            )
+            return MigrationError(
+                f"the database connection was lost while {unit.file} of {unit.name} ran: "
+                f"{message_of(exc)}; {then}"
+            )
         diag = exc.diag
         message = (diag.message_primary or str(exc)).strip()
         if diag.message_detail:
