@@ -9,8 +9,10 @@ documented exit code, and no traceback.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -195,3 +197,42 @@ def test_idle_reader_stalls_application_queries_at_most_a_lock_timeout(
     assert done.returncode == 5, done.stderr
     assert f"pid {reader}" in line, line
     assert stalls and max(stalls) < 1.0, f"an application read waited {max(stalls):.2f}s"
+
+
+@pytest.fixture
+def black_hole() -> Iterator[int]:
+    """A TCP port that accepts connections and never answers; its number."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)
+        yield int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (("check", "--env", "staging"), 3),
+        (("status", "--env", "staging"), 3),
+        (("migrate", "--env", "staging", "--yes"), 3),
+        (("backup", "--env", "staging"), 3),
+        (("health", "--env", "staging"), 7),
+    ],
+    ids=["check", "status", "migrate", "backup", "health"],
+)
+def test_server_that_never_answers_ends_within_the_connect_timeout(
+    cli: Cli, project: Path, black_hole: int, args: tuple[str, ...], code: int
+) -> None:
+    """A server that accepts and never answers: the documented code within
+    PREDEPLOY_CONNECT_TIMEOUT (1 s) plus the interpreter's start, with a line that says so
+    (a one-letter password does not garble it)."""
+    (project / "migrations").mkdir()
+    env = project_env(
+        f"postgresql://app:e@127.0.0.1:{black_hole}/app",
+        project,
+        PREDEPLOY_CONNECT_TIMEOUT="1s",
+    )
+    done, seconds = timed(cli, *args, env=env)
+    line = one_line(done)
+    assert done.returncode == code, done.stderr
+    assert seconds < 6
+    assert f"no answer from 127.0.0.1:{black_hole} within 1s" in line, line
