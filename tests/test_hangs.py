@@ -212,12 +212,10 @@ def black_hole() -> Iterator[int]:
     ("args", "code"),
     [
         (("check", "--env", "staging"), 3),
-        (("status", "--env", "staging"), 3),
         (("migrate", "--env", "staging", "--yes"), 3),
-        (("backup", "--env", "staging"), 3),
         (("health", "--env", "staging"), 7),
     ],
-    ids=["check", "status", "migrate", "backup", "health"],
+    ids=["check", "migrate", "health"],
 )
 def test_server_that_never_answers_ends_within_the_connect_timeout(
     cli: Cli, project: Path, black_hole: int, args: tuple[str, ...], code: int
