@@ -222,9 +222,9 @@ def round_trip_ms(conn: Conn, samples: int = 5) -> float:
 def describe_failure(exc: BaseException, url: DatabaseUrl, timeout: float, variable: str) -> str:
     """One line for a failed connection attempt, without the password."""
     text = str(exc)
-    if url.password:
-        text = text.replace(url.password, "***")
     detail = _last_line(text)
+    if url.password and url.password in detail:  # matched on libpq's own words, shown without
+        detail = detail.replace(url.password, "***")
     for pattern, message in _REASONS:
         if pattern.search(text):
             return message.format(
