@@ -168,38 +168,22 @@ _CUT = {
     "question": ("Secr3tPart?OtherHalf", ("Secr3tPart", "OtherHalf")),
     "percent": ("Secr3tPart%zzOtherHalf", ("Secr3tPart", "OtherHalf")),
 }
-# main's dburl (config/) still echoes a part of these; the config branch redacts them
-_LEAKS_ON_MAIN = {"slash", "at"}
 
 
-@pytest.mark.parametrize(
-    "case",
-    [
-        pytest.param(
-            name,
-            marks=pytest.mark.xfail(
-                reason="config/dburl.py on main echoes part of the password (invalid port "
-                "'Secr3tPart'; host 'OtherHalf@...'): fixed on the config branch",
-                strict=True,
-            ),
-        )
-        if name in _LEAKS_ON_MAIN
-        else name
-        for name in _CUT
-    ],
-)
+@pytest.mark.parametrize("case", list(_CUT))
 def test_unencoded_password_is_never_echoed(
     cli: Cli, database_url: str, project: Path, case: str
 ) -> None:
-    """A URL whose password holds an unencoded special character: one line, exit 2 or 3,
-    and no part of the password in the output or the logs."""
+    """A URL whose password holds an unencoded special character: exit 2 with one line that
+    says to percent-encode it, and no part of the password in the output or the logs."""
     password, parts = _CUT[case]
     info = psycopg.conninfo.conninfo_to_dict(database_url)
     raw = f"postgresql://nobody:{password}@{info['host']}:{info['port']}/{info['dbname']}"
     (project / "migrations").mkdir()
     done = cli("check", "--env", "staging", env=project_env(raw, project))
     line = one_line(done)
-    assert done.returncode in (2, 3), done.stderr
+    assert done.returncode == 2, done.stderr
+    assert "percent-encode" in line, line
     for part in parts:
         assert part not in done.stdout and part not in done.stderr, line
         assert files_holding(project, part) == []
