@@ -23,7 +23,15 @@ import pytest
 from psycopg import sql
 
 from conftest import Cli, write_migrations
-from hazards import Background, one_line, project_env, query_value, timed, wait_until
+from hazards import (
+    Background,
+    at_once,
+    one_line,
+    project_env,
+    query_value,
+    timed,
+    wait_until,
+)
 from predeploy.config.settings import load_settings
 from predeploy.migrate import commands
 from predeploy.testing import ThrowawayCluster, free_port
@@ -111,8 +119,8 @@ def test_non_utf8_migration_is_named(cli: Cli, database_url: str, project: Path)
         project / "migrations", {"1_latin": "INSERT INTO t VALUES ('caf\xe9');".encode("latin-1")}
     )
     env = project_env(database_url, project)
-    for args in (("migrate", "--env", "staging", "--yes"), ("lint", "--env", "staging")):
-        done, _ = timed(cli, *args, env=env)
+    runs = [("migrate", "--env", "staging", "--yes"), ("lint", "--env", "staging")]
+    for args, (done, _) in zip(runs, at_once(cli, runs, env=env), strict=True):
         line = one_line(done)
         assert done.returncode == 2, (args, done.stderr)
         assert "1_latin/migration.sql is not UTF-8" in line and "0xe9" in line, line
@@ -237,12 +245,12 @@ def test_folder_name_that_is_not_utf8_is_named(cli: Cli, database_url: str, proj
     os.makedirs(folder)
     Path(os.fsdecode(folder + b"/migration.sql")).write_text("CREATE TABLE a (id int);")
     env = project_env(database_url, project)
-    for args in (
+    runs = [
         ("status", "--env", "staging"),
         ("lint", "--env", "staging"),
         ("migrate", "--env", "staging", "--yes"),
-    ):
-        done, _ = timed(cli, *args, env=env)
+    ]
+    for args, (done, _) in zip(runs, at_once(cli, runs, env=env), strict=True):
         line = one_line(done)
         assert done.returncode == 2, (args, done.stderr)
         assert "1_caf" in line and "not UTF-8" in line, line

@@ -19,7 +19,7 @@ import psycopg
 import pytest
 
 from conftest import Cli, write_migrations
-from hazards import Background, holding, one_line, project_env, queued, timed
+from hazards import Background, at_once, holding, one_line, project_env, queued, timed
 from predeploy.config.settings import load_settings
 from predeploy.migrate import commands
 
@@ -93,8 +93,11 @@ def test_lint_and_health_read_estimated_sizes_past_a_locked_table(
     """lint and health never wait for a locked table's size: they end within BOUND s with
     pg_class's estimate (and say so); nothing about the lock makes them fail."""
     with holding(database_url, "LOCK TABLE users"):
-        linted, lint_seconds = timed(cli, "lint", "--env", "staging", "--json", env=users)
-        healthy, health_seconds = timed(cli, "health", "--env", "staging", "--json", env=users)
+        (linted, lint_seconds), (healthy, health_seconds) = at_once(
+            cli,
+            [("lint", "--env", "staging", "--json"), ("health", "--env", "staging", "--json")],
+            env=users,
+        )
     assert linted.returncode == 0, linted.stderr
     assert lint_seconds < BOUND
     assert "Traceback" not in linted.stderr
@@ -114,14 +117,17 @@ def test_locked_history_table_ends_status_lint_and_health_naming_the_pid(
     """With the history table locked: status and lint exit 3, health 7 (its history check
     failed), each within BOUND s and naming the holder's pid."""
     with holding(database_url, "LOCK TABLE _prisma_migrations") as pid:
-        status, status_seconds = timed(cli, "status", "--env", "staging", env=users)
-        linted, lint_seconds = timed(cli, "lint", "--env", "staging", env=users)
-        healthy, health_seconds = timed(cli, "health", "--env", "staging", "--json", env=users)
-    for done, seconds, code in (
-        (status, status_seconds, 3),
-        (linted, lint_seconds, 3),
-        (healthy, health_seconds, 7),
-    ):
+        results = at_once(
+            cli,
+            [
+                ("status", "--env", "staging"),
+                ("lint", "--env", "staging"),
+                ("health", "--env", "staging", "--json"),
+            ],
+            env=users,
+        )
+    healthy = results[2][0]
+    for (done, seconds), code in zip(results, (3, 3, 7), strict=True):
         line = one_line(done)
         assert done.returncode == code, done.stderr
         assert seconds < BOUND
@@ -208,19 +214,10 @@ def black_hole() -> Iterator[int]:
         yield int(sock.getsockname()[1])
 
 
-@pytest.mark.parametrize(
-    ("args", "code"),
-    [
-        (("check", "--env", "staging"), 3),
-        (("migrate", "--env", "staging", "--yes"), 3),
-        (("health", "--env", "staging"), 7),
-    ],
-    ids=["check", "migrate", "health"],
-)
 def test_server_that_never_answers_ends_within_the_connect_timeout(
-    cli: Cli, project: Path, black_hole: int, args: tuple[str, ...], code: int
+    cli: Cli, project: Path, black_hole: int
 ) -> None:
-    """A server that accepts and never answers: the documented code within
+    """A server that accepts and never answers: check and migrate exit 3, health 7, within
     PREDEPLOY_CONNECT_TIMEOUT (2 s, libpq's least) plus the interpreter's start, with a line
     that says so (a one-letter password does not garble it)."""
     (project / "migrations").mkdir()
@@ -229,8 +226,13 @@ def test_server_that_never_answers_ends_within_the_connect_timeout(
         project,
         PREDEPLOY_CONNECT_TIMEOUT="2s",
     )
-    done, seconds = timed(cli, *args, env=env)
-    line = one_line(done)
-    assert done.returncode == code, done.stderr
-    assert seconds < 7
-    assert f"no answer from 127.0.0.1:{black_hole} within 2s" in line, line
+    runs = [
+        ("check", "--env", "staging"),
+        ("migrate", "--env", "staging", "--yes"),
+        ("health", "--env", "staging"),
+    ]
+    for (done, seconds), code in zip(at_once(cli, runs, env=env), (3, 3, 7), strict=True):
+        line = one_line(done)
+        assert done.returncode == code, done.stderr
+        assert seconds < 7
+        assert f"no answer from 127.0.0.1:{black_hole} within 2s" in line, line
