@@ -19,7 +19,17 @@ import psycopg
 import pytest
 
 from conftest import Cli, write_migrations
-from hazards import Background, at_once, holding, one_line, project_env, queued, timed
+from hazards import (
+    Background,
+    at_once,
+    holding,
+    one_line,
+    project_env,
+    query_value,
+    queued,
+    timed,
+    wait_until,
+)
 from predeploy.config.settings import load_settings
 from predeploy.migrate import commands
 
@@ -236,3 +246,41 @@ def test_server_that_never_answers_ends_within_the_connect_timeout(
         assert done.returncode == code, done.stderr
         assert seconds < 7
         assert f"no answer from 127.0.0.1:{black_hole} within 2s" in line, line
+
+
+def test_deadlock_with_another_session_is_one_line(
+    cli: Cli, database_url: str, project: Path
+) -> None:
+    """A migration that deadlocks with another session (the server's DETAIL has a line per
+    process): exit 5 with one line naming the migration and 40P01, rolled back."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE a (id int); CREATE TABLE b (id int)")
+    write_migrations(
+        project / "migrations", {"1_both": "LOCK TABLE a;\nLOCK TABLE b;\nCREATE TABLE c ();\n"}
+    )
+    env = project_env(database_url, project, PREDEPLOY_LOCK_TIMEOUT="5s")
+    other = psycopg.connect(database_url, autocommit=True)
+    other.execute("BEGIN")
+    other.execute("LOCK TABLE b")
+    run = Background(project, "migrate", "--env", "staging", "--yes", "--no-backup", env=env)
+    try:
+        wait_until(
+            lambda: query_value(
+                database_url,
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND application_name = 'predeploy migrate' AND query LIKE 'LOCK TABLE b%%'",
+            ),
+            what="the migration to wait for b",
+        )
+        # the cycle: the migration waited first, so its deadlock check (after 1 s) ends it
+        closing = threading.Thread(target=lambda: other.execute("LOCK TABLE a"), daemon=True)
+        closing.start()
+        done = run.finish(BOUND)
+        closing.join(10)
+    finally:
+        run.kill()
+        other.close()
+    line = one_line(done)
+    assert done.returncode == 5, done.stderr
+    assert "1_both" in line and "[40P01]" in line, line
+    assert query_value(database_url, "SELECT to_regclass('c')") is None
