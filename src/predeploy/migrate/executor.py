@@ -437,16 +437,7 @@ class Executor:
     ) -> MigrationError:
         """The error with its place in the file: the server's position, else the statement's."""
         if self.conn.broken:  # the connection, not the SQL: libpq's text has several lines
-            then = (
-                f"it is recorded as failed: check what it changed, then `predeploy resolve "
-                f"--rolled-back {unit.name}` (or --applied)"
-                if left_failed
-                else "see `predeploy status`: unless it shows as applied, none of it was kept"
-            )
-            return MigrationError(
-                f"the database connection was lost while {unit.file} of {unit.name} ran: "
-                f"{message_of(exc)}; {then}"
-            )
+            return _connection_lost(unit, exc, left_failed=left_failed)
         diag = exc.diag
         message = (diag.message_primary or str(exc)).strip()
         if diag.message_detail:
@@ -480,6 +471,20 @@ class Executor:
             left_failed=left_failed,
             then=then,
         )
+
+
+def _connection_lost(unit: _Unit, exc: psycopg.Error, *, left_failed: bool) -> MigrationError:
+    """The session died while ``unit`` ran: say so, and what to check (never "fix the SQL")."""
+    then = (
+        f"it is recorded as failed: check what it changed, then `predeploy resolve "
+        f"--rolled-back {unit.name}` (or --applied)"
+        if left_failed
+        else "see `predeploy status`: unless it shows as applied, none of it was kept"
+    )
+    return MigrationError(
+        f"the database connection was lost while {unit.file} of {unit.name} ran: "
+        f"{message_of(exc)}; {then}"
+    )
 
 
 def _unit(name: str, file: str, script: Script) -> _Unit:
