@@ -440,8 +440,8 @@ class Executor:
             return _connection_lost(unit, exc, left_failed=left_failed)
         diag = exc.diag
         message = (diag.message_primary or str(exc)).strip()
-        if diag.message_detail:
-            message += f" (DETAIL: {diag.message_detail.strip()})"
+        if diag.message_detail:  # one line: a deadlock's has a line per process
+            message += f" (DETAIL: {' '.join(diag.message_detail.split())})"
         if statement is None:  # every statement ran: the bookkeeping failed
             return MigrationError(
                 f"{unit.file} of {unit.name} ran, but recording it in {self.options.table} "
@@ -449,6 +449,8 @@ class Executor:
             )
         position = int(diag.statement_position or 1)
         line, column = position_to_line_column(unit.script.text, statement.offset + position)
+        if then is None and isinstance(exc, pg_errors.DeadlockDetected) and not left_failed:
+            then = "it was rolled back: another session's locks crossed its own; run it again"
         if (
             then is None
             and statement.concurrent
