@@ -325,3 +325,20 @@ def test_backup_session_lost_mid_dump_is_a_backup_failure(
     assert done.returncode == 4, done.stderr
     assert "backup failed" in line, line
     assert dumps_in(project) == []
+
+
+def test_multi_line_error_from_the_server_is_one_line(
+    cli: Cli, database_url: str, project: Path
+) -> None:
+    """A migration that raises a message of several lines: exit 5, one line holding all of it."""
+    write_migrations(
+        project / "migrations",
+        {"1_raise": "DO $$ BEGIN RAISE EXCEPTION E'first line\\nsecond line'; END $$;\n"},
+    )
+    done, _ = timed(
+        cli, "migrate", "--env", "staging", "--yes", "--no-backup",
+        env=project_env(database_url, project),
+    )  # fmt: skip
+    line = one_line(done)
+    assert done.returncode == 5, done.stderr
+    assert "first line second line" in line and "1_raise" in line, line
