@@ -6,6 +6,8 @@ them into one line on stderr and the process exit code.
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
     "BackupError",
     "Blocked",
@@ -23,6 +25,8 @@ __all__ = [
     "interrupted",
 ]
 
+_ONE_LINE = re.compile(r"\s*[\r\n]+\s*")
+
 
 class PredeployError(Exception):
     """Base of every error predeploy reports to an operator.
@@ -33,6 +37,9 @@ class PredeployError(Exception):
     exit_code: int = 1
 
     def __init__(self, message: str) -> None:
+        # one line, whatever the server or a program put in it (RAISE E'a\nb', libpq's
+        # multi-line texts): the operator's screen and CI logs get exactly one
+        message = _ONE_LINE.sub(" ", message.strip())
         super().__init__(message)
         self.message = message
 
