@@ -4,6 +4,7 @@ logs; a password from PGPASSWORD or ~/.pgpass works for backups as it does for p
 
 from __future__ import annotations
 
+import io
 import json
 import uuid
 from collections.abc import Iterator
@@ -193,15 +194,15 @@ def test_log_scrubbing_covers_nested_and_encoded_values(tmp_path: Path) -> None:
     """A password nested in dicts, lists and objects, raw or percent-encoded, never reaches
     the log file or the screen."""
     password = SPECIAL
-    screen = tmp_path / "screen.txt"
-    with screen.open("w") as stream:
-        setup = log_mod.configure(
-            env="staging",
-            log_dir=tmp_path / "logs",
-            json_output=True,
-            secrets=[password],
-            stream=stream,
-        )
+    screen = io.StringIO()
+    setup = log_mod.configure(
+        env="staging",
+        log_dir=tmp_path / "logs",
+        json_output=True,
+        secrets=[password],
+        stream=screen,
+    )
+    try:
         structlog.get_logger("t").warning(
             "nested",
             detail={"url": f"postgresql://app:{quote(password, safe='')}@h/db"},
@@ -209,8 +210,10 @@ def test_log_scrubbing_covers_nested_and_encoded_values(tmp_path: Path) -> None:
             plus=f"password={quote(password)}",
             error=ValueError(f"bad {password}"),
         )
+    finally:
+        structlog.reset_defaults()  # later tests log through their own configuration
     assert setup.log_file is not None
-    for text in (setup.log_file.read_text(), screen.read_text()):
+    for text in (setup.log_file.read_text(), screen.getvalue()):
         assert "nested" in text
         for form in forms(password):
             assert form not in text
