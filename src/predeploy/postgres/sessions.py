@@ -23,6 +23,7 @@ from psycopg.conninfo import make_conninfo
 
 from predeploy.config.dburl import DatabaseUrl
 from predeploy.errors import DatabaseUnreachable
+from predeploy.redact import Scrubber
 
 if TYPE_CHECKING:
     from predeploy.config.settings import Settings
@@ -222,9 +223,9 @@ def round_trip_ms(conn: Conn, samples: int = 5) -> float:
 def describe_failure(exc: BaseException, url: DatabaseUrl, timeout: float, variable: str) -> str:
     """One line for a failed connection attempt, without the password."""
     text = str(exc)
-    detail = _last_line(text)
-    if url.password and url.password in detail:  # matched on libpq's own words, shown without
-        detail = detail.replace(url.password, "***")
+    # the reasons match libpq's own words; only the line shown is scrubbed (as logs are: a
+    # short password only where it stands as a word)
+    detail = Scrubber([url.password]).text(_last_line(text)) if url.password else _last_line(text)
     for pattern, message in _REASONS:
         if pattern.search(text):
             return message.format(
