@@ -414,8 +414,6 @@ class Executor:
                 return attempt + 1
             attempt += 1  # still there: trying now would only stall the application again
             log.info("lock_retry_skipped", migration=unit.name, attempt=attempt)
-        if not holders:  # no try was left to scan before: name who is in the way now
-            holders = [blockers.describe(b) for b in blockers.scan(conn, unit.tables, lock_timeout)]
         who = "; ".join(holders) if holders else "a session that finished before it could be named"
         message = (
             f"{unit.file} of {unit.name} could not get its locks within PREDEPLOY_LOCK_TIMEOUT "
