@@ -88,9 +88,9 @@ def test_role_without_create_is_refused_before_any_backup(
 def test_role_that_cannot_read_the_history(
     cli: Cli, limited: str, database_url: str, project: Path
 ) -> None:
-    """SELECT on the history table missing: status, rollback and resolve exit 3 with the
-    GRANT that fixes it, health exits 7 (its history check failed), migrate exits 3 before
-    any backup."""
+    """SELECT on the history table missing: status, rollback and resolve exit 2 (a missing
+    GRANT is configuration) naming the GRANT that fixes it, health exits 7 (its history
+    check failed), migrate exits 2 before any backup."""
     migrations = project / "migrations"
     write_migrations(migrations, {"1_a": "CREATE TABLE a (id int);"})
     (migrations / "1_a" / "down.sql").write_text("DROP TABLE a;\n")
@@ -98,11 +98,11 @@ def test_role_that_cannot_read_the_history(
     write_migrations(migrations, {"2_b": "CREATE TABLE b (id int);"})
     env = project_env(limited, project)
     cases = [
-        (("status", "--env", "staging"), 3),
-        (("rollback", "--env", "staging", "--steps", "1", "--yes"), 3),
-        (("resolve", "--env", "staging", "--applied", "2_b"), 3),
+        (("status", "--env", "staging"), 2),
+        (("rollback", "--env", "staging", "--steps", "1", "--yes"), 2),
+        (("resolve", "--env", "staging", "--applied", "2_b"), 2),
         (("health", "--env", "staging"), 7),
-        (("migrate", "--env", "staging", "--yes"), 3),  # its history step reads first
+        (("migrate", "--env", "staging", "--yes"), 2),  # its history step reads first
     ]
     for args, code in cases:
         done, seconds = timed(cli, *args, env=env)

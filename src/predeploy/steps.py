@@ -20,7 +20,7 @@ log = structlog.get_logger(__name__)
 @dataclass(frozen=True)
 class Step:
     name: str
-    outcome: str  # ok, skipped, failed
+    outcome: str  # ok, skipped, failed, interrupted
     seconds: float
     detail: str | None = None
 
@@ -39,6 +39,9 @@ def stepper(steps: list[Step], on_step: OnStep | None) -> Stepper:
             yield
         except PredeployError as exc:
             _add(steps, on_step, Step(name, "failed", time.perf_counter() - started, str(exc)))
+            raise
+        except KeyboardInterrupt:  # SIGINT or SIGTERM: the step is named in the report
+            _add(steps, on_step, Step(name, "interrupted", time.perf_counter() - started))
             raise
         _add(steps, on_step, Step(name, "ok", time.perf_counter() - started))
 

@@ -100,7 +100,7 @@ class Report:
 
     @property
     def failed_step(self) -> str | None:
-        return next((s.name for s in self.steps if s.outcome == "failed"), None)
+        return next((s.name for s in self.steps if s.outcome in ("failed", "interrupted")), None)
 
     def as_dict(self) -> dict[str, Any]:
         return {

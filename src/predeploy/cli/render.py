@@ -139,7 +139,7 @@ def render_restore_plan(chosen: RestorePlan) -> str:
     return "\n".join(lines)
 
 
-_MARK = {"ok": "✓", "skipped": "-", "failed": "✗"}
+_MARK = {"ok": "✓", "skipped": "-", "failed": "✗", "interrupted": "✗"}
 
 
 def render_step(step: Step) -> str:

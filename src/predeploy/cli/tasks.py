@@ -1,13 +1,14 @@
 """The invoke tasks: thin adapters from the command line to the library.
 
 Each task resolves its env, reads the settings, configures logging, calls one
-library function, and prints the result: human text on a terminal, JSON
-otherwise or with ``--json``. A ``PredeployError`` becomes one line on stderr
-and its exit code; nothing else is decided here.
+library function, and prints the result: human text, or JSON with ``--json``
+(see predeploy.cli.output). A ``PredeployError`` becomes one line on stderr and
+its exit code; nothing else is decided here.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -79,7 +80,8 @@ def _run(
             env=settings.env,
             log_dir=settings.log_dir,
             json_output=json_output,
-            secrets=settings.secrets(),
+            # PGPASSWORD too: libpq may use it for a URL without a password
+            secrets=(*settings.secrets(), *filter(None, [os.environ.get("PGPASSWORD")])),
             stream=log_stream,
             colors=output.colors(),
             level=output.log_level(json_output),

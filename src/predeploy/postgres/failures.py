@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import psycopg
 from psycopg import errors as pg_errors
 
-from predeploy.errors import Blocked, DatabaseUnreachable, PredeployError
+from predeploy.errors import Blocked, ConfigError, DatabaseUnreachable, PredeployError
 
 __all__ = ["describe_lock_holders", "message_of", "translated"]
 
@@ -91,7 +91,9 @@ def translated(
         ) from None
     except pg_errors.InsufficientPrivilege as exc:
         fix = f": {grant}" if grant else ": grant the privilege to this user, or use another"
-        raise error(f"{doing}: {message_of(exc)}{fix}") from None
+        # a missing GRANT is configuration (exit 2) unless the step has a code of its own
+        cls = ConfigError if error is DatabaseUnreachable else error
+        raise cls(f"{doing}: {message_of(exc)}{fix}") from None
     except pg_errors.ReadOnlySqlTransaction:
         raise error(
             f"{doing}: the server is a read-only standby: point the direct URL at the primary"
