@@ -140,13 +140,8 @@ def _apply_pending(
     ensure_history(conn, table)
     before = compare(found, read_history(conn, table))
     refuse_blocked(before, settings)
-    applied = []
     with executor.Executor(conn, run_options(settings)) as run:
-        for migration in before.pending:
-            with structlog.contextvars.bound_contextvars(migration=migration.name):
-                applied.append(run.apply(migration))
-            if on_applied is not None:
-                on_applied(applied[-1])
+        applied = run.apply_all(before.pending, on_applied)
     log.info("migrate_done", applied=len(applied), pending_before=len(before.pending))
     return MigrateResult(before=before, applied=tuple(applied))
 
