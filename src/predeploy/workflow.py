@@ -226,13 +226,14 @@ def _locked_workflow(run: _Run, conn: Conn) -> None:
     with step("apply"):
         commands.ensure_history(conn, table)
         with executor.Executor(conn, commands.run_options(settings)) as run_scripts:
-            for migration in plan.pending:
-                with structlog.contextvars.bound_contextvars(migration=migration.name):
-                    report.applied.append(run_scripts.apply(migration))
-                seconds = round(report.applied[-1].seconds, 4)
-                run.trail.migrations.append({"name": migration.name, "seconds": seconds})
+            run_scripts.apply_all(plan.pending, lambda applied: _applied(run, applied))
     with step("post-apply checks"):
         _after(conn, table, found, policy)
+
+
+def _applied(run: _Run, applied: executor.Applied) -> None:
+    run.report.applied.append(applied)
+    run.trail.migrations.append({"name": applied.name, "seconds": round(applied.seconds, 4)})
 
 
 def _backup(run: _Run) -> None:
