@@ -8,7 +8,7 @@ from typing import Any
 
 import structlog
 
-from predeploy import audit
+from predeploy import audit, cache
 from predeploy.config.settings import Settings
 from predeploy.errors import ConfigError, DatabaseUnreachable, MigrationError
 from predeploy.migrate import discovery as migrations
@@ -84,6 +84,7 @@ def lint_migrations(settings: Settings, conn: Conn, chosen: list[Migration]) -> 
             conn,
             large_rows=settings.lint_large_table_rows,
             server_version=version.split()[0] if version else None,
+            cache_dir=cache.folder(settings.root),
         )
 
 
