@@ -1,5 +1,5 @@
-"""The lint cache: squawk's findings kept per file and options; the live table sizes never
-kept."""
+"""The cache folder: squawk's findings kept per file and options, program versions kept
+per program (path, size, mtime); the live table sizes never kept."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from conftest import write_migrations
+from predeploy import cache
 from predeploy.migrate import discovery, lint
+from predeploy.postgres import embedded, pgbin
 
 RISKY = {
     "1_index": "CREATE INDEX events_at ON events (at);",
@@ -116,6 +118,40 @@ def test_live_table_sizes_are_read_on_every_run(database_url: str, tmp_path: Pat
     assert done["linted"] == 0
     assert [(t.rows, f.raised) for f in first.findings for t in f.tables] == [(10, False)]
     assert [(t.rows, f.raised) for f in second.findings for t in f.tables] == [(2010, True)]
+
+
+def test_program_versions_are_kept_by_path_size_and_time(tmp_path: Path) -> None:
+    """pg_dump --version is asked once; a replaced program is asked again."""
+    program = tmp_path / "bin" / "pg_dump"
+    program.parent.mkdir()
+    calls = tmp_path / "calls"
+
+    def install(version: str) -> None:
+        program.write_text(f'#!/bin/sh\necho x >> {calls}\necho "pg_dump (PostgreSQL) {version}"\n')
+        program.chmod(0o755)
+
+    install("15.4")
+    cache_dir = tmp_path / "cache"
+    assert pgbin.program_version(program, cache_dir) == (15, "15.4")
+    assert pgbin.program_version(program, cache_dir) == (15, "15.4")
+    assert calls.read_text().count("x") == 1
+    install("16.10")
+    assert pgbin.program_version(program, cache_dir) == (16, "16.10")
+    assert calls.read_text().count("x") == 2
+    assert str(program) in json.loads((cache_dir / "programs.json").read_text())
+
+
+def test_without_a_project_the_users_cache_folder_is_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pgbin's probes go to $XDG_CACHE_HOME/predeploy when no folder is given."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache.folder(None) == tmp_path / "xdg" / "predeploy"
+    assert cache.folder(tmp_path) == tmp_path / ".predeploy" / "cache"
+    found = pgbin.find_candidates("pg_dump", None, embedded.bin_dir())
+    kept = json.loads((tmp_path / "xdg" / "predeploy" / "programs.json").read_text())
+    assert str(embedded.bin_dir() / "pg_dump") in kept
+    assert {str(p.path) for p in found} <= set(kept)
 
 
 def test_a_corrupt_or_unwritable_cache_is_only_slower(tmp_path: Path) -> None:
