@@ -165,7 +165,6 @@ def test_batches_end_at_a_migration_outside_a_transaction(
     with capture_logs() as logs:
         result = commands.migrate(make_settings())
     assert [a.transactional for a in result.applied] == [True, True, False, True, True]
-    # after it the batches start small again: its pace says nothing about the next ones
     assert batch_sizes(logs) == {"1_a": 2, "2_b": 2, "3_index": None, "4_c": 2, "5_d": 2}
     assert names(database_url) == ["1_a", "2_b", "3_index", "4_c", "5_d"]
 

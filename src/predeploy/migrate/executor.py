@@ -128,7 +128,8 @@ class Executor:
                 pending[:0] = chosen[index + 1 :]
                 with structlog.contextvars.bound_contextvars(migration=chosen[index].name):
                     applied(self._apply(chosen[index], timed_out=exc))
-            size = batch.next_size(time.perf_counter() - started, len(chosen))
+            if batch.batchable(chosen[0]):  # another kind's pace says nothing of the next
+                size = batch.next_size(time.perf_counter() - started, len(chosen))
         return done
 
     def _apply(
