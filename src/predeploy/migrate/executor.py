@@ -207,7 +207,9 @@ class Executor:
             batch.pipeline(self.conn, self.options.table, chosen, sent)
         except BaseException as exc:
             committed, rest = batch.split(sent)
-            self._batch_done(committed, len(chosen), applied)
+            # no session restore here: a migration that changes the session ends its batch,
+            # so one that committed before a failure is never among them
+            self._batch_done(committed, len(chosen), applied, restore=False)
             if not isinstance(exc, psycopg.Error) or not rest:
                 raise  # an interrupt: what is committed was reported, the rest never ran
             self._abandon(savepoint=False)
@@ -221,9 +223,14 @@ class Executor:
         return None
 
     def _batch_done(
-        self, sent: list[batch.Sent], size: int, applied: Callable[[Applied], None]
+        self,
+        sent: list[batch.Sent],
+        size: int,
+        applied: Callable[[Applied], None],
+        *,
+        restore: bool = True,
     ) -> None:
-        if any(batch.changes_session(item.migration.parsed) for item in sent):
+        if restore and any(batch.changes_session(item.migration.parsed) for item in sent):
             self._restore_session()  # the last one may have changed them for the session
         for item in sent:
             seconds = item.seconds
