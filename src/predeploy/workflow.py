@@ -14,30 +14,40 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from predeploy import audit, gates
-from predeploy.backup import dump as backup
-from predeploy.backup.dump import BackupResult
-from predeploy.backup.progress import ProgressFn
+from predeploy import audit, lazy
 from predeploy.config.policy import Policy, policy_for
 from predeploy.config.settings import Settings
 from predeploy.confirm import operator
 from predeploy.errors import MigrationError, PredeployError, interrupted
-from predeploy.migrate import commands, executor, history
+from predeploy.migrate import commands, history
 from predeploy.migrate import discovery as migrations
-from predeploy.migrate.blockers import Blocker
-from predeploy.migrate.lint import LintReport
 from predeploy.migrate.lock import migrate_session
 from predeploy.migrate.plan import Plan, make_plan
 from predeploy.migrate.privileges import check_bookkeeping
 from predeploy.migrate.status import compare
 from predeploy.postgres.failures import translated
 from predeploy.postgres.sessions import Conn, catalog_session
-from predeploy.runbook import Runbook, TakenBackup, build_runbook
 from predeploy.steps import OnStep, Step, Stepper, skip, stepper
+
+if TYPE_CHECKING:
+    from predeploy import gates
+    from predeploy import runbook as runbook_mod
+    from predeploy.backup import dump as backup
+    from predeploy.backup.dump import BackupResult
+    from predeploy.backup.progress import ProgressFn
+    from predeploy.migrate import executor
+    from predeploy.migrate.blockers import Blocker
+    from predeploy.migrate.lint import LintReport
+    from predeploy.runbook import Runbook
+else:  # needed only when something is pending (nothing pending must start fast)
+    gates = lazy.module("predeploy.gates")
+    runbook_mod = lazy.module("predeploy.runbook")
+    backup = lazy.module("predeploy.backup.dump")
+    executor = lazy.module("predeploy.migrate.executor")
 
 __all__ = ["Options", "Pending", "Report", "Step", "migrate"]
 
@@ -155,9 +165,9 @@ def migrate(
         report.error = interrupted(exc, f"migrating ({report.failed_step or 'between steps'})")
     if not options.dry_run and not options.rehearse and (report.applied or report.error):
         taken = report.backup
-        report.runbook = build_runbook(
+        report.runbook = runbook_mod.build_runbook(
             settings,
-            backup=TakenBackup(taken.path, taken.created_at) if taken else None,
+            backup=runbook_mod.TakenBackup(taken.path, taken.created_at) if taken else None,
             applied=report.applied,
             error=report.error,
             run_id=run_id,

@@ -4,22 +4,28 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from predeploy import audit, cache
+from predeploy import audit, cache, lazy
 from predeploy.config.settings import Settings
 from predeploy.errors import ConfigError, DatabaseUnreachable, MigrationError
 from predeploy.migrate import discovery as migrations
-from predeploy.migrate import executor, history
-from predeploy.migrate import lint as lint_mod
+from predeploy.migrate import history
 from predeploy.migrate.discovery import Migration
 from predeploy.migrate.history import Table
 from predeploy.migrate.lock import migrate_session
 from predeploy.migrate.status import Entry, Status, compare
 from predeploy.postgres.failures import translated
 from predeploy.postgres.sessions import Conn, catalog_session, migration_limits
+
+if TYPE_CHECKING:
+    from predeploy.migrate import executor
+    from predeploy.migrate import lint as lint_mod
+else:  # status reads; it needs neither the executor nor squawk
+    executor = lazy.module("predeploy.migrate.executor")
+    lint_mod = lazy.module("predeploy.migrate.lint")
 
 __all__ = [
     "MigrateResult",
