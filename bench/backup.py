@@ -1,13 +1,13 @@
-"""`invoke backup` on a ~1 GB database against the bare tools runbooks use.
+"""`predeploy backup` on a ~1 GB database against the bare tools runbooks use.
 
 A throwaway cluster (the system's PostgreSQL 15 when present, else the embedded
 wheel's) gets a pgbench database of about 1 GB (scale 70). Then, runners taking
 turns in every round:
 
     pg_dump -Fc                 the bare tool: the floor for the tool's overhead
-    invoke backup               custom format, verification included (and its dump
+    predeploy backup               custom format, verification included (and its dump
                                 phase alone, from the result's dump_seconds)
-    invoke backup, 2 jobs       directory format, PREDEPLOY_BACKUP_JOBS=2
+    predeploy backup, 2 jobs       directory format, PREDEPLOY_BACKUP_JOBS=2
     pg_dump | gzip              what runbooks do today
 
 Prints median times, sizes and ratios. Run: python bench/backup.py [--scale 70] [--repeat 2]
@@ -86,7 +86,6 @@ def main() -> None:
         )
         project = base / "project"
         project.mkdir()
-        (project / "tasks.py").write_text("from predeploy.cli.tasks import ns  # noqa: F401\n")
         (project / ".env.bench").write_text("")
         pg_dump = str(cluster.bin_dir / "pg_dump")
         conninfo = f"host=127.0.0.1 port={cluster.port} user=postgres dbname=bench"
@@ -123,7 +122,7 @@ def main() -> None:
             }
             t = time.perf_counter()
             done = subprocess.run(
-                [sys.executable, "-m", "invoke", "backup", "--env", "bench", "--json"],
+                [sys.executable, "-m", "predeploy", "backup", "--env", "bench", "--json"],
                 cwd=project,
                 env=run_env,
                 capture_output=True,
@@ -137,8 +136,8 @@ def main() -> None:
 
         runners = {
             "pg_dump -Fc (bare)": bare,
-            "invoke backup (custom, verified)": lambda: ours(1),
-            "invoke backup (directory, 2 jobs)": lambda: ours(2),
+            "predeploy backup (custom, verified)": lambda: ours(1),
+            "predeploy backup (directory, 2 jobs)": lambda: ours(2),
             "pg_dump | gzip": gzip,
         }
         samples: dict[str, list[tuple[float, int, float]]] = {name: [] for name in runners}
@@ -154,13 +153,13 @@ def main() -> None:
                 f"{sizes[name] / 1e6:8.1f} MB   runs: "
                 + " ".join(f"{s[0]:.1f}" for s in samples[name])
             )
-        dump_only = statistics.median(s[2] for s in samples["invoke backup (custom, verified)"])
+        dump_only = statistics.median(s[2] for s in samples["predeploy backup (custom, verified)"])
         print(f"{'  its dump phase alone':<38} {dump_only:7.1f} s  {dump_only / floor:5.2f}x bare")
         gz = medians["pg_dump | gzip"]
-        two = medians["invoke backup (directory, 2 jobs)"]
+        two = medians["predeploy backup (directory, 2 jobs)"]
         print(
             f"directory/2 jobs against pg_dump | gzip: {two / gz:.2f}x the time, "
-            f"{sizes['invoke backup (directory, 2 jobs)'] / sizes['pg_dump | gzip']:.2f}x "
+            f"{sizes['predeploy backup (directory, 2 jobs)'] / sizes['pg_dump | gzip']:.2f}x "
             f"the size"
         )
 

@@ -1,4 +1,4 @@
-"""Application stalls behind a migration's lock: `psql -f` against `invoke migrate`.
+"""Application stalls behind a migration's lock: `psql -f` against `predeploy migrate`.
 
 A load of short queries runs throughout: --clients connections, each alternating a
 primary-key SELECT and UPDATE on `accounts` (100,000 rows). At 4 s a reporting
@@ -7,9 +7,9 @@ ACCESS SHARE lock for --hold seconds (20). At 5 s a migration altering `accounts
 (ADD COLUMN with a default: an ACCESS EXCLUSIVE lock, instant once granted) is applied:
 
     psql          psql -1 -v ON_ERROR_STOP=1 -f migration.sql, as runbooks do
-    predeploy     invoke migrate --env bench --yes (PREDEPLOY_LOCK_TIMEOUT 2s, the default): the
+    predeploy     predeploy migrate --env bench --yes (PREDEPLOY_LOCK_TIMEOUT 2s, the default): the
                   runner's lock_timeout, then it waits for the holder to go
-    predeploy-prod invoke migrate --env prod --yes --no-backup: the blocker scan sees the
+    predeploy-prod predeploy migrate --env prod --yes --no-backup: the blocker scan sees the
                   idle transaction and waits (PREDEPLOY_BLOCKER_WAIT 60s) before touching the table
 
 For each: the longest any client query took (its stall), the throughput lost (the
@@ -166,7 +166,6 @@ def main() -> None:
         migrations = base / "migrations" / "20261125000000_add_note"
         migrations.mkdir(parents=True)
         (migrations / "migration.sql").write_text(MIGRATION)
-        (base / "tasks.py").write_text("from predeploy.cli.tasks import ns  # noqa: F401\n")
         for env_file in (".env.bench", ".env.prod"):
             (base / env_file).write_text("PREDEPLOY_LOG_DIR=logs\nPREDEPLOY_ALLOW_NO_BACKUP=1\n")
         version = psycopg.connect(cluster.admin_url).info.server_version // 10000
@@ -175,7 +174,7 @@ def main() -> None:
             f"{args.hold:g}s; migration: {MIGRATION.strip()}",
             flush=True,
         )
-        invoke = [sys.executable, "-m", "invoke", "migrate", "--yes"]
+        ours = [sys.executable, "-m", "predeploy", "migrate", "--yes"]
         runs = {
             "psql -f": [
                 str(cluster.bin_dir / "psql"),
@@ -187,8 +186,8 @@ def main() -> None:
                 "-f",
                 str(migrations / "migration.sql"),
             ],
-            "invoke migrate (bench)": [*invoke, "--env", "bench"],
-            "invoke migrate (prod)": [*invoke, "--env", "prod", "--no-backup"],
+            "predeploy migrate (bench)": [*ours, "--env", "bench"],
+            "predeploy migrate (prod)": [*ours, "--env", "prod", "--no-backup"],
         }
         outcomes = []
         for index, (name, command) in enumerate(runs.items()):

@@ -22,7 +22,6 @@ from psycopg import sql
 from predeploy import __version__
 from predeploy.confirm import operator
 from predeploy.migrate.history import Table
-from predeploy.postgres import programs
 from predeploy.postgres.sessions import Conn
 
 __all__ = ["Run", "git_revision", "last_runs", "record"]
@@ -74,6 +73,8 @@ def git_revision(root: Path) -> str | None:
     git = shutil.which("git")
     if git is None:
         return None
+    from predeploy.postgres import programs  # noqa: PLC0415 (sh only when a program runs)
+
     env = programs.child_env({"GIT_OPTIONAL_LOCKS": "0"})
     try:
         head = programs.output(

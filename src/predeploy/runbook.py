@@ -22,7 +22,7 @@ import structlog
 
 from predeploy.config.settings import Settings
 from predeploy.errors import PredeployError
-from predeploy.migrate.executor import Applied, MigrationFailed
+from predeploy.migrate.outcome import Applied, MigrationFailed
 
 __all__ = ["PROGRAM", "Runbook", "TakenBackup", "build_runbook", "command", "write_runbook"]
 

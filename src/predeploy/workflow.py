@@ -18,30 +18,38 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from predeploy import audit, gates
-from predeploy.backup import dump as backup
-from predeploy.backup.dump import BackupResult
-from predeploy.backup.progress import ProgressFn
+from predeploy import audit, lazy
 from predeploy.config.policy import Policy, policy_for
 from predeploy.config.settings import Settings
 from predeploy.confirm import operator
 from predeploy.errors import CheckFailed, MigrationError, PredeployError, interrupted
-from predeploy.migrate import commands, executor, history
+from predeploy.migrate import commands, history
 from predeploy.migrate import discovery as migrations
-from predeploy.migrate.blockers import Blocker
 from predeploy.migrate.discovery import POST_DEPLOY, PRE_DEPLOY
-from predeploy.migrate.lint import LintReport
 from predeploy.migrate.lock import migrate_session
 from predeploy.migrate.plan import Plan, make_plan
 from predeploy.migrate.privileges import check_bookkeeping
 from predeploy.migrate.status import compare
 from predeploy.postgres.failures import translated
 from predeploy.postgres.sessions import Conn, catalog_session
-from predeploy.runbook import Runbook, TakenBackup, build_runbook
 from predeploy.steps import OnStep, Step, Stepper, skip, stepper
 
 if TYPE_CHECKING:
+    from predeploy import gates
+    from predeploy import runbook as runbook_mod
+    from predeploy.backup import dump as backup
+    from predeploy.backup.dump import BackupResult
+    from predeploy.backup.progress import ProgressFn
+    from predeploy.migrate import executor
+    from predeploy.migrate.blockers import Blocker
     from predeploy.migrate.drift.report import DriftReport
+    from predeploy.migrate.lint import LintReport
+    from predeploy.runbook import Runbook
+else:  # needed only when something is pending (nothing pending must start fast)
+    gates = lazy.module("predeploy.gates")
+    runbook_mod = lazy.module("predeploy.runbook")
+    backup = lazy.module("predeploy.backup.dump")
+    executor = lazy.module("predeploy.migrate.executor")
 
 __all__ = ["Options", "Pending", "Report", "Step", "migrate"]
 
@@ -169,9 +177,9 @@ def migrate(
         report.error = interrupted(exc, f"migrating ({report.failed_step or 'between steps'})")
     if not options.dry_run and not options.rehearse and (report.applied or report.error):
         taken = report.backup
-        report.runbook = build_runbook(
+        report.runbook = runbook_mod.build_runbook(
             settings,
-            backup=TakenBackup(taken.path, taken.created_at) if taken else None,
+            backup=runbook_mod.TakenBackup(taken.path, taken.created_at) if taken else None,
             applied=report.applied,
             error=report.error,
             run_id=run_id,
@@ -263,13 +271,14 @@ def _locked_workflow(run: _Run, conn: Conn) -> None:
     with step("apply"):
         commands.ensure_history(conn, table)
         with executor.Executor(conn, commands.run_options(settings)) as run_scripts:
-            for migration in plan.pending:
-                with structlog.contextvars.bound_contextvars(migration=migration.name):
-                    report.applied.append(run_scripts.apply(migration))
-                seconds = round(report.applied[-1].seconds, 4)
-                run.trail.migrations.append({"name": migration.name, "seconds": seconds})
+            run_scripts.apply_all(plan.pending, lambda applied: _applied(run, applied))
     with step("post-apply checks"):
         _after(conn, table, found, policy, report.phase)
+
+
+def _applied(run: _Run, applied: executor.Applied) -> None:
+    run.report.applied.append(applied)
+    run.trail.migrations.append({"name": applied.name, "seconds": round(applied.seconds, 4)})
 
 
 def _backup(run: _Run) -> None:

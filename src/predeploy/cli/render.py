@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from predeploy import units
-from predeploy.backup.dump import BackupResult
-from predeploy.backup.restore import RestorePlan
-from predeploy.backup.retention import BackupInfo
-from predeploy.migrate.blockers import describe as describe_blocker
-from predeploy.migrate.lint import LintReport
-from predeploy.migrate.status import Status
-from predeploy.ops.adopt import Adopted
-from predeploy.ops.check import CheckResult
-from predeploy.ops.deploy import DeployReport
-from predeploy.ops.health import HealthReport
-from predeploy.ops.maintenance import MaintenanceReport
-from predeploy.postgres.pgbin import PgProgram
-from predeploy.runbook import Runbook
-from predeploy.steps import Step
-from predeploy.workflow import Report
+
+if TYPE_CHECKING:  # result types only: rendering one result imports no other command's code
+    from predeploy.backup.dump import BackupResult
+    from predeploy.backup.restore import RestorePlan
+    from predeploy.backup.retention import BackupInfo
+    from predeploy.migrate.lint import LintReport
+    from predeploy.migrate.status import Status
+    from predeploy.ops.adopt import Adopted
+    from predeploy.ops.check import CheckResult
+    from predeploy.ops.deploy import DeployReport
+    from predeploy.ops.health import HealthReport
+    from predeploy.ops.maintenance import MaintenanceReport
+    from predeploy.postgres.pgbin import PgProgram
+    from predeploy.runbook import Runbook
+    from predeploy.steps import Step
+    from predeploy.workflow import Report
 
 __all__ = [
     "render_adopted",
@@ -162,6 +165,8 @@ def render_report(report: Report, *, dry_run: bool = False, runbook: bool = True
     if report.drift is not None and report.drift.drifted:
         lines += [f"drift: {d.kind} {d.name}: {d.change}" for d in report.drift.differences]
     lines += [f"warning: {w}" for w in report.warnings]
+    from predeploy.migrate.blockers import describe as describe_blocker  # noqa: PLC0415
+
     lines += [f"blocking session: {describe_blocker(b)}" for b in report.blockers]
     if dry_run:
         for p in report.pending:

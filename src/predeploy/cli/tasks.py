@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import structlog
 from invoke.collection import Collection
@@ -21,11 +21,8 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from predeploy import confirm, gates, units, workflow
+from predeploy import confirm, lazy, units
 from predeploy import log as log_mod
-from predeploy.backup import dump as backup_mod
-from predeploy.backup import restore as restore_mod
-from predeploy.backup import retention
 from predeploy.cli import boundary, output, prompt, signals
 from predeploy.cli.render import (
     render_adopted,
@@ -46,14 +43,33 @@ from predeploy.config.policy import policy_for
 from predeploy.config.settings import Settings, env_name, find_root, load_settings
 from predeploy.errors import CheckFailed, ConfigError, HealthCheckFailed, PredeployError
 from predeploy.migrate import commands
-from predeploy.migrate import rollback as rollback_mod
-from predeploy.ops import adopt
-from predeploy.ops import check as check_mod
-from predeploy.ops import deploy as deploy_mod
-from predeploy.ops import health as health_mod
-from predeploy.ops import maintenance as maintenance_mod
-from predeploy.postgres import embedded
-from predeploy.steps import Step
+
+if TYPE_CHECKING:
+    from predeploy import gates, workflow
+    from predeploy.backup import dump as backup_mod
+    from predeploy.backup import restore as restore_mod
+    from predeploy.backup import retention
+    from predeploy.migrate import rollback as rollback_mod
+    from predeploy.ops import adopt
+    from predeploy.ops import check as check_mod
+    from predeploy.ops import deploy as deploy_mod
+    from predeploy.ops import health as health_mod
+    from predeploy.ops import maintenance as maintenance_mod
+    from predeploy.postgres import embedded
+    from predeploy.steps import Step
+else:  # each command imports only the machinery it runs (see predeploy.lazy)
+    gates = lazy.module("predeploy.gates")
+    workflow = lazy.module("predeploy.workflow")
+    backup_mod = lazy.module("predeploy.backup.dump")
+    restore_mod = lazy.module("predeploy.backup.restore")
+    retention = lazy.module("predeploy.backup.retention")
+    rollback_mod = lazy.module("predeploy.migrate.rollback")
+    adopt = lazy.module("predeploy.ops.adopt")
+    check_mod = lazy.module("predeploy.ops.check")
+    deploy_mod = lazy.module("predeploy.ops.deploy")
+    health_mod = lazy.module("predeploy.ops.health")
+    maintenance_mod = lazy.module("predeploy.ops.maintenance")
+    embedded = lazy.module("predeploy.postgres.embedded")
 
 __all__ = ["ns"]
 

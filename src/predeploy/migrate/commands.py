@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from predeploy import audit
+from predeploy import audit, cache, lazy
 from predeploy.config.policy import policy_for
 from predeploy.config.settings import Settings
 from predeploy.errors import ConfigError, DatabaseUnreachable, MigrationError, PredeployError
 from predeploy.migrate import discovery as migrations
-from predeploy.migrate import executor, history
-from predeploy.migrate import lint as lint_mod
+from predeploy.migrate import history
 from predeploy.migrate.discovery import Migration
 from predeploy.migrate.history import Table
 from predeploy.migrate.lock import migrate_session
@@ -23,6 +22,13 @@ from predeploy.migrate.plan import make_plan
 from predeploy.migrate.status import Entry, Status, compare
 from predeploy.postgres.failures import translated
 from predeploy.postgres.sessions import Conn, catalog_session, migration_limits
+
+if TYPE_CHECKING:
+    from predeploy.migrate import executor
+    from predeploy.migrate import lint as lint_mod
+else:  # status reads; it needs neither the executor nor squawk
+    executor = lazy.module("predeploy.migrate.executor")
+    lint_mod = lazy.module("predeploy.migrate.lint")
 
 __all__ = [
     "MigrateResult",
@@ -97,6 +103,7 @@ def lint_migrations(settings: Settings, conn: Conn, chosen: list[Migration]) -> 
             conn,
             large_rows=settings.lint_large_table_rows,
             server_version=version.split()[0] if version else None,
+            cache_dir=cache.folder(settings.root),
         )
     return apply_phases(report, chosen)
 
@@ -159,13 +166,8 @@ def _apply_pending(
     before = compare(found, read_history(conn, table))
     plan = make_plan(before, policy_for(settings))
     plan.refuse()
-    applied = []
     with executor.Executor(conn, run_options(settings)) as run:
-        for migration in plan.pending:
-            with structlog.contextvars.bound_contextvars(migration=migration.name):
-                applied.append(run.apply(migration))
-            if on_applied is not None:
-                on_applied(applied[-1])
+        applied = run.apply_all(plan.pending, on_applied)
     log.info("migrate_done", applied=len(applied), pending_before=len(plan.pending))
     return MigrateResult(before=before, applied=tuple(applied))
 

@@ -2,8 +2,10 @@
 
 A script that can run in a transaction runs in one, with its bookkeeping (the history
 row) in the same transaction: BEGIN, its statements, the row, COMMIT, sent in one
-pipeline (one round trip). A script that cannot (CONCURRENTLY, its own BEGIN/COMMIT)
-runs statement by statement behind a row that stays failed if it stops part-way.
+pipeline (one round trip). ``apply_all`` sends runs of such migrations in batches, one
+sync for many, each still its own transaction (see ``batch``). A script that cannot
+(CONCURRENTLY, its own BEGIN/COMMIT) runs statement by statement behind a row that stays
+failed if it stops part-way.
 
 Every statement runs under the migration limits (lock_timeout, statement_timeout). A
 lock timeout rolls the script back; the sessions that held locks on its tables from
@@ -12,14 +14,14 @@ after a growing pause when none is found). While they stay, trying again could o
 stall the application once more, so a pause that ends with them still there counts as a
 try without touching the table. When the tries run out the error names them.
 
-Errors carry the migration, the file, the SQLSTATE and line:column (one mapper, ``_failure``).
+Errors carry the migration, the file, the SQLSTATE and line:column (one mapper:
+``outcome.failure``).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 
@@ -28,12 +30,20 @@ import structlog
 from psycopg import errors as pg_errors
 
 from predeploy.errors import MigrationError
-from predeploy.migrate import blockers, history
+from predeploy.migrate import batch, blockers, history
 from predeploy.migrate.discovery import Migration
-from predeploy.migrate.history import Table
-from predeploy.migrate.sqlscript import Script, Statement, position_to_line_column
-from predeploy.postgres.failures import message_of
-from predeploy.postgres.sessions import CATALOG, Conn, Limits, use_limits
+from predeploy.migrate.outcome import (
+    Applied,
+    MigrationFailed,
+    Rehearsed,
+    RunOptions,
+    Unit,
+    failure,
+    first_unfinished,
+    unit_of,
+)
+from predeploy.migrate.sqlscript import Script, Statement
+from predeploy.postgres.sessions import CATALOG, Conn, use_limits
 
 __all__ = [
     "Applied",
@@ -47,80 +57,6 @@ __all__ = [
 log = structlog.get_logger(__name__)
 _FIRST_PAUSE, _LAST_PAUSE = 0.5, 10.0
 _POLL = 0.1  # how often a lock-timed-out migration looks whether its holders are gone
-_SESSION_SETTINGS = ("lock_timeout", "statement_timeout", "search_path")
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """How scripts run: the history table, the session's limits, the lock-timeout retries."""
-
-    table: Table
-    limits: Limits
-    lock_retries: int
-    search_path: str | None = None  # the session's own (Prisma's ?schema=), restored after
-    quiet: bool = False  # a shadow build: each migration logged at debug level only
-
-
-@dataclass(frozen=True)
-class Applied:
-    """A script that ran to its end: which migration, how long, in a transaction, tries."""
-
-    name: str
-    seconds: float
-    transactional: bool
-    attempts: int
-
-
-@dataclass(frozen=True)
-class Rehearsed:
-    """One migration of a rehearsal: ok (with its time), failed (with why), or not rehearsed."""
-
-    name: str
-    outcome: str
-    seconds: float | None = None
-    sqlstate: str | None = None
-    detail: str | None = None
-
-    def as_dict(self) -> dict[str, object]:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
-
-
-class MigrationFailed(MigrationError):
-    """A script's SQL failed: which migration and file, where, and what the server said."""
-
-    def __init__(
-        self,
-        name: str,
-        message: str,
-        *,
-        file: str = "migration.sql",
-        sqlstate: str | None = None,
-        line: int | None = None,
-        column: int | None = None,
-        left_failed: bool = False,
-        then: str | None = None,
-    ) -> None:
-        where = f" at line {line}, column {column} of {file}" if line else ""
-        code = f" [{sqlstate}]" if sqlstate else ""
-        what = f"rollback of {name}" if file == "down.sql" else f"migration {name}"
-        if then is None:
-            then = (
-                f"it stopped part-way and is recorded as failed: check the database, then "
-                f"`predeploy resolve --rolled-back {name}` (or --applied) before migrating again"
-                if left_failed
-                else "it was rolled back: fix the SQL and run again"
-            )
-        super().__init__(f"{what} failed{where}{code}: {message}; {then}")
-        self.name, self.file, self.sqlstate = name, file, sqlstate
-        self.line, self.column, self.detail, self.left_failed = line, column, message, left_failed
-
-
-@dataclass(frozen=True)
-class _Unit:
-    name: str
-    file: str  # migration.sql or down.sql
-    script: Script
-    tables: frozenset[str]
 
 
 def backoff(attempt: int) -> float:
@@ -158,7 +94,48 @@ class Executor:
 
     def apply(self, migration: Migration) -> Applied:
         """Apply ``migration`` and record it in the history table."""
-        unit = _unit(migration.name, "migration.sql", migration.parsed)
+        return self._apply(migration)
+
+    def apply_all(
+        self,
+        migrations: Sequence[Migration],
+        on_applied: Callable[[Applied], None] | None = None,
+    ) -> list[Applied]:
+        """Apply ``migrations`` in order; runs of transactional ones travel in batches.
+
+        Each is still its own transaction with its history row. ``on_applied`` gets each
+        applied migration, in order, as soon as its batch is back, also when a later one
+        fails or the run is interrupted. A lock timeout in a batch: the migrations before
+        it are in, it is retried alone (the usual retries), then the rest follow.
+        """
+        done: list[Applied] = []
+
+        def applied(result: Applied) -> None:
+            done.append(result)
+            if on_applied is not None:
+                on_applied(result)
+
+        pending, size = list(migrations), batch.FIRST_SIZE
+        while pending:
+            chosen = batch.take(pending, size)
+            del pending[: len(chosen)]
+            started = time.perf_counter()
+            if len(chosen) == 1:
+                with structlog.contextvars.bound_contextvars(migration=chosen[0].name):
+                    applied(self.apply(chosen[0]))
+            elif (timed_out := self._apply_batch(chosen, applied)) is not None:
+                index, exc = timed_out
+                pending[:0] = chosen[index + 1 :]
+                with structlog.contextvars.bound_contextvars(migration=chosen[index].name):
+                    applied(self._apply(chosen[index], timed_out=exc))
+            if batch.batchable(chosen[0]):  # another kind's pace says nothing of the next
+                size = batch.next_size(time.perf_counter() - started, len(chosen))
+        return done
+
+    def _apply(
+        self, migration: Migration, timed_out: pg_errors.LockNotAvailable | None = None
+    ) -> Applied:
+        unit = unit_of(migration.name, "migration.sql", migration.parsed)
         if unit.script.parse_error:
             log.warning("sql_not_parsed", migration=unit.name, detail=unit.script.parse_error)
         started = time.perf_counter()
@@ -166,7 +143,9 @@ class Executor:
         if unit.script.transactional:
             stamp = datetime.now(UTC)
             attempts = self._transaction(
-                unit, lambda: history.insert_applied(self.conn, table, migration, stamp)
+                unit,
+                lambda: history.insert_applied(self.conn, table, migration, stamp),
+                timed_out=timed_out,
             )
         else:
             log.info(
@@ -178,7 +157,7 @@ class Executor:
     def undo(self, migration: Migration, script: Script) -> Applied:
         """Run ``script`` (the down.sql of ``migration``) and mark the migration rolled back:
         in the same transaction, or (DROP INDEX CONCURRENTLY...) after every statement ran."""
-        unit = _unit(migration.name, "down.sql", script)
+        unit = unit_of(migration.name, "down.sql", script)
         started = time.perf_counter()
         table = self.options.table
         if not script.transactional:
@@ -201,7 +180,7 @@ class Executor:
         self.conn.execute("BEGIN")
         try:
             for migration in migrations:
-                unit = _unit(migration.name, "migration.sql", migration.parsed)
+                unit = unit_of(migration.name, "migration.sql", migration.parsed)
                 reason = unit.script.reason if failed is None else f"{failed} failed before it"
                 if failed is not None or not unit.script.transactional:
                     results.append(Rehearsed(unit.name, "not rehearsed", detail=reason))
@@ -227,8 +206,55 @@ class Executor:
 
     # --- the machinery -----------------------------------------------------------------
 
-    def _done(self, unit: _Unit, started: float, attempts: int, event: str) -> Applied:
-        if any(name in unit.script.text.lower() for name in _SESSION_SETTINGS):
+    def _apply_batch(
+        self, chosen: list[Migration], applied: Callable[[Applied], None]
+    ) -> tuple[int, pg_errors.LockNotAvailable] | None:
+        """Send ``chosen`` as one batch; the committed ones go to ``applied`` whatever
+        follows them. Returns where a lock timeout struck (to retry alone), else None."""
+        sent: list[batch.Sent] = []
+        try:
+            batch.pipeline(self.conn, self.options.table, chosen, sent)
+        except BaseException as exc:
+            committed, rest = batch.split(sent)
+            # no session restore here: a migration that changes the session ends its batch,
+            # so one that committed before a failure is never among them
+            self._batch_done(committed, len(chosen), applied, restore=False)
+            if not isinstance(exc, psycopg.Error) or not rest:
+                raise  # an interrupt: what is committed was reported, the rest never ran
+            self._abandon(savepoint=False)
+            if isinstance(exc, pg_errors.LockNotAvailable):
+                return len(committed), exc
+            failed = rest[0].migration
+            unit = unit_of(failed.name, "migration.sql", failed.parsed)
+            statement = first_unfinished(unit.script, rest[0].statements)
+            raise self._fail(unit, statement, exc) from None
+        self._batch_done(sent, len(chosen), applied)
+        return None
+
+    def _batch_done(
+        self,
+        sent: list[batch.Sent],
+        size: int,
+        applied: Callable[[Applied], None],
+        *,
+        restore: bool = True,
+    ) -> None:
+        if restore and any(batch.changes_session(item.migration.parsed) for item in sent):
+            self._restore_session()  # the last one may have changed them for the session
+        for item in sent:
+            seconds = item.seconds
+            (log.debug if self.options.quiet else log.info)(
+                "migration_applied",
+                migration=item.migration.name,
+                seconds=round(seconds, 4),
+                transactional=True,
+                attempts=1,
+                batch=size,
+            )
+            applied(Applied(item.migration.name, seconds, True, 1))
+
+    def _done(self, unit: Unit, started: float, attempts: int, event: str) -> Applied:
+        if batch.changes_session(unit.script):
             self._restore_session()  # the script may have changed them for the session
         seconds = time.perf_counter() - started
         (log.debug if self.options.quiet else log.info)(
@@ -247,18 +273,22 @@ class Executor:
 
     def _transaction(
         self,
-        unit: _Unit,
+        unit: Unit,
         record: Callable[[], None],
         *,
         savepoint: bool = False,
         retry: bool = True,
+        timed_out: pg_errors.LockNotAvailable | None = None,
     ) -> int:
         """One transaction (or savepoint): the statements, then ``record``; returns tries.
 
         They travel in one pipeline; the statement that failed is the first without a
-        result, so its line is known even when the server gives no position.
+        result, so its line is known even when the server gives no position. ``timed_out``:
+        a first try (in a batch) hit the lock timeout, the next one waits as retries do.
         """
         conn, attempt = self.conn, 1
+        if timed_out is not None:
+            attempt = self._next_try(unit, attempt=attempt, exc=timed_out)
         begin, end = (
             ("SAVEPOINT predeploy", "RELEASE SAVEPOINT predeploy")
             if savepoint
@@ -284,9 +314,7 @@ class Executor:
             except psycopg.Error as exc:
                 self._abandon(savepoint)
                 if not isinstance(exc, pg_errors.LockNotAvailable):
-                    raise self._failure(
-                        unit, _first_unfinished(unit.script, cursors), exc
-                    ) from None
+                    raise self._fail(unit, first_unfinished(unit.script, cursors), exc) from None
                 attempt = self._next_try(
                     unit, attempt=attempt, exc=exc, retries=None if retry else 0
                 )
@@ -297,7 +325,7 @@ class Executor:
             return
         self.conn.execute("ROLLBACK TO SAVEPOINT predeploy" if savepoint else "ROLLBACK")
 
-    def _statements(self, unit: _Unit, migration: Migration) -> int:
+    def _statements(self, unit: Unit, migration: Migration) -> int:
         """Run statement by statement in autocommit; the row stays failed unless all succeed.
 
         A lock timeout retries from the statement that timed out, or from the script's
@@ -318,7 +346,7 @@ class Executor:
                 attempt = self._next_try(unit, attempt=attempt, exc=exc, row_id=row_id)
                 continue
             except psycopg.Error as exc:
-                failure = self._failure(unit, statement, exc, left_failed=True)
+                failure = self._fail(unit, statement, exc, left_failed=True)
                 if conn.broken:  # nothing more can be recorded: the row stays failed
                     raise failure from None
                 if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
@@ -333,7 +361,7 @@ class Executor:
         history.finish(conn, table, row_id, steps=1)
         return attempt
 
-    def _undo_statements(self, unit: _Unit) -> int:
+    def _undo_statements(self, unit: Unit) -> int:
         """A down.sql that cannot run in a transaction, statement by statement; the migration
         is marked rolled back once all ran, and stays applied if one fails."""
         conn, statements = self.conn, unit.script.statements
@@ -355,7 +383,7 @@ class Executor:
                     f"{unit.name} is still recorded as applied: fix down.sql (IF EXISTS makes "
                     f"it safe to run again), then roll back again"
                 )
-                raise self._failure(unit, statements[index], exc, then=then) from None
+                raise self._fail(unit, statements[index], exc, then=then) from None
             if statements[index].kind == "TransactionStmt":
                 in_block = conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
                 block_start = index if in_block else None
@@ -377,7 +405,7 @@ class Executor:
 
     def _next_try(
         self,
-        unit: _Unit,
+        unit: Unit,
         *,
         attempt: int,
         exc: psycopg.Error,
@@ -424,81 +452,21 @@ class Executor:
             history.record_failure(conn, options.table, row_id, message, 0)
         raise MigrationError(message) from exc
 
-    def _failure(
+    def _fail(
         self,
-        unit: _Unit,
+        unit: Unit,
         statement: Statement | None,
         exc: psycopg.Error,
         *,
         left_failed: bool = False,
         then: str | None = None,
     ) -> MigrationError:
-        """The error with its place in the file: the server's position, else the statement's."""
-        if self.conn.broken:  # the connection, not the SQL: libpq's text has several lines
-            return _connection_lost(unit, exc, left_failed=left_failed)
-        diag = exc.diag
-        message = (diag.message_primary or str(exc)).strip()
-        if diag.message_detail:  # one line: a deadlock's has a line per process
-            message += f" (DETAIL: {' '.join(diag.message_detail.split())})"
-        if statement is None:  # every statement ran: the bookkeeping failed
-            return MigrationError(
-                f"{unit.file} of {unit.name} ran, but recording it in {self.options.table} "
-                f"failed [{diag.sqlstate}]: {message}; it was rolled back"
-            )
-        position = int(diag.statement_position or 1)
-        line, column = position_to_line_column(unit.script.text, statement.offset + position)
-        if then is None and isinstance(exc, pg_errors.DeadlockDetected) and not left_failed:
-            then = "it was rolled back: another session's locks crossed its own; run it again"
-        if (
-            then is None
-            and statement.concurrent
-            and statement.kind == "IndexStmt"
-            and statement.index_name
-        ):
-            name = statement.index_name
-            then = (
-                f"an INVALID index {name} may be left behind: remove it with "
-                f"DROP INDEX CONCURRENTLY IF EXISTS {name}; then `predeploy resolve "
-                f"--rolled-back {unit.name}`, fix the SQL and migrate again"
-            )
-        return MigrationFailed(
-            unit.name,
-            message,
-            file=unit.file,
-            sqlstate=diag.sqlstate,
-            line=line,
-            column=column,
+        return failure(
+            unit,
+            statement,
+            exc,
+            table=self.options.table,
+            broken=self.conn.broken,
             left_failed=left_failed,
             then=then,
         )
-
-
-def _connection_lost(unit: _Unit, exc: psycopg.Error, *, left_failed: bool) -> MigrationError:
-    """The session died while ``unit`` ran: say so, and what to check (never "fix the SQL")."""
-    then = (
-        f"it is recorded as failed: check what it changed, then `predeploy resolve "
-        f"--rolled-back {unit.name}` (or --applied)"
-        if left_failed
-        else "see `predeploy status`: unless it shows as applied, none of it was kept"
-    )
-    return MigrationError(
-        f"the database connection was lost while {unit.file} of {unit.name} ran: "
-        f"{message_of(exc)}; {then}"
-    )
-
-
-def _unit(name: str, file: str, script: Script) -> _Unit:
-    tables = frozenset(t for st in script.statements for t in st.tables)
-    return _Unit(name, file, script, tables)
-
-
-def _first_unfinished(
-    script: Script, cursors: list[psycopg.Cursor[tuple[object, ...]]]
-) -> Statement | None:
-    """The first statement without a result; None when all ran (the bookkeeping failed)."""
-    if script.parse_error:
-        return script.statements[0] if script.statements else None
-    for index, statement in enumerate(script.statements):
-        if index >= len(cursors) or cursors[index].statusmessage is None:
-            return statement
-    return None

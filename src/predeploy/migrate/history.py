@@ -12,9 +12,9 @@ import functools
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from psycopg import sql
+from psycopg import Cursor, sql
 from psycopg.rows import class_row
 
 from predeploy.migrate.discovery import Migration
@@ -29,6 +29,7 @@ __all__ = [
     "ensure_table",
     "finish",
     "insert_applied",
+    "insert_applied_now",
     "insert_started",
     "latest_applied",
     "mark_applied",
@@ -147,6 +148,26 @@ def insert_applied(conn: Conn, table: Table, migration: Migration, started_at: d
         _insert_applied_sql(table),
         (str(uuid.uuid4()), migration.checksum, migration.name, started_at),
     )
+
+
+def insert_applied_now(conn: Conn, table: Table, migration: Migration) -> Cursor[tuple[Any, ...]]:
+    """The same row, its started_at the caller's transaction's start (``now()``): for
+    migrations sent in one batch, whose client-side start times would all be alike.
+
+    The cursor's one row is how long the migration ran, in seconds (server clock).
+    """
+    return conn.execute(
+        _insert_applied_now_sql(table), (str(uuid.uuid4()), migration.checksum, migration.name)
+    )
+
+
+@functools.cache
+def _insert_applied_now_sql(table: Table) -> sql.Composed:
+    return sql.SQL(
+        "INSERT INTO {} (id, checksum, finished_at, migration_name, logs, started_at,"
+        " applied_steps_count) VALUES (%s, %s, clock_timestamp(), %s, NULL, now(), 1)"
+        " RETURNING extract(epoch FROM finished_at - started_at)::float8"
+    ).format(table.ident)
 
 
 @functools.cache

@@ -8,11 +8,21 @@ re-runnable" only matters for the others. Each finding is tied, through pglast,
 to the statement at its position and the tables that statement names; a finding
 on a table with PREDEPLOY_LINT_LARGE_TABLE_ROWS live rows or more is raised one level.
 `-- predeploy: allow RULE[, RULE]` in a migration waives those rules for that file.
+
+squawk's findings are kept in the cache folder (``<root>/.predeploy/cache/lint/``, see
+``predeploy.cache``), one entry per file, keyed by its path and bytes (SHA-256), squawk's
+version, and everything that changes squawk's answer: the server's version, the
+in-transaction flag, the excluded rules and a `.squawk.toml` squawk would read. A run with
+nothing new runs no squawk; files not in the cache go to squawk in parallel batches (one
+per core). The live table sizes are read again on every run.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
+import os
 import re
 import shutil
 import sys
@@ -23,6 +33,7 @@ from typing import Any
 
 import structlog
 
+from predeploy import cache
 from predeploy.errors import ConfigError
 from predeploy.migrate.discovery import Migration
 from predeploy.postgres import programs
@@ -59,6 +70,7 @@ _SEVERITY = {
     "prefer-robust-stmts": "info",
     "require-table-schema": "info",
 }
+_BATCH_FILES = 100  # a squawk run's share of the files that are not in the cache, at least
 _WAIVER = re.compile(r"--\s*predeploy:\s*allow\s+([a-z0-9-]+(?:\s*,\s*[a-z0-9-]+)*)", re.I)
 
 
@@ -132,8 +144,12 @@ def lint(
     *,
     large_rows: int,
     server_version: str | None = None,
+    cache_dir: Path | None = None,
 ) -> LintReport:
-    """Lint ``migrations``; with ``conn``, findings carry the live size of their tables."""
+    """Lint ``migrations``; with ``conn``, findings carry the live size of their tables.
+
+    ``cache_dir``: the cache folder (``predeploy.cache.folder(root)``); by default the user's.
+    """
     chosen = list(migrations)
     waivers = {m.name: _waivers(m.text) for m in chosen}
     report = LintReport(
@@ -147,11 +163,7 @@ def lint(
             for m in chosen
         ]
     )
-    raw: list[tuple[Migration, dict[str, Any]]] = []
-    for transactional in (True, False):
-        group = [m for m in chosen if m.parsed.transactional == transactional]
-        if group:
-            raw += _squawk(group, in_transaction=transactional, server_version=server_version)
+    raw, work = _raw(chosen, server_version, cache_dir or cache.user_folder())
     located = [(m, item, *_statement(m, item)) for m, item in raw]
     names = {name for *_, tables in located for name in tables}
     live = resolve(conn, names) if conn is not None and names else {}
@@ -167,28 +179,123 @@ def lint(
         for m, item, statement, tables in located
     ]
     report.findings.sort(key=lambda f: (f.migration, f.line, f.column, f.rule))
-    log.info("lint_done", files=len(chosen), **report.counts())
+    log.info("lint_done", files=len(chosen), **work, **report.counts())
     return report
 
 
+def _raw(
+    chosen: list[Migration], server_version: str | None, cache_dir: Path
+) -> tuple[list[tuple[Migration, dict[str, Any]]], dict[str, int]]:
+    """squawk's items for ``chosen``, and how much squawk ran: files it read, its runs."""
+    raw: list[tuple[Migration, dict[str, Any]]] = []
+    work = {"linted": 0, "squawk_runs": 0}
+    for transactional in (True, False):
+        group = [m for m in chosen if m.parsed.transactional == transactional]
+        if group:
+            raw += _squawk(
+                group,
+                in_transaction=transactional,
+                server_version=server_version,
+                cache_dir=cache_dir,
+                work=work,
+            )
+    return raw, work
+
+
 def _squawk(
-    group: list[Migration], *, in_transaction: bool, server_version: str | None
+    group: list[Migration],
+    *,
+    in_transaction: bool,
+    server_version: str | None,
+    cache_dir: Path,
+    work: dict[str, int],
 ) -> list[tuple[Migration, dict[str, Any]]]:
+    """squawk's items for each migration of ``group``: kept ones, else squawk's own."""
+    program = squawk_program()
     excluded = MOOT + (MOOT_IN_TRANSACTION if in_transaction else ())
     argv = ["--reporter", "json", "--exclude", ",".join(excluded)]
     if in_transaction:
         argv.append("--assume-in-transaction")
     if server_version:
         argv += ["--pg-version", server_version]
-    by_path = {str(m.sql_path): m for m in group}
-    out = programs.Collect()
+    folder = cache_dir / "lint"
+    options = json.dumps([squawk_version(program, cache_dir), argv, _squawk_config()])
+    keys = {m.name: _key(options, m) for m in group}
+    found = {m.name: cache.read_json(folder / f"{keys[m.name]}.json") for m in group}
+    missing = [m for m in group if not isinstance(found[m.name], list)]
+    for name, items in _run_squawk(program, argv, missing, work).items():
+        found[name] = items
+        cache.write_json(folder / f"{keys[name]}.json", items)
+    return [(m, item) for m in group for item in found[m.name]]
+
+
+def squawk_version(program: Path, cache_dir: Path) -> str:
+    """squawk's version (``squawk --version``), kept in the cache by path, size and time."""
+    answer = cache.probe(program, cache_dir, _ask_squawk_version)
+    if not isinstance(answer, str):
+        raise ConfigError(f"squawk could not run: `{program} --version` gave no version")
+    return answer
+
+
+def _ask_squawk_version(program: Path) -> str | None:
     try:
-        running = programs.start(
-            squawk_program(), [*argv, *by_path], env=programs.child_env(), stdout=out
-        )
-        code = running.wait(300)
+        out = programs.output(program, ["--version"], env=programs.child_env(), timeout=30)
+    except programs.ProgramFailed:
+        return None
+    return out.strip().split()[-1] if out.strip() else None
+
+
+def _squawk_config() -> str:
+    """The `.squawk.toml` squawk would read (it looks from its working folder up), or ''."""
+    here = Path.cwd()
+    for folder in (here, *here.parents):
+        path = folder / ".squawk.toml"
+        if path.is_file():
+            try:
+                return path.read_text(errors="replace")
+            except OSError:
+                return ""
+    return ""
+
+
+def _key(options: str, migration: Migration) -> str:
+    text = f"{options}\0{migration.sql_path}\0{migration.checksum}"
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _run_squawk(
+    program: Path, argv: list[str], chosen: list[Migration], work: dict[str, int]
+) -> dict[str, list[dict[str, Any]]]:
+    """Run squawk over ``chosen``, in parallel batches; each migration's items, by name."""
+    if not chosen:
+        return {}
+    workers = max(1, min(os.cpu_count() or 1, math.ceil(len(chosen) / _BATCH_FILES)))
+    size = math.ceil(len(chosen) / workers)
+    found: dict[str, list[dict[str, Any]]] = {m.name: [] for m in chosen}
+    runs: list[tuple[programs.Running, programs.Collect, dict[str, Migration]]] = []
+    try:
+        for start in range(0, len(chosen), size):
+            by_path = {str(m.sql_path): m for m in chosen[start : start + size]}
+            out = programs.Collect()
+            env = programs.child_env()
+            running = programs.start(program, [*argv, *by_path], env=env, stdout=out)
+            runs.append((running, out, by_path))
+            work["linted"] += len(by_path)
+            work["squawk_runs"] += 1
+        for running, out, by_path in runs:
+            for item in _items(running, running.wait(300), out):
+                migration = by_path.get(str(item.pop("file", "")))
+                if migration is not None:
+                    found[migration.name].append(item)
     except programs.ProgramFailed as exc:
         raise ConfigError(f"squawk could not run: {exc.reason}") from None
+    finally:
+        for running, _, _ in runs:
+            running.kill()  # a no-op once it has exited
+    return found
+
+
+def _items(running: programs.Running, code: int, out: programs.Collect) -> list[dict[str, Any]]:
     try:
         items = json.loads(out.text() or "[]")
     except ValueError:
@@ -196,7 +303,7 @@ def _squawk(
     if code not in (0, 1) or not isinstance(items, list):
         detail = (running.stderr.lines or [f"exit {code}"])[-1]
         raise ConfigError(f"squawk failed: {detail}")
-    return [(by_path[item["file"]], item) for item in items if item.get("file") in by_path]
+    return [item for item in items if isinstance(item, dict)]
 
 
 def _statement(migration: Migration, item: dict[str, Any]) -> tuple[str, tuple[str, ...]]:

@@ -22,7 +22,7 @@ from predeploy.errors import ConfigError
 __all__ = ["Adopted", "adopt"]
 
 MARKER = "# --- predeploy ---"
-IGNORED = (".pgdata/", "backups/", "logs/")
+IGNORED = (".pgdata/", "backups/", "logs/", ".predeploy/cache/")
 
 
 @dataclass
@@ -103,7 +103,7 @@ def _gitignore(path: Path, done: Adopted) -> None:
     _append(
         path,
         separator
-        + "# predeploy: embedded dev database, backups, run logs\n"
+        + "# predeploy: embedded dev database, backups, run logs, caches\n"
         + "".join(f"{entry}\n" for entry in missing),
     )
     done.changed.append(f"added {', '.join(missing)} to {path.name}")

@@ -4,6 +4,10 @@ Candidates, in order of preference: PREDEPLOY_PG_BIN_DIR, the system's PostgreSQ
 installations, then the embedded wheel's. The first whose major version equals
 the server's wins; else the newest one, with a warning: a newer pg_dump reads an
 older server, an older one refuses it.
+
+Versions are asked of each program once (``pg_dump --version``, ~10-20 ms a call) and kept
+in the cache folder by path, size and modification time (see ``predeploy.cache``): an
+upgraded or replaced program is asked again.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+
+from predeploy import cache
 
 __all__ = [
     "PgProgram",
@@ -57,8 +63,18 @@ class ToolChoice:
         return self.pg_dump is not None and self.pg_dump.major >= self.server_major
 
 
-def program_version(path: Path) -> tuple[int, str] | None:
-    """(major, full version) of a PostgreSQL program, or None if it does not run."""
+def program_version(path: Path, cache_dir: Path | None = None) -> tuple[int, str] | None:
+    """(major, full version) of a PostgreSQL program, or None if it does not run.
+
+    Kept in ``cache_dir`` (the project's cache folder; by default the user's).
+    """
+    answer = cache.probe(path, cache_dir or cache.user_folder(), _ask_version)
+    if not isinstance(answer, list) or len(answer) != 2:
+        return None
+    return int(answer[0]), str(answer[1])
+
+
+def _ask_version(path: Path) -> list[int | str] | None:
     from predeploy.postgres import programs  # noqa: PLC0415 (sh only when a program runs)
 
     try:
@@ -68,11 +84,11 @@ def program_version(path: Path) -> tuple[int, str] | None:
     match = _VERSION.search(out)
     if match is None:
         return None
-    return int(match.group(1)), match.group(0).split()[-1]
+    return [int(match.group(1)), match.group(0).split()[-1]]
 
 
 def find_candidates(
-    name: str, pg_bin_dir: Path | None, embedded_bin: Path | None
+    name: str, pg_bin_dir: Path | None, embedded_bin: Path | None, cache_dir: Path | None = None
 ) -> list[PgProgram]:
     """Every runnable ``name`` (pg_dump, pg_restore, ...) in preference order."""
     dirs: list[tuple[Path, str]] = []
@@ -94,7 +110,7 @@ def find_candidates(
         if path in seen or not path.is_file():
             continue
         seen.add(path)
-        version = program_version(path)
+        version = program_version(path, cache_dir)
         if version is not None:
             found.append(PgProgram(path=path, major=version[0], version=version[1], source=source))
     return found
@@ -131,11 +147,15 @@ def _best(server_major: int, candidates: list[PgProgram]) -> PgProgram | None:
     return max(candidates, key=lambda p: p.major, default=None)
 
 
-def select(pg_bin_dir: Path | None, server_major: int) -> ToolChoice:
-    """Find every candidate (PREDEPLOY_PG_BIN_DIR, system, embedded) and choose for the server."""
+def select(pg_bin_dir: Path | None, server_major: int, cache_dir: Path | None = None) -> ToolChoice:
+    """Find every candidate (PREDEPLOY_PG_BIN_DIR, system, embedded) and choose for the server.
+
+    ``cache_dir``: where program versions are kept (the project's cache folder,
+    ``predeploy.cache.folder(settings.root)``); by default the user's.
+    """
     from predeploy.postgres import embedded  # noqa: PLC0415 (the wheel is imported only when needed)
 
     embedded_bin = embedded.bin_dir()
-    dumps = find_candidates("pg_dump", pg_bin_dir, embedded_bin)
-    restores = find_candidates("pg_restore", pg_bin_dir, embedded_bin)
+    dumps = find_candidates("pg_dump", pg_bin_dir, embedded_bin, cache_dir)
+    restores = find_candidates("pg_restore", pg_bin_dir, embedded_bin, cache_dir)
     return choose(server_major, dumps, restores)

@@ -55,8 +55,7 @@ def _shadow(settings: Settings, conn: Conn) -> tuple[Fingerprint, str]:
     def build(shadow_conn: Conn) -> None:
         ensure_history(shadow_conn, options.table)
         with executor.Executor(shadow_conn, options) as run:
-            for migration in applied:
-                run.apply(migration)
+            run.apply_all(applied)
 
     built = shadow.expected(
         url,

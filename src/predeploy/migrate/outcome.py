@@ -1,0 +1,184 @@
+"""What running scripts yields: results, and the one mapper from a server error to
+the failure an operator reads (migration, file, SQLSTATE, line:column).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+
+from predeploy.errors import MigrationError
+from predeploy.migrate.history import Table
+from predeploy.migrate.sqlscript import Script, Statement, position_to_line_column
+from predeploy.postgres.failures import message_of
+from predeploy.postgres.sessions import Limits
+
+__all__ = [
+    "Applied",
+    "MigrationFailed",
+    "Rehearsed",
+    "RunOptions",
+    "Unit",
+    "failure",
+    "first_unfinished",
+    "unit_of",
+]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How scripts run: the history table, the session's limits, the lock-timeout retries."""
+
+    table: Table
+    limits: Limits
+    lock_retries: int
+    search_path: str | None = None  # the session's own (Prisma's ?schema=), restored after
+    quiet: bool = False  # a shadow build: each migration logged at debug level only
+
+
+@dataclass(frozen=True)
+class Applied:
+    """A script that ran to its end: which migration, how long, in a transaction, tries."""
+
+    name: str
+    seconds: float
+    transactional: bool
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Rehearsed:
+    """One migration of a rehearsal: ok (with its time), failed (with why), or not rehearsed."""
+
+    name: str
+    outcome: str
+    seconds: float | None = None
+    sqlstate: str | None = None
+    detail: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+class MigrationFailed(MigrationError):
+    """A script's SQL failed: which migration and file, where, and what the server said."""
+
+    def __init__(
+        self,
+        name: str,
+        message: str,
+        *,
+        file: str = "migration.sql",
+        sqlstate: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+        left_failed: bool = False,
+        then: str | None = None,
+    ) -> None:
+        where = f" at line {line}, column {column} of {file}" if line else ""
+        code = f" [{sqlstate}]" if sqlstate else ""
+        what = f"rollback of {name}" if file == "down.sql" else f"migration {name}"
+        if then is None:
+            then = (
+                f"it stopped part-way and is recorded as failed: check the database, then "
+                f"`predeploy resolve --rolled-back {name}` (or --applied) before migrating again"
+                if left_failed
+                else "it was rolled back: fix the SQL and run again"
+            )
+        super().__init__(f"{what} failed{where}{code}: {message}; {then}")
+        self.name, self.file, self.sqlstate = name, file, sqlstate
+        self.line, self.column, self.detail, self.left_failed = line, column, message, left_failed
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A script as the executor runs it: whose, which file, the tables it names."""
+
+    name: str
+    file: str  # migration.sql or down.sql
+    script: Script
+    tables: frozenset[str]
+
+
+def failure(
+    unit: Unit,
+    statement: Statement | None,
+    exc: psycopg.Error,
+    *,
+    table: Table,
+    broken: bool = False,
+    left_failed: bool = False,
+    then: str | None = None,
+) -> MigrationError:
+    """The error with its place in the file: the server's position, else the statement's.
+
+    ``broken``: the session died, so it is the connection, not the SQL, that failed.
+    """
+    if broken:  # libpq's text has several lines; "fix the SQL" would be wrong
+        return _connection_lost(unit, exc, left_failed=left_failed)
+    diag = exc.diag
+    message = (diag.message_primary or str(exc)).strip()
+    if diag.message_detail:  # one line: a deadlock's has a line per process
+        message += f" (DETAIL: {' '.join(diag.message_detail.split())})"
+    if statement is None:  # every statement ran: the bookkeeping failed
+        return MigrationError(
+            f"{unit.file} of {unit.name} ran, but recording it in {table} "
+            f"failed [{diag.sqlstate}]: {message}; it was rolled back"
+        )
+    position = int(diag.statement_position or 1)
+    line, column = position_to_line_column(unit.script.text, statement.offset + position)
+    if then is None and isinstance(exc, pg_errors.DeadlockDetected) and not left_failed:
+        then = "it was rolled back: another session's locks crossed its own; run it again"
+    if then is None and statement.concurrent and statement.kind == "IndexStmt":
+        name = statement.index_name
+        if name:
+            then = (
+                f"an INVALID index {name} may be left behind: remove it with "
+                f"DROP INDEX CONCURRENTLY IF EXISTS {name}; then `predeploy resolve "
+                f"--rolled-back {unit.name}`, fix the SQL and migrate again"
+            )
+    return MigrationFailed(
+        unit.name,
+        message,
+        file=unit.file,
+        sqlstate=diag.sqlstate,
+        line=line,
+        column=column,
+        left_failed=left_failed,
+        then=then,
+    )
+
+
+def _connection_lost(unit: Unit, exc: psycopg.Error, *, left_failed: bool) -> MigrationError:
+    """The session died while ``unit`` ran: say so, and what to check (never "fix the SQL")."""
+    then = (
+        f"it is recorded as failed: check what it changed, then `predeploy resolve "
+        f"--rolled-back {unit.name}` (or --applied)"
+        if left_failed
+        else "see `predeploy status`: unless it shows as applied, none of it was kept"
+    )
+    return MigrationError(
+        f"the database connection was lost while {unit.file} of {unit.name} ran: "
+        f"{message_of(exc)}; {then}"
+    )
+
+
+def unit_of(name: str, file: str, script: Script) -> Unit:
+    tables = frozenset(t for st in script.statements for t in st.tables)
+    return Unit(name, file, script, tables)
+
+
+def first_unfinished(
+    script: Script, cursors: Sequence[psycopg.Cursor[tuple[Any, ...]]]
+) -> Statement | None:
+    """The first statement without a result; None when all ran (the bookkeeping failed)."""
+    if script.parse_error:
+        return script.statements[0] if script.statements else None
+    for index, statement in enumerate(script.statements):
+        if index >= len(cursors) or cursors[index].statusmessage is None:
+            return statement
+    return None
