@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from conftest import Cli, write_migrations
+from conftest import Cli, MakeSettings, write_migrations
 from predeploy import log as log_mod
 from predeploy import units
 from predeploy.ops.health import check_http
@@ -200,3 +200,29 @@ def test_json_log_lines_carry_env_and_run_id_even_from_threads(
     (log_file,) = (tmp_path / "logs").glob("predeploy-staging-*.log")
     events = [json.loads(line) for line in log_file.read_text().splitlines()]
     assert events and all(e.get("env") == "staging" and e.get("run_id") for e in events)
+
+
+def test_a_long_run_lists_its_migrations_briefly_and_rolls_back_each(
+    make_settings: MakeSettings,
+) -> None:
+    """434 applied migrations: the comment names the newest and oldest few and the count;
+    the rollback command still names every one of them."""
+    from predeploy.migrate.outcome import Applied  # noqa: PLC0415
+    from predeploy.runbook import build_runbook  # noqa: PLC0415
+
+    names = [f"{i:04d}_step" for i in range(434)]
+    runbook = build_runbook(
+        make_settings(),
+        backup=None,
+        applied=[Applied(name, 0.01, True, 1) for name in names],
+        error=None,
+        run_id="r1",
+        has_down=dict.fromkeys(names, True),
+    )
+    intro = runbook.commands[0]
+    assert intro == (
+        "# this run applied 434 migration(s): 0433_step, 0432_step, 0431_step, ..., "
+        "0001_step, 0000_step (434 in all)"
+    )
+    rollback = next(line for line in runbook.commands if "rollback" in line)
+    assert rollback.count("_step") == 434

@@ -97,7 +97,7 @@ def _undo_applied(
     env: str, applied: list[Applied], has_down: dict[str, bool], *, failed: bool
 ) -> list[str]:
     newest_first = [a.name for a in reversed(applied)]
-    names = ", ".join(newest_first)
+    names = _listed(newest_first)
     intro = (
         f"# before it failed, this run applied {len(applied)} migration(s): {names}"
         if failed
@@ -106,13 +106,22 @@ def _undo_applied(
     lines = [intro]
     missing = [name for name in newest_first if not has_down.get(name)]
     if missing:
-        lines.append(f"# no down.sql for {', '.join(missing)}: undo by restoring the backup")
+        lines.append(f"# no down.sql for {_listed(missing)}: undo by restoring the backup")
         return lines
     lines += [
         "# undo exactly those, newest first, with their down.sql:",
         command("rollback", "--env", env, "--migrations", ",".join(newest_first), "--yes"),
     ]
     return lines
+
+
+def _listed(names: list[str], most: int = 6) -> str:
+    """``names`` for a comment line: all of them, or the first and last few of a long list
+    (the report and the audit row have every name; the rollback command below too)."""
+    if len(names) <= most:
+        return ", ".join(names)
+    shown = [*names[: most // 2], "...", *names[-2:]]
+    return f"{', '.join(shown)} ({len(names)} in all)"
 
 
 def _restore(settings: Settings, backup: TakenBackup | None, *, last_resort: bool) -> list[str]:
