@@ -24,7 +24,8 @@ def test_drift_names_a_hand_made_change_and_saved_fingerprints_agree(
     cli: Cli, database_url: str, migrations_dir: Path, tmp_path: Path
 ) -> None:
     """No drift after migrating; a hand-made column is named (exit 1), the same through a
-    saved fingerprint; --revert-sql says how to undo it; nothing is changed."""
+    saved fingerprint (--expected, or PREDEPLOY_DRIFT_EXPECTED); --revert-sql says how to undo
+    it; nothing is changed."""
     write_migrations(migrations_dir, SCRIPTS)
     env = _env(database_url, migrations_dir, tmp_path)
     assert cli("migrate", "--env", "staging", "--yes", env=env).returncode == 0
@@ -36,7 +37,10 @@ def test_drift_names_a_hand_made_change_and_saved_fingerprints_agree(
         conn.execute("ALTER TABLE users ADD COLUMN nickname text")
     shadowed = cli("drift", "--env", "staging", "--revert-sql", "--json", env=env)
     filed = cli("drift", "--env", "staging", "--expected", str(saved), "--json", env=env)
-    for done in (shadowed, filed):
+    by_setting = env | {"PREDEPLOY_DRIFT_EXPECTED": str(saved)}
+    configured = cli("drift", "--env", "staging", "--json", env=by_setting)
+    assert json.loads(configured.stdout)["expected_from"] == str(saved)  # no shadow built
+    for done in (shadowed, filed, configured):
         assert done.returncode == 1, done.stderr
         assert "difference(s) between" in done.stderr.splitlines()[-1]
         found = json.loads(done.stdout)["differences"]

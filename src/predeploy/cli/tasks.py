@@ -588,9 +588,11 @@ def drift(
     from predeploy.migrate.drift.check import check  # noqa: PLC0415
 
     def run(settings: Settings) -> drift_mod.DriftReport:
+        # PREDEPLOY_DRIFT_EXPECTED stands in for --expected, unless a new one is being saved
+        saved = None if save else settings.drift_expected
         return check(
             settings,
-            expected_file=Path(expected) if expected else None,
+            expected_file=Path(expected) if expected else saved,
             save=Path(save) if save else None,
         )
 
