@@ -136,6 +136,19 @@ def test_naming_one_with_a_later_one_applied_on_top_is_refused(site: Site) -> No
 
 
 @suite_only
+def test_an_empty_or_doubled_choice_is_a_usage_error_and_nothing_is_undone(site: Site) -> None:
+    """--migrations "" (not "the last one") and --migrations with --steps: exit 2, nothing."""
+    write(site.migrations, "1_users", *USERS)
+    assert site.migrate()["exit_code"] == 0
+    before = state(site.url)
+    for choice in (["--migrations", ""], ["--migrations", "1_users", "--steps", "1"]):
+        refused = site.run("rollback", "--env", "staging", *choice, "--yes")
+        assert refused.returncode == 2, refused.stderr
+        assert refused.stderr.strip().splitlines()[-1].startswith("predeploy: ")
+    assert state(site.url) == before
+
+
+@suite_only
 def test_a_concurrently_built_index_is_rolled_back_as_the_runbook_says(site: Site) -> None:
     """CREATE INDEX CONCURRENTLY with DROP INDEX CONCURRENTLY as its down: the pasted
     rollback runs it outside a transaction and the migration is pending again."""

@@ -354,7 +354,18 @@ def rollback(
         )
 
     def run(settings: Settings) -> list[rollback_mod.Chosen]:
-        names = [n.strip() for n in migrations.split(",") if n.strip()] if migrations else None
+        if migrations is not None and steps is not None:
+            raise ConfigError(
+                "give one of --migrations NAMES or --steps N, not both: they choose differently"
+            )
+        names = None
+        if migrations is not None:
+            names = [n.strip() for n in migrations.split(",") if n.strip()]
+            if not names:
+                raise ConfigError(
+                    "--migrations is empty: name the migrations to undo, comma-separated "
+                    "(see predeploy status), or use --steps N"
+                )
         return rollback_mod.rollback(
             settings,
             steps=_count(steps, "--steps"),
