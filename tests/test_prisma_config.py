@@ -362,6 +362,16 @@ def test_root_from_inside_prisma_is_the_app(tmp_path: Path) -> None:
     assert find_root(root / "prisma", {}) == root
 
 
+def test_an_app_folder_named_prisma_is_its_own_root(tmp_path: Path) -> None:
+    """A repository called prisma (with .git, package.json and prisma/) is the root, not the
+    folder above it, from itself and from its prisma/migrations."""
+    root = app(tmp_path / "prisma")
+    (root / ".git").mkdir()
+    (root / "prisma" / "migrations").mkdir(parents=True, exist_ok=True)
+    assert find_root(root, {}) == root
+    assert find_root(root / "prisma" / "migrations", {}) == root
+
+
 def test_root_can_be_named(tmp_path: Path) -> None:
     """PREDEPLOY_ROOT wins; a folder that does not exist is exit 2."""
     assert find_root(Path("/"), {"PREDEPLOY_ROOT": str(tmp_path)}) == tmp_path

@@ -306,7 +306,7 @@ def find_root(start: Path, environ: Mapping[str, str] | None = None) -> Path:
         return root
     start = start.resolve()
     for folder in (start, *start.parents):
-        if folder.name == "prisma" and _is_root(folder.parent):
+        if folder.name == "prisma" and not _is_repository(folder) and _is_root(folder.parent):
             continue  # prisma/.env marks the app above it, not a project of its own
         if _is_root(folder):
             return folder
@@ -315,6 +315,15 @@ def find_root(start: Path, environ: Mapping[str, str] | None = None) -> Path:
 
 def _is_root(folder: Path) -> bool:
     return any(check(folder / name) for name, check in _ROOT_MARKERS)
+
+
+def _is_repository(folder: Path) -> bool:
+    """An app's own folder (a repository that happens to be named prisma), not Prisma's."""
+    return (
+        (folder / ".git").exists()
+        or (folder / "package.json").is_file()
+        or (folder / "prisma").is_dir()
+    )
 
 
 def env_name(requested: str | None, environ: Mapping[str, str] | None = None) -> str:
