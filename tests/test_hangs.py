@@ -12,11 +12,13 @@ import json
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from conftest import Cli, write_migrations
 from hazards import (
@@ -284,3 +286,64 @@ def test_deadlock_with_another_session_is_one_line(
     assert done.returncode == 5, done.stderr
     assert "1_both" in line and "[40P01]" in line, line
     assert query_value(database_url, "SELECT to_regclass('c')") is None
+
+
+@pytest.fixture
+def owner_url(database_url: str) -> Iterator[str]:
+    """The test database handed to a login role that is not a superuser (and has no
+    pg_read_all_stats): the URL predeploy runs with."""
+    name, password = f"owner_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                sql.Identifier(name), sql.Literal(password)
+            )
+        )
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+                sql.Identifier(conn.info.dbname), sql.Identifier(name)
+            )
+        )
+        conn.execute(sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(sql.Identifier(name)))
+    info = psycopg.conninfo.conninfo_to_dict(database_url)
+    try:
+        yield f"postgresql://{name}:{password}@{info['host']}:{info['port']}/{info['dbname']}"
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} OWNER TO CURRENT_USER").format(
+                    sql.Identifier(conn.info.dbname)
+                )
+            )
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
+def test_a_holder_of_another_role_is_named_and_waited_for(
+    cli: Cli, owner_url: str, database_url: str, project: Path
+) -> None:
+    """A superuser's idle `LOCK TABLE users`, seen from a role that cannot see its state: prod
+    --yes waits BLOCKER_WAIT for it and staging's lock-timeout error names it (never "a
+    session that finished before it could be named"); nothing is applied."""
+    migrations = project / "migrations"
+    write_migrations(migrations, {"1_users": "CREATE TABLE users (id int PRIMARY KEY);\n"})
+    env = project_env(owner_url, project) | {"PREDEPLOY_ALLOW_NO_BACKUP": "1"}
+    assert cli("migrate", "--env", "staging", "--yes", env=env).returncode == 0
+    write_migrations(migrations, {"2_name": "ALTER TABLE users ADD COLUMN name text;\n"})
+    with holding(database_url, "LOCK TABLE users") as holder:
+        prod, prod_seconds = timed(cli, "migrate", "--env", "prod", "--yes", "--no-backup", env=env)
+        staging, staging_seconds = timed(
+            cli, "migrate", "--env", "staging", "--yes", "--no-backup", env=env
+        )
+    for done, seconds in ((prod, prod_seconds), (staging, staging_seconds)):
+        line = one_line(done)
+        assert done.returncode == 5, done.stderr
+        assert seconds < BOUND
+        assert f"pid {holder}" in line and "GRANT pg_read_all_stats" in line, line
+    assert "PREDEPLOY_BLOCKER_WAIT" in one_line(prod)
+    columns = query_value(
+        database_url,
+        "SELECT count(*) FROM information_schema.columns WHERE column_name = 'name'"
+        " AND table_name = 'users'",
+    )
+    assert columns == 0

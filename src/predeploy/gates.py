@@ -129,9 +129,10 @@ def blockers(
     so, asked about on a terminal, or waited for (PREDEPLOY_BLOCKER_WAIT) with --yes."""
     names = blockers_mod.tables_of(pending)
     with translated(conn, "scanning for blocking sessions", error=MigrationError):
-        found = blockers_mod.scan(conn, names, settings.blocker_max_age)
-    for blocker in found:
+        seen = blockers_mod.scan(conn, names, settings.blocker_max_age, uncertain=True)
+    for blocker in seen:
         log.warning("blocker", detail=blockers_mod.describe(blocker))
+    found = [b for b in seen if b.certain]  # the rest: the lock timeout and retries name them
     if not found or policy.blockers == "list":
         return found  # the executor's lock_timeout and retries bound the stall
     if options.yes or not options.interactive:

@@ -23,20 +23,24 @@ from predeploy.postgres.sessions import Conn
 __all__ = ["Blocker", "describe", "scan", "tables_of", "wait_until_gone"]
 
 _SCAN = """
-SELECT a.pid, a.usename, coalesce(nullif(a.application_name, ''), '(none)'), a.state,
+SELECT a.pid, a.usename, coalesce(nullif(a.application_name, ''), '(none)'),
+       coalesce(a.state, 'hidden'),
        extract(epoch FROM now() - coalesce(a.xact_start, a.query_start, a.backend_start)),
        a.query_start, left(regexp_replace(a.query, '\\s+', ' ', 'g'), 120),
        array_agg(DISTINCT l.relation::regclass::text ORDER BY l.relation::regclass::text),
-       bool_or(NOT l.granted)
+       bool_or(NOT l.granted),
+       bool_or(l.mode NOT IN ('AccessShareLock', 'RowShareLock', 'RowExclusiveLock'))
 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
 WHERE l.locktype = 'relation' AND l.relation = ANY(%(oids)s)
   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
   AND a.pid <> pg_backend_pid()
+  AND a.backend_type IS DISTINCT FROM 'autovacuum worker'  -- it yields to a lock request
   AND (a.state LIKE 'idle in transaction%%'
-       OR now() - coalesce(a.xact_start, a.query_start) > make_interval(secs => %(max_age)s))
+       OR now() - coalesce(a.xact_start, a.query_start) > make_interval(secs => %(max_age)s)
+       OR a.state IS NULL)  -- another role's session, without pg_read_all_stats
 GROUP BY a.pid, a.usename, a.application_name, a.state, a.xact_start, a.query_start,
          a.backend_start, a.query
-ORDER BY 5 DESC
+ORDER BY 5 DESC NULLS LAST
 """
 
 
@@ -51,6 +55,14 @@ class Blocker:
     query: str  # its current or last statement, shortened
     tables: tuple[str, ...]
     waiting: bool  # waiting for a lock itself rather than holding one
+    hidden: bool = False  # another role's session: its state, age and query are not shown
+    strong: bool = False  # holds or wants more than a read or a row write's lock
+
+    @property
+    def certain(self) -> bool:
+        """Known to be in the way: visible, or hidden but queued or holding a strong lock
+        (an application's reads and row writes take weak ones and come and go)."""
+        return not self.hidden or self.waiting or self.strong
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -61,20 +73,30 @@ def tables_of(pending: Iterable[Migration]) -> set[str]:
     return {name for m in pending for s in m.parsed.statements for name in s.tables}
 
 
-def scan(conn: Conn, names: Iterable[str], max_age: float) -> list[Blocker]:
-    """Sessions idle in a transaction or older than ``max_age`` with locks on ``names``."""
-    return _scan(conn, _oids(conn, names), max_age)
+def scan(
+    conn: Conn, names: Iterable[str], max_age: float, *, uncertain: bool = False
+) -> list[Blocker]:
+    """Sessions idle in a transaction or older than ``max_age`` with locks on ``names``, and
+    other roles' sessions whose state is hidden (``uncertain``: all of them, else those
+    certainly in the way)."""
+    return _scan(conn, _oids(conn, names), max_age, uncertain)
 
 
 def wait_until_gone(
-    conn: Conn, names: Iterable[str], max_age: float, wait: float, pause: float = 0.25
+    conn: Conn,
+    names: Iterable[str],
+    max_age: float,
+    wait: float,
+    pause: float = 0.25,
+    *,
+    uncertain: bool = False,
 ) -> list[Blocker]:
     """Scan every ``pause`` until no blocker is left or ``wait`` seconds have passed; the
     ones left."""
     oids = _oids(conn, names)
     deadline = time.monotonic() + wait
     while True:
-        found = _scan(conn, oids, max_age)
+        found = _scan(conn, oids, max_age, uncertain)
         remaining = deadline - time.monotonic()
         if not found or remaining <= 0:
             return found
@@ -85,11 +107,11 @@ def _oids(conn: Conn, names: Iterable[str]) -> list[int]:
     return oids(conn, names)
 
 
-def _scan(conn: Conn, oids: list[int], max_age: float) -> list[Blocker]:
+def _scan(conn: Conn, oids: list[int], max_age: float, uncertain: bool) -> list[Blocker]:
     if not oids:
         return []
     rows = conn.execute(_SCAN, {"oids": oids, "max_age": max_age}).fetchall()
-    return [
+    found = [
         Blocker(
             pid=int(pid),
             user=str(user),
@@ -100,16 +122,25 @@ def _scan(conn: Conn, oids: list[int], max_age: float) -> list[Blocker]:
             query=str(query or ""),
             tables=tuple(tables),
             waiting=bool(waiting),
+            hidden=state == "hidden",
+            strong=bool(strong),
         )
-        for pid, user, application, state, age, query_start, query, tables, waiting in rows
+        for pid, user, application, state, age, query_start, query, tables, waiting, strong in rows
     ]
+    return found if uncertain else [b for b in found if b.certain]
 
 
 def describe(blocker: Blocker) -> str:
     """pid 4242 (user app, application psql, idle in transaction for 25s, since 13:50:01, on
     public.events): SELECT ..."""
-    since = f", since {blocker.query_start:%H:%M:%S}" if blocker.query_start else ""
     verb = "waiting for" if blocker.waiting else "on"
+    if blocker.hidden:
+        return (
+            f"pid {blocker.pid} (user {blocker.user}, application {blocker.application}, "
+            f"{verb} {', '.join(blocker.tables)}; its state and query are hidden from this "
+            f"role: GRANT pg_read_all_stats to it to see them)"
+        )
+    since = f", since {blocker.query_start:%H:%M:%S}" if blocker.query_start else ""
     return (
         f"pid {blocker.pid} (user {blocker.user}, application {blocker.application}, "
         f"{blocker.state} for {blocker.age_s:.0f}s{since}, {verb} {', '.join(blocker.tables)})"

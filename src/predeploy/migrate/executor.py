@@ -424,10 +424,11 @@ class Executor:
         # timeout) or that sit idle in a transaction: the blocker scan's definition
         holders: list[str] = []
         if attempt > limit:  # no retries (a rehearsal): name them all the same
-            holders = [blockers.describe(b) for b in blockers.scan(conn, unit.tables, lock_timeout)]
+            holders = [blockers.describe(b) for b in self._holders(unit)]
         while attempt <= limit:
             pause = backoff(attempt)
-            holders = [blockers.describe(b) for b in blockers.scan(conn, unit.tables, lock_timeout)]
+            seen = self._holders(unit)
+            holders = [blockers.describe(b) for b in seen]
             log.warning(
                 "lock_timeout_retry",
                 migration=unit.name,
@@ -435,7 +436,7 @@ class Executor:
                 pause_s=pause,
                 blockers=holders or None,
             )
-            if not holders:
+            if not any(b.certain for b in seen):  # none, or other roles' that come and go
                 time.sleep(pause)
                 return attempt + 1
             if not blockers.wait_until_gone(conn, unit.tables, lock_timeout, pause, pause=_POLL):
@@ -451,6 +452,11 @@ class Executor:
         if row_id is not None:
             history.record_failure(conn, options.table, row_id, message, 0)
         raise MigrationError(message) from exc
+
+    def _holders(self, unit: Unit) -> list[blockers.Blocker]:
+        """Who holds ``unit``'s tables: the blocker scan's sessions, other roles' included."""
+        lock_timeout = self.options.limits.lock_timeout
+        return blockers.scan(self.conn, unit.tables, lock_timeout, uncertain=True)
 
     def _fail(
         self,
