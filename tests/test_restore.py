@@ -153,6 +153,48 @@ def test_pasted_restore_of_a_run_brings_back_the_moment_before_it(site: Site) ->
     assert trail == [("migrate", "applied"), ("restore", "restored"), ("migrate", "applied")]
 
 
+def _restore_line(run: subprocess.CompletedProcess[str]) -> str:
+    """The runbook's restore command, as a run printed it."""
+    assert run.returncode == 0, run.stderr
+    return next(line for line in run.stdout.splitlines() if line.startswith("predeploy restore"))
+
+
+def _trail(url: str, schema: str) -> list[tuple[str, str]]:
+    """(command, outcome) of every row of the audit table in ``schema``, oldest first."""
+    table = sql.Identifier(schema, "predeploy_runs")
+    with psycopg.connect(url) as conn:
+        query = sql.SQL("SELECT command, outcome FROM {} ORDER BY id").format(table)
+        return [(str(c), str(o)) for c, o in conn.execute(query).fetchall()]
+
+
+def test_pasted_restores_in_a_prisma_schema_app_keep_the_audit_trail(
+    target: Target, project: Path
+) -> None:
+    """`?schema=tenant1` (the audit table lives there): each run's pasted restore brings back
+    its moment, the first run's too (before tenant1 existed), and every audit row is kept."""
+    app = f"{target.url}?schema=tenant1"
+    site = Site(project, app, {"DIRECT_URL": app, **target.env})
+    empty = state(target.url)
+    write(site.migrations, "1_base", BASE)
+    first = _restore_line(site.run("migrate", "--env", "staging", "--yes"))
+    execute(target.url, "SET search_path = tenant1", *SEED)
+    before = state(target.url)
+    write(site.migrations, "2_everything", ALL_AT_ONCE)
+    second = _restore_line(site.run("migrate", "--env", "staging", "--yes"))
+    execute(target.url, "INSERT INTO tenant1.orders VALUES (2, 2, 'sad')")
+    pasted = site.paste(second)
+    assert pasted.returncode == 0, pasted.stderr
+    assert state(target.url) == before
+    pasted = site.paste(first)
+    assert pasted.returncode == 0, pasted.stderr
+    now = state(target.url)  # tenant1 stays, holding the audit trail; all else in it is gone
+    assert now["contents"] == empty["contents"]
+    assert [line for line in now["schema"] if "tenant1" not in line] == empty["schema"]
+    assert "CREATE SCHEMA tenant1;" in now["schema"]
+    runs = [("migrate", "applied")] * 2 + [("restore", "restored")] * 2
+    assert _trail(target.url, "tenant1") == runs
+
+
 def test_restore_behind_a_held_lock_gives_up_and_changes_nothing(site: Site) -> None:
     """A session holding a table: restore ends (exit 4) within its bound; nothing changed."""
     settings = site.settings()

@@ -122,6 +122,7 @@ def restore(
         keep = [(audit_table.schema, audit_table.name)]
         with translated(conn, "listing what the backup lacks", error=BackupError):
             extra = objects.extras(conn, objects.toc_entries(toc), keep)
+            standing = objects.standing(conn, keep)
         log.info(
             "restore_started", backup=str(info.path), database=chosen.database, drops=len(extra)
         )
@@ -135,7 +136,10 @@ def restore(
             backup_sha256=str(info.manifest.get("sha256")),
         )
         try:
-            with _list_file(toc, audit_table) as listing, _cancel_lock_waits(url, name, settings):
+            with (
+                _list_file(toc, audit_table, standing) as listing,
+                _cancel_lock_waits(url, name, settings),
+            ):
                 _replay(
                     settings,
                     conn,
@@ -309,14 +313,11 @@ def _pg_restore(settings: Settings, server_major: int, info: BackupInfo) -> pgbi
 
 
 @contextmanager
-def _list_file(toc: str, audit_table: history.Table) -> Iterator[Path]:
-    """The archive's table of contents without the audit table, for `pg_restore -L`."""
+def _list_file(toc: str, audit_table: history.Table, standing: set[str]) -> Iterator[Path]:
+    """The archive's table of contents for `pg_restore -L`: without the audit table, nor the
+    schemas in ``standing`` (they hold it: neither dropped nor created again)."""
     table = (audit_table.schema, audit_table.name)
-    lines = []
-    for line in toc.splitlines():
-        entry = objects.toc_line(line)
-        if entry is None or not objects.belongs_to(entry[1], entry[2], table):
-            lines.append(line)
+    lines = [line for line in toc.splitlines() if _replayed(line, table, standing)]
     fd, name = tempfile.mkstemp(prefix=f"predeploy-{os.getpid()}-", suffix=".list")
     try:
         with os.fdopen(fd, "w") as out:
@@ -324,6 +325,15 @@ def _list_file(toc: str, audit_table: history.Table) -> Iterator[Path]:
         yield Path(name)
     finally:
         Path(name).unlink(missing_ok=True)
+
+
+def _replayed(line: str, table: tuple[str, str], standing: set[str]) -> bool:
+    """False for the entries a restore leaves alone: the audit table's, a standing schema."""
+    entry = objects.toc_line(line)
+    if entry is None:
+        return True
+    kind, schema, tag = entry
+    return not (objects.belongs_to(schema, tag, table) or (kind == "SCHEMA" and tag in standing))
 
 
 @contextmanager
