@@ -269,6 +269,40 @@ def test_a_dump_of_a_same_named_database_on_another_server_is_refused(
 
 
 @suite_only
+def test_a_backup_named_in_another_folder_is_known_by_the_manifest_beside_it(site: Site) -> None:
+    """--backup FILE outside the env's folder: the manifest beside FILE is read (a staging
+    dump restores into prod with --other-database); without one: exit 4 naming FILE's
+    folder; a path that does not exist: exit 2 saying so."""
+    staging = site.settings()
+    taken = backup.backup(staging)
+    copied, loose = site.project / "copied", site.project / "loose"
+    for folder, files in ((copied, (taken.path, taken.manifest)), (loose, (taken.path,))):
+        folder.mkdir()
+        for path in files:
+            shutil.copy2(path, folder / path.name)
+    copy = copied / taken.path.name
+    assert restore.plan(staging, copy).mismatches == ()  # its own env, from any folder
+    write(site.migrations, "2_orders", KINDS["fk_table"])
+    commands.migrate(staging)
+    changed = state(site.url)
+    for args, code, words in (
+        (("--backup", str(copy)), 4, ("it was taken in env staging", "--other-database")),
+        (("--backup", str(loose / taken.path.name)), 4, ("no manifest", str(loose))),
+        (("--backup", "/nonexistent.dump"), 2, ("/nonexistent.dump does not exist",)),
+    ):
+        refused = site.run("restore", "--env", "prod", *args, "--yes")
+        assert refused.returncode == code, refused.stderr
+        line = refused.stderr.strip().splitlines()[-1]
+        assert all(word in line for word in words), line
+    assert state(site.url) == changed
+    forced = site.run(
+        "restore", "--env", "prod", "--backup", str(copy), "--yes", "--other-database"
+    )
+    assert forced.returncode == 0, forced.stderr
+    assert "orders" not in json.dumps(state(site.url)["schema"])
+
+
+@suite_only
 def test_a_truncated_newest_dump_stops_restore_without_falling_back(site: Site) -> None:
     """The newest dump truncated: restore names it (exit 4) and restores no older one."""
     settings = site.settings()

@@ -31,9 +31,9 @@ from predeploy.backup import objects
 from predeploy.backup.archive import digest
 from predeploy.backup.dump import system_identifier
 from predeploy.backup.progress import ProgressFn, Reporter
-from predeploy.backup.retention import BackupInfo, list_backups, newest
+from predeploy.backup.retention import BackupInfo, backup_at, newest
 from predeploy.config.settings import Settings
-from predeploy.errors import BackupError, PredeployError, interrupted
+from predeploy.errors import BackupError, ConfigError, PredeployError, interrupted
 from predeploy.migrate import history
 from predeploy.migrate.lock import migrate_session
 from predeploy.postgres import pgbin, programs
@@ -288,14 +288,20 @@ def _mismatches(info: BackupInfo, env: str, database: str, identifier: str | Non
 
 
 def _named(settings: Settings, path: Path) -> BackupInfo:
-    wanted = path.resolve()
-    for info in list_backups(settings):
-        if info.path.resolve() == wanted:
-            return info
-    raise BackupError(
-        f"{path} is not a predeploy backup of env {settings.env} (no manifest beside it in "
-        f"{settings.backup_dir / settings.env}): list them with predeploy backups"
-    )
+    """The backup at ``path``, in any folder, known by the manifest beside it."""
+    if not path.exists():
+        raise ConfigError(
+            f"--backup {path} does not exist: name an existing dump (predeploy backups "
+            f"--env {settings.env} lists the env's)"
+        )
+    info = backup_at(path)
+    if info is None:
+        raise BackupError(
+            f"{path} is not a predeploy backup (no manifest of it beside it in "
+            f"{path.absolute().parent}): name a dump predeploy made (predeploy backups "
+            f"--env {settings.env} lists the env's)"
+        )
+    return info
 
 
 def _pg_restore(settings: Settings, server_major: int, info: BackupInfo) -> pgbin.PgProgram:
