@@ -21,10 +21,12 @@ import pytest
 from psycopg import sql
 
 from conftest import PG15_BIN, Server, Target
+from hazards import query_value, wait_until
 from predeploy.backup import dump as backup
 from predeploy.backup import restore, retention
 from predeploy.errors import BackupError
 from predeploy.migrate import commands
+from test_failures import standby  # noqa: F401 (the fixture: a primary and its standby)
 from wayback import Site, execute, state, write
 
 DROP = "DROP DATABASE IF EXISTS {} WITH (FORCE)"
@@ -300,6 +302,27 @@ def test_a_backup_named_in_another_folder_is_known_by_the_manifest_beside_it(sit
     )
     assert forced.returncode == 0, forced.stderr
     assert "orders" not in json.dumps(state(site.url)["schema"])
+
+
+def test_restore_and_drift_on_a_standby_are_refused_up_front(
+    request: pytest.FixtureRequest, project: Path
+) -> None:
+    """Pointed at a standby, restore and drift (its shadow) exit 3 at once, one line saying
+    to use the primary, as migrate does."""
+    primary_url, standby_url = request.getfixturevalue("standby")  # test_failures' fixture
+    primary = Site(project, primary_url, {})
+    write(primary.migrations, "1_base", BASE)
+    commands.migrate(primary.settings())
+    taken = backup.backup(primary.settings())  # its manifest names the standby's server too
+    lsn = query_value(primary_url, "SELECT pg_current_wal_lsn()::text")
+    replayed = "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn"  # the history is there too
+    wait_until(lambda: query_value(standby_url, replayed, lsn), what="the standby's replay")
+    replica = Site(project, standby_url, {})
+    for args in (("restore", "--backup", str(taken.path), "--yes"), ("drift",)):
+        done = replica.run(*args, "--env", "staging")
+        line = done.stderr.strip().splitlines()[-1]
+        assert done.returncode == 3, (args, done.stderr)
+        assert "is a standby" in line and "primary" in line, line
 
 
 @suite_only

@@ -35,6 +35,7 @@ from predeploy.backup.retention import BackupInfo, backup_at, newest
 from predeploy.config.settings import Settings
 from predeploy.errors import BackupError, ConfigError, PredeployError, interrupted
 from predeploy.migrate import history
+from predeploy.migrate.commands import refuse_standby
 from predeploy.migrate.lock import migrate_session
 from predeploy.postgres import pgbin, programs
 from predeploy.postgres.failures import translated
@@ -85,6 +86,7 @@ def plan(settings: Settings, path: Path | None, *, other_database: bool = False)
     url, _ = target_url(settings, direct=True)
     table, _ = history.tables_for(settings)
     with catalog_session(settings, purpose="restore") as conn:
+        refuse_standby(conn)
         with translated(conn, f"reading {conn.info.dbname} before the restore", error=BackupError):
             row = conn.execute(_TABLES).fetchone()
             latest, _ = history.latest_applied(history.read(conn, table))
@@ -115,6 +117,7 @@ def restore(
     _, audit_table = history.tables_for(settings)
     started = time.perf_counter()
     with migrate_session(settings, "restore") as conn:
+        refuse_standby(conn)
         server_major = conn.info.server_version // 10000
         pg_restore = _pg_restore(settings, server_major, info)
         psql = pg_restore.path.with_name("psql")
