@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,7 @@ import pytest
 from psycopg import sql
 
 from conftest import PG15_BIN, Server, Target
-from hazards import query_value, wait_until
+from hazards import Background, holding, one_line, predeploy_sessions, query_value, wait_until
 from predeploy.backup import dump as backup
 from predeploy.backup import restore, retention
 from predeploy.errors import BackupError
@@ -227,6 +228,36 @@ def test_restore_of_an_archive_that_breaks_part_way_changes_nothing(site: Site) 
     assert done.returncode == 4, done.stderr
     assert "unchanged" in done.stderr
     assert state(site.url) == changed
+
+
+@suite_only
+def test_a_restore_stopped_by_sigterm_is_audited_interrupted_and_changes_nothing(
+    site: Site,
+) -> None:
+    """SIGTERM while the replay waits for a table the app holds: exit 143 with one line,
+    the audit row says `interrupted` (as migrate's), nothing changed."""
+    settings = site.settings()
+    backup.backup(settings)
+    write(site.migrations, "2_orders", KINDS["fk_table"])
+    commands.migrate(settings)
+    changed = state(site.url)
+    waiting = (
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        " AND application_name LIKE 'predeploy restore %%' AND datname = current_database()"
+    )
+    with holding(site.url, "SELECT count(*) FROM users"):  # the app, idle in transaction
+        run = Background(site.project, "restore", "--env", "staging", "--yes", env=site.env)
+        try:
+            wait_until(lambda: query_value(site.url, waiting), what="the replay to wait")
+            os.kill(run.pid, signal.SIGTERM)
+            done = run.finish(15)
+        finally:
+            run.kill()
+    assert done.returncode == 143, done.stderr
+    assert "SIGTERM" in one_line(done)
+    wait_until(lambda: not predeploy_sessions(site.url), timeout=5, what="sessions to end")
+    assert state(site.url) == changed
+    assert _trail(site.url, "public") == [("restore", "interrupted")]
 
 
 @suite_only

@@ -155,7 +155,8 @@ def restore(
                 )
         except (PredeployError, KeyboardInterrupt) as exc:
             failed = exc if isinstance(exc, PredeployError) else interrupted(exc, "restoring")
-            audit.record(conn, audit_table, run, "failed", failed.message)
+            outcome = "interrupted" if failed.exit_code in (130, 143) else "failed"
+            audit.record(conn, audit_table, run, outcome, failed.message)
             _announce(settings, info, failed)
             raise
         audit.record(conn, audit_table, run, "restored", None)
