@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from predeploy.postgres.sessions import Conn
 
-__all__ = ["Extra", "belongs_to", "extras", "standing", "toc_entries", "toc_line"]
+__all__ = ["Extra", "belongs_to", "extras", "replayed", "standing", "toc_entries", "toc_line"]
 
 # `pg_restore --list`: "215; 1259 16386 TABLE public users owner"; the kind may be several
 # words, the tag may hold spaces ("users users_pkey", "f(integer, text)"), the owner is one
@@ -247,6 +247,22 @@ def standing(conn: Conn, keep: Iterable[tuple[str, str]]) -> set[str]:
         "SELECT nspname FROM pg_namespace WHERE nspname = ANY(%s)", (names,)
     ).fetchall()
     return {str(name) for (name,) in rows}
+
+
+def replayed(toc: str, keep: Iterable[tuple[str, str]], standing: set[str]) -> str:
+    """A `pg_restore --list` for `pg_restore -L`: without the kept tables (nor their parts)
+    and without the schemas in ``standing`` (they hold a kept table: neither dropped nor
+    created again)."""
+    kept = set(keep)
+    lines = []
+    for line in toc.splitlines():
+        entry = toc_line(line)
+        if entry is not None:
+            kind, schema, tag = entry
+            if _kept(schema, tag, kept) or (kind == "SCHEMA" and tag in standing):
+                continue
+        lines.append(line)
+    return "\n".join(lines) + "\n"
 
 
 def _kept(schema: str, name: str, kept: set[tuple[str, str]]) -> bool:

@@ -8,7 +8,8 @@ when its manifest names another database, env or server, unless ``--other-databa
 The restore itself is one transaction: every object the backup lacks is dropped (see
 ``predeploy.backup.objects``), then the archive is replayed (`pg_restore --clean -f -`,
 streamed into `psql --single-transaction`). A failure anywhere leaves the database as it
-was. The audit table is kept out of it: the trail of runs survives a restore.
+was. The audit table is kept out of it, and so is the schema that holds it (Prisma's
+``?schema=``, or public): the trail of runs survives a restore.
 """
 
 from __future__ import annotations
@@ -130,41 +131,53 @@ def restore(
             "restore_started", backup=str(info.path), database=chosen.database, drops=len(extra)
         )
         name = f"predeploy restore {run_id}".strip()
-        run = audit.Run(
-            run_id=run_id,
-            command="restore",
-            env=settings.env,
-            root=settings.root,
-            backup_path=str(info.path),
-            backup_sha256=str(info.manifest.get("sha256")),
-        )
-        try:
-            with (
-                _list_file(toc, audit_table, standing) as listing,
-                _cancel_lock_waits(url, name, settings),
-            ):
-                _replay(
-                    settings,
-                    conn,
-                    tools=(pg_restore.path, psql),
-                    info=info,
-                    extra=extra,
-                    listing=listing,
-                    name=name,
-                    progress=progress,
-                )
-        except (PredeployError, KeyboardInterrupt) as exc:
-            failed = exc if isinstance(exc, PredeployError) else interrupted(exc, "restoring")
-            outcome = "interrupted" if failed.exit_code in (130, 143) else "failed"
-            audit.record(conn, audit_table, run, outcome, failed.message)
-            _announce(settings, info, failed)
-            raise
-        audit.record(conn, audit_table, run, "restored", None)
+        with (
+            _audited(settings, conn, _run(settings, info, run_id), info),
+            _list_file(toc, keep, standing) as listing,
+            _cancel_lock_waits(url, name, settings),
+        ):
+            _replay(
+                settings,
+                conn,
+                tools=(pg_restore.path, psql),
+                info=info,
+                extra=extra,
+                listing=listing,
+                name=name,
+                progress=progress,
+            )
     seconds = time.perf_counter() - started
     dropped = tuple(str(e) for e in extra)
     log.info("restore_done", backup=str(info.path), seconds=round(seconds, 3), dropped=dropped)
     _announce(settings, info, None)
     return RestoreResult(info.path, chosen.database, seconds, dropped)
+
+
+def _run(settings: Settings, info: BackupInfo, run_id: str) -> audit.Run:
+    return audit.Run(
+        run_id=run_id,
+        command="restore",
+        env=settings.env,
+        root=settings.root,
+        backup_path=str(info.path),
+        backup_sha256=str(info.manifest.get("sha256")),
+    )
+
+
+@contextmanager
+def _audited(settings: Settings, conn: Conn, run: audit.Run, info: BackupInfo) -> Iterator[None]:
+    """The restore's audit row and notification: restored, interrupted (SIGINT, SIGTERM) or
+    failed."""
+    _, table = history.tables_for(settings)
+    try:
+        yield
+    except (PredeployError, KeyboardInterrupt) as exc:
+        failed = exc if isinstance(exc, PredeployError) else interrupted(exc, "restoring")
+        outcome = "interrupted" if failed.exit_code in (130, 143) else "failed"
+        audit.record(conn, table, run, outcome, failed.message)
+        _announce(settings, info, failed)
+        raise
+    audit.record(conn, table, run, "restored", None)
 
 
 def _announce(settings: Settings, info: BackupInfo, error: PredeployError | None) -> None:
@@ -323,27 +336,16 @@ def _pg_restore(settings: Settings, server_major: int, info: BackupInfo) -> pgbi
 
 
 @contextmanager
-def _list_file(toc: str, audit_table: history.Table, standing: set[str]) -> Iterator[Path]:
-    """The archive's table of contents for `pg_restore -L`: without the audit table, nor the
-    schemas in ``standing`` (they hold it: neither dropped nor created again)."""
-    table = (audit_table.schema, audit_table.name)
-    lines = [line for line in toc.splitlines() if _replayed(line, table, standing)]
+def _list_file(toc: str, keep: list[tuple[str, str]], standing: set[str]) -> Iterator[Path]:
+    """The archive's table of contents for `pg_restore -L` (``objects.replayed``)."""
+    text = objects.replayed(toc, keep, standing)
     fd, name = tempfile.mkstemp(prefix=f"predeploy-{os.getpid()}-", suffix=".list")
     try:
         with os.fdopen(fd, "w") as out:
-            out.write("\n".join(lines) + "\n")
+            out.write(text)
         yield Path(name)
     finally:
         Path(name).unlink(missing_ok=True)
-
-
-def _replayed(line: str, table: tuple[str, str], standing: set[str]) -> bool:
-    """False for the entries a restore leaves alone: the audit table's, a standing schema."""
-    entry = objects.toc_line(line)
-    if entry is None:
-        return True
-    kind, schema, tag = entry
-    return not (objects.belongs_to(schema, tag, table) or (kind == "SCHEMA" and tag in standing))
 
 
 @contextmanager
