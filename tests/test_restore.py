@@ -5,6 +5,10 @@ commonest shapes of migrations, `predeploy restore` (pasted from the runbook) le
 schema and the contents as they were when the backup was taken, and the same migrations
 apply again; a failed restore changes nothing; another database's dump, a damaged one,
 and a truncated newest one are refused, never replaced by another on the quiet.
+
+The new-user sweep (restore13): a Prisma `?schema=` app's restore keeps the schema that
+holds the audit table; `--backup FILE` in any folder is known by the manifest beside it; a
+standby is refused up front (restore and drift, exit 3); a SIGTERM is audited `interrupted`.
 """
 
 from __future__ import annotations
