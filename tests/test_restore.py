@@ -5,6 +5,10 @@ commonest shapes of migrations, `predeploy restore` (pasted from the runbook) le
 schema and the contents as they were when the backup was taken, and the same migrations
 apply again; a failed restore changes nothing; another database's dump, a damaged one,
 and a truncated newest one are refused, never replaced by another on the quiet.
+
+The new-user sweep (restore13): a Prisma `?schema=` app's restore keeps the schema that
+holds the audit table; `--backup FILE` in any folder is known by the manifest beside it; a
+standby is refused up front (restore and drift, exit 3); a SIGTERM is audited `interrupted`.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -21,10 +26,12 @@ import pytest
 from psycopg import sql
 
 from conftest import PG15_BIN, Server, Target
+from hazards import Background, holding, one_line, predeploy_sessions, query_value, wait_until
 from predeploy.backup import dump as backup
 from predeploy.backup import restore, retention
 from predeploy.errors import BackupError
 from predeploy.migrate import commands
+from test_failures import standby  # noqa: F401 (the fixture: a primary and its standby)
 from wayback import Site, execute, state, write
 
 DROP = "DROP DATABASE IF EXISTS {} WITH (FORCE)"
@@ -153,6 +160,48 @@ def test_pasted_restore_of_a_run_brings_back_the_moment_before_it(site: Site) ->
     assert trail == [("migrate", "applied"), ("restore", "restored"), ("migrate", "applied")]
 
 
+def _restore_line(run: subprocess.CompletedProcess[str]) -> str:
+    """The runbook's restore command, as a run printed it."""
+    assert run.returncode == 0, run.stderr
+    return next(line for line in run.stdout.splitlines() if line.startswith("predeploy restore"))
+
+
+def _trail(url: str, schema: str) -> list[tuple[str, str]]:
+    """(command, outcome) of every row of the audit table in ``schema``, oldest first."""
+    table = sql.Identifier(schema, "predeploy_runs")
+    with psycopg.connect(url) as conn:
+        query = sql.SQL("SELECT command, outcome FROM {} ORDER BY id").format(table)
+        return [(str(c), str(o)) for c, o in conn.execute(query).fetchall()]
+
+
+def test_pasted_restores_in_a_prisma_schema_app_keep_the_audit_trail(
+    target: Target, project: Path
+) -> None:
+    """`?schema=tenant1` (the audit table lives there): each run's pasted restore brings back
+    its moment, the first run's too (before tenant1 existed), and every audit row is kept."""
+    app = f"{target.url}?schema=tenant1"
+    site = Site(project, app, {"DIRECT_URL": app, **target.env})
+    empty = state(target.url)
+    write(site.migrations, "1_base", BASE)
+    first = _restore_line(site.run("migrate", "--env", "staging", "--yes"))
+    execute(target.url, "SET search_path = tenant1", *SEED)
+    before = state(target.url)
+    write(site.migrations, "2_everything", ALL_AT_ONCE)
+    second = _restore_line(site.run("migrate", "--env", "staging", "--yes"))
+    execute(target.url, "INSERT INTO tenant1.orders VALUES (2, 2, 'sad')")
+    pasted = site.paste(second)
+    assert pasted.returncode == 0, pasted.stderr
+    assert state(target.url) == before
+    pasted = site.paste(first)
+    assert pasted.returncode == 0, pasted.stderr
+    now = state(target.url)  # tenant1 stays, holding the audit trail; all else in it is gone
+    assert now["contents"] == empty["contents"]
+    assert [line for line in now["schema"] if "tenant1" not in line] == empty["schema"]
+    assert "CREATE SCHEMA tenant1;" in now["schema"]
+    runs = [("migrate", "applied")] * 2 + [("restore", "restored")] * 2
+    assert _trail(target.url, "tenant1") == runs
+
+
 def test_restore_behind_a_held_lock_gives_up_and_changes_nothing(site: Site) -> None:
     """A session holding a table: restore ends (exit 4) within its bound; nothing changed."""
     settings = site.settings()
@@ -183,6 +232,36 @@ def test_restore_of_an_archive_that_breaks_part_way_changes_nothing(site: Site) 
     assert done.returncode == 4, done.stderr
     assert "unchanged" in done.stderr
     assert state(site.url) == changed
+
+
+@suite_only
+def test_a_restore_stopped_by_sigterm_is_audited_interrupted_and_changes_nothing(
+    site: Site,
+) -> None:
+    """SIGTERM while the replay waits for a table the app holds: exit 143 with one line,
+    the audit row says `interrupted` (as migrate's), nothing changed."""
+    settings = site.settings()
+    backup.backup(settings)
+    write(site.migrations, "2_orders", KINDS["fk_table"])
+    commands.migrate(settings)
+    changed = state(site.url)
+    waiting = (
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        " AND application_name LIKE 'predeploy restore %%' AND datname = current_database()"
+    )
+    with holding(site.url, "SELECT count(*) FROM users"):  # the app, idle in transaction
+        run = Background(site.project, "restore", "--env", "staging", "--yes", env=site.env)
+        try:
+            wait_until(lambda: query_value(site.url, waiting), what="the replay to wait")
+            os.kill(run.pid, signal.SIGTERM)
+            done = run.finish(15)
+        finally:
+            run.kill()
+    assert done.returncode == 143, done.stderr
+    assert "SIGTERM" in one_line(done)
+    wait_until(lambda: not predeploy_sessions(site.url), timeout=5, what="sessions to end")
+    assert state(site.url) == changed
+    assert _trail(site.url, "public") == [("restore", "interrupted")]
 
 
 @suite_only
@@ -224,6 +303,61 @@ def test_a_dump_of_a_same_named_database_on_another_server_is_refused(
         assert "--other-database" in refused.value.message
     finally:
         execute(other_server.admin_url, sql.SQL(DROP).format(sql.Identifier(database)))
+
+
+@suite_only
+def test_a_backup_named_in_another_folder_is_known_by_the_manifest_beside_it(site: Site) -> None:
+    """--backup FILE outside the env's folder: the manifest beside FILE is read (a staging
+    dump restores into prod with --other-database); without one: exit 4 naming FILE's
+    folder; a path that does not exist: exit 2 saying so."""
+    staging = site.settings()
+    taken = backup.backup(staging)
+    copied, loose = site.project / "copied", site.project / "loose"
+    for folder, files in ((copied, (taken.path, taken.manifest)), (loose, (taken.path,))):
+        folder.mkdir()
+        for path in files:
+            shutil.copy2(path, folder / path.name)
+    copy = copied / taken.path.name
+    assert restore.plan(staging, copy).mismatches == ()  # its own env, from any folder
+    write(site.migrations, "2_orders", KINDS["fk_table"])
+    commands.migrate(staging)
+    changed = state(site.url)
+    for args, code, words in (
+        (("--backup", str(copy)), 4, ("it was taken in env staging", "--other-database")),
+        (("--backup", str(loose / taken.path.name)), 4, ("no manifest", str(loose))),
+        (("--backup", "/nonexistent.dump"), 2, ("/nonexistent.dump does not exist",)),
+    ):
+        refused = site.run("restore", "--env", "prod", *args, "--yes")
+        assert refused.returncode == code, refused.stderr
+        line = refused.stderr.strip().splitlines()[-1]
+        assert all(word in line for word in words), line
+    assert state(site.url) == changed
+    forced = site.run(
+        "restore", "--env", "prod", "--backup", str(copy), "--yes", "--other-database"
+    )
+    assert forced.returncode == 0, forced.stderr
+    assert "orders" not in json.dumps(state(site.url)["schema"])
+
+
+def test_restore_and_drift_on_a_standby_are_refused_up_front(
+    request: pytest.FixtureRequest, project: Path
+) -> None:
+    """Pointed at a standby, restore and drift (its shadow) exit 3 at once, one line saying
+    to use the primary, as migrate does."""
+    primary_url, standby_url = request.getfixturevalue("standby")  # test_failures' fixture
+    primary = Site(project, primary_url, {})
+    write(primary.migrations, "1_base", BASE)
+    commands.migrate(primary.settings())
+    taken = backup.backup(primary.settings())  # its manifest names the standby's server too
+    lsn = query_value(primary_url, "SELECT pg_current_wal_lsn()::text")
+    replayed = "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn"  # the history is there too
+    wait_until(lambda: query_value(standby_url, replayed, lsn), what="the standby's replay")
+    replica = Site(project, standby_url, {})
+    for args in (("restore", "--backup", str(taken.path), "--yes"), ("drift",)):
+        done = replica.run(*args, "--env", "staging")
+        line = done.stderr.strip().splitlines()[-1]
+        assert done.returncode == 3, (args, done.stderr)
+        assert "is a standby" in line and "primary" in line, line
 
 
 @suite_only

@@ -28,14 +28,14 @@ _RELATIONS = """
 SELECT n.nspname, c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p', 'S') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND n.nspname NOT LIKE 'pg\\_%'
-  AND NOT (n.nspname = 'public' AND c.relname LIKE 'predeploy\\_runs%')
+  AND c.relname NOT LIKE 'predeploy\\_runs%'
 ORDER BY 1, 2
 """
 
 
 def schema(url: str) -> list[str]:
     """The schema as pg_dump prints it, without noise and without the audit table."""
-    dump = schema_dump(url, f"{AUDIT}*")
+    dump = schema_dump(url, f"*.{AUDIT}*")
     return [line for line in dump.splitlines() if line and not line.startswith(("--", "\\"))]
 
 

@@ -12,7 +12,9 @@ text search configurations and dictionaries, and constraints. A cascade can only
 objects that depend on a newer one; those that are in the archive are recreated by the
 replay. Extension members, identity sequences (part of their table), the system schemas,
 the ``public`` schema itself and the tables a restore keeps (the audit trail) are never
-dropped.
+dropped, nor is a schema that holds a kept table (Prisma's ``?schema=`` puts the audit
+table there): its other contents are dropped one by one instead, and the replay neither
+drops nor recreates it (``standing``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 
 from predeploy.postgres.sessions import Conn
 
-__all__ = ["Extra", "belongs_to", "extras", "toc_entries", "toc_line"]
+__all__ = ["Extra", "belongs_to", "extras", "replayed", "standing", "toc_entries", "toc_line"]
 
 # `pg_restore --list`: "215; 1259 16386 TABLE public users owner"; the kind may be several
 # words, the tag may hold spaces ("users users_pkey", "f(integer, text)"), the owner is one
@@ -222,6 +224,7 @@ def extras(
     """The live objects ``archive`` lacks, in drop order; ``keep`` names (schema, table)
     pairs never to drop (with their sequences and constraints)."""
     kept = set(keep)
+    holding = {schema for schema, _ in kept}
     found = []
     with conn.transaction():
         conn.execute("SET LOCAL search_path = ''")  # format_type qualifies, as pg_dump's tags
@@ -230,8 +233,36 @@ def extras(
             for kind, schema, name, drop in rows:
                 if (kind, schema, name) in archive or _kept(schema, name, kept):
                     continue
+                if kind == "SCHEMA" and name in holding:
+                    continue  # it holds a kept table: its contents are dropped one by one
                 found.append(Extra(kind, schema, name, drop))
     return found
+
+
+def standing(conn: Conn, keep: Iterable[tuple[str, str]]) -> set[str]:
+    """The schemas of the kept tables that exist: a restore must neither drop nor recreate
+    them (the archive's DROP SCHEMA would fail on the kept table, and CREATE on the schema)."""
+    names = sorted({schema for schema, _ in keep})
+    rows = conn.execute(
+        "SELECT nspname FROM pg_namespace WHERE nspname = ANY(%s)", (names,)
+    ).fetchall()
+    return {str(name) for (name,) in rows}
+
+
+def replayed(toc: str, keep: Iterable[tuple[str, str]], standing: set[str]) -> str:
+    """A `pg_restore --list` for `pg_restore -L`: without the kept tables (nor their parts)
+    and without the schemas in ``standing`` (they hold a kept table: neither dropped nor
+    created again)."""
+    kept = set(keep)
+    lines = []
+    for line in toc.splitlines():
+        entry = toc_line(line)
+        if entry is not None:
+            kind, schema, tag = entry
+            if _kept(schema, tag, kept) or (kind == "SCHEMA" and tag in standing):
+                continue
+        lines.append(line)
+    return "\n".join(lines) + "\n"
 
 
 def _kept(schema: str, name: str, kept: set[tuple[str, str]]) -> bool:

@@ -8,7 +8,8 @@ when its manifest names another database, env or server, unless ``--other-databa
 The restore itself is one transaction: every object the backup lacks is dropped (see
 ``predeploy.backup.objects``), then the archive is replayed (`pg_restore --clean -f -`,
 streamed into `psql --single-transaction`). A failure anywhere leaves the database as it
-was. The audit table is kept out of it: the trail of runs survives a restore.
+was. The audit table is kept out of it, and so is the schema that holds it (Prisma's
+``?schema=``, or public): the trail of runs survives a restore.
 """
 
 from __future__ import annotations
@@ -31,10 +32,11 @@ from predeploy.backup import objects
 from predeploy.backup.archive import digest
 from predeploy.backup.dump import system_identifier
 from predeploy.backup.progress import ProgressFn, Reporter
-from predeploy.backup.retention import BackupInfo, list_backups, newest
+from predeploy.backup.retention import BackupInfo, backup_at, newest
 from predeploy.config.settings import Settings
-from predeploy.errors import BackupError, PredeployError, interrupted
+from predeploy.errors import BackupError, ConfigError, PredeployError, interrupted
 from predeploy.migrate import history
+from predeploy.migrate.commands import refuse_standby
 from predeploy.migrate.lock import migrate_session
 from predeploy.postgres import pgbin, programs
 from predeploy.postgres.failures import translated
@@ -85,6 +87,7 @@ def plan(settings: Settings, path: Path | None, *, other_database: bool = False)
     url, _ = target_url(settings, direct=True)
     table, _ = history.tables_for(settings)
     with catalog_session(settings, purpose="restore") as conn:
+        refuse_standby(conn)
         with translated(conn, f"reading {conn.info.dbname} before the restore", error=BackupError):
             row = conn.execute(_TABLES).fetchone()
             latest, _ = history.latest_applied(history.read(conn, table))
@@ -115,6 +118,7 @@ def restore(
     _, audit_table = history.tables_for(settings)
     started = time.perf_counter()
     with migrate_session(settings, "restore") as conn:
+        refuse_standby(conn)
         server_major = conn.info.server_version // 10000
         pg_restore = _pg_restore(settings, server_major, info)
         psql = pg_restore.path.with_name("psql")
@@ -122,41 +126,58 @@ def restore(
         keep = [(audit_table.schema, audit_table.name)]
         with translated(conn, "listing what the backup lacks", error=BackupError):
             extra = objects.extras(conn, objects.toc_entries(toc), keep)
+            standing = objects.standing(conn, keep)
         log.info(
             "restore_started", backup=str(info.path), database=chosen.database, drops=len(extra)
         )
         name = f"predeploy restore {run_id}".strip()
-        run = audit.Run(
-            run_id=run_id,
-            command="restore",
-            env=settings.env,
-            root=settings.root,
-            backup_path=str(info.path),
-            backup_sha256=str(info.manifest.get("sha256")),
-        )
-        try:
-            with _list_file(toc, audit_table) as listing, _cancel_lock_waits(url, name, settings):
-                _replay(
-                    settings,
-                    conn,
-                    tools=(pg_restore.path, psql),
-                    info=info,
-                    extra=extra,
-                    listing=listing,
-                    name=name,
-                    progress=progress,
-                )
-        except (PredeployError, KeyboardInterrupt) as exc:
-            failed = exc if isinstance(exc, PredeployError) else interrupted(exc, "restoring")
-            audit.record(conn, audit_table, run, "failed", failed.message)
-            _announce(settings, info, failed)
-            raise
-        audit.record(conn, audit_table, run, "restored", None)
+        with (
+            _audited(settings, conn, _run(settings, info, run_id), info),
+            _list_file(toc, keep, standing) as listing,
+            _cancel_lock_waits(url, name, settings),
+        ):
+            _replay(
+                settings,
+                conn,
+                tools=(pg_restore.path, psql),
+                info=info,
+                extra=extra,
+                listing=listing,
+                name=name,
+                progress=progress,
+            )
     seconds = time.perf_counter() - started
     dropped = tuple(str(e) for e in extra)
     log.info("restore_done", backup=str(info.path), seconds=round(seconds, 3), dropped=dropped)
     _announce(settings, info, None)
     return RestoreResult(info.path, chosen.database, seconds, dropped)
+
+
+def _run(settings: Settings, info: BackupInfo, run_id: str) -> audit.Run:
+    return audit.Run(
+        run_id=run_id,
+        command="restore",
+        env=settings.env,
+        root=settings.root,
+        backup_path=str(info.path),
+        backup_sha256=str(info.manifest.get("sha256")),
+    )
+
+
+@contextmanager
+def _audited(settings: Settings, conn: Conn, run: audit.Run, info: BackupInfo) -> Iterator[None]:
+    """The restore's audit row and notification: restored, interrupted (SIGINT, SIGTERM) or
+    failed."""
+    _, table = history.tables_for(settings)
+    try:
+        yield
+    except (PredeployError, KeyboardInterrupt) as exc:
+        failed = exc if isinstance(exc, PredeployError) else interrupted(exc, "restoring")
+        outcome = "interrupted" if failed.exit_code in (130, 143) else "failed"
+        audit.record(conn, table, run, outcome, failed.message)
+        _announce(settings, info, failed)
+        raise
+    audit.record(conn, table, run, "restored", None)
 
 
 def _announce(settings: Settings, info: BackupInfo, error: PredeployError | None) -> None:
@@ -284,14 +305,20 @@ def _mismatches(info: BackupInfo, env: str, database: str, identifier: str | Non
 
 
 def _named(settings: Settings, path: Path) -> BackupInfo:
-    wanted = path.resolve()
-    for info in list_backups(settings):
-        if info.path.resolve() == wanted:
-            return info
-    raise BackupError(
-        f"{path} is not a predeploy backup of env {settings.env} (no manifest beside it in "
-        f"{settings.backup_dir / settings.env}): list them with predeploy backups"
-    )
+    """The backup at ``path``, in any folder, known by the manifest beside it."""
+    if not path.exists():
+        raise ConfigError(
+            f"--backup {path} does not exist: name an existing dump (predeploy backups "
+            f"--env {settings.env} lists the env's)"
+        )
+    info = backup_at(path)
+    if info is None:
+        raise BackupError(
+            f"{path} is not a predeploy backup (no manifest of it beside it in "
+            f"{path.absolute().parent}): name a dump predeploy made (predeploy backups "
+            f"--env {settings.env} lists the env's)"
+        )
+    return info
 
 
 def _pg_restore(settings: Settings, server_major: int, info: BackupInfo) -> pgbin.PgProgram:
@@ -309,18 +336,13 @@ def _pg_restore(settings: Settings, server_major: int, info: BackupInfo) -> pgbi
 
 
 @contextmanager
-def _list_file(toc: str, audit_table: history.Table) -> Iterator[Path]:
-    """The archive's table of contents without the audit table, for `pg_restore -L`."""
-    table = (audit_table.schema, audit_table.name)
-    lines = []
-    for line in toc.splitlines():
-        entry = objects.toc_line(line)
-        if entry is None or not objects.belongs_to(entry[1], entry[2], table):
-            lines.append(line)
+def _list_file(toc: str, keep: list[tuple[str, str]], standing: set[str]) -> Iterator[Path]:
+    """The archive's table of contents for `pg_restore -L` (``objects.replayed``)."""
+    text = objects.replayed(toc, keep, standing)
     fd, name = tempfile.mkstemp(prefix=f"predeploy-{os.getpid()}-", suffix=".list")
     try:
         with os.fdopen(fd, "w") as out:
-            out.write("\n".join(lines) + "\n")
+            out.write(text)
         yield Path(name)
     finally:
         Path(name).unlink(missing_ok=True)

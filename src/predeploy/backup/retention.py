@@ -23,7 +23,7 @@ from predeploy.config.settings import Settings
 from predeploy.errors import BackupError
 from predeploy.sweep import partial_name
 
-__all__ = ["BackupInfo", "check", "list_backups", "newest", "prune"]
+__all__ = ["BackupInfo", "backup_at", "check", "list_backups", "newest", "prune"]
 
 log = structlog.get_logger(__name__)
 
@@ -79,6 +79,13 @@ def list_backups(settings: Settings) -> list[BackupInfo]:
         if info is not None:
             found.append(info)
     return sorted(found, key=lambda b: b.created_at, reverse=True)
+
+
+def backup_at(dump: Path) -> BackupInfo | None:
+    """The backup ``dump``, in any folder, as the predeploy manifest beside it describes it;
+    None when there is no such manifest (or it names another file)."""
+    manifest = manifest_path(dump)
+    return _read(manifest) if manifest.is_file() else None
 
 
 def newest(settings: Settings) -> BackupInfo:

@@ -35,6 +35,7 @@ from psycopg import sql
 from predeploy.config.dburl import DatabaseUrl
 from predeploy.errors import MigrationError, PredeployError
 from predeploy.migrate import fingerprint
+from predeploy.migrate.commands import refuse_standby
 from predeploy.migrate.discovery import Migration
 from predeploy.migrate.fingerprint import Fingerprint
 from predeploy.postgres.sessions import CATALOG, Conn, connect
@@ -158,6 +159,7 @@ def expected(
             with connect(shadow_url, limits=CATALOG, timeout=timeout, variable=setting) as admin:
                 built = _build_on(admin, shadow_url, where, job)
         elif facts.can_create:
+            refuse_standby(live)  # a standby can create no database: say so, before trying
             where = f"the live server {live_url.address}"
             built = _build_on(live, live_url, where, job)
         else:
