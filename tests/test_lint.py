@@ -164,6 +164,32 @@ def test_prod_migrate_refuses_lint_errors_unless_forced(
     assert forced_events and forced_events[0]["operator"]
 
 
+def test_a_syntax_error_is_an_error_on_its_own_line_and_prod_refuses_before_the_backup(
+    cli: Cli, database_url: str, migrations_dir: Path, tmp_path: Path
+) -> None:
+    """squawk's syntax-error was a warning quoting the file's first statement, and the dry
+    run counted "1 statement(s)": when PostgreSQL's parser agrees it is an error quoting the
+    bad line, prod refuses before its backup, and the dry run says the file does not parse."""
+    bad = "CREATE TABLE b (id bigint);\nALTER TABLE b ADD COLUMN x integr DEFAULT 0 ,;\n"
+    write_migrations(migrations_dir, {"1_bad": bad})
+    env = {
+        "DATABASE_URL": database_url,
+        "PREDEPLOY_MIGRATIONS_DIR": str(migrations_dir),
+        "PREDEPLOY_BACKUP_DIR": str(tmp_path / "backups"),
+    }
+    dry = cli("migrate", "--env", "staging", "--dry-run", env=env)
+    assert dry.returncode == 0, dry.stderr
+    assert "1_bad  ? statement(s) (it does not parse)" in dry.stdout
+    found = json.loads(cli("lint", "--json", env=env).stdout)["files"][0]["findings"]
+    assert [(f["rule"], f["severity"], f["line"]) for f in found] == [("syntax-error", "error", 2)]
+    assert found[0]["statement"] == "ALTER TABLE b ADD COLUMN x integr DEFAULT 0 ,;"
+    assert 'syntax error at or near ";"' in found[0]["message"]
+    refused = cli("migrate", "--env", "prod", "--yes", "--allow-drift", env=env)
+    assert refused.returncode == 1, refused.stderr
+    assert "lint found 1 error(s) in prod (protected): 1_bad syntax-error" in refused.stderr
+    assert not (tmp_path / "backups").exists()
+
+
 def test_lint_findings_show_before_the_confirmation(
     project: Path, database_url: str, events: str
 ) -> None:

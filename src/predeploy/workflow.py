@@ -78,7 +78,7 @@ class Pending:
     """A pending migration as the report shows it: no SQL unless it is a dry run."""
 
     name: str
-    statements: int
+    statements: int | None  # None: PostgreSQL's parser (pglast) cannot parse the file
     transactional: bool
     has_down: bool
     checksum: str
@@ -389,7 +389,7 @@ def _describe(
         text = text.replace(secret, "***") if text is not None else None
     return Pending(
         name=migration.name,
-        statements=len(script.statements),
+        statements=None if script.parse_error else len(script.statements),
         transactional=script.transactional,
         has_down=bool(migration.down_script and migration.down_script.statements),
         checksum=migration.checksum,

@@ -159,7 +159,12 @@ def render_report(report: Report, *, dry_run: bool = False, runbook: bool = True
         for p in report.pending:
             how = "in a transaction" if p.transactional else "outside a transaction"
             down = "down.sql" if p.has_down else "no down.sql"
-            lines.append(f"  {p.name}  {p.statements} statement(s), {how}, {down}, {p.phase}")
+            count = (
+                "? statement(s) (it does not parse)"
+                if p.statements is None
+                else (f"{p.statements} statement(s)")
+            )
+            lines.append(f"  {p.name}  {count}, {how}, {down}, {p.phase}")
     if report.lint is not None and report.lint.findings:
         lines.append(render_lint(report.lint))
     if report.drift is not None and report.drift.drifted:

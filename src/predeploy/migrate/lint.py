@@ -56,8 +56,8 @@ MOOT_IN_TRANSACTION = ("prefer-robust-stmts",)
 _SEVERITY = {
     "ban-drop-database": "error",
     "ban-concurrent-index-creation-in-transaction": "error",
-    # squawk's parser is its own: the server (and pglast, its parser) judges syntax, and a
-    # real syntax error fails the migration itself with its line and column (exit 5)
+    # squawk's parser is its own: an error when PostgreSQL's (pglast) agrees (the migration
+    # would fail: a protected env refuses before its backup), else a warning
     "syntax-error": "warning",
     "prefer-bigint-over-int": "info",
     "prefer-bigint-over-smallint": "info",
@@ -70,6 +70,10 @@ _SEVERITY = {
     "prefer-robust-stmts": "info",
     "require-table-schema": "info",
 }
+_SYNTAX_HELP = (
+    "the migration would fail on this statement: fix it (if the server takes syntax newer "
+    "than both parsers, --force-lint runs it anyway)"
+)
 _BATCH_FILES = 100  # a squawk run's share of the files that are not in the cache, at least
 _WAIVER = re.compile(r"--\s*predeploy:\s*allow\s+([a-z0-9-]+(?:\s*,\s*[a-z0-9-]+)*)", re.I)
 
@@ -312,6 +316,8 @@ def _statement(migration: Migration, item: dict[str, Any]) -> tuple[str, tuple[s
     lines = text.split("\n")
     line = min(int(item.get("line", 0)), len(lines) - 1)
     offset = sum(len(x) + 1 for x in lines[:line]) + int(item.get("column", 0))
+    if migration.parsed.parse_error is not None:  # one unparsed statement: show the line
+        return lines[line].strip()[:120], ()
     chosen = None
     for statement in migration.parsed.statements:
         if statement.offset <= offset:
@@ -336,6 +342,11 @@ def _finding(
     tables = sorted({t.oid: t for t in tables}.values(), key=lambda t: -t.rows)
     squawk_level = str(item.get("level") or "").lower()
     severity = _SEVERITY.get(rule, "error" if squawk_level == "error" else "warning")
+    message, help_ = str(item.get("message") or ""), item.get("help")
+    if rule == "syntax-error" and migration.parsed.parse_error is not None:
+        severity = "error"
+        message = f"{message} (PostgreSQL's parser too: {migration.parsed.parse_error})"
+        help_ = _SYNTAX_HELP
     raised = bool(tables) and tables[0].rows >= large_rows and severity != "error"
     if raised:
         severity = LEVELS[LEVELS.index(severity) + 1]
@@ -346,8 +357,8 @@ def _finding(
         column=int(item.get("column", 0)) + 1,
         rule=rule,
         severity=severity,
-        message=str(item.get("message") or ""),
-        help=item.get("help"),
+        message=message,
+        help=help_,
         statement=statement,
         tables=tuple(tables),
         raised=raised,

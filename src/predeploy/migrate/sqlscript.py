@@ -82,7 +82,8 @@ def analyse(text: str) -> Script:
         tree = json.loads(parser.parse_sql_json(text))
     except parser.ParseError as exc:
         whole = Statement(text=text, offset=0, kind="unparsed")
-        return Script(text, (whole,), transactional=True, reason=None, parse_error=str(exc))
+        detail = str(exc.args[0]) if exc.args else str(exc)  # without ", at index N"
+        return Script(text, (whole,), transactional=True, reason=None, parse_error=detail)
     encoded = text.encode("utf-8")
     statements: list[Statement] = []
     reason: str | None = None
