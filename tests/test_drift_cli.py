@@ -79,12 +79,15 @@ def test_protected_migrate_refuses_drift_with_yes_unless_allowed(
 def test_drift_that_cannot_be_checked_is_a_warning_not_a_failure(
     cli: Cli, database_url: str, migrations_dir: Path, tmp_path: Path
 ) -> None:
-    """A missing saved fingerprint: prod migrate warns that drift was not checked, applies."""
+    """A missing saved fingerprint: prod migrate warns that drift was not checked, its
+    checklist says so (skipped, not ✓), and it applies."""
     write_migrations(migrations_dir, SCRIPTS)
     env = _env(database_url, migrations_dir, tmp_path) | {
         "PREDEPLOY_DRIFT_EXPECTED": str(tmp_path / "nowhere.json")
     }
     done = cli("migrate", "--env", "prod", "--yes", "--json", env=env)
     assert done.returncode == 0, done.stderr
-    warnings = json.loads(done.stdout)["warnings"]
-    assert any(w.startswith("drift not checked: cannot read") for w in warnings)
+    report = json.loads(done.stdout)
+    assert any(w.startswith("drift not checked: cannot read") for w in report["warnings"])
+    drift = next(s for s in report["steps"] if s["name"] == "drift")
+    assert drift["outcome"] == "skipped" and drift["detail"].startswith("not checked: cannot read")

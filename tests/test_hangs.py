@@ -174,6 +174,31 @@ def test_prod_reader_and_queued_alter_end_migrate_after_blocker_wait(
     assert f"pid {reader}" in line or f"pid {alter}" in line, line
 
 
+def test_drift_behind_a_queued_alter_names_the_sessions_and_migrate_says_not_checked(
+    cli: Cli, users: dict[str, str], database_url: str
+) -> None:
+    """A view on users, a reader and an ALTER queued behind it: reading the view's
+    definition waits; `drift` ends with exit 3 naming the sessions, and prod migrate's
+    checklist marks drift skipped ("not checked: ..."), not ✓."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("CREATE VIEW names AS SELECT name FROM users")
+    prod = {**users, "PREDEPLOY_ALLOW_NO_BACKUP": "1"}
+    with (
+        holding(database_url, "SELECT count(*) FROM names") as reader,
+        queued(database_url, "ALTER TABLE users ADD COLUMN age int") as alter,
+    ):
+        drift, seconds = timed(cli, "drift", "--env", "prod", env=prod)
+        migrate, _ = timed(
+            cli, "migrate", "--env", "prod", "--yes", "--no-backup", "--json", env=prod
+        )
+    line = one_line(drift)
+    assert drift.returncode == 3, drift.stderr
+    assert seconds < BOUND
+    assert f"pid {alter}" in line and f"behind pid {reader}" in line, line
+    step = next(s for s in json.loads(migrate.stdout)["steps"] if s["name"] == "drift")
+    assert step["outcome"] == "skipped" and step["detail"].startswith("not checked: reading")
+
+
 @pytest.mark.parametrize(
     "args",
     [

@@ -80,10 +80,15 @@ def test_prod_asks_for_the_database_name_on_a_terminal(
 def test_no_terminal_and_no_yes_is_refused_before_anything(
     cli: Cli, prod_env: dict[str, str], database_url: str
 ) -> None:
-    """No terminal, no --yes: exit 8, no backup, nothing applied."""
+    """No terminal, no --yes: exit 8, no backup, nothing applied; in prod before lint, the
+    drift check and its shadow database (cron waited for them to learn it could not ask)."""
     done = cli("migrate", "--env", "staging", env=prod_env)
     assert done.returncode == 8
     assert "no terminal to ask on" in done.stderr
+    prod = cli("migrate", "--env", "prod", "--json", env=prod_env)
+    assert prod.returncode == 8, prod.stderr
+    steps = [s["name"] for s in json.loads(prod.stdout)["steps"]]
+    assert steps == ["connectivity", "history", "pending"], steps
     assert tables(database_url) == set()
     assert not Path(prod_env["PREDEPLOY_BACKUP_DIR"]).exists()
 

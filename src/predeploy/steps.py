@@ -48,9 +48,12 @@ def stepper(steps: list[Step], on_step: OnStep | None) -> Stepper:
     return step
 
 
-def skip(steps: list[Step], on_step: OnStep | None, *names: str, detail: str) -> None:
+def skip(
+    steps: list[Step], on_step: OnStep | None, *names: str, detail: str, seconds: float = 0.0
+) -> None:
+    """Record ``names`` as skipped, for ``detail`` (after ``seconds`` spent finding out)."""
     for name in names:
-        _add(steps, on_step, Step(name, "skipped", 0.0, detail))
+        _add(steps, on_step, Step(name, "skipped", seconds, detail))
 
 
 def _add(steps: list[Step], on_step: OnStep | None, done: Step) -> None:

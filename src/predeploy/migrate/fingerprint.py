@@ -26,7 +26,8 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
 
-from predeploy.errors import ConfigError, DatabaseUnreachable
+from predeploy.errors import Blocked, ConfigError
+from predeploy.postgres.failures import describe_lock_holders
 from predeploy.postgres.sessions import Conn
 
 __all__ = ["FORMAT", "INFO_FIELDS", "KINDS", "VERSION", "Fingerprint", "take"]
@@ -427,9 +428,10 @@ def take(conn: Conn, *, exclude: Iterable[tuple[str, str]]) -> Fingerprint:
         finally:
             conn.execute("ROLLBACK")
     except pg_errors.LockNotAvailable:
-        raise DatabaseUnreachable(
-            "reading the catalogue waited too long for a lock (a migration or a long "
-            "transaction holds one on a table a view reads): retry when it has finished"
+        raise Blocked(
+            f"reading the catalogue waited too long for a lock: blocked by "
+            f"{describe_lock_holders(conn)}; retry when it ends, or end it "
+            f"(SELECT pg_terminate_backend(pid))"
         ) from None
     finally:
         conn.autocommit = autocommit
