@@ -47,6 +47,7 @@ class PredeployProgram(Program):
 
     def run(self, argv: list[str] | str | None = None, exit: bool = True) -> None:
         """Parse and run; usage errors exit 2, interrupts 130 (invoke: 1 for both)."""
+        output.guard_streams()  # `predeploy ... | head`: the run goes on, with its exit code
         try:
             self.create_config()
             self.parse_core(_help_first(sys.argv if argv is None else argv))  # type: ignore[arg-type]
