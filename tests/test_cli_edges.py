@@ -8,12 +8,16 @@ bad env names, runbook lines pasted into a shell.
 from __future__ import annotations
 
 import os
+import select
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from conftest import _OUR_VARIABLES, write_migrations
-from hazards import project_env, query_value
+from hazards import predeploy_sessions, project_env, query_value, wait_until
+from predeploy.config.settings import load_settings
+from predeploy.migrate import commands
 
 NO_NOISE = ("Traceback", "BrokenPipe", "Broken pipe", "Exception ignored")
 
@@ -91,3 +95,58 @@ def test_migrate_into_a_closed_pipe_runs_and_reports_as_usual(
     assert failing != applied
     assert (project / "logs" / f"runbook-staging-{failing}.txt").is_file()
     assert str(query_value(database_url, outcome, failing)).startswith("failed")
+
+
+def _controlling_terminal() -> None:
+    """In the child: a session of its own whose controlling terminal is its stdin's pty."""
+    import fcntl  # noqa: PLC0415
+    import termios  # noqa: PLC0415
+
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def test_a_hung_up_terminal_is_sigterm_with_129(project: Path, database_url: str) -> None:
+    """The terminal closes (ssh dropped) while a migration runs: the kernel's SIGHUP cancels
+    the query and rolls it back, the runbook and the audit row are written, exit 129 (it
+    was 129 at once, the server going on to commit, no runbook, no audit row)."""
+    migrations = project / "migrations"
+    write_migrations(migrations, {"1_base": "CREATE TABLE base (id int);"})
+    env = project_env(database_url, project)
+    commands.migrate(load_settings("staging", project, env))
+    write_migrations(migrations, {"2_slow": "CREATE TABLE slow (id int);\nSELECT pg_sleep(60);"})
+    master, slave = os.openpty()
+    environ = {k: v for k, v in os.environ.items() if k not in _OUR_VARIABLES}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "predeploy", "migrate", "--env", "staging", "--yes", "--no-backup"],
+        cwd=project,
+        env={**environ, **env},
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        preexec_fn=_controlling_terminal,  # noqa: PLW1509 (setsid and an ioctl only)
+    )
+    os.close(slave)
+    sleeping = (
+        "SELECT count(*) FROM pg_stat_activity WHERE state = 'active'"
+        " AND query LIKE 'SELECT pg_sleep(60)%%' AND datname = current_database()"
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not query_value(database_url, sleeping):  # the screen is read, never left full
+            assert proc.poll() is None and time.monotonic() < deadline, "no pg_sleep seen"
+            if select.select([master], [], [], 0.02)[0]:
+                os.read(master, 65536)
+        os.close(master)  # the hang-up: SIGHUP to the session's leader, EIO on its terminal
+        code = proc.wait(15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert code == 129
+    wait_until(lambda: not predeploy_sessions(database_url), timeout=5, what="sessions to end")
+    assert query_value(database_url, "SELECT to_regclass('slow')") is None
+    run_id = run_ids(project)[-1]
+    assert "changed nothing" in (project / "logs" / f"runbook-staging-{run_id}.txt").read_text()
+    detail = "SELECT detail FROM predeploy_runs WHERE run_id = %s"
+    assert "SIGHUP" in str(query_value(database_url, detail, run_id))

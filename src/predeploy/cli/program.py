@@ -19,6 +19,7 @@ from invoke.program import Program
 from predeploy import __version__
 from predeploy.cli import output
 from predeploy.cli.tasks import ns
+from predeploy.errors import Terminated
 
 __all__ = ["main", "program"]
 
@@ -68,6 +69,10 @@ class PredeployProgram(Program):
         except UnexpectedExit as exc:  # no task runs shell commands; kept for completeness
             if exit:
                 sys.exit(exc.result.exited)
+        except Terminated as exc:
+            print(f"predeploy: stopped by {exc.signal}", file=sys.stderr)
+            if exit:
+                sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             print("predeploy: interrupted", file=sys.stderr)
             if exit:
