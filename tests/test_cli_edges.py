@@ -7,6 +7,7 @@ bad env names, runbook lines pasted into a shell.
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import subprocess
@@ -14,8 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import _OUR_VARIABLES, write_migrations
-from hazards import predeploy_sessions, project_env, query_value, wait_until
+from conftest import _OUR_VARIABLES, Cli, _run_invoke, write_migrations
+from hazards import at_once, one_line, predeploy_sessions, project_env, query_value, wait_until
+from predeploy.cli.program import EXIT_CODES
 from predeploy.config.settings import load_settings
 from predeploy.migrate import commands
 
@@ -44,6 +46,13 @@ def into_closed_pipe(
         )
     finally:
         os.close(write_end)
+
+
+def cli_in(project: Path) -> Cli:
+    """The conftest ``cli`` runner for ``project``."""
+    return lambda *args, env=None, cwd=None, preexec=None: _run_invoke(
+        cwd or project, *args, env=env, preexec=preexec
+    )
 
 
 def quiet(done: subprocess.CompletedProcess[str]) -> None:
@@ -150,3 +159,101 @@ def test_a_hung_up_terminal_is_sigterm_with_129(project: Path, database_url: str
     assert "changed nothing" in (project / "logs" / f"runbook-staging-{run_id}.txt").read_text()
     detail = "SELECT detail FROM predeploy_runs WHERE run_id = %s"
     assert "SIGHUP" in str(query_value(database_url, detail, run_id))
+
+
+INVOKES_OWN = (
+    ("--dry",), ("-R",), ("--echo",), ("-e",), ("--pty",), ("-p",), ("--warn-only",), ("-w",),
+    ("--hide", "both"), ("--command-timeout", "5"), ("-T", "5"), ("--config", "x.yaml"),
+    ("-f", "x.yaml"), ("--prompt-for-sudo-password",), ("--write-pyc",), ("--debug",), ("-d",),
+    ("--list-format", "json"), ("--list-depth", "1"), ("--collection", "x"), ("--no-dedupe",),
+    ("--search-root", "/"),
+)  # fmt: skip
+
+
+def test_invokes_own_flags_are_refused_and_not_in_the_help(
+    cli: Cli, project: Path, database_url: str
+) -> None:
+    """`predeploy --dry migrate --yes` applied for real: every invoke flag that is not ours
+    is now exit 2 with one line, before or after the task, and nothing is applied; --help
+    lists only predeploy's global flags."""
+    write_migrations(project / "migrations", {"1_a": "CREATE TABLE a (id int);"})
+    env = project_env(database_url, project)
+    task = ("migrate", "--env", "staging", "--yes", "--no-backup")
+    runs = [(*flag, *task) for flag in INVOKES_OWN] + [(*task, "--dry"), (*task, "--echo")]
+    for done, _ in at_once(cli, runs, env=env):
+        assert done.returncode == 2, (done.args, done.stderr)
+        assert one_line(done).startswith("predeploy: unknown flag or task -"), done.stderr
+    assert query_value(database_url, "SELECT to_regclass('a')") is None
+    assert not (project / "logs").exists()  # no run began
+    shown = cli("--help").stdout
+    flags = shown.split("Global options:")[1].split("Subcommands:")[0]
+    for names in (("-h", "--help"), ("-l", "--list"), ("-V", "--version"), ("-v", "--verbose"),
+                  ("-q", "--quiet"), ("--no-color",), ("--print-completion-script",)):  # fmt: skip
+        assert all(name in flags for name in names), (names, flags)
+    for flag, *_ in INVOKES_OWN:
+        assert f"{flag} " not in flags and f"{flag}=" not in flags and f"{flag}," not in flags
+    assert "--complete " not in flags  # the completion script's plumbing, not for people
+
+
+def test_one_task_at_a_time(cli: Cli, project: Path) -> None:
+    """`predeploy check status --env staging` ran check on dev, then status: now exit 2,
+    one line, nothing run; in this repository `invoke TASK` still works as before."""
+    for args in (("check", "status", "--env", "staging"), ("db.url", "check"), ("check", "check")):
+        done = cli(*args)
+        assert done.returncode == 2, (args, done.stderr)
+        assert "one task at a time" in one_line(done)
+    assert not (project / "logs").exists() and not (project / ".pgdata").exists()
+    listed = subprocess.run(
+        [sys.executable, "-m", "invoke", "--list"],
+        cwd=project, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    assert "migrate" in listed.stdout and "db.url" in listed.stdout
+
+
+def readme_exit_codes() -> list[tuple[str, str]]:
+    """README's "Exit codes" table: (code, meaning), backticks dropped."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = text.split("## Exit codes", 1)[1].split("\n\n", 2)[1]
+    rows = [line.strip("|").split("|") for line in table.splitlines()[2:]]
+    return [(code.strip(), meaning.strip().replace("`", "")) for code, meaning in rows]
+
+
+def test_help_lists_the_exit_codes_of_the_readme(cli: Cli) -> None:
+    """`predeploy --help` ends with README's exit-code table (DESIGN: documented in both);
+    -q says what it does: errors only, as the README says."""
+    assert list(EXIT_CODES) == readme_exit_codes()
+    shown = cli("--help")
+    assert shown.returncode == 0, shown.stderr
+    codes = " ".join(shown.stdout.split("Exit codes:")[1].split())  # as wrapped to 80 columns
+    for code, meaning in EXIT_CODES:
+        assert f"{code} {meaning}" in codes, (code, codes)
+    quiet_line = next(line for line in shown.stdout.splitlines() if "--quiet" in line)
+    assert quiet_line.split("--quiet", 1)[1].strip() == "errors only"
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "`-q` for errors only" in readme
+    task_help = cli("migrate", "--help").stdout
+    assert task_help.startswith("Usage: predeploy migrate [--options]\n"), task_help
+    assert "other tasks" not in task_help and "predeploy --help" in task_help
+
+
+def test_library_log_lines_stay_off_the_terminal(project: Path, database_url: str) -> None:
+    """A failing SQL migration sent in a pipeline, with -q: one line on stderr (psycopg's
+    "error ignored terminating <Pipeline ...>" came first); that line is in the run's log
+    file; with -v it is on stderr too."""
+    migrations = project / "migrations"
+    write_migrations(migrations, {"1_a": "CREATE TABLE a (id int);"})
+    env = project_env(database_url, project)
+    commands.migrate(load_settings("staging", project, env))
+    write_migrations(migrations, {"2_bad": "UPDATE nosuch SET a = 1;"})
+    args = ("migrate", "--env", "staging", "--yes", "--no-backup")
+    cli = cli_in(project)
+    quiet = cli("-q", *args, env=env)
+    loud = cli("-v", *args, env=env)  # one after the other: both run the failing statement
+    assert quiet.returncode == 5 and loud.returncode == 5
+    assert one_line(quiet).startswith("predeploy: migration 2_bad failed"), quiet.stderr
+    assert "error ignored terminating" in loud.stderr
+    logged = "".join(path.read_text() for path in (project / "logs").glob("predeploy-*.log"))
+    events = [json.loads(line) for line in logged.splitlines()]
+    library = [e for e in events if e["event"] == "library_log" and e["logger"] == "psycopg"]
+    assert len(library) == 2 and "pipeline aborted" in library[0]["detail"]
