@@ -257,3 +257,16 @@ def test_library_log_lines_stay_off_the_terminal(project: Path, database_url: st
     events = [json.loads(line) for line in logged.splitlines()]
     library = [e for e in events if e["event"] == "library_log" and e["logger"] == "psycopg"]
     assert len(library) == 2 and "pipeline aborted" in library[0]["detail"]
+
+
+def test_a_bad_env_name_is_a_usage_error(cli: Cli, project: Path) -> None:
+    """`--env ""` meant dev and `--env ../etc` advised creating `.env.../etc`: a name that
+    cannot name an env file is exit 2, one line naming it and the rule, nothing run."""
+    for name in ("", "../etc", "a/b", "a.b", " ", "-x", "1st", "prod\n"):
+        done = cli("status", "--env", name)
+        assert done.returncode == 2, (name, done.stderr)
+        line = one_line(done)
+        assert line.startswith(f"predeploy: bad environment name {name!r}"), line
+        assert "lowercase letters" in line
+    assert not (project / ".pgdata").exists()
+    assert "use --env staging" in one_line(cli("status", "--env", "Staging"))
