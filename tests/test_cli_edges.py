@@ -270,3 +270,27 @@ def test_a_bad_env_name_is_a_usage_error(cli: Cli, project: Path) -> None:
         assert "lowercase letters" in line
     assert not (project / ".pgdata").exists()
     assert "use --env staging" in one_line(cli("status", "--env", "Staging"))
+
+
+def test_runbook_lines_paste_without_the_venv_activated(project: Path, database_url: str) -> None:
+    """Installed as the README says and run as `.venv/bin/predeploy` with the venv not on
+    PATH, the runbook said `predeploy rollback ...`: "command not found" when pasted. Its
+    lines now name this installation's script, and a pasted one runs."""
+    write_migrations(project / "migrations", {"1_a": "CREATE TABLE a (id int);"})
+    (project / "migrations" / "1_a" / "down.sql").write_text("DROP TABLE a;")
+    env = project_env(database_url, project)
+    script = Path(sys.executable).parent / "predeploy"
+    env["PATH"] = "/usr/bin:/bin"  # no predeploy there
+    done = subprocess.run(
+        [str(script), "migrate", "--env", "staging", "--yes", "--no-backup"],
+        cwd=project, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rollback = next(line for line in done.stdout.splitlines() if " rollback " in line)
+    assert rollback == f"{script} rollback --env staging --migrations 1_a --yes", done.stdout
+    pasted = subprocess.run(
+        ["bash", "-c", rollback],
+        cwd=project, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert pasted.returncode == 0, pasted.stderr
+    assert query_value(database_url, "SELECT to_regclass('a')") is None
