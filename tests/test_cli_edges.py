@@ -237,26 +237,39 @@ def test_help_lists_the_exit_codes_of_the_readme(cli: Cli) -> None:
     assert "other tasks" not in task_help and "predeploy --help" in task_help
 
 
+def library_lines(logs: Path, seen: set[Path]) -> list[dict[str, object]]:
+    """psycopg's records in the log files of ``logs`` not in ``seen`` (then added to it)."""
+    new = set(logs.glob("predeploy-*.log")) - seen
+    seen |= new
+    events = [json.loads(line) for path in new for line in path.read_text().splitlines()]
+    return [e for e in events if e["event"] == "library_log" and e["logger"] == "psycopg"]
+
+
 def test_library_log_lines_stay_off_the_terminal(project: Path, database_url: str) -> None:
-    """A failing SQL migration sent in a pipeline, with -q: one line on stderr (psycopg's
-    "error ignored terminating <Pipeline ...>" came first); that line is in the run's log
-    file; with -v it is on stderr too."""
+    """A failing SQL migration sent in a pipeline: psycopg may log "error ignored
+    terminating <Pipeline ...>" (it came before the one error line); with -q that record is
+    in the run's log file only, with -v on stderr too. (Whether psycopg logs it depends on
+    when the server's error arrives: each case runs until it did, at most 8 times.)"""
     migrations = project / "migrations"
     write_migrations(migrations, {"1_a": "CREATE TABLE a (id int);"})
     env = project_env(database_url, project)
     commands.migrate(load_settings("staging", project, env))
     write_migrations(migrations, {"2_bad": "UPDATE nosuch SET a = 1;"})
     args = ("migrate", "--env", "staging", "--yes", "--no-backup")
-    cli = cli_in(project)
-    quiet = cli("-q", *args, env=env)
-    loud = cli("-v", *args, env=env)  # one after the other: both run the failing statement
-    assert quiet.returncode == 5 and loud.returncode == 5
-    assert one_line(quiet).startswith("predeploy: migration 2_bad failed"), quiet.stderr
-    assert "error ignored terminating" in loud.stderr
-    logged = "".join(path.read_text() for path in (project / "logs").glob("predeploy-*.log"))
-    events = [json.loads(line) for line in logged.splitlines()]
-    library = [e for e in events if e["event"] == "library_log" and e["logger"] == "psycopg"]
-    assert len(library) == 2 and "pipeline aborted" in library[0]["detail"]
+    cli, seen = cli_in(project), set[Path]()
+    for flag in ("-q", "-v"):
+        for _ in range(8):
+            done = cli(flag, *args, env=env)
+            assert done.returncode == 5, done.stderr
+            library = library_lines(project / "logs", seen)
+            if library:
+                break
+        assert library and "pipeline aborted" in str(library[0]["detail"])
+        if flag == "-q":
+            assert one_line(done).startswith("predeploy: migration 2_bad failed"), done.stderr
+            assert "error ignored" not in done.stderr
+        else:
+            assert "error ignored terminating" in done.stderr
 
 
 def test_a_bad_env_name_is_a_usage_error(cli: Cli, project: Path) -> None:
