@@ -50,6 +50,10 @@ def _ours(name: str) -> bool:
 
 _OUR_VARIABLES = (*(name for name in os.environ if _ours(name)), "DATABASE_URL", "PREDEPLOY_ENV")
 
+# The suite behaves the same with the venv activated (CI) or not (`.venv/bin/pytest`): its
+# `predeploy` is first on PATH, so runbook lines name it `predeploy` (runbook.program).
+os.environ["PATH"] = os.pathsep.join((str(Path(sys.executable).parent), os.environ["PATH"]))
+
 
 @dataclass(frozen=True)
 class Server:

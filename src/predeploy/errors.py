@@ -7,8 +7,10 @@ them into one line on stderr and the process exit code.
 from __future__ import annotations
 
 import re
+import signal
 
 __all__ = [
+    "INTERRUPTED_CODES",
     "BackupError",
     "Blocked",
     "CheckFailed",
@@ -109,19 +111,29 @@ class Blocked(DatabaseUnreachable):
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised in the main thread as Ctrl-C's KeyboardInterrupt is (exit 143).
+    """SIGTERM or SIGHUP, raised in the main thread as Ctrl-C's KeyboardInterrupt is (exit
+    128 + the signal's number: 143, 129).
 
     A KeyboardInterrupt subclass so that everything that cleans up after Ctrl-C (psycopg
     cancels the running query, children are killed, partial files removed) does so after
-    SIGTERM too.
+    SIGTERM (pm2, systemd, CI) and SIGHUP (ssh dropped, terminal closed) too.
     """
 
-    exit_code = 143
+    exit_code = 143  # SIGTERM's; each instance has its own signal's
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__()
+        self.signal = signal.Signals(signum).name
+        self.exit_code = 128 + signum
+
+
+# the exit codes of a run stopped by a signal: SIGHUP, SIGINT, SIGTERM
+INTERRUPTED_CODES = frozenset({128 + signal.SIGHUP, 130, 128 + signal.SIGTERM})
 
 
 class Interrupted(PredeployError):
-    """A run stopped by SIGINT (exit 130) or SIGTERM (exit 143), reported like any failure:
-    what it changed, its runbook and its audit row."""
+    """A run stopped by SIGINT (exit 130), SIGTERM (143) or SIGHUP (129), reported like any
+    failure: what it changed, its runbook and its audit row."""
 
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
@@ -129,7 +141,8 @@ class Interrupted(PredeployError):
 
 
 def interrupted(exc: KeyboardInterrupt, doing: str) -> Interrupted:
-    """The Interrupted error for a KeyboardInterrupt (Ctrl-C) or a Terminated (SIGTERM)."""
+    """The Interrupted error for a KeyboardInterrupt (Ctrl-C) or a Terminated (SIGTERM,
+    SIGHUP)."""
     if isinstance(exc, Terminated):
-        return Interrupted(f"stopped by SIGTERM while {doing}", Terminated.exit_code)
+        return Interrupted(f"stopped by {exc.signal} while {doing}", exc.exit_code)
     return Interrupted(f"interrupted (SIGINT) while {doing}", 130)

@@ -7,12 +7,16 @@ the run id, and every known password is scrubbed from every event.
 
 Events go through structlog's own pipeline to a small two-way writer rather than
 through the standard library's logging: a migration run logs once per migration,
-and that path must stay cheap.
+and that path must stay cheap. What the libraries log through the standard library
+(psycopg, sh, apprise, Python's warnings) joins that pipeline as ``library_log`` events:
+in the run's log file, on stderr only with -v; never Python's last-resort handler, which
+put psycopg's "error ignored terminating <Pipeline ...>" above the one error line.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 import uuid
@@ -104,6 +108,35 @@ class _Writer:
     exception = error
 
 
+class _LibraryLogs(logging.Handler):
+    """The standard library's log records as this run's events (see the module's doc)."""
+
+    def __init__(self, on_screen: bool) -> None:
+        super().__init__()
+        self.on_screen = on_screen
+
+    def emit(self, record: logging.LogRecord) -> None:
+        fields: dict[str, Any] = {"logger": record.name, "detail": record.getMessage()}
+        if record.exc_info:
+            fields["exc_info"] = record.exc_info
+        if not self.on_screen:
+            fields[FILE_ONLY] = True
+        structlog.get_logger("predeploy.libraries").log(record.levelno, "library_log", **fields)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        """A library line that cannot be logged is dropped, never a traceback on stderr."""
+
+
+def _route_library_logs(on_screen: bool) -> None:
+    """Send the standard library's records (warnings up; info up with -v) to the run's log."""
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, _LibraryLogs)]:
+        root.removeHandler(handler)
+    root.addHandler(_LibraryLogs(on_screen))
+    root.setLevel(logging.INFO if on_screen else logging.WARNING)
+    logging.captureWarnings(True)
+
+
 class LogSetup:
     """The result of ``configure``: where this run's log file is, if any."""
 
@@ -149,6 +182,7 @@ def configure(
     )
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(env=env, run_id=run_id)
+    _route_library_logs(on_screen=level <= 10)
     if file_error is not None:
         structlog.get_logger(__name__).warning("log_file_unavailable", detail=file_error)
     return LogSetup(run_id, log_file, file_error)

@@ -13,7 +13,10 @@ folder. Commands are shell-quoted, to paste as printed. What it says:
 
 from __future__ import annotations
 
+import functools
 import shlex
+import shutil
+import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,7 +27,15 @@ from predeploy.config.settings import Settings
 from predeploy.errors import PredeployError
 from predeploy.migrate.outcome import Applied, MigrationFailed
 
-__all__ = ["PROGRAM", "Runbook", "TakenBackup", "build_runbook", "command", "write_runbook"]
+__all__ = [
+    "PROGRAM",
+    "Runbook",
+    "TakenBackup",
+    "build_runbook",
+    "command",
+    "program",
+    "write_runbook",
+]
 
 log = structlog.get_logger(__name__)
 PROGRAM = "predeploy"
@@ -48,8 +59,22 @@ class TakenBackup:
 
 
 def command(*words: str) -> str:
-    """A predeploy command line, every word shell-quoted."""
-    return " ".join(shlex.quote(w) for w in (PROGRAM, *words))
+    """A predeploy command line that runs when pasted, every word shell-quoted."""
+    return " ".join(shlex.quote(w) for w in (program(), *words))
+
+
+@functools.cache
+def program() -> str:
+    """How a pasted line names this installation: ``predeploy`` when PATH finds it, else
+    its script by absolute path (installed as the README says, ``.venv/bin/predeploy``, the
+    venv not activated, a bare ``predeploy`` is "command not found", or another version)."""
+    script = Path(sys.executable).parent / PROGRAM
+    if not script.is_file():
+        return PROGRAM  # not run from an installation (python -m in a source tree)
+    found = shutil.which(PROGRAM)
+    if found is not None and Path(found).resolve() == script.resolve():
+        return PROGRAM
+    return str(script)
 
 
 def build_runbook(

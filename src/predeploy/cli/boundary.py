@@ -1,9 +1,9 @@
 """The error boundary: every way a command can end becomes one line and an exit code.
 
 A ``PredeployError`` is the library's own: its message is the line, its ``exit_code``
-the code. SIGINT and SIGTERM end with 130 and 143. Anything else is a bug: the traceback
-goes to the run's log file only, and the line names that file (exit 9). Never a traceback
-on the operator's screen.
+the code. SIGINT, SIGTERM and SIGHUP end with 130, 143 and 129. Anything else is a bug:
+the traceback goes to the run's log file only, and the line names that file (exit 9).
+Never a traceback on the operator's screen.
 """
 
 from __future__ import annotations
@@ -43,9 +43,9 @@ def guarded(action: Callable[[], T], log_file: str | None) -> T:
             **{log_mod.FILE_ONLY: True},
         )
         fail(exc)
-    except Terminated:
-        logger.warning("terminated", signal="SIGTERM")
-        raise Exit("predeploy: stopped by SIGTERM", Terminated.exit_code) from None
+    except Terminated as exc:
+        logger.warning("terminated", signal=exc.signal)
+        raise Exit(f"predeploy: stopped by {exc.signal}", exc.exit_code) from None
     except KeyboardInterrupt:
         logger.warning("interrupted", signal="SIGINT")
         raise Exit("predeploy: interrupted (SIGINT)", 130) from None

@@ -6,17 +6,27 @@ JSON lines from info up otherwise or with ``--json``; ``-v`` shows every event, 
 only errors.
 Colour only on a terminal, never with ``NO_COLOR`` set or ``--no-color``. Prompts go to
 the controlling terminal (see ``predeploy.cli.prompt``), never to stdout.
+
+A reader that goes away (``predeploy migrate | head``: EPIPE; a terminal that hung up:
+EIO) never changes what a run does: ``guard_streams`` makes stdout and stderr discard what
+follows instead of raising, so the run goes on, writes its runbook and audit row, and ends
+with its own exit code.
 """
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["Output", "colors", "current", "emit", "log_level", "set_current"]
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
+
+__all__ = ["Output", "colors", "current", "emit", "guard_streams", "log_level", "set_current"]
 
 
 @dataclass(frozen=True)
@@ -63,3 +73,68 @@ def emit(data: dict[str, Any], human: str, json_output: bool) -> None:
         print(json.dumps(data, default=str, sort_keys=True), flush=True)
     elif human:
         print(human, flush=True)
+
+
+class _Discarding(io.RawIOBase):
+    """A standard stream's file descriptor that, on the first EPIPE or EIO, becomes
+    /dev/null (dup2): what follows is discarded, never an exception in the middle of a run."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self._fd = fd
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def isatty(self) -> bool:
+        return os.isatty(self._fd)
+
+    def write(self, data: ReadableBuffer) -> int:
+        try:
+            return os.write(self._fd, data)
+        except OSError as exc:
+            if exc.errno not in (errno.EPIPE, errno.EIO):
+                raise
+        _to_devnull(self._fd)
+        return memoryview(data).nbytes
+
+
+def _to_devnull(fd: int) -> None:
+    null = os.open(os.devnull, os.O_WRONLY)
+    if null != fd:
+        os.dup2(null, fd)
+        os.close(null)
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+def guard_streams() -> None:
+    """stdout and stderr that survive their reader going away (see the module's doc); a
+    closed descriptor 1 or 2 becomes /dev/null, so that no file opened later takes its place."""
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        before = getattr(sys, name)
+        if isinstance(getattr(getattr(before, "buffer", None), "raw", None), _Discarding):
+            continue
+        if not _is_open(fd):
+            _to_devnull(fd)
+        elif before is not None:
+            try:
+                before.flush()
+            except OSError:
+                _to_devnull(fd)
+        stream = io.TextIOWrapper(
+            io.BufferedWriter(_Discarding(fd)),
+            encoding=getattr(before, "encoding", None) or "utf-8",
+            errors=getattr(before, "errors", None) or "backslashreplace",
+            line_buffering=bool(getattr(before, "line_buffering", False)) or fd == 2,
+        )
+        setattr(sys, name, stream)

@@ -2,15 +2,19 @@
 
 It runs from any folder of any repository, with no tasks.py there (the project root is
 found from the working directory: see ``predeploy.config.settings.find_root``). Usage
-errors (an unknown flag, a bad value, a missing argument) are exit 2 with one line;
-`predeploy --list`, `predeploy TASK --help`, `--version` and shell completion
-(`predeploy --print-completion-script bash`) are invoke's own.
+errors (an unknown flag, a bad value, a missing argument, two tasks in one call) are exit
+2 with one line. The global flags are predeploy's own: -v, -q, --no-color, and from
+invoke `--help`, `--list`, `--version` and shell completion (`predeploy
+--print-completion-script bash`); invoke's others (--dry, --echo, --pty, --config, ...)
+are about shell commands no task runs, so they are refused rather than ignored.
 """
 
 from __future__ import annotations
 
+import inspect
 import re
 import sys
+import textwrap
 
 from invoke.exceptions import Exit, ParseError, UnexpectedExit
 from invoke.parser.argument import Argument
@@ -19,6 +23,7 @@ from invoke.program import Program
 from predeploy import __version__
 from predeploy.cli import output
 from predeploy.cli.tasks import ns
+from predeploy.errors import Terminated
 
 __all__ = ["main", "program"]
 
@@ -28,25 +33,118 @@ USAGE_ERROR = 2
 _GLOBAL_FLAGS = ("-v", "--verbose", "-q", "--quiet", "--no-color")
 
 
+_INVOKE_KEPT = ("help", "version", "list", "complete", "print-completion-script")
+# the contract of README's "Exit codes" (tests/test_cli_edges.py holds them equal)
+EXIT_CODES = (
+    ("0", "ok"),
+    (
+        "1",
+        "a check found something: pending/failed/edited migrations (status --check), lint "
+        "errors, drift, a damaged backup (backups --check)",
+    ),
+    (
+        "2",
+        "bad configuration or usage (an unknown flag, a bad value, a missing argument), a "
+        "missing privilege (the error names the GRANT)",
+    ),
+    (
+        "3",
+        "the database is unreachable, refused us, or is a standby; a catalogue read blocked "
+        "too long",
+    ),
+    ("4", "a backup or restore failed"),
+    (
+        "5",
+        "a migration failed or must not run (nothing was applied, or what was is in the runbook)",
+    ),
+    ("6", "another run holds the lock"),
+    ("7", "a health check failed"),
+    (
+        "8",
+        "refused: a confirmation was declined, or impossible without a terminal and --yes",
+    ),
+    (
+        "9",
+        "internal error: a bug; the traceback is only in the run's log file, which the line names",
+    ),
+    (
+        "129 / 130 / 143",
+        "interrupted by SIGHUP / SIGINT / SIGTERM (the runbook and audit row are written first)",
+    ),
+)
+
+
 class PredeployProgram(Program):
-    """invoke's Program with predeploy's exit-code contract for usage errors."""
+    """invoke's Program with predeploy's global flags and its exit-code contract."""
 
     def core_args(self) -> list[Argument]:
-        """invoke's own, plus -v/--verbose, -q/--quiet and --no-color."""
+        """invoke's --help, --list, --version and completion, plus -v, -q and --no-color."""
         return [
-            *super().core_args(),
+            *(arg for arg in super().core_args() if arg.name in _INVOKE_KEPT),
             Argument(names=("verbose", "v"), kind=bool, default=False, help="more log lines"),
-            Argument(names=("quiet", "q"), kind=bool, default=False, help="only warnings, errors"),
+            Argument(names=("quiet", "q"), kind=bool, default=False, help="errors only"),
             Argument(names=("no-color",), kind=bool, default=False, help="no colour (NO_COLOR)"),
         ]
+
+    def parse_core_args(self) -> None:
+        """Parse our flags; invoke's others stay at their defaults for invoke's own code,
+        which reads them (``--dry`` on the command line is an unknown flag)."""
+        super().parse_core_args()
+        parsed = self.core[0].args
+        for arg in super().core_args():
+            if arg.name not in parsed:
+                parsed[arg.name] = arg
 
     def parse_core(self, argv: list[str] | None) -> None:
         super().parse_core(argv)
         verbosity = 1 if self.args["verbose"].value else (-1 if self.args["quiet"].value else 0)
         output.set_current(output.Output(verbosity, bool(self.args["no-color"].value)))
 
+    def parse_tasks(self) -> None:
+        """One task per call: `predeploy check status` ran check, on dev, then status."""
+        super().parse_tasks()
+        if len(self.tasks) > 1:
+            names = ", ".join(str(t.name) for t in self.tasks)
+            raise Exit(
+                f"predeploy: one task at a time ({names} given): run each in its own call",
+                USAGE_ERROR,
+            )
+
+    def parse_cleanup(self) -> None:
+        """invoke's --help/--list handling; `--list NAME` of no such group is a usage error."""
+        root = self.args.list.value
+        if isinstance(root, str) and root not in self.collection.collections:
+            raise Exit(f"predeploy: --list {root}: no such group of tasks", USAGE_ERROR)
+        super().parse_cleanup()
+
+    def print_help(self) -> None:
+        """The global flags (not --complete, the completion script's plumbing), the tasks
+        and the exit codes."""
+        print(f"Usage: {self.binary} [--global-opts] <task> [--task-opts]\n")
+        print("Global options:\n")
+        flags = self.initial_context.help_tuples()
+        self.print_columns([(names, text) for names, text in flags if names != "--complete"])
+        self.list_tasks()
+        print("Exit codes:\n")
+        self.print_columns(EXIT_CODES)
+
+    def print_task_help(self, name: str) -> None:
+        """A task's usage (one task per call), its docstring and its options."""
+        flags = self.parser.contexts[name].help_tuples()
+        print(f"Usage: {self.binary} {name}{' [--options]' if flags else ''}\n")
+        print("Docstring:")
+        doc = inspect.getdoc(self.collection[name]) or "none"
+        print(textwrap.indent(doc, self.leading_indent, lambda line: bool(line.strip())) + "\n")
+        print("Options:")
+        if flags:
+            self.print_columns(flags)
+        else:
+            print(f"{self.leading_indent}none\n")
+        print(f"Exit codes: see {self.binary} --help")
+
     def run(self, argv: list[str] | str | None = None, exit: bool = True) -> None:
         """Parse and run; usage errors exit 2, interrupts 130 (invoke: 1 for both)."""
+        output.guard_streams()  # `predeploy ... | head`: the run goes on, with its exit code
         try:
             self.create_config()
             self.parse_core(_help_first(sys.argv if argv is None else argv))  # type: ignore[arg-type]
@@ -67,6 +165,10 @@ class PredeployProgram(Program):
         except UnexpectedExit as exc:  # no task runs shell commands; kept for completeness
             if exit:
                 sys.exit(exc.result.exited)
+        except Terminated as exc:
+            print(f"predeploy: stopped by {exc.signal}", file=sys.stderr)
+            if exit:
+                sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             print("predeploy: interrupted", file=sys.stderr)
             if exit:

@@ -39,7 +39,7 @@ __all__ = [
 
 BUILTIN_ENVS = ("dev", "staging", "prod")
 _NOT_ENVS = frozenset({"example", "sample", "template"})
-_ENV_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
+_ENV_NAME = re.compile(r"^[a-z][a-z0-9_-]*\Z")
 
 
 @dataclass(frozen=True)
@@ -144,11 +144,17 @@ def load_settings(env: str, root: Path, environ: Mapping[str, str] | None = None
 
 
 def _check_env(env: str, root: Path) -> None:
+    """``env`` names an env of ``root``; else a ConfigError saying which names there are."""
+    lower = env.lower()
+    if not _ENV_NAME.match(lower) or not lower.isascii():
+        raise ConfigError(
+            f"bad environment name {env!r}: env names are lowercase letters, digits, '_' and "
+            "'-', starting with a letter (--env NAME reads .env.NAME)"
+        )
     envs = available_envs(root)
     if env in envs:
         return
-    lower = env.lower()
-    if lower != env and _ENV_NAME.match(lower):
+    if lower != env:
         rename = f" (rename .env.{env} to .env.{lower})" if (root / f".env.{env}").is_file() else ""
         raise ConfigError(
             f"unknown environment {env!r}: env names are lowercase, use --env {lower}, which "
@@ -329,4 +335,6 @@ def _is_repository(folder: Path) -> bool:
 def env_name(requested: str | None, environ: Mapping[str, str] | None = None) -> str:
     """The env a command runs in: ``--env``, else PREDEPLOY_ENV, else dev."""
     environ = os.environ if environ is None else environ
-    return requested or environ.get("PREDEPLOY_ENV") or "dev"
+    if requested is not None:
+        return requested  # "" too: an empty --env is a mistake, not dev (load_settings says)
+    return environ.get("PREDEPLOY_ENV") or "dev"

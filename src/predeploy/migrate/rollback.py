@@ -113,7 +113,8 @@ def _undo_all(
         raise error from None
     except KeyboardInterrupt as exc:
         audit.record(conn, audit_table, run, "interrupted", None)
-        _announce(settings, run, "interrupted", 143 if isinstance(exc, Terminated) else 130)
+        code = exc.exit_code if isinstance(exc, Terminated) else 130
+        _announce(settings, run, "interrupted", code)
         raise
 
 

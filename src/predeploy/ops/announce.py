@@ -15,6 +15,7 @@ from typing import Any
 from predeploy import audit
 from predeploy.config.policy import policy_for
 from predeploy.config.settings import Settings
+from predeploy.errors import INTERRUPTED_CODES
 
 __all__ = ["announce"]
 
@@ -47,7 +48,7 @@ def announce(
         protected=policy_for(settings).protected,
         database=str(url) if url is not None else "the embedded dev database",
         changed=changed,
-        outcome="interrupted" if exit_code in (130, 143) else None,
+        outcome="interrupted" if exit_code in INTERRUPTED_CODES else None,
         git_revision=audit.git_revision(settings.root),
         drift=drift,
     )

@@ -19,7 +19,13 @@ import structlog
 
 from predeploy import audit, workflow
 from predeploy.config.settings import Settings
-from predeploy.errors import ConfigError, HealthCheckFailed, PredeployError, interrupted
+from predeploy.errors import (
+    INTERRUPTED_CODES,
+    ConfigError,
+    HealthCheckFailed,
+    PredeployError,
+    interrupted,
+)
 from predeploy.migrate import history
 from predeploy.ops import health
 from predeploy.ops.announce import announce
@@ -164,7 +170,7 @@ def _audit(settings: Settings, run_id: str, report: DeployReport) -> None:
         run.health = {"ok": report.health.ok, "failed": [c.name for c in report.health.failed]}
     failed = next((s.name for s in report.steps if s.outcome == "failed"), None)
     outcome = "deployed" if report.error is None else f"failed: {failed or 'migrate'}"
-    if report.error is not None and report.error.exit_code in (130, 143):
+    if report.error is not None and report.error.exit_code in INTERRUPTED_CODES:
         outcome = "interrupted"
     _, table = history.tables_for(settings)
     try:
