@@ -201,15 +201,7 @@ def sleeping(database_url: str, project: Path) -> dict[str, str]:
     [
         (signal.SIGINT, 130),
         (signal.SIGTERM, 143),
-        pytest.param(
-            signal.SIGHUP,
-            129,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="workflow._audit counts only 130/143 as 'interrupted' (errors."
-                "INTERRUPTED_CODES has 129): the row says 'failed: apply' until it uses it",
-            ),
-        ),
+        (signal.SIGHUP, 129),
     ],
     ids=["SIGINT", "SIGTERM", "SIGHUP"],
 )

@@ -23,7 +23,13 @@ from predeploy import audit, lazy
 from predeploy.config.policy import Policy, policy_for
 from predeploy.config.settings import Settings
 from predeploy.confirm import operator
-from predeploy.errors import CheckFailed, MigrationError, PredeployError, interrupted
+from predeploy.errors import (
+    INTERRUPTED_CODES,
+    CheckFailed,
+    MigrationError,
+    PredeployError,
+    interrupted,
+)
 from predeploy.migrate import commands, history
 from predeploy.migrate import discovery as migrations
 from predeploy.migrate.discovery import POST_DEPLOY, PRE_DEPLOY
@@ -411,7 +417,7 @@ def _audit(settings: Settings, run: audit.Run, report: Report) -> None:
     """The run's row in the audit table; a failure to write it is only logged."""
     if report.error is None:
         outcome = "applied" if report.applied else "nothing pending"
-    elif report.error.exit_code in (130, 143):
+    elif report.error.exit_code in INTERRUPTED_CODES:
         outcome = "interrupted"
     else:
         outcome = f"failed: {report.failed_step or 'before the first step'}"

@@ -34,7 +34,13 @@ from predeploy.backup.dump import system_identifier
 from predeploy.backup.progress import ProgressFn, Reporter
 from predeploy.backup.retention import BackupInfo, backup_at, newest
 from predeploy.config.settings import Settings
-from predeploy.errors import BackupError, ConfigError, PredeployError, interrupted
+from predeploy.errors import (
+    INTERRUPTED_CODES,
+    BackupError,
+    ConfigError,
+    PredeployError,
+    interrupted,
+)
 from predeploy.migrate import history
 from predeploy.migrate.commands import refuse_standby
 from predeploy.migrate.lock import migrate_session
@@ -173,7 +179,7 @@ def _audited(settings: Settings, conn: Conn, run: audit.Run, info: BackupInfo) -
         yield
     except (PredeployError, KeyboardInterrupt) as exc:
         failed = exc if isinstance(exc, PredeployError) else interrupted(exc, "restoring")
-        outcome = "interrupted" if failed.exit_code in (130, 143) else "failed"
+        outcome = "interrupted" if failed.exit_code in INTERRUPTED_CODES else "failed"
         audit.record(conn, table, run, outcome, failed.message)
         _announce(settings, info, failed)
         raise
