@@ -8,6 +8,7 @@ left), and for the apply an audit row `interrupted` and a runbook.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import uuid
 from collections.abc import Iterator
@@ -242,3 +243,46 @@ def test_signal_mid_apply_rolls_back_and_reports(
     assert outcome == "interrupted"
     runbook = project / "logs" / f"runbook-staging-{run_id}.txt"
     assert "changed nothing" in runbook.read_text()
+
+
+def test_signal_mid_migration_outside_a_transaction_says_what_it_left(
+    sleeping: dict[str, str], database_url: str, project: Path
+) -> None:
+    """SIGTERM after a CREATE INDEX CONCURRENTLY ran, during the next statement: the runbook
+    said "changed nothing"; now the one line, the history row and the runbook say the
+    migration ran 1 of its 2 statements and is recorded as failed, and how to resolve it."""
+    migrations = project / "migrations"
+    shutil.rmtree(migrations / "2_slow")  # only 2_index is pending
+    write_migrations(
+        migrations,
+        {"2_index": "CREATE INDEX CONCURRENTLY base_id ON base (id);\nSELECT pg_sleep(60);\n"},
+    )
+    run = Background(project, "migrate", "--env", "staging", "--yes", "--no-backup", env=sleeping)
+    try:
+        wait_until(
+            lambda: query_value(
+                database_url,
+                "SELECT count(*) FROM pg_stat_activity WHERE state = 'active'"
+                " AND query LIKE 'SELECT pg_sleep(60)%%' AND datname = current_database()",
+            ),
+            what="the migration's pg_sleep",
+        )
+        os.kill(run.pid, signal.SIGTERM)
+        done = run.finish(15)
+    finally:
+        run.kill()
+    assert done.returncode == 143, done.stderr
+    line = one_line(done)
+    assert "2_index ran 1 of its 2 statement(s) outside a transaction" in line, line
+    assert "resolve --rolled-back 2_index" in line
+    assert query_value(database_url, "SELECT to_regclass('base_id')") == "base_id"
+    logs = query_value(
+        database_url,
+        "SELECT logs FROM _prisma_migrations WHERE migration_name = '2_index'"
+        " AND finished_at IS NULL",
+    )
+    assert logs == "stopped by SIGTERM after 1 of its 2 statement(s) had run"
+    (runbook,) = (project / "logs").glob("runbook-staging-*.txt")
+    text = runbook.read_text()
+    assert "changed nothing" not in text
+    assert "predeploy resolve --env staging --rolled-back 2_index" in text

@@ -23,6 +23,7 @@ __all__ = [
     "MigrationError",
     "PredeployError",
     "Refused",
+    "StoppedPartWay",
     "Terminated",
     "interrupted",
 ]
@@ -127,6 +128,15 @@ class Terminated(KeyboardInterrupt):
         self.exit_code = 128 + signum
 
 
+class StoppedPartWay(Terminated):
+    """A signal that struck while a migration ran outside a transaction (exit as the
+    signal's): ``name`` ran ``ran`` of its ``total`` statements and is recorded as failed."""
+
+    def __init__(self, signum: int, name: str, ran: int, total: int) -> None:
+        super().__init__(signum)
+        self.name, self.ran, self.total = name, ran, total
+
+
 # the exit codes of a run stopped by a signal: SIGHUP, SIGINT, SIGTERM
 INTERRUPTED_CODES = frozenset({128 + signal.SIGHUP, 130, 128 + signal.SIGTERM})
 
@@ -135,14 +145,24 @@ class Interrupted(PredeployError):
     """A run stopped by SIGINT (exit 130), SIGTERM (143) or SIGHUP (129), reported like any
     failure: what it changed, its runbook and its audit row."""
 
-    def __init__(self, message: str, exit_code: int) -> None:
+    def __init__(self, message: str, exit_code: int, left_failed: str | None = None) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        self.left_failed = left_failed  # the migration it stopped part-way, if any
 
 
 def interrupted(exc: KeyboardInterrupt, doing: str) -> Interrupted:
     """The Interrupted error for a KeyboardInterrupt (Ctrl-C) or a Terminated (SIGTERM,
-    SIGHUP)."""
+    SIGHUP); a StoppedPartWay says which migration it left failed and what to do."""
+    if isinstance(exc, StoppedPartWay):
+        return Interrupted(
+            f"stopped by {exc.signal} while {doing}: {exc.name} ran {exc.ran} of its "
+            f"{exc.total} statement(s) outside a transaction and is recorded as failed: check "
+            f"what it changed, then `predeploy resolve --rolled-back {exc.name}` (or "
+            f"--applied) before migrating again",
+            exc.exit_code,
+            left_failed=exc.name,
+        )
     if isinstance(exc, Terminated):
         return Interrupted(f"stopped by {exc.signal} while {doing}", exc.exit_code)
     return Interrupted(f"interrupted (SIGINT) while {doing}", 130)

@@ -24,7 +24,7 @@ from pathlib import Path
 import structlog
 
 from predeploy.config.settings import Settings
-from predeploy.errors import PredeployError
+from predeploy.errors import Interrupted, PredeployError
 from predeploy.migrate.outcome import Applied, MigrationFailed
 
 __all__ = [
@@ -89,7 +89,7 @@ def build_runbook(
 ) -> Runbook:
     """The commands for this run, written to <log dir>/runbook-<env>-<run id>.txt as well."""
     env = settings.env
-    left_failed = error.name if isinstance(error, MigrationFailed) and error.left_failed else None
+    left_failed = left_failed_by(error)
     lines: list[str] = []
     if not applied and left_failed is None:
         lines += _nothing_changed(env, error, backup, post_deploy)
@@ -104,6 +104,13 @@ def build_runbook(
         lines += _undo_applied(env, applied, has_down, failed=error is not None)
     lines += _restore(settings, backup, last_resort=bool(applied) or left_failed is not None)
     return write_runbook(settings, run_id, lines)
+
+
+def left_failed_by(error: PredeployError | None) -> str | None:
+    """The migration ``error`` left recorded as failed part-way (outside a transaction)."""
+    if isinstance(error, MigrationFailed) and error.left_failed:
+        return error.name
+    return error.left_failed if isinstance(error, Interrupted) else None
 
 
 def _nothing_changed(

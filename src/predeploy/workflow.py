@@ -203,7 +203,7 @@ def migrate(
 def _announce(settings: Settings, report: Report) -> None:
     from predeploy.ops.announce import announce  # noqa: PLC0415 (only with notifications on)
 
-    left_failed = isinstance(report.error, executor.MigrationFailed) and report.error.left_failed
+    left_failed = runbook_mod.left_failed_by(report.error) is not None
     drifted = report.drift is not None and report.drift.drifted
     report.warnings += announce(
         settings,

@@ -20,6 +20,7 @@ Errors carry the migration, the file, the SQLSTATE and line:column (one mapper:
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -29,7 +30,7 @@ import psycopg
 import structlog
 from psycopg import errors as pg_errors
 
-from predeploy.errors import MigrationError
+from predeploy.errors import MigrationError, StoppedPartWay, Terminated
 from predeploy.migrate import batch, blockers, history
 from predeploy.migrate.discovery import Migration
 from predeploy.migrate.outcome import (
@@ -335,31 +336,47 @@ class Executor:
         row_id = history.insert_started(conn, table, migration)
         done, attempt, block_start, index = 0, 1, None, 0
         statements = unit.script.statements
-        while index < len(statements):
-            statement = statements[index]
-            try:
-                self._execute(statement)
-            except pg_errors.LockNotAvailable as exc:
-                if block_start is not None:  # the script's own transaction was lost with it
-                    conn.execute("ROLLBACK")
-                    index, block_start = block_start, None
-                attempt = self._next_try(unit, attempt=attempt, exc=exc, row_id=row_id)
-                continue
-            except psycopg.Error as exc:
-                failure = self._fail(unit, statement, exc, left_failed=True)
-                if conn.broken:  # nothing more can be recorded: the row stays failed
+        try:
+            while index < len(statements):
+                statement = statements[index]
+                try:
+                    self._execute(statement)
+                except pg_errors.LockNotAvailable as exc:
+                    if block_start is not None:  # the script's own transaction was lost too
+                        conn.execute("ROLLBACK")
+                        index, block_start = block_start, None
+                    attempt = self._next_try(unit, attempt=attempt, exc=exc, row_id=row_id)
+                    continue
+                except psycopg.Error as exc:
+                    failure = self._fail(unit, statement, exc, left_failed=True)
+                    if conn.broken:  # nothing more can be recorded: the row stays failed
+                        raise failure from None
+                    self._abandon(savepoint=False)
+                    history.record_failure(conn, table, row_id, failure.message, done)
                     raise failure from None
-                if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                    conn.execute("ROLLBACK")
-                history.record_failure(conn, table, row_id, failure.message, done)
-                raise failure from None
-            if statement.kind == "TransactionStmt":
-                status = conn.info.transaction_status
-                block_start = index if status == psycopg.pq.TransactionStatus.INTRANS else None
-            done += 1
-            index += 1
+                if statement.kind == "TransactionStmt":
+                    status = conn.info.transaction_status
+                    block_start = index if status == psycopg.pq.TransactionStatus.INTRANS else None
+                done += 1
+                index += 1
+        except KeyboardInterrupt as exc:  # SIGINT, SIGTERM, SIGHUP: psycopg cancelled it
+            raise self._stopped(unit, row_id, done, exc) from exc
         history.finish(conn, table, row_id, steps=1)
         return attempt
+
+    def _stopped(self, unit: Unit, row_id: str, ran: int, exc: KeyboardInterrupt) -> StoppedPartWay:
+        """A signal part-way through a migration outside a transaction: its row stays failed
+        (finished_at null), with why when the session can still say it."""
+        total = len(unit.script.statements)
+        signum = signal.Signals[exc.signal] if isinstance(exc, Terminated) else signal.SIGINT
+        why = f"stopped by {signum.name} after {ran} of its {total} statement(s) had run"
+        try:
+            if not self.conn.broken:
+                self._abandon(savepoint=False)
+                history.record_failure(self.conn, self.options.table, row_id, why, ran)
+        except (psycopg.Error, KeyboardInterrupt):  # a second signal, or the server went away
+            log.warning("failure_not_recorded", migration=unit.name, detail=why)
+        return StoppedPartWay(signum, unit.name, ran, total)
 
     def _undo_statements(self, unit: Unit) -> int:
         """A down.sql that cannot run in a transaction, statement by statement; the migration
