@@ -8,6 +8,7 @@ folder was edited or deleted is refused, never skipped for an older one.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -146,6 +147,24 @@ def test_an_empty_or_doubled_choice_is_a_usage_error_and_nothing_is_undone(site:
         assert refused.returncode == 2, refused.stderr
         assert refused.stderr.strip().splitlines()[-1].startswith("predeploy: ")
     assert state(site.url) == before
+
+
+def test_rollback_and_resolve_report_with_json(site: Site) -> None:
+    """`rollback --json` (dry run and real) and `resolve --json`: one JSON object on stdout
+    saying what was (or would be) undone and marked, as every reporting command does."""
+    write(site.migrations, "1_users", *USERS)
+    assert site.migrate()["exit_code"] == 0
+    dry = site.run("rollback", "--env", "staging", "--steps", "1", "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    would = json.loads(dry.stdout)
+    assert would["dry_run"] and [u["name"] for u in would["would_undo"]] == ["1_users"]
+    assert would["would_undo"][0]["sql"].strip() == USERS[1].strip() and not would["rolled_back"]
+    done = site.run("rollback", "--env", "staging", "--steps", "1", "--yes", "--json")
+    assert done.returncode == 0, done.stderr
+    assert [u["name"] for u in json.loads(done.stdout)["rolled_back"]] == ["1_users"]
+    marked = site.run("resolve", "--env", "staging", "--applied", "1_users", "--json")
+    assert marked.returncode == 0, marked.stderr
+    assert json.loads(marked.stdout) == {"migration": "1_users", "marked": "applied"}
 
 
 @suite_only

@@ -324,6 +324,7 @@ def maintenance(c: Context, env: str | None = None, json_: bool = False) -> None
         "steps": "undo the N most recently applied migrations instead (default 1)",
         "yes": "confirm in advance (logged with your user name)",
         "dry_run": "show what would be undone and the SQL; change nothing",
+        "json": _JSON_HELP,
     }
 )
 def rollback(
@@ -333,9 +334,10 @@ def rollback(
     steps: str | None = None,
     yes: bool = False,
     dry_run: bool = False,
+    json_: bool = False,
 ) -> None:
     """Run the down.sql of the named (or last N applied) migrations, newest applied first."""
-    asking = _migrate_options(False, yes=yes)
+    asking = _migrate_options(json_, yes=yes)
 
     def confirm_undo(settings: Settings, chosen: list[rollback_mod.Chosen], database: str) -> None:
         policy = policy_for(settings)
@@ -375,13 +377,25 @@ def rollback(
             run_id=log_mod.current_run_id(),
         )
 
-    chosen = _run(env, False, run)
-    for item in chosen:
-        if dry_run:
-            print(f"-- would undo {item.migration.name} with {item.migration.down_path}:")
-            print(item.down.text)
-        else:
-            print(f"rolled back {item.migration.name}")
+    chosen = _run(env, json_, run)
+    undone = [
+        {"name": i.migration.name, "down": str(i.migration.down_path), "sql": i.down.text}
+        for i in chosen
+    ]
+    human = (
+        "\n".join(f"-- would undo {u['name']} with {u['down']}:\n{u['sql']}" for u in undone)
+        if dry_run
+        else "\n".join(f"rolled back {u['name']}" for u in undone)
+    )
+    output.emit(
+        {
+            "dry_run": dry_run,
+            "rolled_back": [] if dry_run else undone,
+            "would_undo": undone if dry_run else [],
+        },
+        human,
+        json_,
+    )
 
 
 def _count(raw: str | None, flag: str) -> int | None:
@@ -397,17 +411,23 @@ def _count(raw: str | None, flag: str) -> int | None:
         "env": _ENV_HELP,
         "applied": "mark migration NAME as applied (you completed it by hand)",
         "rolled_back": "mark failed migration NAME as rolled back (so migrate runs it again)",
+        "json": _JSON_HELP,
     }
 )
 def resolve(
-    c: Context, env: str | None = None, applied: str | None = None, rolled_back: str | None = None
+    c: Context,
+    env: str | None = None,
+    applied: str | None = None,
+    rolled_back: str | None = None,
+    json_: bool = False,
 ) -> None:
     """Mark a failed or hand-applied migration, with Prisma's semantics."""
     outcome = _run(
-        env, False, lambda s: commands.resolve(s, applied=applied, rolled_back=rolled_back)
+        env, json_, lambda s: commands.resolve(s, applied=applied, rolled_back=rolled_back)
     )
     name = applied or rolled_back
-    print(f"migration {name} marked {outcome.replace('_', ' ')}")
+    human = f"migration {name} marked {outcome.replace('_', ' ')}"
+    output.emit({"migration": name, "marked": outcome}, human, json_)
 
 
 @task(
