@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from conftest import Cli, run_in_terminal, schema_dump, write_migrations
+from hazards import query_value
 
 SCRIPTS = {
     "1_users": ("CREATE TABLE users (id int PRIMARY KEY);", "DROP TABLE users;"),
@@ -89,6 +90,8 @@ def test_no_terminal_and_no_yes_is_refused_before_anything(
     assert prod.returncode == 8, prod.stderr
     steps = [s["name"] for s in json.loads(prod.stdout)["steps"]]
     assert steps == ["connectivity", "history", "pending"], steps
+    outcomes = "SELECT array_agg(outcome ORDER BY started_at) FROM predeploy_runs"
+    assert query_value(database_url, outcomes) == ["failed: after pending"] * 2
     assert tables(database_url) == set()
     assert not Path(prod_env["PREDEPLOY_BACKUP_DIR"]).exists()
 

@@ -420,7 +420,9 @@ def _audit(settings: Settings, run: audit.Run, report: Report) -> None:
     elif report.error.exit_code in INTERRUPTED_CODES:
         outcome = "interrupted"
     else:
-        outcome = f"failed: {report.failed_step or 'before the first step'}"
+        last = report.steps[-1].name if report.steps else None
+        where = report.failed_step or (f"after {last}" if last else "before the first step")
+        outcome = f"failed: {where}"  # a gate between steps (no terminal): "after pending"
     _, table = history.tables_for(settings)
     try:
         with (
