@@ -111,7 +111,10 @@ def test_failing_health_url_exits_7_with_the_runbook(
 def test_failed_migration_exits_5_and_leaves_the_app_alone(
     cli: Cli, pm2_app: Pm2App, deploy_env: dict[str, str]
 ) -> None:
-    write_migrations(pm2_app.project / "migrations", {"2_broken": "CREATE TABLE oops (;"})
+    """A migration the server rejects (the table it alters does not exist): exit 5, no
+    reload, and the runbook says pm2 still runs the release it ran before."""
+    broken = {"2_broken": "ALTER TABLE nope ADD COLUMN x bigint;"}
+    write_migrations(pm2_app.project / "migrations", broken)
     pids = pm2_app.processes()
     done = cli("deploy", "--env", "prod", "--yes", "--json", env=deploy_env)
     assert done.returncode == 5, done.stderr
