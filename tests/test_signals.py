@@ -197,6 +197,18 @@ def sleeping(database_url: str, project: Path) -> dict[str, str]:
     return env
 
 
+def sleeping_now(url: str) -> None:
+    """Wait until the migration's `SELECT pg_sleep(60)` runs in the database at ``url``."""
+    wait_until(
+        lambda: query_value(
+            url,
+            "SELECT count(*) FROM pg_stat_activity WHERE state = 'active'"
+            " AND query LIKE 'SELECT pg_sleep(60)%%' AND datname = current_database()",
+        ),
+        what="the migration's pg_sleep",
+    )
+
+
 @pytest.mark.parametrize(
     ("signum", "code"),
     [
@@ -216,14 +228,7 @@ def test_signal_mid_apply_rolls_back_and_reports(
         project, "migrate", "--env", "staging", "--yes", "--no-backup", "--json", env=sleeping
     )
     try:
-        wait_until(
-            lambda: query_value(
-                database_url,
-                "SELECT count(*) FROM pg_stat_activity WHERE state = 'active'"
-                " AND query LIKE 'SELECT pg_sleep(60)%%' AND datname = current_database()",
-            ),
-            what="the migration's pg_sleep",
-        )
+        sleeping_now(database_url)
         os.kill(run.pid, signum)
         done = run.finish(15)
     finally:
@@ -259,14 +264,7 @@ def test_signal_mid_migration_outside_a_transaction_says_what_it_left(
     )
     run = Background(project, "migrate", "--env", "staging", "--yes", "--no-backup", env=sleeping)
     try:
-        wait_until(
-            lambda: query_value(
-                database_url,
-                "SELECT count(*) FROM pg_stat_activity WHERE state = 'active'"
-                " AND query LIKE 'SELECT pg_sleep(60)%%' AND datname = current_database()",
-            ),
-            what="the migration's pg_sleep",
-        )
+        sleeping_now(database_url)
         os.kill(run.pid, signal.SIGTERM)
         done = run.finish(15)
     finally:
