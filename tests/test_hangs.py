@@ -90,12 +90,13 @@ def test_access_exclusive_holder_ends_the_command_naming_its_pid(
     extra: dict[str, str],
 ) -> None:
     """Behind an idle `LOCK TABLE users`: the step's exit code within BOUND s, its pid named."""
-    with holding(database_url, "LOCK TABLE users") as pid:
+    with holding(database_url, "LOCK TABLE users;") as pid:
         done, seconds = timed(cli, *args, env={**users, **extra})
     line = one_line(done)
     assert done.returncode == code, done.stderr
     assert seconds < BOUND, f"{args} took {seconds:.1f}s"
     assert f"pid {pid}" in line, line
+    assert ";;" not in line, line  # the holder's own ';' is not doubled by our separator
     no_backup_left(project)
 
 

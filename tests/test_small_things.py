@@ -105,6 +105,17 @@ def test_a_failed_concurrent_index_keeps_detail_and_says_how_to_clean_up(
     assert "DETAIL: Key (v)=(1) is duplicated." in line
     assert 'DROP INDEX CONCURRENTLY IF EXISTS "dup_v"' in line
     assert ";;" not in line
+    with psycopg.connect(database_url, autocommit=True) as conn:  # advice taken; a valid one
+        conn.execute("DROP INDEX dup_v; DELETE FROM dup; CREATE UNIQUE INDEX dup_v ON dup (v)")
+    resolved = cli("resolve", "--env", "staging", "--rolled-back", "1_unique",
+                   env=_env(database_url, migrations_dir, tmp_path))  # fmt: skip
+    assert resolved.returncode == 0, resolved.stderr
+    again = cli(
+        "migrate", "--env", "staging", "--yes", env=_env(database_url, migrations_dir, tmp_path)
+    )
+    line = again.stderr.strip().splitlines()[-1]
+    assert again.returncode == 5 and "[42P07]" in line, again.stderr
+    assert "DROP INDEX" not in line and "was not built by this run" in line  # it is valid
 
 
 @pytest.fixture

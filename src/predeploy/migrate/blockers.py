@@ -144,5 +144,5 @@ def describe(blocker: Blocker) -> str:
     return (
         f"pid {blocker.pid} (user {blocker.user}, application {blocker.application}, "
         f"{blocker.state} for {blocker.age_s:.0f}s{since}, {verb} {', '.join(blocker.tables)})"
-        f": {blocker.query}"
+        f": {blocker.query.rstrip('; ')}"  # its own ';' is not a separator of ours
     )

@@ -135,7 +135,13 @@ def failure(
         then = "it was rolled back: another session's locks crossed its own; run it again"
     if then is None and statement.concurrent and statement.kind == "IndexStmt":
         name = statement.index_name
-        if name:
+        if isinstance(exc, pg_errors.DuplicateTable):  # nothing was built: the name is taken
+            then = (
+                f"the index {name or 'of that name'} already exists and was not built by this "
+                f"run: rename it or use IF NOT EXISTS, then `predeploy resolve --rolled-back "
+                f"{unit.name}` and migrate again"
+            )
+        elif name:
             then = (
                 f"an INVALID index {name} may be left behind: remove it with "
                 f"DROP INDEX CONCURRENTLY IF EXISTS {name}; then `predeploy resolve "

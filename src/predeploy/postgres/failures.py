@@ -62,7 +62,7 @@ def describe_lock_holders(conn: psycopg.Connection[tuple[object, ...]]) -> str:
             how += " behind pid " + ", ".join(str(b) for b in list(behind))  # type: ignore[call-overload]
         parts.append(
             f"pid {pid} (user {user}, application {app}, {state} for "
-            f"{float(str(age or 0)):.0f}s, {how}): {query}"
+            f"{float(str(age or 0)):.0f}s, {how}): {str(query).rstrip('; ')}"
         )
     return "; ".join(parts)
 
