@@ -41,31 +41,36 @@ def test_the_marker_makes_a_migration_post_deploy(tmp_path: Path) -> None:
 def test_runs_keep_name_order_across_phases(
     cli: Cli, database_url: str, migrations_dir: Path
 ) -> None:
-    """migrate stops when a post-deploy migration is pending before a pre-deploy one; once
-    the post-deploy run has gone, the pre-deploy one applies; status shows the phase."""
+    """Pre, post, pre pending: migrate applies the pre-deploy one before the post-deploy
+    one and stops there (exit 5, the next commands named); --post-deploy then applies the
+    post-deploy one, and migrate the last (each advice leads somewhere; they pointed at
+    each other with nothing applied); status shows the phase."""
     write_migrations(migrations_dir, PRE_AND_POST)
     env = {"DATABASE_URL": database_url, "PREDEPLOY_MIGRATIONS_DIR": str(migrations_dir)}
-    first = cli("migrate", "--env", "staging", "--yes", env=env)
-    assert first.returncode == 5
+    refused = cli("migrate", "--env", "staging", "--yes", "--post-deploy", env=env)
+    assert refused.returncode == 5
+    assert "post-deploy migration(s) 2_drop_old" in refused.stderr
+    assert "nothing was applied" in refused.stderr
+    pre = cli("migrate", "--env", "staging", "--yes", "--json", env=env)
+    assert pre.returncode == 5, pre.stderr
     assert (
         "post-deploy migration 2_drop_old is pending before pre-deploy migration(s) 3_add_email"
-        in first.stderr
+        in pre.stderr
     )
-    (migrations_dir / "3_add_email").rename(migrations_dir / ".3_add_email")  # the next release
-    pre = cli("migrate", "--env", "staging", "--yes", "--json", env=env)
-    assert pre.returncode == 0, pre.stderr
+    assert "applied 1_users and stopped there" in pre.stderr
     report = json.loads(pre.stdout)
     assert [a["name"] for a in report["applied"]] == ["1_users"]
-    assert report["later"] == ["2_drop_old"]
+    assert report["later"] == ["2_drop_old", "3_add_email"]
+    assert report["runbook"][0].endswith("this run applied 1 migration(s): 1_users")
     status = json.loads(cli("status", "--env", "staging", "--json", env=env).stdout)
     assert {m["name"]: m["phase"] for m in status["migrations"]} == {
         "1_users": "pre-deploy",
         "2_drop_old": "post-deploy",
+        "3_add_email": "pre-deploy",
     }
     post = cli("migrate", "--env", "staging", "--yes", "--post-deploy", "--json", env=env)
     assert post.returncode == 0, post.stderr
     assert [a["name"] for a in json.loads(post.stdout)["applied"]] == ["2_drop_old"]
-    (migrations_dir / ".3_add_email").rename(migrations_dir / "3_add_email")
     assert cli("migrate", "--env", "staging", "--yes", env=env).returncode == 0
     assert cli("status", "--env", "staging", "--check", env=env).returncode == 0
 

@@ -34,7 +34,7 @@ from predeploy.migrate import commands, history
 from predeploy.migrate import discovery as migrations
 from predeploy.migrate.discovery import POST_DEPLOY, PRE_DEPLOY
 from predeploy.migrate.lock import migrate_session
-from predeploy.migrate.plan import Plan, make_plan
+from predeploy.migrate.plan import OutOfPhase, Plan, make_plan
 from predeploy.migrate.privileges import check_bookkeeping
 from predeploy.migrate.status import compare
 from predeploy.postgres.failures import translated
@@ -262,6 +262,8 @@ def _locked_workflow(run: _Run, conn: Conn) -> None:
     if policy.drift_checked:
         _drift(run)
     if options.dry_run:
+        if plan.stop is not None:  # the run would stop after the pending ones: say so
+            report.warnings.append(plan.stop.message)
         run.skip("backup", "confirmation", "apply", detail="dry run")
         return
     if options.rehearse:
@@ -280,7 +282,9 @@ def _locked_workflow(run: _Run, conn: Conn) -> None:
         with executor.Executor(conn, commands.run_options(settings)) as run_scripts:
             run_scripts.apply_all(plan.pending, lambda applied: _applied(run, applied))
     with step("post-apply checks"):
-        _after(conn, table, found, policy, report.phase)
+        _after(conn, table, found, policy, plan)
+    if plan.stop is not None:  # what could run in name order did; the rest waits
+        raise plan.stop
 
 
 def _applied(run: _Run, applied: executor.Applied) -> None:
@@ -368,14 +372,16 @@ def _after(
     table: history.Table,
     found: list[migrations.Migration],
     policy: Policy,
-    phase: str,
+    plan: Plan,
 ) -> None:
-    """The plan's rules again, on the history as the run left it."""
-    after = make_plan(compare(found, commands.read_history(conn, table)), policy, phase)
-    if not after.clean:
-        left = ", ".join(m.name for m in after.pending) or "; ".join(
-            r.message for r in after.refusals
-        )
+    """The plan's rules again, on the history as the run left it: nothing of this phase
+    pending but what the plan left waiting, nothing refusing but the phases' order."""
+    after = make_plan(compare(found, commands.read_history(conn, table)), policy, plan.phase)
+    waiting = {m.name for m in plan.later}
+    pending = [m.name for m in (*after.pending, *after.later) if m.name not in waiting]
+    refusals = [r.message for r in after.refusals if not isinstance(r, OutOfPhase)]
+    if pending or refusals:
+        left = ", ".join(pending) or "; ".join(refusals)
         raise MigrationError(f"after applying, the history is not clean: {left}")
 
 

@@ -169,6 +169,8 @@ def _apply_pending(
     with executor.Executor(conn, run_options(settings)) as run:
         applied = run.apply_all(plan.pending, on_applied)
     log.info("migrate_done", applied=len(applied), pending_before=len(plan.pending))
+    if plan.stop is not None:  # the rest waits behind a migration of the other phase
+        raise plan.stop
     return MigrateResult(before=before, applied=tuple(applied))
 
 

@@ -24,7 +24,7 @@ from predeploy.errors import MigrationError
 from predeploy.migrate.discovery import POST_DEPLOY, PRE_DEPLOY, Migration
 from predeploy.migrate.status import Entry, Status
 
-__all__ = ["Plan", "make_plan"]
+__all__ = ["OutOfPhase", "Plan", "make_plan"]
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,8 @@ class Plan:
     warnings: tuple[str, ...]
     refusals: tuple[MigrationError, ...]
     phase: str = PRE_DEPLOY
-    later: tuple[Migration, ...] = ()  # pending in the other phase (they wait for their run)
+    later: tuple[Migration, ...] = ()  # pending, but not in this run (other phase, or behind one)
+    stop: OutOfPhase | None = None  # raised once ``pending`` is applied: the rest must wait
 
     @property
     def clean(self) -> bool:
@@ -84,8 +85,16 @@ def make_plan(status: Status, policy: Policy, phase: str = PRE_DEPLOY) -> Plan:
     every = list(status.pending)
     pending = tuple(m for m in every if m.phase == phase)
     later = tuple(m for m in every if m.phase != phase)
+    stop: OutOfPhase | None = None
     if pending and later and later[0].name.encode() < pending[-1].name.encode():
-        refusals.append(_out_of_phase(phase, pending, later))
+        # name order is kept: this phase's migrations before the other phase's first one
+        # run, then the run stops; with none before it, nothing runs
+        ahead = tuple(m for m in pending if m.name.encode() < later[0].name.encode())
+        stop = _out_of_phase(phase, pending, later, ahead)
+        if not ahead:
+            refusals.append(stop)
+            stop = None
+        pending, later = ahead, tuple(m for m in every if m not in ahead)
     empty = [m for m in pending if not m.parsed.statements]
     if empty:
         refusals.append(
@@ -94,24 +103,36 @@ def make_plan(status: Status, policy: Policy, phase: str = PRE_DEPLOY) -> Plan:
                 f"migration or remove the folder; nothing was applied"
             )
         )
-    return Plan(status, pending, tuple(warnings), tuple(refusals), phase, later)
+    return Plan(status, pending, tuple(warnings), tuple(refusals), phase, later, stop)
+
+
+class OutOfPhase(MigrationError):
+    """A migration of the other phase is pending before some of this phase's."""
 
 
 def _out_of_phase(
-    phase: str, pending: tuple[Migration, ...], later: tuple[Migration, ...]
-) -> MigrationError:
+    phase: str,
+    pending: tuple[Migration, ...],
+    later: tuple[Migration, ...],
+    ahead: tuple[Migration, ...],
+) -> OutOfPhase:
     blocker = later[0]
     behind = [m.name for m in pending if m.name.encode() > blocker.name.encode()]
     if phase == PRE_DEPLOY:
         how = (
-            f"deploy the release that needs it first (predeploy deploy runs it after the "
-            f"reload), or run it now with predeploy migrate --{POST_DEPLOY}"
+            f"once the release that needs what ran is live, run predeploy migrate "
+            f"--{POST_DEPLOY} (predeploy deploy runs it after the reload), then migrate again"
         )
     else:
-        how = f"run the {PRE_DEPLOY} ones first (predeploy migrate, or predeploy deploy)"
-    return MigrationError(
+        how = f"run predeploy migrate (the {PRE_DEPLOY} ones) first, then this again"
+    done = (
+        f"applied {', '.join(m.name for m in ahead)} and stopped there"
+        if ahead
+        else "nothing was applied"
+    )
+    return OutOfPhase(
         f"{blocker.phase} migration {blocker.name} is pending before {phase} migration(s) "
-        f"{', '.join(behind)}: migrations run in name order, so {how}; nothing was applied"
+        f"{', '.join(behind)}: migrations run in name order, so {how}; {done}"
     )
 
 
