@@ -394,6 +394,8 @@ def test_a_same_size_corrupted_dump_fails_its_check_and_is_never_restored(site: 
     assert checked.returncode == 1, checked.stderr
     message = checked.stderr.strip().splitlines()[-1]
     assert str(bad.path) in message and str(good.path) not in message
+    shown = {b["path"]: b for b in json.loads(checked.stdout)["backups"]}
+    assert shown[str(bad.path)]["present"] is True  # there, damaged: not "MISSING"
     after = {str(b.path): b.as_dict() for b in retention.list_backups(settings)}
     assert after[str(bad.path)]["last_check"] == "MISMATCH"
     assert after[str(bad.path)]["verified"] is False

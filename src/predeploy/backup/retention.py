@@ -109,7 +109,7 @@ def check(info: BackupInfo) -> BackupInfo:
     data = {**info.manifest, "check": result, "checked_at": datetime.now(UTC).isoformat()}
     _rewrite(manifest_path(info.path), data)
     log.info("backup_checked", path=str(info.path), result=result)
-    return BackupInfo(info.path, data, info.created_at, info.present and result == "ok")
+    return BackupInfo(info.path, data, info.created_at, info.present and result != "missing")
 
 
 def prune(settings: Settings, *, keep: Path, now: datetime | None = None) -> list[Path]:
