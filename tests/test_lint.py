@@ -181,7 +181,12 @@ def test_a_syntax_error_is_an_error_on_its_own_line_and_prod_refuses_before_the_
     assert dry.returncode == 0, dry.stderr
     assert "1_bad  ? statement(s) (it does not parse)" in dry.stdout
     found = json.loads(cli("lint", "--json", env=env).stdout)["files"][0]["findings"]
-    assert [(f["rule"], f["severity"], f["line"]) for f in found] == [("syntax-error", "error", 2)]
+    column = bad.split("\n")[1].index(";") + 1  # where the server says it is
+    assert [(f["rule"], f["severity"], f["line"], f["column"]) for f in found] == [
+        ("syntax-error", "error", 2, column)
+    ]
+    applied = cli("migrate", "--env", "staging", "--yes", "--no-backup", env=env)
+    assert applied.returncode == 5 and f"at line 2, column {column} " in applied.stderr
     assert found[0]["statement"] == "ALTER TABLE b ADD COLUMN x integr DEFAULT 0 ,;"
     assert 'syntax error at or near ";"' in found[0]["message"]
     refused = cli("migrate", "--env", "prod", "--yes", "--allow-drift", env=env)

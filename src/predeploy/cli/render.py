@@ -278,7 +278,7 @@ def render_lint(report: LintReport) -> str:
         why = f" (raised: {sizes})" if f.raised else (f" ({sizes})" if sizes else "")
         lines.append(f"{level:<7} {where}  {f.rule}{why}")
         lines.append(f"        {f.statement}")
-        lines.append(f"        {f.message}" + (f" {f.help}" if f.help else ""))
+        lines.append(f"        {_sentences(f.message, f.help)}")
     for item in report.files:
         if item["waivers"]:
             lines.append(f"waiver  {item['migration']}: allows {', '.join(item['waivers'])}")
@@ -302,3 +302,11 @@ def render_adopted(done: Adopted) -> str:
         f"  {done.crontab}",
     ]
     return "\n".join(lines)
+
+
+def _sentences(message: str, help_: str | None) -> str:
+    """A finding's message and help as sentences ("... old schema. Make it ...")."""
+    if not help_:
+        return message
+    stop = "" if message.rstrip().endswith((".", "!", "?")) else "."
+    return f"{message.rstrip()}{stop} {help_[:1].upper()}{help_[1:]}"

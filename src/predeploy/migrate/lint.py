@@ -36,6 +36,7 @@ import structlog
 from predeploy import cache
 from predeploy.errors import ConfigError
 from predeploy.migrate.discovery import Migration
+from predeploy.migrate.sqlscript import position_to_line_column
 from predeploy.postgres import programs
 from predeploy.postgres.relations import LiveTable, resolve
 from predeploy.postgres.sessions import Conn
@@ -343,18 +344,22 @@ def _finding(
     squawk_level = str(item.get("level") or "").lower()
     severity = _SEVERITY.get(rule, "error" if squawk_level == "error" else "warning")
     message, help_ = str(item.get("message") or ""), item.get("help")
-    if rule == "syntax-error" and migration.parsed.parse_error is not None:
+    line, column = int(item.get("line", 0)) + 1, int(item.get("column", 0)) + 1
+    parsed = migration.parsed
+    if rule == "syntax-error" and parsed.parse_error is not None:
         severity = "error"
-        message = f"{message} (PostgreSQL's parser too: {migration.parsed.parse_error})"
+        message = f"{message} (PostgreSQL's parser too: {parsed.parse_error})"
         help_ = _SYNTAX_HELP
+        if parsed.parse_error_at is not None:  # the server's place, not squawk's
+            line, column = position_to_line_column(parsed.text, parsed.parse_error_at + 1)
     raised = bool(tables) and tables[0].rows >= large_rows and severity != "error"
     if raised:
         severity = LEVELS[LEVELS.index(severity) + 1]
     return Finding(
         migration=migration.name,
         file=str(migration.sql_path),
-        line=int(item.get("line", 0)) + 1,
-        column=int(item.get("column", 0)) + 1,
+        line=line,
+        column=column,
         rule=rule,
         severity=severity,
         message=message,

@@ -67,6 +67,7 @@ class Script:
     transactional: bool
     reason: str | None  # why it cannot run in one transaction
     parse_error: str | None = None  # pglast could not parse it: the server will judge
+    parse_error_at: int | None = None  # where (a 0-based character index), when pglast says
 
 
 def analyse(text: str) -> Script:
@@ -83,7 +84,10 @@ def analyse(text: str) -> Script:
     except parser.ParseError as exc:
         whole = Statement(text=text, offset=0, kind="unparsed")
         detail = str(exc.args[0]) if exc.args else str(exc)  # without ", at index N"
-        return Script(text, (whole,), transactional=True, reason=None, parse_error=detail)
+        at = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], int) else None
+        return Script(
+            text, (whole,), transactional=True, reason=None, parse_error=detail, parse_error_at=at
+        )
     encoded = text.encode("utf-8")
     statements: list[Statement] = []
     reason: str | None = None
