@@ -307,3 +307,31 @@ def test_runbook_lines_paste_without_the_venv_activated(project: Path, database_
     )  # fmt: skip
     assert pasted.returncode == 0, pasted.stderr
     assert query_value(database_url, "SELECT to_regclass('a')") is None
+
+
+def test_a_failing_json_command_still_prints_one_json_object(
+    cli: Cli, project: Path, database_url: str
+) -> None:
+    """`status --json` that fails (an unknown env, a closed port) printed nothing on
+    stdout: now one object with the error line and the exit code; a command whose own
+    report carries the outcome (`status --check --json`, exit 1) prints only that."""
+    unknown = cli("status", "--env", "nosuch", "--json")
+    assert unknown.returncode == 2
+    assert json.loads(unknown.stdout)["exit_code"] == 2
+    assert json.loads(unknown.stdout)["error"].startswith("unknown environment 'nosuch'")
+    write_migrations(project / "migrations", {"1_a": "CREATE TABLE a (id bigint);"})
+    closed = {"DATABASE_URL": "postgresql://u:p@127.0.0.1:1/db"}
+    refused = cli(
+        "status", "--env", "staging", "--json", env=project_env(database_url, project) | closed
+    )
+    assert refused.returncode == 3, refused.stderr
+    assert json.loads(refused.stdout) == {
+        "error": one_line(refused).removeprefix("predeploy: "),
+        "exit_code": 3,
+    }
+    pending = cli(
+        "status", "--env", "staging", "--check", "--json", env=project_env(database_url, project)
+    )
+    assert pending.returncode == 1, pending.stderr
+    (report,) = [json.loads(line) for line in pending.stdout.splitlines()]
+    assert "error" not in report

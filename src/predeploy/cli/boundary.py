@@ -16,10 +16,11 @@ import structlog
 from invoke.exceptions import Exit
 
 from predeploy import log as log_mod
+from predeploy.cli import output
 from predeploy.errors import InternalError, PredeployError, Terminated
 from predeploy.postgres.failures import message_of
 
-__all__ = ["fail", "guarded"]
+__all__ = ["fail", "guarded", "report_failure"]
 
 T = TypeVar("T")
 
@@ -29,8 +30,26 @@ def fail(error: PredeployError) -> NoReturn:
     raise Exit(f"predeploy: {error.message}", error.exit_code)
 
 
-def guarded(action: Callable[[], T], log_file: str | None) -> T:
-    """Run ``action``; whatever escapes it ends the command with one line and its code."""
+def guarded(action: Callable[[], T], log_file: str | None, *, json_output: bool = False) -> T:
+    """Run ``action``; whatever escapes it ends the command with one line and its code (and
+    with ``json_output``, one JSON object on stdout saying so: ``{"error", "exit_code"}``)."""
+    try:
+        return _guarded(action, log_file)
+    except Exit as exc:
+        if json_output and exc.code:
+            report_failure(exc)
+        raise
+
+
+def report_failure(exc: Exit) -> None:
+    """A failed command's --json result: its line (without "predeploy: ") and exit code."""
+    if output.emitted():  # its report (status --check's, migrate's) carries the outcome
+        return
+    line = str(exc.message or "").removeprefix("predeploy: ")
+    output.emit({"error": line, "exit_code": exc.code}, "", json_output=True)
+
+
+def _guarded(action: Callable[[], T], log_file: str | None) -> T:
     logger = structlog.get_logger("predeploy")
     try:
         return action()

@@ -67,9 +67,19 @@ def log_level(json_output: bool) -> int:
     return 30 if console else 20
 
 
+_emitted = False  # a JSON result is on stdout already (a failure adds none of its own)
+
+
+def emitted() -> bool:
+    """Whether this command has put its JSON result on stdout."""
+    return _emitted
+
+
 def emit(data: dict[str, Any], human: str, json_output: bool) -> None:
     """A command's result on stdout: one JSON object with --json, else the human text."""
+    global _emitted  # noqa: PLW0603 (one command per process)
     if json_output:
+        _emitted = True
         print(json.dumps(data, default=str, sort_keys=True), flush=True)
     elif human:
         print(human, flush=True)

@@ -89,6 +89,8 @@ def _run(
         try:
             settings = load_settings(env_name(env), find_root(Path.cwd()))
         except PredeployError as exc:  # no env yet, so no log file: the message is all there is
+            if json_output:
+                boundary.report_failure(Exit(f"predeploy: {exc.message}", exc.exit_code))
             boundary.fail(exc)
         except KeyboardInterrupt:
             raise Exit("predeploy: interrupted", 130) from None
@@ -105,7 +107,7 @@ def _run(
         log_file = str(setup.log_file) if setup.log_file else None
         for warning in settings.warnings:
             structlog.get_logger("predeploy").warning("configuration_warning", detail=warning)
-        return boundary.guarded(lambda: action(settings), log_file)
+        return boundary.guarded(lambda: action(settings), log_file, json_output=json_output)
 
 
 def _emit(data: dict[str, Any], human: str, json_output: bool) -> None:
