@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import _OUR_VARIABLES, Cli, _run_invoke, write_migrations
+from conftest import _OUR_VARIABLES, Cli, _run_invoke, run_in_terminal, write_migrations
 from hazards import at_once, one_line, predeploy_sessions, project_env, query_value, wait_until
 from predeploy.cli.program import EXIT_CODES
 from predeploy.config.settings import load_settings
@@ -335,3 +335,20 @@ def test_a_failing_json_command_still_prints_one_json_object(
     assert pending.returncode == 1, pending.stderr
     (report,) = [json.loads(line) for line in pending.stdout.splitlines()]
     assert "error" not in report
+
+
+def test_on_a_terminal_what_the_report_says_is_said_once(project: Path, database_url: str) -> None:
+    """On a terminal, `health` with a pending migration printed a `health_check` warning
+    line and then the report's ✗ line (lint findings, plan warnings, blockers alike): now
+    the report alone; with -v the event is there too; the log file always has it."""
+    write_migrations(project / "migrations", {"1_a": "CREATE TABLE a (id bigint);"})
+    env = {**os.environ, **project_env(database_url, project), "NO_COLOR": "1"}
+    argv = [sys.executable, "-m", "predeploy", "health", "--env", "staging"]
+    code, screen = run_in_terminal(argv, cwd=project, env=env)
+    assert code == 7, screen
+    assert "history" in screen and "1 pending" in screen
+    assert "health_check" not in screen, screen
+    code, loud = run_in_terminal([*argv[:3], "-v", *argv[3:]], cwd=project, env=env)
+    assert code == 7 and "health_check" in loud, loud
+    logged = "".join(p.read_text() for p in (project / "logs").glob("predeploy-*.log"))
+    assert '"event": "health_check"' in logged

@@ -16,6 +16,7 @@ from predeploy.config.policy import Policy
 from predeploy.config.settings import Settings
 from predeploy.confirm import operator, require_typed, require_yes
 from predeploy.errors import CheckFailed, ConfigError, MigrationError, Refused
+from predeploy.log import REPORTED
 from predeploy.migrate import blockers as blockers_mod
 from predeploy.migrate.blockers import Blocker
 from predeploy.migrate.discovery import Migration
@@ -57,6 +58,7 @@ def lint(policy: Policy, report: LintReport, *, force: bool) -> None:
     for finding in (f for f in report.active if f.severity != "info"):  # info: counted by lint
         log.warning(
             "lint_finding",
+            **{REPORTED: True},
             migration=finding.migration,
             line=finding.line,
             rule=finding.rule,
@@ -131,7 +133,7 @@ def blockers(
     with translated(conn, "scanning for blocking sessions", error=MigrationError):
         seen = blockers_mod.scan(conn, names, settings.blocker_max_age, uncertain=True)
     for blocker in seen:
-        log.warning("blocker", detail=blockers_mod.describe(blocker))
+        log.warning("blocker", detail=blockers_mod.describe(blocker), **{REPORTED: True})
     found = [b for b in seen if b.certain]  # the rest: the lock timeout and retries name them
     if not found or policy.blockers == "list":
         return found  # the executor's lock_timeout and retries bound the stall

@@ -30,11 +30,22 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 
 from predeploy.redact import Scrubber
 
-__all__ = ["FILE_ONLY", "LogSetup", "configure", "current_run_id", "new_run_id", "prune"]
+__all__ = [
+    "FILE_ONLY",
+    "REPORTED",
+    "LogSetup",
+    "configure",
+    "current_run_id",
+    "new_run_id",
+    "prune",
+]
 
 # An event with this key set goes to the log file only: the task already tells
 # the operator on stderr (its failure line), and one line is enough there.
 FILE_ONLY = "file_only"
+# An event with this key set says what the command's report (stdout) says too: on a
+# terminal it stays off the screen unless -v (said once); in JSON logs it is kept.
+REPORTED = "reported"
 
 
 def new_run_id() -> str:
@@ -61,14 +72,17 @@ class _Scrub:
 class _Render:
     """The last processor: JSON for the file, and console or JSON text for stderr."""
 
-    def __init__(self, console: bool, colors: bool) -> None:
+    def __init__(self, console: bool, colors: bool, reported_on_screen: bool = False) -> None:
         self.console = structlog.dev.ConsoleRenderer(colors=colors) if console else None
+        self.reported_on_screen = reported_on_screen
 
     def __call__(
         self, logger: WrappedLogger, name: str, event: EventDict
     ) -> tuple[tuple[str, str | None], dict[str, Any]]:
+        reported = event.pop(REPORTED, False)
         line = json.dumps(event, default=str)
-        if event.get(FILE_ONLY):
+        said = reported and self.console is not None and not self.reported_on_screen
+        if event.get(FILE_ONLY) or said:
             return (line, None), {}
         screen = line if self.console is None else str(self.console(logger, name, dict(event)))
         return (line, screen), {}
@@ -172,7 +186,11 @@ def configure(
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,
         _Scrub(secrets),
-        _Render(console=stream.isatty() and not json_output, colors=colors),
+        _Render(
+            console=stream.isatty() and not json_output,
+            colors=colors,
+            reported_on_screen=level <= 10,
+        ),
     ]
     structlog.configure(
         processors=processors,

@@ -30,6 +30,7 @@ from predeploy.errors import (
     PredeployError,
     interrupted,
 )
+from predeploy.log import REPORTED
 from predeploy.migrate import commands, history
 from predeploy.migrate import discovery as migrations
 from predeploy.migrate.discovery import POST_DEPLOY, PRE_DEPLOY
@@ -243,7 +244,7 @@ def _locked_workflow(run: _Run, conn: Conn) -> None:
         report.later = [m.name for m in plan.later]
         report.warnings = list(plan.warnings)
         for warning in plan.warnings:
-            log.warning("plan_warning", detail=warning)
+            log.warning("plan_warning", detail=warning, **{REPORTED: True})
         plan.refuse()
     with step("pending"):
         secrets = settings.secrets() if options.dry_run else ()
@@ -313,7 +314,7 @@ def _drift(run: _Run) -> None:
     run.report.drift = report
     if problem is not None:  # the checklist says so: "- drift  (not checked: ...)", not ✓
         run.report.warnings.append(f"drift not checked: {problem}")
-        log.warning("drift_not_checked", detail=problem)
+        log.warning("drift_not_checked", detail=problem, **{REPORTED: True})
         run.skip("drift", detail=f"not checked: {problem}", seconds=time.perf_counter() - started)
         return
     assert report is not None  # noqa: S101 (checked returns one of the two)
@@ -326,7 +327,13 @@ def _drift_found(run: _Run, report: DriftReport) -> None:
     if not report.drifted:
         return
     for difference in report.differences:
-        log.warning("drift", kind=difference.kind, name=difference.name, change=difference.change)
+        log.warning(
+            "drift",
+            kind=difference.kind,
+            name=difference.name,
+            change=difference.change,
+            **{REPORTED: True},
+        )
     options = run.options
     if options.yes and not options.allow_drift and not options.dry_run and not options.rehearse:
         raise CheckFailed(

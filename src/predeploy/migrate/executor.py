@@ -31,6 +31,7 @@ import structlog
 from psycopg import errors as pg_errors
 
 from predeploy.errors import MigrationError, StoppedPartWay, Terminated
+from predeploy.log import REPORTED
 from predeploy.migrate import batch, blockers, history
 from predeploy.migrate.discovery import Migration
 from predeploy.migrate.outcome import (
@@ -138,7 +139,12 @@ class Executor:
     ) -> Applied:
         unit = unit_of(migration.name, "migration.sql", migration.parsed)
         if unit.script.parse_error:
-            log.warning("sql_not_parsed", migration=unit.name, detail=unit.script.parse_error)
+            log.warning(
+                "sql_not_parsed",
+                migration=unit.name,
+                detail=unit.script.parse_error,
+                **{REPORTED: True},  # the lint report and the pending list say it
+            )
         started = time.perf_counter()
         table = self.options.table
         if unit.script.transactional:

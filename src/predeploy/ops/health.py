@@ -24,6 +24,7 @@ from psycopg import errors as pg_errors
 from predeploy import units
 from predeploy.config.settings import Settings
 from predeploy.errors import PredeployError
+from predeploy.log import REPORTED
 from predeploy.migrate import discovery as migrations
 from predeploy.migrate import history
 from predeploy.migrate.commands import read_history
@@ -119,7 +120,7 @@ def log_checks(report: HealthReport, *, failed_level: str = "warning") -> None:
     """One ``health_check`` event per check: info when it passed, ``failed_level`` if not."""
     for check in report.checks:
         emit = log.info if check.ok else getattr(log, failed_level)
-        emit("health_check", check=check.name, ok=check.ok, detail=check.detail)
+        emit("health_check", check=check.name, ok=check.ok, detail=check.detail, **{REPORTED: True})
 
 
 def _database_checks(settings: Settings, post_deploy_pending: bool = False) -> list[Check]:
