@@ -140,7 +140,8 @@ def test_part_way_failure_names_what_was_applied_and_undoes_just_that(site: Site
 
 
 def test_part_way_outside_a_transaction_says_how_to_mark_it(site: Site) -> None:
-    """A non-transactional migration stopped part-way: the runbook's resolve line works."""
+    """A non-transactional migration stopped part-way: the runbook lists the statement
+    that ran and was kept (to undo by hand), and its resolve line works."""
     write(
         site.migrations,
         "2_index",
@@ -150,6 +151,7 @@ def test_part_way_outside_a_transaction_says_how_to_mark_it(site: Site) -> None:
     assert run["exit_code"] == 5, run["stderr"]
     lines = runbook_commands(run["runbook"])
     assert lines[0] == "predeploy resolve --env staging --rolled-back 2_index"
+    assert "#   CREATE TABLE tags (id int)" in run["runbook"]
     assert not any(line.startswith("predeploy rollback") for line in lines)
     pasted = site.paste(lines[0])
     assert pasted.returncode == 0, pasted.stderr

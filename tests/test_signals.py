@@ -283,4 +283,5 @@ def test_signal_mid_migration_outside_a_transaction_says_what_it_left(
     (runbook,) = (project / "logs").glob("runbook-staging-*.txt")
     text = runbook.read_text()
     assert "changed nothing" not in text
+    assert "#   CREATE INDEX CONCURRENTLY base_id ON base (id)" in text  # what ran, to undo
     assert "predeploy resolve --env staging --rolled-back 2_index" in text

@@ -132,9 +132,9 @@ class StoppedPartWay(Terminated):
     """A signal that struck while a migration ran outside a transaction (exit as the
     signal's): ``name`` ran ``ran`` of its ``total`` statements and is recorded as failed."""
 
-    def __init__(self, signum: int, name: str, ran: int, total: int) -> None:
+    def __init__(self, signum: int, name: str, ran: tuple[str, ...], total: int) -> None:
         super().__init__(signum)
-        self.name, self.ran, self.total = name, ran, total
+        self.name, self.ran, self.total = name, ran, total  # ran: those statements' first lines
 
 
 # the exit codes of a run stopped by a signal: SIGHUP, SIGINT, SIGTERM
@@ -145,10 +145,17 @@ class Interrupted(PredeployError):
     """A run stopped by SIGINT (exit 130), SIGTERM (143) or SIGHUP (129), reported like any
     failure: what it changed, its runbook and its audit row."""
 
-    def __init__(self, message: str, exit_code: int, left_failed: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        exit_code: int,
+        left_failed: str | None = None,
+        ran: tuple[str, ...] = (),
+    ) -> None:
         super().__init__(message)
         self.exit_code = exit_code
         self.left_failed = left_failed  # the migration it stopped part-way, if any
+        self.ran = ran  # the first lines of that migration's statements that ran
 
 
 def interrupted(exc: KeyboardInterrupt, doing: str) -> Interrupted:
@@ -156,12 +163,13 @@ def interrupted(exc: KeyboardInterrupt, doing: str) -> Interrupted:
     SIGHUP); a StoppedPartWay says which migration it left failed and what to do."""
     if isinstance(exc, StoppedPartWay):
         return Interrupted(
-            f"stopped by {exc.signal} while {doing}: {exc.name} ran {exc.ran} of its "
+            f"stopped by {exc.signal} while {doing}: {exc.name} ran {len(exc.ran)} of its "
             f"{exc.total} statement(s) outside a transaction and is recorded as failed: check "
             f"what it changed, then `predeploy resolve --rolled-back {exc.name}` (or "
             f"--applied) before migrating again",
             exc.exit_code,
             left_failed=exc.name,
+            ran=exc.ran,
         )
     if isinstance(exc, Terminated):
         return Interrupted(f"stopped by {exc.signal} while {doing}", exc.exit_code)

@@ -95,15 +95,29 @@ def build_runbook(
         lines += _nothing_changed(env, error, backup, post_deploy)
         return write_runbook(settings, run_id, lines)
     if left_failed is not None:
-        lines += [
-            f"# {left_failed} stopped part-way outside a transaction and is recorded as failed:",
-            "# check what it changed, undo that by hand, then mark it and migrate again:",
-            command("resolve", "--env", env, "--rolled-back", left_failed),
-        ]
+        lines += _stopped_part_way(env, left_failed, error, has_down.get(left_failed, False))
     if applied:
         lines += _undo_applied(env, applied, has_down, failed=error is not None)
     lines += _restore(settings, backup, last_resort=bool(applied) or left_failed is not None)
     return write_runbook(settings, run_id, lines)
+
+
+def _stopped_part_way(
+    env: str, name: str, error: PredeployError | None, has_down: bool
+) -> list[str]:
+    ran = error.ran if isinstance(error, MigrationFailed | Interrupted) else ()
+    lines = [f"# {name} stopped part-way outside a transaction and is recorded as failed;"]
+    if ran:
+        lines.append(f"# it had run {len(ran)} statement(s), which stay done:")
+        lines += [f"#   {statement}" for statement in ran]
+    else:
+        lines.append("# none of its statements had completed (check what the cancelled one left)")
+    whole = " (its down.sql undoes the whole migration: use only the parts that apply)"
+    lines += [
+        f"# undo those by hand{whole if has_down else ''}, then mark it and migrate again:",
+        command("resolve", "--env", env, "--rolled-back", name),
+    ]
+    return lines
 
 
 def left_failed_by(error: PredeployError | None) -> str | None:

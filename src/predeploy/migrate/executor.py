@@ -355,6 +355,8 @@ class Executor:
                     continue
                 except psycopg.Error as exc:
                     failure = self._fail(unit, statement, exc, left_failed=True)
+                    if isinstance(failure, MigrationFailed):
+                        failure.ran = _first_lines(statements[: _kept(index, block_start)])
                     if conn.broken:  # nothing more can be recorded: the row stays failed
                         raise failure from None
                     self._abandon(savepoint=False)
@@ -366,20 +368,23 @@ class Executor:
                 done += 1
                 index += 1
         except KeyboardInterrupt as exc:  # SIGINT, SIGTERM, SIGHUP: psycopg cancelled it
-            raise self._stopped(unit, row_id, done, exc) from exc
+            kept = statements[: _kept(index, block_start)]
+            raise self._stopped(unit, row_id, _first_lines(kept), exc) from exc
         history.finish(conn, table, row_id, steps=1)
         return attempt
 
-    def _stopped(self, unit: Unit, row_id: str, ran: int, exc: KeyboardInterrupt) -> StoppedPartWay:
+    def _stopped(
+        self, unit: Unit, row_id: str, ran: tuple[str, ...], exc: KeyboardInterrupt
+    ) -> StoppedPartWay:
         """A signal part-way through a migration outside a transaction: its row stays failed
         (finished_at null), with why when the session can still say it."""
         total = len(unit.script.statements)
         signum = signal.Signals[exc.signal] if isinstance(exc, Terminated) else signal.SIGINT
-        why = f"stopped by {signum.name} after {ran} of its {total} statement(s) had run"
+        why = f"stopped by {signum.name} after {len(ran)} of its {total} statement(s) had run"
         try:
             if not self.conn.broken:
                 self._abandon(savepoint=False)
-                history.record_failure(self.conn, self.options.table, row_id, why, ran)
+                history.record_failure(self.conn, self.options.table, row_id, why, len(ran))
         except (psycopg.Error, KeyboardInterrupt):  # a second signal, or the server went away
             log.warning("failure_not_recorded", migration=unit.name, detail=why)
         return StoppedPartWay(signum, unit.name, ran, total)
@@ -499,3 +504,17 @@ class Executor:
             left_failed=left_failed,
             then=then,
         )
+
+
+def _first_lines(statements: Sequence[Statement]) -> tuple[str, ...]:
+    """Each statement's first line (as the runbook lists what a migration ran)."""
+    return tuple(
+        next((x.strip() for x in s.text.strip().splitlines() if x.strip()), "")[:120]
+        for s in statements
+    )
+
+
+def _kept(index: int, block_start: int | None) -> int:
+    """How many statements stay done when statement ``index`` fails: those before the
+    script's own open transaction, if one is open (the failure rolls it back)."""
+    return index if block_start is None else block_start

@@ -92,6 +92,7 @@ class MigrationFailed(MigrationError):
         super().__init__(f"{what} failed{where}{code}: {message}; {then}")
         self.name, self.file, self.sqlstate = name, file, sqlstate
         self.line, self.column, self.detail, self.left_failed = line, column, message, left_failed
+        self.ran: tuple[str, ...] = ()  # left failed: the first lines of the statements that ran
 
 
 @dataclass(frozen=True)
