@@ -239,7 +239,8 @@ def test_a_restore_stopped_by_sigterm_is_audited_interrupted_and_changes_nothing
     site: Site,
 ) -> None:
     """SIGTERM while the replay waits for a table the app holds: exit 143 with one line,
-    the audit row says `interrupted` (as migrate's), nothing changed."""
+    the replay's server session ended at once (not left holding what it dropped), the
+    audit row says `interrupted` (as migrate's), nothing changed."""
     settings = site.settings()
     backup.backup(settings)
     write(site.migrations, "2_orders", KINDS["fk_table"])
@@ -257,9 +258,11 @@ def test_a_restore_stopped_by_sigterm_is_audited_interrupted_and_changes_nothing
             done = run.finish(15)
         finally:
             run.kill()
+        # the app still holds its lock: the replay's session must not live on behind it,
+        # holding what it dropped (it did not notice its psql was gone)
+        wait_until(lambda: not predeploy_sessions(site.url), timeout=5, what="sessions to end")
     assert done.returncode == 143, done.stderr
     assert "SIGTERM" in one_line(done)
-    wait_until(lambda: not predeploy_sessions(site.url), timeout=5, what="sessions to end")
     assert state(site.url) == changed
     assert _trail(site.url, "public") == [("restore", "interrupted")]
 

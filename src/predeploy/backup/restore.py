@@ -273,12 +273,25 @@ def _replay(
             code = psql_run.wait()
         except BaseException:
             psql_run.kill()
+            _end_replay(conn, name)
             raise
         finally:
             pipe.close()
     if code != 0:
         failure = psql_run.failure(code)
         raise BackupError(f"restore of {info.path} failed: {failure}; the database is unchanged")
+
+
+def _end_replay(conn: Conn, name: str) -> None:
+    """End the killed psql's server session: one waiting for a lock does not notice its
+    client is gone, and would go on holding what it dropped (the application's tables)
+    until that lock came, then roll back."""
+    with contextlib.suppress(psycopg.Error):
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = %s AND pid <> pg_backend_pid()",
+            (name,),
+        )
 
 
 def _check_file(info: BackupInfo, *, default: bool) -> None:
