@@ -61,7 +61,7 @@ def test_runs_keep_name_order_across_phases(
     report = json.loads(pre.stdout)
     assert [a["name"] for a in report["applied"]] == ["1_users"]
     assert report["later"] == ["2_drop_old", "3_add_email"]
-    assert report["runbook"][0].endswith("this run applied 1 migration(s): 1_users")
+    assert report["runbook"][0] == "# this run applied 1 migration(s): 1_users"  # no failure
     status = json.loads(cli("status", "--env", "staging", "--json", env=env).stdout)
     assert {m["name"]: m["phase"] for m in status["migrations"]} == {
         "1_users": "pre-deploy",

@@ -26,6 +26,7 @@ import structlog
 from predeploy.config.settings import Settings
 from predeploy.errors import Interrupted, PredeployError
 from predeploy.migrate.outcome import Applied, MigrationFailed
+from predeploy.migrate.plan import OutOfPhase
 
 __all__ = [
     "PROGRAM",
@@ -97,7 +98,9 @@ def build_runbook(
     if left_failed is not None:
         lines += _stopped_part_way(env, left_failed, error, has_down.get(left_failed, False))
     if applied:
-        lines += _undo_applied(env, applied, has_down, failed=error is not None)
+        # a stop between phases is no failure: what ran, ran as planned
+        failed = error is not None and not isinstance(error, OutOfPhase)
+        lines += _undo_applied(env, applied, has_down, failed=failed)
     lines += _restore(settings, backup, last_resort=bool(applied) or left_failed is not None)
     return write_runbook(settings, run_id, lines)
 
