@@ -37,16 +37,15 @@ def guarded(action: Callable[[], T], log_file: str | None, *, json_output: bool 
         return _guarded(action, log_file)
     except Exit as exc:
         if json_output and exc.code:
-            report_failure(exc)
+            report_failure(str(exc.message or "").removeprefix("predeploy: "), exc.code)
         raise
 
 
-def report_failure(exc: Exit) -> None:
-    """A failed command's --json result: its line (without "predeploy: ") and exit code."""
+def report_failure(line: str, exit_code: int) -> None:
+    """A failed command's --json result: its error line and exit code."""
     if output.emitted():  # its report (status --check's, migrate's) carries the outcome
         return
-    line = str(exc.message or "").removeprefix("predeploy: ")
-    output.emit({"error": line, "exit_code": exc.code}, "", json_output=True)
+    output.emit({"error": line, "exit_code": exit_code}, "", json_output=True)
 
 
 def _guarded(action: Callable[[], T], log_file: str | None) -> T:

@@ -90,7 +90,7 @@ def _run(
             settings = load_settings(env_name(env), find_root(Path.cwd()))
         except PredeployError as exc:  # no env yet, so no log file: the message is all there is
             if json_output:
-                boundary.report_failure(Exit(f"predeploy: {exc.message}", exc.exit_code))
+                boundary.report_failure(exc.message, exc.exit_code)
             boundary.fail(exc)
         except KeyboardInterrupt:
             raise Exit("predeploy: interrupted", 130) from None

@@ -356,7 +356,9 @@ class Executor:
                 except psycopg.Error as exc:
                     failure = self._fail(unit, statement, exc, left_failed=True)
                     if isinstance(failure, MigrationFailed):
-                        failure.ran = _first_lines(statements[: _kept(index, block_start)])
+                        failure.ran = tuple(
+                            s.first_line for s in statements[: _kept(index, block_start)]
+                        )
                     if conn.broken:  # nothing more can be recorded: the row stays failed
                         raise failure from None
                     self._abandon(savepoint=False)
@@ -368,8 +370,8 @@ class Executor:
                 done += 1
                 index += 1
         except KeyboardInterrupt as exc:  # SIGINT, SIGTERM, SIGHUP: psycopg cancelled it
-            kept = statements[: _kept(index, block_start)]
-            raise self._stopped(unit, row_id, _first_lines(kept), exc) from exc
+            kept = tuple(s.first_line for s in statements[: _kept(index, block_start)])
+            raise self._stopped(unit, row_id, kept, exc) from exc
         history.finish(conn, table, row_id, steps=1)
         return attempt
 
@@ -504,14 +506,6 @@ class Executor:
             left_failed=left_failed,
             then=then,
         )
-
-
-def _first_lines(statements: Sequence[Statement]) -> tuple[str, ...]:
-    """Each statement's first line (as the runbook lists what a migration ran)."""
-    return tuple(
-        next((x.strip() for x in s.text.strip().splitlines() if x.strip()), "")[:120]
-        for s in statements
-    )
 
 
 def _kept(index: int, block_start: int | None) -> int:

@@ -325,8 +325,7 @@ def _statement(migration: Migration, item: dict[str, Any]) -> tuple[str, tuple[s
             chosen = statement
     if chosen is None:
         return "", ()
-    first = next((x.strip() for x in chosen.text.strip().splitlines() if x.strip()), "")
-    return first[:120], chosen.tables
+    return chosen.first_line, chosen.tables
 
 
 def _finding(

@@ -73,7 +73,6 @@ def _breaking(migration: Migration, waived: set[str]) -> list[Finding]:
 
 def _finding(migration: Migration, statement: Statement, what: str, waived: set[str]) -> Finding:
     line, column = position_to_line_column(migration.parsed.text, statement.offset + 1)
-    first = next((x.strip() for x in statement.text.strip().splitlines() if x.strip()), "")
     return Finding(
         migration=migration.name,
         file=str(migration.sql_path),
@@ -83,6 +82,6 @@ def _finding(migration: Migration, statement: Statement, what: str, waived: set[
         severity="warning",
         message=f"{what} in a pre-deploy migration: the release still running uses the old schema",
         help=_ADVICE,
-        statement=first[:120],
+        statement=statement.first_line,
         waived=RULE in waived,
     )

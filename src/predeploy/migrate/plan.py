@@ -39,11 +39,6 @@ class Plan:
     later: tuple[Migration, ...] = ()  # pending, but not in this run (other phase, or behind one)
     stop: OutOfPhase | None = None  # raised once ``pending`` is applied: the rest must wait
 
-    @property
-    def clean(self) -> bool:
-        """Nothing pending and nothing refusing: what a run must leave behind."""
-        return not self.pending and not self.refusals
-
     def refuse(self) -> None:
         """Raise the first refusal, if any (all of them are in the message)."""
         if not self.refusals:

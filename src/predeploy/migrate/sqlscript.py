@@ -57,6 +57,12 @@ class Statement:
     breaking: tuple[Break, ...] = ()  # changes the release still running may not survive
     adds: tuple[tuple[str, str], ...] = ()  # (table, column) the statement adds
 
+    @property
+    def first_line(self) -> str:
+        """Its first non-blank line, at most 120 characters: how findings and runbooks
+        quote it."""
+        return next((x.strip() for x in self.text.strip().splitlines() if x.strip()), "")[:120]
+
 
 @dataclass(frozen=True)
 class Script:
