@@ -30,6 +30,7 @@ from psycopg import sql
 
 from predeploy.config.settings import Settings, load_settings
 from predeploy.testing import ThrowawayCluster
+from support.pg15 import require_pg15
 
 
 # Settings a developer's shell may carry that must not leak into the tests.
@@ -164,6 +165,7 @@ def _run_invoke(
         timeout=timeout,
         check=False,
         preexec_fn=preexec,
+        start_new_session=True,  # never the suite's terminal: a prompt would wait there
     )
 
 
@@ -472,13 +474,11 @@ def prisma() -> Path:
 
 # --- PostgreSQL 15 beside the suite's server: the way-back tests run on both -------------
 
-PG15_BIN = Path("/usr/lib/postgresql/15/bin")
-
 
 @pytest.fixture(scope="session")
 def pg15_server() -> Iterator[Server]:
     """A second cluster from the system's PostgreSQL 15 binaries, for the whole session."""
-    cluster = ThrowawayCluster(bin_dir=PG15_BIN).start()
+    cluster = ThrowawayCluster(bin_dir=require_pg15()).start()
     try:
         yield Server(admin_url=cluster.admin_url, cluster=cluster)
     finally:
@@ -503,7 +503,7 @@ def target(request: pytest.FixtureRequest) -> Iterator[Target]:
     name = f"t_{uuid.uuid4().hex[:16]}"
     with psycopg.connect(server.admin_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    env = {"PREDEPLOY_PG_BIN_DIR": str(PG15_BIN)} if on15 else {}
+    env = {"PREDEPLOY_PG_BIN_DIR": str(require_pg15())} if on15 else {}
     try:
         yield Target(request.param, server, server.url(name), env)
     finally:

@@ -214,6 +214,7 @@ class Background:
             stdin=subprocess.DEVNULL,
             stdout=self._out,
             stderr=self._err,
+            start_new_session=True,
         )
         self.pid = self.process.pid
 

@@ -94,6 +94,7 @@ def predeploy(project: Path, env: dict[str, str], *args: str) -> subprocess.Comp
         text=True,
         timeout=300,
         check=False,
+        start_new_session=True,
     )
 
 

@@ -106,6 +106,7 @@ def _predeploy(
         text=True,
         timeout=300,
         check=False,
+        start_new_session=True,
     )
 
 

@@ -43,6 +43,7 @@ def into_closed_pipe(
             text=True,
             timeout=120,
             check=False,
+            start_new_session=True,
         )
     finally:
         os.close(write_end)
@@ -297,6 +298,7 @@ def test_runbook_lines_paste_without_the_venv_activated(project: Path, database_
     done = subprocess.run(
         [str(script), "migrate", "--env", "staging", "--yes", "--no-backup"],
         cwd=project, env=env, capture_output=True, text=True, timeout=120, check=False,
+        start_new_session=True,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     rollback = next(line for line in done.stdout.splitlines() if " rollback " in line)
@@ -304,6 +306,7 @@ def test_runbook_lines_paste_without_the_venv_activated(project: Path, database_
     pasted = subprocess.run(
         ["bash", "-c", rollback],
         cwd=project, env=env, capture_output=True, text=True, timeout=120, check=False,
+        start_new_session=True,
     )  # fmt: skip
     assert pasted.returncode == 0, pasted.stderr
     assert query_value(database_url, "SELECT to_regclass('a')") is None

@@ -100,7 +100,14 @@ def test_failing_health_url_exits_7_with_the_runbook(
             continue
         argv = shlex.split(line)
         program = invoke + argv[1:] if argv[0] == "predeploy" else [str(pm2_app.pm2_bin), *argv[1:]]
-        subprocess.run(program, cwd=pm2_app.project, env=environ, check=True, capture_output=True)
+        subprocess.run(
+            program,
+            cwd=pm2_app.project,
+            env=environ,
+            check=True,
+            capture_output=True,
+            start_new_session=True,
+        )
         if argv[:2] == ["predeploy", "rollback"]:
             break  # the restore is the alternative to the rollback
     assert applied(database_url) == ["1_users"]  # rolled back, the row kept
@@ -192,6 +199,7 @@ def test_post_deploy_hook_runs_as_pm2_runs_it(
         text=True,
         timeout=180,
         stdin=subprocess.DEVNULL,
+        start_new_session=True,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.lstrip().startswith("up to date")  # npm ci ran first

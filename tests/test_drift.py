@@ -26,11 +26,11 @@ from predeploy.migrate.discovery import Migration, discover
 from predeploy.migrate.fingerprint import Fingerprint, take
 from predeploy.postgres.sessions import CATALOG, Conn, Limits, connect
 from predeploy.testing import ThrowawayCluster
+from support.pg15 import require_pg15
 
 DATA = Path(__file__).resolve().parent / "data"
 CORPUS = DATA / "corpora" / "langfuse" / "migrations"
 EXTRAS = DATA / "drift" / "extras"
-PG15 = Path("/usr/lib/postgresql/15/bin")
 TABLE = "_prisma_migrations"
 EXCLUDE = [("public", TABLE), ("public", "predeploy_runs")]
 OPTIONS = executor.RunOptions(
@@ -481,7 +481,7 @@ def test_postgresql_15_no_drift_for_identical_databases_or_roles_then_more_kinds
 ) -> None:
     """PostgreSQL 15: no drift for identical databases or a reader; more kinds named, reconciled."""
     migrations = history_of(CORPUS, EXTRAS)
-    with ThrowawayCluster(bin_dir=PG15) as cluster, ExitStack() as stack:
+    with ThrowawayCluster(bin_dir=require_pg15()) as cluster, ExitStack() as stack:
         live = stack.enter_context(scratch_database(cluster.admin_url))
         build_database(live, migrations)
         copy = scratch_database(cluster.admin_url, template=url_of(live).database)

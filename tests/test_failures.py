@@ -35,6 +35,7 @@ from hazards import (
 from predeploy.config.settings import load_settings
 from predeploy.migrate import commands
 from predeploy.testing import ThrowawayCluster, free_port
+from support.pg15 import require_pg15
 
 
 def with_user(url: str, user: str, password: str) -> str:
@@ -344,21 +345,18 @@ def test_multi_line_error_from_the_server_is_one_line(
     assert "first line second line" in line and "1_raise" in line, line
 
 
-PG15_PSQL = Path("/usr/lib/postgresql/15/bin/psql")
-
-
-@pytest.mark.skipif(not PG15_PSQL.exists(), reason="needs PostgreSQL 15's client programs")
 def test_client_programs_with_an_older_libpq_can_use_the_conninfo(database_url: str) -> None:
     """The conninfo handed to pg_dump/pg_restore/psql holds only options their libpq knows:
     PostgreSQL 15's psql connects with it (libpq 16+ reports sslcertmode for every
     connection; pg_dump 15 refused it, so every backup of a PostgreSQL 15 server failed)."""
     from predeploy.postgres import programs  # noqa: PLC0415
 
+    psql15 = require_pg15() / "psql"
     with psycopg.connect(database_url) as conn:
         params, password = conn.info.get_parameters(), conn.info.password
     with programs.client(params, password, "predeploy test") as client:
         done = subprocess.run(
-            [str(PG15_PSQL), "-X", "-At", "-c", "SELECT 42", client.conninfo],
+            [str(psql15), "-X", "-At", "-c", "SELECT 42", client.conninfo],
             env=client.env,
             pass_fds=client.pass_fds,
             capture_output=True,

@@ -306,6 +306,7 @@ def test_prod_with_yes_waits_for_blockers_then_exits_5_naming_them(
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
+                start_new_session=True,
             )
             deadline = time.monotonic() + 30
             while '"event": "blocker"' not in log.read_text() and time.monotonic() < deadline:

@@ -127,6 +127,7 @@ def test_two_runs_started_together_one_exits_6(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            start_new_session=True,
         )
         for _ in range(2)
     ]
@@ -217,6 +218,7 @@ def test_crontab_line_in_crons_environment(
             timeout=120,
             check=False,
             stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
 
     done = cron()  # 1_users is pending: a human should look

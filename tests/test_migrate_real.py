@@ -73,6 +73,7 @@ def migrate_process(settings_env: dict[str, str], project: Path) -> subprocess.P
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,
     )
 
 

@@ -25,12 +25,13 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from conftest import PG15_BIN, Server, Target
+from conftest import Server, Target
 from hazards import Background, holding, one_line, predeploy_sessions, query_value, wait_until
 from predeploy.backup import dump as backup
 from predeploy.backup import restore, retention
 from predeploy.errors import BackupError
 from predeploy.migrate import commands
+from support.pg15 import require_pg15
 from test_failures import standby  # noqa: F401 (the fixture: a primary and its standby)
 from wayback import Site, execute, state, write
 
@@ -475,7 +476,7 @@ def test_backups_of_same_named_databases_on_two_servers_into_one_folder_both_sur
     name = f"t_shared_{os.getpid()}"
     sites = [
         Site(project, pg_server.url(name), {}),
-        Site(project, pg15_server.url(name), {"PREDEPLOY_PG_BIN_DIR": str(PG15_BIN)}),
+        Site(project, pg15_server.url(name), {"PREDEPLOY_PG_BIN_DIR": str(require_pg15())}),
     ]
     for server in (pg_server, pg15_server):
         execute(server.admin_url, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))

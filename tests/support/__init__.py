@@ -1,0 +1,1 @@
+"""Helpers the test modules import (not fixtures: those live in conftest.py)."""
