@@ -44,7 +44,8 @@ def render_check(result: CheckResult) -> str:
     rows = [
         ("env", result.env),
         ("database", f"{result.database} on {source}"),
-        ("server", f"PostgreSQL {result.server_version}"),
+        ("server", f"PostgreSQL {result.server_version} on {result.server}"),
+        ("policy", result.policy),
         ("user", result.user),
         ("latency", f"{result.latency_ms:.2f} ms"),
         ("role", "standby (read-only, in recovery)" if result.in_recovery else "primary"),
@@ -301,6 +302,8 @@ def render_adopted(done: Adopted) -> str:
         "crontab line (crontab -e, as the user that runs the app):",
         f"  {done.crontab}",
     ]
+    if done.suggestions:
+        lines += ["", *done.suggestions]
     return "\n".join(lines)
 
 
