@@ -23,6 +23,7 @@ import pytest
 from conftest import Cli, Target, run_in_terminal
 from predeploy.config.policy import Target as Seen
 from predeploy.config.policy import for_target, is_local, make_policy
+from predeploy.config.settings import load_settings
 from wayback import Site, execute, report, write
 
 USERS = ("CREATE TABLE users (id int PRIMARY KEY);", "DROP TABLE users;")
@@ -394,3 +395,23 @@ def _clean() -> dict[str, str]:
     from conftest import _OUR_VARIABLES  # noqa: PLC0415
 
     return {k: v for k, v in os.environ.items() if k not in _OUR_VARIABLES}
+
+
+def test_a_marker_on_another_audit_table_counts(site: Site) -> None:
+    """prod's own PREDEPLOY_AUDIT_TABLE (in .env.prod only) still protects a bare run."""
+    write(site.migrations, "1_users", *USERS)
+    (site.project / ".env.prod").write_text("PREDEPLOY_AUDIT_TABLE=deploy_runs\n")
+    _ok(site.migrate("prod"))
+    write(site.migrations, "2_posts", *POSTS)
+    refused = _bare(site, "migrate")
+    assert refused.returncode == 8, refused.stderr
+    assert "was deployed as prod" in refused.stderr.strip().splitlines()[-1]
+
+
+def test_predeploy_env_in_a_file_is_said_to_be_unread(project: Path) -> None:
+    """PREDEPLOY_ENV=prod in .env does not choose the env: every run says so."""
+    (project / ".env").write_text("PREDEPLOY_ENV=prod\nDATABASE_URL=postgresql://a@db.internal/x\n")
+    warnings = load_settings("dev", project, {}).warnings
+    said = [w for w in warnings if "PREDEPLOY_ENV=prod in .env is not read" in w]
+    assert said and "--env prod" in said[0], warnings
+    assert load_settings("prod", project, {}).warnings == ()

@@ -46,14 +46,23 @@ def parse(comment: str | None) -> str | None:
     return str(env) if env else _UNKNOWN
 
 
+# the marker of ``table`` first, else one on another table of its schema (an env whose
+# PREDEPLOY_AUDIT_TABLE names another audit table marks that one)
+_READ = """
+SELECT d.description FROM pg_description d
+JOIN pg_class c ON c.oid = d.objoid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p') AND d.description LIKE %(prefix)s
+ORDER BY c.relname = %(name)s DESC, c.relname LIMIT 1
+"""
+
+
 def read(conn: Conn, table: Table) -> str | None:
     """The env the database remembers (the audit table's marker), or None."""
-    try:
-        row = conn.execute(
-            "SELECT obj_description(to_regclass(%s), 'pg_class')", (table.regclass,)
-        ).fetchone()
-    except psycopg.errors.InsufficientPrivilege:  # no USAGE on the schema: the run says so
-        return None
+    like = PREFIX.replace("%", r"\%").replace("_", r"\_") + "%"
+    row = conn.execute(
+        _READ, {"schema": table.schema, "name": table.name, "prefix": like}
+    ).fetchone()
     return parse(row[0] if row else None)
 
 
@@ -89,12 +98,13 @@ def target_of(settings: Settings, conn: Conn) -> Target:
     return Target(conn.info.dbname, server, local, read(conn, audit_table))
 
 
-def policy_of(settings: Settings, conn: Conn) -> Policy:
-    """The policy of this run on ``conn``'s database; says once when the database decided."""
-    return decide(settings, target_of(settings, conn))
+def policy_of(settings: Settings, conn: Conn, *, say: bool = True) -> Policy:
+    """The policy of this run on ``conn``'s database; says once when the database decided
+    (unless ``say`` is False: it was said already)."""
+    return decide(settings, target_of(settings, conn), say=say)
 
 
-def decide(settings: Settings, target: Target) -> Policy:
+def decide(settings: Settings, target: Target, *, say: bool = True) -> Policy:
     """The policy of ``settings``' env on ``target`` (``for_target``), said when it differs."""
     policy = for_target(
         policy_for(settings),
@@ -102,7 +112,7 @@ def decide(settings: Settings, target: Target) -> Policy:
         scratch=settings.protected is False,
         allow_no_backup=settings.allow_no_backup,
     )
-    if policy.caution:
+    if policy.caution and say:
         log.warning("policy_from_target", detail=policy.caution)
     log.info("policy", detail=policy.describe(), protected=policy.protected)
     return policy

@@ -78,6 +78,7 @@ class RestorePlan:
     current_tables: int
     current_latest_migration: str | None
     mismatches: tuple[str, ...]  # what the manifest says differently from the target
+    policy: str = ""  # the policy that applies to the target, and why
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,7 @@ def plan(settings: Settings, path: Path | None, *, other_database: bool = False)
             row = conn.execute(_TABLES).fetchone()
             latest, _ = history.latest_applied(history.read(conn, table))
         database, identifier = conn.info.dbname, system_identifier(conn)
+        policy = protection.policy_of(settings, conn)
     mismatches = _mismatches(info, settings.env, database, identifier)
     if mismatches and not other_database:
         raise BackupError(
@@ -114,6 +116,7 @@ def plan(settings: Settings, path: Path | None, *, other_database: bool = False)
         current_tables=int(row[0]) if row else 0,
         current_latest_migration=latest,
         mismatches=tuple(mismatches),
+        policy=policy.describe(),
     )
 
 
@@ -128,7 +131,7 @@ def restore(
     with migrate_session(settings, "restore") as conn:
         refuse_standby(conn)
         with translated(conn, "reading what the database remembers of its env"):
-            policy = protection.policy_of(settings, conn)
+            policy = protection.policy_of(settings, conn, say=False)  # the plan said it
         server_major = conn.info.server_version // 10000
         pg_restore = _pg_restore(settings, server_major, info)
         psql = pg_restore.path.with_name("psql")

@@ -33,6 +33,7 @@ __all__ = [
     "render_maintenance",
     "render_report",
     "render_restore_plan",
+    "render_runbook",
     "render_runs",
     "render_status",
     "render_step",
@@ -139,6 +140,8 @@ def render_restore_plan(chosen: RestorePlan) -> str:
         f"{info['latest_migration'] or '(none)'}; checksum checked",
     ]
     lines += [f"  NOT THIS DATABASE'S: {m}" for m in chosen.mismatches]
+    if chosen.policy:
+        lines.append(f"  policy: {chosen.policy}")
     lines.append(f"Everything written to {chosen.database} since {info['created_at']} is lost.")
     return "\n".join(lines)
 
@@ -205,6 +208,11 @@ def _nothing_pending(report: Report) -> str:
         f"{len(report.later)} {other} migration(s) wait for their run ({run}, or "
         f"predeploy deploy): {', '.join(report.later)}"
     )
+
+
+def render_runbook(runbook: Runbook) -> str:
+    """A runbook after a report: a blank line, where it is kept, its commands."""
+    return "\n".join(_runbook(runbook))
 
 
 def _runbook(runbook: Runbook) -> list[str]:

@@ -35,6 +35,7 @@ from predeploy.cli.render import (
     render_maintenance,
     render_report,
     render_restore_plan,
+    render_runbook,
     render_runs,
     render_status,
     render_step,
@@ -396,7 +397,7 @@ def rollback(
         else "\n".join(f"rolled back {u['name']}" for u in undone)
     )
     if done.runbook is not None:
-        human += "\n\n" + done.runbook.text()
+        human += "\n" + render_runbook(done.runbook)
     output.emit(
         {
             "dry_run": dry_run,

@@ -14,7 +14,7 @@ the undone ones.
 
 The policy follows the database (``predeploy.protection``): under a protected one (the
 env's, or one the database remembers) a verified backup is taken first, as migrate does
-(``--no-backup`` only with PREDEPLOY_ALLOW_NO_BACKUP=1), and the runbook names it.
+(``--no-backup`` only with PREDEPLOY_ALLOW_NO_BACKUP=1), and a runbook names it.
 """
 
 from __future__ import annotations
@@ -110,7 +110,8 @@ def rollback(
         _undo_all(conn, settings, (chosen, policy), run, on_done)
         audit.record(conn, audit_table, run, "rolled back", None)
     _announce(settings, run, None, protected=policy.protected)
-    return Undone(chosen, policy, taken, _runbook(settings, chosen, taken, run_id))
+    book = _runbook(settings, chosen, taken, run_id) if taken is not None else None
+    return Undone(chosen, policy, taken, book)
 
 
 def _backup(
@@ -131,12 +132,11 @@ def _backup(
     return taken
 
 
-def _runbook(
-    settings: Settings, chosen: list[Chosen], taken: BackupResult | None, run_id: str
-) -> Runbook:
+def _runbook(settings: Settings, chosen: list[Chosen], taken: BackupResult, run_id: str) -> Runbook:
+    """How to undo a rollback that took a backup (the rest: migrate again, as ever)."""
     from predeploy import runbook  # noqa: PLC0415
 
-    backup = runbook.TakenBackup(taken.path, taken.created_at) if taken else None
+    backup = runbook.TakenBackup(taken.path, taken.created_at)
     names = [c.migration.name for c in chosen]
     return runbook.after_rollback(settings, undone=names, backup=backup, run_id=run_id)
 
