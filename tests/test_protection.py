@@ -19,6 +19,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from conftest import Cli, Target, run_in_terminal
 from predeploy.config.policy import Target as Seen
@@ -415,3 +416,31 @@ def test_predeploy_env_in_a_file_is_said_to_be_unread(project: Path) -> None:
     said = [w for w in warnings if "PREDEPLOY_ENV=prod in .env is not read" in w]
     assert said and "--env prod" in said[0], warnings
     assert load_settings("prod", project, {}).warnings == ()
+
+
+def test_a_marked_backup_restores_into_a_fresh_database(
+    site: Site, target: Target, project: Path
+) -> None:
+    """A dump of a database deployed as prod (its audit table's marker inside) restores into a
+    fresh database under dev: the marker is not replayed (the audit table is kept out of a
+    restore, its comment too), so the scratch copy is not protected."""
+    write(site.migrations, "1_users", *USERS)
+    _ok(site.migrate("prod"))
+    backup = site.run("backup", "--env", "dev", "--json")
+    assert backup.returncode == 0, backup.stderr
+    path = json.loads(backup.stdout)["path"]
+    copy = f"{site.url.rsplit('/', 1)[1]}_copy"
+    execute(target.server.admin_url, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(copy)))
+    try:
+        url = target.server.url(copy)
+        restored = site.run(
+            "restore", "--backup", path, "--other-database", "--yes", DATABASE_URL=url
+        )
+        assert restored.returncode == 0, restored.stderr
+        assert _tables(url) == {"users"}
+        assert _marker(url) is None
+    finally:
+        execute(
+            target.server.admin_url,
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(copy)),
+        )

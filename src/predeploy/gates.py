@@ -83,8 +83,8 @@ def refuse_without_terminal(policy: Policy, options: Asking, database: str, doin
     if policy.confirmation != "none" and not options.yes and not options.interactive:
         if policy.caution:  # the database, not the env, asks for it: say which and why
             raise Refused(
-                f"{policy.caution}; {doing} it needs a confirmation and there is no terminal "
-                f"to ask on: run it from a terminal, or pass --yes; nothing was done"
+                f"{policy.caution}; {doing} needs a confirmation and there is no terminal to "
+                f"ask on: run it from a terminal, or pass --yes; nothing was done"
             )
         raise Refused(
             f"{doing} {database} ({policy.label}) needs a confirmation and there is no terminal "
