@@ -89,7 +89,7 @@ def test_no_terminal_and_no_yes_is_refused_before_anything(
     prod = cli("migrate", "--env", "prod", "--json", env=prod_env)
     assert prod.returncode == 8, prod.stderr
     steps = [s["name"] for s in json.loads(prod.stdout)["steps"]]
-    assert steps == ["connectivity", "history", "pending"], steps
+    assert steps == ["connectivity", "policy", "history", "pending"], steps
     outcomes = "SELECT array_agg(outcome ORDER BY started_at) FROM predeploy_runs"
     assert query_value(database_url, outcomes) == ["failed: after pending"] * 2
     assert tables(database_url) == set()

@@ -24,7 +24,7 @@ from predeploy.confirm import operator
 from predeploy.migrate.history import Table
 from predeploy.postgres.sessions import Conn
 
-__all__ = ["Run", "git_revision", "last_runs", "record"]
+__all__ = ["Run", "ensure_table", "git_revision", "last_runs", "record"]
 
 log = structlog.get_logger(__name__)
 
@@ -89,21 +89,27 @@ def git_revision(root: Path) -> str | None:
     return head + ("+dirty" if dirty.strip() else "")
 
 
+def ensure_table(conn: Conn, table: Table) -> None:
+    """The audit table, created (or given its newer columns) when needed; psycopg.Error
+    when this user may not."""
+    row = conn.execute(
+        "SELECT to_regclass(%(t)s) IS NOT NULL, EXISTS (SELECT 1 FROM pg_attribute"
+        " WHERE attrelid = to_regclass(%(t)s) AND attname = 'health' AND NOT attisdropped)",
+        {"t": table.regclass},
+    ).fetchone()
+    exists, has_health = row if row is not None else (False, False)
+    if not exists:
+        conn.execute(sql.SQL(_DDL).format(table=table.ident))
+    elif not has_health:
+        conn.execute(sql.SQL(_ADD_HEALTH).format(table=table.ident))
+
+
 def record(conn: Conn, table: Table, run: Run, outcome: str, detail: str | None) -> None:
     """Write the run's row; a failure to write it is logged, never raised over the run's own."""
     try:
         if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
             conn.execute("ROLLBACK")
-        row = conn.execute(
-            "SELECT to_regclass(%(t)s) IS NOT NULL, EXISTS (SELECT 1 FROM pg_attribute"
-            " WHERE attrelid = to_regclass(%(t)s) AND attname = 'health' AND NOT attisdropped)",
-            {"t": table.regclass},
-        ).fetchone()
-        exists, has_health = row if row is not None else (False, False)
-        if not exists:
-            conn.execute(sql.SQL(_DDL).format(table=table.ident))
-        elif not has_health:
-            conn.execute(sql.SQL(_ADD_HEALTH).format(table=table.ident))
+        ensure_table(conn, table)
         conn.execute(
             sql.SQL(
                 "INSERT INTO {} (run_id, command, env, operator, host, git_revision,"

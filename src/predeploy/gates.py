@@ -81,6 +81,11 @@ def lint(policy: Policy, report: LintReport, *, force: bool) -> None:
 def refuse_without_terminal(policy: Policy, options: Asking, database: str, doing: str) -> None:
     """Refused (exit 8) when a confirmation is needed and there is no terminal to ask on."""
     if policy.confirmation != "none" and not options.yes and not options.interactive:
+        if policy.caution:  # the database, not the env, asks for it: say which and why
+            raise Refused(
+                f"{policy.caution}; {doing} needs a confirmation and there is no terminal to "
+                f"ask on: run it from a terminal, or pass --yes; nothing was done"
+            )
         raise Refused(
             f"{doing} {database} ({policy.label}) needs a confirmation and there is no terminal "
             f"to ask on: run it from a terminal, or pass --yes; nothing was done"

@@ -32,6 +32,7 @@ __all__ = [
     "PROGRAM",
     "Runbook",
     "TakenBackup",
+    "after_rollback",
     "build_runbook",
     "command",
     "program",
@@ -188,6 +189,20 @@ def _restore(settings: Settings, backup: TakenBackup | None, *, last_resort: boo
     if pm2:
         lines.append(f"pm2 start {shlex.quote(pm2)}")
     return lines
+
+
+def after_rollback(
+    settings: Settings, *, undone: list[str], backup: TakenBackup | None, run_id: str
+) -> Runbook:
+    """The commands that undo a rollback: apply the migrations again, or, as a last resort,
+    restore the backup it took first (a protected rollback takes one)."""
+    lines = [
+        f"# this run undid {len(undone)} migration(s), newest first: {_listed(undone)}",
+        "# to apply them again:",
+        command("migrate", "--env", settings.env),
+        *_restore(settings, backup, last_resort=True),
+    ]
+    return write_runbook(settings, run_id, lines)
 
 
 def write_runbook(settings: Settings, run_id: str, lines: list[str]) -> Runbook:

@@ -12,7 +12,7 @@ import structlog
 from predeploy.errors import PredeployError
 from predeploy.log import FILE_ONLY
 
-__all__ = ["OnStep", "Step", "Stepper", "skip", "stepper"]
+__all__ = ["OnStep", "Step", "Stepper", "note", "skip", "stepper"]
 
 log = structlog.get_logger(__name__)
 
@@ -54,6 +54,13 @@ def skip(
     """Record ``names`` as skipped, for ``detail`` (after ``seconds`` spent finding out)."""
     for name in names:
         _add(steps, on_step, Step(name, "skipped", seconds, detail))
+
+
+def note(
+    steps: list[Step], on_step: OnStep | None, name: str, detail: str, seconds: float = 0.0
+) -> None:
+    """Record ``name`` as done, with ``detail`` (a decision the checklist shows)."""
+    _add(steps, on_step, Step(name, "ok", seconds, detail))
 
 
 def _add(steps: list[Step], on_step: OnStep | None, done: Step) -> None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from predeploy import audit, lazy
+from predeploy import audit, lazy, protection
 from predeploy.config.policy import Policy, policy_for
 from predeploy.config.settings import Settings
 from predeploy.confirm import operator
@@ -40,7 +40,7 @@ from predeploy.migrate.privileges import check_bookkeeping
 from predeploy.migrate.status import compare
 from predeploy.postgres.failures import translated
 from predeploy.postgres.sessions import Conn, catalog_session
-from predeploy.steps import OnStep, Step, Stepper, skip, stepper
+from predeploy.steps import OnStep, Step, Stepper, note, skip, stepper
 
 if TYPE_CHECKING:
     from predeploy import gates
@@ -113,6 +113,7 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     runbook: Runbook | None = None
     error: PredeployError | None = None
+    policy: dict[str, Any] = field(default_factory=dict)  # which policy applied, and why
 
     @property
     def failed_step(self) -> str | None:
@@ -140,6 +141,7 @@ class Report:
             "warnings": self.warnings,
             "later": self.later,
             "runbook": self.runbook.commands if self.runbook else [],
+            "policy": self.policy,
         }
 
 
@@ -197,11 +199,11 @@ def migrate(
     if report.database and not options.dry_run and not options.rehearse:
         _audit(settings, trail, report)
         if options.notify:
-            _announce(settings, report)
+            _announce(settings, report, protected=run.policy.protected)
     return report
 
 
-def _announce(settings: Settings, report: Report) -> None:
+def _announce(settings: Settings, report: Report, *, protected: bool) -> None:
     from predeploy.ops.announce import announce  # noqa: PLC0415 (only with notifications on)
 
     left_failed = runbook_mod.left_failed_by(report.error) is not None
@@ -213,6 +215,7 @@ def _announce(settings: Settings, report: Report) -> None:
         changed=bool(report.applied) or left_failed,
         exit_code=report.error.exit_code if report.error else 0,
         drift=len(report.drift.differences) if report.drift is not None and drifted else 0,
+        protected=protected,
     )
 
 
@@ -223,7 +226,32 @@ def _workflow(run: _Run) -> None:
         # our backup and our apply, and a concurrent run waits (LOCK_WAIT) or exits 6
         conn = held.enter_context(migrate_session(run.settings, "migrate"))
     with held:
+        _follow_target(run, conn)
         _locked_workflow(run, conn)
+
+
+def _follow_target(run: _Run, conn: Conn) -> None:
+    """The policy follows the database: what it remembers, and whether it is local."""
+    started = time.perf_counter()
+    with translated(conn, "reading what the database remembers of its env"):
+        run.policy = protection.policy_of(run.settings, conn)
+    policy = run.policy
+    run.report.policy = {
+        "target": policy.target,
+        "protected": policy.protected,
+        "why": policy.why,
+        "deployed_as": policy.deployed_as,
+    }
+    note(run.report.steps, run.on_step, "policy", policy.describe(), time.perf_counter() - started)
+
+
+def _mark(run: _Run, conn: Conn) -> None:
+    """A protected env's change makes the database remember it (same session, first)."""
+    if run.policy.marks and not run.options.dry_run and not run.options.rehearse:
+        _, audit_table = history.tables_for(run.settings)
+        protection.mark(
+            conn, audit_table, env=run.settings.env, command="migrate", run_id=run.trail.run_id
+        )
 
 
 def _locked_workflow(run: _Run, conn: Conn) -> None:
@@ -253,6 +281,7 @@ def _locked_workflow(run: _Run, conn: Conn) -> None:
         ]
     if not report.pending:
         log.info("nothing_pending")
+        _mark(run, conn)  # once: an up-to-date production database learns what it is
         return
     if not options.dry_run and not options.rehearse:  # before lint, drift and their shadow
         gates.refuse_without_terminal(policy, options, report.database, "migrating")
@@ -279,6 +308,7 @@ def _locked_workflow(run: _Run, conn: Conn) -> None:
             settings, policy, options, conn=conn, pending=plan.pending, database=report.database
         )
     with step("apply"):
+        _mark(run, conn)
         commands.ensure_history(conn, table)
         with executor.Executor(conn, commands.run_options(settings)) as run_scripts:
             run_scripts.apply_all(plan.pending, lambda applied: _applied(run, applied))
@@ -394,9 +424,9 @@ def _after(
 
 def _question(policy: Policy, report: Report, verb: str = "apply") -> str:
     names = ", ".join(p.name for p in report.pending)
+    where = policy.target or report.database
     lines = [
-        f"About to {verb} {len(report.pending)} migration(s) on {report.database} "
-        f"({policy.label}): {names}",
+        f"About to {verb} {len(report.pending)} migration(s) on {where} ({policy.label}): {names}",
         f"Backup: {report.backup.path}" if report.backup else "No backup was taken.",
     ]
     lines += [f"Warning: {w}" for w in report.warnings]

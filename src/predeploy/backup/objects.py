@@ -261,8 +261,22 @@ def replayed(toc: str, keep: Iterable[tuple[str, str]], standing: set[str]) -> s
             kind, schema, tag = entry
             if _kept(schema, tag, kept) or (kind == "SCHEMA" and tag in standing):
                 continue
+        elif _comment_on_kept(line, kept):  # the live one stays (a protected env's marker)
+            continue
         lines.append(line)
     return "\n".join(lines) + "\n"
+
+
+def _comment_on_kept(line: str, kept: set[tuple[str, str]]) -> bool:
+    """A `COMMENT schema TABLE name owner` entry on a kept table (it may not even exist)."""
+    match = _TOC_LINE.match(line)
+    rest = match.group("rest") if match is not None else ""
+    if not rest.startswith("COMMENT "):
+        return False
+    schema, _, tail = rest.removeprefix("COMMENT ").partition(" ")
+    what, _, named = tail.partition(" ")
+    name = named.rsplit(" ", 1)[0] if " " in named else named
+    return what == "TABLE" and (schema, name) in kept
 
 
 def _kept(schema: str, name: str, kept: set[tuple[str, str]]) -> bool:

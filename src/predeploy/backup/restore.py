@@ -9,7 +9,9 @@ The restore itself is one transaction: every object the backup lacks is dropped 
 ``predeploy.backup.objects``), then the archive is replayed (`pg_restore --clean -f -`,
 streamed into `psql --single-transaction`). A failure anywhere leaves the database as it
 was. The audit table is kept out of it, and so is the schema that holds it (Prisma's
-``?schema=``, or public): the trail of runs survives a restore.
+``?schema=``, or public): the trail of runs survives a restore, and so does the marker
+of a protected env on it (``predeploy.protection``); a protected env marks it again after
+the replay.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pathlib import Path
 import psycopg
 import structlog
 
-from predeploy import audit
+from predeploy import audit, protection
 from predeploy.backup import objects
 from predeploy.backup.archive import digest
 from predeploy.backup.dump import system_identifier
@@ -76,6 +78,7 @@ class RestorePlan:
     current_tables: int
     current_latest_migration: str | None
     mismatches: tuple[str, ...]  # what the manifest says differently from the target
+    policy: str = ""  # the policy that applies to the target, and why
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,7 @@ def plan(settings: Settings, path: Path | None, *, other_database: bool = False)
             row = conn.execute(_TABLES).fetchone()
             latest, _ = history.latest_applied(history.read(conn, table))
         database, identifier = conn.info.dbname, system_identifier(conn)
+        policy = protection.policy_of(settings, conn)
     mismatches = _mismatches(info, settings.env, database, identifier)
     if mismatches and not other_database:
         raise BackupError(
@@ -112,6 +116,7 @@ def plan(settings: Settings, path: Path | None, *, other_database: bool = False)
         current_tables=int(row[0]) if row else 0,
         current_latest_migration=latest,
         mismatches=tuple(mismatches),
+        policy=policy.describe(),
     )
 
 
@@ -125,6 +130,8 @@ def restore(
     started = time.perf_counter()
     with migrate_session(settings, "restore") as conn:
         refuse_standby(conn)
+        with translated(conn, "reading what the database remembers of its env"):
+            policy = protection.policy_of(settings, conn, say=False)  # the plan said it
         server_major = conn.info.server_version // 10000
         pg_restore = _pg_restore(settings, server_major, info)
         psql = pg_restore.path.with_name("psql")
@@ -152,10 +159,12 @@ def restore(
                 name=name,
                 progress=progress,
             )
+        if policy.marks:  # the replay may carry the backup's own marker: this run's wins
+            protection.mark(conn, audit_table, env=settings.env, command="restore", run_id=run_id)
     seconds = time.perf_counter() - started
     dropped = tuple(str(e) for e in extra)
     log.info("restore_done", backup=str(info.path), seconds=round(seconds, 3), dropped=dropped)
-    _announce(settings, info, None)
+    _announce(settings, info, None, protected=policy.protected)
     return RestoreResult(info.path, chosen.database, seconds, dropped)
 
 
@@ -186,7 +195,13 @@ def _audited(settings: Settings, conn: Conn, run: audit.Run, info: BackupInfo) -
     audit.record(conn, table, run, "restored", None)
 
 
-def _announce(settings: Settings, info: BackupInfo, error: PredeployError | None) -> None:
+def _announce(
+    settings: Settings,
+    info: BackupInfo,
+    error: PredeployError | None,
+    *,
+    protected: bool | None = None,
+) -> None:
     from predeploy.ops.announce import announce  # noqa: PLC0415 (only with notifications on)
 
     report = {
@@ -197,7 +212,12 @@ def _announce(settings: Settings, info: BackupInfo, error: PredeployError | None
     }
     exit_code = error.exit_code if error else 0
     for warning in announce(
-        settings, "restore", report, changed=error is None, exit_code=exit_code
+        settings,
+        "restore",
+        report,
+        changed=error is None,
+        exit_code=exit_code,
+        protected=protected,
     ):
         log.warning("notification_warning", detail=warning)
 

@@ -33,6 +33,7 @@ __all__ = [
     "render_maintenance",
     "render_report",
     "render_restore_plan",
+    "render_runbook",
     "render_runs",
     "render_status",
     "render_step",
@@ -44,7 +45,8 @@ def render_check(result: CheckResult) -> str:
     rows = [
         ("env", result.env),
         ("database", f"{result.database} on {source}"),
-        ("server", f"PostgreSQL {result.server_version}"),
+        ("server", f"PostgreSQL {result.server_version} on {result.server}"),
+        ("policy", result.policy),
         ("user", result.user),
         ("latency", f"{result.latency_ms:.2f} ms"),
         ("role", "standby (read-only, in recovery)" if result.in_recovery else "primary"),
@@ -138,6 +140,8 @@ def render_restore_plan(chosen: RestorePlan) -> str:
         f"{info['latest_migration'] or '(none)'}; checksum checked",
     ]
     lines += [f"  NOT THIS DATABASE'S: {m}" for m in chosen.mismatches]
+    if chosen.policy:
+        lines.append(f"  policy: {chosen.policy}")
     lines.append(f"Everything written to {chosen.database} since {info['created_at']} is lost.")
     return "\n".join(lines)
 
@@ -204,6 +208,11 @@ def _nothing_pending(report: Report) -> str:
         f"{len(report.later)} {other} migration(s) wait for their run ({run}, or "
         f"predeploy deploy): {', '.join(report.later)}"
     )
+
+
+def render_runbook(runbook: Runbook) -> str:
+    """A runbook after a report: a blank line, where it is kept, its commands."""
+    return "\n".join(_runbook(runbook))
 
 
 def _runbook(runbook: Runbook) -> list[str]:
@@ -301,6 +310,8 @@ def render_adopted(done: Adopted) -> str:
         "crontab line (crontab -e, as the user that runs the app):",
         f"  {done.crontab}",
     ]
+    if done.suggestions:
+        lines += ["", *done.suggestions]
     return "\n".join(lines)
 
 

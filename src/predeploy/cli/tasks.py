@@ -35,11 +35,12 @@ from predeploy.cli.render import (
     render_maintenance,
     render_report,
     render_restore_plan,
+    render_runbook,
     render_runs,
     render_status,
     render_step,
 )
-from predeploy.config.policy import policy_for
+from predeploy.config.policy import Policy
 from predeploy.config.settings import Settings, env_name, find_root, load_settings
 from predeploy.errors import CheckFailed, ConfigError, HealthCheckFailed, PredeployError
 from predeploy.migrate import commands
@@ -326,6 +327,8 @@ def maintenance(c: Context, env: str | None = None, json_: bool = False) -> None
         "steps": "undo the N most recently applied migrations instead (default 1)",
         "yes": "confirm in advance (logged with your user name)",
         "dry_run": "show what would be undone and the SQL; change nothing",
+        "no_backup": "no verified backup first where one is taken (protected: needs "
+        "PREDEPLOY_ALLOW_NO_BACKUP=1)",
         "json": _JSON_HELP,
     }
 )
@@ -336,13 +339,13 @@ def rollback(
     steps: str | None = None,
     yes: bool = False,
     dry_run: bool = False,
+    no_backup: bool = False,
     json_: bool = False,
 ) -> None:
     """Run the down.sql of the named (or last N applied) migrations, newest applied first."""
     asking = _migrate_options(json_, yes=yes)
 
-    def confirm_undo(settings: Settings, chosen: list[rollback_mod.Chosen], database: str) -> None:
-        policy = policy_for(settings)
+    def confirm_undo(chosen: list[rollback_mod.Chosen], database: str, policy: Policy) -> None:
         names = ", ".join(c.migration.name for c in chosen)
         gates.refuse_without_terminal(policy, asking, database, "rolling back")
         if yes:
@@ -354,10 +357,12 @@ def rollback(
             policy,
             asking,
             database,
-            f"About to undo {len(chosen)} migration(s) on {database} ({policy.label}): {names}",
+            f"About to undo {len(chosen)} migration(s) on {policy.target or database} "
+            f"({policy.label}): {names}"
+            + ("\nA verified backup is taken first." if policy.protected and not no_backup else ""),
         )
 
-    def run(settings: Settings) -> list[rollback_mod.Chosen]:
+    def run(settings: Settings) -> rollback_mod.Undone:
         if migrations is not None and steps is not None:
             raise ConfigError(
                 "give one of --migrations NAMES or --steps N, not both: they choose differently"
@@ -375,25 +380,32 @@ def rollback(
             steps=_count(steps, "--steps"),
             names=names,
             dry_run=dry_run,
-            confirm=lambda chosen, database: confirm_undo(settings, chosen, database),
+            confirm=confirm_undo,
             run_id=log_mod.current_run_id(),
+            no_backup=no_backup,
+            progress=_progress(json_),
         )
 
-    chosen = _run(env, json_, run)
+    done = _run(env, json_, run)
     undone = [
         {"name": i.migration.name, "down": str(i.migration.down_path), "sql": i.down.text}
-        for i in chosen
+        for i in done.chosen
     ]
     human = (
         "\n".join(f"-- would undo {u['name']} with {u['down']}:\n{u['sql']}" for u in undone)
         if dry_run
         else "\n".join(f"rolled back {u['name']}" for u in undone)
     )
+    if done.runbook is not None:
+        human += "\n" + render_runbook(done.runbook)
     output.emit(
         {
             "dry_run": dry_run,
             "rolled_back": [] if dry_run else undone,
             "would_undo": undone if dry_run else [],
+            "backup": done.backup.as_dict() if done.backup else None,
+            "runbook": done.runbook.commands if done.runbook else [],
+            "policy": done.policy.describe(),
         },
         human,
         json_,
@@ -681,7 +693,13 @@ def init(c: Context, json_: bool = False) -> None:
     Adds predeploy's settings (commented out) to .env.example and its folders to
     .gitignore; changes nothing that exists.
     """
-    done = _run("dev", json_, lambda s: adopt.adopt(s.root, s.migrations_dir))
+
+    def run(settings: Settings) -> adopt.Adopted:
+        done = adopt.adopt(settings.root, settings.migrations_dir)
+        done.suggestions = adopt.suggest_env(settings, default_env=env_name(None) == "dev")
+        return done
+
+    done = _run("dev", json_, run)
     output.emit(done.as_dict(), render_adopted(done), json_)
 
 

@@ -15,23 +15,42 @@ backup, no question.
 | blocking sessions | listed | listed | asked (``--yes``: waited for, then refuse) |
 | ``--rehearse`` | as apply | as apply | behind the confirmation |
 | drift before applying | not checked | not checked | checked |
+
+The policy also follows the database (``for_target``): one that a protected env has
+changed remembers it (``Target.deployed_as``, read by ``predeploy.protection``) and gets the
+protected policy whatever the env; a development env's relaxed policy holds only on the
+embedded server or a loopback/socket database (else it asks and backs up, as any other env,
+unless PREDEPLOY_PROTECTED=0 says the database is a scratch one).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from predeploy.config.settings import Settings
 
-__all__ = ["DEVELOPMENT_ENVS", "PROTECTED_ENVS", "Policy", "policy_for"]
+__all__ = [
+    "DEVELOPMENT_ENVS",
+    "EMBEDDED",
+    "PROTECTED_ENVS",
+    "Policy",
+    "Target",
+    "for_target",
+    "is_local",
+    "make_policy",
+    "policy_for",
+]
 
 PROTECTED_ENVS = frozenset({"prod", "production"})
 DEVELOPMENT_ENVS = frozenset({"dev", "development"})
 
 Confirmation = Literal["none", "yes", "typed"]
 BlockerRule = Literal["list", "ask"]
+EMBEDDED = "the embedded server"  # Target.server of the embedded dev PostgreSQL
 
 
 @dataclass(frozen=True)
@@ -49,15 +68,51 @@ class Policy:
     blockers: BlockerRule
     rehearse_confirmed: bool
     drift_checked: bool
+    why: str = ""  # why this policy applies, for the checklist and `check`
+    target: str = ""  # "database on server" once the target is known
+    deployed_as: str | None = None  # the env the database remembers (its marker), if any
+    inherited: bool = False  # protected only because the database remembers it
+    caution: str | None = None  # said once when the database, not the env, decided
 
     @property
     def label(self) -> str:
         """How the env is described in messages: 'prod (protected)'."""
+        if self.inherited:
+            return f"{self.env} (protected: deployed as {self.deployed_as})"
         return f"{self.env} (protected)" if self.protected else self.env
+
+    @property
+    def marks(self) -> bool:
+        """A run under this policy that changes the database makes it remember its env."""
+        return self.protected and not self.inherited and self.deployed_as != self.env
+
+    @property
+    def summary(self) -> str:
+        """Which policy and why: 'protected (deployed as prod)'."""
+        gates = "protected" if self.protected else ("relaxed" if self.development else "asks")
+        return f"{gates} ({self.why})" if self.why else gates
+
+    def describe(self) -> str:
+        """One line for the checklist: which database, which policy, why."""
+        return f"{self.target}: {self.summary}" if self.target else self.summary
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a run learnt about its database before its policy is decided."""
+
+    database: str
+    server: str  # host:port, the socket, or "the embedded server"
+    local: bool  # embedded, a socket, localhost or a loopback address
+    deployed_as: str | None = None  # the env a protected run recorded there
+
+    @property
+    def where(self) -> str:
+        return f"{self.database} on {self.server}"
 
 
 def policy_for(settings: Settings) -> Policy:
-    """The policy of ``settings.env``."""
+    """The policy of ``settings.env`` (before its database is known: see ``for_target``)."""
     return make_policy(
         settings.env,
         protected=getattr(settings, "protected", None),
@@ -65,10 +120,78 @@ def policy_for(settings: Settings) -> Policy:
     )
 
 
+def is_local(host: str | None, hostaddr: str | None = None) -> bool:
+    """True for the embedded server (``None``), a Unix socket, localhost or a loopback
+    address (127.0.0.0/8, ::1); ``hostaddr`` (libpq's) wins over the name when given."""
+    if host is None and hostaddr is None:
+        return True
+    name = (hostaddr or host or "").strip().strip("[]").lower()
+    if not name or name.startswith(("/", "@")):
+        return True
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def for_target(
+    policy: Policy, target: Target, *, scratch: bool, allow_no_backup: bool = False
+) -> Policy:
+    """The policy that applies to ``target``: the env's, raised where the database says so.
+
+    ``scratch`` is PREDEPLOY_PROTECTED=0: it opens a non-local database to a development
+    env, but never lifts what the database remembers (a forgotten setting must not
+    un-protect production).
+    """
+    known = dataclasses.replace(policy, target=target.where, deployed_as=target.deployed_as)
+    if policy.protected:
+        return known
+    if target.deployed_as is not None:
+        raised = make_policy(policy.env, protected=True, allow_no_backup=allow_no_backup)
+        caution = (
+            f"{target.database} was deployed as {target.deployed_as}: the protected policy "
+            f"applies (env {policy.env})"
+        )
+        return dataclasses.replace(
+            raised,
+            why=f"deployed as {target.deployed_as}",
+            target=target.where,
+            deployed_as=target.deployed_as,
+            inherited=True,
+            caution=caution,
+        )
+    if target.local:
+        why = "the embedded server" if target.server == EMBEDDED else "a local database"
+        return dataclasses.replace(known, why=f"{policy.why}, {why}" if policy.why else why)
+    if scratch:
+        return dataclasses.replace(known, why=f"{policy.why}: a scratch database")
+    if not policy.development:
+        return known
+    caution = (
+        f"{target.where} is not a local database: env {policy.env} asks before changing it and "
+        f"backs it up first (PREDEPLOY_PROTECTED=0 if it is a scratch database, or --env prod)"
+    )
+    return dataclasses.replace(
+        known,
+        development=False,
+        backup_required=True,
+        confirmation="yes",
+        edited_blocks=True,
+        why=f"env {policy.env} on a database that is not local",
+        caution=caution,
+    )
+
+
 def make_policy(env: str, *, protected: bool | None, allow_no_backup: bool) -> Policy:
     """The policy of ``env``; ``protected`` overrides the default (prod, production)."""
     guarded = env in PROTECTED_ENVS if protected is None else protected
     development = env in DEVELOPMENT_ENVS and not guarded
+    if protected is None:
+        why = f"env {env} is protected" if guarded else f"env {env} is not protected"
+    else:
+        why = f"PREDEPLOY_PROTECTED={int(protected)}"
     return Policy(
         env=env,
         protected=guarded,
@@ -81,4 +204,5 @@ def make_policy(env: str, *, protected: bool | None, allow_no_backup: bool) -> P
         blockers="ask" if guarded else "list",
         rehearse_confirmed=guarded,
         drift_checked=guarded,
+        why=why,
     )

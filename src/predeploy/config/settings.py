@@ -177,6 +177,7 @@ def _build(
     )
     dbs = read_databases(env, layers, prisma, default_connect_timeout=timeout, environ=environ)
     notes = [*layers.warnings, *dbs.warnings, *([timeout_note] if timeout_note else [])]
+    notes += _env_in_file(env, layers)
     fields: dict[str, Any] = {
         **_run_fields(get, root, prisma),
         **_backup_fields(get, root),
@@ -201,6 +202,19 @@ def _build(
 
 
 _Get = Callable[[str], "str | None"]
+
+
+def _env_in_file(env: str, layers: EnvLayers) -> list[str]:
+    """PREDEPLOY_ENV in a .env file is never read (the env picks the files): say so when it
+    names another env than this run's."""
+    named, source = layers.get("PREDEPLOY_ENV"), layers.source("PREDEPLOY_ENV")
+    if not named or named == env or source in (None, "the environment"):
+        return []
+    return [
+        f"PREDEPLOY_ENV={named} in {source} is not read (the env is chosen before the .env "
+        f"files): this run is env {env}; export PREDEPLOY_ENV={named} in the environment of "
+        f"the user that runs predeploy, or pass --env {named}"
+    ]
 
 
 def _run_fields(get: _Get, root: Path, prisma: PrismaProject) -> dict[str, Any]:

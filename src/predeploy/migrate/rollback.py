@@ -11,16 +11,22 @@ It refuses, before undoing anything, when a migration it would undo has an edite
 missing folder (it never undoes another one instead), when a down.sql is missing or holds
 only comments, and when migrations applied after the named ones would be left on top of
 the undone ones.
+
+The policy follows the database (``predeploy.protection``): under a protected one (the
+env's, or one the database remembers) a verified backup is taken first, as migrate does
+(``--no-backup`` only with PREDEPLOY_ALLOW_NO_BACKUP=1), and a runbook names it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import structlog
 
-from predeploy import audit
+from predeploy import audit, protection
+from predeploy.config.policy import Policy
 from predeploy.config.settings import Settings
 from predeploy.errors import ConfigError, MigrationError, Terminated
 from predeploy.migrate import commands, executor, history
@@ -29,9 +35,15 @@ from predeploy.migrate.discovery import Migration
 from predeploy.migrate.lock import migrate_session
 from predeploy.migrate.sqlscript import Script
 from predeploy.migrate.status import Entry, compare
+from predeploy.postgres.failures import translated
 from predeploy.postgres.sessions import Conn
 
-__all__ = ["Chosen", "rollback"]
+if TYPE_CHECKING:
+    from predeploy.backup.dump import BackupResult
+    from predeploy.backup.progress import ProgressFn
+    from predeploy.runbook import Runbook
+
+__all__ = ["Chosen", "Undone", "rollback"]
 
 log = structlog.get_logger(__name__)
 
@@ -44,17 +56,35 @@ class Chosen:
     down: Script
 
 
+@dataclass(frozen=True)
+class Undone:
+    """What a rollback undid (or would undo), the backup it took first and its runbook."""
+
+    chosen: list[Chosen]
+    policy: Policy
+    backup: BackupResult | None = None
+    runbook: Runbook | None = None
+
+
+@dataclass(frozen=True)
+class _Asked:
+    no_backup: bool
+
+
 def rollback(
     settings: Settings,
     *,
     steps: int | None = None,
     names: list[str] | None = None,
     dry_run: bool,
-    confirm: Callable[[list[Chosen], str], None],
+    confirm: Callable[[list[Chosen], str, Policy], None],
     on_done: Callable[[executor.Applied], None] | None = None,
     run_id: str = "",
-) -> list[Chosen]:
-    """Undo ``names`` (or the newest ``steps`` applied); returns them, newest-applied first."""
+    no_backup: bool = False,
+    progress: ProgressFn | None = None,
+) -> Undone:
+    """Undo ``names`` (or the newest ``steps`` applied), newest-applied first; ``confirm``
+    is asked (with the policy that applies) before the backup and anything undone."""
     if (steps is None) == (names is None):
         steps = 1 if names is None else steps
     if steps is not None and steps < 1:
@@ -63,19 +93,62 @@ def rollback(
     table, audit_table = history.tables_for(settings)
     with migrate_session(settings, "rollback") as conn:
         commands.refuse_standby(conn)
+        with translated(conn, "reading what the database remembers of its env"):
+            policy = protection.policy_of(settings, conn)
         entries = compare(found, commands.read_history(conn, table)).entries
         chosen = _choose(entries, steps=steps, names=names)
         if dry_run:
-            return chosen
-        confirm(chosen, conn.info.dbname)
+            return Undone(chosen, policy)
+        from predeploy import gates  # noqa: PLC0415 (a rollback that changes something)
+
+        gates.no_backup(policy, _Asked(no_backup))
+        confirm(chosen, conn.info.dbname, policy)
         run = audit.Run(run_id=run_id, command="rollback", env=settings.env, root=settings.root)
-        _undo_all(conn, settings, chosen, run, on_done)
+        taken = _backup(settings, policy, run, no_backup=no_backup, progress=progress)
+        if policy.marks:
+            protection.mark(conn, audit_table, env=settings.env, command="rollback", run_id=run_id)
+        _undo_all(conn, settings, (chosen, policy), run, on_done)
         audit.record(conn, audit_table, run, "rolled back", None)
-    _announce(settings, run, None)
-    return chosen
+    _announce(settings, run, None, protected=policy.protected)
+    book = _runbook(settings, chosen, taken, run_id) if taken is not None else None
+    return Undone(chosen, policy, taken, book)
 
 
-def _announce(settings: Settings, run: audit.Run, error: str | None, exit_code: int = 0) -> None:
+def _backup(
+    settings: Settings,
+    policy: Policy,
+    run: audit.Run,
+    *,
+    no_backup: bool,
+    progress: ProgressFn | None,
+) -> BackupResult | None:
+    """A protected rollback's verified backup, taken first (as migrate's is)."""
+    if not policy.protected or no_backup:
+        return None
+    from predeploy.backup import dump  # noqa: PLC0415 (pg_dump's machinery)
+
+    taken = dump.backup(settings, reason="pre-rollback", progress=progress)
+    run.backup_path, run.backup_sha256 = str(taken.path), taken.sha256
+    return taken
+
+
+def _runbook(settings: Settings, chosen: list[Chosen], taken: BackupResult, run_id: str) -> Runbook:
+    """How to undo a rollback that took a backup (the rest: migrate again, as ever)."""
+    from predeploy import runbook  # noqa: PLC0415
+
+    backup = runbook.TakenBackup(taken.path, taken.created_at)
+    names = [c.migration.name for c in chosen]
+    return runbook.after_rollback(settings, undone=names, backup=backup, run_id=run_id)
+
+
+def _announce(
+    settings: Settings,
+    run: audit.Run,
+    error: str | None,
+    exit_code: int = 0,
+    *,
+    protected: bool | None = None,
+) -> None:
     from predeploy.ops.announce import announce  # noqa: PLC0415 (only with notifications on)
 
     report = {
@@ -85,7 +158,12 @@ def _announce(settings: Settings, run: audit.Run, error: str | None, exit_code: 
         "rolled_back": run.migrations,
     }
     for warning in announce(
-        settings, "rollback", report, changed=bool(run.migrations), exit_code=exit_code
+        settings,
+        "rollback",
+        report,
+        changed=bool(run.migrations),
+        exit_code=exit_code,
+        protected=protected,
     ):
         log.warning("notification_warning", detail=warning)
 
@@ -93,10 +171,11 @@ def _announce(settings: Settings, run: audit.Run, error: str | None, exit_code: 
 def _undo_all(
     conn: Conn,
     settings: Settings,
-    chosen: list[Chosen],
+    undoing: tuple[list[Chosen], Policy],
     run: audit.Run,
     on_done: Callable[[executor.Applied], None] | None,
 ) -> None:
+    chosen, policy = undoing
     _, audit_table = history.tables_for(settings)
     try:
         with executor.Executor(conn, commands.run_options(settings)) as run_scripts:
@@ -109,12 +188,12 @@ def _undo_all(
         undone = ", ".join(m["name"] for m in run.migrations) or "none"
         error = MigrationError(f"{exc.message} (already undone in this run: {undone})")
         audit.record(conn, audit_table, run, "failed", str(error))
-        _announce(settings, run, error.message, error.exit_code)
+        _announce(settings, run, error.message, error.exit_code, protected=policy.protected)
         raise error from None
     except KeyboardInterrupt as exc:
         audit.record(conn, audit_table, run, "interrupted", None)
         code = exc.exit_code if isinstance(exc, Terminated) else 130
-        _announce(settings, run, "interrupted", code)
+        _announce(settings, run, "interrupted", code, protected=policy.protected)
         raise
 
 

@@ -5,7 +5,10 @@ of ``.env.example``, and ``.gitignore`` entries for what predeploy writes into t
 (``.pgdata/``, ``backups/``, ``logs/``). It never rewrites a line that exists, so running it
 twice changes nothing the second time. The pm2 post-deploy line and the crontab line, for
 this folder and the virtualenv predeploy runs from, are printed for the operator to paste:
-an ecosystem file and a crontab are theirs.
+an ecosystem file and a crontab are theirs. When the project's ``.env`` points at a
+database that is not on this machine (a server's production URL), it suggests the
+``PREDEPLOY_ENV=prod`` line, so that a bare command gets prod's policy; it never edits
+``.env``.
 """
 
 from __future__ import annotations
@@ -15,11 +18,15 @@ import sys
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from predeploy.config.policy import is_local
 from predeploy.errors import ConfigError
 
-__all__ = ["Adopted", "adopt"]
+if TYPE_CHECKING:
+    from predeploy.config.settings import Settings
+
+__all__ = ["Adopted", "adopt", "suggest_env"]
 
 MARKER = "# --- predeploy ---"
 IGNORED = (".pgdata/", "backups/", "logs/", ".predeploy/cache/")
@@ -35,6 +42,7 @@ class Adopted:
     post_deploy: str = ""
     crontab: str = ""
     migrations: str = ""
+    suggestions: list[str] = field(default_factory=list)  # lines for the operator to act on
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -44,6 +52,7 @@ class Adopted:
             "post_deploy": self.post_deploy,
             "crontab": self.crontab,
             "migrations": self.migrations,
+            "suggestions": self.suggestions,
         }
 
 
@@ -70,6 +79,28 @@ def adopt(root: Path, migrations_dir: Path, program: Path | None = None) -> Adop
     )
     done.migrations = f"{where} ({'found' if found else 'missing: predeploy new NAME creates it'})"
     return done
+
+
+def suggest_env(settings: Settings, default_env: bool) -> list[str]:
+    """When a bare command (``default_env``: no PREDEPLOY_ENV) would run dev against a
+    database that is not on this machine, the lines that suggest ``PREDEPLOY_ENV=prod``."""
+    if not default_env:
+        return []
+    urls = (
+        (settings.database_url_var, settings.database_url),
+        (settings.direct_database_url_var, settings.direct_database_url),
+    )
+    for variable, url in urls:
+        if url is not None and not is_local(url.host, url.params.get("hostaddr")):
+            return [
+                f"{variable} points at {url.address} (not this machine) and no PREDEPLOY_ENV is "
+                f"set: a bare predeploy command runs env dev there.",
+                "If this is the production server, add this line to the environment of the "
+                "user that runs predeploy (its shell profile, the pm2 ecosystem's env, the "
+                "crontab; .env was not changed):",
+                "  PREDEPLOY_ENV=prod",
+            ]
+    return []
 
 
 def _env_example(path: Path, done: Adopted) -> None:

@@ -28,8 +28,11 @@ def announce(
     changed: bool,
     exit_code: int = 0,
     drift: int = 0,
+    protected: bool | None = None,
 ) -> list[str]:
-    """Send the run's notification; returns the warnings to show (failed deliveries)."""
+    """Send the run's notification; returns the warnings to show (failed deliveries).
+
+    ``protected``: the policy the run had (its database may have raised the env's)."""
     if not settings.notify_urls:
         return []
     from predeploy.ops import notify  # noqa: PLC0415 (apprise only when notifications are on)
@@ -45,7 +48,7 @@ def announce(
         command,
         report,
         env=settings.env,
-        protected=policy_for(settings).protected,
+        protected=policy_for(settings).protected if protected is None else protected,
         database=str(url) if url is not None else "the embedded dev database",
         changed=changed,
         outcome="interrupted" if exit_code in INTERRUPTED_CODES else None,

@@ -7,6 +7,7 @@ from typing import Any
 
 import structlog
 
+from predeploy import protection
 from predeploy.config.settings import Settings
 from predeploy.postgres import pgbin
 from predeploy.postgres.sessions import catalog_session, round_trip_ms, target_url
@@ -32,6 +33,10 @@ class CheckResult:
     pg_dump: pgbin.PgProgram | None
     pg_restore: pgbin.PgProgram | None
     tools_warning: str | None
+    server: str = ""  # host:port, the socket, or the embedded server
+    policy: str = ""  # the policy a run that changes this database gets, and why
+    protected: bool = False
+    deployed_as: str | None = None  # the protected env that changed it last
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -60,6 +65,8 @@ def check(settings: Settings) -> CheckResult:
         assert row is not None  # noqa: S101 (a SELECT without FROM returns one row)
         version, version_num, database, user, in_recovery = row
         latency_ms = round_trip_ms(conn)
+        target = protection.target_of(settings, conn)
+    policy = protection.decide(settings, target)
     server_major = int(str(version_num)) // 10000
     tools = pgbin.select(settings.pg_bin_dir, server_major)
     result = CheckResult(
@@ -75,6 +82,10 @@ def check(settings: Settings) -> CheckResult:
         pg_dump=tools.pg_dump,
         pg_restore=tools.pg_restore,
         tools_warning=tools.warning,
+        server=target.server,
+        policy=policy.summary,
+        protected=policy.protected,
+        deployed_as=policy.deployed_as,
     )
     log.info(
         "check_ok",

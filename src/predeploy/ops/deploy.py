@@ -124,6 +124,7 @@ def deploy(
                 (report.migrate and report.migrate.applied) or (report.post and report.post.applied)
             ),
             exit_code=report.error.exit_code if report.error else 0,
+            protected=report.migrate.policy.get("protected") if report.migrate else None,
         )
     return report
 

@@ -1,0 +1,118 @@
+"""A database remembers the protected env that changed it, and its policy follows.
+
+A protected env's run that migrates, rolls back or restores a database leaves a marker
+there, on the session that makes the change: the comment of predeploy's audit table (in
+the history's schema, so each Prisma ``?schema=`` has its own), naming the env, when, by
+whom and from which host. A restore keeps the audit table, so the marker too. Every later
+run reads it on its first session (one query; no audit table: no marker) and gets the
+policy ``predeploy.config.policy.for_target`` decides from it and from where the database
+is. On a copy that really is scratch, ``COMMENT ON TABLE predeploy_runs IS NULL`` forgets it.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from datetime import UTC, datetime
+
+import psycopg
+import structlog
+from psycopg import sql
+
+from predeploy import audit
+from predeploy.config.policy import EMBEDDED, Policy, Target, for_target, is_local, policy_for
+from predeploy.config.settings import Settings
+from predeploy.confirm import operator
+from predeploy.migrate import history
+from predeploy.migrate.history import Table
+from predeploy.postgres.sessions import Conn
+
+__all__ = ["PREFIX", "decide", "mark", "parse", "policy_of", "read", "target_of"]
+
+log = structlog.get_logger(__name__)
+
+PREFIX = "predeploy protected: "
+_UNKNOWN = "an unknown protected env"
+
+
+def parse(comment: str | None) -> str | None:
+    """The env a marker names; None when ``comment`` is no marker of ours."""
+    if not comment or not comment.startswith(PREFIX):
+        return None
+    try:
+        env = json.loads(comment[len(PREFIX) :]).get("env")
+    except (ValueError, AttributeError):
+        env = None
+    return str(env) if env else _UNKNOWN
+
+
+# the marker of ``table`` first, else one on another table of its schema (an env whose
+# PREDEPLOY_AUDIT_TABLE names another audit table marks that one)
+_READ = """
+SELECT d.description FROM pg_description d
+JOIN pg_class c ON c.oid = d.objoid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p') AND d.description LIKE %(prefix)s
+ORDER BY c.relname = %(name)s DESC, c.relname LIMIT 1
+"""
+
+
+def read(conn: Conn, table: Table) -> str | None:
+    """The env the database remembers (the audit table's marker), or None."""
+    like = PREFIX.replace("%", r"\%").replace("_", r"\_") + "%"
+    row = conn.execute(
+        _READ, {"schema": table.schema, "name": table.name, "prefix": like}
+    ).fetchone()
+    return parse(row[0] if row else None)
+
+
+def mark(conn: Conn, table: Table, *, env: str, command: str, run_id: str) -> None:
+    """Make the database remember ``env``; a failure is logged, never raised over the run."""
+    note = {
+        "env": env,
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "operator": operator(),
+        "host": socket.gethostname(),
+        "command": command,
+        "run_id": run_id,
+    }
+    try:
+        if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
+            conn.execute("ROLLBACK")
+        audit.ensure_table(conn, table)
+        comment = sql.Literal(PREFIX + json.dumps(note))
+        conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(table.ident, comment))
+    except psycopg.Error as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        log.warning("protection_not_marked", table=str(table), detail=detail)
+        return
+    log.info("protection_marked", env=env, table=str(table))
+
+
+def target_of(settings: Settings, conn: Conn) -> Target:
+    """Where ``conn`` (a session on the env's direct URL) is, and what it remembers."""
+    url = None if settings.uses_embedded else settings.migration_url
+    server = EMBEDDED if url is None else url.address
+    local = url is None or is_local(url.host, url.params.get("hostaddr"))
+    _, audit_table = history.tables_for(settings)
+    return Target(conn.info.dbname, server, local, read(conn, audit_table))
+
+
+def policy_of(settings: Settings, conn: Conn, *, say: bool = True) -> Policy:
+    """The policy of this run on ``conn``'s database; says once when the database decided
+    (unless ``say`` is False: it was said already)."""
+    return decide(settings, target_of(settings, conn), say=say)
+
+
+def decide(settings: Settings, target: Target, *, say: bool = True) -> Policy:
+    """The policy of ``settings``' env on ``target`` (``for_target``), said when it differs."""
+    policy = for_target(
+        policy_for(settings),
+        target,
+        scratch=settings.protected is False,
+        allow_no_backup=settings.allow_no_backup,
+    )
+    if policy.caution and say:
+        log.warning("policy_from_target", detail=policy.caution)
+    log.info("policy", detail=policy.describe(), protected=policy.protected)
+    return policy
