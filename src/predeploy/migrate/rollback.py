@@ -27,6 +27,7 @@ from predeploy.migrate import commands, executor, history
 from predeploy.migrate import discovery as migrations
 from predeploy.migrate.discovery import Migration
 from predeploy.migrate.lock import migrate_session
+from predeploy.migrate.privileges import ROLLBACK, check_bookkeeping
 from predeploy.migrate.sqlscript import Script
 from predeploy.migrate.status import Entry, compare
 from predeploy.postgres.sessions import Conn
@@ -67,6 +68,7 @@ def rollback(
         chosen = _choose(entries, steps=steps, names=names)
         if dry_run:
             return chosen
+        check_bookkeeping(conn, table, audit_table, needs=ROLLBACK, then="nothing was undone")
         confirm(chosen, conn.info.dbname)
         run = audit.Run(run_id=run_id, command="rollback", env=settings.env, root=settings.root)
         _undo_all(conn, settings, chosen, run, on_done)
