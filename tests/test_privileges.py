@@ -209,3 +209,79 @@ def test_rollback_and_resolve_name_their_grants_before_changing_anything(
     line = _refused(cli, project, role.url, "resolve", "--env", "staging", "--applied", "2_b")
     assert _grants(line) == [f"GRANT INSERT, UPDATE ON TABLE {HISTORY} TO {role.quoted}"], line
     assert query_value(database_url, "SELECT count(*) FROM _prisma_migrations") == 1
+
+
+def _bookkeeper(database_url: str, project: Path, role: Role) -> None:
+    """1_a applied by the superuser; ``role`` may keep the books and nothing more."""
+    _applied_by_admin(database_url, project)
+    role.grant(f"GRANT SELECT, INSERT, UPDATE ON TABLE {HISTORY}")
+    role.grant(f"GRANT INSERT ON TABLE {AUDIT}")
+    role.grant(f"GRANT USAGE ON SEQUENCE {SEQUENCE}")
+
+
+def _denied(cli: Cli, project: Path, role: Role, *args: str) -> tuple[str, str]:
+    """Exit 2, one line with the server's 42501 message and what to do; (line, stdout)."""
+    done = cli(*args, env=project_env(role.url, project))
+    line = one_line(done)
+    assert done.returncode == 2, done.stderr
+    assert "[42501]" in line and "fix the SQL" not in line, line
+    return line, done.stdout
+
+
+@pytest.mark.parametrize(
+    ("script", "said", "advice"),
+    [
+        (
+            "INSERT INTO a VALUES (1);",
+            "permission denied for table a",
+            "GRANT INSERT ON TABLE a TO",
+        ),
+        (
+            "ALTER TABLE a ADD COLUMN x int;",
+            "must be owner of table a",
+            "only the owner of table a",
+        ),
+    ],
+)
+def test_a_migration_denied_by_the_server_is_exit_2_naming_the_privilege(
+    cli: Cli, database_url: str, project: Path, role: Role, script: str, said: str, advice: str
+) -> None:
+    """The migration's own SQL needs a privilege the role lacks: exit 2 with the server's
+    words and what to do, not 'fix the SQL'; it was rolled back, the runbook says this run
+    changed nothing, and the audit row records the failure."""
+    _bookkeeper(database_url, project, role)
+    write_migrations(project / "migrations", {"2_b": script})
+    args = ("migrate", "--env", "staging", "--yes", "--no-backup")
+    line, stdout = _denied(cli, project, role, *args)
+    assert said in line and advice in line and role.quoted in line, line
+    assert "it was rolled back: it changed nothing" in line, line
+    assert "this run changed nothing" in stdout, stdout
+    assert query_value(database_url, "SELECT count(*) FROM _prisma_migrations") == 1
+    outcome = query_value(database_url, "SELECT outcome FROM predeploy_runs ORDER BY id DESC")
+    assert outcome == "failed: apply"
+
+
+def test_a_denied_statement_outside_a_transaction_says_to_resolve(
+    cli: Cli, database_url: str, project: Path, role: Role
+) -> None:
+    """CREATE INDEX CONCURRENTLY on another role's table: exit 2, the row stays failed and
+    the line says how to mark it; no INVALID index advice (none was left)."""
+    _bookkeeper(database_url, project, role)
+    write_migrations(project / "migrations", {"2_i": "CREATE INDEX CONCURRENTLY a_i ON a (id);"})
+    args = ("migrate", "--env", "staging", "--yes", "--no-backup")
+    line, _ = _denied(cli, project, role, *args)
+    assert "must be owner of table a" in line and "resolve --rolled-back 2_i" in line, line
+    assert "INVALID" not in line and "DROP INDEX" not in line, line
+
+
+def test_a_down_sql_denied_by_the_server_is_exit_2(
+    cli: Cli, database_url: str, project: Path, role: Role
+) -> None:
+    """rollback whose down.sql drops another role's table: exit 2, nothing undone."""
+    _bookkeeper(database_url, project, role)
+    args = ("rollback", "--env", "staging", "--steps", "1", "--yes")
+    line, _ = _denied(cli, project, role, *args)
+    assert "rollback of 1_a failed" in line and "must be owner of table a" in line, line
+    assert "nothing was undone" in line, line
+    assert query_value(database_url, "SELECT to_regclass('a') IS NOT NULL") is True
+    assert query_value(database_url, "SELECT outcome FROM predeploy_runs") == "failed"

@@ -371,7 +371,9 @@ def _rehearse(run: _Run, conn: Conn, plan: Plan) -> None:
             report.rehearsal = run_scripts.rehearse(list(plan.pending))
         failed = [r for r in report.rehearsal if r.outcome == "failed"]
         if failed:
-            raise MigrationError(f"rehearsal failed: {failed[0].detail}")
+            error = MigrationError(f"rehearsal failed: {failed[0].detail}")
+            error.exit_code = 2 if failed[0].sqlstate == "42501" else error.exit_code
+            raise error
 
 
 def _after(

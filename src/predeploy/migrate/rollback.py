@@ -110,6 +110,7 @@ def _undo_all(
     except MigrationError as exc:
         undone = ", ".join(m["name"] for m in run.migrations) or "none"
         error = MigrationError(f"{exc.message} (already undone in this run: {undone})")
+        error.exit_code = exc.exit_code  # 2 for a missing privilege, 5 for the SQL
         audit.record(conn, audit_table, run, "failed", str(error))
         _announce(settings, run, error.message, error.exit_code)
         raise error from None
