@@ -9,6 +9,7 @@ warning about the log file. A failed run's log file, when writable, ends with it
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import subprocess
@@ -17,9 +18,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from conftest import Cli, write_migrations
 from hazards import project_env, query_value
+from predeploy import log
 
 
 def _mount(folder: Path, *options: str) -> None:
@@ -186,3 +189,17 @@ def test_a_failed_run_s_log_file_ends_with_its_error_line(
     failures = [e for e in _log_events(project / "logs") if e.get("event") == "run_failed"]
     assert [e["detail"] for e in failures] == [line], failures
     assert failures[0]["exit_code"] == code
+
+
+def test_the_writer_warns_once_then_skips_the_file(small_disk: Path) -> None:
+    """In process: every event still reaches stderr, the file's failure is said once, and
+    the boundary knows the file is gone (an internal error does not point at it)."""
+    _fill(small_disk)
+    stream = io.StringIO()
+    setup = log.configure(env="dev", log_dir=small_disk, json_output=True, stream=stream)
+    assert setup.log_file is not None and log.file_in_use()
+    for n in range(3):
+        structlog.get_logger("t").info("event", n=n)
+    events = [json.loads(line)["event"] for line in stream.getvalue().splitlines()]
+    assert events == ["event", "log_file_failed", "event", "event"], events
+    assert not log.file_in_use()

@@ -39,6 +39,7 @@ __all__ = [
     "LogSetup",
     "configure",
     "current_run_id",
+    "file_in_use",
     "new_run_id",
     "prune",
 ]
@@ -247,6 +248,8 @@ def configure(
             reported_on_screen=level <= 10,
         ),
     ]
+    global _writer  # noqa: PLW0603 (one run per process: its writer, for file_in_use)
+    _writer = writer
     structlog.configure(
         processors=processors,
         logger_factory=lambda *_args: writer,
@@ -259,6 +262,14 @@ def configure(
     if file_error is not None:
         structlog.get_logger(__name__).warning("log_file_unavailable", detail=file_error)
     return LogSetup(run_id, log_file, file_error)
+
+
+_writer: _Writer | None = None
+
+
+def file_in_use() -> bool:
+    """Whether the run's log file is still written (a full disk may have ended it)."""
+    return _writer is not None and _writer.file is not None
 
 
 def _open_log_file(

@@ -87,6 +87,8 @@ def _guarded(action: Callable[[], T], log_file: str | None) -> T:
     except Exception as exc:
         logger.error("internal_error", exc_info=True, **{log_mod.FILE_ONLY: True})
         where = f"the traceback is in {log_file}" if log_file else "run again with a log folder"
+        if log_file and not log_mod.file_in_use():  # the disk took it away (warned above)
+            where = f"its log file {log_file} could not be written: run again on a writable disk"
         fail(
             InternalError(
                 f"internal error ({type(exc).__name__}: {message_of(exc)}): this is a bug in "
