@@ -285,3 +285,38 @@ def test_a_down_sql_denied_by_the_server_is_exit_2(
     assert "nothing was undone" in line, line
     assert query_value(database_url, "SELECT to_regclass('a') IS NOT NULL") is True
     assert query_value(database_url, "SELECT outcome FROM predeploy_runs") == "failed"
+
+
+def test_a_role_that_cannot_read_every_table_is_refused_before_the_backup(
+    cli: Cli, database_url: str, project: Path, role: Role
+) -> None:
+    """Books kept, but no SELECT on table a: pg_dump would fail after the run started;
+    the gate says so first (exit 2, the table and the GRANT), and the GRANT as printed
+    lets the backup and the run through."""
+    _bookkeeper(database_url, project, role)
+    line = _migrate(cli, project, role.url)
+    assert '"public"."a"' in line and SEQUENCE in line, line
+    grants = [  # PUBLIC has USAGE on public: not named
+        f'GRANT SELECT ON ALL TABLES IN SCHEMA "public" TO {role.quoted}',
+        f'GRANT SELECT ON ALL SEQUENCES IN SCHEMA "public" TO {role.quoted}',
+    ]
+    assert "; ".join(grants) in line and "no backup taken" in line, line
+    for grant in grants:
+        role.admin(grant)
+    done = cli("migrate", "--env", "staging", "--yes", env=project_env(role.url, project))
+    assert done.returncode == 0, done.stderr
+    assert list((project / "backups").rglob("*.dump")), "the backup was taken"
+
+
+def test_row_level_security_that_would_hide_rows_from_the_backup_is_refused(
+    cli: Cli, database_url: str, project: Path, role: Role
+) -> None:
+    """A table with row-level security the role is subject to: pg_dump refuses it, so the
+    gate does first, naming BYPASSRLS."""
+    _bookkeeper(database_url, project, role)
+    role.admin("ALTER TABLE a ENABLE ROW LEVEL SECURITY")
+    role.grant("GRANT SELECT ON ALL TABLES IN SCHEMA public")
+    role.grant("GRANT SELECT ON ALL SEQUENCES IN SCHEMA public")
+    line = _migrate(cli, project, role.url)
+    assert f"ALTER ROLE {role.quoted} BYPASSRLS" in line and '"public"."a"' in line, line
+    assert "GRANT SELECT" not in line, line

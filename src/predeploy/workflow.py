@@ -36,7 +36,7 @@ from predeploy.migrate import discovery as migrations
 from predeploy.migrate.discovery import POST_DEPLOY, PRE_DEPLOY
 from predeploy.migrate.lock import migrate_session
 from predeploy.migrate.plan import OutOfPhase, Plan, make_plan
-from predeploy.migrate.privileges import check_bookkeeping
+from predeploy.migrate.privileges import check_bookkeeping, check_dump
 from predeploy.migrate.status import compare
 from predeploy.postgres.failures import translated
 from predeploy.postgres.sessions import Conn, catalog_session
@@ -272,6 +272,8 @@ def _locked_workflow(run: _Run, conn: Conn) -> None:
         return
     with step("privileges"):
         check_bookkeeping(conn, table, audit_table)
+        if policy.backup_required and not options.no_backup:  # pg_dump must read it all
+            check_dump(conn)
     _backup(run)
     _confirm(run)
     with step("blockers"):

@@ -22,7 +22,7 @@ from predeploy.migrate.history import Table
 from predeploy.postgres.failures import translated
 from predeploy.postgres.sessions import Conn
 
-__all__ = ["APPLY", "RESOLVE", "ROLLBACK", "check_bookkeeping"]
+__all__ = ["APPLY", "RESOLVE", "ROLLBACK", "check_bookkeeping", "check_dump"]
 
 APPLY = ("SELECT", "INSERT", "UPDATE")  # migrate: read, insert rows, finish failed ones
 ROLLBACK = ("SELECT", "UPDATE")  # rollback: read, stamp rolled_back_at
@@ -163,3 +163,57 @@ def _tables(
 ) -> list[tuple[Table, bool, bool]]:
     """(table, exists, used by this command) for the history and audit tables."""
     return [(history, held.has_history, bool(needs)), (audit, held.has_audit, audited)]
+
+
+# what pg_dump reads that this user may not: tables and sequences (their rows, their
+# values), schemas (to look in), tables whose row-level security would hide rows (pg_dump
+# refuses those); extension members are the extension's business
+_DUMP = """
+SELECT * FROM (
+    SELECT n.nspname, c.relname, c.relkind = 'S' AS sequence,
+           NOT has_schema_privilege(n.oid, 'USAGE') AS no_usage,
+           NOT CASE WHEN c.relkind = 'S' THEN has_sequence_privilege(c.oid, 'SELECT')
+                    ELSE has_table_privilege(c.oid, 'SELECT') END AS no_select,
+           c.relrowsecurity AND NOT r.bypass AND (c.relforcerowsecurity OR NOT r.owner) AS rls
+    FROM pg_class c
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    CROSS JOIN LATERAL (
+        SELECT rolsuper OR rolbypassrls AS bypass, pg_has_role(c.relowner, 'USAGE') AS owner
+        FROM pg_roles WHERE rolname = current_user
+    ) r
+    WHERE c.relkind IN ('r', 'S')
+      AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                      AND d.objid = c.oid AND d.deptype = 'e')
+) t
+WHERE no_usage OR no_select OR rls
+ORDER BY 1, 2
+"""
+
+
+def check_dump(conn: Conn) -> None:
+    """ConfigError (exit 2) before the backup when pg_dump could not read every table and
+    sequence: which, and the GRANTs (or ALTER ROLE) that let it."""
+    with translated(conn, "checking what the backup can read"):
+        rows = conn.execute(_DUMP).fetchall()
+    if not rows:
+        return
+    user = conn.info.user
+    who = sql.Identifier(user).as_string(conn)
+    unread = [Table(schema, name).regclass for schema, name, *_ in rows]
+    grants: list[str] = []
+    for schema in sorted({row[0] for row in rows if row[3] or row[4]}):
+        q = sql.Identifier(schema).as_string(conn)
+        mine = [row for row in rows if row[0] == schema]
+        grants += [f"GRANT USAGE ON SCHEMA {q} TO {who}"] if any(r[3] for r in mine) else []
+        for kind, label in ((False, "TABLES"), (True, "SEQUENCES")):
+            if any(r[2] == kind and (r[3] or r[4]) for r in mine):
+                grants.append(f"GRANT SELECT ON ALL {label} IN SCHEMA {q} TO {who}")
+    if any(row[5] for row in rows):
+        grants.append(f"ALTER ROLE {who} BYPASSRLS (row-level security would hide rows)")
+    listed = ", ".join(unread[:5]) + (f" and {len(unread) - 5} more" if len(unread) > 5 else "")
+    raise ConfigError(
+        f"user {user} cannot back up the whole database: pg_dump could not read {listed}; "
+        f"have an admin run {'; '.join(grants)} (on PostgreSQL 14+, GRANT pg_read_all_data "
+        f"TO {who} also does), or use a role that can; nothing was done (no backup taken)"
+    )
