@@ -135,34 +135,6 @@ def test_a_read_only_log_disk(cli: Cli, database_url: str, project: Path) -> Non
     assert query_value(database_url, "SELECT outcome FROM predeploy_runs") == "applied"
 
 
-def test_stderr_on_a_full_disk_does_not_stop_the_run(
-    database_url: str, project: Path, small_disk: Path, tmp_path: Path
-) -> None:
-    """stderr redirected to a file on a full disk: the run still applies and records
-    everything; the log file (elsewhere) says stderr could not be written."""
-    write_migrations(project / "migrations", _scripts(5))
-    _fill(small_disk)
-    env = {**os.environ, **project_env(database_url, project, PREDEPLOY_LOG_DIR=str(tmp_path))}
-    env.pop("PREDEPLOY_ENV", None)
-    with (small_disk / "stderr.txt").open("w") as stderr:
-        done = subprocess.run(
-            [sys.executable, "-m", "predeploy", "migrate", "--env", "staging", "--yes"],
-            cwd=project,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-    assert done.returncode == 0
-    assert _applied(database_url) == 5
-    assert query_value(database_url, "SELECT outcome FROM predeploy_runs") == "applied"
-    [log_file] = tmp_path.glob("predeploy-staging-*.log")
-    assert "stderr_unwritable" in log_file.read_text()
-
-
 def _log_events(folder: Path) -> list[dict[str, object]]:
     [log_file] = folder.glob("predeploy-*.log")
     return [json.loads(line) for line in log_file.read_text().splitlines()]
@@ -203,3 +175,36 @@ def test_the_writer_warns_once_then_skips_the_file(small_disk: Path) -> None:
     events = [json.loads(line)["event"] for line in stream.getvalue().splitlines()]
     assert events == ["event", "log_file_failed", "event", "event"], events
     assert not log.file_in_use()
+
+
+@pytest.mark.parametrize("stream", ["stdout", "stderr"])
+def test_stdout_or_stderr_on_a_full_disk_does_not_stop_the_run(
+    database_url: str, project: Path, small_disk: Path, tmp_path: Path, stream: str
+) -> None:
+    """`predeploy migrate > full/out.log` (or 2>): the run applies and records everything,
+    exit 0, no traceback; the log file (elsewhere) says which stream was lost."""
+    write_migrations(project / "migrations", _scripts(5))
+    _fill(small_disk)
+    env = {**os.environ, **project_env(database_url, project, PREDEPLOY_LOG_DIR=str(tmp_path))}
+    env.pop("PREDEPLOY_ENV", None)
+    with (small_disk / "out.txt").open("w") as lost:
+        done = subprocess.run(
+            [sys.executable, "-m", "predeploy", "migrate", "--env", "staging", "--yes"],
+            cwd=project,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=lost if stream == "stdout" else subprocess.PIPE,
+            stderr=lost if stream == "stderr" else subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in (done.stderr or "") + (done.stdout or "")
+    assert _applied(database_url) == 5
+    assert query_value(database_url, "SELECT outcome FROM predeploy_runs") == "applied"
+    [log_file] = tmp_path.glob("predeploy-staging-*.log")
+    noted = [e for e in _log_events(tmp_path) if e.get("event") == f"{stream}_unwritable"]
+    assert len(noted) == 1, log_file.read_text()
+    if stream == "stdout":  # said on stderr too, once
+        assert len(_warnings(done.stderr, "stdout_unwritable")) == 1, done.stderr
