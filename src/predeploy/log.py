@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterable
@@ -109,6 +110,7 @@ class _Writer:
     ) -> None:
         self.stream: IO[str] | None = stream
         self.file, self.screen_level, self.path = file, screen_level, path
+        self._failing = threading.Lock()
 
     def _write(self, level: int, line: str, screen: str | None) -> None:
         if screen is not None and level >= self.screen_level and self.stream is not None:
@@ -126,10 +128,12 @@ class _Writer:
                 self._file_failed(exc)
 
     def _file_failed(self, exc: OSError | ValueError) -> None:
-        file, self.file = self.file, None
+        with self._failing:  # a progress thread may fail on it at the same moment: said once
+            file, self.file = self.file, None
+        if file is None:
+            return
         with contextlib.suppress(OSError, ValueError):
-            if file is not None:
-                file.close()
+            file.close()
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         structlog.get_logger(__name__).warning(
             "log_file_failed",
