@@ -320,3 +320,14 @@ def test_row_level_security_that_would_hide_rows_from_the_backup_is_refused(
     line = _migrate(cli, project, role.url)
     assert f"ALTER ROLE {role.quoted} BYPASSRLS" in line and '"public"."a"' in line, line
     assert "GRANT SELECT" not in line, line
+
+
+def test_a_rehearsal_denied_by_the_server_is_exit_2(
+    cli: Cli, database_url: str, project: Path, role: Role
+) -> None:
+    """--rehearse: the same 42501 is exit 2 with the same advice; nothing is kept."""
+    _bookkeeper(database_url, project, role)
+    write_migrations(project / "migrations", {"2_b": "INSERT INTO a VALUES (1);"})
+    line, _ = _denied(cli, project, role, "migrate", "--env", "staging", "--rehearse", "--yes")
+    assert "rehearsal failed" in line and "GRANT INSERT ON TABLE a TO" in line, line
+    assert query_value(database_url, "SELECT count(*) FROM a") == 0
