@@ -331,3 +331,21 @@ def test_a_rehearsal_denied_by_the_server_is_exit_2(
     line, _ = _denied(cli, project, role, "migrate", "--env", "staging", "--rehearse", "--yes")
     assert "rehearsal failed" in line and "GRANT INSERT ON TABLE a TO" in line, line
     assert query_value(database_url, "SELECT count(*) FROM a") == 0
+
+
+def test_a_down_sql_outside_a_transaction_denied_says_it_is_still_applied(
+    cli: Cli, database_url: str, project: Path, role: Role
+) -> None:
+    """DROP INDEX CONCURRENTLY of the admin's index: exit 2, the migration still applied,
+    and no 'fix down.sql' (nothing in it is wrong)."""
+    _bookkeeper(database_url, project, role)
+    migrations = project / "migrations"
+    write_migrations(migrations, {"2_i": "CREATE INDEX CONCURRENTLY a_i ON a (id);"})
+    (migrations / "2_i" / "down.sql").write_text("DROP INDEX CONCURRENTLY a_i;\n")
+    commands.migrate(load_settings("staging", project, project_env(database_url, project)))
+    args = ("rollback", "--env", "staging", "--steps", "1", "--yes")
+    line, _ = _denied(cli, project, role, *args)
+    assert "must be owner of index a_i" in line and "this rollback as that role" in line, line
+    assert "2_i is still recorded as applied: once it has the privilege, roll back" in line
+    assert "fix down.sql" not in line, line
+    assert query_value(database_url, "SELECT to_regclass('a_i') IS NOT NULL") is True

@@ -410,10 +410,14 @@ class Executor:
             except psycopg.Error as exc:
                 if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                     conn.execute("ROLLBACK")
+                fix = (
+                    "once it has the privilege,"
+                    if isinstance(exc, pg_errors.InsufficientPrivilege)
+                    else "fix down.sql (IF EXISTS makes it safe to run again), then"
+                )
                 then = (
                     f"{index} of its {len(statements)} statement(s) ran before it and "
-                    f"{unit.name} is still recorded as applied: fix down.sql (IF EXISTS makes "
-                    f"it safe to run again), then roll back again"
+                    f"{unit.name} is still recorded as applied: {fix} roll back again"
                 )
                 raise self._fail(unit, statements[index], exc, then=then) from None
             if statements[index].kind == "TransactionStmt":

@@ -141,7 +141,8 @@ def failure(
     position = int(diag.statement_position or 1)
     line, column = position_to_line_column(unit.script.text, statement.offset + position)
     if denied:  # a missing privilege is configuration (exit 2), not SQL to fix
-        then = f"{_privilege_advice(statement, message, user)}; {_state(unit, left_failed, then)}"
+        advice = _privilege_advice(unit, statement, message, user)
+        then = f"{advice}; {_state(unit, left_failed, then)}"
     if then is None and isinstance(exc, pg_errors.DeadlockDetected) and not left_failed:
         then = "it was rolled back: another session's locks crossed its own; run it again"
     if then is None and statement.concurrent and statement.kind == "IndexStmt":
@@ -183,14 +184,15 @@ _TABLE_PRIVILEGE = {
 }
 
 
-def _privilege_advice(statement: Statement, message: str, user: str | None) -> str:
+def _privilege_advice(unit: Unit, statement: Statement, message: str, user: str | None) -> str:
     """What to do about 'permission denied for table x' or 'must be owner of table x'."""
     who = '"' + user.replace('"', '""') + '"' if user else "the role it runs as"
+    script = "this rollback" if unit.file == "down.sql" else "this migration"
     if message.startswith("must be owner of "):
         what = message.removeprefix("must be owner of ").split(" (DETAIL", 1)[0]
         return (
             f"only the owner of {what} (or a member of its owning role) may do that: run "
-            f"this migration as that role, or have an admin GRANT the owning role TO {who}"
+            f"{script} as that role, or have an admin GRANT the owning role TO {who}"
         )
     table = re.match(r"permission denied for table (\S+)$", message.split(" (DETAIL", 1)[0])
     privilege = _TABLE_PRIVILEGE.get(statement.kind)
@@ -200,7 +202,7 @@ def _privilege_advice(statement: Statement, message: str, user: str | None) -> s
         else f" to {who}"
     )
     return (
-        f"{who} lacks that privilege: run this migration as a role that has it, or have an "
+        f"{who} lacks that privilege: run {script} as a role that has it, or have an "
         f"admin grant it{grant}"
     )
 
