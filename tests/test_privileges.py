@@ -349,3 +349,36 @@ def test_a_down_sql_outside_a_transaction_denied_says_it_is_still_applied(
     assert "2_i is still recorded as applied: once it has the privilege, roll back" in line
     assert "fix down.sql" not in line, line
     assert query_value(database_url, "SELECT to_regclass('a_i') IS NOT NULL") is True
+
+
+def test_a_schema_without_usage_names_usage_not_select(
+    cli: Cli, database_url: str, project: Path, role: Role
+) -> None:
+    """Prisma's ?schema=app, every table privilege granted but not USAGE on app: status
+    and migrate name GRANT USAGE ON SCHEMA "app" (not a SELECT it already has); granted,
+    the run goes through."""
+    migrations = project / "migrations"
+    write_migrations(migrations, {"1_a": "CREATE TABLE t (id int);"})
+    admin_env = project_env(f"{database_url}?schema=app", project)
+    commands.migrate(load_settings("staging", project, admin_env))
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE app.predeploy_runs (id bigserial PRIMARY KEY, run_id text NOT NULL,"
+            " command text NOT NULL, env text NOT NULL, operator text NOT NULL, host text NOT"
+            " NULL, git_revision text, tool_version text NOT NULL, started_at timestamptz NOT"
+            " NULL, finished_at timestamptz NOT NULL, outcome text NOT NULL, migrations jsonb"
+            " NOT NULL DEFAULT '[]', backup_path text, backup_sha256 text, detail text, health"
+            " jsonb)"
+        )
+    role.grant('GRANT SELECT, INSERT, UPDATE ON TABLE "app"."_prisma_migrations"')
+    role.grant('GRANT INSERT ON TABLE "app"."predeploy_runs"')
+    role.grant('GRANT USAGE ON SEQUENCE "app"."predeploy_runs_id_seq"')
+    write_migrations(migrations, {"2_b": "SELECT 1;"})
+    url = f"{role.url}?schema=app"
+    usage = f'GRANT USAGE ON SCHEMA "app" TO {role.quoted}'
+    for args in (("status", "--env", "staging"), ("migrate", "--env", "staging", "--yes")):
+        line = _refused(cli, project, url, *args)
+        assert line.endswith(usage), line
+    role.admin(usage)
+    done = cli("migrate", "--env", "staging", "--yes", "--no-backup", env=project_env(url, project))
+    assert done.returncode == 0, done.stderr

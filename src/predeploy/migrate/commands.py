@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import structlog
+from psycopg import errors as pg_errors
 from psycopg import sql
 
 from predeploy import audit, cache, lazy
@@ -22,7 +23,7 @@ from predeploy.migrate.phaselint import apply_phases
 from predeploy.migrate.plan import make_plan
 from predeploy.migrate.privileges import RESOLVE, check_bookkeeping
 from predeploy.migrate.status import Entry, Status, compare
-from predeploy.postgres.failures import translated
+from predeploy.postgres.failures import message_of, translated
 from predeploy.postgres.sessions import Conn, catalog_session, migration_limits
 
 if TYPE_CHECKING:
@@ -59,13 +60,20 @@ class MigrateResult:
 
 
 def read_history(conn: Conn, table: Table) -> list[history.HistoryRow]:
-    """The history rows; a missing privilege or a lock says what to do (exit 3)."""
-    with translated(
-        conn,
-        f"reading the migration history ({table})",
-        grant=f"GRANT SELECT ON TABLE {table.regclass} TO {_role(conn)}",
-    ):
-        return history.read(conn, table)
+    """The history rows; a missing privilege (exit 2) or a lock (exit 3) says what to do."""
+    doing = f"reading the migration history ({table})"
+    with translated(conn, doing):
+        try:
+            return history.read(conn, table)
+        except pg_errors.InsufficientPrivilege as exc:  # on the schema, or on the table
+            said = message_of(exc)
+            schema = sql.Identifier(table.schema).as_string(conn)
+            on = (
+                f"USAGE ON SCHEMA {schema}"
+                if said.startswith("permission denied for schema")
+                else f"SELECT ON TABLE {table.regclass}"
+            )
+            raise ConfigError(f"{doing}: {said}: GRANT {on} TO {_role(conn)}") from None
 
 
 def status(settings: Settings) -> Status:

@@ -28,29 +28,38 @@ APPLY = ("SELECT", "INSERT", "UPDATE")  # migrate: read, insert rows, finish fai
 ROLLBACK = ("SELECT", "UPDATE")  # rollback: read, stamp rolled_back_at
 RESOLVE = ("SELECT", "INSERT", "UPDATE")
 
+# by the catalogue, not to_regclass: that raises "permission denied for schema" without
+# USAGE on it, and the missing USAGE is one of the things to name
 _CHECK = """
-WITH o AS (
-    SELECT to_regnamespace(%(schema)s) AS ns, to_regclass(%(history)s) AS h,
-           to_regclass(%(audit)s) AS a
+WITH n AS (
+    SELECT to_regnamespace(%(schema)s)::oid AS ns
+), o AS (
+    SELECT ns,
+           (SELECT oid FROM pg_class WHERE relnamespace = ns AND relname = %(history)s) AS h,
+           (SELECT oid FROM pg_class WHERE relnamespace = ns AND relname = %(audit)s) AS a
+    FROM n
 ), s AS (
     SELECT o.*,
-           CASE WHEN a IS NOT NULL THEN pg_get_serial_sequence(a::text, 'id')::regclass END AS seq
+           (SELECT d.objid FROM pg_depend d JOIN pg_class q ON q.oid = d.objid
+            WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+              AND d.refobjid = a AND d.deptype IN ('a', 'i') AND q.relkind = 'S'
+            LIMIT 1) AS seq
     FROM o
 )
 SELECT current_user, current_database(),
        has_database_privilege(current_database(), 'CREATE'),
        ns IS NOT NULL,
-       ns IS NOT NULL AND has_schema_privilege(ns::oid, 'USAGE'),
-       ns IS NOT NULL AND has_schema_privilege(ns::oid, 'CREATE'),
+       ns IS NOT NULL AND has_schema_privilege(ns, 'USAGE'),
+       ns IS NOT NULL AND has_schema_privilege(ns, 'CREATE'),
        h IS NOT NULL,
-       h IS NOT NULL AND has_table_privilege(h::oid, 'SELECT'),
-       h IS NOT NULL AND has_table_privilege(h::oid, 'INSERT'),
-       h IS NOT NULL AND has_table_privilege(h::oid, 'UPDATE'),
+       h IS NOT NULL AND has_table_privilege(h, 'SELECT'),
+       h IS NOT NULL AND has_table_privilege(h, 'INSERT'),
+       h IS NOT NULL AND has_table_privilege(h, 'UPDATE'),
        a IS NOT NULL,
-       a IS NOT NULL AND has_table_privilege(a::oid, 'INSERT'),
+       a IS NOT NULL AND has_table_privilege(a, 'INSERT'),
        (SELECT ARRAY[n.nspname::text, c.relname::text] FROM pg_class c
         JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = seq),
-       seq IS NULL OR has_sequence_privilege(seq::oid, 'USAGE')
+       seq IS NULL OR has_sequence_privilege(seq, 'USAGE')
 FROM s
 """
 
@@ -102,8 +111,8 @@ def _read(conn: Conn, history: Table, audit: Table) -> _Held:
             _CHECK,
             {
                 "schema": sql.Identifier(history.schema).as_string(conn),
-                "history": history.regclass,
-                "audit": audit.regclass,
+                "history": history.name,
+                "audit": audit.name,
             },
         ).fetchone()
     assert row is not None  # noqa: S101 (one row from a CTE of one row)
