@@ -103,7 +103,7 @@ def test_a_failed_concurrent_index_keeps_detail_and_says_how_to_clean_up(
     assert done.returncode == 5
     line = done.stderr.strip().splitlines()[-1]
     assert "DETAIL: Key (v)=(1) is duplicated." in line
-    assert 'DROP INDEX CONCURRENTLY IF EXISTS "dup_v"' in line
+    assert 'DROP INDEX CONCURRENTLY "public"."dup_v"' in line
     assert ";;" not in line
     with psycopg.connect(database_url, autocommit=True) as conn:  # advice taken; a valid one
         conn.execute("DROP INDEX dup_v; DELETE FROM dup; CREATE UNIQUE INDEX dup_v ON dup (v)")

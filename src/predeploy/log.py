@@ -15,15 +15,19 @@ put psycopg's "error ignored terminating <Pipeline ...>" above the one error lin
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
+import os
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, BinaryIO
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
@@ -36,6 +40,7 @@ __all__ = [
     "LogSetup",
     "configure",
     "current_run_id",
+    "file_in_use",
     "new_run_id",
     "prune",
 ]
@@ -89,18 +94,55 @@ class _Render:
 
 
 class _Writer:
-    """Writes each rendered event to stderr (from ``screen_level`` up) and to the log file."""
+    """Writes each rendered event to stderr (from ``screen_level`` up) and to the log file.
 
-    def __init__(self, stream: IO[str], file: IO[str] | None, screen_level: int = 20) -> None:
-        self.stream, self.file, self.screen_level = stream, file, screen_level
+    A sink that fails (a full or read-only disk, an I/O error, stderr closed) never stops
+    the run: the log file's failure is said once on stderr, then the run goes on without
+    it; stderr's is noted in the log file. Later writes to a failed sink are skipped.
+    """
+
+    def __init__(
+        self,
+        stream: IO[str],
+        file: BinaryIO | None,
+        screen_level: int = 20,
+        path: Path | None = None,
+    ) -> None:
+        self.stream: IO[str] | None = stream
+        self.file, self.screen_level, self.path = file, screen_level, path
+        self._failing = threading.Lock()
 
     def _write(self, level: int, line: str, screen: str | None) -> None:
-        if screen is not None and level >= self.screen_level:
-            self.stream.write(screen + "\n")
-            self.stream.flush()
+        if screen is not None and level >= self.screen_level and self.stream is not None:
+            try:
+                self.stream.write(screen + "\n")
+                self.stream.flush()
+            except (OSError, ValueError) as exc:  # ValueError: a closed stream
+                _give_up(self.stream)
+                self.stream = None
+                self._said_in_file("stderr_unwritable", exc)
         if self.file is not None and level >= 20:
-            self.file.write(line + "\n")
-            self.file.flush()
+            try:
+                _write_all(self.file, (line + "\n").encode("utf-8", "backslashreplace"))
+            except (OSError, ValueError) as exc:
+                self._file_failed(exc)
+
+    def _file_failed(self, exc: OSError | ValueError) -> None:
+        with self._failing:  # a progress thread may fail on it at the same moment: said once
+            file, self.file = self.file, None
+        if file is None:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            file.close()
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        structlog.get_logger(__name__).warning(
+            "log_file_failed",
+            detail=f"cannot write the log file {self.path}: {why}; the run goes on without it",
+        )
+
+    def _said_in_file(self, event: str, exc: OSError | ValueError) -> None:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        structlog.get_logger(__name__).warning(event, detail=f"cannot write to stderr: {why}")
 
     def debug(self, line: str, screen: str | None) -> None:
         self._write(10, line, screen)
@@ -120,6 +162,24 @@ class _Writer:
     msg = info
     warn = warning
     exception = error
+
+
+def _give_up(stream: IO[str]) -> None:
+    """A stderr that cannot be written is replaced by /dev/null: what is left in its buffer
+    would fail again when the interpreter flushes it at exit, and turn exit 0 into 120."""
+    if stream is sys.stderr:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (for the rest of the process)
+
+
+def _write_all(file: BinaryIO, data: bytes) -> None:
+    """All of ``data`` to an unbuffered file (a disk that fills up takes part of a write):
+    nothing is left in a buffer to fail again, or to be reported, when the process ends."""
+    view = memoryview(data)
+    while view:
+        written = file.write(view)
+        if not written:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view = view[written:]
 
 
 class _LibraryLogs(logging.Handler):
@@ -179,7 +239,7 @@ def configure(
     stream = sys.stderr if stream is None else stream
     run_id = run_id or new_run_id()
     log_file, file_error, file = _open_log_file(log_dir, env, run_id)
-    writer = _Writer(stream, file, screen_level=level)
+    writer = _Writer(stream, file, screen_level=level, path=log_file)
     processors: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -192,6 +252,8 @@ def configure(
             reported_on_screen=level <= 10,
         ),
     ]
+    global _writer  # noqa: PLW0603 (one run per process: its writer, for file_in_use)
+    _writer = writer
     structlog.configure(
         processors=processors,
         logger_factory=lambda *_args: writer,
@@ -206,15 +268,23 @@ def configure(
     return LogSetup(run_id, log_file, file_error)
 
 
+_writer: _Writer | None = None
+
+
+def file_in_use() -> bool:
+    """Whether the run's log file is still written (a full disk may have ended it)."""
+    return _writer is not None and _writer.file is not None
+
+
 def _open_log_file(
     log_dir: Path | None, env: str, run_id: str
-) -> tuple[Path | None, str | None, IO[str] | None]:
+) -> tuple[Path | None, str | None, BinaryIO | None]:
     if log_dir is None:
         return None, None, None
     path = log_dir / f"predeploy-{env}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{run_id}.log"
     try:
         log_dir.mkdir(parents=True, exist_ok=True)
-        file = path.open("a", encoding="utf-8")
+        file = path.open("ab", buffering=0)  # unbuffered: see _write_all
     except OSError as exc:
         return None, f"{log_dir}: {exc.strerror or exc}", None
     return path, None, file

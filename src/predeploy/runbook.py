@@ -13,6 +13,7 @@ folder. Commands are shell-quoted, to paste as printed. What it says:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import shlex
 import shutil
@@ -47,6 +48,7 @@ PROGRAM = "predeploy"
 class Runbook:
     commands: list[str]  # comments (#) explain, the other lines are commands
     path: Path | None
+    unsaved: str | None = None  # why it could not be kept under the log folder
 
     def text(self) -> str:
         return "\n".join(self.commands)
@@ -211,7 +213,10 @@ def write_runbook(settings: Settings, run_id: str, lines: list[str]) -> Runbook:
     try:
         settings.log_dir.mkdir(parents=True, exist_ok=True)
         path.write_text("\n".join(lines) + "\n")
-    except OSError as exc:
+    except OSError as exc:  # a full or read-only disk: it is printed all the same
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)  # never a runbook cut short by a full disk
+        why = f"{path}: {exc.strerror or exc}"
         log.warning("runbook_not_written", path=str(path), detail=exc.strerror)
-        return Runbook(lines, None)
+        return Runbook(lines, None, why)
     return Runbook(lines, path)

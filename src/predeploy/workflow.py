@@ -36,7 +36,7 @@ from predeploy.migrate import discovery as migrations
 from predeploy.migrate.discovery import POST_DEPLOY, PRE_DEPLOY
 from predeploy.migrate.lock import migrate_session
 from predeploy.migrate.plan import OutOfPhase, Plan, make_plan
-from predeploy.migrate.privileges import check_bookkeeping
+from predeploy.migrate.privileges import check_bookkeeping, check_dump
 from predeploy.migrate.status import compare
 from predeploy.postgres.failures import translated
 from predeploy.postgres.sessions import Conn, catalog_session
@@ -301,6 +301,8 @@ def _locked_workflow(run: _Run, conn: Conn) -> None:
         return
     with step("privileges"):
         check_bookkeeping(conn, table, audit_table)
+        if policy.backup_required and not options.no_backup:  # pg_dump must read it all
+            check_dump(conn)
     _backup(run)
     _confirm(run)
     with step("blockers"):
@@ -401,7 +403,9 @@ def _rehearse(run: _Run, conn: Conn, plan: Plan) -> None:
             report.rehearsal = run_scripts.rehearse(list(plan.pending))
         failed = [r for r in report.rehearsal if r.outcome == "failed"]
         if failed:
-            raise MigrationError(f"rehearsal failed: {failed[0].detail}")
+            error = MigrationError(f"rehearsal failed: {failed[0].detail}")
+            error.exit_code = 2 if failed[0].sqlstate == "42501" else error.exit_code
+            raise error
 
 
 def _after(

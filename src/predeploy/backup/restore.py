@@ -46,6 +46,7 @@ from predeploy.errors import (
 from predeploy.migrate import history
 from predeploy.migrate.commands import refuse_standby
 from predeploy.migrate.lock import migrate_session
+from predeploy.migrate.privileges import check_bookkeeping
 from predeploy.postgres import pgbin, programs
 from predeploy.postgres.failures import translated
 from predeploy.postgres.sessions import CATALOG, Conn, catalog_session, connect, target_url
@@ -126,12 +127,14 @@ def restore(
     """Restore ``chosen`` into the env's database (the caller has confirmed)."""
     info = chosen.backup
     url, _ = target_url(settings, direct=True)
-    _, audit_table = history.tables_for(settings)
+    history_table, audit_table = history.tables_for(settings)
     started = time.perf_counter()
     with migrate_session(settings, "restore") as conn:
         refuse_standby(conn)
         with translated(conn, "reading what the database remembers of its env"):
             policy = protection.policy_of(settings, conn, say=False)  # the plan said it
+        # its audit row is written after the replay: a missing GRANT is said before it
+        check_bookkeeping(conn, history_table, audit_table, needs=(), then="nothing was restored")
         server_major = conn.info.server_version // 10000
         pg_restore = _pg_restore(settings, server_major, info)
         psql = pg_restore.path.with_name("psql")

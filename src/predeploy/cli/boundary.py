@@ -20,7 +20,7 @@ from predeploy.cli import output
 from predeploy.errors import InternalError, PredeployError, Terminated
 from predeploy.postgres.failures import message_of
 
-__all__ = ["fail", "guarded", "report_failure"]
+__all__ = ["fail", "failed", "guarded", "report_failure"]
 
 T = TypeVar("T")
 
@@ -28,6 +28,23 @@ T = TypeVar("T")
 def fail(error: PredeployError) -> NoReturn:
     """End the command with ``error``'s line and exit code."""
     raise Exit(f"predeploy: {error.message}", error.exit_code)
+
+
+def failed(error: PredeployError) -> NoReturn:
+    """End a run that returned its report with ``error``: the line goes to the run's log
+    file too (a failure outside any step, a gate, is otherwise on stderr only)."""
+    _log_failure(error)
+    fail(error)
+
+
+def _log_failure(error: PredeployError) -> None:
+    structlog.get_logger("predeploy").error(
+        "run_failed",
+        error=type(error).__name__,
+        detail=error.message,
+        exit_code=error.exit_code,
+        **{log_mod.FILE_ONLY: True},
+    )
 
 
 def guarded(action: Callable[[], T], log_file: str | None, *, json_output: bool = False) -> T:
@@ -53,13 +70,7 @@ def _guarded(action: Callable[[], T], log_file: str | None) -> T:
     try:
         return action()
     except PredeployError as exc:
-        logger.error(
-            "run_failed",
-            error=type(exc).__name__,
-            detail=exc.message,
-            exit_code=exc.exit_code,
-            **{log_mod.FILE_ONLY: True},
-        )
+        _log_failure(exc)
         fail(exc)
     except Terminated as exc:
         logger.warning("terminated", signal=exc.signal)
@@ -76,6 +87,8 @@ def _guarded(action: Callable[[], T], log_file: str | None) -> T:
     except Exception as exc:
         logger.error("internal_error", exc_info=True, **{log_mod.FILE_ONLY: True})
         where = f"the traceback is in {log_file}" if log_file else "run again with a log folder"
+        if log_file and not log_mod.file_in_use():  # the disk took it away (warned above)
+            where = f"its log file {log_file} could not be written: run again on a writable disk"
         fail(
             InternalError(
                 f"internal error ({type(exc).__name__}: {message_of(exc)}): this is a bug in "

@@ -10,7 +10,8 @@ the controlling terminal (see ``predeploy.cli.prompt``), never to stdout.
 A reader that goes away (``predeploy migrate | head``: EPIPE; a terminal that hung up:
 EIO) never changes what a run does: ``guard_streams`` makes stdout and stderr discard what
 follows instead of raising, so the run goes on, writes its runbook and audit row, and ends
-with its own exit code.
+with its own exit code. So does a file on a full disk (``predeploy migrate > out.log``:
+ENOSPC, EDQUOT, EFBIG), said once in the run's log file (and on stderr for stdout).
 """
 
 from __future__ import annotations
@@ -106,10 +107,32 @@ class _Discarding(io.RawIOBase):
         try:
             return os.write(self._fd, data)
         except OSError as exc:
-            if exc.errno not in (errno.EPIPE, errno.EIO):
+            if exc.errno not in _GONE and exc.errno not in _FULL:
                 raise
-        _to_devnull(self._fd)
+            _to_devnull(self._fd)
+            if exc.errno in _FULL:
+                _said_lost(self._fd, exc)
         return memoryview(data).nbytes
+
+
+_GONE = (errno.EPIPE, errno.EIO)  # its reader went away
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a file on a disk that filled up
+
+
+def _said_lost(fd: int, exc: OSError) -> None:
+    """A stream lost to a full disk, said once: stderr's in the log file only (saying it on
+    stderr would write into the stream being written), stdout's on stderr too."""
+    import structlog  # noqa: PLC0415 (a rare path)
+
+    from predeploy.log import FILE_ONLY  # noqa: PLC0415
+
+    name = "stdout" if fd == 1 else "stderr"
+    where = {FILE_ONLY: True} if fd == 2 else {}
+    structlog.get_logger("predeploy").warning(
+        f"{name}_unwritable",
+        detail=f"cannot write {name}: {exc.strerror}; the run goes on without it",
+        **where,
+    )
 
 
 def _to_devnull(fd: int) -> None:

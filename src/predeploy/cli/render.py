@@ -219,6 +219,7 @@ def _runbook(runbook: Runbook) -> list[str]:
     if not runbook.commands:
         return []
     where = f" (also in {runbook.path})" if runbook.path else ""
+    where = f" (not saved: {runbook.unsaved})" if runbook.unsaved else where
     return ["", f"runbook{where}:", *runbook.commands]
 
 

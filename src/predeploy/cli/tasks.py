@@ -220,7 +220,7 @@ def _finish(data: dict[str, Any], rendered: str | None, error: PredeployError | 
     """A run's report (``rendered``, or JSON with --json), then its error's exit code."""
     output.emit(data, rendered or "", rendered is None)
     if error is not None:
-        boundary.fail(error)
+        boundary.failed(error)
 
 
 def _migrate_options(json_output: bool, **flags: bool) -> workflow.Options:

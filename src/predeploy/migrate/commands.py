@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import structlog
+from psycopg import errors as pg_errors
+from psycopg import sql
 
 from predeploy import audit, cache, lazy
 from predeploy.config.policy import policy_for
@@ -19,8 +21,9 @@ from predeploy.migrate.history import Table
 from predeploy.migrate.lock import migrate_session
 from predeploy.migrate.phaselint import apply_phases
 from predeploy.migrate.plan import make_plan
+from predeploy.migrate.privileges import RESOLVE, check_bookkeeping
 from predeploy.migrate.status import Entry, Status, compare
-from predeploy.postgres.failures import translated
+from predeploy.postgres.failures import message_of, translated
 from predeploy.postgres.sessions import Conn, catalog_session, migration_limits
 
 if TYPE_CHECKING:
@@ -57,13 +60,20 @@ class MigrateResult:
 
 
 def read_history(conn: Conn, table: Table) -> list[history.HistoryRow]:
-    """The history rows; a missing privilege or a lock says what to do (exit 3)."""
-    with translated(
-        conn,
-        f"reading the migration history ({table})",
-        grant=f"GRANT SELECT ON {table} TO {_user(conn)}",
-    ):
-        return history.read(conn, table)
+    """The history rows; a missing privilege (exit 2) or a lock (exit 3) says what to do."""
+    doing = f"reading the migration history ({table})"
+    with translated(conn, doing):
+        try:
+            return history.read(conn, table)
+        except pg_errors.InsufficientPrivilege as exc:  # on the schema, or on the table
+            said = message_of(exc)
+            schema = sql.Identifier(table.schema).as_string(conn)
+            on = (
+                f"USAGE ON SCHEMA {schema}"
+                if said.startswith("permission denied for schema")
+                else f"SELECT ON TABLE {table.regclass}"
+            )
+            raise ConfigError(f"{doing}: {said}: GRANT {on} TO {_role(conn)}") from None
 
 
 def status(settings: Settings) -> Status:
@@ -180,7 +190,8 @@ def ensure_history(conn: Conn, table: Table) -> None:
         conn,
         f"creating the migration history table {table}",
         error=MigrationError,
-        grant=f"GRANT CREATE ON SCHEMA {table.schema} TO {_user(conn)}, or create it first",
+        grant=f"GRANT CREATE ON SCHEMA {sql.Identifier(table.schema).as_string(conn)} TO "
+        f"{_role(conn)}, or create it first",
     ):
         history.ensure_table(conn, table)
 
@@ -201,13 +212,16 @@ def resolve(settings: Settings, *, applied: str | None, rolled_back: str | None)
         raise ConfigError("give exactly one of --applied NAME or --rolled-back NAME")
     name = applied or rolled_back or ""
     found = migrations.discover(settings.migrations_dir)
-    table, _ = history.tables_for(settings)
+    table, audit_table = history.tables_for(settings)
     with migrate_session(settings, "resolve") as conn:
         refuse_standby(conn)
+        check_bookkeeping(
+            conn, table, audit_table, needs=RESOLVE, audited=False, then="nothing was marked"
+        )
         ensure_history(conn, table)
         entries = compare(found, read_history(conn, table)).entries
         entry = next((e for e in entries if e.name == name), None)
-        grant = f"GRANT INSERT, UPDATE ON {table} TO {_user(conn)}"
+        grant = f"GRANT INSERT, UPDATE ON TABLE {table.regclass} TO {_role(conn)}"
         with translated(conn, f"marking {name} in {table}", grant=grant), conn.transaction():
             if rolled_back is not None:
                 if entry is None or entry.state != "failed":
@@ -242,5 +256,6 @@ def _resolvable(entry: Entry | None, name: str) -> Migration:
     return entry.migration
 
 
-def _user(conn: Conn) -> str:
-    return conn.info.user or "this user"
+def _role(conn: Conn) -> str:
+    """The session's user as a GRANT names it (quoted)."""
+    return sql.Identifier(conn.info.user).as_string(conn) if conn.info.user else "this user"

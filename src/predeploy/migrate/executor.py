@@ -29,6 +29,7 @@ from types import TracebackType
 import psycopg
 import structlog
 from psycopg import errors as pg_errors
+from psycopg import sql
 
 from predeploy.errors import MigrationError, StoppedPartWay, Terminated
 from predeploy.log import REPORTED
@@ -75,6 +76,7 @@ class Executor:
 
     def __init__(self, conn: Conn, options: RunOptions) -> None:
         self.conn, self.options = conn, options
+        self._left_invalid: tuple[str, ...] = ()  # by the CONCURRENTLY build that just failed
 
     def __enter__(self) -> Executor:
         self._restore_session()
@@ -408,10 +410,14 @@ class Executor:
             except psycopg.Error as exc:
                 if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                     conn.execute("ROLLBACK")
+                fix = (
+                    "once it has the privilege,"
+                    if isinstance(exc, pg_errors.InsufficientPrivilege)
+                    else "fix down.sql (IF EXISTS makes it safe to run again), then"
+                )
                 then = (
                     f"{index} of its {len(statements)} statement(s) ran before it and "
-                    f"{unit.name} is still recorded as applied: fix down.sql (IF EXISTS makes "
-                    f"it safe to run again), then roll back again"
+                    f"{unit.name} is still recorded as applied: {fix} roll back again"
                 )
                 raise self._fail(unit, statements[index], exc, then=then) from None
             if statements[index].kind == "TransactionStmt":
@@ -422,12 +428,20 @@ class Executor:
         return attempt
 
     def _execute(self, statement: Statement) -> None:
+        self._left_invalid = ()
         if statement.concurrent:
             # A CONCURRENTLY build's waits block no reads or writes, and a lock timeout would
             # leave an INVALID index behind: let it wait, bounded by statement_timeout only.
+            building = statement.kind == "IndexStmt"
+            before = invalid_indexes(self.conn, statement) if building else ()
             self.conn.execute("SET lock_timeout = 0")
             try:
                 self.conn.execute(statement.text, prepare=False)
+            except psycopg.Error:
+                if building and not self.conn.broken:  # what the failed build left behind
+                    after = invalid_indexes(self.conn, statement)
+                    self._left_invalid = tuple(i for i in after if i not in before)
+                raise
             finally:
                 self._restore_session()
             return
@@ -497,6 +511,7 @@ class Executor:
         left_failed: bool = False,
         then: str | None = None,
     ) -> MigrationError:
+        invalid, self._left_invalid = self._left_invalid, ()
         return failure(
             unit,
             statement,
@@ -505,7 +520,31 @@ class Executor:
             broken=self.conn.broken,
             left_failed=left_failed,
             then=then,
+            user=None if self.conn.broken else self.conn.info.user,
+            invalid=invalid,
         )
+
+
+# the INVALID indexes of a table, "schema"."name" (a CREATE INDEX CONCURRENTLY that fails
+# after its catalogue entry was made leaves one: it slows writes and is never used)
+_INVALID = """
+SELECT n.nspname, c.relname FROM pg_index i
+JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE i.indrelid = to_regclass(%s) AND NOT i.indisvalid ORDER BY c.oid
+"""
+
+
+def invalid_indexes(conn: Conn, statement: Statement) -> tuple[str, ...]:
+    """The INVALID indexes on the table ``statement`` (a CREATE INDEX) builds on; none when
+    the table is unknown or the catalogue cannot be read."""
+    if not statement.tables:
+        return ()
+    table = sql.Identifier(*statement.tables[0].split(".", 1)).as_string(conn)
+    try:
+        rows = conn.execute(_INVALID, (table,)).fetchall()
+    except psycopg.Error:
+        return ()
+    return tuple(".".join(sql.Identifier(part).as_string(conn) for part in row) for row in rows)
 
 
 def _kept(index: int, block_start: int | None) -> int:

@@ -4,6 +4,7 @@ the failure an operator reads (migration, file, SQLSTATE, line:column).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import psycopg
 from psycopg import errors as pg_errors
 
-from predeploy.errors import MigrationError
+from predeploy.errors import ConfigError, MigrationError
 from predeploy.migrate.history import Table
 from predeploy.migrate.sqlscript import Script, Statement, position_to_line_column
 from predeploy.postgres.failures import message_of
@@ -114,10 +115,14 @@ def failure(
     broken: bool = False,
     left_failed: bool = False,
     then: str | None = None,
+    user: str | None = None,
+    invalid: Sequence[str] = (),
 ) -> MigrationError:
     """The error with its place in the file: the server's position, else the statement's.
 
     ``broken``: the session died, so it is the connection, not the SQL, that failed.
+    ``user``: the session's role (a missing privilege names it); ``invalid``: the INVALID
+    indexes a failed CREATE INDEX CONCURRENTLY left behind (looked up in pg_index).
     """
     if broken:  # libpq's text has several lines; "fix the SQL" would be wrong
         return _connection_lost(unit, exc, left_failed=left_failed)
@@ -125,13 +130,19 @@ def failure(
     message = (diag.message_primary or str(exc)).strip()
     if diag.message_detail:  # one line: a deadlock's has a line per process
         message += f" (DETAIL: {' '.join(diag.message_detail.split())})"
+    denied = isinstance(exc, pg_errors.InsufficientPrivilege)
     if statement is None:  # every statement ran: the bookkeeping failed
-        return MigrationError(
+        error = MigrationError(
             f"{unit.file} of {unit.name} ran, but recording it in {table} "
             f"failed [{diag.sqlstate}]: {message}; it was rolled back"
         )
+        error.exit_code = ConfigError.exit_code if denied else error.exit_code
+        return error
     position = int(diag.statement_position or 1)
     line, column = position_to_line_column(unit.script.text, statement.offset + position)
+    if denied:  # a missing privilege is configuration (exit 2), not SQL to fix
+        advice = _privilege_advice(unit, statement, message, user)
+        then = f"{advice}; {_state(unit, left_failed, then)}"
     if then is None and isinstance(exc, pg_errors.DeadlockDetected) and not left_failed:
         then = "it was rolled back: another session's locks crossed its own; run it again"
     if then is None and statement.concurrent and statement.kind == "IndexStmt":
@@ -142,13 +153,14 @@ def failure(
                 f"run: rename it or use IF NOT EXISTS, then `predeploy resolve --rolled-back "
                 f"{unit.name}` and migrate again"
             )
-        elif name:
+        elif invalid:
+            drops = "; ".join(f"DROP INDEX CONCURRENTLY {index}" for index in invalid)
             then = (
-                f"an INVALID index {name} may be left behind: remove it with "
-                f"DROP INDEX CONCURRENTLY IF EXISTS {name}; then `predeploy resolve "
-                f"--rolled-back {unit.name}`, fix the SQL and migrate again"
+                f"it left the INVALID index {', '.join(invalid)} behind: remove it with "
+                f"{drops}; then `predeploy resolve --rolled-back {unit.name}`, fix the SQL "
+                f"and migrate again"
             )
-    return MigrationFailed(
+    error = MigrationFailed(
         unit.name,
         message,
         file=unit.file,
@@ -158,6 +170,54 @@ def failure(
         left_failed=left_failed,
         then=then,
     )
+    error.exit_code = ConfigError.exit_code if denied else error.exit_code
+    return error
+
+
+# the privilege a statement of this kind needs on the table the server names
+_TABLE_PRIVILEGE = {
+    "InsertStmt": "INSERT",
+    "UpdateStmt": "SELECT, UPDATE",  # its WHERE reads the rows
+    "DeleteStmt": "SELECT, DELETE",
+    "SelectStmt": "SELECT",
+    "TruncateStmt": "TRUNCATE",
+}
+
+
+def _privilege_advice(unit: Unit, statement: Statement, message: str, user: str | None) -> str:
+    """What to do about 'permission denied for table x' or 'must be owner of table x'."""
+    who = '"' + user.replace('"', '""') + '"' if user else "the role it runs as"
+    script = "this rollback" if unit.file == "down.sql" else "this migration"
+    if message.startswith("must be owner of "):
+        what = message.removeprefix("must be owner of ").split(" (DETAIL", 1)[0]
+        return (
+            f"only the owner of {what} (or a member of its owning role) may do that: run "
+            f"{script} as that role, or have an admin GRANT the owning role TO {who}"
+        )
+    table = re.match(r"permission denied for table (\S+)$", message.split(" (DETAIL", 1)[0])
+    privilege = _TABLE_PRIVILEGE.get(statement.kind)
+    grant = (
+        f": GRANT {privilege} ON TABLE {table.group(1)} TO {who}"
+        if table is not None and privilege is not None
+        else f" to {who}"
+    )
+    return (
+        f"{who} lacks that privilege: run {script} as a role that has it, or have an "
+        f"admin grant it{grant}"
+    )
+
+
+def _state(unit: Unit, left_failed: bool, then: str | None) -> str:
+    """What became of the script: the caller's words, else rolled back or left failed."""
+    if then is not None:
+        return then
+    if left_failed:
+        return (
+            f"it stopped part-way and is recorded as failed: check the database, then "
+            f"`predeploy resolve --rolled-back {unit.name}` (or --applied) before migrating again"
+        )
+    undone = "nothing was undone" if unit.file == "down.sql" else "it changed nothing"
+    return f"it was rolled back: {undone}"
 
 
 def _connection_lost(unit: Unit, exc: psycopg.Error, *, left_failed: bool) -> MigrationError:

@@ -33,6 +33,7 @@ from predeploy.migrate import commands, executor, history
 from predeploy.migrate import discovery as migrations
 from predeploy.migrate.discovery import Migration
 from predeploy.migrate.lock import migrate_session
+from predeploy.migrate.privileges import ROLLBACK, check_bookkeeping
 from predeploy.migrate.sqlscript import Script
 from predeploy.migrate.status import Entry, compare
 from predeploy.postgres.failures import translated
@@ -102,6 +103,7 @@ def rollback(
         from predeploy import gates  # noqa: PLC0415 (a rollback that changes something)
 
         gates.no_backup(policy, _Asked(no_backup))
+        check_bookkeeping(conn, table, audit_table, needs=ROLLBACK, then="nothing was undone")
         confirm(chosen, conn.info.dbname, policy)
         run = audit.Run(run_id=run_id, command="rollback", env=settings.env, root=settings.root)
         taken = _backup(settings, policy, run, no_backup=no_backup, progress=progress)
@@ -187,6 +189,7 @@ def _undo_all(
     except MigrationError as exc:
         undone = ", ".join(m["name"] for m in run.migrations) or "none"
         error = MigrationError(f"{exc.message} (already undone in this run: {undone})")
+        error.exit_code = exc.exit_code  # 2 for a missing privilege, 5 for the SQL
         audit.record(conn, audit_table, run, "failed", str(error))
         _announce(settings, run, error.message, error.exit_code, protected=policy.protected)
         raise error from None
