@@ -472,12 +472,25 @@ def prisma() -> Path:
 
 # --- PostgreSQL 15 beside the suite's server: the way-back tests run on both -------------
 
-PG15_BIN = Path("/usr/lib/postgresql/15/bin")
+PG15_BIN = Path("/usr/lib/postgresql/15/bin")  # the one place the tests name it
+needs_pg15 = pytest.mark.skipif(
+    not (PG15_BIN / "postgres").is_file(), reason=f"PostgreSQL 15 is not installed ({PG15_BIN})"
+)
+
+
+def client_programs_only(folder: Path, bin_dir: Path = PG15_BIN) -> Path:
+    """A folder like a client-only install's: pg_dump, pg_restore and psql, no server."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("pg_dump", "pg_restore", "psql"):
+        (folder / name).symlink_to(bin_dir / name)
+    return folder
 
 
 @pytest.fixture(scope="session")
 def pg15_server() -> Iterator[Server]:
     """A second cluster from the system's PostgreSQL 15 binaries, for the whole session."""
+    if not (PG15_BIN / "postgres").is_file():
+        pytest.skip(f"PostgreSQL 15 is not installed ({PG15_BIN})")
     cluster = ThrowawayCluster(bin_dir=PG15_BIN).start()
     try:
         yield Server(admin_url=cluster.admin_url, cluster=cluster)
