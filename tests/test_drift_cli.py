@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +15,14 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from conftest import PG15_BIN, Cli, Receiver, Server, client_programs_only, write_migrations
+from conftest import (
+    PG15_BIN,
+    Cli,
+    Receiver,
+    Server,
+    client_programs_only,
+    write_migrations,
+)
 
 SCRIPTS = {"1_users": "CREATE TABLE users (id int PRIMARY KEY, email text);"}
 
@@ -202,3 +212,48 @@ def test_no_shadow_anywhere_is_a_skipped_drift_step_said_once_in_every_report(
     [line] = _drift_lines(human.stdout)
     assert line.startswith("- drift") and line.endswith(SETTING)
     assert (human.stdout + human.stderr).count(REASON) == 1
+
+
+def _ended(pid: int) -> bool:
+    """No such process, or a zombie (its command line is empty): it runs nothing."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes() == b""
+    except OSError:
+        return True
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupted_drift_stops_and_removes_its_throwaway_cluster(
+    cli: Cli,
+    project: Path,
+    app_on_15: str,
+    migrations_dir: Path,
+    tmp_path: Path,
+    clean_environ: dict[str, str],
+    signum: int,
+    code: int,
+) -> None:
+    """SIGINT or SIGTERM while the shadow cluster runs: exit 130/143, its server stopped and
+    its folder removed before the run ends."""
+    write_migrations(migrations_dir, SCRIPTS)
+    env = _env(app_on_15, migrations_dir, tmp_path)
+    assert cli("migrate", "--env", "staging", "--yes", env=env).returncode == 0
+    child = subprocess.Popen(
+        [sys.executable, "-m", "predeploy", "drift", "--env", "prod"],
+        cwd=project, env=clean_environ | env, stdin=subprocess.DEVNULL, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert child.stderr is not None
+        line = next(line for line in child.stderr if "shadow_cluster_started" in line)
+        folder = Path(json.loads(line)["folder"])
+        server = int((folder / "data" / "postmaster.pid").read_text().splitlines()[0])
+        assert not _ended(server)
+        child.send_signal(signum)
+        rest = child.stderr.read()
+        assert child.wait(timeout=60) == code, rest
+        assert not folder.exists() and _ended(server)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(timeout=10)
