@@ -99,7 +99,7 @@ def _server_uid() -> int | None:
 
 def _program(bin_dir: Path, name: str, base: Path, uid: int | None, timeout: float,
              *args: str) -> None:  # fmt: skip
-    env = programs.child_env({"HOME": str(base)})
+    env = _env(base)
     try:
         programs.run(bin_dir / name, args, env=env, timeout=timeout, cwd=base, uid=uid)
     except programs.ProgramFailed as exc:
@@ -107,6 +107,11 @@ def _program(bin_dir: Path, name: str, base: Path, uid: int | None, timeout: flo
         raise ClusterUnavailable(
             f"a throwaway PostgreSQL cluster ({bin_dir}) could not start: {name} {why}"
         ) from None
+
+
+def _env(base: Path) -> dict[str, str]:
+    """The allowlisted environment, with a home and a locale that every system has."""
+    return programs.child_env({"HOME": str(base), "LC_ALL": "C"})
 
 
 def _server_error(server_log: Path) -> str | None:
@@ -125,7 +130,7 @@ def _stop(bin_dir: Path, base: Path, uid: int | None) -> None:
     if (data / "postmaster.pid").exists():
         args = ["-D", str(data), "-m", "immediate", "-w", "-t", "30", "stop"]
         try:
-            env = programs.child_env({"HOME": str(base)})
+            env = _env(base)
             programs.run(bin_dir / "pg_ctl", args, env=env, timeout=40, cwd=base, uid=uid)
         except programs.ProgramFailed as exc:
             log.warning("shadow_cluster_not_stopped", folder=str(base), detail=exc.reason)
