@@ -30,7 +30,7 @@ from psycopg import sql
 
 from predeploy.config.settings import Settings, load_settings
 from predeploy.testing import ThrowawayCluster
-from support.pg15 import require_pg15
+from support.pg15 import PG15_BIN, PG15_MISSING, require_pg15
 
 
 # Settings a developer's shell may carry that must not leak into the tests.
@@ -473,6 +473,16 @@ def prisma() -> Path:
 
 
 # --- PostgreSQL 15 beside the suite's server: the way-back tests run on both -------------
+
+needs_pg15 = pytest.mark.skipif(PG15_BIN is None, reason=PG15_MISSING)
+
+
+def client_programs_only(folder: Path, bin_dir: Path | None = None) -> Path:
+    """A folder like a client-only install's: pg_dump, pg_restore and psql, no server."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("pg_dump", "pg_restore", "psql"):
+        (folder / name).symlink_to((bin_dir or require_pg15()) / name)
+    return folder
 
 
 @pytest.fixture(scope="session")

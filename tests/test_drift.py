@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import uuid
@@ -18,10 +19,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from conftest import Server
+from conftest import PG15_BIN, Server, client_programs_only, needs_pg15
 from predeploy.config.dburl import DatabaseUrl, parse_url
 from predeploy.errors import ConfigError
-from predeploy.migrate import drift, executor, history, shadow
+from predeploy.migrate import drift, executor, history, shadow, shadow_cluster
 from predeploy.migrate.discovery import Migration, discover
 from predeploy.migrate.fingerprint import Fingerprint, take
 from predeploy.postgres.sessions import CATALOG, Conn, Limits, connect
@@ -476,11 +477,15 @@ def test_a_saved_fingerprint_is_checked_before_use(database_url: str) -> None:
 
 
 @pytest.mark.slow
+@needs_pg15
 def test_postgresql_15_no_drift_for_identical_databases_or_roles_then_more_kinds(
     tmp_path: Path,
 ) -> None:
-    """PostgreSQL 15: no drift for identical databases or a reader; more kinds named, reconciled."""
+    """PostgreSQL 15: no drift for identical databases or a reader; more kinds named, reconciled.
+    A role without CREATEDB gets its shadow from a throwaway PostgreSQL 15 cluster of the
+    system's programs; without those programs, NoShadow says why and what to set."""
     migrations = history_of(CORPUS, EXTRAS)
+    pgdata, client_only = tmp_path / ".pgdata", client_programs_only(tmp_path / "client")
     with ThrowawayCluster(bin_dir=require_pg15()) as cluster, ExitStack() as stack:
         live = stack.enter_context(scratch_database(cluster.admin_url))
         build_database(live, migrations)
@@ -491,21 +496,31 @@ def test_postgresql_15_no_drift_for_identical_databases_or_roles_then_more_kinds
         assert not detect(live, built.fingerprint).drifted
         with reader_role(live) as reader:
             assert not detect(reader, built.fingerprint).drifted
-            with pytest.raises(shadow.DriftError) as refused:  # cannot create databases
+            own = shadow.expected(url_of(reader), build=builder(migrations), exclude=EXCLUDE,
+                                  embedded_pgdata=pgdata)  # fmt: skip
+            with pytest.raises(shadow.NoShadow) as refused:
                 shadow.expected(url_of(reader), build=builder(migrations), exclude=EXCLUDE,
-                                embedded_pgdata=tmp_path / ".pgdata")  # fmt: skip
+                                embedded_pgdata=pgdata, pg_bin_dir=client_only)  # fmt: skip
+        assert own.origin == f"a shadow database on a throwaway PostgreSQL 15 cluster ({PG15_BIN})"
+        assert own.fingerprint.server_major == 15 and not detect(live, own.fingerprint).drifted
         for statement, _ in MORE_DRIFT:
             run_statements(live, statement)
         report = detect(live, built.fingerprint)
         assert changes(report.differences) == {c for _, named in MORE_DRIFT for c in named}
+        assert changes(detect(live, own.fingerprint).differences) == changes(report.differences)
         assert_reconciled(
             report, (built.fingerprint, fingerprint_of(live)), (pristine, live),
             tmp_path, manual=(MANUAL_AFTER_MORE_REVERT, set()),
         )  # fmt: skip
     message = refused.value.message
-    assert refused.value.exit_code == 5 and "\n" not in message
-    assert "the embedded PostgreSQL is 18" in message and "the live server 15" in message
-    assert not (tmp_path / ".pgdata").exists()  # refused before starting anything
+    assert refused.value.exit_code == 2 and "\n" not in message
+    assert message.startswith("no shadow database for PostgreSQL 15: the live role cannot create")
+    assert f"initdb, pg_ctl and postgres in PREDEPLOY_PG_BIN_DIR={client_only} and" in message
+    assert "the embedded PostgreSQL is 18" in message
+    assert message.endswith("set PREDEPLOY_PG_BIN_DIR (to PostgreSQL 15's server programs) or "
+                            "PREDEPLOY_SHADOW_DATABASE_URL")  # fmt: skip
+    assert not pgdata.exists()  # the embedded server was never started
+    assert list(Path(tempfile.gettempdir()).glob(f"predeploy-shadow-{os.getpid()}-*")) == []
 
 
 def test_a_missing_extension_on_the_shadow_is_refused_in_one_line(
@@ -613,6 +628,58 @@ def test_a_killed_creator_leaves_a_shadow_that_only_the_next_run_sweeps(
             assert name in shadows(pg_server.admin_url)  # a kill leaves it behind
             assert shadow.sweep(admin) == [name]
         assert shadows(pg_server.admin_url) == []
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(timeout=10)
+
+
+CLUSTER_CHILD = """
+import sys, time
+from pathlib import Path
+from predeploy.migrate import shadow_cluster
+
+with shadow_cluster.running(Path(sys.argv[1])) as url:
+    print("CLUSTER", url.params["host"], flush=True)
+    time.sleep(600)
+"""
+
+
+def _gone(pid: int) -> bool:
+    """No such process, or a zombie nobody has reaped yet (it runs nothing)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+@needs_pg15
+def test_a_killed_run_leaves_a_throwaway_cluster_that_the_next_run_stops_and_removes() -> None:
+    """SIGKILL while a throwaway shadow cluster runs: its server and 0700 folder stay while
+    the run lives, and the next run's sweep stops the server and removes the folder."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(CLUSTER_CHILD), str(PG15_BIN)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert child.stdout is not None
+        folder = Path(next(line for line in child.stdout if line.startswith("CLUSTER ")).split()[1])
+        assert folder.stat().st_mode & 0o777 == 0o700
+        assert (folder / ".s.PGSQL.5432").is_socket()
+        server = int((folder / "data" / "postmaster.pid").read_text().splitlines()[0])
+        assert folder not in shadow_cluster.sweep()  # its run is alive: not an orphan
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=10)
+        assert not _gone(server) and folder.exists()  # a kill leaves both behind
+        assert folder in shadow_cluster.sweep()
+        assert not folder.exists()
+        deadline = time.monotonic() + 10
+        while not _gone(server):
+            assert time.monotonic() < deadline, "the orphaned server kept running"
+            time.sleep(0.05)
     finally:
         if child.poll() is None:
             child.kill()

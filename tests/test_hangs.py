@@ -180,7 +180,7 @@ def test_drift_behind_a_queued_alter_names_the_sessions_and_migrate_says_not_che
 ) -> None:
     """A view on users, a reader and an ALTER queued behind it: reading the view's
     definition waits; `drift` ends with exit 3 naming the sessions, and prod migrate's
-    checklist marks drift skipped ("not checked: ..."), not ✓."""
+    checklist marks drift skipped ("skipped: ..."), not ✓."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("CREATE VIEW names AS SELECT name FROM users")
     prod = {**users, "PREDEPLOY_ALLOW_NO_BACKUP": "1"}
@@ -197,7 +197,7 @@ def test_drift_behind_a_queued_alter_names_the_sessions_and_migrate_says_not_che
     assert seconds < BOUND
     assert f"pid {alter}" in line and f"behind pid {reader}" in line, line
     step = next(s for s in json.loads(migrate.stdout)["steps"] if s["name"] == "drift")
-    assert step["outcome"] == "skipped" and step["detail"].startswith("not checked: reading")
+    assert step["outcome"] == "skipped" and step["detail"].startswith("skipped: reading")
 
 
 @pytest.mark.parametrize(

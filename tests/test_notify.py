@@ -142,6 +142,7 @@ def test_failed_prod_migrate_arrives_once_with_report_fields(receiver: Receiver)
         "error": payload["error"],
         "runbook": payload["runbook"],
         "drift": 0,
+        "drift_skipped": None,
     }
 
 

@@ -12,7 +12,7 @@ import structlog
 from predeploy.errors import PredeployError
 from predeploy.log import FILE_ONLY
 
-__all__ = ["OnStep", "Step", "Stepper", "note", "skip", "stepper"]
+__all__ = ["OnStep", "Skip", "Step", "Stepper", "note", "skip", "stepper"]
 
 log = structlog.get_logger(__name__)
 
@@ -25,18 +25,31 @@ class Step:
     detail: str | None = None
 
 
+class Skip(Exception):
+    """Raised inside ``with step(name):`` when it finds it cannot do its work: the step is
+    recorded as skipped, for ``detail``, with the time it took to find out."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
 OnStep = Callable[[Step], None]
 Stepper = Callable[[str], AbstractContextManager[None]]
 
 
 def stepper(steps: list[Step], on_step: OnStep | None) -> Stepper:
-    """``with step("name"):`` records the block as a step: ok, or failed with the error."""
+    """``with step("name"):`` records the block as a step: ok, failed with the error, or
+    skipped (``raise Skip(detail)``)."""
 
     @contextmanager
     def step(name: str) -> Iterator[None]:
         started = time.perf_counter()
         try:
             yield
+        except Skip as exc:
+            _add(steps, on_step, Step(name, "skipped", time.perf_counter() - started, exc.detail))
+            return
         except PredeployError as exc:
             _add(steps, on_step, Step(name, "failed", time.perf_counter() - started, str(exc)))
             raise

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import structlog
 
-__all__ = ["partial_name", "sweep_partials", "sweep_temp_folders"]
+__all__ = ["partial_name", "pid_alive", "sweep_partials", "sweep_temp_folders"]
 
 log = structlog.get_logger(__name__)
 _PARTIAL = re.compile(r"^\.(?P<name>.+?)(?:\.(?P<pid>\d+))?\.partial$")
@@ -42,7 +42,7 @@ def sweep_partials(folder: Path) -> list[Path]:
             continue
         pid = match.group("pid")
         if pid is not None:
-            stale = int(pid) != os.getpid() and not _alive(int(pid))
+            stale = int(pid) != os.getpid() and not pid_alive(int(pid))
         else:
             stale = _mtime(path) < oldest
         if stale:
@@ -72,7 +72,8 @@ def sweep_temp_folders() -> list[Path]:
     return swept
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Is process ``pid`` running (someone else's counts as running)?"""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

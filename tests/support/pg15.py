@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["PG15_BIN", "require_pg15"]
+__all__ = ["PG15_BIN", "PG15_MISSING", "require_pg15"]
 
 _LAYOUTS = (
     "/usr/lib/postgresql/15/bin",
@@ -47,7 +47,7 @@ def _major(folder: Path) -> int | None:
 
 
 PG15_BIN = _find()
-_WHY = (
+PG15_MISSING = (
     "needs PostgreSQL 15's programs (Debian: apt-get install postgresql-15; or set "
     "PREDEPLOY_TEST_PG15_BIN); .ci/run installs them"
 )
@@ -57,6 +57,6 @@ def require_pg15() -> Path:
     """PostgreSQL 15's bin folder; skips the test (fails it in CI) when there is none."""
     if PG15_BIN is None:
         if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL 15 is missing in CI: {_WHY}")
-        pytest.skip(_WHY)
+            pytest.fail(f"PostgreSQL 15 is missing in CI: {PG15_MISSING}")
+        pytest.skip(PG15_MISSING)
     return PG15_BIN

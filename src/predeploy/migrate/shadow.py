@@ -2,9 +2,15 @@
 
 Where it comes from, in this order:
 
-1. ``PREDEPLOY_SHADOW_DATABASE_URL``: a server for shadows (its role needs CREATEDB);
+1. ``PREDEPLOY_SHADOW_DATABASE_URL``: a server for shadows (its role needs CREATEDB); when
+   set it is the only one tried: the operator chose it, and a problem there is named;
 2. the live server itself, when the live role may create databases;
-3. the embedded PostgreSQL, when its major version is the live server's.
+3. a throwaway cluster made with the live major version's own server programs, when they
+   are on this machine (``PREDEPLOY_PG_BIN_DIR``, else the usual layouts: see
+   ``pgbin.server_bin_dir`` and ``shadow_cluster``);
+4. the embedded PostgreSQL, when its major version is the live server's.
+
+When none can be used, ``NoShadow`` (exit 2) says why for each, and which setting enables it.
 
 On each, a throwaway database named ``predeploy_shadow_<key>`` is created, built,
 fingerprinted and dropped (``DROP DATABASE ... WITH (FORCE)``). Its creator holds the
@@ -43,6 +49,7 @@ from predeploy.postgres.sessions import CATALOG, Conn, connect
 __all__ = [
     "SHADOW_LOCK",
     "DriftError",
+    "NoShadow",
     "ServerFacts",
     "Shadow",
     "expected",
@@ -76,6 +83,13 @@ class DriftError(PredeployError):
     """The expected schema cannot be built: no usable shadow, or the history fails there."""
 
     exit_code = 5
+
+
+class NoShadow(DriftError):
+    """No place to build a shadow on this machine: a setting (named in the message) enables
+    one. The drift check of a run with other work to do is skipped, not failed."""
+
+    exit_code = 2
 
 
 @dataclass(frozen=True)
@@ -140,6 +154,7 @@ def expected(
     extensions: Collection[str] = (),
     shadow_url: DatabaseUrl | None = None,
     embedded_pgdata: Path | None = None,
+    pg_bin_dir: Path | None = None,
     timeout: float = 5.0,
     variable: str = "DATABASE_URL",
 ) -> Shadow:
@@ -163,7 +178,7 @@ def expected(
             where = f"the live server {live_url.address}"
             built = _build_on(live, live_url, where, job)
         else:
-            where, built = _embedded(embedded_pgdata, job)
+            where, built = _local(job, pg_bin_dir, embedded_pgdata)
     seconds = time.perf_counter() - started
     log.info("shadow_built", origin=where, objects=built.count(), seconds=round(seconds, 3))
     return Shadow(built, f"a shadow database on {where}", seconds)
@@ -199,21 +214,54 @@ def _check(where: str, facts: ServerFacts, live: ServerFacts, needed: frozenset[
         )
 
 
-def _embedded(pgdata: Path | None, job: _Job) -> tuple[str, Fingerprint]:
+class _Unusable(Exception):
+    """This source cannot build the shadow here; ``str()`` says why, in a few words."""
+
+
+def _local(job: _Job, pg_bin_dir: Path | None, pgdata: Path | None) -> tuple[str, Fingerprint]:
+    """Without CREATEDB on the live server: a throwaway cluster of the live major version's
+    programs, else the embedded server; NoShadow saying why neither could be used."""
+    from predeploy.migrate import shadow_cluster  # noqa: PLC0415 (only when it is needed)
+
+    why = ["the live role cannot create databases (CREATEDB)"]
+    for source in (_cluster, _embedded):
+        try:
+            return source(job, pg_bin_dir, pgdata)
+        except (_Unusable, shadow_cluster.ClusterUnavailable) as exc:
+            why.append(str(exc))
+    major = job.live.major
+    raise NoShadow(
+        f"no shadow database for PostgreSQL {major}: {', '.join(why[:-1])} and {why[-1]}; "
+        f"set PREDEPLOY_PG_BIN_DIR (to PostgreSQL {major}'s server programs) or "
+        f"PREDEPLOY_SHADOW_DATABASE_URL"
+    )
+
+
+def _cluster(job: _Job, pg_bin_dir: Path | None, _pgdata: Path | None) -> tuple[str, Fingerprint]:
+    from predeploy.migrate import shadow_cluster  # noqa: PLC0415 (only when it is needed)
+    from predeploy.postgres import pgbin  # noqa: PLC0415
+
+    major = job.live.major
+    bin_dir, _ = pgbin.server_bin_dir(major, pg_bin_dir)
+    if bin_dir is None:
+        where = f"PREDEPLOY_PG_BIN_DIR={pg_bin_dir}" if pg_bin_dir else "the usual places"
+        raise _Unusable(f"no PostgreSQL {major} initdb, pg_ctl and postgres in {where}")
+    where = f"a throwaway PostgreSQL {major} cluster ({bin_dir})"
+    with (
+        shadow_cluster.running(bin_dir, timeout=max(job.timeout, 30.0)) as url,
+        connect(url, limits=CATALOG, timeout=job.timeout, variable="the shadow cluster") as admin,
+    ):
+        return where, _build_on(admin, url, where, job)
+
+
+def _embedded(job: _Job, _bin: Path | None, pgdata: Path | None) -> tuple[str, Fingerprint]:
     from predeploy.postgres import embedded, pgbin  # noqa: PLC0415 (the wheel only when needed)
 
-    no_shadow = (
-        "no shadow database: the live role cannot create databases (CREATEDB) and {why}; set "
-        "PREDEPLOY_SHADOW_DATABASE_URL (a PostgreSQL {major} server for shadows) or compare "
-        "with --expected FILE"
-    )
     version = pgbin.program_version(embedded.bin_dir() / "postgres")
     if pgdata is None or version is None:
-        why = "no embedded PostgreSQL is available"
-        raise DriftError(no_shadow.format(why=why, major=job.live.major))
+        raise _Unusable("no embedded PostgreSQL is available")
     if version[0] != job.live.major:
-        why = f"the embedded PostgreSQL is {version[1]}, the live server {job.live.version}"
-        raise DriftError(no_shadow.format(why=why, major=job.live.major))
+        raise _Unusable(f"the embedded PostgreSQL is {version[1]}")
     server = embedded.start(pgdata)
     where = f"the embedded PostgreSQL under {pgdata}"
     try:

@@ -89,6 +89,7 @@ class Event:
     error: str | None = None  # the error line
     runbook: tuple[str, ...] = ()  # the runbook's lines (# comments included)
     drift: int = 0  # differences found between the live schema and the migrations
+    drift_skipped: str | None = None  # why the drift check could not run ("skipped: ...")
     report: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     operator: str = field(default_factory=operator)
     host: str = field(default_factory=socket.gethostname)
@@ -116,6 +117,7 @@ class Event:
             "error": self.error,
             "runbook": list(self.runbook),
             "drift": self.drift,
+            "drift_skipped": self.drift_skipped,
         }
 
 
@@ -179,7 +181,19 @@ def event_from_report(
         report=report,
         git_revision=git_revision,
         drift=drift,
+        drift_skipped=_drift_skipped(report),
     )
+
+
+def _drift_skipped(report: Mapping[str, Any]) -> str | None:
+    """The detail of a skipped drift step (a deploy's are in its migrate and post runs)."""
+    runs = [report, _mapping(report.get("migrate")) or {}, _mapping(report.get("post")) or {}]
+    for run in runs:
+        for step in run.get("steps") or []:
+            named = isinstance(step, Mapping) and step.get("name") == "drift"
+            if named and step.get("outcome") == "skipped":
+                return str(step.get("detail") or "skipped")
+    return None
 
 
 def _applied(report: Mapping[str, Any]) -> tuple[AppliedMigration, ...]:
@@ -268,6 +282,8 @@ def _body(event: Event) -> list[str]:
         lines += [f"  {line}" for line in event.health_failed[:_LISTED]]
     if event.drift:
         lines.append(f"drift: {event.drift} difference(s) (predeploy drift --env {event.env})")
+    elif event.drift_skipped:
+        lines.append(f"drift: {event.drift_skipped}")
     revision = f", rev {event.git_revision[:12]}" if event.git_revision else ""
     lines.append(f"by {event.operator} on {event.host}{revision}")
     commands = [c for c in event.runbook if c.strip() and not c.lstrip().startswith("#")]

@@ -1,4 +1,4 @@
-"""Which pg_dump and pg_restore to use for a server.
+"""Which pg_dump and pg_restore to use for a server; where a major version's server is.
 
 Candidates, in order of preference: PREDEPLOY_PG_BIN_DIR, the system's PostgreSQL
 installations, then the embedded wheel's. The first whose major version equals
@@ -8,6 +8,10 @@ older server, an older one refuses it.
 Versions are asked of each program once (``pg_dump --version``, ~10-20 ms a call) and kept
 in the cache folder by path, size and modification time (see ``predeploy.cache``): an
 upgraded or replaced program is asked again.
+
+``server_bin_dir`` finds a major version's server programs (initdb, pg_ctl, postgres), for
+drift's throwaway shadow cluster: in PREDEPLOY_PG_BIN_DIR only when it is set, else in the
+usual layouts (Debian/Ubuntu, RHEL/PGDG, Homebrew, a source build, ``postgres`` on PATH).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ __all__ = [
     "find_candidates",
     "program_version",
     "select",
+    "server_bin_dir",
 ]
 
 _VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
@@ -37,6 +42,14 @@ _SYSTEM_GLOBS = (
     "/opt/homebrew/opt/postgresql@*/bin",
     "/usr/local/opt/postgresql@*/bin",
 )
+_SERVER_LAYOUTS = (  # where a major version's server programs live, by packaging
+    "/usr/lib/postgresql/{major}/bin",  # Debian, Ubuntu
+    "/usr/pgsql-{major}/bin",  # RHEL and PGDG packages
+    "/opt/homebrew/opt/postgresql@{major}/bin",  # Homebrew on Apple silicon
+    "/usr/local/opt/postgresql@{major}/bin",  # Homebrew on Intel
+    "/usr/local/pgsql/bin",  # a source build (its version is asked)
+)
+SERVER_PROGRAMS = ("initdb", "pg_ctl", "postgres")
 
 
 @dataclass(frozen=True)
@@ -159,3 +172,26 @@ def select(pg_bin_dir: Path | None, server_major: int, cache_dir: Path | None = 
     dumps = find_candidates("pg_dump", pg_bin_dir, embedded_bin, cache_dir)
     restores = find_candidates("pg_restore", pg_bin_dir, embedded_bin, cache_dir)
     return choose(server_major, dumps, restores)
+
+
+def server_bin_dir(
+    major: int, pg_bin_dir: Path | None, cache_dir: Path | None = None
+) -> tuple[Path | None, list[Path]]:
+    """The folder of PostgreSQL ``major``'s server programs, or None; and where it looked.
+
+    PREDEPLOY_PG_BIN_DIR, when set, is the only place looked at: the operator chose it.
+    """
+    if pg_bin_dir is not None:
+        looked = [pg_bin_dir]
+    else:
+        looked = [Path(layout.format(major=major)) for layout in _SERVER_LAYOUTS]
+        on_path = shutil.which("postgres")
+        if on_path is not None:
+            looked.append(Path(on_path).resolve().parent)
+    for folder in dict.fromkeys(looked):
+        if not all((folder / name).is_file() for name in SERVER_PROGRAMS):
+            continue
+        version = program_version(folder / "postgres", cache_dir)
+        if version is not None and version[0] == major:
+            return folder, looked
+    return None, looked

@@ -212,8 +212,11 @@ def start(
     pass_fds: Sequence[int] = (),
     cwd: Path | None = None,
     nice: bool = False,
+    uid: int | None = None,
 ) -> Running:
-    """Start ``program`` with ``args``; ``stdout`` is an object with ``write(bytes)``."""
+    """Start ``program`` with ``args``; ``stdout`` is an object with ``write(bytes)``.
+
+    ``uid``: as root, the user it runs as (PostgreSQL's server programs refuse root)."""
     closers: list[IO[bytes]] = []
     if stdin is None:
         stdin = open(os.devnull, "rb")  # noqa: SIM115 (closed by Running.wait)
@@ -235,6 +238,7 @@ def start(
         "_cwd": str(cwd) if cwd else None,
         "_ok_code": _OK_CODES,
         "_preexec_fn": _lower_priority if nice else None,
+        "_uid": uid,
     }
     if not hasattr(stdout, "fileno"):
         options["_out_bufsize"] = 1 << 20
@@ -260,6 +264,7 @@ def run(
     stdin: bytes | IO[bytes] | None = None,
     pass_fds: Sequence[int] = (),
     cwd: Path | None = None,
+    uid: int | None = None,
 ) -> None:
     """Run ``program`` to completion within ``timeout``; ProgramFailed otherwise."""
     running = start(
@@ -271,6 +276,7 @@ def run(
         on_stderr=on_stderr,
         pass_fds=pass_fds,
         cwd=cwd,
+        uid=uid,
     )
     code = running.wait(timeout)
     if code != 0:

@@ -12,8 +12,11 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import structlog
+
 from predeploy.config.settings import Settings
 from predeploy.errors import ConfigError, PredeployError
+from predeploy.log import FILE_ONLY
 from predeploy.migrate import discovery, executor, history, shadow
 from predeploy.migrate.commands import ensure_history, read_history, run_options
 from predeploy.migrate.discovery import Migration
@@ -23,6 +26,8 @@ from predeploy.postgres.failures import translated
 from predeploy.postgres.sessions import Conn, catalog_session, target_url
 
 __all__ = ["check", "checked", "excluded"]
+
+log = structlog.get_logger(__name__)
 
 
 def excluded(settings: Settings) -> list[tuple[str, str]]:
@@ -64,6 +69,7 @@ def _shadow(settings: Settings, conn: Conn) -> tuple[Fingerprint, str]:
         extensions=shadow.required_extensions(applied),
         shadow_url=settings.shadow_database_url,
         embedded_pgdata=settings.pgdata,
+        pg_bin_dir=settings.pg_bin_dir,
         timeout=settings.connect_timeout,
         variable=variable,
     )
@@ -102,9 +108,11 @@ def _write(path: Path, expected: Fingerprint) -> None:
 
 def checked(settings: Settings) -> tuple[DriftReport | None, str | None]:
     """The drift check of a run that has other work to do: (report, None), or (None, why it
-    could not be checked). A check that cannot run (no shadow server, a saved fingerprint
-    missing) never stops that work; the caller says it was not checked."""
+    could not be checked). A check that cannot run (no shadow database, a saved fingerprint
+    missing) never stops that work; the caller reports its step skipped, with why (the log
+    file has it too, as ``drift_skipped``)."""
     try:
         return check(settings, expected_file=settings.drift_expected), None
     except PredeployError as exc:
+        log.warning("drift_skipped", detail=exc.message, **{FILE_ONLY: True})
         return None, exc.message
