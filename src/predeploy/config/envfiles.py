@@ -58,6 +58,7 @@ class EnvLayers:
     files: tuple[Path, ...]
     labels: tuple[str, ...]  # each file as an operator names it: ".env", "prisma/.env"
     warnings: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()  # files not read because a Prisma config file exists
 
     def names(self) -> frozenset[str]:
         """Every variable any layer defines."""
@@ -136,8 +137,14 @@ def find_env_files(
     return tuple(files)
 
 
-def load_layers(files: Sequence[Path], root: Path, environ: Mapping[str, str]) -> EnvLayers:
-    """Read ``files`` (lowest first) and the process environment ``environ`` into layers."""
+def load_layers(
+    files: Sequence[Path],
+    root: Path,
+    environ: Mapping[str, str],
+    skipped: Sequence[Path] = (),
+) -> EnvLayers:
+    """Read ``files`` (lowest first) and the process environment ``environ`` into layers;
+    ``skipped`` are the files a Prisma config file keeps from being read (for messages)."""
     layers: list[Mapping[str, Definition]] = []
     warnings: list[str] = []
     labels = tuple(_label(path, root) for path in files)
@@ -147,7 +154,8 @@ def load_layers(files: Sequence[Path], root: Path, environ: Mapping[str, str]) -
         warnings += problems
     process = {k: Definition(v, ENVIRONMENT, expand=False) for k, v in environ.items() if v != ""}
     layers.append(process)
-    return EnvLayers(tuple(layers), tuple(files), labels, tuple(warnings))
+    unread = tuple(_label(path, root) for path in skipped)
+    return EnvLayers(tuple(layers), tuple(files), labels, tuple(warnings), unread)
 
 
 def _read_file(path: Path, label: str) -> tuple[dict[str, Definition], list[str]]:
