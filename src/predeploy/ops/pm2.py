@@ -142,9 +142,10 @@ class Pm2:
 
     def message_no_daemon(self) -> str:
         return (
-            f"no pm2 daemon runs for {self.home()} (no live pm2.pid there), so the app "
+            f"no pm2 daemon runs for {self.home()} (no live pm2.pid there), so {self.app} "
             f"cannot be online under it; pm2 was not run, as it would start an empty one: "
-            f"run this as the app's user, or set PM2_HOME to the app's pm2 folder"
+            f"run this as the app's user, set PM2_HOME to the app's pm2 folder, or start "
+            f"the app (pm2 start ecosystem.config.js)"
         )
 
     def reload(self, *, restart: bool = False) -> None:
@@ -154,7 +155,7 @@ class Pm2:
     def _run(self, *args: str) -> str:
         home = pm2_home()
         if daemon_pid(home) is None:
-            raise HealthCheckFailed(self.message_no_daemon())
+            raise ConfigError(self.message_no_daemon())
         env = programs.child_env(
             {"PM2_DISCRETE_MODE": "true", "FORCE_COLOR": "0", "PM2_HOME": str(home)},
             keep=("PM2_*", "NODE_*", "NVM_*"),
