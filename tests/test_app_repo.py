@@ -186,14 +186,110 @@ def test_the_question_goes_to_the_terminal_when_stdout_is_a_file(
 
 
 def test_init_adds_once_and_changes_nothing_the_second_time(installed: Path, app: Path) -> None:
-    """init adds predeploy's .env.example lines and .gitignore entries; run again, nothing."""
+    """init adds predeploy's .env.example lines, .gitignore entries and
+    scripts/run-migrations.sh; run again, nothing."""
     (app / ".gitignore").write_text("node_modules/\n.env\n")
     first = _predeploy(installed, app, "init", "--json")
     assert first.returncode == 0, first.stderr
-    assert len(json.loads(first.stdout)["changed"]) == 2
-    after = {p: p.read_bytes() for p in (app / ".gitignore", app / ".env.example")}
+    assert len(json.loads(first.stdout)["changed"]) == 3
+    files = (app / ".gitignore", app / ".env.example", app / "scripts" / "run-migrations.sh")
+    after = {p: p.read_bytes() for p in files}
     assert b"node_modules/\n.env\n" in after[app / ".gitignore"]
     second = _predeploy(installed, app, "init", "--json")
     assert json.loads(second.stdout)["changed"] == []
     assert {p: p.read_bytes() for p in after} == after
     assert "deploy --env prod --yes" in json.loads(second.stdout)["post_deploy"]
+
+
+def test_init_ignores_every_file_that_holds_a_secret(installed: Path, app: Path) -> None:
+    """After init, git ignores .env, every .env.<env> but .env.example, .venv/,
+    .predeploy/ and what predeploy writes (asked of git itself)."""
+    subprocess.run(["git", "init", "-q"], cwd=app, check=True, timeout=60)
+    assert _predeploy(installed, app, "init").returncode == 0
+    secret = [".env", ".env.prod", ".env.staging", ".env.local", ".venv/bin/python"]
+    ours = [".predeploy/cache/x", ".pgdata/PG_VERSION", "backups/prod/x.dump", "logs/x.log"]
+    kept = [".env.example", "scripts/run-migrations.sh", "prisma/schema.prisma"]
+    checked = subprocess.run(
+        ["git", "check-ignore", "--no-index", *secret, *ours, *kept],
+        cwd=app,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert checked.stdout.split() == [*secret, *ours]
+
+
+def test_scripts_run_migrations_works_in_the_app_unchanged(
+    installed: Path, app: Path, database_url: str
+) -> None:
+    """`./scripts/run-migrations.sh dev`, as written by init, migrates with the app's
+    .venv; without predeploy anywhere it exits 2 saying how to install it."""
+    assert _predeploy(installed, app, "init").returncode == 0
+    script = app / "scripts" / "run-migrations.sh"
+    assert os.access(script, os.X_OK)
+    (app / ".venv").symlink_to(installed.parents[1])
+    clean = {"PATH": "/usr/bin:/bin", "HOME": str(app)}
+    done = subprocess.run(
+        ["./scripts/run-migrations.sh", "dev", "--json"],
+        cwd=app,
+        env=clean,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads(done.stdout)["applied"]) == 30
+    with psycopg.connect(database_url) as conn:
+        count = conn.execute("SELECT count(*) FROM public._prisma_migrations").fetchone()
+    assert count == (30,)
+    (app / ".venv").unlink()
+    done = subprocess.run(
+        [str(script), "dev"],
+        cwd=app / "src",
+        env=clean,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("run-migrations: predeploy not found")
+    assert "python3 -m venv .venv && .venv/bin/pip install" in done.stderr
+
+
+def test_the_installed_wheel_ships_the_repositorys_scripts(installed: Path, app: Path) -> None:
+    """scripts/ links into the package's examples (one copy); the wheel installs the same
+    bytes where init says; init's systemd units pass systemd-analyze verify."""
+    data = json.loads(_predeploy(installed, app, "init", "--json").stdout)
+    shipped = Path(data["examples"])
+    assert shipped.is_relative_to(installed.parents[1])
+    scripts = REPO / "scripts"
+    names = sorted(p.name for p in scripts.iterdir())
+    assert {"run-migrations.sh", "pm2-post-deploy.sh", "crontab.example"} <= set(names)
+    assert {"predeploy-maintenance.service", "predeploy-maintenance.timer"} <= set(names)
+    for name in names:
+        assert (scripts / name).is_symlink()
+        assert (scripts / name).resolve() == REPO / "src" / "predeploy" / "examples" / name
+        assert (shipped / name).read_bytes() == (scripts / name).read_bytes()
+    service = data["systemd"]["predeploy-maintenance.service"]
+    assert f"WorkingDirectory={app}\n" in service
+    assert f"ExecStart={installed} maintenance --env prod --json\n" in service
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed: the units were not verified")
+    units = app / "units"
+    units.mkdir()
+    for name, text in data["systemd"].items():
+        (units / name).write_text(text)
+    verified = subprocess.run(
+        ["systemd-analyze", "verify", *(str(p) for p in sorted(units.iterdir()))],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert verified.returncode == 0, verified.stderr

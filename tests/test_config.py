@@ -348,3 +348,24 @@ def test_env_example_documents_every_setting() -> None:
     text = (Path(__file__).parents[1] / ".env.example").read_text()
     documented = set(re.findall(r"^# (PREDEPLOY_[A-Z0-9_]+)=", text, re.M))
     assert documented == set(KNOWN_SETTINGS)
+
+
+@pytest.mark.parametrize(
+    ("line", "what"),
+    [
+        ("s3cr3t-pasted-alone", "has no ="),
+        ("export PREDEPLOY_LOG_DIR", "has no ="),
+        ("DIRECT_URL='postgresql://app:s3cr3t@db/app", "cannot be read as NAME=value"),
+    ],
+)
+def test_a_line_that_is_not_name_value_is_an_error_naming_file_and_line(
+    tmp_path: Path, line: str, what: str
+) -> None:
+    """A bare NAME, or an unclosed quote, is exit 2 naming the file and line; the line's
+    text (perhaps a pasted secret) is not repeated."""
+    write(tmp_path / ".env", "# predeploy\n\nPREDEPLOY_LOG_DIR=logs\n")
+    write(tmp_path / ".env.staging", f"DATABASE_URL={URL}\n\n# next\n{line}\nPORT=3000\n")
+    with pytest.raises(ConfigError, match=rf"^\.env\.staging line 4 {what}") as err:
+        load_settings("staging", tmp_path, {})
+    assert "s3cr3t" not in err.value.message and "PREDEPLOY_LOG_DIR" not in err.value.message
+    assert err.value.exit_code == 2

@@ -133,6 +133,21 @@ def test_failed_migration_exits_5_and_leaves_the_app_alone(
     assert pm2_app.processes() == pids
 
 
+def test_no_pm2_daemon_is_exit_2_before_anything_and_starts_none(
+    cli: Cli, pm2_app: Pm2App, deploy_env: dict[str, str], database_url: str, tmp_path: Path
+) -> None:
+    """A PM2_HOME where no pm2 daemon runs (the wrong user's, a typo): exit 2 naming it,
+    nothing migrated, and no daemon started there."""
+    empty = tmp_path / "other-pm2"
+    empty.mkdir()
+    done = cli("deploy", "--env", "prod", "--yes", env=deploy_env | {"PM2_HOME": str(empty)})
+    assert done.returncode == 2, done.stderr
+    assert f"no pm2 daemon runs for PM2_HOME {empty}, user " in done.stderr
+    assert list(empty.iterdir()) == []
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT to_regclass('_prisma_migrations')").fetchone() == (None,)
+
+
 def test_unknown_app_or_no_pm2_is_exit_2_before_anything(
     cli: Cli, pm2_app: Pm2App, deploy_env: dict[str, str], database_url: str
 ) -> None:

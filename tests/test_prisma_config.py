@@ -161,6 +161,75 @@ def test_prisma7_config_in_another_form_asks_for_the_variable(tmp_path: Path) ->
     assert settings.direct_database_url_var == "MIGRATE_URL"
 
 
+@pytest.mark.parametrize("op", ["??", "||"])
+@pytest.mark.parametrize(
+    ("environ", "chosen"),
+    [
+        ({"DIRECT_DATABASE_URL": DIRECT, "DATABASE_URL": POOLED}, "DIRECT_DATABASE_URL"),
+        ({"DATABASE_URL": DIRECT}, "DATABASE_URL"),
+        ({"DIRECT_DATABASE_URL": "", "DATABASE_URL": DIRECT}, "DATABASE_URL"),
+    ],
+)
+def test_prisma7_config_url_chain_is_the_first_variable_set(
+    tmp_path: Path, op: str, environ: dict[str, str], chosen: str
+) -> None:
+    """`url: process.env.A ?? process.env.B` (or ||, or over two lines) is the first set."""
+    expression = f"process.env.DIRECT_DATABASE_URL {op}\n      env('DATABASE_URL')"
+    write(tmp_path / "prisma.config.ts", PRISMA7_CONFIG % expression)
+    write(tmp_path / "prisma" / "schema.prisma", PRISMA7_SCHEMA)
+    settings = staging(tmp_path, environ)
+    assert settings.direct_database_url_var == chosen
+    assert settings.migration_url is not None
+    assert settings.migration_url.host == "db.example.com"
+
+
+def test_prisma7_config_url_chain_unset_names_every_variable(tmp_path: Path) -> None:
+    """Neither variable of the chain set: the error names both (and a literal at the end
+    of the chain is the URL then)."""
+    chain = "process.env.DIRECT_DATABASE_URL ?? process.env.DATABASE_URL"
+    write(tmp_path / "prisma.config.ts", PRISMA7_CONFIG % chain)
+    write(tmp_path / "prisma" / "schema.prisma", PRISMA7_SCHEMA)
+    with pytest.raises(ConfigError, match="none of DIRECT_DATABASE_URL, DATABASE_URL is set"):
+        staging(tmp_path, {})
+    write(tmp_path / "prisma.config.ts", PRISMA7_CONFIG % f'{chain} ?? "{DIRECT}"')
+    settings = staging(tmp_path, {})
+    assert settings.migration_url is not None
+    assert settings.migration_url.host == "db.example.com"
+
+
+def test_prisma7_config_url_wins_and_the_schemas_variables_are_not_demanded(
+    tmp_path: Path,
+) -> None:
+    """A schema still naming url and directUrl beside a config datasource.url: the config's
+    URL is what migrations use (as in Prisma 7), and the schema's unset variables are not
+    demanded."""
+    root = app(tmp_path)  # url = env("DATABASE_URL"), directUrl = env("DIRECT_URL")
+    write(root / "prisma.config.ts", PRISMA7_CONFIG % 'env("MIGRATE_URL")')
+    settings = staging(root, {"MIGRATE_URL": DIRECT})
+    assert settings.migration_url_var == "MIGRATE_URL"
+    settings = staging(root, {"MIGRATE_URL": DIRECT, "DIRECT_URL": POOLED, "DATABASE_URL": POOLED})
+    assert settings.migration_url_var == "MIGRATE_URL"
+    assert settings.database_url_var == "DATABASE_URL"  # the app's URL, when set
+
+
+def test_prisma7_unset_url_says_prisma_env_was_not_read(tmp_path: Path) -> None:
+    """The variable is in prisma/.env, which a config file keeps from being read: the
+    error says so, and where to move it."""
+    write(tmp_path / "prisma.config.ts", PRISMA7_CONFIG % 'env("MIGRATE_URL")')
+    write(tmp_path / "prisma" / "schema.prisma", PRISMA7_SCHEMA)
+    write(tmp_path / "prisma" / ".env", f"MIGRATE_URL={DIRECT}\n")
+    with pytest.raises(ConfigError) as err:
+        staging(tmp_path, {})
+    assert (
+        "not read: prisma/.env, because prisma.config.ts exists" in err.value.message
+        and "move the variable to .env or .env.staging" in err.value.message
+    )
+    (tmp_path / "prisma" / ".env").unlink()
+    with pytest.raises(ConfigError) as err:
+        staging(tmp_path, {})
+    assert "not read" not in err.value.message
+
+
 def test_literal_url_in_the_schema_is_used_with_a_warning(tmp_path: Path) -> None:
     """url = "postgresql://..." in the schema is that URL, with a warning about secrets."""
     write(

@@ -269,6 +269,44 @@ def test_a_restore_stopped_by_sigterm_is_audited_interrupted_and_changes_nothing
 
 
 @suite_only
+def test_a_restore_killed_with_sigkill_leaves_a_list_file_the_next_restore_sweeps(
+    site: Site, tmp_path: Path
+) -> None:
+    """SIGKILL while the replay waits for a table the app holds: pg_restore's list file
+    (its name carries the dead run's pid) is gone after the next restore; a live run's
+    list file, and files that only look like ours, are left alone."""
+    settings = site.settings()
+    backup.backup(settings)
+    write(site.migrations, "2_orders", KINDS["fk_table"])
+    commands.migrate(settings)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    alive = temp / f"predeploy-{os.getpid()}-kept.list"  # a live process's (this one)
+    alive.write_text("")
+    foreign = temp / "predeploy-notapid-x.list"
+    foreign.write_text("")
+    with holding(site.url, "SELECT count(*) FROM users"):  # the app, idle in transaction
+        run = Background(
+            site.project, "restore", "--env", "staging", "--yes", env=site.env, tmpdir=temp
+        )
+        try:
+            listed = wait_until(
+                lambda: list(temp.glob(f"predeploy-{run.pid}-*.list")), what="the list file"
+            )
+            os.kill(run.pid, signal.SIGKILL)
+            assert run.process.wait(15) == -signal.SIGKILL
+        finally:
+            run.kill()
+        for pid, _ in predeploy_sessions(site.url):  # its orphaned pg_restore and psql
+            query_value(site.url, "SELECT pg_terminate_backend(%s)", pid)
+    assert all(path.exists() for path in listed)  # what SIGKILL leaves behind
+    done = site.run("restore", "--env", "staging", "--yes", TMPDIR=str(temp))
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in temp.iterdir()) == sorted([alive.name, foreign.name])
+    assert _trail(site.url, "public")[-1] == ("restore", "restored")
+
+
+@suite_only
 def test_another_databases_dump_is_refused_unless_named_so(site: Site) -> None:
     """A staging dump copied into backups/prod/: refused (exit 4) unless --other-database."""
     staging = site.settings()

@@ -1,10 +1,11 @@
 """What a killed run left behind, swept by the next one.
 
-A SIGKILL gives a run no chance to clean up: a hidden ``.<name>.<pid>.partial`` dump, or
-(from versions before the in-memory passfile) a ``predeploy-*`` temporary folder holding a
-plain-text ``pgpass``. Only names of ours are touched, and only when no running predeploy
-could still own them: the pid in the name is gone, or (names without a pid) the file is
-older than every predeploy process running now.
+A SIGKILL gives a run no chance to clean up: a hidden ``.<name>.<pid>.partial`` dump, a
+restore's ``predeploy-<pid>-*.list`` (pg_restore's table of contents) in the temporary
+folder, or (from versions before the in-memory passfile) a ``predeploy-*`` temporary
+folder holding a plain-text ``pgpass``. Only names of ours are touched, and only when no
+running predeploy could still own them: the pid in the name is gone, or (names without a
+pid) the file is older than every predeploy process running now.
 """
 
 from __future__ import annotations
@@ -18,10 +19,18 @@ from pathlib import Path
 
 import structlog
 
-__all__ = ["partial_name", "pid_alive", "sweep_partials", "sweep_temp_folders"]
+__all__ = [
+    "partial_name",
+    "pid_alive",
+    "sweep_partials",
+    "sweep_temp_files",
+    "sweep_temp_folders",
+    "temp_prefix",
+]
 
 log = structlog.get_logger(__name__)
 _PARTIAL = re.compile(r"^\.(?P<name>.+?)(?:\.(?P<pid>\d+))?\.partial$")
+_TEMP_FILE = re.compile(r"^predeploy-(?P<pid>\d+)-[^/]*\.list$")
 _BOOT_CLOCK_HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -50,6 +59,28 @@ def sweep_partials(folder: Path) -> list[Path]:
             swept.append(path)
     for path in swept:
         log.info("stale_partial_removed", path=str(path))
+    return swept
+
+
+def temp_prefix() -> str:
+    """The prefix of this process's files in the temporary folder (``sweep_temp_files``)."""
+    return f"predeploy-{os.getpid()}-"
+
+
+def sweep_temp_files() -> list[Path]:
+    """Remove the ``predeploy-<pid>-*.list`` files of the temporary folder whose process is
+    gone (a restore killed with SIGKILL left its pg_restore list there)."""
+    swept = []
+    for path in Path(tempfile.gettempdir()).glob("predeploy-*.list"):
+        match = _TEMP_FILE.match(path.name)
+        if match is None or path.is_dir() or path.is_symlink():
+            continue
+        pid = int(match.group("pid"))
+        if pid != os.getpid() and not pid_alive(pid):
+            _remove(path)
+            swept.append(path)
+    for path in swept:
+        log.info("stale_temp_file_removed", path=str(path))
     return swept
 
 

@@ -37,7 +37,7 @@ from predeploy.postgres import pgbin, programs
 from predeploy.postgres.failures import describe_lock_holders, translated
 from predeploy.postgres.sessions import Conn, catalog_session
 from predeploy.runbook import command
-from predeploy.sweep import partial_name, sweep_partials, sweep_temp_folders
+from predeploy.sweep import partial_name, sweep_partials, sweep_temp_files, sweep_temp_folders
 
 __all__ = ["BACKUP_LOCK", "BackupResult", "Progress", "ProgressFn", "backup", "require_programs"]
 
@@ -112,6 +112,7 @@ def backup(
     folder = _folder(settings.backup_dir / settings.env)
     sweep_partials(folder)
     sweep_temp_folders()
+    sweep_temp_files()
     with (
         catalog_session(settings, purpose="backup") as conn,
         advisory_lock(conn, BACKUP_LOCK, wait=settings.lock_wait, purpose="backup"),

@@ -50,6 +50,7 @@ from predeploy.migrate.privileges import check_bookkeeping
 from predeploy.postgres import pgbin, programs
 from predeploy.postgres.failures import translated
 from predeploy.postgres.sessions import CATALOG, Conn, catalog_session, connect, target_url
+from predeploy.sweep import sweep_temp_files, temp_prefix
 
 __all__ = ["RestorePlan", "RestoreResult", "plan", "restore"]
 
@@ -129,6 +130,7 @@ def restore(
     url, _ = target_url(settings, direct=True)
     history_table, audit_table = history.tables_for(settings)
     started = time.perf_counter()
+    sweep_temp_files()  # the list files of restores killed with SIGKILL
     with migrate_session(settings, "restore") as conn:
         refuse_standby(conn)
         with translated(conn, "reading what the database remembers of its env"):
@@ -381,7 +383,7 @@ def _pg_restore(settings: Settings, server_major: int, info: BackupInfo) -> pgbi
 def _list_file(toc: str, keep: list[tuple[str, str]], standing: set[str]) -> Iterator[Path]:
     """The archive's table of contents for `pg_restore -L` (``objects.replayed``)."""
     text = objects.replayed(toc, keep, standing)
-    fd, name = tempfile.mkstemp(prefix=f"predeploy-{os.getpid()}-", suffix=".list")
+    fd, name = tempfile.mkstemp(prefix=temp_prefix(), suffix=".list")  # sweep_temp_files
     try:
         with os.fdopen(fd, "w") as out:
             out.write(text)

@@ -310,7 +310,13 @@ def render_adopted(done: Adopted) -> str:
         f"  {done.post_deploy}",
         "crontab line (crontab -e, as the user that runs the app):",
         f"  {done.crontab}",
+        "or, instead of cron, a systemd timer (as root: write these two files, then",
+        "  systemctl daemon-reload && systemctl enable --now predeploy-maintenance.timer):",
     ]
+    for unit, text in done.systemd.items():
+        lines += [f"  # /etc/systemd/system/{unit}"]
+        lines += [f"  {line}".rstrip() for line in text.splitlines()]
+    lines.append(f"examples (ecosystem.config.js, hooks, crontab, units): {done.examples}")
     if done.suggestions:
         lines += ["", *done.suggestions]
     return "\n".join(lines)

@@ -2,9 +2,10 @@
 
 The URL (the app's, possibly through a pooler) and the direct URL (migrations,
 locks, backups) are named, in order, by PREDEPLOY_URL_VAR / PREDEPLOY_DIRECT_URL_VAR,
-then Prisma's files (schema ``url``/``directUrl``; Prisma 7's config
-``datasource.url`` is the direct URL, since it is the one Prisma's CLI migrates
-with), then the conventions: DATABASE_URL, and DIRECT_URL or DIRECT_DATABASE_URL.
+then Prisma's files (Prisma 7's config ``datasource.url`` is the direct URL and wins
+over the schema's ``directUrl``, since it is the one Prisma's CLI migrates with; the
+schema's ``url`` is then read when set, never demanded; else the schema's ``url`` and
+``directUrl``), then the conventions: DATABASE_URL, and DIRECT_URL or DIRECT_DATABASE_URL.
 As in Prisma (P1012), a direct URL that is named but unset is an error.
 """
 
@@ -47,27 +48,42 @@ class _Reader:
     timeout: int
     environ: Mapping[str, str]
 
-    def value(self, source: UrlSource) -> str | None:
-        if source.literal is not None:
-            return source.literal or None
-        assert source.variable is not None  # noqa: S101 (a source is one or the other)
-        return self.layers.get(source.variable)
+    def value(self, source: UrlSource) -> tuple[str, str | None]:
+        """The first of the source's variables that is set (its name and value), else
+        its literal (named by where it is written)."""
+        for name in source.variables:
+            raw = self.layers.get(name)
+            if raw is not None:
+                return name, raw
+        return source.where, source.literal or None
 
-    def parse(self, source: UrlSource, raw: str) -> DatabaseUrl:
+    def read(self, source: UrlSource | None) -> DatabaseUrl | None:
+        if source is None:
+            return None
+        name, raw = self.value(source)
+        if raw is None:
+            return None
         return parse_url(
             raw,
-            source.variable or source.where,
+            name,
             base_dir=self.base_dir,
             default_connect_timeout=self.timeout,
             environ=self.environ,
         )
 
-    def read(self, source: UrlSource | None) -> DatabaseUrl | None:
-        raw = self.value(source) if source is not None else None
-        return self.parse(source, raw) if source is not None and raw is not None else None
-
     def files(self) -> str:
         return ", ".join(self.layers.labels) or "no .env files"
+
+    def unread(self, prisma: PrismaProject) -> str:
+        """Why a .env file that holds the variable perhaps was not read."""
+        if not self.layers.skipped or prisma.config_file is None:
+            return ""
+        config = prisma.config_file.name
+        return (
+            f"; not read: {', '.join(self.layers.skipped)}, because {config} exists (Prisma "
+            f"then reads no .env file: the config loads its own), so move the variable to "
+            f".env or .env.{self.env}"
+        )
 
 
 def read_databases(
@@ -86,11 +102,15 @@ def read_databases(
     direct = reader.read(direct_source)
     development = env in DEVELOPMENT_ENVS  # the embedded dev server stands in for a URL
     if direct_source is not None and direct is None and (url is not None or not development):
-        raise ConfigError(_unset_direct(reader, direct_source))
-    named_by_prisma = url_source.where != "default"
-    if url is None and (named_by_prisma or direct is None) and not development:
-        raise ConfigError(_unset_url(reader, url_source))
-    url_var = url_source.variable or url_source.where
+        raise ConfigError(_unset_direct(reader, direct_source, prisma))
+    # with Prisma 7's config datasource.url, the schema's url is not what Prisma migrates
+    # with: used when set, never demanded
+    demanded = url_source.where != "default" and not (
+        prisma.config_url is not None and url_source is prisma.url
+    )
+    if url is None and (demanded or direct is None) and not development:
+        raise ConfigError(_unset_url(reader, url_source, prisma))
+    url_var = url.variable if url is not None else (url_source.variable or url_source.where)
     if url is None and direct is not None:
         url, url_var = direct, direct.variable  # only a direct URL: it serves for both
     shadow_source = _shadow_source(layers, prisma)
@@ -124,10 +144,10 @@ def _direct_source(layers: EnvLayers, prisma: PrismaProject) -> UrlSource | None
             f"cannot tell which variable holds the database URL: set "
             f"PREDEPLOY_DIRECT_URL_VAR to that variable's name"
         )
+    if prisma.config_url is not None:
+        return prisma.config_url  # Prisma 7: the config's datasource.url wins over the schema
     if prisma.direct_url is not None:
         return prisma.direct_url
-    if prisma.config_url is not None:
-        return prisma.config_url
     if prisma.url is not None:
         return None  # the schema names only url: Prisma migrates with it
     found = [name for name in _DIRECT_NAMES if layers.get(name)]
@@ -140,21 +160,33 @@ def _shadow_source(layers: EnvLayers, prisma: PrismaProject) -> UrlSource | None
     return prisma.shadow_url
 
 
-def _unset_direct(reader: _Reader, source: UrlSource) -> str:
+def _unset_direct(reader: _Reader, source: UrlSource, prisma: PrismaProject) -> str:
     where = f"{source.where} names it" if source.where != "default" else "it is the direct URL"
+    name = source.variable or "it"
     return (
-        f"{source.variable} is not set for env {reader.env!r}, but {where} (Prisma stops "
-        f"here too, P1012; read: {reader.files()}, and the process environment): set "
-        f"{source.variable} in .env.{reader.env} or export it"
+        f"{_unset(source)} for env {reader.env!r}, but {where} (Prisma stops "
+        f"here too, P1012; read: {reader.files()}, and the process environment"
+        f"{reader.unread(prisma)}): set {name} in .env.{reader.env} or export it"
     )
 
 
-def _unset_url(reader: _Reader, source: UrlSource) -> str:
+def _unset_url(reader: _Reader, source: UrlSource, prisma: PrismaProject) -> str:
     named = f"; {source.where} names it" if source.where != "default" else ""
+    name = source.variable or "it"
     return (
-        f"{source.variable} is not set for env {reader.env!r} (read: {reader.files()}, and "
-        f"the process environment{named}): set it in .env.{reader.env} or export it"
+        f"{_unset(source)} for env {reader.env!r} (read: {reader.files()}, and "
+        f"the process environment{named}{reader.unread(prisma)}): set {name} in "
+        f".env.{reader.env} or export it"
     )
+
+
+def _unset(source: UrlSource) -> str:
+    """``A is not set``, or ``none of A, B is set`` for a ``??`` chain."""
+    if not source.variables:
+        return f"{source.where} is an empty URL"
+    if len(source.variables) == 1:
+        return f"{source.variables[0]} is not set"
+    return f"none of {', '.join(source.variables)} is set"
 
 
 def _warnings(

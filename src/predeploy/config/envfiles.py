@@ -13,6 +13,11 @@ the variable being defined refers to the layers below). ``\\$`` is a literal
 ``$``, single-quoted values are taken as written, and a reference to an unset
 variable is an error naming both, never an empty string. Values are resolved
 only when read, so an app's variable predeploy never reads cannot fail a run.
+
+A line that is not ``NAME=value`` (a bare ``NAME``, an unclosed quote) is an error
+naming the file and the line: Node's dotenv (Prisma's) skips it without a word and
+python-dotenv reads a bare ``NAME`` as unset, so either reading could be the wrong
+one; the line's text is never repeated, as it may be a pasted secret.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from dotenv.parser import parse_stream
+from dotenv.parser import Original, parse_stream
 
 from predeploy.errors import ConfigError
 
@@ -53,6 +58,7 @@ class EnvLayers:
     files: tuple[Path, ...]
     labels: tuple[str, ...]  # each file as an operator names it: ".env", "prisma/.env"
     warnings: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()  # files not read because a Prisma config file exists
 
     def names(self) -> frozenset[str]:
         """Every variable any layer defines."""
@@ -131,8 +137,14 @@ def find_env_files(
     return tuple(files)
 
 
-def load_layers(files: Sequence[Path], root: Path, environ: Mapping[str, str]) -> EnvLayers:
-    """Read ``files`` (lowest first) and the process environment ``environ`` into layers."""
+def load_layers(
+    files: Sequence[Path],
+    root: Path,
+    environ: Mapping[str, str],
+    skipped: Sequence[Path] = (),
+) -> EnvLayers:
+    """Read ``files`` (lowest first) and the process environment ``environ`` into layers;
+    ``skipped`` are the files a Prisma config file keeps from being read (for messages)."""
     layers: list[Mapping[str, Definition]] = []
     warnings: list[str] = []
     labels = tuple(_label(path, root) for path in files)
@@ -142,7 +154,8 @@ def load_layers(files: Sequence[Path], root: Path, environ: Mapping[str, str]) -
         warnings += problems
     process = {k: Definition(v, ENVIRONMENT, expand=False) for k, v in environ.items() if v != ""}
     layers.append(process)
-    return EnvLayers(tuple(layers), tuple(files), labels, tuple(warnings))
+    unread = tuple(_label(path, root) for path in skipped)
+    return EnvLayers(tuple(layers), tuple(files), labels, tuple(warnings), unread)
 
 
 def _read_file(path: Path, label: str) -> tuple[dict[str, Definition], list[str]]:
@@ -152,15 +165,25 @@ def _read_file(path: Path, label: str) -> tuple[dict[str, Definition], list[str]
         reason = exc.__class__.__name__
         raise ConfigError(f"cannot read {label}: {reason}: fix or remove it") from None
     layer: dict[str, Definition] = {}
-    problems: list[str] = []
     for binding in parse_stream(io.StringIO(text)):
-        if binding.error:
-            line = binding.original.line
-            problems.append(f"{label}:{line} is not a NAME=value line: it was skipped")
-        elif binding.key is not None and binding.value is not None:
+        if binding.error or (binding.key is not None and binding.value is None):
+            raise ConfigError(_not_a_binding(label, binding.original, binding.error))
+        if binding.key is not None and binding.value is not None:
             quoted = _single_quoted(binding.original.string, binding.key)
             layer[binding.key] = Definition(binding.value, label, expand=not quoted)
-    return layer, problems
+    return layer, []
+
+
+def _not_a_binding(label: str, original: Original, error: bool) -> str:
+    """A line that is not NAME=value: an error, never skipped (its text may be a secret)."""
+    text = original.string
+    stripped = text.lstrip()
+    line = original.line + text[: len(text) - len(stripped)].count("\n")
+    what = "cannot be read as NAME=value (a quote left open?)" if error else "has no ="
+    return (
+        f"{label} line {line} {what}: write NAME=value (NAME= for an empty value), "
+        f"or start the line with # to make it a comment"
+    )
 
 
 def _single_quoted(line: str, key: str) -> bool:

@@ -6,7 +6,8 @@ The schema is found as Prisma 6.19 finds it without ``--schema`` (FIELD-NOTES
 and the folder ``./prisma/schema/``. Its ``datasource`` block names the variables:
 ``url = env("X")``, ``directUrl = env("Y")``, ``shadowDatabaseUrl = env("Z")``.
 Prisma 7 moved them to ``prisma.config.ts``: ``datasource: { url: env("X") }``
-(or ``process.env.X``) is read; any other expression is reported as unreadable.
+(or ``process.env.X``, or ``process.env.A ?? process.env.B``, the first that is set) is
+read; any other expression is reported as unreadable.
 Nothing is evaluated: the files are read as text.
 """
 
@@ -49,7 +50,13 @@ class UrlSource:
 
     where: str  # e.g. "prisma/schema.prisma's directUrl", for messages
     variable: str | None = None
-    literal: str | None = None
+    literal: str | None = None  # with a variable: the value when no variable is set
+    fallbacks: tuple[str, ...] = ()  # `process.env.A ?? process.env.B`: read in order
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        """The variables that may hold the URL, the first that is set winning."""
+        return (self.variable, *self.fallbacks) if self.variable else self.fallbacks
 
 
 @dataclass(frozen=True)
@@ -206,18 +213,29 @@ def _merge_config(root: Path, project: PrismaProject, config: Path, text: str) -
 
 
 def _ts_source(where: str, expr: str) -> UrlSource | None:
-    env = _TS_ENV.fullmatch(expr)
-    if env is not None:
-        return UrlSource(where, variable=env.group("a") or env.group("b") or env.group("c"))
-    literal = re.fullmatch(_STRING, expr)
-    if literal is not None:
-        return UrlSource(where, literal=next(g for g in literal.groups() if g is not None))
-    return None
+    """``env("X")``, ``process.env.X``, a string, or ``A ?? B ?? "..."`` (or ``||``) of
+    them: the first variable that is set, else the string at the end."""
+    names: list[str] = []
+    parts = [part.strip() for part in re.split(r"\?\?|\|\|", expr)]
+    for index, part in enumerate(parts):
+        env = _TS_ENV.fullmatch(part)
+        if env is not None:
+            names.append(env.group("a") or env.group("b") or env.group("c"))
+            continue
+        literal = re.fullmatch(_STRING, part)
+        if literal is None or index != len(parts) - 1:
+            return None
+        text = next(g for g in literal.groups() if g is not None)
+        return UrlSource(where, names[0] if names else None, text, tuple(names[1:]))
+    return UrlSource(where, variable=names[0], fallbacks=tuple(names[1:]))
 
 
 def _ts_value(text: str, key: str) -> str | None:
-    """The expression after ``key:`` up to the next comma, newline or brace."""
-    match = re.search(rf"{key}\s*:\s*(?P<expr>(?:[\w.]+\([^)]*\)|[^,\n}}])+)", text)
+    """The expression after ``key:`` up to the next comma, newline or brace (a line may
+    end with ``??`` or ``||``: the expression goes on)."""
+    match = re.search(
+        rf"{key}\s*:\s*(?P<expr>(?:[\w.]+\([^)]*\)|(?:\?\?|\|\|)\s*|[^,\n}}])+)", text
+    )
     return match.group("expr").strip() if match else None
 
 

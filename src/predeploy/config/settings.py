@@ -138,7 +138,8 @@ def load_settings(env: str, root: Path, environ: Mapping[str, str] | None = None
     files = find_env_files(
         root, env, schema_dir=prisma.schema_dir, has_prisma_config=prisma.config_file is not None
     )
-    layers = load_layers(files, root, environ)
+    unconfigured = find_env_files(root, env, schema_dir=prisma.schema_dir, has_prisma_config=False)
+    layers = load_layers(files, root, environ, [p for p in unconfigured if p not in files])
     check_names({name: layers.source(name) or "" for name in layers.names()})
     return _build(env, root, layers, prisma, environ)
 

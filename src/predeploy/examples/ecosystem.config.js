@@ -14,6 +14,11 @@
 // failed (the app was not reloaded), 7 the app is not healthy after the reload, 6
 // another migration holds the lock, 4 the backup failed, 2 configuration, 3 database.
 // pm2 deploy stops and reports any non-zero exit; the rollback runbook is printed.
+// predeploy itself, installed into the project's virtualenv as the README does
+// (`python3 -m venv .venv && .venv/bin/pip install /opt/predeploy`): a checkout or a
+// wheel of predeploy on the server, or the name it has on your package index.
+const PREDEPLOY = '/opt/predeploy';
+
 module.exports = {
   apps: [
     {
@@ -37,9 +42,11 @@ module.exports = {
       ref: 'origin/main',
       repo: 'git@git.example.com:acme/web.git',
       path: '/srv/web',
-      // predeploy lives in the project's virtualenv (.venv, made once on the server:
-      // python3 -m venv .venv && .venv/bin/pip install predeploy). The app's packages
-      // are installed first when it has a lockfile; a failure there stops the hook.
+      // `pm2 deploy ecosystem.config.js production setup` makes the virtualenv once (in
+      // <path>/current; the .venv/ that init ignores survives every later deploy)
+      'post-setup': `python3 -m venv .venv && .venv/bin/pip install ${PREDEPLOY}`,
+      // the app's packages are installed first when it has a lockfile; a failure there
+      // stops the hook
       'post-deploy':
         'if [ -f package-lock.json ]; then npm ci --omit=dev; fi && ' +
         '.venv/bin/predeploy deploy --env prod --yes',

@@ -29,7 +29,7 @@ for venv in "${PREDEPLOY_VENV:-}" "$root/.venv" "$root/venv"; do
 done
 program=${program:-$(command -v predeploy || true)}
 if [ -z "$program" ]; then
-    echo "run-migrations: no virtualenv with predeploy in $root/.venv, $root/venv or \$PREDEPLOY_VENV" >&2
+    echo "run-migrations: predeploy not found (not in $root/.venv/bin, $root/venv/bin, \$PREDEPLOY_VENV/bin or on PATH): install it into the project: python3 -m venv .venv && .venv/bin/pip install /opt/predeploy (a checkout or wheel of predeploy)" >&2
     exit 2
 fi
 exec "$program" migrate --env "$env_name" "$@"

@@ -293,6 +293,9 @@ def check_pm2(settings: Settings, pm2: Pm2 | None = None) -> Check:
     started = time.perf_counter()
     try:
         pm2 = pm2 or Pm2.for_settings(settings)
+        if not pm2.running():  # pm2 would start a daemon of its own: the check is not run
+            detail = f"not checked: {pm2.message_no_daemon()}"
+            return Check("pm2", False, detail, time.perf_counter() - started, {"skipped": True})
         processes = pm2.processes()
     except PredeployError as exc:
         return Check("pm2", False, exc.message, time.perf_counter() - started)

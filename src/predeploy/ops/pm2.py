@@ -5,12 +5,20 @@ The program is PREDEPLOY_PM2_BIN, else `pm2` on PATH, else the project's
 (an argv list, an allowlisted environment), with PM2_DISCRETE_MODE=true so that a fresh
 PM2_HOME prints no banner before `jlist`'s JSON. `jlist` carries every process's
 full environment, secrets included: only the fields below are ever kept.
+
+Every pm2 command starts a pm2 daemon for its PM2_HOME when none runs, and under cron's
+`env -i` (no HOME) pm2 falls back to /etc/.pm2: a check would start an empty pm2 and
+report the app missing. So the PM2_HOME is the one the app's pm2 uses (PM2_HOME, else
+$HOME/.pm2, else the user's home from the password database), it is passed to pm2
+explicitly, and no pm2 command runs unless that home's daemon is alive (its pm2.pid
+names a live process and its rpc.sock exists).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pwd
 import re
 import shutil
 import time
@@ -25,7 +33,7 @@ from predeploy.confirm import operator
 from predeploy.errors import ConfigError, HealthCheckFailed
 from predeploy.postgres import programs
 
-__all__ = ["Pm2", "Process", "find_program"]
+__all__ = ["Pm2", "Process", "daemon_pid", "find_program", "pm2_home"]
 
 log = structlog.get_logger(__name__)
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -65,6 +73,38 @@ def find_program(settings: Settings) -> Path:
     )
 
 
+def pm2_home() -> Path:
+    """The PM2_HOME the user's pm2 uses: PM2_HOME, else ~/.pm2 (HOME, else the password
+    database's home: cron's `env -i` sets no HOME)."""
+    named = os.environ.get("PM2_HOME")
+    if named:
+        return Path(named)
+    home = os.environ.get("HOME")
+    if not home:
+        try:
+            home = pwd.getpwuid(os.getuid()).pw_dir
+        except KeyError:
+            home = "/"
+    return Path(home) / ".pm2"
+
+
+def daemon_pid(home: Path) -> int | None:
+    """The pid of the pm2 daemon of ``home`` when one is alive (never starts one)."""
+    try:
+        pid = int((home / "pm2.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+    if not (home / "rpc.sock").exists():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid  # another user's live process: the daemon is there
+    return pid
+
+
 class Pm2:
     """The pm2 program for one app."""
 
@@ -93,17 +133,32 @@ class Pm2:
         return [_process(item) for item in listed if item.get("name") == self.app]
 
     def home(self) -> str:
-        """Whose pm2 this is: a wrong PM2_HOME or user shows an empty, freshly started pm2."""
-        home = os.environ.get("PM2_HOME") or str(Path.home() / ".pm2")
-        return f"PM2_HOME {home}, user {operator()}"
+        """Whose pm2 this is: a wrong PM2_HOME or user shows an empty pm2."""
+        return f"PM2_HOME {pm2_home()}, user {operator()}"
+
+    def running(self) -> bool:
+        """Whether the daemon of this user's PM2_HOME is alive."""
+        return daemon_pid(pm2_home()) is not None
+
+    def message_no_daemon(self) -> str:
+        return (
+            f"no pm2 daemon runs for {self.home()} (no live pm2.pid there), so {self.app} "
+            f"cannot be online under it; pm2 was not run, as it would start an empty one: "
+            f"run this as the app's user, set PM2_HOME to the app's pm2 folder, or start "
+            f"the app (pm2 start ecosystem.config.js)"
+        )
 
     def reload(self, *, restart: bool = False) -> None:
         """`pm2 reload APP` (zero-downtime in cluster mode), or `pm2 restart APP`."""
         self._run("restart" if restart else "reload", self.app)
 
     def _run(self, *args: str) -> str:
+        home = pm2_home()
+        if daemon_pid(home) is None:
+            raise ConfigError(self.message_no_daemon())
         env = programs.child_env(
-            {"PM2_DISCRETE_MODE": "true", "FORCE_COLOR": "0"}, keep=("PM2_*", "NODE_*", "NVM_*")
+            {"PM2_DISCRETE_MODE": "true", "FORCE_COLOR": "0", "PM2_HOME": str(home)},
+            keep=("PM2_*", "NODE_*", "NVM_*"),
         )
         started = time.perf_counter()
         out = programs.Collect()

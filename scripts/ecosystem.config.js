@@ -1,0 +1,1 @@
+../src/predeploy/examples/ecosystem.config.js

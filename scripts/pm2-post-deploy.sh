@@ -1,0 +1,1 @@
+../src/predeploy/examples/pm2-post-deploy.sh

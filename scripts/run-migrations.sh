@@ -1,0 +1,1 @@
+../src/predeploy/examples/run-migrations.sh
