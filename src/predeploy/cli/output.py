@@ -11,6 +11,9 @@ A reader that goes away (``predeploy migrate | head``: EPIPE; a terminal that hu
 EIO) never changes what a run does: ``guard_streams`` makes stdout and stderr discard what
 follows instead of raising, so the run goes on, writes its runbook and audit row, and ends
 with its own exit code.
+
+Every secret is masked on the way out (``set_scrubber``: the settings' one, set once the
+settings are read): the results, the step lines and the final error line.
 """
 
 from __future__ import annotations
@@ -23,10 +26,22 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from predeploy.redact import Scrubber
+
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
 
-__all__ = ["Output", "colors", "current", "emit", "guard_streams", "log_level", "set_current"]
+__all__ = [
+    "Output",
+    "colors",
+    "current",
+    "emit",
+    "guard_streams",
+    "log_level",
+    "mask",
+    "set_current",
+    "set_scrubber",
+]
 
 
 @dataclass(frozen=True)
@@ -67,6 +82,20 @@ def log_level(json_output: bool) -> int:
     return 30 if console else 20
 
 
+_scrubber = Scrubber()  # until the settings are read: what stands in a password's place
+
+
+def set_scrubber(scrubber: Scrubber) -> None:
+    """Set by a task once it has read the settings (they know the run's secrets)."""
+    global _scrubber  # noqa: PLW0603 (one command per process, like its flags)
+    _scrubber = scrubber
+
+
+def mask(text: str) -> str:
+    """``text`` with every secret masked: for whatever the CLI writes itself."""
+    return _scrubber.text(text)
+
+
 _emitted = False  # a JSON result is on stdout already (a failure adds none of its own)
 
 
@@ -80,9 +109,9 @@ def emit(data: dict[str, Any], human: str, json_output: bool) -> None:
     global _emitted  # noqa: PLW0603 (one command per process)
     if json_output:
         _emitted = True
-        print(json.dumps(data, default=str, sort_keys=True), flush=True)
+        print(json.dumps(_scrubber.value(data), default=str, sort_keys=True), flush=True)
     elif human:
-        print(human, flush=True)
+        print(mask(human), flush=True)
 
 
 class _Discarding(io.RawIOBase):

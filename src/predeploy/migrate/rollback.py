@@ -68,7 +68,13 @@ def rollback(
         if dry_run:
             return chosen
         confirm(chosen, conn.info.dbname)
-        run = audit.Run(run_id=run_id, command="rollback", env=settings.env, root=settings.root)
+        run = audit.Run(
+            run_id=run_id,
+            command="rollback",
+            env=settings.env,
+            root=settings.root,
+            scrubber=settings.scrubber,
+        )
         _undo_all(conn, settings, chosen, run, on_done)
         audit.record(conn, audit_table, run, "rolled back", None)
     _announce(settings, run, None)
