@@ -443,6 +443,7 @@ def test_a_health_url_token_never_leaves(
         ("CREATE ROLE a PASSWORD 'cut off…\nnext line", "CREATE ROLE a PASSWORD '***'\nnext line"),
         ("CREATE ROLE a PASSWORD NULL", "CREATE ROLE a PASSWORD NULL"),
         ("host=h password=s3cret dbname=x", "host=h password=*** dbname=x"),
+        ("PGPASSWORD=s3cret psql", "PGPASSWORD=*** psql"),
         ("see mysql://u:pa55@h/db", "see mysql://u:***@h/db"),
     ],
 )

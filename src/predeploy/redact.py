@@ -44,7 +44,7 @@ _SQL_PASSWORD = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 _CONNINFO_PASSWORD = re.compile(
-    r"(?P<head>\b(?:ssl)?password\s*=\s*)(?:'(?:[^'\\]|\\.)*'|[^\s&'\",;)]+)", re.IGNORECASE
+    r"(?P<head>\b(?:PG|ssl)?password\s*=\s*)(?:'(?:[^'\\]|\\.)*'|[^\s&'\",;)]+)", re.IGNORECASE
 )
 # path segments and option values of notification URLs that name no secret
 _PLAIN_WORDS = frozenset(
@@ -133,7 +133,11 @@ def notify_url_secrets(url: str) -> list[str]:
     found = url_secrets(url)
     if user and not colon:
         found += _with_decoded([user])
-    host, *rest = hostport.split(":")
+    if hostport.startswith("["):  # an IPv6 address
+        host, _, port = hostport.partition("]")
+        rest = [port.removeprefix(":")] if port else []
+    else:
+        host, *rest = hostport.split(":")
     if not _is_host_name(host):
         found += _with_decoded([host])
     found += _with_decoded([p for p in rest if not (p.isdigit() and len(p) <= 5)])
