@@ -469,7 +469,8 @@ def test_every_url_setting_gives_its_secrets(tmp_path: Path) -> None:
         "DATABASE_URL": "postgresql://app:DbPass1@db.example.com/app",
         "PREDEPLOY_NOTIFY_URLS": "json://hooks.example.com:8443/hook/JsonTok1?+X-Key=HdrTok1,"
         "slack://SlackA1/SlackB1/SlackC1/#ops,discord://998877/DiscTok1,"
-        "tgram://123456:BotTok1/-1001,ntfy://NtfyTok1@ntfy.sh/alerts",
+        "tgram://123456:BotTok1/-1001,ntfy://NtfyTok1@ntfy.sh/alerts,"
+        "jsons://hooks.example.com/deploy/staging",
         "PREDEPLOY_HEALTHCHECK_URL": "https://probe:HealthPw1@app.example.com/up?key=HKey1&v=1",
         "PREDEPLOY_DRIFT_EXPECTED": "s3://who:DriftPw1@bucket/x",
         "PGPASSWORD": "PgEnvPw1",
@@ -482,6 +483,7 @@ def test_every_url_setting_gives_its_secrets(tmp_path: Path) -> None:
     }
     assert wanted <= secrets, wanted - secrets
     plain = {"hook", "hooks.example.com", "8443", "alerts", "ntfy.sh", "probe", "app", "json"}
+    plain |= {"deploy", "staging"}
     assert not plain & secrets
 
 

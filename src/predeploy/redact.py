@@ -46,13 +46,20 @@ _SQL_PASSWORD = re.compile(
 _CONNINFO_PASSWORD = re.compile(
     r"(?P<head>\b(?:PG|ssl)?password\s*=\s*)(?:'(?:[^'\\]|\\.)*'|[^\s&'\",;)]+)", re.IGNORECASE
 )
-# path segments and option values of notification URLs that name no secret
+# path segments and option values of notification URLs that name no secret (and among them
+# predeploy's own words: masking "deploy" of jsons://hooks.example.com/deploy would mangle
+# every command line that names the verb)
 _PLAIN_WORDS = frozenset(
     {
         *("api", "hook", "hooks", "webhook", "webhooks", "services", "service", "bot"),
-        *("notify", "notifications", "message", "messages", "send", "incoming", "events"),
-        *("alerts", "json", "xml", "form", "text", "html", "markdown", "get", "post", "put"),
+        *("notify", "notification", "notifications", "message", "messages", "send"),
+        *("incoming", "events", "event", "alert", "alerts", "callback", "endpoint"),
+        *("json", "xml", "form", "text", "html", "markdown", "get", "post", "put"),
         *("yes", "no", "true", "false", "on", "off"),
+        *("predeploy", "deploy", "deploys", "deployment", "deployments", "migrate"),
+        *("migrations", "rollback", "restore", "maintenance", "backup", "backups"),
+        *("status", "check", "health", "drift", "lint", "resolve"),
+        *("prod", "production", "staging", "dev", "ops", "team", "teams", "channel"),
     }
 )
 
