@@ -57,9 +57,13 @@ def test_scrubber_masks_every_form_and_spares_identifiers() -> None:
     """Secrets go in every form, nested; a short password spares identifiers containing it."""
     from predeploy.redact import Scrubber  # noqa: PLC0415
 
-    scrub = Scrubber(["Secr3t/Part@x", "pw"])
+    scrub = Scrubber(["Secr3t/Part@x", "pwpw", "postgres", "pw"])
     nested = {"a": ["Secr3t%2FPart%40x", {"b": "url postgresql://u:other@h/db"}], "n": 3}
     assert scrub.value(nested) == {"a": ["***", {"b": "url postgresql://u:***@h/db"}], "n": 3}
-    assert scrub.text("migration 20230529_user_add_pw, password pw") == (
-        "migration 20230529_user_add_pw, password ***"
+    assert scrub.text("migration 20230529_user_add_pwpw, password pwpw") == (
+        "migration 20230529_user_add_pwpw, password ***"
     )
+    assert scrub.text("user postgres at postgresql://h/db") == "user *** at postgresql://h/db"
+    # under 4 characters: no telling it from ordinary words, only its place masks it
+    assert scrub.text("pw 2 pw") == "pw 2 pw"
+    assert scrub.text("CREATE ROLE x PASSWORD 'pw'") == "CREATE ROLE x PASSWORD '***'"

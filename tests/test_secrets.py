@@ -6,9 +6,14 @@ from __future__ import annotations
 
 import io
 import json
+import socket
+import subprocess
+import threading
 import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import psycopg
@@ -16,7 +21,7 @@ import pytest
 import structlog
 from psycopg import sql
 
-from conftest import Cli
+from conftest import Cli, Receiver, write_migrations
 from hazards import (
     Background,
     children,
@@ -61,6 +66,7 @@ def special(database_url: str) -> Iterator[tuple[str, str]]:
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
                 (name,),
             )
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
 
 
@@ -218,3 +224,273 @@ def test_log_scrubbing_covers_nested_and_encoded_values(tmp_path: Path) -> None:
         for form in forms(password):
             assert form not in text
         assert "***" in text
+
+
+# Issue 22, item 2: no secret leaves through any channel. Each case below runs the product
+# end to end and then greps every channel a secret could leave by: stdout, stderr, every file
+# left under the project (but the migrations, which the user wrote), the audit table, and the
+# notifications a local receiver got (whose request path is the webhook's own address).
+
+
+def leaks(
+    secrets: list[str],
+    project: Path,
+    done: list[subprocess.CompletedProcess[str]],
+    database_url: str | None = None,
+    receiver: Receiver | None = None,
+) -> list[str]:
+    """Where any of ``secrets`` was seen: one entry per channel that holds one."""
+    found = []
+    for form in secrets:
+        for index, run in enumerate(done):
+            found += [f"stdout {index}: {form}"] if form in run.stdout else []
+            found += [f"stderr {index}: {form}"] if form in run.stderr else []
+        found += [
+            f"{path}: {form}"
+            for path in files_holding(project, form)
+            if "migrations" not in path.relative_to(project).parts
+        ]
+        if database_url is not None:
+            with psycopg.connect(database_url) as conn:
+                rows = conn.execute(
+                    "SELECT r::text FROM predeploy_runs r WHERE to_regclass('predeploy_runs')"
+                    " IS NOT NULL"
+                ).fetchall()
+            found += [f"audit row: {form}" for (row,) in rows if form in row]
+        for _path, body in receiver.requests if receiver is not None else []:
+            found += [f"notification: {form}"] if form.encode() in body else []
+    return found
+
+
+def audit_rows(database_url: str) -> list[str]:
+    with psycopg.connect(database_url) as conn:
+        return [row for (row,) in conn.execute("SELECT r::text FROM predeploy_runs r")]
+
+
+@pytest.mark.usefixtures("apprise_loaded")
+@pytest.mark.parametrize("json_output", [False, True])
+def test_a_password_the_server_quotes_in_a_detail_leaves_no_trace(
+    cli: Cli,
+    database_url: str,
+    project: Path,
+    special: tuple[str, str],
+    receiver: Receiver,
+    json_output: bool,
+) -> None:
+    """A migration fails with a DETAIL that quotes the database password (a unique violation
+    on a table holding it); a notification goes to json://.../hook/TOKEN: the error line, the
+    report, the log file, the runbook, the audit row and the notification say what failed,
+    and hold neither the password (in any form) nor the webhook's token."""
+    url, password = special
+    token = f"Hk{uuid.uuid4().hex[:8]}"
+    write_migrations(
+        project / "migrations",
+        {
+            "001_keep": (
+                f"CREATE TABLE keep (v text UNIQUE);\nINSERT INTO keep VALUES ('{password}');\n"
+            ),
+            "002_again": f"INSERT INTO keep VALUES ('{password}');\n",
+        },
+    )
+    env = project_env(
+        url,
+        project,
+        PREDEPLOY_NOTIFY_URLS=receiver.url(f"/hook/{token}"),
+        PREDEPLOY_NOTIFY_ON="all",
+    )
+    done = cli(
+        "migrate", "--env", "staging", "--yes", *(["--json"] if json_output else []), env=env
+    )
+    assert done.returncode == 5, done.stderr
+    assert "already exists" in done.stderr + done.stdout, done.stderr
+    assert [path for path, _ in receiver.requests] == [f"/hook/{token}"]
+    assert b"already exists" in receiver.requests[0][1]
+    assert list((project / "logs").glob("runbook-*.txt")), "no runbook was written"
+    assert audit_rows(database_url), "no audit row was written"
+    found = leaks([*forms(password), token], project, [done], database_url, receiver)
+    assert found == [], done.stderr
+
+
+def test_a_create_role_password_that_stays_done_is_masked_in_the_runbook(
+    cli: Cli, database_url: str, project: Path
+) -> None:
+    """A non-transactional migration runs CREATE ROLE ... PASSWORD '...' then fails: the
+    runbook lists the statements that stay done, the password shown as '***', and no output,
+    log or audit row holds it."""
+    role = f"r_{uuid.uuid4().hex[:8]}"
+    secret = f"RoleSecret{uuid.uuid4().hex[:10]}"
+    write_migrations(
+        project / "migrations",
+        {
+            "001_role": (
+                "CREATE TABLE t (id int);\n"
+                f"CREATE ROLE {role} LOGIN ENCRYPTED PASSWORD '{secret}';\n"
+                "CREATE INDEX CONCURRENTLY t_id ON t (id);\n"
+                "SELECT 1/0;\n"
+            )
+        },
+    )
+    try:
+        done = cli("migrate", "--env", "staging", "--yes", env=project_env(database_url, project))
+        json_done = cli(
+            "status", "--env", "staging", "--json", env=project_env(database_url, project)
+        )
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+    assert done.returncode == 5, done.stderr
+    (runbook,) = (project / "logs").glob("runbook-*.txt")
+    text = runbook.read_text()
+    assert "stay done" in text, text
+    assert f"CREATE ROLE {role} LOGIN ENCRYPTED PASSWORD '***'" in text, text
+    assert audit_rows(database_url)
+    assert leaks([secret], project, [done, json_done], database_url) == []
+
+
+def test_notification_tokens_never_leave_notify_test(
+    cli: Cli, database_url: str, project: Path, receiver: Receiver
+) -> None:
+    """notify-test to json://host/hook/TOKEN (delivered), to a refused port and to Slack,
+    Discord and Telegram URLs (undeliverable here): each result line names its URL with the
+    tokens masked, in text and JSON; no token reaches a message body, the output or the logs."""
+    tokens = [f"Tok{n}{uuid.uuid4().hex[:6]}" for n in range(8)]  # < 16: no "long token"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        refused = sock.getsockname()[1]
+    urls = [
+        receiver.url(f"/hook/{tokens[0]}"),
+        f"json://127.0.0.1:{refused}/hook/{tokens[1]}?+X-Token={tokens[2]}",
+        f"slack://{tokens[3]}/B{tokens[4]}/{tokens[5]}/#ops",
+        f"discord://1234567890123/{tokens[6]}",
+        f"tgram://123456789:{tokens[7]}/-100200300",
+    ]
+    (project / "migrations").mkdir()
+    env = project_env(
+        database_url,
+        project,
+        PREDEPLOY_NOTIFY_URLS=",".join(urls),
+        PREDEPLOY_NOTIFY_TIMEOUT="2s",
+    )
+    runs = [cli("notify-test", "--env", "staging", *flag, env=env) for flag in ([], ["--json"])]
+    assert [run.returncode for run in runs] == [1, 1], runs[0].stderr
+    assert runs[0].stdout.count("\n") == len(urls), runs[0].stdout
+    assert f"json://127.0.0.1:{receiver.port}/hook/" in runs[0].stdout
+    assert len(json.loads(runs[1].stdout)["deliveries"]) == len(urls)
+    assert {path for path, _ in receiver.requests} == {f"/hook/{tokens[0]}"}
+    assert leaks(tokens, project, runs, receiver=receiver) == []
+
+
+class _Health(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(503)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def failing_health() -> Iterator[int]:
+    """A port whose HTTP server answers every GET with 503."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Health)
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+@pytest.mark.usefixtures("apprise_loaded")
+def test_a_health_url_token_never_leaves(
+    cli: Cli, database_url: str, project: Path, receiver: Receiver, failing_health: int
+) -> None:
+    """PREDEPLOY_HEALTHCHECK_URL with user:password and ?key=TOKEN failing (503): health and
+    maintenance say which URL failed, with its password and query values masked, in output,
+    logs and the notification."""
+    key, password = f"HealthKey{uuid.uuid4().hex[:8]}", f"HealthPw{uuid.uuid4().hex[:8]}"
+    (project / "migrations").mkdir()
+    env = project_env(
+        database_url,
+        project,
+        PREDEPLOY_HEALTHCHECK_URL=(
+            f"http://probe:{password}@127.0.0.1:{failing_health}/health?key={key}&v=1"
+        ),
+        PREDEPLOY_HEALTHCHECK_RETRIES="1",
+        PREDEPLOY_NOTIFY_URLS=receiver.url("/hook/x"),
+        PREDEPLOY_NOTIFY_ON="all",
+    )
+    runs = [
+        cli("health", "--env", "staging", env=env),
+        cli("health", "--env", "staging", "--json", env=env),
+        cli("maintenance", "--env", "staging", "--json", env=env),
+    ]
+    assert [run.returncode for run in runs] == [7, 7, 1], runs[2].stderr
+    shown = f"http://probe:***@127.0.0.1:{failing_health}/health?key=***&v=***"
+    assert shown in runs[0].stdout + runs[0].stderr, runs[0].stdout + runs[0].stderr
+    assert receiver.requests and b"503" in receiver.requests[0][1]
+    assert leaks([key, password], project, runs, receiver=receiver) == []
+
+
+@pytest.mark.parametrize(
+    ("sql_text", "masked"),
+    [
+        ("CREATE ROLE a LOGIN PASSWORD 'x''y z'", "CREATE ROLE a LOGIN PASSWORD '***'"),
+        ("alter user a with encrypted password 'S3' valid until 'x'", None),
+        ("ALTER ROLE a PASSWORD $pw$se'cr$pw$;", "ALTER ROLE a PASSWORD '***';"),
+        ("CREATE ROLE a PASSWORD E'a\\'b';", "CREATE ROLE a PASSWORD '***';"),
+        ("CREATE ROLE a PASSWORD 'cut off…\nnext line", "CREATE ROLE a PASSWORD '***'\nnext line"),
+        ("CREATE ROLE a PASSWORD NULL", "CREATE ROLE a PASSWORD NULL"),
+        ("host=h password=s3cret dbname=x", "host=h password=*** dbname=x"),
+        ("PGPASSWORD=s3cret psql", "PGPASSWORD=*** psql"),
+        ("see mysql://u:pa55@h/db", "see mysql://u:***@h/db"),
+    ],
+)
+def test_what_stands_in_a_passwords_place_is_masked_unknown(
+    sql_text: str, masked: str | None
+) -> None:
+    """PASSWORD '...' in SQL (quoted, doubled quotes, E'', dollar-quoted, cut off),
+    libpq's password=... and a URL's password are masked without being known."""
+    from predeploy.redact import Scrubber  # noqa: PLC0415
+
+    expected = masked or "alter user a with encrypted password '***' valid until 'x'"
+    assert Scrubber().text(sql_text) == expected
+
+
+def test_every_url_setting_gives_its_secrets(tmp_path: Path) -> None:
+    """The settings know every secret: the database password, each notification URL's
+    tokens (userinfo, path, query, a host that is a token), the health URL's password and
+    query values, any other PREDEPLOY_* URL's password, PGPASSWORD; plain words, host names
+    and ports are no secret."""
+    from predeploy.config.settings import load_settings  # noqa: PLC0415
+
+    environ = {
+        "DATABASE_URL": "postgresql://app:DbPass1@db.example.com/app",
+        "PREDEPLOY_NOTIFY_URLS": "json://hooks.example.com:8443/hook/JsonTok1?+X-Key=HdrTok1,"
+        "slack://SlackA1/SlackB1/SlackC1/#ops,discord://998877/DiscTok1,"
+        "tgram://123456:BotTok1/-1001,ntfy://NtfyTok1@ntfy.sh/alerts,"
+        "jsons://hooks.example.com/deploy/staging",
+        "PREDEPLOY_HEALTHCHECK_URL": "https://probe:HealthPw1@app.example.com/up?key=HKey1&v=1",
+        "PREDEPLOY_DRIFT_EXPECTED": "s3://who:DriftPw1@bucket/x",
+        "PGPASSWORD": "PgEnvPw1",
+    }
+    secrets = set(load_settings("staging", tmp_path, environ).secrets())
+    wanted = {
+        *("DbPass1", "JsonTok1", "HdrTok1", "SlackA1", "SlackB1", "SlackC1", "998877"),
+        *("DiscTok1", "123456", "BotTok1", "-1001", "NtfyTok1", "HealthPw1", "HKey1"),
+        *("DriftPw1", "PgEnvPw1"),
+    }
+    assert wanted <= secrets, wanted - secrets
+    plain = {"hook", "hooks.example.com", "8443", "alerts", "ntfy.sh", "probe", "app", "json"}
+    plain |= {"deploy", "staging"}
+    assert not plain & secrets
+
+
+def test_a_shown_url_masks_its_password_and_query_values() -> None:
+    from predeploy.redact import shown_url  # noqa: PLC0415
+
+    assert shown_url("http://u:p%40ss@[::1]:80/h?key=K1&flag&v=") == (
+        "http://u:***@[::1]:80/h?key=***&***&v=***"
+    )
+    assert shown_url("https://app.example.com/health") == "https://app.example.com/health"

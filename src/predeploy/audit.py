@@ -1,7 +1,9 @@
 """The audit trail: one row per migrate, rollback or restore run, in our own table.
 
 Separate from the history table (which stays Prisma's): who ran what, where, from
-which revision, what it applied and how long it took, which backup guarded it.
+which revision, what it applied and how long it took, which backup guarded it. The row is
+a sink like a log line: every text in it goes through the run's scrubber (a failed
+migration's detail may quote a password).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from predeploy import __version__
 from predeploy.confirm import operator
 from predeploy.migrate.history import Table
 from predeploy.postgres.sessions import Conn
+from predeploy.redact import Scrubber
 
 __all__ = ["Run", "ensure_table", "git_revision", "last_runs", "record"]
 
@@ -65,6 +68,7 @@ class Run:
     backup_path: str | None = None
     backup_sha256: str | None = None
     health: dict[str, Any] | None = None  # the health checks' result, when the run checked
+    scrubber: Scrubber = field(default_factory=Scrubber, repr=False)  # the settings' one
 
 
 @functools.lru_cache(maxsize=8)
@@ -110,32 +114,37 @@ def record(conn: Conn, table: Table, run: Run, outcome: str, detail: str | None)
         if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
             conn.execute("ROLLBACK")
         ensure_table(conn, table)
-        conn.execute(
-            sql.SQL(
-                "INSERT INTO {} (run_id, command, env, operator, host, git_revision,"
-                " tool_version, started_at, finished_at, outcome, migrations, backup_path,"
-                " backup_sha256, detail, health) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, now(),"
-                " %s, %s, %s, %s, %s, %s)"
-            ).format(table.ident),
-            (
-                run.run_id,
-                run.command,
-                run.env,
-                operator(),
-                socket.gethostname(),
-                git_revision(run.root),
-                __version__,
-                run.started_at,
-                outcome,
-                json.dumps(run.migrations),
-                run.backup_path,
-                run.backup_sha256,
-                detail,
-                json.dumps(run.health) if run.health is not None else None,
-            ),
-        )
+        _insert(conn, table, run, outcome, detail)
     except psycopg.Error as exc:
         log.warning("audit_not_recorded", detail=str(exc).splitlines()[0] if str(exc) else "")
+
+
+def _insert(conn: Conn, table: Table, run: Run, outcome: str, detail: str | None) -> None:
+    mask = run.scrubber.value
+    conn.execute(
+        sql.SQL(
+            "INSERT INTO {} (run_id, command, env, operator, host, git_revision,"
+            " tool_version, started_at, finished_at, outcome, migrations, backup_path,"
+            " backup_sha256, detail, health) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, now(),"
+            " %s, %s, %s, %s, %s, %s)"
+        ).format(table.ident),
+        (
+            run.run_id,
+            run.command,
+            run.env,
+            operator(),
+            socket.gethostname(),
+            git_revision(run.root),
+            __version__,
+            run.started_at,
+            mask(outcome),
+            json.dumps(mask(run.migrations)),
+            mask(run.backup_path),
+            run.backup_sha256,
+            mask(detail),
+            json.dumps(mask(run.health)) if run.health is not None else None,
+        ),
+    )
 
 
 def last_runs(conn: Conn, table: Table, limit: int = 5) -> list[dict[str, Any]]:

@@ -63,10 +63,11 @@ def current_run_id() -> str:
 
 
 class _Scrub:
-    """Mask every known secret in event values, however deeply nested (see redact)."""
+    """Mask every secret in event values, however deeply nested (see redact): the one
+    processor both of the run's log sinks (stderr and its log file) go through."""
 
-    def __init__(self, secrets: Iterable[str]) -> None:
-        self.scrubber = Scrubber(secrets)
+    def __init__(self, scrubber: Scrubber) -> None:
+        self.scrubber = scrubber
 
     def __call__(self, _logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
         for key, value in event.items():
@@ -226,6 +227,7 @@ def configure(
     log_dir: Path | None,
     json_output: bool,
     secrets: Iterable[str] = (),
+    scrubber: Scrubber | None = None,
     stream: IO[str] | None = None,
     run_id: str | None = None,
     colors: bool = False,
@@ -234,7 +236,8 @@ def configure(
     """Configure structlog for one run; returns the run's setup.
 
     ``level`` filters stderr only (10 debug, 20 info, 30 warnings and errors): the log file
-    always gets every event from info up.
+    always gets every event from info up. ``scrubber`` (the settings' one, else one built
+    from ``secrets``) masks every event.
     """
     stream = sys.stderr if stream is None else stream
     run_id = run_id or new_run_id()
@@ -245,7 +248,7 @@ def configure(
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,
-        _Scrub(secrets),
+        _Scrub(scrubber if scrubber is not None else Scrubber(secrets)),
         _Render(
             console=stream.isatty() and not json_output,
             colors=colors,

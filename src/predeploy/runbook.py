@@ -208,7 +208,10 @@ def after_rollback(
 
 
 def write_runbook(settings: Settings, run_id: str, lines: list[str]) -> Runbook:
-    """The runbook of ``lines``, also written to <log dir>/runbook-<env>-<run id>.txt."""
+    """The runbook of ``lines``, also written to <log dir>/runbook-<env>-<run id>.txt; what
+    it prints and what it keeps have every secret masked (a ``PASSWORD '...'`` among the
+    statements that ran, a password the server quoted)."""
+    lines = [settings.scrubber.text(line) for line in lines]
     path = settings.log_dir / f"runbook-{settings.env}-{run_id}.txt"
     try:
         settings.log_dir.mkdir(parents=True, exist_ok=True)

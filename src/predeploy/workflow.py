@@ -169,7 +169,13 @@ def migrate(
 ) -> Report:
     """Run the workflow; returns the report (with ``error`` set on failure)."""
     report = Report(env=settings.env, phase=POST_DEPLOY if options.post_deploy else PRE_DEPLOY)
-    trail = audit.Run(run_id=run_id, command="migrate", env=settings.env, root=settings.root)
+    trail = audit.Run(
+        run_id=run_id,
+        command="migrate",
+        env=settings.env,
+        root=settings.root,
+        scrubber=settings.scrubber,
+    )
     run = _Run(
         settings,
         policy_for(settings),
@@ -275,10 +281,7 @@ def _locked_workflow(run: _Run, conn: Conn) -> None:
             log.warning("plan_warning", detail=warning, **{REPORTED: True})
         plan.refuse()
     with step("pending"):
-        secrets = settings.secrets() if options.dry_run else ()
-        report.pending = [
-            _describe(m, with_sql=options.dry_run, secrets=secrets) for m in plan.pending
-        ]
+        report.pending = [_describe(m, with_sql=options.dry_run) for m in plan.pending]
     if not report.pending:
         log.info("nothing_pending")
         _mark(run, conn)  # once: an up-to-date production database learns what it is
@@ -436,15 +439,11 @@ def _question(policy: Policy, report: Report, verb: str = "apply") -> str:
     return "\n".join(lines) + gates.lint_lines(report.lint)
 
 
-def _describe(
-    migration: migrations.Migration, *, with_sql: bool, secrets: tuple[str, ...] = ()
-) -> Pending:
-    """A pending migration for the report; its SQL only for a dry run, known secrets
-    (the URLs' passwords) replaced by ***."""
+def _describe(migration: migrations.Migration, *, with_sql: bool) -> Pending:
+    """A pending migration for the report; its SQL only for a dry run (secrets in it are
+    masked where the report is printed, as everywhere)."""
     script = migration.parsed
     text = migration.text if with_sql else None
-    for secret in (s for s in secrets if s):
-        text = text.replace(secret, "***") if text is not None else None
     return Pending(
         name=migration.name,
         statements=None if script.parse_error else len(script.statements),

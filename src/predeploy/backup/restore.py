@@ -181,6 +181,7 @@ def _run(settings: Settings, info: BackupInfo, run_id: str) -> audit.Run:
         root=settings.root,
         backup_path=str(info.path),
         backup_sha256=str(info.manifest.get("sha256")),
+        scrubber=settings.scrubber,
     )
 
 

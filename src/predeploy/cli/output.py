@@ -12,6 +12,9 @@ EIO) never changes what a run does: ``guard_streams`` makes stdout and stderr di
 follows instead of raising, so the run goes on, writes its runbook and audit row, and ends
 with its own exit code. So does a file on a full disk (``predeploy migrate > out.log``:
 ENOSPC, EDQUOT, EFBIG), said once in the run's log file (and on stderr for stdout).
+
+Every secret is masked on the way out (``set_scrubber``: the settings' one, set once the
+settings are read): the results, the step lines and the final error line.
 """
 
 from __future__ import annotations
@@ -24,10 +27,22 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from predeploy.redact import Scrubber
+
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
 
-__all__ = ["Output", "colors", "current", "emit", "guard_streams", "log_level", "set_current"]
+__all__ = [
+    "Output",
+    "colors",
+    "current",
+    "emit",
+    "guard_streams",
+    "log_level",
+    "mask",
+    "set_current",
+    "set_scrubber",
+]
 
 
 @dataclass(frozen=True)
@@ -68,6 +83,20 @@ def log_level(json_output: bool) -> int:
     return 30 if console else 20
 
 
+_scrubber = Scrubber()  # until the settings are read: what stands in a password's place
+
+
+def set_scrubber(scrubber: Scrubber) -> None:
+    """Set by a task once it has read the settings (they know the run's secrets)."""
+    global _scrubber  # noqa: PLW0603 (one command per process, like its flags)
+    _scrubber = scrubber
+
+
+def mask(text: str) -> str:
+    """``text`` with every secret masked: for whatever the CLI writes itself."""
+    return _scrubber.text(text)
+
+
 _emitted = False  # a JSON result is on stdout already (a failure adds none of its own)
 
 
@@ -81,9 +110,9 @@ def emit(data: dict[str, Any], human: str, json_output: bool) -> None:
     global _emitted  # noqa: PLW0603 (one command per process)
     if json_output:
         _emitted = True
-        print(json.dumps(data, default=str, sort_keys=True), flush=True)
+        print(json.dumps(_scrubber.value(data), default=str, sort_keys=True), flush=True)
     elif human:
-        print(human, flush=True)
+        print(mask(human), flush=True)
 
 
 class _Discarding(io.RawIOBase):

@@ -158,8 +158,8 @@ class PredeployProgram(Program):
             if exit:
                 sys.exit(USAGE_ERROR)
         except Exit as exc:
-            if exc.message:
-                print(exc.message, file=sys.stderr)
+            if exc.message:  # the final error line: masked here, whoever raised it
+                print(output.mask(exc.message), file=sys.stderr)
             if exit:
                 sys.exit(exc.code)
         except UnexpectedExit as exc:  # no task runs shell commands; kept for completeness

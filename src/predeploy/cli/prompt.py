@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 
+from predeploy.cli import output
+
 __all__ = ["ask", "interactive"]
 
 _TTY = "/dev/tty"
@@ -29,7 +31,7 @@ def ask(question: str) -> str:
     """Write ``question`` to the terminal and read one line of answer from it."""
     fd = os.open(_TTY, os.O_RDWR | os.O_NOCTTY)
     try:
-        os.write(fd, question.encode())
+        os.write(fd, output.mask(question).encode())
         answer = bytearray()
         while not answer.endswith(b"\n"):
             chunk = os.read(fd, 1024)

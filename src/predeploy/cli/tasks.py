@@ -8,7 +8,6 @@ its exit code; nothing else is decided here.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -99,12 +98,12 @@ def _run(
             env=settings.env,
             log_dir=settings.log_dir,
             json_output=json_output,
-            # PGPASSWORD too: libpq may use it for a URL without a password
-            secrets=(*settings.secrets(), *filter(None, [os.environ.get("PGPASSWORD")])),
+            scrubber=settings.scrubber,
             stream=log_stream,
             colors=output.colors(),
             level=output.log_level(json_output),
         )
+        output.set_scrubber(settings.scrubber)  # stdout and the final line mask through it
         log_file = str(setup.log_file) if setup.log_file else None
         for warning in settings.warnings:
             structlog.get_logger("predeploy").warning("configuration_warning", detail=warning)
@@ -233,7 +232,7 @@ def _step_lines(human: bool) -> Callable[[Step], None] | None:
     """On a terminal, a checklist line per step as it ends."""
     if not human:
         return None
-    return lambda done: print(render_step(done), flush=True)
+    return lambda done: print(output.mask(render_step(done)), flush=True)
 
 
 @task(

@@ -11,10 +11,11 @@ environment at import time.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from predeploy.config.names import check_names
 from predeploy.config.prisma import PrismaProject, discover
 from predeploy.config.values import parse_duration
 from predeploy.errors import ConfigError
+from predeploy.redact import Scrubber, notify_url_secrets, url_secrets
 
 __all__ = [
     "BUILTIN_ENVS",
@@ -89,6 +91,8 @@ class Settings:
     log_keep_days: int = 90
     drift_expected: Path | None = None
     warnings: tuple[str, ...] = ()
+    # what else is secret: the password and query values of every PREDEPLOY_* URL, PGPASSWORD
+    other_secrets: tuple[str, ...] = field(default=(), repr=False)
 
     @property
     def uses_embedded(self) -> bool:
@@ -112,11 +116,19 @@ class Settings:
         return self.database_url_var
 
     def secrets(self) -> tuple[str, ...]:
-        """Every secret this run knows (decoded and percent-encoded), for log scrubbing."""
+        """Every secret this run knows (decoded and percent-encoded): the database URLs'
+        passwords, the notification URLs' tokens, the other PREDEPLOY_* URLs' passwords and
+        query values (the health URL's ``?key=``), PGPASSWORD."""
         urls = (self.database_url, self.direct_database_url, self.shadow_database_url)
         found = [s for u in urls if u is not None for s in u.secrets()]
-        found += v.notify_secrets(self.notify_urls)
-        return tuple(dict.fromkeys(found))
+        found += [s for url in self.notify_urls for s in notify_url_secrets(url)]
+        found += self.other_secrets
+        return tuple(dict.fromkeys(s for s in found if s))
+
+    @functools.cached_property
+    def scrubber(self) -> Scrubber:
+        """The run's one redactor, built once: every sink masks through it (see redact)."""
+        return Scrubber(self.secrets())
 
 
 def available_envs(root: Path) -> tuple[str, ...]:
@@ -198,8 +210,31 @@ def _build(
         prisma_config=prisma.config_file,
         connect_timeout=float(timeout),
         warnings=tuple(dict.fromkeys(notes)),
+        other_secrets=_other_secrets(layers, environ),
         **fields,
     )
+
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def _other_secrets(layers: EnvLayers, environ: Mapping[str, str]) -> tuple[str, ...]:
+    """The password and query values of every PREDEPLOY_* setting that is a URL (the
+    notification URLs have their own, wider rule), and PGPASSWORD, which libpq uses for a
+    URL without a password."""
+    found: list[str] = []
+    names = [
+        n for n in layers.names() if n.startswith("PREDEPLOY_") and n != "PREDEPLOY_NOTIFY_URLS"
+    ]
+    for name in sorted(names):
+        try:
+            value = layers.get(name) or ""
+        except ConfigError:
+            continue  # an unset ${REF}: reading the setting itself says so
+        for part in (p.strip() for p in value.split(",")):
+            found += url_secrets(part) if _URL.match(part) else []
+    found += [environ["PGPASSWORD"]] if environ.get("PGPASSWORD") else []
+    return tuple(dict.fromkeys(s for s in found if s))
 
 
 _Get = Callable[[str], "str | None"]

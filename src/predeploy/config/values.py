@@ -12,7 +12,6 @@ import math
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from urllib.parse import quote, unquote, urlsplit
 
 from predeploy.errors import ConfigError
 
@@ -25,7 +24,6 @@ __all__ = [
     "flag",
     "http_url",
     "notify_on",
-    "notify_secrets",
     "notify_urls",
     "parse_duration",
     "pg_bin_dir",
@@ -170,21 +168,6 @@ def notify_urls(raw: str | None, variable: str) -> tuple[str, ...]:
                 f"scheme://..., e.g. mailto://user:pass@example.com, separated by commas"
             )
     return urls
-
-
-def notify_secrets(urls: Iterable[str]) -> tuple[str, ...]:
-    """What to scrub from logs: each URL's password and its long tokens (the rest of an
-    apprise URL, its scheme and host, is worth seeing in a failed delivery's line)."""
-    found: list[str] = []
-    for url in urls:
-        parts = urlsplit(url)
-        userinfo = parts.netloc.rpartition("@")[0]
-        password = userinfo.partition(":")[2]
-        if password:
-            found += [password, unquote(password), quote(unquote(password), safe="")]
-        tokens = re.split(r"[/?&=:@,]", f"{parts.netloc}/{parts.path}?{parts.query}")
-        found += [t for t in tokens if len(t) >= 16]
-    return tuple(dict.fromkeys(s for s in found if s))
 
 
 def notify_on(raw: str | None, variable: str) -> tuple[str, ...]:

@@ -105,7 +105,13 @@ def rollback(
         gates.no_backup(policy, _Asked(no_backup))
         check_bookkeeping(conn, table, audit_table, needs=ROLLBACK, then="nothing was undone")
         confirm(chosen, conn.info.dbname, policy)
-        run = audit.Run(run_id=run_id, command="rollback", env=settings.env, root=settings.root)
+        run = audit.Run(
+            run_id=run_id,
+            command="rollback",
+            env=settings.env,
+            root=settings.root,
+            scrubber=settings.scrubber,
+        )
         taken = _backup(settings, policy, run, no_backup=no_backup, progress=progress)
         if policy.marks:
             protection.mark(conn, audit_table, env=settings.env, command="rollback", run_id=run_id)

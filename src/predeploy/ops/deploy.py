@@ -160,7 +160,13 @@ def _post_deploy(
 def _audit(settings: Settings, run_id: str, report: DeployReport) -> None:
     """The deploy's own audit row: what it applied (the migrate row has the details), the
     reload, the health result and the error line."""
-    run = audit.Run(run_id=run_id, command="deploy", env=settings.env, root=settings.root)
+    run = audit.Run(
+        run_id=run_id,
+        command="deploy",
+        env=settings.env,
+        root=settings.root,
+        scrubber=settings.scrubber,
+    )
     migrated = report.migrate
     if migrated is not None:
         applied = [*migrated.applied, *(report.post.applied if report.post else [])]

@@ -33,6 +33,7 @@ from predeploy.ops.pm2 import Pm2
 from predeploy.postgres.failures import translated
 from predeploy.postgres.relations import size_expression
 from predeploy.postgres.sessions import Conn, catalog_session, round_trip_ms
+from predeploy.redact import shown_url
 
 __all__ = ["Check", "HealthReport", "check_http", "check_pm2", "log_checks", "run"]
 
@@ -220,9 +221,10 @@ def check_http(url: str, *, timeout: float, retries: int, pause: float = 1.0) ->
     """GET ``url`` expecting a 2xx within ``timeout``, up to ``retries`` tries.
 
     Credentials in the URL (``http://user:password@host/health``) are sent as Basic auth
-    and never shown; a loopback URL never goes through http_proxy.
+    and never shown, nor are its query values (``?key=TOKEN``); a loopback URL never goes
+    through http_proxy.
     """
-    shown = _redact(url)
+    shown = shown_url(url)
     request, opener = _request(url)
     started = time.perf_counter()
     reason = ""
@@ -318,13 +320,3 @@ def check_pm2(settings: Settings, pm2: Pm2 | None = None) -> Check:
         seconds,
         data,
     )
-
-
-def _redact(url: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    host = f"[{host}]" if ":" in host else host
-    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
