@@ -209,7 +209,7 @@ def test_lint_findings_show_before_the_confirmation(
     )
     assert code == 8
     before_prompt = screen[: screen.index("[y/N]")]
-    assert "Lint (1 finding(s)):" in before_prompt
+    assert "Lint (1 finding(s): 0 error(s), 1 warning(s), 0 info, 0 waived):" in before_prompt
     assert (
         "warning 1_index:1 require-concurrent-index-creation (public.events ~5,000 rows)"
         in before_prompt

@@ -12,6 +12,7 @@ from typing import Protocol
 
 import structlog
 
+from predeploy import summary
 from predeploy.config.policy import Policy
 from predeploy.config.settings import Settings
 from predeploy.confirm import operator, require_typed, require_yes
@@ -67,9 +68,19 @@ def lint(policy: Policy, report: LintReport, *, force: bool) -> None:
         )
     if not report.errors or not policy.lint_errors_block:
         return
-    named = ", ".join(sorted({f"{f.migration} {f.rule}" for f in report.errors}))
+    errors = sorted({f"{f.migration} {f.rule}" for f in report.errors})
+    named = ", ".join(errors[: summary.ERRORS]) + (
+        f" and {len(errors) - summary.ERRORS} more (predeploy lint --env {policy.env})"
+        if len(errors) > summary.ERRORS
+        else ""
+    )
     if force:
-        log.warning("lint_forced", operator=operator(), errors=len(report.errors), findings=named)
+        log.warning(
+            "lint_forced",
+            operator=operator(),
+            errors=len(report.errors),
+            findings=", ".join(errors),
+        )
         return
     raise CheckFailed(
         f"lint found {len(report.errors)} error(s) in {policy.label}: {named}; fix them, waive "
@@ -169,16 +180,11 @@ def blockers(
     return found
 
 
-def lint_lines(report: LintReport | None) -> str:
-    """The findings, for a confirmation question."""
+def lint_lines(report: LintReport | None, rest: str = "predeploy lint") -> str:
+    """The findings, for a confirmation question: all while few, else the errors and the
+    warnings on the largest live tables (see predeploy.summary); ``rest`` shows them all."""
     if report is None:
         return ""
     if not report.active:
         return "\nLint: no findings."
-    lines = [f"\nLint ({len(report.active)} finding(s)):"]
-    for f in report.active:
-        sizes = ", ".join(f"{t.table} ~{t.rows:,} rows" for t in f.tables)
-        lines.append(
-            f"  {f.severity:<7} {f.migration}:{f.line} {f.rule}" + (f" ({sizes})" if sizes else "")
-        )
-    return "\n".join(lines)
+    return "\n" + "\n".join(summary.lint_lines(report, rest))

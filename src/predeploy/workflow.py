@@ -12,14 +12,14 @@ reached the database leaves an audit row.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from predeploy import audit, lazy, protection
+from predeploy import audit, lazy, protection, summary
 from predeploy.config.policy import Policy, policy_for
 from predeploy.config.settings import Settings
 from predeploy.confirm import operator
@@ -59,9 +59,13 @@ else:  # needed only when something is pending (nothing pending must start fast)
     backup = lazy.module("predeploy.backup.dump")
     executor = lazy.module("predeploy.migrate.executor")
 
-__all__ = ["Options", "Pending", "Report", "Step", "migrate"]
+__all__ = ["Applying", "Options", "Pending", "Report", "Step", "migrate"]
 
 log = structlog.get_logger(__name__)
+
+
+# (name, its place 1..n, n) before each migration runs; (None, done, n) when the apply ends
+Applying = Callable[[str | None, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,7 @@ class Options:
     interactive: bool = False
     ask: Callable[[str], str] = input
     progress: ProgressFn | None = None
+    applying: Applying | None = None  # on a terminal: the migration that runs now
 
 
 @dataclass(frozen=True)
@@ -315,17 +320,43 @@ def _locked_workflow(run: _Run, conn: Conn) -> None:
     with step("apply"):
         _mark(run, conn)
         commands.ensure_history(conn, table)
-        with executor.Executor(conn, commands.run_options(settings)) as run_scripts:
-            run_scripts.apply_all(plan.pending, lambda applied: _applied(run, applied))
+        with (
+            executor.Executor(conn, commands.run_options(settings)) as run_scripts,
+            _showing(options.applying, [m.name for m in plan.pending]) as shown,
+        ):
+            run_scripts.apply_all(plan.pending, lambda applied: _applied(run, applied, shown))
     with step("post-apply checks"):
         _after(conn, table, found, policy, plan)
     if plan.stop is not None:  # what could run in name order did; the rest waits
         raise plan.stop
 
 
-def _applied(run: _Run, applied: executor.Applied) -> None:
+def _applied(run: _Run, applied: executor.Applied, shown: Callable[[], None]) -> None:
     run.report.applied.append(applied)
     run.trail.migrations.append({"name": applied.name, "seconds": round(applied.seconds, 4)})
+    shown()
+
+
+@contextmanager
+def _showing(applying: Applying | None, names: list[str]) -> Iterator[Callable[[], None]]:
+    """Tells ``applying`` the migration that runs: the first now, the next as each one is
+    applied; the end (also a failure or an interrupt) as ``None``."""
+    done = 0
+
+    def advance() -> None:
+        nonlocal done
+        done += 1
+        if applying is not None and done < len(names):
+            applying(names[done], done + 1, len(names))
+
+    if applying is None or not names:
+        yield advance
+        return
+    applying(names[0], 1, len(names))
+    try:
+        yield advance
+    finally:
+        applying(None, done, len(names))
 
 
 def _backup(run: _Run) -> None:
@@ -426,17 +457,30 @@ def _after(
 
 
 def _question(policy: Policy, report: Report, verb: str = "apply") -> str:
-    names = ", ".join(p.name for p in report.pending)
+    """The confirmation question, one screen whatever the history's length: the pending
+    names, warnings, drift and lint each cut to a few lines that say what they hid."""
+    tool = f"{runbook_mod.program()} %s --env {policy.env}"
+    names = [p.name for p in report.pending]
     where = policy.target or report.database
-    lines = [
-        f"About to {verb} {len(report.pending)} migration(s) on {where} ({policy.label}): {names}",
-        f"Backup: {report.backup.path}" if report.backup else "No backup was taken.",
-    ]
-    lines += [f"Warning: {w}" for w in report.warnings]
+    about = f"About to {verb} {len(names)} migration(s) on {where} ({policy.label}):"
+    short = len(names) <= 2 * summary.ENDS + 1
+    lines = (
+        [f"{about} {', '.join(names)}"]
+        if short
+        else [about, *summary.names(names, f"every one: {tool % 'status'} --all")]
+    )
+    lines.append(f"Backup: {report.backup.path}" if report.backup else "No backup was taken.")
+    lines += summary.capped(
+        [f"Warning: {w}" for w in report.warnings], summary.WARNINGS, "in the log file"
+    )
     if report.drift is not None and report.drift.drifted:
         lines.append(f"Drift ({len(report.drift.differences)} difference(s) made by hand):")
-        lines += [f"  {d.kind} {d.name}: {d.change}" for d in report.drift.differences[:10]]
-    return "\n".join(lines) + gates.lint_lines(report.lint)
+        lines += summary.capped(
+            [f"  {d.kind} {d.name}: {d.change}" for d in report.drift.differences],
+            summary.DRIFT,
+            tool % "drift",
+        )
+    return "\n".join(lines) + gates.lint_lines(report.lint, tool % "lint")
 
 
 def _describe(migration: migrations.Migration, *, with_sql: bool) -> Pending:

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from predeploy import units
+from predeploy import summary, units
 
 if TYPE_CHECKING:  # result types only: rendering one result imports no other command's code
     from predeploy.backup.dump import BackupResult
     from predeploy.backup.restore import RestorePlan
     from predeploy.backup.retention import BackupInfo
     from predeploy.migrate.lint import LintReport
-    from predeploy.migrate.status import Status
+    from predeploy.migrate.status import Entry, Status
     from predeploy.ops.adopt import Adopted
     from predeploy.ops.check import CheckResult
     from predeploy.ops.deploy import DeployReport
@@ -20,7 +21,7 @@ if TYPE_CHECKING:  # result types only: rendering one result imports no other co
     from predeploy.postgres.pgbin import PgProgram
     from predeploy.runbook import Runbook
     from predeploy.steps import Step
-    from predeploy.workflow import Report
+    from predeploy.workflow import Pending, Report
 
 __all__ = [
     "render_adopted",
@@ -66,24 +67,46 @@ def _program(program: PgProgram | None) -> str:
     return f"{program.path} ({program.version}, {program.source})"
 
 
-def render_status(status: Status) -> str:
+def render_status(status: Status, *, whole: bool = True, rest: str = "--all") -> str:
+    """The table of every migration; a long history (more than ``summary.TABLE``) without
+    ``whole`` gets the summary: the counts, the latest applied, and the migrations that are
+    not applied, each state's list capped (``rest``: the command that shows them all)."""
     if not status.entries:
         return "no migrations on disk and none recorded"
-    width = max(len(e.name) for e in status.entries)
+    counts = status.counts()
+    summary_line = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
+    verdict = "up to date" if status.up_to_date else "needs attention"
+    if whole or len(status.entries) <= summary.TABLE:
+        return "\n".join([*_status_rows(status.entries), "", f"{summary_line}: {verdict}"])
+    applied = status.having("applied")
+    lines = [f"{len(status.entries)} migration(s): {summary_line}"]
+    if applied:
+        lines.append(f"latest applied: {applied[-1].name}  {_finished(applied[-1])}".rstrip())
+    for state in ("failed", "edited", "missing", "pending"):
+        entries = status.having(state)
+        if entries:
+            lines += [f"{state} ({len(entries)}):"]
+            rows = [f"  {row}" for row in _status_rows(entries)]
+            lines += summary.capped(rows, summary.WHOLE, rest)
+    return "\n".join([*lines, "", f"{summary_line}: {verdict} (every migration: {rest})"])
+
+
+def _status_rows(entries: Sequence[Entry]) -> list[str]:
+    width = max(len(e.name) for e in entries)
     lines = []
-    for entry in status.entries:
-        when = ""
-        if entry.row is not None and entry.row.finished_at is not None:
-            when = entry.row.finished_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+    for entry in entries:
+        when = _finished(entry)
         phase = (
             " (post-deploy)" if entry.migration and entry.migration.phase == "post-deploy" else ""
         )
         mark = _MARKS[entry.state] + phase
         lines.append(f"{entry.name:<{width}}  {mark:<32}  {when}".rstrip())
-    counts = status.counts()
-    summary = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
-    verdict = "up to date" if status.up_to_date else "needs attention"
-    return "\n".join([*lines, "", f"{summary}: {verdict}"])
+    return lines
+
+
+def _finished(entry: Entry) -> str:
+    row = entry.row
+    return row.finished_at.strftime("%Y-%m-%d %H:%M:%S UTC") if row and row.finished_at else ""
 
 
 _MARKS = {
@@ -154,25 +177,21 @@ def render_step(step: Step) -> str:
     return f"{_MARK.get(step.outcome, '?')} {step.name:<18} {step.seconds:6.2f}s{detail}"
 
 
-def render_report(report: Report, *, dry_run: bool = False, runbook: bool = True) -> str:
-    lines: list[str] = []
+def render_report(
+    report: Report, *, dry_run: bool = False, runbook: bool = True, verbose: bool = False
+) -> str:
+    """A migrate run's report. A long run (more than ``summary.WHOLE`` migrations or lint
+    findings) gets counts and the few that matter; ``verbose`` (-v) and a dry run list all."""
     if not report.pending and report.error is None:
         return _nothing_pending(report)
-    if report.pending:
-        lines.append(f"pending on {report.database} ({report.env}):")
-        for p in report.pending:
-            how = "in a transaction" if p.transactional else "outside a transaction"
-            down = "down.sql" if p.has_down else "no down.sql"
-            count = (
-                "? statement(s) (it does not parse)"
-                if p.statements is None
-                else (f"{p.statements} statement(s)")
-            )
-            lines.append(f"  {p.name}  {count}, {how}, {down}, {p.phase}")
+    whole = verbose or dry_run
+    lines = _pending_lines(report, whole=whole)
     if report.lint is not None and report.lint.findings:
-        lines.append(render_lint(report.lint))
+        lines += _report_lint(report.lint, whole=whole)
     if report.drift is not None and report.drift.drifted:
-        lines += [f"drift: {d.kind} {d.name}: {d.change}" for d in report.drift.differences]
+        drift = [f"drift: {d.kind} {d.name}: {d.change}" for d in report.drift.differences]
+        rest = f"predeploy drift --env {report.env}"
+        lines += drift if whole else summary.capped(drift, summary.WHOLE, rest)
     lines += [f"warning: {w}" for w in report.warnings]
     from predeploy.migrate.blockers import describe as describe_blocker  # noqa: PLC0415
 
@@ -189,13 +208,62 @@ def render_report(report: Report, *, dry_run: bool = False, runbook: bool = True
         )
     if report.rehearsal:
         lines.append("rehearsal: everything was rolled back")
-    for applied in report.applied:
-        lines.append(f"applied {applied.name} in {applied.seconds:.3f}s")
+    lines += _applied_lines(report, whole=whole)
     if report.backup is not None:
         lines.append(f"backup: {report.backup.path}")
     if runbook and report.runbook is not None:
         lines += _runbook(report.runbook)
     return "\n".join(lines)
+
+
+def _pending_lines(report: Report, *, whole: bool) -> list[str]:
+    """A line per pending migration; for a long list, the counts, the first and the last
+    name, and a line for each migration that does not parse."""
+    if not report.pending:
+        return []
+    header = f"pending on {report.database} ({report.env}):"
+    if whole or len(report.pending) <= summary.WHOLE:
+        return [header, *(_pending_line(p) for p in report.pending)]
+    unparsed = [_pending_line(p) for p in report.pending if p.statements is None]
+    outside = sum(not p.transactional for p in report.pending)
+    downs = sum(p.has_down for p in report.pending)
+    return [
+        f"{header} {len(report.pending)} migration(s), {outside} outside a transaction, "
+        f"{downs} with down.sql (-v lists each): {summary.span([p.name for p in report.pending])}",
+        *summary.capped(unparsed, summary.WHOLE, "-v lists every one"),
+    ]
+
+
+def _pending_line(p: Pending) -> str:
+    how = "in a transaction" if p.transactional else "outside a transaction"
+    down = "down.sql" if p.has_down else "no down.sql"
+    count = (
+        "? statement(s) (it does not parse)"
+        if p.statements is None
+        else (f"{p.statements} statement(s)")
+    )
+    return f"  {p.name}  {count}, {how}, {down}, {p.phase}"
+
+
+def _report_lint(lint: LintReport, *, whole: bool) -> list[str]:
+    """Every finding while few (or -v); else the question's digest: counts, errors, and the
+    warnings on the largest live tables."""
+    if whole or len(lint.findings) <= summary.WHOLE:
+        return [render_lint(lint)]
+    return summary.lint_lines(lint, "-v, and the run's log file")
+
+
+def _applied_lines(report: Report, *, whole: bool) -> list[str]:
+    """A line per applied migration; for a long run, the count, the time and the slowest."""
+    applied = report.applied
+    if whole or len(applied) <= summary.WHOLE:
+        return [f"applied {a.name} in {a.seconds:.3f}s" for a in applied]
+    slowest = sorted(applied, key=lambda a: -a.seconds)[: summary.ENDS]
+    return [
+        f"applied {len(applied)} migration(s) in {sum(a.seconds for a in applied):.3f}s "
+        f"(-v lists each): {summary.span([a.name for a in applied])}",
+        "  slowest: " + ", ".join(f"{a.name} {a.seconds:.3f}s" for a in slowest),
+    ]
 
 
 def _nothing_pending(report: Report) -> str:
@@ -233,11 +301,11 @@ def render_health(report: HealthReport) -> str:
     return "\n".join(lines)
 
 
-def render_deploy(report: DeployReport) -> str:
+def render_deploy(report: DeployReport, *, verbose: bool = False) -> str:
     lines: list[str] = []
     for migrated in (report.migrate, report.post):
         if migrated is not None:
-            lines.append(render_report(migrated, runbook=report.runbook is None))
+            lines.append(render_report(migrated, runbook=report.runbook is None, verbose=verbose))
     lines += [f"warning: {w}" for w in report.warnings]
     if report.health is not None:
         lines.append(render_health(report.health))

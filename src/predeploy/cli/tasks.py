@@ -23,6 +23,7 @@ from invoke.tasks import task
 from predeploy import confirm, lazy, units
 from predeploy import log as log_mod
 from predeploy.cli import boundary, output, prompt, signals
+from predeploy.cli.progress import applying
 from predeploy.cli.render import (
     render_adopted,
     render_backup,
@@ -127,6 +128,7 @@ def check(c: Context, env: str | None = None, json_: bool = False) -> None:
         "json": _JSON_HELP,
         "check": "exit 1 unless everything is applied and nothing is failed, edited or missing",
         "drift": "also compare the live schema with the applied migrations (see drift)",
+        "all": "a line per migration even for a long history (more than 20: a summary)",
     }
 )
 def status(
@@ -135,6 +137,7 @@ def status(
     json_: bool = False,
     check: bool = False,
     drift: bool = False,
+    all_: bool = False,
 ) -> None:
     """Show applied, pending, failed, edited and missing migrations, and the last runs."""
 
@@ -147,7 +150,10 @@ def status(
             "migrations": [e.as_dict() for e in result.entries],
             "last_runs": runs,
         }
-        human = render_status(result) + render_runs(runs)
+        from predeploy.runbook import program  # noqa: PLC0415 (the name a pasted line uses)
+
+        every = f"{program()} status --env {settings.env} --all"
+        human = render_status(result, whole=all_, rest=every) + render_runs(runs)
         problems = [
             f"{n} {state}" for state, n in result.counts().items() if n and state != "applied"
         ]
@@ -210,9 +216,9 @@ def migrate(
         return workflow.migrate(settings, options, log_mod.current_run_id(), _step_lines(human))
 
     report = _run(env, json_, run)
-    _finish(
-        report.as_dict(), render_report(report, dry_run=dry_run) if human else None, report.error
-    )
+    verbose = output.current().verbosity > 0
+    rendered = render_report(report, dry_run=dry_run, verbose=verbose) if human else None
+    _finish(report.as_dict(), rendered, report.error)
 
 
 def _finish(data: dict[str, Any], rendered: str | None, error: PredeployError | None) -> None:
@@ -224,7 +230,11 @@ def _finish(data: dict[str, Any], rendered: str | None, error: PredeployError | 
 
 def _migrate_options(json_output: bool, **flags: bool) -> workflow.Options:
     return workflow.Options(
-        interactive=prompt.interactive(), ask=prompt.ask, progress=_progress(json_output), **flags
+        interactive=prompt.interactive(),
+        ask=prompt.ask,
+        progress=_progress(json_output),
+        applying=applying(json_output),
+        **flags,
     )
 
 
@@ -296,7 +306,10 @@ def deploy(
         )
 
     report = _run(env, json_, run)
-    _finish(report.as_dict(), render_deploy(report) if human else None, report.error)
+    verbose = output.current().verbosity > 0
+    _finish(
+        report.as_dict(), render_deploy(report, verbose=verbose) if human else None, report.error
+    )
 
 
 @task(help={"env": _ENV_HELP, "json": _JSON_HELP})
