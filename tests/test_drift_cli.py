@@ -35,6 +35,30 @@ def _env(database_url: str, migrations_dir: Path, tmp_path: Path) -> dict[str, s
     }
 
 
+def test_drift_under_a_schema_compares_that_tenant_only(
+    cli: Cli, database_url: str, migrations_dir: Path, tmp_path: Path
+) -> None:
+    """?schema=: the first protected migrate of a new tenant is no drift (its schema does not
+    exist yet), another tenant's objects are not this one's drift (nor in --revert-sql), and a
+    hand-made change in this tenant still is."""
+    write_migrations(migrations_dir, SCRIPTS)
+    base = _env(database_url, migrations_dir, tmp_path)
+    for tenant in ("tenant1", "tenant2"):
+        env = base | {"DATABASE_URL": f"{database_url}?schema={tenant}"}
+        done = cli("migrate", "--env", "prod", "--yes", env=env)
+        assert done.returncode == 0, done.stderr
+    clean = cli("drift", "--env", "prod", "--revert-sql", "--json", env=env)
+    assert clean.returncode == 0, clean.stderr
+    assert json.loads(clean.stdout)["drifted"] is False
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE tenant1.users ADD COLUMN nickname text")
+        conn.execute("ALTER TABLE tenant2.users ADD COLUMN handle text")
+    drifted = cli("drift", "--env", "prod", "--revert-sql", env=env)
+    assert drifted.returncode == 1, drifted.stderr
+    assert "handle" in drifted.stdout and "nickname" not in drifted.stdout, drifted.stdout
+    assert "tenant1" not in drifted.stdout, drifted.stdout
+
+
 def test_drift_names_a_hand_made_change_and_saved_fingerprints_agree(
     cli: Cli, database_url: str, migrations_dir: Path, tmp_path: Path
 ) -> None:

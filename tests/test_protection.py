@@ -186,6 +186,21 @@ def test_a_database_deployed_as_prod_keeps_prods_policy(site: Site) -> None:
     assert _marker(site.url)["env"] == "prod"  # type: ignore[index] # a dev run keeps prod's
 
 
+def test_the_first_prod_run_into_a_new_schema_marks_it(database_url: str, project: Path) -> None:
+    """migrate --env prod with ?schema= of a schema that does not exist yet: the run creates
+    it and marks it (the marker was lost: "schema does not exist"), so a bare migrate there
+    is refused naming prod."""
+    site = Site(project, f"{database_url}?schema=tenant1", {})
+    write(site.migrations, "1_users", *USERS)
+    _ok(site.migrate("prod"))
+    assert _marker(database_url, "tenant1") is not None
+    write(site.migrations, "2_posts", *POSTS)
+    refused = _bare(site, "migrate")
+    assert refused.returncode == 8, refused.stderr
+    assert "was deployed as prod" in refused.stderr.strip().splitlines()[-1]
+    assert _tables(database_url, "tenant1") == {"users"}
+
+
 def test_a_remembered_database_asks_for_its_name_on_a_terminal(site: Site) -> None:
     """On a terminal, a bare migrate on a database deployed as prod asks for its name typed
     (y is not enough), and its checklist says which database and why."""

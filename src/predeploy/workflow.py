@@ -318,8 +318,8 @@ def _locked_workflow(run: _Run, conn: Conn) -> None:
             settings, policy, options, conn=conn, pending=plan.pending, database=report.database
         )
     with step("apply"):
+        commands.ensure_history(conn, table)  # and its schema: the marker's table lives there
         _mark(run, conn)
-        commands.ensure_history(conn, table)
         with (
             executor.Executor(conn, commands.run_options(settings)) as run_scripts,
             _showing(options.applying, [m.name for m in plan.pending]) as shown,

@@ -16,6 +16,7 @@ on the same major version have equal fingerprints.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -367,6 +368,23 @@ class Fingerprint:
             for name, fields in self.objects.get("extension", {}).items()
         }
 
+    def within(self, schema: str | None) -> Fingerprint:
+        """Only the objects of ``schema`` (Prisma's ``?schema=``: one tenant of a database
+        that holds others), without the schema itself (the tool creates it); all of them
+        when ``schema`` is None."""
+        if schema is None:
+            return self
+        kept = {
+            kind: {
+                name: fields
+                for name, fields in named.items()
+                if _schema_of(kind, name, fields) in (schema, None)
+            }
+            for kind, named in self.objects.items()
+            if kind != "schema"
+        }
+        return dataclasses.replace(self, objects=kept)
+
     def count(self) -> int:
         """How many objects it holds."""
         return sum(len(named) for named in self.objects.values())
@@ -406,6 +424,36 @@ class Fingerprint:
             objects=document["objects"],
             taken_at=str(document.get("taken_at", "")),
         )
+
+
+_ON_TABLE = frozenset({"constraint", "trigger", "rule", "policy"})  # "name on schema.table"
+_SCHEMA_FIELD = frozenset({"extension", "function", "procedure", "aggregate"})
+def _schema_of(kind: str, name: str, fields: Mapping[str, Any]) -> str | None:
+    """The schema an object lives in; None for database-wide ones (event triggers)."""
+    if kind == "event trigger":
+        return None
+    if kind in _SCHEMA_FIELD:
+        return _leading_ident(str(fields.get("schema")))
+    if kind == "comment":
+        table = fields.get("table")
+        if table:
+            return _leading_ident(str(table))
+        return _leading_ident(str(fields.get("identity", "")))
+    if kind in _ON_TABLE:
+        return _leading_ident(name.rsplit(" on ", 1)[-1])
+    return _leading_ident(name)
+
+
+def _leading_ident(qualified: str) -> str:
+    """The first identifier of ``schema.name`` (as quote_ident wrote it), unquoted."""
+    if not qualified.startswith('"'):
+        return qualified.split(".", 1)[0]
+    end = 1
+    while end < len(qualified):
+        if qualified[end] == '"' and qualified[end + 1 : end + 2] != '"':
+            break
+        end += 2 if qualified[end] == '"' else 1
+    return qualified[1:end].replace('""', '"')
 
 
 def take(conn: Conn, *, exclude: Iterable[tuple[str, str]]) -> Fingerprint:

@@ -48,7 +48,13 @@ def check(
         if save is not None:
             _write(save, expected)
         with translated(conn, "fingerprinting the live schema"):
-            return detect(conn, expected=expected, exclude=excluded(settings), expected_from=origin)
+            return detect(
+                conn,
+                expected=expected,
+                exclude=excluded(settings),
+                expected_from=origin,
+                schema=settings.migration_url.schema if settings.migration_url else None,
+            )
 
 
 def _shadow(settings: Settings, conn: Conn) -> tuple[Fingerprint, str]:

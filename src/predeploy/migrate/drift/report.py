@@ -54,6 +54,7 @@ def detect(
     expected: Fingerprint,
     exclude: Iterable[tuple[str, str]],
     expected_from: str = "the expected fingerprint",
+    schema: str | None = None,
 ) -> DriftReport:
     """Fingerprint ``live_conn``'s database and compare it with ``expected``.
 
@@ -61,7 +62,8 @@ def detect(
     definitions differ in ways that are not drift.
     """
     started = time.perf_counter()
-    live = fingerprint.take(live_conn, exclude=exclude)
+    live = fingerprint.take(live_conn, exclude=exclude).within(schema)
+    expected = expected.within(schema)  # ?schema=: this tenant's objects, not its neighbours'
     if live.server_major != expected.server_major:
         raise ConfigError(
             f"{expected_from} was taken on PostgreSQL {expected.server_major}, the live server "
