@@ -123,8 +123,8 @@ def suggest_env(settings: Settings, default_env: bool) -> list[str]:
     for variable, url in urls:
         if url is not None and not is_local(url.host, url.params.get("hostaddr")):
             return [
-                f"{variable} points at {url.address} (not a loopback address or socket) and no PREDEPLOY_ENV is "
-                f"set: a bare predeploy command runs env dev there.",
+                f"{variable} points at {url.address} (not a loopback address or socket) and "
+                f"no PREDEPLOY_ENV is set: a bare predeploy command runs env dev there.",
                 "If this is the production server, add this line to the environment of the "
                 "user that runs predeploy (its shell profile, the pm2 ecosystem's env, the "
                 "crontab; .env was not changed):",
