@@ -293,3 +293,22 @@ def test_the_installed_wheel_ships_the_repositorys_scripts(installed: Path, app:
         timeout=60,
     )
     assert verified.returncode == 0, verified.stderr
+
+
+def test_the_ecosystem_example_installs_predeploy_as_the_readme_does() -> None:
+    """The ecosystem file's post-setup hook is the README's install line, word for word."""
+    readme = (REPO / "README.md").read_text()
+    line = next(x for x in readme.splitlines() if x.startswith("python3 -m venv .venv && "))
+    hook = subprocess.run(
+        [
+            "node",
+            "-e",
+            "console.log(require(process.argv[1]).deploy.production['post-setup'])",
+            str(REPO / "scripts" / "ecosystem.config.js"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.strip()
+    assert hook == line.split("  #")[0].strip()
