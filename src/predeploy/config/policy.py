@@ -70,7 +70,8 @@ class Policy:
     drift_checked: bool
     why: str = ""  # why this policy applies, for the checklist and `check`
     target: str = ""  # "database on server" once the target is known
-    deployed_as: str | None = None  # the env the database remembers (its marker), if any
+    deployed_as: str | None = None  # the env the database remembers, if any
+    marked: bool = False  # its marker says so (not only the audit rows of an older run)
     inherited: bool = False  # protected only because the database remembers it
     caution: str | None = None  # said once when the database, not the env, decided
 
@@ -84,7 +85,11 @@ class Policy:
     @property
     def marks(self) -> bool:
         """A run under this policy that changes the database makes it remember its env."""
-        return self.protected and not self.inherited and self.deployed_as != self.env
+        return (
+            self.protected
+            and not self.inherited
+            and (not self.marked or self.deployed_as != self.env)
+        )
 
     @property
     def summary(self) -> str:
@@ -105,6 +110,7 @@ class Target:
     server: str  # host:port, the socket, or "the embedded server"
     local: bool  # embedded, a socket, localhost or a loopback address
     deployed_as: str | None = None  # the env a protected run recorded there
+    marked: bool = False  # by the marker (False: only in the audit rows of an older run)
 
     @property
     def where(self) -> str:
@@ -145,7 +151,9 @@ def for_target(
     env, but never lifts what the database remembers (a forgotten setting must not
     un-protect production).
     """
-    known = dataclasses.replace(policy, target=target.where, deployed_as=target.deployed_as)
+    known = dataclasses.replace(
+        policy, target=target.where, deployed_as=target.deployed_as, marked=target.marked
+    )
     if policy.protected:
         return known
     if target.deployed_as is not None:
@@ -159,6 +167,7 @@ def for_target(
             why=f"deployed as {target.deployed_as}",
             target=target.where,
             deployed_as=target.deployed_as,
+            marked=target.marked,
             inherited=True,
             caution=caution,
         )
