@@ -378,6 +378,15 @@ def test_a_database_that_is_not_local_is_not_relaxed(database_url: str, project:
         assert Path(report(done)["backup"]["path"]).is_file()
         assert _marker(database_url) is None  # dev does not mark: it is not protected
         write(site.migrations, "2_posts", *POSTS)
+        argv = [sys.executable, "-m", "predeploy", "migrate"]
+        env = {**_clean(), **site.env}
+        code, screen = run_in_terminal(
+            argv, cwd=site.project, env=env, prompt=b"Go on? [y/N]", answer="n"
+        )
+        assert code == 8, screen
+        assert f"on {database} on {address}:{port} (dev)" in screen  # the question names both
+        assert str(info["password"]) not in screen
+        assert _tables(database_url) == {"users"}
         scratch = _bare(site, "migrate", "--json", PREDEPLOY_PROTECTED="0")
         assert scratch.returncode == 0, scratch.stderr
         assert report(scratch)["backup"] is None
