@@ -4,7 +4,8 @@ A protected env's run that migrates, rolls back or restores a database leaves a 
 there, on the session that makes the change: the comment of predeploy's audit table (in
 the history's schema, so each Prisma ``?schema=`` has its own), naming the env, when, by
 whom and from which host. A restore keeps the audit table, so the marker too. Every later
-run reads it on its first session (one query; no audit table: no marker) and gets the
+run reads it on its first session (one query; a second, on the audit rows, when the
+audit table has no marker; no audit table: no marker) and gets the
 policy ``predeploy.config.policy.for_target`` decides from it and from where the database
 is. Databases changed by a protected env before predeploy marked them are known by their
 audit rows. On a copy that really is scratch, one line forgets all of it:
