@@ -34,7 +34,7 @@ POSTS = ("CREATE TABLE posts (id int PRIMARY KEY);", "DROP TABLE posts;")
 
 LOCAL = Seen("app", "127.0.0.1:5432", local=True)
 REMOTE = Seen("app", "192.0.2.7:5432", local=False)
-PROD_MARKED = Seen("app", "192.0.2.7:5432", local=False, deployed_as="prod")
+PROD_MARKED = Seen("app", "192.0.2.7:5432", local=False, deployed_as="prod", marked=True)
 LOCAL_MARKED = Seen("app", "/run/postgresql/.s.PGSQL.5432", local=True, deployed_as="prod")
 
 # (protected, confirmation, backup required, inherited from the database, cautioned)
@@ -52,7 +52,7 @@ REMEMBERED = (True, "typed", True, True, True)
         ("dev", None, REMOTE, ASKS_REMOTE),
         ("dev", False, REMOTE, RELAXED),  # PREDEPLOY_PROTECTED=0: a scratch database
         ("dev", None, PROD_MARKED, REMEMBERED),
-        ("dev", None, LOCAL_MARKED, REMEMBERED),  # a tunnel to production is "local"
+        ("dev", None, LOCAL_MARKED, REMEMBERED),  # a tunnel to production, or the same box
         ("dev", False, PROD_MARKED, REMEMBERED),  # =0 never lifts what the database remembers
         ("staging", None, REMOTE, ASKS),
         ("staging", None, PROD_MARKED, REMEMBERED),
@@ -87,6 +87,23 @@ def test_the_policy_follows_the_target(
     if expected == ASKS_REMOTE:
         assert "192.0.2.7:5432" in str(policy.caution)
         assert "PREDEPLOY_PROTECTED=0" in str(policy.caution)
+
+
+@pytest.mark.parametrize(
+    ("env", "target", "marks"),
+    [
+        ("prod", LOCAL, True),
+        ("prod", PROD_MARKED, False),  # it already says prod
+        ("prod", LOCAL_MARKED, True),  # only audit rows say so: the marker is written
+        ("production", PROD_MARKED, True),  # the newest protected env's name
+        ("dev", PROD_MARKED, False),  # a dev run never marks, nor rewrites prod's marker
+        ("staging", LOCAL, False),
+    ],
+)
+def test_which_runs_mark_the_database(env: str, target: Seen, marks: bool) -> None:
+    """Protected envs mark a database (once); the others never do."""
+    base = make_policy(env, protected=None, allow_no_backup=False)
+    assert for_target(base, target, scratch=False).marks is marks
 
 
 def test_allow_no_backup_carries_over_to_a_remembered_database() -> None:
@@ -279,7 +296,7 @@ def test_a_restore_keeps_the_marker_and_a_protected_one_marks(site: Site) -> Non
     assert restored.returncode == 0, restored.stderr
     assert _tables(site.url) == {"users"}
     assert _marker(site.url)["command"] == "migrate"  # type: ignore[index]
-    execute(site.url, "COMMENT ON TABLE predeploy_runs IS NULL")
+    execute(site.url, "COMMENT ON TABLE predeploy_runs IS NULL")  # as older versions left it
     assert _marker(site.url) is None
     again = site.run("restore", "--env", "prod", "--backup", path, "--yes")
     assert again.returncode == 0, again.stderr
@@ -376,6 +393,15 @@ def test_a_database_that_is_not_local_is_not_relaxed(database_url: str, project:
         assert Path(report(done)["backup"]["path"]).is_file()
         assert _marker(database_url) is None  # dev does not mark: it is not protected
         write(site.migrations, "2_posts", *POSTS)
+        argv = [sys.executable, "-m", "predeploy", "migrate"]
+        env = {**_clean(), **site.env}
+        code, screen = run_in_terminal(
+            argv, cwd=site.project, env=env, prompt=b"Go on? [y/N]", answer="n"
+        )
+        assert code == 8, screen
+        assert f"on {database} on {address}:{port} (dev)" in screen  # the question names both
+        assert str(info["password"]) not in screen
+        assert _tables(database_url) == {"users"}
         scratch = _bare(site, "migrate", "--json", PREDEPLOY_PROTECTED="0")
         assert scratch.returncode == 0, scratch.stderr
         assert report(scratch)["backup"] is None
@@ -459,3 +485,20 @@ def test_a_marked_backup_restores_into_a_fresh_database(
             target.server.admin_url,
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(copy)),
         )
+
+
+def test_a_database_an_older_predeploy_deployed_is_known_by_its_audit_rows(site: Site) -> None:
+    """No marker (a predeploy that did not mark), but audit rows of prod runs that changed it:
+    a bare migrate is still refused naming prod; the README's one line forgets it all."""
+    write(site.migrations, "1_users", *USERS)
+    _ok(site.migrate("prod"))
+    execute(site.url, "COMMENT ON TABLE predeploy_runs IS NULL")
+    write(site.migrations, "2_posts", *POSTS)
+    refused = _bare(site, "migrate")
+    assert refused.returncode == 8, refused.stderr
+    assert "was deployed as prod" in refused.stderr.strip().splitlines()[-1]
+    execute(site.url, "COMMENT ON TABLE predeploy_runs IS 'predeploy scratch'")
+    relaxed = _bare(site, "migrate", "--json")
+    assert relaxed.returncode == 0, relaxed.stderr
+    assert report(relaxed)["backup"] is None
+    assert _tables(site.url) == {"users", "posts"}

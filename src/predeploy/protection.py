@@ -4,9 +4,12 @@ A protected env's run that migrates, rolls back or restores a database leaves a 
 there, on the session that makes the change: the comment of predeploy's audit table (in
 the history's schema, so each Prisma ``?schema=`` has its own), naming the env, when, by
 whom and from which host. A restore keeps the audit table, so the marker too. Every later
-run reads it on its first session (one query; no audit table: no marker) and gets the
+run reads it on its first session (one query; a second, on the audit rows, when the
+audit table has no marker; no audit table: no marker) and gets the
 policy ``predeploy.config.policy.for_target`` decides from it and from where the database
-is. On a copy that really is scratch, ``COMMENT ON TABLE predeploy_runs IS NULL`` forgets it.
+is. Databases changed by a protected env before predeploy marked them are known by their
+audit rows. On a copy that really is scratch, one line forgets all of it:
+``COMMENT ON TABLE predeploy_runs IS 'predeploy scratch'``.
 """
 
 from __future__ import annotations
@@ -20,18 +23,27 @@ import structlog
 from psycopg import sql
 
 from predeploy import audit
-from predeploy.config.policy import EMBEDDED, Policy, Target, for_target, is_local, policy_for
+from predeploy.config.policy import (
+    EMBEDDED,
+    PROTECTED_ENVS,
+    Policy,
+    Target,
+    for_target,
+    is_local,
+    policy_for,
+)
 from predeploy.config.settings import Settings
 from predeploy.confirm import operator
 from predeploy.migrate import history
 from predeploy.migrate.history import Table
 from predeploy.postgres.sessions import Conn
 
-__all__ = ["PREFIX", "decide", "mark", "parse", "policy_of", "read", "target_of"]
+__all__ = ["PREFIX", "SCRATCH", "decide", "mark", "parse", "policy_of", "read", "target_of"]
 
 log = structlog.get_logger(__name__)
 
 PREFIX = "predeploy protected: "
+SCRATCH = "predeploy scratch"  # written by an operator: this copy remembers nothing
 _UNKNOWN = "an unknown protected env"
 
 
@@ -46,24 +58,55 @@ def parse(comment: str | None) -> str | None:
     return str(env) if env else _UNKNOWN
 
 
-# the marker of ``table`` first, else one on another table of its schema (an env whose
-# PREDEPLOY_AUDIT_TABLE names another audit table marks that one)
+# the marker on ``table`` first, else one on another table of its schema (an env whose
+# PREDEPLOY_AUDIT_TABLE names another audit table marks that one); and whether ``table`` is
 _READ = """
-SELECT d.description FROM pg_description d
-JOIN pg_class c ON c.oid = d.objoid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0
-JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p') AND d.description LIKE %(prefix)s
-ORDER BY c.relname = %(name)s DESC, c.relname LIMIT 1
+SELECT (SELECT d.description FROM pg_description d
+        JOIN pg_class c ON c.oid = d.objoid AND d.classoid = 'pg_class'::regclass
+          AND d.objsubid = 0
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p')
+          AND d.description LIKE %(prefix)s
+        ORDER BY c.relname = %(name)s DESC, c.relname LIMIT 1),
+       to_regclass(%(table)s) IS NOT NULL
 """
+# what a protected run that changed (or found up to date) the database left in the audit
+# table before predeploy marked databases
+_CHANGED = ("applied", "nothing pending", "rolled back", "restored", "deployed")
+_EARLIER = "SELECT env FROM {} WHERE env = ANY(%s) AND outcome = ANY(%s) ORDER BY id DESC LIMIT 1"
 
 
-def read(conn: Conn, table: Table) -> str | None:
-    """The env the database remembers (the audit table's marker), or None."""
-    like = PREFIX.replace("%", r"\%").replace("_", r"\_") + "%"
+def read(conn: Conn, table: Table) -> tuple[str | None, bool]:
+    """The env the database remembers, and whether its marker says so (False: only the audit
+    rows of a protected run by a predeploy that did not mark databases yet)."""
+    like = "predeploy %"
     row = conn.execute(
-        _READ, {"schema": table.schema, "name": table.name, "prefix": like}
+        _READ,
+        {"schema": table.schema, "name": table.name, "prefix": like, "table": table.regclass},
     ).fetchone()
-    return parse(row[0] if row else None)
+    comment, has_audit = row if row is not None else (None, False)
+    if comment is not None and comment.strip() == SCRATCH:
+        return None, True
+    env = parse(comment)
+    if env is not None or not has_audit:
+        return env, env is not None
+    return _earlier(conn, table), False
+
+
+def _earlier(conn: Conn, table: Table) -> str | None:
+    """A protected env named in the audit rows of a run that changed the database."""
+    query = sql.SQL(_EARLIER).format(table.ident)
+    try:
+        row = conn.execute(query, (sorted(PROTECTED_ENVS), list(_CHANGED))).fetchone()
+    except (
+        psycopg.errors.InsufficientPrivilege,
+        psycopg.errors.LockNotAvailable,
+        psycopg.errors.QueryCanceled,
+        psycopg.errors.UndefinedColumn,
+    ) as exc:
+        log.warning("audit_not_read", table=str(table), detail=str(exc).splitlines()[0])
+        return None
+    return str(row[0]) if row else None
 
 
 def mark(conn: Conn, table: Table, *, env: str, command: str, run_id: str) -> None:
@@ -95,7 +138,8 @@ def target_of(settings: Settings, conn: Conn) -> Target:
     server = EMBEDDED if url is None else url.address
     local = url is None or is_local(url.host, url.params.get("hostaddr"))
     _, audit_table = history.tables_for(settings)
-    return Target(conn.info.dbname, server, local, read(conn, audit_table))
+    env, marked = read(conn, audit_table)
+    return Target(conn.info.dbname, server, local, env, marked=marked)
 
 
 def policy_of(settings: Settings, conn: Conn, *, say: bool = True) -> Policy:

@@ -70,7 +70,8 @@ class Policy:
     drift_checked: bool
     why: str = ""  # why this policy applies, for the checklist and `check`
     target: str = ""  # "database on server" once the target is known
-    deployed_as: str | None = None  # the env the database remembers (its marker), if any
+    deployed_as: str | None = None  # the env the database remembers, if any
+    marked: bool = False  # its marker says so (not only the audit rows of an older run)
     inherited: bool = False  # protected only because the database remembers it
     caution: str | None = None  # said once when the database, not the env, decided
 
@@ -84,7 +85,11 @@ class Policy:
     @property
     def marks(self) -> bool:
         """A run under this policy that changes the database makes it remember its env."""
-        return self.protected and not self.inherited and self.deployed_as != self.env
+        return (
+            self.protected
+            and not self.inherited
+            and (not self.marked or self.deployed_as != self.env)
+        )
 
     @property
     def summary(self) -> str:
@@ -105,6 +110,7 @@ class Target:
     server: str  # host:port, the socket, or "the embedded server"
     local: bool  # embedded, a socket, localhost or a loopback address
     deployed_as: str | None = None  # the env a protected run recorded there
+    marked: bool = False  # by the marker (False: only in the audit rows of an older run)
 
     @property
     def where(self) -> str:
@@ -145,42 +151,51 @@ def for_target(
     env, but never lifts what the database remembers (a forgotten setting must not
     un-protect production).
     """
-    known = dataclasses.replace(policy, target=target.where, deployed_as=target.deployed_as)
+    known = dataclasses.replace(
+        policy, target=target.where, deployed_as=target.deployed_as, marked=target.marked
+    )
     if policy.protected:
         return known
     if target.deployed_as is not None:
-        raised = make_policy(policy.env, protected=True, allow_no_backup=allow_no_backup)
-        caution = (
-            f"{target.database} was deployed as {target.deployed_as}: the protected policy "
-            f"applies (env {policy.env})"
-        )
-        return dataclasses.replace(
-            raised,
-            why=f"deployed as {target.deployed_as}",
-            target=target.where,
-            deployed_as=target.deployed_as,
-            inherited=True,
-            caution=caution,
-        )
+        return _remembered(policy.env, target, allow_no_backup)
     if target.local:
         why = "the embedded server" if target.server == EMBEDDED else "a local database"
         return dataclasses.replace(known, why=f"{policy.why}, {why}" if policy.why else why)
     if scratch:
         return dataclasses.replace(known, why=f"{policy.why}: a scratch database")
-    if not policy.development:
-        return known
-    caution = (
-        f"{target.where} is not a local database: env {policy.env} asks before changing it and "
-        f"backs it up first (PREDEPLOY_PROTECTED=0 if it is a scratch database, or --env prod)"
+    return _not_local(known, target) if policy.development else known
+
+
+def _remembered(env: str, target: Target, allow_no_backup: bool) -> Policy:
+    """The protected policy, for a database a protected env changed."""
+    return dataclasses.replace(
+        make_policy(env, protected=True, allow_no_backup=allow_no_backup),
+        why=f"deployed as {target.deployed_as}",
+        target=target.where,
+        deployed_as=target.deployed_as,
+        marked=target.marked,
+        inherited=True,
+        caution=(
+            f"{target.database} was deployed as {target.deployed_as}: the protected policy "
+            f"applies (env {env})"
+        ),
     )
+
+
+def _not_local(known: Policy, target: Target) -> Policy:
+    """A development env's policy on a database elsewhere: asked about and backed up."""
     return dataclasses.replace(
         known,
         development=False,
         backup_required=True,
         confirmation="yes",
         edited_blocks=True,
-        why=f"env {policy.env} on a database that is not local",
-        caution=caution,
+        why=f"env {known.env} on a database that is not local",
+        caution=(
+            f"{target.where} is not a local database: env {known.env} asks before changing it "
+            f"and backs it up first (PREDEPLOY_PROTECTED=0 if it is a scratch database, or "
+            f"--env prod)"
+        ),
     )
 
 
