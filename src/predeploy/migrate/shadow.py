@@ -242,9 +242,10 @@ def _cluster(job: _Job, pg_bin_dir: Path | None, _pgdata: Path | None) -> tuple[
     from predeploy.postgres import pgbin  # noqa: PLC0415
 
     major = job.live.major
-    bin_dir, _ = pgbin.server_bin_dir(major, pg_bin_dir)
+    bin_dir, looked = pgbin.server_bin_dir(major, pg_bin_dir)
     if bin_dir is None:
-        where = f"PREDEPLOY_PG_BIN_DIR={pg_bin_dir}" if pg_bin_dir else "the usual places"
+        where = f"PREDEPLOY_PG_BIN_DIR={pg_bin_dir}" if pg_bin_dir else (
+            f"{looked[0]}, {looked[1]} or Homebrew's postgresql@{major}")  # fmt: skip
         raise _Unusable(f"no PostgreSQL {major} initdb, pg_ctl and postgres in {where}")
     where = f"a throwaway PostgreSQL {major} cluster ({bin_dir})"
     with (
