@@ -150,10 +150,14 @@ def render_step(step: Step) -> str:
     return f"{_MARK.get(step.outcome, '?')} {step.name:<18} {step.seconds:6.2f}s{detail}"
 
 
-def render_report(report: Report, *, dry_run: bool = False, runbook: bool = True) -> str:
+def render_report(
+    report: Report, *, dry_run: bool = False, runbook: bool = True, waiting: bool = True
+) -> str:
+    """``waiting``: name the other phase's migrations left waiting, with the command that
+    applies them (a deploy applies them itself)."""
     lines: list[str] = []
     if not report.pending and report.error is None:
-        return _nothing_pending(report)
+        return _nothing_pending(report, waiting=waiting)
     if report.pending:
         lines.append(f"pending on {report.database} ({report.env}):")
         for p in report.pending:
@@ -185,8 +189,9 @@ def render_report(report: Report, *, dry_run: bool = False, runbook: bool = True
         )
     if report.rehearsal:
         lines.append("rehearsal: everything was rolled back")
-    for applied in report.applied:
-        lines.append(f"applied {applied.name} in {applied.seconds:.3f}s")
+    lines += [f"applied {a.name} in {a.seconds:.3f}s" for a in report.applied]
+    if waiting and report.applied and report.later and report.error is None:
+        lines += _waiting(report)
     if report.backup is not None:
         lines.append(f"backup: {report.backup.path}")
     if runbook and report.runbook is not None:
@@ -194,16 +199,30 @@ def render_report(report: Report, *, dry_run: bool = False, runbook: bool = True
     return "\n".join(lines)
 
 
-def _nothing_pending(report: Report) -> str:
+def _nothing_pending(report: Report, *, waiting: bool = True) -> str:
     if not report.later:
         return f"{report.database} ({report.env}): nothing pending, up to date"
-    other = "post-deploy" if report.phase == "pre-deploy" else "pre-deploy"
-    run = "predeploy migrate --post-deploy" if other == "post-deploy" else "predeploy migrate"
-    return (
-        f"{report.database} ({report.env}): no {report.phase} migration pending; "
-        f"{len(report.later)} {other} migration(s) wait for their run ({run}, or "
-        f"predeploy deploy): {', '.join(report.later)}"
-    )
+    head = f"{report.database} ({report.env}): no {report.phase} migration pending"
+    return "\n".join([head, *_waiting(report)]) if waiting else head
+
+
+def _waiting(report: Report) -> list[str]:
+    """The other phase's pending migrations, and the command line that applies them."""
+    from predeploy.runbook import command  # noqa: PLC0415 (only with migrations waiting)
+
+    names, env = ", ".join(report.later), report.env
+    if report.phase == "pre-deploy":
+        return [
+            f"{len(report.later)} migration(s) wait for the post-deploy phase, once the new "
+            f"release is live: {names}; then apply them with:",
+            f"  {command('migrate', '--env', env, '--post-deploy')}",
+            f"  (or {command('deploy', '--env', env)}: the pm2 reload, then those)",
+        ]
+    return [
+        f"{len(report.later)} pre-deploy migration(s) are pending and go first: {names}; "
+        f"apply them with:",
+        f"  {command('migrate', '--env', env)}",
+    ]
 
 
 def _runbook(runbook: Runbook) -> list[str]:
