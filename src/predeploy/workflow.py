@@ -140,6 +140,7 @@ class Report:
             "warnings": self.warnings,
             "later": self.later,
             "runbook": self.runbook.commands if self.runbook else [],
+            "runbook_path": str(self.runbook.path) if self.runbook and self.runbook.path else None,
         }
 
 

@@ -27,7 +27,7 @@ from predeploy.errors import (
     interrupted,
 )
 from predeploy.migrate import history
-from predeploy.ops import health
+from predeploy.ops import deploy_runbook, health
 from predeploy.ops.announce import announce
 from predeploy.ops.pm2 import Pm2, Process
 from predeploy.postgres.sessions import catalog_session
@@ -69,6 +69,7 @@ class DeployReport:
             "health": self.health.as_dict() if self.health else None,
             "warnings": self.warnings,
             "runbook": self.runbook.commands if self.runbook else [],
+            "runbook_path": str(self.runbook.path) if self.runbook and self.runbook.path else None,
         }
 
 
@@ -112,17 +113,16 @@ def deploy(
             report.error = exc
         except KeyboardInterrupt as exc:  # SIGINT/SIGTERM: still the runbook and the audit row
             report.error = interrupted(exc, f"deploying ({action})")
-    if report.error is not None:
-        report.runbook = write_runbook(settings, run_id, _runbook_lines(settings, report))
-    if not (options.dry_run or options.rehearse):
+    trial = options.dry_run or options.rehearse
+    if report.error is not None or (_changed(report) and not trial):
+        report.runbook = write_runbook(settings, run_id, deploy_runbook.lines(settings, report))
+    if not trial:
         _audit(settings, run_id, report)
         report.warnings += announce(
             settings,
             "deploy",
             report.as_dict(),
-            changed=bool(
-                (report.migrate and report.migrate.applied) or (report.post and report.post.applied)
-            ),
+            changed=_changed(report),
             exit_code=report.error.exit_code if report.error else 0,
         )
     return report
@@ -215,30 +215,5 @@ def _wait_healthy(
         )
 
 
-def _runbook_lines(settings: Settings, report: DeployReport) -> list[str]:
-    app, env = report.app, settings.env
-    migrated = report.migrate.runbook.commands if report.migrate and report.migrate.runbook else []
-    reloaded = any(s.name in ("reload", "restart") and s.outcome == "ok" for s in report.steps)
-    post = report.post
-    if post is not None and post.error is not None:
-        undo = post.runbook.commands if post.runbook else []
-        return [
-            f"# the new release of {app} is live and healthy; a post-deploy migration failed,",
-            "# and the release works with the schema as it is (that is what post-deploy means):",
-            *undo,
-        ]
-    if not reloaded:
-        return [
-            f"# {app} was not reloaded: pm2 still runs the release it ran before this deploy",
-            *migrated,
-        ]
-    return [
-        f"# {app} is not healthy after this deploy; its recent logs:",
-        f"pm2 logs {app} --lines 100 --nostream",
-        "# put the previous release of the code back (with pm2's deploy section:",
-        "#   pm2 deploy ecosystem.config.js production revert 1), then reload it:",
-        f"pm2 reload {app}",
-        *migrated,
-        *(post.runbook.commands if post is not None and post.runbook else []),
-        f"# then check: predeploy health --env {env}",
-    ]
+def _changed(report: DeployReport) -> bool:
+    return any(phase is not None and phase.applied for phase in (report.migrate, report.post))

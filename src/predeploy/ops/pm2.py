@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import time
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from predeploy.confirm import operator
 from predeploy.errors import ConfigError, HealthCheckFailed
 from predeploy.postgres import programs
 
-__all__ = ["Pm2", "Process", "find_program"]
+__all__ = ["Pm2", "Process", "find_program", "pasted"]
 
 log = structlog.get_logger(__name__)
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -63,6 +64,19 @@ def find_program(settings: Settings) -> Path:
         f"pm2 not found (PREDEPLOY_PM2_BIN unset, no pm2 on PATH, no {local}): install it "
         f"(npm install pm2) or set PREDEPLOY_PM2_BIN to its path"
     )
+
+
+def pasted(settings: Settings, *args: str) -> str:
+    """A pm2 command line for a runbook, that runs when pasted from any folder and any PATH:
+    the pm2 predeploy runs (by absolute path), with the PM2_HOME it runs it with, if set
+    (another pm2 or PM2_HOME is another daemon: one that knows no such app)."""
+    try:
+        program = str(find_program(settings).absolute())
+    except ConfigError:
+        program = "pm2"  # none found here: the operator's own, then
+    line = " ".join(shlex.quote(word) for word in (program, *args))
+    home = os.environ.get("PM2_HOME")
+    return f"PM2_HOME={shlex.quote(home)} {line}" if home else line
 
 
 class Pm2:
