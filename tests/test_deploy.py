@@ -246,6 +246,33 @@ def test_a_signal_during_the_reload_says_the_reload_may_have_happened(
     assert "web" in shown.stdout
 
 
+def test_dry_run_says_what_it_would_do_and_does_nothing(
+    cli: Cli, pm2_app: Pm2App, deploy_env: dict[str, str], database_url: str
+) -> None:
+    """--dry-run: the SQL of both phases and the reload it would run; nothing applied, no
+    reload, and never the word deployed."""
+    write_migrations(
+        pm2_app.project / "migrations",
+        {"2_retire": "-- predeploy: post-deploy\nALTER TABLE users ADD COLUMN retired int;"},
+    )
+    pids = pm2_app.processes()
+    done = cli("deploy", "--env", "prod", "--dry-run", env=deploy_env)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "deployed" not in out
+    assert "-- 1_users/migration.sql\nCREATE TABLE users (id int);" in out
+    assert "then it would run pm2 reload web (2 process(es), cluster mode)" in out
+    assert "then apply 1 post-deploy migration(s): 2_retire" in out
+    assert "ALTER TABLE users ADD COLUMN retired int;" in out
+    assert out.rstrip().endswith("dry run: nothing was changed; web was not reloaded")
+    assert pm2_app.processes() == pids
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT to_regclass('users')").fetchone() == (None,)
+    data = json.loads(cli("deploy", "--env", "prod", "--dry-run", "--json", env=deploy_env).stdout)
+    assert data["dry_run"] is True
+    assert [p["name"] for p in data["would_apply_post_deploy"]] == ["2_retire"]
+
+
 def test_failed_migration_exits_5_and_leaves_the_app_alone(
     cli: Cli, pm2_app: Pm2App, deploy_env: dict[str, str]
 ) -> None:

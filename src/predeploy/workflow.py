@@ -427,6 +427,9 @@ def _describe(
     )
 
 
+describe = _describe  # deploy's dry run shows what its post-deploy phase would apply
+
+
 def _audit(settings: Settings, run: audit.Run, report: Report) -> None:
     """The run's row in the audit table; a failure to write it is only logged."""
     if report.error is None:

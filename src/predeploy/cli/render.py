@@ -246,16 +246,39 @@ def render_deploy(report: DeployReport) -> str:
     lines: list[str] = []
     for migrated in (report.migrate, report.post):
         if migrated is not None:
-            lines.append(render_report(migrated, runbook=report.runbook is None))
+            shown = render_report(
+                migrated, dry_run=report.dry_run, runbook=report.runbook is None, waiting=False
+            )
+            lines.append(shown)
     lines += [f"warning: {w}" for w in report.warnings]
     if report.health is not None:
         lines.append(render_health(report.health))
-    if report.error is None:
+    if report.dry_run:
+        lines += _would_deploy(report) if report.error is None else []
+    elif report.error is None:
         pids = ", ".join(str(p.pid) for p in report.after)
         lines.append(f"deployed: {report.app} reloaded and healthy (pids {pids})")
     if report.runbook is not None:
         lines += _runbook(report.runbook)
     return "\n".join(lines)
+
+
+def _would_deploy(report: DeployReport) -> list[str]:
+    """A deploy's dry run, after the pre-deploy phase's: the reload, then the post phase."""
+    processes = len(report.before)
+    mode = "cluster" if report.before and all(p.cluster for p in report.before) else "fork"
+    lines = [
+        "",
+        f"then it would run pm2 {report.action} {report.app} ({processes} process(es), {mode} "
+        f"mode) and wait until it is healthy",
+    ]
+    if report.post_preview:
+        names = ", ".join(p.name for p in report.post_preview)
+        lines.append(f"then apply {len(report.post_preview)} post-deploy migration(s): {names}")
+        for p in report.post_preview:
+            lines += ["", f"-- {p.name}/migration.sql", (p.sql or "").rstrip()]
+    lines += ["", f"dry run: nothing was changed; {report.app} was not {report.action}ed"]
+    return lines
 
 
 def render_maintenance(report: MaintenanceReport) -> str:

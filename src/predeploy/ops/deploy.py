@@ -26,7 +26,8 @@ from predeploy.errors import (
     PredeployError,
     interrupted,
 )
-from predeploy.migrate import history
+from predeploy.migrate import discovery, history
+from predeploy.migrate.discovery import POST_DEPLOY
 from predeploy.ops import deploy_runbook, health
 from predeploy.ops.announce import announce
 from predeploy.ops.pm2 import Pm2, Process
@@ -44,6 +45,8 @@ _POLL = 1.0
 class DeployReport:
     env: str
     app: str = ""
+    action: str = "reload"  # or restart (--restart)
+    dry_run: bool = False  # nothing is changed; post_preview: what the post phase would apply
     steps: list[Step] = field(default_factory=list)
     migrate: workflow.Report | None = None
     post: workflow.Report | None = None  # the post-deploy migrations, after the reload
@@ -53,11 +56,15 @@ class DeployReport:
     warnings: list[str] = field(default_factory=list)
     runbook: Runbook | None = None
     error: PredeployError | None = None
+    post_preview: list[workflow.Pending] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "env": self.env,
             "app": self.app,
+            "action": self.action,
+            "dry_run": self.dry_run,
+            "would_apply_post_deploy": [p.__dict__ for p in self.post_preview],
             "outcome": "failed" if self.error else "ok",
             "error": str(self.error) if self.error else None,
             "exit_code": self.error.exit_code if self.error else 0,
@@ -82,7 +89,12 @@ def deploy(
     on_step: OnStep | None = None,
 ) -> DeployReport:
     """Run the deploy; returns the report (``error`` set when a step failed)."""
-    report = DeployReport(env=settings.env, app=settings.pm2_app or "")
+    report = DeployReport(
+        env=settings.env,
+        app=settings.pm2_app or "",
+        action="restart" if restart else "reload",
+        dry_run=options.dry_run,
+    )
     step = stepper(report.steps, on_step)
     try:
         with step("pm2"):
@@ -101,8 +113,10 @@ def deploy(
     )
     if report.migrate.error is not None:
         report.error = report.migrate.error
-    elif not (options.dry_run or options.rehearse):
-        action = "restart" if restart else "reload"
+    elif options.dry_run:
+        report.post_preview = _post_preview(settings, report.migrate.later)
+    elif not options.rehearse:
+        action = report.action
         try:
             with step(action):
                 _reload(pm2, report, restart)
@@ -213,6 +227,16 @@ def _wait_healthy(
             f"{pm2.app} is not healthy {settings.deploy_wait:g}s (PREDEPLOY_DEPLOY_WAIT) after the "
             f"{action}: {result.summary()}"
         )
+
+
+def _post_preview(settings: Settings, later: list[str]) -> list[workflow.Pending]:
+    """What the post-deploy phase would apply after the reload, with its SQL (a dry run)."""
+    waiting, secrets = set(later), settings.secrets()
+    return [
+        workflow.describe(m, with_sql=True, secrets=secrets)
+        for m in discovery.discover(settings.migrations_dir)
+        if m.name in waiting and m.phase == POST_DEPLOY
+    ]
 
 
 def _changed(report: DeployReport) -> bool:
