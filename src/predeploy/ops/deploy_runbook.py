@@ -49,7 +49,8 @@ def lines(settings: Settings, report: DeployReport) -> list[str]:
     return [
         f"# {app} was {reload.name}ed; this deploy was interrupted before it was found healthy"
         if interrupted
-        else f"# {app} is not healthy after this deploy; its recent logs:",
+        else f"# {app} is not healthy after this deploy",
+        "# its recent logs:",
         pasted(settings, "logs", app, "--lines", "100", "--nostream"),
         *_revert(settings, app),
         *_own(report.migrate),
@@ -61,15 +62,16 @@ def lines(settings: Settings, report: DeployReport) -> list[str]:
 def _post_failed(settings: Settings, report: DeployReport, post: workflow.Report) -> list[str]:
     """The release is live and healthy; the post-deploy phase failed. What each phase did."""
     env, app = settings.env, report.app
+    stopped = "was interrupted" if _interrupted(post) else "failed"
     lines = [
-        f"# the new release of {app} is live and healthy; a post-deploy migration failed,",
+        f"# the new release of {app} is live and healthy; a post-deploy migration {stopped},",
         "# and the release works with the schema as it is (that is what post-deploy means):",
         *runbook.part_way_lines(env, post.error, _has_down(post)),
     ]
     if post.applied:
         lines.append(
             f"# after the reload, this deploy applied {len(post.applied)} post-deploy "
-            f"migration(s) before one failed: {_names(post)}"
+            f"migration(s) before it stopped: {_names(post)}"
         )
         lines += undo_lines(env, _newest_first(post), _has_down(post), "undo those")
     elif runbook.left_failed_by(post.error) is None:
@@ -96,9 +98,9 @@ def _post_failed(settings: Settings, report: DeployReport, post: workflow.Report
 def _in_flight(settings: Settings, report: DeployReport, action: str, outcome: str) -> list[str]:
     """``pm2 reload`` was stopped or failed: pm2's daemon may have done it, or part of it."""
     app = report.app
-    why = "this deploy was interrupted while" if outcome == "interrupted" else "it failed:"
+    why = "this deploy was interrupted" if outcome == "interrupted" else "it failed"
     return [
-        f"# pm2 {action} {app} was in flight when {why} pm2 may have {action}ed {app}",
+        f"# pm2 {action} {app} was in flight when {why}: pm2 may have {action}ed {app}",
         "# (all, some or none of its processes may run the new release); see what runs now:",
         pasted(settings, "describe", app),
         *_revert(settings, app),
@@ -127,6 +129,10 @@ def _undo_deploy(settings: Settings, report: DeployReport) -> list[str]:
     if pre is not None and pre.applied:
         lines += undo_lines(env, _newest_first(pre), _has_down(pre), "then undo the pre-deploy")
     return lines + restore_lines(settings, _first_backup(report), "this deploy")
+
+
+def _interrupted(phase: workflow.Report) -> bool:
+    return phase.error is not None and phase.error.exit_code in INTERRUPTED_CODES
 
 
 def _revert(settings: Settings, app: str) -> list[str]:
