@@ -51,6 +51,21 @@ def _ours(name: str) -> bool:
 
 _OUR_VARIABLES = (*(name for name in os.environ if _ours(name)), "DATABASE_URL", "PREDEPLOY_ENV")
 
+# No child of the suite may share its controlling terminal: typed in a terminal, a product
+# that asks on /dev/tty would wait there (CI, with no terminal, passes). Every program the
+# suite starts gets a session of its own, unless the test sets up a terminal itself
+# (preexec_fn: run_in_terminal's setsid + TIOCSCTTY) or says otherwise.
+_popen_init = subprocess.Popen.__init__
+
+
+def _detached(self: subprocess.Popen[Any], *args: Any, **kwargs: Any) -> None:
+    if kwargs.get("preexec_fn") is None:
+        kwargs.setdefault("start_new_session", True)
+    _popen_init(self, *args, **kwargs)
+
+
+subprocess.Popen.__init__ = _detached  # type: ignore[method-assign]
+
 # The suite behaves the same with the venv activated (CI) or not (`.venv/bin/pytest`): its
 # `predeploy` is first on PATH, so runbook lines name it `predeploy` (runbook.program).
 os.environ["PATH"] = os.pathsep.join((str(Path(sys.executable).parent), os.environ["PATH"]))

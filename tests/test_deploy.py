@@ -6,6 +6,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import Cli, Pm2App, write_migrations
+from conftest import _OUR_VARIABLES, Cli, Pm2App, write_migrations
+from hazards import children, wait_until
+from wayback import commands
 
 pytestmark = pytest.mark.slow
 SCRIPTS = Path(__file__).parents[1] / "src" / "predeploy" / "examples"
@@ -75,44 +78,199 @@ def test_nothing_pending_still_reloads_without_backup(
     assert pids.isdisjoint({p["pid"] for p in pm2_app.processes()})
 
 
-def test_failing_health_url_exits_7_with_the_runbook(
-    cli: Cli, pm2_app: Pm2App, deploy_env: dict[str, str], database_url: str
+def local_pm2(pm2_app: Pm2App, deploy_env: dict[str, str]) -> dict[str, str]:
+    """The project's own pm2 (node_modules/.bin/pm2, as `npm install pm2` makes it):
+    PREDEPLOY_PM2_BIN unset, and no pm2 on PATH."""
+    (pm2_app.project / "node_modules").symlink_to(pm2_app.pm2_bin.parents[1])
+    dotenv = pm2_app.project / ".env.prod"
+    dotenv.write_text(
+        "".join(x for x in dotenv.read_text().splitlines(True) if "PREDEPLOY_PM2_BIN" not in x)
+    )
+    path = os.pathsep.join((str(Path(sys.executable).parent), "/usr/bin", "/bin"))
+    assert shutil.which("pm2", path=path) is None
+    return deploy_env | {"PATH": path}
+
+
+def _environ() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in _OUR_VARIABLES}
+
+
+def pasted(line: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """A runbook line as an operator pastes it into a shell."""
+    return subprocess.run(
+        ["/bin/sh", "-c", line],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_failing_health_url_exits_7_with_a_runbook_that_runs_when_pasted(
+    cli: Cli,
+    pm2_app: Pm2App,
+    deploy_env: dict[str, str],
+    database_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
+    """Exit 7 and a runbook whose pm2 lines name the pm2 deploy used (the project's own, by
+    absolute path) and its PM2_HOME: pasted in another folder, in a shell whose PATH has no
+    pm2 and that never heard of PM2_HOME, they act on the same app, and the rest undoes."""
     (pm2_app.project / "migrations" / "1_users" / "down.sql").write_text("DROP TABLE users;\n")
     (pm2_app.project / "sick").write_text("")  # the new release answers 503 on /health
-    env = deploy_env | {"PREDEPLOY_DEPLOY_WAIT": "3s", "PREDEPLOY_HEALTHCHECK_RETRIES": "1"}
+    env = local_pm2(pm2_app, deploy_env) | {
+        "PREDEPLOY_DEPLOY_WAIT": "3s",
+        "PREDEPLOY_HEALTHCHECK_RETRIES": "1",
+    }
     done = cli("deploy", "--env", "prod", "--yes", "--json", env=env)
     assert done.returncode == 7, done.stderr
     assert "is not healthy 3s (PREDEPLOY_DEPLOY_WAIT) after the reload: http: GET" in done.stderr
     runbook = json.loads(done.stdout)["runbook"]
-    assert "pm2 logs web --lines 100 --nostream" in runbook
-    assert "pm2 reload web" in runbook
+    pm2 = f"PM2_HOME={pm2_app.environ['PM2_HOME']} {pm2_app.project}/node_modules/.bin/pm2"
+    assert f"{pm2} logs web --lines 100 --nostream" in runbook
+    assert f"{pm2} reload web" in runbook
     assert "predeploy rollback --env prod --migrations 1_users --yes" in runbook
     assert any(line.startswith("predeploy restore --env prod --backup ") for line in runbook)
-    assert runbook.index("pm2 stop web") < runbook.index("pm2 start web")
+    assert runbook.index(f"{pm2} stop web") < runbook.index(f"{pm2} start web")
+    assert runbook[-1] == "predeploy health --env prod"
 
     # the runbook, pasted as printed (comments skipped), undoes the run
     (pm2_app.project / "sick").unlink()
-    invoke = [sys.executable, "-m", "predeploy"]
-    environ = {**os.environ, **env}
-    for line in runbook:
-        if line.startswith("#") or line.startswith("pm2 logs"):
-            continue
-        argv = shlex.split(line)
-        program = invoke + argv[1:] if argv[0] == "predeploy" else [str(pm2_app.pm2_bin), *argv[1:]]
-        subprocess.run(
-            program,
-            cwd=pm2_app.project,
-            env=environ,
-            check=True,
-            capture_output=True,
-            start_new_session=True,
-        )
-        if argv[:2] == ["predeploy", "rollback"]:
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    bare = {"PATH": env["PATH"], "HOME": str(elsewhere)}
+    pids = {p["pid"] for p in pm2_app.processes()}
+    for line in commands(runbook):
+        if line.startswith("PM2_HOME="):
+            ran = pasted(line, elsewhere, bare)
+        else:
+            ran = pasted(line, pm2_app.project, _environ() | env)
+        assert ran.returncode == 0, (line, ran.stdout, ran.stderr)
+        if " rollback " in line:
             break  # the restore is the alternative to the rollback
+    assert pids.isdisjoint({p["pid"] for p in pm2_app.processes()})  # the pasted reload
     assert applied(database_url) == ["1_users"]  # rolled back, the row kept
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT to_regclass('users')").fetchone() == (None,)
+
+
+def test_failed_post_deploy_migration_runbook_lists_what_the_pre_deploy_phase_applied(
+    cli: Cli, pm2_app: Pm2App, deploy_env: dict[str, str], database_url: str
+) -> None:
+    """Pre-deploy migrations applied, the release reloaded, then a post-deploy migration
+    fails (exit 5): the runbook does not say the deploy changed nothing; it names the
+    pre-deploy migrations with their rollback (after going back to the previous release),
+    and the command that applies the post-deploy phase once fixed."""
+    migrations = pm2_app.project / "migrations"
+    (migrations / "1_users" / "down.sql").write_text("DROP TABLE users;\n")
+    write_migrations(
+        migrations,
+        {"2_broken": "-- predeploy: post-deploy\nALTER TABLE nope ADD COLUMN x int;"},
+    )
+    done = cli("deploy", "--env", "prod", "--yes", "--json", env=deploy_env)
+    assert done.returncode == 5, done.stderr
+    runbook = json.loads(done.stdout)["runbook"]
+    assert not any("changed nothing in the database: there is nothing" in x for x in runbook)
+    assert "# the post-deploy phase changed nothing in the database" in runbook
+    assert "# before the reload, this deploy applied 1 pre-deploy migration(s): 1_users" in runbook
+    words = [shlex.split(line) for line in commands(runbook)]
+    post = ["predeploy", "migrate", "--env", "prod", "--post-deploy"]
+    rollback = ["predeploy", "rollback", "--env", "prod", "--migrations", "1_users", "--yes"]
+    assert words.index(post) < words.index(rollback)
+    reload = next(w for w in words if w[-2:] == ["reload", "web"])
+    assert words.index(reload) < words.index(rollback)  # the previous release first
+    assert any(w[:4] == ["predeploy", "restore", "--env", "prod"] for w in words)
+    assert applied(database_url) == ["1_users"]
+
+
+# a new release that takes long to listen: pm2's reload waits for it
+SLOW_SERVER = """\
+const http = require('http');
+setTimeout(() => http.createServer((req, res) => res.end('new')).listen(process.env.PORT), 60000);
+"""
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode().rstrip("\0").split("\0")
+    except OSError:
+        return []
+
+
+def test_a_signal_during_the_reload_says_the_reload_may_have_happened(
+    pm2_app: Pm2App,
+    deploy_env: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """SIGTERM while `pm2 reload web` runs: exit 143, and the runbook says the reload was in
+    flight (pm2's daemon goes on with it), with the pm2 describe line to see what runs,
+    never that the app was not reloaded."""
+    (pm2_app.project / "server.js").write_text(SLOW_SERVER)
+    out = tmp_path_factory.mktemp("out") / "stdout"
+    environ = _environ() | deploy_env
+    with out.open("w") as sink:
+        deploying = subprocess.Popen(
+            [sys.executable, "-m", "predeploy", "deploy", "--env", "prod", "--yes", "--json"],
+            cwd=pm2_app.project,
+            env=environ,
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            wait_until(
+                lambda: any(
+                    _cmdline(pid)[-2:] == ["reload", "web"] for pid in children(deploying.pid)
+                ),
+                timeout=60,
+                what="pm2 reload web running",
+            )
+            deploying.send_signal(signal.SIGTERM)
+            _, stderr = deploying.communicate(timeout=60)
+        finally:
+            if deploying.poll() is None:
+                deploying.kill()
+                deploying.wait()
+    assert deploying.returncode == 143, stderr
+    runbook = json.loads(out.read_text())["runbook"]
+    assert runbook[0].startswith("# pm2 reload web was in flight when this deploy was interrupted")
+    assert not any("not reloaded" in line for line in runbook)
+    describe = next(line for line in runbook if line.endswith(" describe web"))
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    shown = pasted(describe, elsewhere, {"PATH": "/usr/bin:/bin", "HOME": str(elsewhere)})
+    assert shown.returncode == 0, shown.stderr
+    assert "web" in shown.stdout
+
+
+def test_dry_run_says_what_it_would_do_and_does_nothing(
+    cli: Cli, pm2_app: Pm2App, deploy_env: dict[str, str], database_url: str
+) -> None:
+    """--dry-run: the SQL of both phases and the reload it would run; nothing applied, no
+    reload, and never the word deployed."""
+    write_migrations(
+        pm2_app.project / "migrations",
+        {"2_retire": "-- predeploy: post-deploy\nALTER TABLE users ADD COLUMN retired int;"},
+    )
+    pids = pm2_app.processes()
+    done = cli("deploy", "--env", "prod", "--dry-run", env=deploy_env)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "deployed" not in out
+    assert "-- 1_users/migration.sql\nCREATE TABLE users (id int);" in out
+    assert "then it would run pm2 reload web (2 process(es), cluster mode)" in out
+    assert "then apply 1 post-deploy migration(s): 2_retire" in out
+    assert "ALTER TABLE users ADD COLUMN retired int;" in out
+    assert out.rstrip().endswith("dry run: nothing was changed; web was not reloaded")
+    assert pm2_app.processes() == pids
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT to_regclass('users')").fetchone() == (None,)
+    data = json.loads(cli("deploy", "--env", "prod", "--dry-run", "--json", env=deploy_env).stdout)
+    assert data["dry_run"] is True
+    assert [p["name"] for p in data["would_apply_post_deploy"]] == ["2_retire"]
 
 
 def test_failed_migration_exits_5_and_leaves_the_app_alone(

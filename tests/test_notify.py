@@ -141,6 +141,7 @@ def test_failed_prod_migrate_arrives_once_with_report_fields(receiver: Receiver)
         "health": {"ok": None, "failed": []},
         "error": payload["error"],
         "runbook": payload["runbook"],
+        "runbook_path": None,
         "drift": 0,
         "drift_skipped": None,
     }
@@ -274,20 +275,24 @@ def test_parse_triggers() -> None:
 
 
 def test_message_reads_on_a_phone() -> None:
-    """A short title; a body of a few short lines, with the runbook's first commands."""
+    """A short title; a body of a few short lines, with the runbook whole (its comments say
+    the restore is the alternative to the rollback)."""
     message = notify.message(_failed_prod_migrate())
     assert message.title == "✗ prod migrate failed on app (db.example.com)"
     lines = message.body.splitlines()
     assert lines[0].startswith("error: migration 20260102000000_drop_x failed")
     assert lines[1:3] == ["applied 1:", "  20260101000000_add_avatar (0.4 s)"]
     assert "backup: /var/backups/prod/app-20260101.dump" in lines
-    assert lines[-4:] == [
-        "first steps:",
+    assert lines[-7:] == [
+        "runbook:",
+        "  # undo the 1 migration(s) this run applied, with their down.sql:",
         "  invoke rollback --env prod --steps 1 --yes",
+        "  # or bring the whole database back to the moment before this run:",
         "  pm2 stop web",
         "  invoke restore --env prod --backup /var/backups/prod/app-20260101.dump --yes",
+        "  pm2 start web",
     ]
-    assert len(lines) <= 12
+    assert len(lines) <= 13
     done = Event(
         command="migrate",
         env="prod",
@@ -297,13 +302,49 @@ def test_message_reads_on_a_phone() -> None:
         runbook=("# undo it:", "invoke rollback --env prod --steps 1 --yes"),
     )
     assert notify.message(done).title == "✓ prod migrate ok on app (/run/postgresql)"
-    assert notify.message(done).body.splitlines()[-2:] == [
+    assert notify.message(done).body.splitlines()[-3:] == [
         "to undo:",
+        "  # undo it:",
         "  invoke rollback --env prod --steps 1 --yes",
     ]
     ok = Event(command="maintenance", env="prod", outcome="ok", database="")
     assert notify.message(ok).title == "✓ prod maintenance ok"
     assert "the database was not changed" in notify.message(ok).body
+
+
+def test_a_long_runbook_is_named_by_its_path_never_cut() -> None:
+    """A runbook too long for a phone: where it is (path and host), not its first commands
+    (a half undo block, pasted, is worse than none)."""
+    steps = [(f"# step {n}:", f"predeploy rollback --steps {n}") for n in range(20)]
+    runbook = ("# this deploy applied 40 migration(s): ...", *(x for step in steps for x in step))
+    event = Event(
+        command="deploy",
+        env="prod",
+        outcome="failed",
+        error="boom",
+        runbook=runbook,
+        runbook_path="/srv/web/logs/runbook-prod-abc.txt",
+        host="app1",
+    )
+    body = notify.message(event).body.splitlines()
+    assert body[-2:] == [
+        "runbook: 41 lines, see the runbook at /srv/web/logs/runbook-prod-abc.txt on app1",
+        "  # this deploy applied 40 migration(s): ...",
+    ]
+    assert not any("rollback" in line for line in body)
+
+
+def test_a_two_phase_deploy_event_lists_both_phases() -> None:
+    """A deploy's post-deploy phase (the report's post_deploy) is in the event too."""
+    pre, post = workflow.Report(env="prod"), workflow.Report(env="prod", phase="post-deploy")
+    pre.applied = [Applied("1_users", 1.0, True, 1)]
+    post.applied = [Applied("2_retire", 1.0, True, 1)]
+    deploy = DeployReport(env="prod", app="web", migrate=pre, post=post)
+    event = notify.event_from_report(
+        "deploy", deploy.as_dict(), env="prod", protected=True, database=DB_URL, changed=True
+    )
+    assert [a.name for a in event.applied] == ["1_users", "2_retire"]
+    assert "applied 2:" in notify.message(event).body
 
 
 def test_events_from_deploy_and_maintenance_reports() -> None:

@@ -91,3 +91,47 @@ def test_failed_deploy_and_failed_maintenance_each_deliver_one_message(
     assert maintenance["event"]["command"] == "maintenance"
     assert maintenance["event"]["outcome"] == "needs attention"
     assert "http" in maintenance["event"]["error"]
+
+
+def test_a_two_phase_deploy_notification_has_both_phases_and_their_whole_undo(
+    cli: Cli, receiver: Receiver, pm2_app: Pm2App, database_url: str, tmp_path: Path
+) -> None:
+    """A prod deploy that applies a pre-deploy and a post-deploy migration: one message
+    naming both, with the deploy's runbook whole: the post-deploy undo, the previous
+    release back, then the pre-deploy undo."""
+    migrations = pm2_app.project / "migrations"
+    write_migrations(
+        migrations,
+        {
+            "1_users": "CREATE TABLE users (id int, name text);",
+            "2_retire": "-- predeploy: post-deploy\nALTER TABLE users DROP COLUMN name;",
+        },
+    )
+    (migrations / "1_users" / "down.sql").write_text("DROP TABLE users;\n")
+    (migrations / "2_retire" / "down.sql").write_text("ALTER TABLE users ADD COLUMN name text;\n")
+    env = {
+        "DATABASE_URL": database_url,
+        "PREDEPLOY_BACKUP_DIR": str(tmp_path / "backups"),
+        "PREDEPLOY_PM2_APP": "web",
+        "PREDEPLOY_PM2_BIN": str(pm2_app.pm2_bin),
+        "PREDEPLOY_HEALTHCHECK_URL": f"{pm2_app.url}/health",
+        "PREDEPLOY_NOTIFY_URLS": receiver.url(),
+        **pm2_app.environ,
+    }
+    done = cli("deploy", "--env", "prod", "--yes", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    (payload,) = receiver.payloads()
+    assert [a["name"] for a in payload["event"]["applied"]] == ["1_users", "2_retire"]
+    runbook = report["runbook"]
+    assert runbook[:2] == [
+        "# before the reload, this deploy applied 1 pre-deploy migration(s): 1_users",
+        "# after the reload, it applied 1 post-deploy migration(s): 2_retire",
+    ]
+    rollbacks = [line.split()[-2] for line in runbook if " rollback " in line]
+    assert rollbacks == ["2_retire", "1_users"]
+    assert (
+        report["runbook_path"] and Path(report["runbook_path"]).read_text().splitlines() == runbook
+    )
+    message = payload["message"]
+    assert "\n".join(f"  {line}" for line in runbook) in message

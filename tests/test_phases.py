@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +13,7 @@ import psycopg
 import pytest
 
 import phases_scenario as scenario
-from conftest import Cli, _free_port, write_migrations
+from conftest import _OUR_VARIABLES, Cli, _free_port, run_in_terminal, write_migrations
 from predeploy.migrate.discovery import discover
 
 PRE_AND_POST = {
@@ -73,6 +75,34 @@ def test_runs_keep_name_order_across_phases(
     assert [a["name"] for a in json.loads(post.stdout)["applied"]] == ["2_drop_old"]
     assert cli("migrate", "--env", "staging", "--yes", env=env).returncode == 0
     assert cli("status", "--env", "staging", "--check", env=env).returncode == 0
+
+
+def test_migrate_names_the_waiting_post_deploy_migration_with_the_line_that_applies_it(
+    cli: Cli, database_url: str, migrations_dir: Path, project: Path
+) -> None:
+    """After migrate applies the pre-deploy migrations, the post-deploy one left waiting is
+    named with the command that applies it; pasted in a terminal, that line applies it."""
+    write_migrations(migrations_dir, {k: PRE_AND_POST[k] for k in ("1_users", "2_drop_old")})
+    env = {"DATABASE_URL": database_url, "PREDEPLOY_MIGRATIONS_DIR": str(migrations_dir)}
+    done = cli("migrate", "--env", "staging", "--yes", env=env)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    waiting = (
+        "1 migration(s) wait for the post-deploy phase, once the new release is live: "
+        "2_drop_old; then apply them with:"
+    )
+    assert waiting in lines, done.stdout
+    line = lines[lines.index(waiting) + 1].strip()
+    assert shlex.split(line)[1:] == ["migrate", "--env", "staging", "--post-deploy"]
+    assert "deploy --env staging" in lines[lines.index(waiting) + 2]
+    environ = {k: v for k, v in os.environ.items() if k not in _OUR_VARIABLES} | env
+    code, screen = run_in_terminal(
+        ["/bin/sh", "-c", line], cwd=project, env=environ, answer="y", prompt=b"[y/N]"
+    )
+    assert code == 0, screen
+    with psycopg.connect(database_url) as conn:
+        names = conn.execute("SELECT migration_name FROM _prisma_migrations ORDER BY 1")
+        assert [n for (n,) in names] == ["1_users", "2_drop_old"]
 
 
 def test_lint_raises_breaking_changes_in_pre_deploy_only(

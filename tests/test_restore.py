@@ -318,15 +318,53 @@ def test_another_databases_dump_is_refused_unless_named_so(site: Site) -> None:
     write(site.migrations, "2_orders", KINDS["fk_table"])
     commands.migrate(staging)
     changed = state(site.url)
-    refused = site.run("restore", "--env", "prod", "--yes")
+    refused = site.run("restore", "--env", "prod", "--yes")  # by default: never picked
     assert refused.returncode == 4, refused.stderr
-    assert "not a backup of this database" in refused.stderr
+    assert "none of the 1 there is this database's" in refused.stderr
     assert "it was taken in env staging, this is env prod" in refused.stderr
-    assert "--other-database" in refused.stderr
+    assert "--other-database" not in refused.stderr  # nobody asked for that dump
+    copy = str(prod_folder / taken.path.name)
+    named = site.run("restore", "--env", "prod", "--backup", copy, "--yes")
+    assert named.returncode == 4, named.stderr
+    assert "not a backup of this database" in named.stderr
+    assert "--other-database" in named.stderr
     assert state(site.url) == changed
-    forced = site.run("restore", "--env", "prod", "--yes", "--other-database")
+    forced = site.run("restore", "--env", "prod", "--backup", copy, "--yes", "--other-database")
     assert forced.returncode == 0, forced.stderr
     assert "orders" not in json.dumps(state(site.url)["schema"])
+
+
+@suite_only
+def test_with_a_shared_backup_folder_each_database_restores_and_keeps_its_own(
+    site: Site, target: Target, project: Path
+) -> None:
+    """Two databases back up into one PREDEPLOY_BACKUP_DIR (the other one last): restore
+    without --backup picks this database's newest dump, never the other's; and retention
+    (PREDEPLOY_BACKUP_KEEP=1) prunes each database's own, never the other's."""
+    name = f"t_other_{os.getpid()}"
+    execute(target.server.admin_url, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        other = Site(project, target.server.url(name), {})
+        execute(other.url, "CREATE TABLE things (id int)", "INSERT INTO things VALUES (1)")
+        keep_one = {"PREDEPLOY_BACKUP_KEEP": "1"}
+        mine = backup.backup(site.settings("prod", **keep_one))
+        theirs = backup.backup(other.settings("prod", **keep_one))
+        assert mine.path.exists() and theirs.pruned == ()  # not one of its own
+        assert theirs.created_at > mine.created_at
+        write(site.migrations, "2_orders", KINDS["fk_table"])
+        before = state(site.url)
+        commands.migrate(site.settings("prod"))
+        assert state(site.url) != before
+        done = site.run("restore", "--env", "prod", "--yes", "--json")
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["backup"] == str(mine.path)
+        assert state(site.url) == before
+        assert query_value(other.url, "SELECT count(*) FROM things") == 1  # untouched
+        again = backup.backup(site.settings("prod", **keep_one))
+        assert again.pruned == (mine.path,)
+        assert theirs.path.exists()
+    finally:
+        execute(target.server.admin_url, sql.SQL(DROP).format(sql.Identifier(name)))
 
 
 def test_a_dump_of_a_same_named_database_on_another_server_is_refused(

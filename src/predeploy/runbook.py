@@ -28,6 +28,7 @@ from predeploy.config.settings import Settings
 from predeploy.errors import Interrupted, PredeployError
 from predeploy.migrate.outcome import Applied, MigrationFailed
 from predeploy.migrate.plan import OutOfPhase
+from predeploy.ops.pm2 import pasted as pm2_line
 
 __all__ = [
     "PROGRAM",
@@ -36,7 +37,11 @@ __all__ = [
     "after_rollback",
     "build_runbook",
     "command",
+    "left_failed_by",
+    "part_way_lines",
     "program",
+    "restore_lines",
+    "undo_lines",
     "write_runbook",
 ]
 
@@ -126,6 +131,12 @@ def _stopped_part_way(
     return lines
 
 
+def part_way_lines(env: str, error: PredeployError | None, has_down: dict[str, bool]) -> list[str]:
+    """How to mark the migration ``error`` left failed part-way; [] when it left none."""
+    name = left_failed_by(error)
+    return [] if name is None else _stopped_part_way(env, name, error, has_down.get(name, False))
+
+
 def left_failed_by(error: PredeployError | None) -> str | None:
     """The migration ``error`` left recorded as failed part-way (outside a transaction)."""
     if isinstance(error, MigrationFailed) and error.left_failed:
@@ -155,16 +166,20 @@ def _undo_applied(
         if failed
         else f"# this run applied {len(applied)} migration(s): {names}"
     )
-    lines = [intro]
+    return [intro, *undo_lines(env, newest_first, has_down)]
+
+
+def undo_lines(
+    env: str, newest_first: list[str], has_down: dict[str, bool], how: str = "undo exactly those"
+) -> list[str]:
+    """The rollback of ``newest_first`` (names), or why only the backup undoes them."""
     missing = [name for name in newest_first if not has_down.get(name)]
     if missing:
-        lines.append(f"# no down.sql for {_listed(missing)}: undo by restoring the backup")
-        return lines
-    lines += [
-        "# undo exactly those, newest first, with their down.sql:",
+        return [f"# no down.sql for {_listed(missing)}: undo by restoring the backup"]
+    return [
+        f"# {how}, newest first, with their down.sql:",
         command("rollback", "--env", env, "--migrations", ",".join(newest_first), "--yes"),
     ]
-    return lines
 
 
 def _listed(names: list[str], most: int = 6) -> str:
@@ -176,20 +191,22 @@ def _listed(names: list[str], most: int = 6) -> str:
     return f"{', '.join(shown)} ({len(names)} in all)"
 
 
-def _restore(settings: Settings, backup: TakenBackup | None, *, last_resort: bool) -> list[str]:
+def _restore(
+    settings: Settings, backup: TakenBackup | None, *, last_resort: bool, run: str = "this run"
+) -> list[str]:
     if backup is None:
-        return ["# no backup was taken by this run"] if last_resort else []
+        return [f"# no backup was taken by {run}"] if last_resort else []
     since = f"{backup.created_at:%Y-%m-%d %H:%M:%S} UTC"
     pm2 = settings.pm2_app
     lines = [
-        "# or, as a last resort, bring the whole database back to the moment before this run;",
+        f"# or, as a last resort, bring the whole database back to the moment before {run};",
         f"# this discards every write made since {since}, the application's included:",
     ]
     if pm2:
-        lines.append(f"pm2 stop {shlex.quote(pm2)}")
+        lines.append(pm2_line(settings, "stop", pm2))
     lines.append(command("restore", "--env", settings.env, "--backup", str(backup.path), "--yes"))
     if pm2:
-        lines.append(f"pm2 start {shlex.quote(pm2)}")
+        lines.append(pm2_line(settings, "start", pm2))
     return lines
 
 
@@ -205,6 +222,11 @@ def after_rollback(
         *_restore(settings, backup, last_resort=True),
     ]
     return write_runbook(settings, run_id, lines)
+
+
+def restore_lines(settings: Settings, backup: TakenBackup | None, run: str) -> list[str]:
+    """The last resort: ``backup`` restored (pm2 stop/start around it), taken before ``run``."""
+    return _restore(settings, backup, last_resort=True, run=run)
 
 
 def write_runbook(settings: Settings, run_id: str, lines: list[str]) -> Runbook:

@@ -147,6 +147,7 @@ class Report:
             "later": self.later,
             "runbook": self.runbook.commands if self.runbook else [],
             "policy": self.policy,
+            "runbook_path": str(self.runbook.path) if self.runbook and self.runbook.path else None,
         }
 
 
@@ -497,6 +498,9 @@ def _describe(migration: migrations.Migration, *, with_sql: bool) -> Pending:
         phase=migration.phase,
         sql=text,
     )
+
+
+describe = _describe  # deploy's dry run shows what its post-deploy phase would apply
 
 
 def _audit(settings: Settings, run: audit.Run, report: Report) -> None:

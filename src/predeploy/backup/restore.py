@@ -34,7 +34,7 @@ from predeploy.backup import objects
 from predeploy.backup.archive import digest
 from predeploy.backup.dump import system_identifier
 from predeploy.backup.progress import ProgressFn, Reporter
-from predeploy.backup.retention import BackupInfo, backup_at, newest
+from predeploy.backup.retention import BackupInfo, backup_at, mismatches, newest
 from predeploy.config.settings import Settings
 from predeploy.errors import (
     INTERRUPTED_CODES,
@@ -93,8 +93,7 @@ class RestoreResult:
 
 def plan(settings: Settings, path: Path | None, *, other_database: bool = False) -> RestorePlan:
     """The backup to restore (the newest by default), checked, and what it replaces."""
-    info = newest(settings) if path is None else _named(settings, path)
-    _check_file(info, default=path is None)
+    named = None if path is None else _named(settings, path)
     url, _ = target_url(settings, direct=True)
     table, _ = history.tables_for(settings)
     with catalog_session(settings, purpose="restore") as conn:
@@ -104,10 +103,12 @@ def plan(settings: Settings, path: Path | None, *, other_database: bool = False)
             latest, _ = history.latest_applied(history.read(conn, table))
         database, identifier = conn.info.dbname, system_identifier(conn)
         policy = protection.policy_of(settings, conn)
-    mismatches = _mismatches(info, settings.env, database, identifier)
-    if mismatches and not other_database:
+    info = named or newest(settings, database, identifier)  # by default: this database's
+    _check_file(info, default=named is None)
+    found = mismatches(info, settings.env, database, identifier)
+    if found and not other_database:
         raise BackupError(
-            f"{info.path} is not a backup of this database: {'; '.join(mismatches)}; nothing "
+            f"{info.path} is not a backup of this database: {'; '.join(found)}; nothing "
             f"was restored (pass --other-database to restore it into {database} anyway)"
         )
     return RestorePlan(
@@ -117,7 +118,7 @@ def plan(settings: Settings, path: Path | None, *, other_database: bool = False)
         env=settings.env,
         current_tables=int(row[0]) if row else 0,
         current_latest_migration=latest,
-        mismatches=tuple(mismatches),
+        mismatches=tuple(found),
         policy=policy.describe(),
     )
 
@@ -332,21 +333,6 @@ def _check_file(info: BackupInfo, *, default: bool) -> None:
             f"{which} {info.path} is damaged (its sha256 or size differs from its manifest): "
             f"not restoring it{older}"
         )
-
-
-def _mismatches(info: BackupInfo, env: str, database: str, identifier: str | None) -> list[str]:
-    manifest = info.manifest
-    found = []
-    if manifest.get("database") not in (None, database):
-        found.append(f"it holds database {manifest['database']}, the target is {database}")
-    if manifest.get("env") not in (None, env):
-        found.append(f"it was taken in env {manifest['env']}, this is env {env}")
-    theirs = manifest.get("system_identifier")
-    if theirs and identifier and theirs != identifier:
-        found.append(
-            f"it comes from another server (system identifier {theirs}, here {identifier})"
-        )
-    return found
 
 
 def _named(settings: Settings, path: Path) -> BackupInfo:

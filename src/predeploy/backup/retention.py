@@ -23,7 +23,7 @@ from predeploy.config.settings import Settings
 from predeploy.errors import BackupError
 from predeploy.sweep import partial_name
 
-__all__ = ["BackupInfo", "backup_at", "check", "list_backups", "newest", "prune"]
+__all__ = ["BackupInfo", "backup_at", "check", "list_backups", "mismatches", "newest", "prune"]
 
 log = structlog.get_logger(__name__)
 
@@ -88,15 +88,43 @@ def backup_at(dump: Path) -> BackupInfo | None:
     return _read(manifest) if manifest.is_file() else None
 
 
-def newest(settings: Settings) -> BackupInfo:
-    """The env's newest backup; BackupError when there is none (never an older one)."""
+def newest(settings: Settings, database: str, identifier: str | None) -> BackupInfo:
+    """The newest backup of ``database`` (on the server of system ``identifier``) in the
+    env's folder, which other databases may share: never another database's, never an
+    older one of its own in place of a newest that turns out damaged (the caller checks)."""
     found = list_backups(settings)
+    folder = settings.backup_dir / settings.env
+    mine = [b for b in found if not mismatches(b, settings.env, database, identifier)]
+    if mine:
+        return mine[0]
+    make = f"make one (predeploy backup --env {settings.env})"
     if not found:
         raise BackupError(
-            f"no backup of env {settings.env} in {settings.backup_dir / settings.env}: "
-            f"make one (predeploy backup --env {settings.env}) or name a file with --backup"
+            f"no backup of env {settings.env} in {folder}: {make} or name a file with --backup"
         )
-    return found[0]
+    why = "; ".join(mismatches(found[0], settings.env, database, identifier))
+    raise BackupError(
+        f"no backup of {database} in {folder}: none of the {len(found)} there is this "
+        f"database's (the newest, {found[0].path.name}: {why}); {make}, or name a dump "
+        f"with --backup"
+    )
+
+
+def mismatches(info: BackupInfo, env: str, database: str, identifier: str | None) -> list[str]:
+    """What ``info``'s manifest says differently from the target: another database, env or
+    server (system identifier); [] for a backup of this database."""
+    manifest = info.manifest
+    found = []
+    if manifest.get("database") not in (None, database):
+        found.append(f"it holds database {manifest['database']}, the target is {database}")
+    if manifest.get("env") not in (None, env):
+        found.append(f"it was taken in env {manifest['env']}, this is env {env}")
+    theirs = manifest.get("system_identifier")
+    if theirs and identifier and theirs != identifier:
+        found.append(
+            f"it comes from another server (system identifier {theirs}, here {identifier})"
+        )
+    return found
 
 
 def check(info: BackupInfo) -> BackupInfo:
@@ -120,7 +148,7 @@ def prune(settings: Settings, *, keep: Path, now: datetime | None = None) -> lis
     now = now or datetime.now(UTC)
     doomed = []
     good = 0  # a damaged backup (its checksum found to differ, or gone) does not count
-    for info in list_backups(settings):
+    for info in _same_database(settings, keep):
         damaged = info.last_check in ("MISMATCH", "missing") or not info.present
         too_many = settings.backup_keep > 0 and good >= settings.backup_keep
         good += 0 if damaged else 1
@@ -136,6 +164,19 @@ def prune(settings: Settings, *, keep: Path, now: datetime | None = None) -> lis
         manifest_path(info.path).unlink(missing_ok=True)
         log.info("backup_pruned", path=str(info.path), created_at=info.created_at.isoformat())
     return [info.path for info in doomed]
+
+
+def _same_database(settings: Settings, made: Path) -> list[BackupInfo]:
+    """The env's backups of the database ``made`` is a backup of: the folder may be shared
+    (one PREDEPLOY_BACKUP_DIR for several apps), and each database keeps its own N."""
+    info = backup_at(made)
+    found = list_backups(settings)
+    if info is None:
+        return found
+    database, identifier = info.manifest.get("database"), info.manifest.get("system_identifier")
+    if not isinstance(database, str):
+        return found
+    return [b for b in found if not mismatches(b, settings.env, database, identifier)]
 
 
 def _read(manifest: Path) -> BackupInfo | None:

@@ -178,12 +178,19 @@ def render_step(step: Step) -> str:
 
 
 def render_report(
-    report: Report, *, dry_run: bool = False, runbook: bool = True, verbose: bool = False
+    report: Report,
+    *,
+    dry_run: bool = False,
+    runbook: bool = True,
+    verbose: bool = False,
+    waiting: bool = True,
 ) -> str:
     """A migrate run's report. A long run (more than ``summary.WHOLE`` migrations or lint
-    findings) gets counts and the few that matter; ``verbose`` (-v) and a dry run list all."""
+    findings) gets counts and the few that matter; ``verbose`` (-v) and a dry run list all.
+    ``waiting``: name the other phase's migrations left waiting, with the command that
+    applies them (a deploy applies them itself)."""
     if not report.pending and report.error is None:
-        return _nothing_pending(report)
+        return _nothing_pending(report, waiting=waiting)
     whole = verbose or dry_run
     lines = _pending_lines(report, whole=whole)
     if report.lint is not None and report.lint.findings:
@@ -209,6 +216,8 @@ def render_report(
     if report.rehearsal:
         lines.append("rehearsal: everything was rolled back")
     lines += _applied_lines(report, whole=whole)
+    if waiting and report.applied and report.later and report.error is None:
+        lines += _waiting(report)
     if report.backup is not None:
         lines.append(f"backup: {report.backup.path}")
     if runbook and report.runbook is not None:
@@ -266,16 +275,30 @@ def _applied_lines(report: Report, *, whole: bool) -> list[str]:
     ]
 
 
-def _nothing_pending(report: Report) -> str:
+def _nothing_pending(report: Report, *, waiting: bool = True) -> str:
     if not report.later:
         return f"{report.database} ({report.env}): nothing pending, up to date"
-    other = "post-deploy" if report.phase == "pre-deploy" else "pre-deploy"
-    run = "predeploy migrate --post-deploy" if other == "post-deploy" else "predeploy migrate"
-    return (
-        f"{report.database} ({report.env}): no {report.phase} migration pending; "
-        f"{len(report.later)} {other} migration(s) wait for their run ({run}, or "
-        f"predeploy deploy): {', '.join(report.later)}"
-    )
+    head = f"{report.database} ({report.env}): no {report.phase} migration pending"
+    return "\n".join([head, *_waiting(report)]) if waiting else head
+
+
+def _waiting(report: Report) -> list[str]:
+    """The other phase's pending migrations, and the command line that applies them."""
+    from predeploy.runbook import command  # noqa: PLC0415 (only with migrations waiting)
+
+    names, env = ", ".join(report.later), report.env
+    if report.phase == "pre-deploy":
+        return [
+            f"{len(report.later)} migration(s) wait for the post-deploy phase, once the new "
+            f"release is live: {names}; then apply them with:",
+            f"  {command('migrate', '--env', env, '--post-deploy')}",
+            f"  (or {command('deploy', '--env', env)}: the pm2 reload, then those)",
+        ]
+    return [
+        f"{len(report.later)} pre-deploy migration(s) are pending and go first: {names}; "
+        f"apply them with:",
+        f"  {command('migrate', '--env', env)}",
+    ]
 
 
 def render_runbook(runbook: Runbook) -> str:
@@ -305,16 +328,43 @@ def render_deploy(report: DeployReport, *, verbose: bool = False) -> str:
     lines: list[str] = []
     for migrated in (report.migrate, report.post):
         if migrated is not None:
-            lines.append(render_report(migrated, runbook=report.runbook is None, verbose=verbose))
+            shown = render_report(
+                migrated,
+                dry_run=report.dry_run,
+                runbook=report.runbook is None,
+                verbose=verbose,
+                waiting=False,
+            )
+            lines.append(shown)
     lines += [f"warning: {w}" for w in report.warnings]
     if report.health is not None:
         lines.append(render_health(report.health))
-    if report.error is None:
+    if report.dry_run:
+        lines += _would_deploy(report) if report.error is None else []
+    elif report.error is None:
         pids = ", ".join(str(p.pid) for p in report.after)
         lines.append(f"deployed: {report.app} reloaded and healthy (pids {pids})")
     if report.runbook is not None:
         lines += _runbook(report.runbook)
     return "\n".join(lines)
+
+
+def _would_deploy(report: DeployReport) -> list[str]:
+    """A deploy's dry run, after the pre-deploy phase's: the reload, then the post phase."""
+    processes = len(report.before)
+    mode = "cluster" if report.before and all(p.cluster for p in report.before) else "fork"
+    lines = [
+        "",
+        f"then it would run pm2 {report.action} {report.app} ({processes} process(es), {mode} "
+        f"mode) and wait until it is healthy",
+    ]
+    if report.post_preview:
+        names = ", ".join(p.name for p in report.post_preview)
+        lines.append(f"then apply {len(report.post_preview)} post-deploy migration(s): {names}")
+        for p in report.post_preview:
+            lines += ["", f"-- {p.name}/migration.sql", (p.sql or "").rstrip()]
+    lines += ["", f"dry run: nothing was changed; {report.app} was not {report.action}ed"]
+    return lines
 
 
 def render_maintenance(report: MaintenanceReport) -> str:

@@ -26,8 +26,9 @@ from predeploy.errors import (
     PredeployError,
     interrupted,
 )
-from predeploy.migrate import history
-from predeploy.ops import health
+from predeploy.migrate import discovery, history
+from predeploy.migrate.discovery import POST_DEPLOY
+from predeploy.ops import deploy_runbook, health
 from predeploy.ops.announce import announce
 from predeploy.ops.pm2 import Pm2, Process
 from predeploy.postgres.sessions import catalog_session
@@ -44,6 +45,8 @@ _POLL = 1.0
 class DeployReport:
     env: str
     app: str = ""
+    action: str = "reload"  # or restart (--restart)
+    dry_run: bool = False  # nothing is changed; post_preview: what the post phase would apply
     steps: list[Step] = field(default_factory=list)
     migrate: workflow.Report | None = None
     post: workflow.Report | None = None  # the post-deploy migrations, after the reload
@@ -53,11 +56,15 @@ class DeployReport:
     warnings: list[str] = field(default_factory=list)
     runbook: Runbook | None = None
     error: PredeployError | None = None
+    post_preview: list[workflow.Pending] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "env": self.env,
             "app": self.app,
+            "action": self.action,
+            "dry_run": self.dry_run,
+            "would_apply_post_deploy": [p.__dict__ for p in self.post_preview],
             "outcome": "failed" if self.error else "ok",
             "error": str(self.error) if self.error else None,
             "exit_code": self.error.exit_code if self.error else 0,
@@ -69,6 +76,7 @@ class DeployReport:
             "health": self.health.as_dict() if self.health else None,
             "warnings": self.warnings,
             "runbook": self.runbook.commands if self.runbook else [],
+            "runbook_path": str(self.runbook.path) if self.runbook and self.runbook.path else None,
         }
 
 
@@ -81,7 +89,12 @@ def deploy(
     on_step: OnStep | None = None,
 ) -> DeployReport:
     """Run the deploy; returns the report (``error`` set when a step failed)."""
-    report = DeployReport(env=settings.env, app=settings.pm2_app or "")
+    report = DeployReport(
+        env=settings.env,
+        app=settings.pm2_app or "",
+        action="restart" if restart else "reload",
+        dry_run=options.dry_run,
+    )
     step = stepper(report.steps, on_step)
     try:
         with step("pm2"):
@@ -100,8 +113,10 @@ def deploy(
     )
     if report.migrate.error is not None:
         report.error = report.migrate.error
-    elif not (options.dry_run or options.rehearse):
-        action = "restart" if restart else "reload"
+    elif options.dry_run:
+        report.post_preview = _post_preview(settings, report.migrate.later)
+    elif not options.rehearse:
+        action = report.action
         try:
             with step(action):
                 _reload(pm2, report, restart)
@@ -112,17 +127,16 @@ def deploy(
             report.error = exc
         except KeyboardInterrupt as exc:  # SIGINT/SIGTERM: still the runbook and the audit row
             report.error = interrupted(exc, f"deploying ({action})")
-    if report.error is not None:
-        report.runbook = write_runbook(settings, run_id, _runbook_lines(settings, report))
-    if not (options.dry_run or options.rehearse):
+    trial = options.dry_run or options.rehearse
+    if report.error is not None or (_changed(report) and not trial):
+        report.runbook = write_runbook(settings, run_id, deploy_runbook.lines(settings, report))
+    if not trial:
         _audit(settings, run_id, report)
         report.warnings += announce(
             settings,
             "deploy",
             report.as_dict(),
-            changed=bool(
-                (report.migrate and report.migrate.applied) or (report.post and report.post.applied)
-            ),
+            changed=_changed(report),
             exit_code=report.error.exit_code if report.error else 0,
             protected=report.migrate.policy.get("protected") if report.migrate else None,
         )
@@ -222,30 +236,15 @@ def _wait_healthy(
         )
 
 
-def _runbook_lines(settings: Settings, report: DeployReport) -> list[str]:
-    app, env = report.app, settings.env
-    migrated = report.migrate.runbook.commands if report.migrate and report.migrate.runbook else []
-    reloaded = any(s.name in ("reload", "restart") and s.outcome == "ok" for s in report.steps)
-    post = report.post
-    if post is not None and post.error is not None:
-        undo = post.runbook.commands if post.runbook else []
-        return [
-            f"# the new release of {app} is live and healthy; a post-deploy migration failed,",
-            "# and the release works with the schema as it is (that is what post-deploy means):",
-            *undo,
-        ]
-    if not reloaded:
-        return [
-            f"# {app} was not reloaded: pm2 still runs the release it ran before this deploy",
-            *migrated,
-        ]
+def _post_preview(settings: Settings, later: list[str]) -> list[workflow.Pending]:
+    """What the post-deploy phase would apply after the reload, with its SQL (a dry run)."""
+    waiting, secrets = set(later), settings.secrets()
     return [
-        f"# {app} is not healthy after this deploy; its recent logs:",
-        f"pm2 logs {app} --lines 100 --nostream",
-        "# put the previous release of the code back (with pm2's deploy section:",
-        "#   pm2 deploy ecosystem.config.js production revert 1), then reload it:",
-        f"pm2 reload {app}",
-        *migrated,
-        *(post.runbook.commands if post is not None and post.runbook else []),
-        f"# then check: predeploy health --env {env}",
+        workflow.describe(m, with_sql=True, secrets=secrets)
+        for m in discovery.discover(settings.migrations_dir)
+        if m.name in waiting and m.phase == POST_DEPLOY
     ]
+
+
+def _changed(report: DeployReport) -> bool:
+    return any(phase is not None and phase.applied for phase in (report.migrate, report.post))

@@ -52,7 +52,7 @@ DEFAULT_TRIGGERS = frozenset({"failure", "prod-change"})
 
 _MARK = {"ok": "✓", "failed": "✗", "interrupted": "✗", "needs attention": "⚠"}
 _KIND = {"ok": "success", "failed": "failure", "interrupted": "failure"}
-_FIRST_COMMANDS = 3
+_RUNBOOK_LINES = 16  # a longer runbook is named by its path, never cut
 _LISTED = 5
 
 
@@ -88,6 +88,7 @@ class Event:
     health_failed: tuple[str, ...] = ()  # "name: detail" of each failed check
     error: str | None = None  # the error line
     runbook: tuple[str, ...] = ()  # the runbook's lines (# comments included)
+    runbook_path: str | None = None  # where the run wrote it, on ``host``
     drift: int = 0  # differences found between the live schema and the migrations
     drift_skipped: str | None = None  # why the drift check could not run ("skipped: ...")
     report: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -116,6 +117,7 @@ class Event:
             "health": {"ok": self.health_ok, "failed": list(self.health_failed)},
             "error": self.error,
             "runbook": list(self.runbook),
+            "runbook_path": self.runbook_path,
             "drift": self.drift,
             "drift_skipped": self.drift_skipped,
         }
@@ -164,6 +166,7 @@ def event_from_report(
     runbook and outcome; ``outcome`` overrides it (``interrupted``).
     """
     nested: Mapping[str, Any] = _mapping(report.get("migrate")) or {}
+    post: Mapping[str, Any] = _mapping(report.get("post_deploy")) or {}  # a deploy's 2nd phase
     health_ok, health_failed = _health(_mapping(report.get("health")))
     return Event(
         command=command,
@@ -172,12 +175,15 @@ def event_from_report(
         protected=protected,
         database=database,
         changed=changed,
-        applied=_applied(nested) + _applied(report),
-        backup=_backup_path(report.get("backup")) or _backup_path(nested.get("backup")),
+        applied=_applied(nested) + _applied(post) + _applied(report),
+        backup=_backup_path(report.get("backup"))
+        or _backup_path(nested.get("backup"))
+        or _backup_path(post.get("backup")),
         health_ok=health_ok,
         health_failed=health_failed,
         error=report.get("error") or "; ".join(report.get("needs_attention") or []) or None,
         runbook=tuple(str(line) for line in report.get("runbook") or []),
+        runbook_path=str(report.get("runbook_path") or "") or None,
         report=report,
         git_revision=git_revision,
         drift=drift,
@@ -286,11 +292,23 @@ def _body(event: Event) -> list[str]:
         lines.append(f"drift: {event.drift_skipped}")
     revision = f", rev {event.git_revision[:12]}" if event.git_revision else ""
     lines.append(f"by {event.operator} on {event.host}{revision}")
-    commands = [c for c in event.runbook if c.strip() and not c.lstrip().startswith("#")]
-    if commands:
-        lines.append("first steps:" if event.outcome != "ok" else "to undo:")
-        lines += [f"  {c}" for c in commands[:_FIRST_COMMANDS]]
-    return lines
+    return lines + _runbook(event)
+
+
+def _runbook(event: Event) -> list[str]:
+    """The runbook whole (its comments say which commands are alternatives), or, when it is
+    too long for a phone, where it is: never the first few commands of it."""
+    if not any(line.strip() and not line.lstrip().startswith("#") for line in event.runbook):
+        return []
+    heading = "runbook:" if event.outcome != "ok" else "to undo:"
+    if len(event.runbook) <= _RUNBOOK_LINES or event.runbook_path is None:
+        return [heading, *(f"  {line}" for line in event.runbook)]
+    intro = event.runbook[0]
+    return [
+        f"{heading} {len(event.runbook)} lines, see the runbook at {event.runbook_path}"
+        f" on {event.host}",
+        *([f"  {intro}"] if intro.startswith("#") else []),
+    ]
 
 
 def scrubber(secrets: Iterable[str]) -> Callable[[str], str]:

@@ -20,6 +20,7 @@ import json
 import os
 import pwd
 import re
+import shlex
 import shutil
 import time
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from predeploy.confirm import operator
 from predeploy.errors import ConfigError, HealthCheckFailed
 from predeploy.postgres import programs
 
-__all__ = ["Pm2", "Process", "daemon_pid", "find_program", "pm2_home"]
+__all__ = ["Pm2", "Process", "daemon_pid", "find_program", "pasted", "pm2_home"]
 
 log = structlog.get_logger(__name__)
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -103,6 +104,19 @@ def daemon_pid(home: Path) -> int | None:
     except PermissionError:
         return pid  # another user's live process: the daemon is there
     return pid
+
+
+def pasted(settings: Settings, *args: str) -> str:
+    """A pm2 command line for a runbook, that runs when pasted from any folder and any PATH:
+    the pm2 predeploy runs (by absolute path), with the PM2_HOME it runs it with, if set
+    (another pm2 or PM2_HOME is another daemon: one that knows no such app)."""
+    try:
+        program = str(find_program(settings).absolute())
+    except ConfigError:
+        program = "pm2"  # none found here: the operator's own, then
+    line = " ".join(shlex.quote(word) for word in (program, *args))
+    home = os.environ.get("PM2_HOME")
+    return f"PM2_HOME={shlex.quote(home)} {line}" if home else line
 
 
 class Pm2:
