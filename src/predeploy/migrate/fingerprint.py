@@ -428,6 +428,8 @@ class Fingerprint:
 
 _ON_TABLE = frozenset({"constraint", "trigger", "rule", "policy"})  # "name on schema.table"
 _SCHEMA_FIELD = frozenset({"extension", "function", "procedure", "aggregate"})
+
+
 def _schema_of(kind: str, name: str, fields: Mapping[str, Any]) -> str | None:
     """The schema an object lives in; None for database-wide ones (event triggers)."""
     if kind == "event trigger":

@@ -238,9 +238,9 @@ def _wait_healthy(
 
 def _post_preview(settings: Settings, later: list[str]) -> list[workflow.Pending]:
     """What the post-deploy phase would apply after the reload, with its SQL (a dry run)."""
-    waiting, secrets = set(later), settings.secrets()
+    waiting = set(later)  # its SQL's secrets are masked where the report is printed
     return [
-        workflow.describe(m, with_sql=True, secrets=secrets)
+        workflow.describe(m, with_sql=True)
         for m in discovery.discover(settings.migrations_dir)
         if m.name in waiting and m.phase == POST_DEPLOY
     ]
