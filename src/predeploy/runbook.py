@@ -54,6 +54,7 @@ class Runbook:
     commands: list[str]  # comments (#) explain, the other lines are commands
     path: Path | None
     unsaved: str | None = None  # why it could not be kept under the log folder
+    root: Path | None = None  # where its predeploy lines run (settings and migrations there)
 
     def text(self) -> str:
         return "\n".join(self.commands)
@@ -243,5 +244,5 @@ def write_runbook(settings: Settings, run_id: str, lines: list[str]) -> Runbook:
             path.unlink(missing_ok=True)  # never a runbook cut short by a full disk
         why = f"{path}: {exc.strerror or exc}"
         log.warning("runbook_not_written", path=str(path), detail=exc.strerror)
-        return Runbook(lines, None, why)
-    return Runbook(lines, path)
+        return Runbook(lines, None, why, settings.root)
+    return Runbook(lines, path, root=settings.root)

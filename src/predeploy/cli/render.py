@@ -311,7 +311,8 @@ def _runbook(runbook: Runbook) -> list[str]:
         return []
     where = f" (also in {runbook.path})" if runbook.path else ""
     where = f" (not saved: {runbook.unsaved})" if runbook.unsaved else where
-    return ["", f"runbook{where}:", *runbook.commands]
+    here = [f"# run these lines in {runbook.root}"] if runbook.root is not None else []
+    return ["", f"runbook{where}:", *here, *runbook.commands]
 
 
 def render_health(report: HealthReport) -> str:
