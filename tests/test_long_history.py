@@ -172,7 +172,8 @@ def test_first_prod_run_of_a_long_history_fits_a_screen(
     assert asked < 15, screen
     question = "\n".join(lines[asked : typed + 1])
     assert typed - asked < 40, question
-    assert f"About to apply {COUNT} migration(s) on {name} (prod (protected)):" in question
+    assert f"About to apply {COUNT} migration(s) on {name} on 127.0.0.1:" in question
+    assert "(prod (protected)):" in question
     assert f"… {COUNT - 6} more (every one: predeploy status --env prod --all)" in question
     assert re.search(r"Lint \(\d+ finding\(s\): 0 error\(s\), 150 warning\(s\), \d+ info", question)
     assert "150 warning(s) on existing tables, largest first:" in question

@@ -68,8 +68,11 @@ SELECT (SELECT d.description FROM pg_description d
         WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p')
           AND d.description LIKE %(prefix)s
         ORDER BY c.relname = %(name)s DESC, c.relname LIMIT 1),
-       to_regclass(%(table)s) IS NOT NULL
+       EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+               WHERE n.nspname = %(schema)s AND c.relname = %(name)s AND c.relkind IN ('r', 'p'))
 """
+# (the catalogue, not to_regclass: that raises "permission denied for schema" without USAGE,
+# before the privileges gate could name the GRANT)
 # what a protected run that changed (or found up to date) the database left in the audit
 # table before predeploy marked databases
 _CHANGED = ("applied", "nothing pending", "rolled back", "restored", "deployed")
@@ -82,7 +85,7 @@ def read(conn: Conn, table: Table) -> tuple[str | None, bool]:
     like = "predeploy %"
     row = conn.execute(
         _READ,
-        {"schema": table.schema, "name": table.name, "prefix": like, "table": table.regclass},
+        {"schema": table.schema, "name": table.name, "prefix": like},
     ).fetchone()
     comment, has_audit = row if row is not None else (None, False)
     if comment is not None and comment.strip() == SCRATCH:
@@ -97,7 +100,8 @@ def _earlier(conn: Conn, table: Table) -> str | None:
     """A protected env named in the audit rows of a run that changed the database."""
     query = sql.SQL(_EARLIER).format(table.ident)
     try:
-        row = conn.execute(query, (sorted(PROTECTED_ENVS), list(_CHANGED))).fetchone()
+        with conn.transaction():  # a savepoint: a refused read leaves the session usable
+            row = conn.execute(query, (sorted(PROTECTED_ENVS), list(_CHANGED))).fetchone()
     except (
         psycopg.errors.InsufficientPrivilege,
         psycopg.errors.LockNotAvailable,
