@@ -18,6 +18,7 @@ from psycopg import sql
 from conftest import (
     PG15_BIN,
     Cli,
+    Pm2App,
     Receiver,
     Server,
     client_programs_only,
@@ -281,3 +282,31 @@ def test_an_interrupted_drift_stops_and_removes_its_throwaway_cluster(
         if child.poll() is None:
             child.kill()
             child.wait(timeout=10)
+
+
+@pytest.mark.slow
+def test_a_deploy_says_a_skipped_drift_check_once(
+    cli: Cli, app_on_15: str, pm2_app: Pm2App, tmp_path: Path
+) -> None:
+    """A deploy with pre- and post-deploy migrations, where no shadow can be built: the drift
+    step is skipped (with why) once in the whole deploy, not once per phase."""
+    write_migrations(
+        pm2_app.project / "migrations",
+        {
+            "1_users": "CREATE TABLE users (id int);",
+            "2_cleanup": "-- predeploy: post-deploy\nCREATE TABLE later (id int);",
+        },
+    )
+    settings = {
+        "DATABASE_URL": app_on_15,
+        "PREDEPLOY_PM2_APP": "web",
+        "PREDEPLOY_PM2_BIN": str(pm2_app.pm2_bin),
+        "PREDEPLOY_HEALTHCHECK_URL": f"{pm2_app.url}/health",
+        "PREDEPLOY_DEPLOY_WAIT": "20s",
+        "PREDEPLOY_BACKUP_DIR": str(tmp_path / "backups"),
+        "PREDEPLOY_PG_BIN_DIR": str(client_programs_only(tmp_path / "client")),
+    }
+    (pm2_app.project / ".env.prod").write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
+    done = cli("deploy", "--env", "prod", "--yes", env=pm2_app.environ)
+    assert done.returncode == 0, done.stderr
+    assert (done.stdout + done.stderr).count(REASON) == 1, done.stdout

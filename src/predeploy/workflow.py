@@ -78,6 +78,7 @@ class Options:
     no_backup: bool = False
     force_lint: bool = False
     allow_drift: bool = False
+    drift_said_skipped: bool = False  # deploy's post phase: its pre phase said why already
     post_deploy: bool = False  # apply the post-deploy migrations instead of the pre-deploy ones
     notify: bool = True  # deploy sends one notification for the whole deploy
     interactive: bool = False
@@ -298,7 +299,7 @@ def _locked_workflow(run: _Run, conn: Conn) -> None:
     with step("lint"):
         report.lint = commands.lint_migrations(settings, conn, list(plan.pending))
         gates.lint(policy, report.lint, force=options.force_lint or options.dry_run)
-    if policy.drift_checked:
+    if policy.drift_checked and not options.drift_said_skipped:
         _drift(run)
     if options.dry_run:
         if plan.stop is not None:  # the run would stop after the pending ones: say so

@@ -157,9 +157,11 @@ def _post_deploy(
     then the health checks again. A failure leaves the new release running: it works with
     both schemas, by construction."""
     shown = (lambda s: on_step(dataclasses.replace(s, name=f"post: {s.name}"))) if on_step else None
+    pre = report.migrate.steps if report.migrate is not None else []
+    said = any(s.name == "drift" and s.outcome == "skipped" for s in pre)  # once per deploy
     post = workflow.migrate(
         settings,
-        dataclasses.replace(options, notify=False, post_deploy=True),
+        dataclasses.replace(options, notify=False, post_deploy=True, drift_said_skipped=said),
         f"{run_id}-post",
         shown,
     )
