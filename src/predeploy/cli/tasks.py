@@ -42,7 +42,13 @@ from predeploy.cli.render import (
 )
 from predeploy.config.policy import Policy
 from predeploy.config.settings import Settings, env_name, find_root, load_settings
-from predeploy.errors import CheckFailed, ConfigError, HealthCheckFailed, PredeployError
+from predeploy.errors import (
+    CheckFailed,
+    ConfigError,
+    HealthCheckFailed,
+    PredeployError,
+    Refused,
+)
 from predeploy.migrate import commands
 
 if TYPE_CHECKING:
@@ -591,18 +597,24 @@ def restore_task(
     progress = _progress(json_)
 
     def run(settings: Settings) -> restore_mod.RestoreResult:
+        run_id = log_mod.current_run_id()
         chosen = restore_mod.plan(
-            settings, Path(backup) if backup else None, other_database=other_database
-        )
-        confirm.require_typed(
-            chosen.database,
-            render_restore_plan(chosen),
-            yes=yes,
-            interactive=prompt.interactive(),
-            ask=prompt.ask,
-            action=f"restoring {chosen.database}",
-        )
-        return restore_mod.restore(settings, chosen, progress, run_id=log_mod.current_run_id())
+            settings, Path(backup) if backup else None, other_database=other_database,
+            run_id=run_id,
+        )  # fmt: skip
+        try:
+            confirm.require_typed(
+                chosen.database,
+                render_restore_plan(chosen),
+                yes=yes,
+                interactive=prompt.interactive(),
+                ask=prompt.ask,
+                action=f"restoring {chosen.database}",
+            )
+        except Refused as exc:  # it read the database: the refusal has its audit row
+            restore_mod.refused(settings, chosen, exc, run_id)
+            raise
+        return restore_mod.restore(settings, chosen, progress, run_id=run_id)
 
     result = _run(env, json_, run)
     data = {
