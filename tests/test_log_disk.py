@@ -220,3 +220,43 @@ def test_stdout_or_stderr_on_a_full_disk_does_not_stop_the_run(
     if stream == "stdout":  # said on stderr too, once
         assert len(_warnings(done.stderr, "stdout_unwritable")) == 1, done.stderr
 
+
+@pytest.mark.parametrize("json_output", [False, True])
+def test_a_full_disk_under_the_log_folder_and_stdout_sends_the_runbook_to_stderr(
+    database_url: str, project: Path, small_disk: Path, json_output: bool
+) -> None:
+    """`PREDEPLOY_LOG_DIR=full predeploy migrate > full/out.log`: neither the runbook's file
+    nor stdout can take the runbook, so stderr does (as text, or a JSON line with --json):
+    the way back reaches the operator."""
+    write_migrations(project / "migrations", _scripts(2))
+    for name in ("000_t0", "001_t1"):
+        (project / "migrations" / name / "down.sql").write_text(f"DROP TABLE t{name[-1]};\n")
+    _fill(small_disk)
+    env = {**os.environ, **project_env(database_url, project, PREDEPLOY_LOG_DIR=str(small_disk))}
+    env.pop("PREDEPLOY_ENV", None)
+    flags = ["--json"] if json_output else []
+    with (small_disk / "out.log").open("w") as lost:
+        done = subprocess.run(
+            [sys.executable, "-m", "predeploy", "migrate", "--env", "staging", "--yes", *flags],
+            cwd=project,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=lost,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert _applied(database_url) == 2
+    assert len(_warnings(done.stderr, "stdout_unwritable")) == 1, done.stderr
+    undo = "predeploy rollback --env staging --migrations 001_t1,000_t0 --yes"
+    if json_output:
+        [event] = [json.loads(line) for line in done.stderr.splitlines()
+                   if line.startswith("{") and json.loads(line)["event"] == "runbook_on_stderr"]  # fmt: skip
+        assert undo in event["commands"], event
+    else:
+        lines = done.stderr.splitlines()
+        assert any(line.startswith("runbook (not saved: ") for line in lines), done.stderr
+        assert undo in lines and any(line.startswith("predeploy restore") for line in lines)

@@ -8,6 +8,7 @@ its exit code; nothing else is decided here.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections.abc import Callable
@@ -63,6 +64,7 @@ if TYPE_CHECKING:
     from predeploy.ops import health as health_mod
     from predeploy.ops import maintenance as maintenance_mod
     from predeploy.postgres import embedded
+    from predeploy.runbook import Runbook
     from predeploy.steps import Step
 else:  # each command imports only the machinery it runs (see predeploy.lazy)
     gates = lazy.module("predeploy.gates")
@@ -224,14 +226,33 @@ def migrate(
     report = _run(env, json_, run)
     verbose = output.current().verbosity > 0
     rendered = render_report(report, dry_run=dry_run, verbose=verbose) if human else None
-    _finish(report.as_dict(), rendered, report.error)
+    _finish(report.as_dict(), rendered, report.error, report.runbook)
 
 
-def _finish(data: dict[str, Any], rendered: str | None, error: PredeployError | None) -> None:
+def _finish(
+    data: dict[str, Any],
+    rendered: str | None,
+    error: PredeployError | None,
+    runbook: Runbook | None = None,
+) -> None:
     """A run's report (``rendered``, or JSON with --json), then its error's exit code."""
     output.emit(data, rendered or "", rendered is None)
+    _runbook_somewhere(runbook, json_output=rendered is None)
     if error is not None:
         boundary.failed(error)
+
+
+def _runbook_somewhere(runbook: Runbook | None, *, json_output: bool) -> None:
+    """A runbook neither its file nor stdout could take (a full disk under both) goes to
+    stderr: it is the way back, and must reach the operator somewhere."""
+    if runbook is None or runbook.path is not None or not output.stdout_lost():
+        return
+    if json_output:  # stderr carries JSON lines: the runbook as one more
+        structlog.get_logger("predeploy").warning("runbook_on_stderr", commands=runbook.commands)
+        return
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.write(output.mask(render_runbook(runbook).lstrip("\n")) + "\n")
+        sys.stderr.flush()
 
 
 def _migrate_options(json_output: bool, **flags: bool) -> workflow.Options:
@@ -314,7 +335,10 @@ def deploy(
     report = _run(env, json_, run)
     verbose = output.current().verbosity > 0
     _finish(
-        report.as_dict(), render_deploy(report, verbose=verbose) if human else None, report.error
+        report.as_dict(),
+        render_deploy(report, verbose=verbose) if human else None,
+        report.error,
+        report.runbook or (report.migrate.runbook if report.migrate else None),
     )
 
 
@@ -428,6 +452,7 @@ def rollback(
         human,
         json_,
     )
+    _runbook_somewhere(done.runbook, json_output=json_)
 
 
 def _count(raw: str | None, flag: str) -> int | None:
