@@ -253,8 +253,8 @@ def test_a_full_disk_under_the_log_folder_and_stdout_sends_the_runbook_to_stderr
     assert len(_warnings(done.stderr, "stdout_unwritable")) == 1, done.stderr
     undo = "predeploy rollback --env staging --migrations 001_t1,000_t0 --yes"
     if json_output:
-        [event] = [json.loads(line) for line in done.stderr.splitlines()
-                   if line.startswith("{") and json.loads(line)["event"] == "runbook_on_stderr"]  # fmt: skip
+        events = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+        [event] = [e for e in events if e["event"] == "runbook_on_stderr"]
         assert undo in event["commands"], event
     else:
         lines = done.stderr.splitlines()
