@@ -37,6 +37,7 @@ from predeploy.redact import Scrubber
 __all__ = [
     "FILE_ONLY",
     "REPORTED",
+    "SENTENCE",
     "LogSetup",
     "configure",
     "current_run_id",
@@ -52,6 +53,9 @@ FILE_ONLY = "file_only"
 # An event with this key set says what the command's report (stdout) says too: on a
 # terminal it stays off the screen unless -v (said once); in JSON logs it is kept.
 REPORTED = "reported"
+# An event with this key set is, on a terminal, one plain sentence ("warning: <its
+# detail>"), like the report's own lines; the log file and JSON logs keep it structured.
+SENTENCE = "sentence"
 
 
 def new_run_id() -> str:
@@ -87,11 +91,17 @@ class _Render:
         self, logger: WrappedLogger, name: str, event: EventDict
     ) -> tuple[tuple[str, str | None], dict[str, Any]]:
         reported = event.pop(REPORTED, False)
+        sentence = event.pop(SENTENCE, False)
         line = json.dumps(event, default=str)
         said = reported and self.console is not None and not self.reported_on_screen
         if event.get(FILE_ONLY) or said:
             return (line, None), {}
-        screen = line if self.console is None else str(self.console(logger, name, dict(event)))
+        if self.console is None:
+            screen = line
+        elif sentence:
+            screen = f"{event.get('level', name)}: {event.get('detail', event.get('event'))}"
+        else:
+            screen = str(self.console(logger, name, dict(event)))
         return (line, screen), {}
 
 
