@@ -249,6 +249,8 @@ def test_a_remembered_database_asks_for_its_name_on_a_terminal(site: Site) -> No
     said = [e for e in events if e["event"] == "policy_from_target"]
     assert len(said) == 2 and "sentence" not in said[0], said  # one per run
     assert said[0]["detail"] == caution.removeprefix("warning: ")
+    # the backup's progress line is gone once the backup step ends
+    assert not [line for line in _visible(screen).splitlines() if line.startswith("dump:")], screen
 
 
 def _visible(screen: str) -> str:

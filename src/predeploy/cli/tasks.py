@@ -24,7 +24,7 @@ from invoke.tasks import task
 from predeploy import confirm, lazy, units
 from predeploy import log as log_mod
 from predeploy.cli import boundary, output, prompt, signals
-from predeploy.cli.progress import applying
+from predeploy.cli.progress import CLEAR, applying, fit
 from predeploy.cli.render import (
     render_adopted,
     render_backup,
@@ -518,12 +518,12 @@ def _progress(json_output: bool) -> backup_mod.ProgressFn:
     """Progress on a terminal as one rewritten line; otherwise a log event every 10 s."""
     if sys.stderr.isatty() and not json_output:
 
-        def show(p: backup_mod.Progress) -> None:
+        def show(p: backup_mod.Progress) -> None:  # cleared at the step's end, as applying's
             size = f", {units.size(p.bytes_done)}" if p.bytes_done else ""
-            sys.stderr.write(
-                f"\r{p.phase}: {p.tables_done}/{p.tables_total} tables{size}"
-                + ("\n" if p.final else "   ")
+            text = (
+                "" if p.final else fit(f"{p.phase}: {p.tables_done}/{p.tables_total} tables{size}")
             )
+            sys.stderr.write(CLEAR + text + ("\r" if text else ""))
             sys.stderr.flush()
 
         return show
