@@ -312,8 +312,8 @@ def owner_of(conn: Conn, exc: psycopg.Error, statement: Statement | None) -> Own
         if kind == "schema":
             row = conn.execute(_SCHEMA_OWNER, (name,)).fetchone()
         else:
-            row = conn.execute(_RELATION_OWNER, (_relation(conn, exc, statement, name),))
-            row = row.fetchone()
+            regclass = _relation(conn, exc, statement, name)
+            row = conn.execute(_RELATION_OWNER, (regclass,)).fetchone()
     except psycopg.Error:
         return None
     return Owner(str(row[0]), bool(row[1])) if row else None
