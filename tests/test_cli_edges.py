@@ -13,11 +13,13 @@ import select
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from conftest import _OUR_VARIABLES, Cli, _run_invoke, run_in_terminal, write_migrations
 from hazards import at_once, one_line, predeploy_sessions, project_env, query_value, wait_until
 from predeploy.cli.program import EXIT_CODES
+from predeploy.cli.render import render_runs
 from predeploy.config.settings import load_settings
 from predeploy.migrate import commands
 
@@ -355,3 +357,23 @@ def test_on_a_terminal_what_the_report_says_is_said_once(project: Path, database
     assert code == 7 and "health_check" in loud, loud
     logged = "".join(p.read_text() for p in (project / "logs").glob("predeploy-*.log"))
     assert '"event": "health_check"' in logged
+
+
+def test_status_shows_the_last_runs_in_columns_whatever_the_outcome_s_length() -> None:
+    """A long outcome ("refused: confirmation (no terminal)") no longer runs into the count:
+    each column is as wide as its longest value, two spaces apart."""
+    at = datetime(2026, 12, 7, 16, 54, tzinfo=UTC)
+    runs: list[dict[str, object]] = [
+        {"started_at": at, "command": command, "outcome": outcome, "migrations": count,
+         "operator": "ops", "host": "vps"}
+        for command, outcome, count in (
+            ("migrate", "refused: confirmation (no terminal)", 0),
+            ("rollback", "rolled back", 2),
+        )
+    ]  # fmt: skip
+    lines = render_runs(runs).splitlines()[2:]
+    assert lines[0] == (
+        "  2026-12-07 16:54:00  migrate   refused: confirmation (no terminal)  0 migration(s)"
+        "  by ops@vps"
+    )
+    assert len({line.index(" migration(s)") for line in lines}) == 1  # one column

@@ -73,6 +73,12 @@ def _warnings(stderr: str, event: str) -> list[str]:
     return found
 
 
+def _warning_events(stderr: str) -> list[str]:
+    """The events of every warning (and error) logged on stderr, in order."""
+    events = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    return [e["event"] for e in events if e.get("level") in ("warning", "error")]
+
+
 def _applied(database_url: str) -> object:
     return query_value(database_url, "SELECT count(*) FROM _prisma_migrations")
 
@@ -97,6 +103,7 @@ def test_a_log_disk_that_fills_up_mid_run_costs_the_log_not_the_run(
     assert log_file.stat().st_size > 0  # it took what fitted
     assert "runbook (not saved:" in done.stdout and "predeploy restore" in done.stdout, done.stdout
     assert not list(small_disk.glob("runbook-*"))  # none cut short
+    assert _warning_events(done.stderr) == ["log_file_failed"]  # one disk, one warning
     assert query_value(database_url, "SELECT outcome FROM predeploy_runs") == "applied"
 
 
@@ -112,6 +119,9 @@ def test_a_full_log_disk_and_a_failing_migration(
     assert "Traceback" not in done.stderr + done.stdout
     assert done.stderr.strip().splitlines()[-1].startswith("predeploy: migration 900_bad failed")
     assert len(_warnings(done.stderr, "log_file_failed")) == 1, done.stderr
+    assert _warning_events(done.stderr) == ["log_file_failed"]  # not runbook_not_written too
+    assert not list(small_disk.glob("predeploy-*.log"))  # not a byte of it fitted: removed
+    assert "(removed: empty)" in _warnings(done.stderr, "log_file_failed")[0]
     assert _applied(database_url) == 5
     assert "runbook (not saved:" in done.stdout, done.stdout
     assert query_value(database_url, "SELECT outcome FROM predeploy_runs") == "failed: apply"
@@ -130,6 +140,7 @@ def test_a_read_only_log_disk(cli: Cli, database_url: str, project: Path) -> Non
     assert "Traceback" not in done.stderr + done.stdout
     warned = _warnings(done.stderr, "log_file_unavailable")
     assert len(warned) == 1 and "Read-only file system" in warned[0], done.stderr
+    assert _warning_events(done.stderr) == ["log_file_unavailable"]
     assert "runbook (not saved:" in done.stdout and "Read-only file system" in done.stdout
     assert _applied(database_url) == 5
     assert query_value(database_url, "SELECT outcome FROM predeploy_runs") == "applied"
@@ -208,3 +219,44 @@ def test_stdout_or_stderr_on_a_full_disk_does_not_stop_the_run(
     assert len(noted) == 1, log_file.read_text()
     if stream == "stdout":  # said on stderr too, once
         assert len(_warnings(done.stderr, "stdout_unwritable")) == 1, done.stderr
+
+
+@pytest.mark.parametrize("json_output", [False, True])
+def test_a_full_disk_under_the_log_folder_and_stdout_sends_the_runbook_to_stderr(
+    database_url: str, project: Path, small_disk: Path, json_output: bool
+) -> None:
+    """`PREDEPLOY_LOG_DIR=full predeploy migrate > full/out.log`: neither the runbook's file
+    nor stdout can take the runbook, so stderr does (as text, or a JSON line with --json):
+    the way back reaches the operator."""
+    write_migrations(project / "migrations", _scripts(2))
+    for name in ("000_t0", "001_t1"):
+        (project / "migrations" / name / "down.sql").write_text(f"DROP TABLE t{name[-1]};\n")
+    _fill(small_disk)
+    env = {**os.environ, **project_env(database_url, project, PREDEPLOY_LOG_DIR=str(small_disk))}
+    env.pop("PREDEPLOY_ENV", None)
+    flags = ["--json"] if json_output else []
+    with (small_disk / "out.log").open("w") as lost:
+        done = subprocess.run(
+            [sys.executable, "-m", "predeploy", "migrate", "--env", "staging", "--yes", *flags],
+            cwd=project,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=lost,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert _applied(database_url) == 2
+    assert len(_warnings(done.stderr, "stdout_unwritable")) == 1, done.stderr
+    undo = "predeploy rollback --env staging --migrations 001_t1,000_t0 --yes"
+    if json_output:
+        events = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+        [event] = [e for e in events if e["event"] == "runbook_on_stderr"]
+        assert undo in event["commands"], event
+    else:
+        lines = done.stderr.splitlines()
+        assert any(line.startswith("runbook (not saved: ") for line in lines), done.stderr
+        assert undo in lines and any(line.startswith("predeploy restore") for line in lines)

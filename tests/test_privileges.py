@@ -261,6 +261,48 @@ def test_a_migration_denied_by_the_server_is_exit_2_naming_the_privilege(
     assert outcome == "failed: apply"
 
 
+def test_a_migration_that_must_own_a_table_names_the_owning_role(
+    cli: Cli, database_url: str, project: Path, role: Role
+) -> None:
+    """ALTER TABLE on a table another role owns: the line names that role, looked up in
+    the schema the statement named (a table of the same name in public is the admin's),
+    quoted; the GRANT as printed lets the migration through."""
+    _bookkeeper(database_url, project, role)
+    owner = Role(database_url)
+    try:
+        role.admin('CREATE SCHEMA "Shop"')
+        role.admin('CREATE TABLE "Shop".items (id int)')
+        role.admin(
+            sql.SQL('ALTER TABLE "Shop".items OWNER TO {}').format(sql.Identifier(owner.name))
+        )
+        role.admin("CREATE TABLE public.items (id int)")  # the admin's: not the one named
+        role.grant('GRANT USAGE ON SCHEMA "Shop"')
+        write_migrations(project / "migrations", {"2_b": 'ALTER TABLE "Shop".items ADD x int;'})
+        args = ("migrate", "--env", "staging", "--yes", "--no-backup")
+        line, _ = _denied(cli, project, role, *args)
+        grant = f"GRANT {owner.quoted} TO {role.quoted}"
+        assert "must be owner of table items" in line and grant in line, line
+        assert f"run this migration as {owner.quoted}" in line, line
+        role.admin(grant)
+        _goes_through(cli, project, role)
+    finally:
+        owner.admin(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(owner.name)))
+        owner.admin(sql.SQL("DROP ROLE {}").format(sql.Identifier(owner.name)))
+
+
+def test_a_table_a_superuser_owns_is_not_advised_as_a_grant_of_the_superuser(
+    cli: Cli, database_url: str, project: Path, role: Role
+) -> None:
+    """The owner is a superuser: never 'GRANT "postgres" TO ...'; the line names it and says
+    to run as it, or to give the table to the application's role."""
+    _bookkeeper(database_url, project, role)
+    write_migrations(project / "migrations", {"2_b": "ALTER TABLE a ADD COLUMN x int;"})
+    line, _ = _denied(cli, project, role, "migrate", "--env", "staging", "--yes", "--no-backup")
+    admin = str(query_value(database_url, "SELECT current_user"))
+    assert f'only the owner of table a, the superuser "{admin}", may do that' in line, line
+    assert "OWNER TO" in line and f'GRANT "{admin}"' not in line, line
+
+
 def test_a_denied_statement_outside_a_transaction_says_to_resolve(
     cli: Cli, database_url: str, project: Path, role: Role
 ) -> None:
@@ -345,7 +387,7 @@ def test_a_down_sql_outside_a_transaction_denied_says_it_is_still_applied(
     commands.migrate(load_settings("staging", project, project_env(database_url, project)))
     args = ("rollback", "--env", "staging", "--steps", "1", "--yes")
     line, _ = _denied(cli, project, role, *args)
-    assert "must be owner of index a_i" in line and "this rollback as that role" in line, line
+    assert "must be owner of index a_i" in line and 'run this rollback as "' in line, line
     assert "2_i is still recorded as applied: once it has the privilege, roll back" in line
     assert "fix down.sql" not in line, line
     assert query_value(database_url, "SELECT to_regclass('a_i') IS NOT NULL") is True

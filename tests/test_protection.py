@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -236,6 +237,39 @@ def test_a_remembered_database_asks_for_its_name_on_a_terminal(site: Site) -> No
     )
     assert code == 0, screen
     assert _tables(site.url) == {"users", "posts"}
+    # the caution is one plain sentence on the screen, and a structured event in the log
+    caution = f"warning: {name} was deployed as prod: the protected policy applies (env dev)"
+    assert _visible(screen).count(caution) == 1, screen
+    assert "policy_from_target" not in screen, screen
+    events = [
+        json.loads(line)
+        for log in (site.project / "logs").glob("predeploy-dev-*.log")
+        for line in log.read_text().splitlines()
+    ]
+    said = [e for e in events if e["event"] == "policy_from_target"]
+    assert len(said) == 2 and "sentence" not in said[0], said  # one per run
+    assert said[0]["detail"] == caution.removeprefix("warning: ")
+    # the backup's progress line is gone once the backup step ends
+    assert not [line for line in _visible(screen).splitlines() if line.startswith("dump:")], screen
+
+
+def _visible(screen: str) -> str:
+    """What a terminal shows of ``screen``: a carriage return goes back to the line's start
+    (what follows overwrites), ESC [K erases to its end."""
+    lines = []
+    for raw in screen.replace("\r\n", "\n").split("\n"):
+        line: list[str] = []
+        column = 0
+        for part in re.split(r"(\r|\x1b\[K)", raw):
+            if part == "\r":
+                column = 0
+            elif part == "\x1b[K":
+                del line[column:]
+            else:
+                line[column : column + len(part)] = list(part)
+                column += len(part)
+        lines.append("".join(line))
+    return "\n".join(lines)
 
 
 def test_a_remembered_database_rolls_back_only_after_a_backup(

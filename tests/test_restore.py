@@ -329,6 +329,7 @@ def test_another_databases_dump_is_refused_unless_named_so(site: Site) -> None:
     assert "not a backup of this database" in named.stderr
     assert "--other-database" in named.stderr
     assert state(site.url) == changed
+    assert _trail(site.url, "public")[-1] == ("restore", "refused: another database's backup")
     forced = site.run("restore", "--env", "prod", "--backup", copy, "--yes", "--other-database")
     assert forced.returncode == 0, forced.stderr
     assert "orders" not in json.dumps(state(site.url)["schema"])
@@ -602,3 +603,18 @@ def test_a_restore_the_server_refuses_names_its_error_and_changes_nothing(site: 
     message = done.stderr.strip().splitlines()[-1]
     assert "DDL is frozen for the audit" in message and "unchanged" in message
     assert state(site.url) == changed
+
+
+@suite_only
+def test_a_restore_refused_for_want_of_a_terminal_leaves_an_audit_row(site: Site) -> None:
+    """A bare `restore` read the database, then could not ask: exit 8, nothing restored,
+    and its row says what refused it."""
+    write(site.migrations, "1_t", "CREATE TABLE t (id int);")
+    commands.migrate(site.settings())
+    backup.backup(site.settings())
+    before = state(site.url)
+    done = site.run("restore", "--env", "staging")
+    assert done.returncode == 8, done.stderr
+    assert "no terminal to ask on" in one_line(done)
+    assert state(site.url) == before
+    assert _trail(site.url, "public")[-1] == ("restore", "refused: confirmation (no terminal)")

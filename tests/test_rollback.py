@@ -188,3 +188,29 @@ def test_a_concurrently_built_index_is_rolled_back_as_the_runbook_says(site: Sit
     assert pasted.returncode == 0, pasted.stderr
     assert state(site.url, without=(HISTORY,)) == before
     assert applied(site) == ["1_users"]
+
+
+def _trail(site: Site) -> list[tuple[str, str]]:
+    with psycopg.connect(site.url) as conn:
+        rows = conn.execute("SELECT command, outcome FROM predeploy_runs ORDER BY id")
+        return [(str(c), str(o)) for c, o in rows.fetchall()]
+
+
+@suite_only
+def test_a_refused_rollback_leaves_an_audit_row_naming_what_refused(site: Site) -> None:
+    """A rollback that reached the database and was refused (no terminal to ask on; prod's
+    --no-backup) leaves its row, as a refused migrate does; a dry run leaves none."""
+    write(site.migrations, "1_users", *USERS)
+    assert site.migrate()["exit_code"] == 0
+    dry = site.run("rollback", "--env", "staging", "--steps", "1", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    bare = site.run("rollback", "--env", "staging", "--steps", "1")
+    assert bare.returncode == 8, bare.stderr
+    unsafe = site.run("rollback", "--env", "prod", "--steps", "1", "--yes", "--no-backup")
+    assert unsafe.returncode == 2, unsafe.stderr
+    assert applied(site) == ["1_users"]
+    assert _trail(site) == [
+        ("migrate", "applied"),
+        ("rollback", "refused: confirmation (no terminal)"),
+        ("rollback", "refused: --no-backup"),
+    ]

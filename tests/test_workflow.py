@@ -68,6 +68,8 @@ def test_prod_asks_for_the_database_name_on_a_terminal(
     )
     assert code == expected, screen
     assert "About to apply 2 migration(s)" in screen
+    outcome = "applied" if typed == "right" else "refused: confirmation (declined)"
+    assert [row[2] for row in runs(database_url)] == [outcome]
     assert tables(database_url) == ({"users", "posts"} if typed == "right" else set())
     assert "✓ backup" in screen  # the backup comes before the question
     if typed == "right":
@@ -91,7 +93,7 @@ def test_no_terminal_and_no_yes_is_refused_before_anything(
     steps = [s["name"] for s in json.loads(prod.stdout)["steps"]]
     assert steps == ["connectivity", "policy", "history", "pending"], steps
     outcomes = "SELECT array_agg(outcome ORDER BY started_at) FROM predeploy_runs"
-    assert query_value(database_url, outcomes) == ["failed: after pending"] * 2
+    assert query_value(database_url, outcomes) == ["refused: confirmation (no terminal)"] * 2
     assert tables(database_url) == set()
     assert not Path(prod_env["PREDEPLOY_BACKUP_DIR"]).exists()
 

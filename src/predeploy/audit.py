@@ -23,11 +23,12 @@ from psycopg import sql
 
 from predeploy import __version__
 from predeploy.confirm import operator
+from predeploy.errors import INTERRUPTED_CODES, PredeployError
 from predeploy.migrate.history import Table
 from predeploy.postgres.sessions import Conn
 from predeploy.redact import Scrubber
 
-__all__ = ["Run", "ensure_table", "git_revision", "last_runs", "record"]
+__all__ = ["Run", "ensure_table", "git_revision", "last_runs", "outcome_of", "record"]
 
 log = structlog.get_logger(__name__)
 
@@ -106,6 +107,17 @@ def ensure_table(conn: Conn, table: Table) -> None:
         conn.execute(sql.SQL(_DDL).format(table=table.ident))
     elif not has_health:
         conn.execute(sql.SQL(_ADD_HEALTH).format(table=table.ident))
+
+
+def outcome_of(error: PredeployError, where: str | None = None) -> str:
+    """The outcome of a run that stopped on ``error``: ``interrupted``, ``refused: <gate>``
+    (the gate that said no: ``confirmation (no terminal)``, ``--no-backup``), else
+    ``failed`` (``failed: <where>``, the step, when there is one)."""
+    if error.exit_code in INTERRUPTED_CODES:
+        return "interrupted"
+    if error.refused_by:
+        return f"refused: {error.refused_by}"
+    return f"failed: {where}" if where else "failed"
 
 
 def record(conn: Conn, table: Table, run: Run, outcome: str, detail: str | None) -> None:

@@ -40,24 +40,43 @@ def require_typed(
     interactive: bool,
     ask: Callable[[str], str],
     action: str,
+    gate: str = "confirmation",
 ) -> None:
-    """Go on only if the operator types ``expected`` (or gave --yes)."""
-    answer = _answer(f"{question}\nType {expected!r} to go on: ", yes, interactive, ask, action)
+    """Go on only if the operator types ``expected`` (or gave --yes); ``gate`` names the
+    question in the audit row of a refusal."""
+    answer = _answer(
+        f"{question}\nType {expected!r} to go on: ", yes, interactive, ask, action, gate=gate
+    )
     if answer is not None and answer.strip() != expected:
-        raise Refused(f"{action} not confirmed (expected {expected!r}): nothing was changed")
+        raise Refused(
+            f"{action} not confirmed (expected {expected!r}): nothing was changed",
+            f"{gate} (declined)",
+        )
 
 
 def require_yes(
-    question: str, *, yes: bool, interactive: bool, ask: Callable[[str], str], action: str
+    question: str,
+    *,
+    yes: bool,
+    interactive: bool,
+    ask: Callable[[str], str],
+    action: str,
+    gate: str = "confirmation",
 ) -> None:
     """Go on only if the operator answers y (or gave --yes); anything else is a refusal."""
-    answer = _answer(f"{question}\nGo on? [y/N] ", yes, interactive, ask, action)
+    answer = _answer(f"{question}\nGo on? [y/N] ", yes, interactive, ask, action, gate=gate)
     if answer is not None and answer.strip().lower() not in ("y", "yes"):
-        raise Refused(f"{action} not confirmed: nothing was changed")
+        raise Refused(f"{action} not confirmed: nothing was changed", f"{gate} (declined)")
 
 
 def _answer(
-    prompt: str, yes: bool, interactive: bool, ask: Callable[[str], str], action: str
+    prompt: str,
+    yes: bool,
+    interactive: bool,
+    ask: Callable[[str], str],
+    action: str,
+    *,
+    gate: str,
 ) -> str | None:
     """The operator's answer; None when --yes waived the question (logged with who)."""
     if yes:
@@ -66,7 +85,8 @@ def _answer(
     if not interactive:
         raise Refused(
             f"{action} needs a confirmation and there is no terminal to ask on: "
-            f"run it from a terminal, or pass --yes to confirm in advance"
+            f"run it from a terminal, or pass --yes to confirm in advance",
+            f"{gate} (no terminal)",
         )
     try:
         answer = ask(prompt)

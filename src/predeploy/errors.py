@@ -38,6 +38,9 @@ class PredeployError(Exception):
     """
 
     exit_code: int = 1
+    # the gate that refused the run ("confirmation (no terminal)", "--no-backup"), if one
+    # did: its audit row reads "refused: <gate>" rather than a step that failed
+    refused_by: str | None = None
 
     def __init__(self, message: str) -> None:
         # one line, whatever the server or a program put in it (RAISE E'a\nb', libpq's
@@ -96,6 +99,10 @@ class Refused(PredeployError):
     """Confirmation declined or impossible (exit 8)."""
 
     exit_code = 8
+
+    def __init__(self, message: str, refused_by: str = "confirmation") -> None:
+        super().__init__(message)
+        self.refused_by = refused_by
 
 
 class InternalError(PredeployError):

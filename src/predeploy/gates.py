@@ -95,21 +95,25 @@ def refuse_without_terminal(policy: Policy, options: Asking, database: str, doin
         if policy.caution:  # the database, not the env, asks for it: say which and why
             raise Refused(
                 f"{policy.caution}; {doing} needs a confirmation and there is no terminal to "
-                f"ask on: run it from a terminal, or pass --yes; nothing was done"
+                f"ask on: run it from a terminal, or pass --yes; nothing was done",
+                "confirmation (no terminal)",
             )
         raise Refused(
             f"{doing} {database} ({policy.label}) needs a confirmation and there is no terminal "
-            f"to ask on: run it from a terminal, or pass --yes; nothing was done"
+            f"to ask on: run it from a terminal, or pass --yes; nothing was done",
+            "confirmation (no terminal)",
         )
 
 
 def no_backup(policy: Policy, options: _NoBackup) -> None:
     """ConfigError when ``--no-backup`` is asked for where the policy forbids it."""
     if options.no_backup and not policy.no_backup_allowed:
-        raise ConfigError(
+        error = ConfigError(
             f"--no-backup is refused in {policy.label}: set PREDEPLOY_ALLOW_NO_BACKUP=1 to run "
             f"without a verified backup, if you really must"
         )
+        error.refused_by = "--no-backup"
+        raise error
 
 
 def confirm(policy: Policy, options: Asking, database: str, question: str) -> None:
@@ -176,6 +180,7 @@ def blockers(
         interactive=options.interactive,
         ask=options.ask,
         action=f"migrating {database} past blocking sessions",
+        gate="blockers",
     )
     return found
 

@@ -37,10 +37,12 @@ from predeploy.redact import Scrubber
 __all__ = [
     "FILE_ONLY",
     "REPORTED",
+    "SENTENCE",
     "LogSetup",
     "configure",
     "current_run_id",
     "file_in_use",
+    "log_disk_failed",
     "new_run_id",
     "prune",
 ]
@@ -51,6 +53,9 @@ FILE_ONLY = "file_only"
 # An event with this key set says what the command's report (stdout) says too: on a
 # terminal it stays off the screen unless -v (said once); in JSON logs it is kept.
 REPORTED = "reported"
+# An event with this key set is, on a terminal, one plain sentence ("warning: <its
+# detail>"), like the report's own lines; the log file and JSON logs keep it structured.
+SENTENCE = "sentence"
 
 
 def new_run_id() -> str:
@@ -86,11 +91,17 @@ class _Render:
         self, logger: WrappedLogger, name: str, event: EventDict
     ) -> tuple[tuple[str, str | None], dict[str, Any]]:
         reported = event.pop(REPORTED, False)
+        sentence = event.pop(SENTENCE, False)
         line = json.dumps(event, default=str)
         said = reported and self.console is not None and not self.reported_on_screen
         if event.get(FILE_ONLY) or said:
             return (line, None), {}
-        screen = line if self.console is None else str(self.console(logger, name, dict(event)))
+        if self.console is None:
+            screen = line
+        elif sentence:
+            screen = f"{event.get('level', name)}: {event.get('detail', event.get('event'))}"
+        else:
+            screen = str(self.console(logger, name, dict(event)))
         return (line, screen), {}
 
 
@@ -111,6 +122,7 @@ class _Writer:
     ) -> None:
         self.stream: IO[str] | None = stream
         self.file, self.screen_level, self.path = file, screen_level, path
+        self.disk_failed = False  # the log file failed, and stderr was told
         self._failing = threading.Lock()
 
     def _write(self, level: int, line: str, screen: str | None) -> None:
@@ -133,12 +145,19 @@ class _Writer:
             file, self.file = self.file, None
         if file is None:
             return
+        self.disk_failed = True
         with contextlib.suppress(OSError, ValueError):
             file.close()
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        gone = ""
+        with contextlib.suppress(OSError):  # a file it could not write a byte of: no litter
+            if self.path is not None and self.path.stat().st_size == 0:
+                self.path.unlink()
+                gone = " (removed: empty)"
         structlog.get_logger(__name__).warning(
             "log_file_failed",
-            detail=f"cannot write the log file {self.path}: {why}; the run goes on without it",
+            detail=f"cannot write the log file {self.path}{gone}: {why}; the run goes on "
+            f"without it",
         )
 
     def _said_in_file(self, event: str, exc: OSError | ValueError) -> None:
@@ -267,6 +286,7 @@ def configure(
     structlog.contextvars.bind_contextvars(env=env, run_id=run_id)
     _route_library_logs(on_screen=level <= 10)
     if file_error is not None:
+        writer.disk_failed = True
         structlog.get_logger(__name__).warning("log_file_unavailable", detail=file_error)
     return LogSetup(run_id, log_file, file_error)
 
@@ -277,6 +297,12 @@ _writer: _Writer | None = None
 def file_in_use() -> bool:
     """Whether the run's log file is still written (a full disk may have ended it)."""
     return _writer is not None and _writer.file is not None
+
+
+def log_disk_failed() -> bool:
+    """Whether this run's log folder failed it, and stderr was told so (once): the log file
+    could not be made, or a write to it failed."""
+    return _writer is not None and _writer.disk_failed
 
 
 def _open_log_file(

@@ -34,6 +34,7 @@ from predeploy.config.policy import (
 )
 from predeploy.config.settings import Settings
 from predeploy.confirm import operator
+from predeploy.log import SENTENCE
 from predeploy.migrate import history
 from predeploy.migrate.history import Table
 from predeploy.postgres.sessions import Conn
@@ -161,6 +162,6 @@ def decide(settings: Settings, target: Target, *, say: bool = True) -> Policy:
         allow_no_backup=settings.allow_no_backup,
     )
     if policy.caution and say:
-        log.warning("policy_from_target", detail=policy.caution)
+        log.warning("policy_from_target", detail=policy.caution, **{SENTENCE: True})
     log.info("policy", detail=policy.describe(), protected=policy.protected)
     return policy

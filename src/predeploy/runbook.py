@@ -26,6 +26,7 @@ import structlog
 
 from predeploy.config.settings import Settings
 from predeploy.errors import Interrupted, PredeployError
+from predeploy.log import FILE_ONLY, log_disk_failed
 from predeploy.migrate.outcome import Applied, MigrationFailed
 from predeploy.migrate.plan import OutOfPhase
 from predeploy.ops.pm2 import pasted as pm2_line
@@ -243,6 +244,9 @@ def write_runbook(settings: Settings, run_id: str, lines: list[str]) -> Runbook:
         with contextlib.suppress(OSError):
             path.unlink(missing_ok=True)  # never a runbook cut short by a full disk
         why = f"{path}: {exc.strerror or exc}"
-        log.warning("runbook_not_written", path=str(path), detail=exc.strerror)
+        # the log folder's failure was said on stderr already, and the printed runbook says
+        # "not saved": one warning for the one disk
+        said = {FILE_ONLY: True} if log_disk_failed() else {}
+        log.warning("runbook_not_written", path=str(path), detail=exc.strerror, **said)
         return Runbook(lines, None, why, settings.root)
     return Runbook(lines, path, root=settings.root)

@@ -24,7 +24,6 @@ from predeploy.config.policy import Policy, policy_for
 from predeploy.config.settings import Settings
 from predeploy.confirm import operator
 from predeploy.errors import (
-    INTERRUPTED_CODES,
     CheckFailed,
     MigrationError,
     PredeployError,
@@ -508,12 +507,10 @@ def _audit(settings: Settings, run: audit.Run, report: Report) -> None:
     """The run's row in the audit table; a failure to write it is only logged."""
     if report.error is None:
         outcome = "applied" if report.applied else "nothing pending"
-    elif report.error.exit_code in INTERRUPTED_CODES:
-        outcome = "interrupted"
-    else:
+    else:  # a gate between steps names itself: "refused: confirmation (no terminal)"
         last = report.steps[-1].name if report.steps else None
         where = report.failed_step or (f"after {last}" if last else "before the first step")
-        outcome = f"failed: {where}"  # a gate between steps (no terminal): "after pending"
+        outcome = audit.outcome_of(report.error, where)
     _, table = history.tables_for(settings)
     try:
         with (

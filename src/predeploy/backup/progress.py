@@ -71,5 +71,4 @@ class Reporter:
         self.stop.set()
         if self.thread.is_alive():
             self.thread.join()
-        if exc[0] is None:
-            self._report(final=True)
+        self._report(final=True)  # also after a failure: a terminal's line is cleared

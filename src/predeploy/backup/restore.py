@@ -37,7 +37,6 @@ from predeploy.backup.progress import ProgressFn, Reporter
 from predeploy.backup.retention import BackupInfo, backup_at, mismatches, newest
 from predeploy.config.settings import Settings
 from predeploy.errors import (
-    INTERRUPTED_CODES,
     BackupError,
     ConfigError,
     PredeployError,
@@ -52,7 +51,7 @@ from predeploy.postgres.failures import translated
 from predeploy.postgres.sessions import CATALOG, Conn, catalog_session, connect, target_url
 from predeploy.sweep import sweep_temp_files, temp_prefix
 
-__all__ = ["RestorePlan", "RestoreResult", "plan", "restore"]
+__all__ = ["RestorePlan", "RestoreResult", "plan", "refused", "restore"]
 
 log = structlog.get_logger(__name__)
 _TABLES = """
@@ -91,8 +90,11 @@ class RestoreResult:
     dropped: tuple[str, ...]
 
 
-def plan(settings: Settings, path: Path | None, *, other_database: bool = False) -> RestorePlan:
-    """The backup to restore (the newest by default), checked, and what it replaces."""
+def plan(
+    settings: Settings, path: Path | None, *, other_database: bool = False, run_id: str = ""
+) -> RestorePlan:
+    """The backup to restore (the newest of this database by default), checked, and what it
+    replaces; a backup of another database is refused, with an audit row (``refused``)."""
     named = None if path is None else _named(settings, path)
     url, _ = target_url(settings, direct=True)
     table, _ = history.tables_for(settings)
@@ -107,10 +109,13 @@ def plan(settings: Settings, path: Path | None, *, other_database: bool = False)
     _check_file(info, default=named is None)
     found = mismatches(info, settings.env, database, identifier)
     if found and not other_database:
-        raise BackupError(
+        error = BackupError(
             f"{info.path} is not a backup of this database: {'; '.join(found)}; nothing "
             f"was restored (pass --other-database to restore it into {database} anyway)"
         )
+        error.refused_by = "another database's backup"
+        _refused(settings, info, error, run_id)
+        raise error
     return RestorePlan(
         backup=info,
         database=database,
@@ -174,6 +179,25 @@ def restore(
     return RestoreResult(info.path, chosen.database, seconds, dropped)
 
 
+def refused(settings: Settings, chosen: RestorePlan, error: PredeployError, run_id: str) -> None:
+    """The audit row of a restore refused once its database was read: its confirmation
+    declined, or impossible (no terminal)."""
+    _refused(settings, chosen.backup, error, run_id)
+
+
+def _refused(settings: Settings, info: BackupInfo, error: PredeployError, run_id: str) -> None:
+    _, table = history.tables_for(settings)
+    try:
+        with (
+            catalog_session(settings, purpose="audit") as conn,
+            translated(conn, "writing the audit row"),
+        ):
+            audit.record(conn, table, _run(settings, info, run_id), audit.outcome_of(error),
+                         error.message)  # fmt: skip
+    except PredeployError as exc:
+        log.warning("audit_not_recorded", detail=str(exc))
+
+
 def _run(settings: Settings, info: BackupInfo, run_id: str) -> audit.Run:
     return audit.Run(
         run_id=run_id,
@@ -195,8 +219,7 @@ def _audited(settings: Settings, conn: Conn, run: audit.Run, info: BackupInfo) -
         yield
     except (PredeployError, KeyboardInterrupt) as exc:
         failed = exc if isinstance(exc, PredeployError) else interrupted(exc, "restoring")
-        outcome = "interrupted" if failed.exit_code in INTERRUPTED_CODES else "failed"
-        audit.record(conn, table, run, outcome, failed.message)
+        audit.record(conn, table, run, audit.outcome_of(failed), failed.message)
         _announce(settings, info, failed)
         raise
     audit.record(conn, table, run, "restored", None)

@@ -42,6 +42,7 @@ __all__ = [
     "mask",
     "set_current",
     "set_scrubber",
+    "stdout_lost",
 ]
 
 
@@ -139,9 +140,19 @@ class _Discarding(io.RawIOBase):
             if exc.errno not in _GONE and exc.errno not in _FULL:
                 raise
             _to_devnull(self._fd)
+            _lost.add(self._fd)
             if exc.errno in _FULL:
                 _said_lost(self._fd, exc)
         return memoryview(data).nbytes
+
+
+_lost: set[int] = set()  # the standard streams that were turned into /dev/null
+
+
+def stdout_lost() -> bool:
+    """Whether what this command writes to stdout has stopped reaching anyone (its reader
+    went away, its file's disk is full, it was closed)."""
+    return 1 in _lost
 
 
 _GONE = (errno.EPIPE, errno.EIO)  # its reader went away
@@ -188,11 +199,13 @@ def guard_streams() -> None:
             continue
         if not _is_open(fd):
             _to_devnull(fd)
+            _lost.add(fd)
         elif before is not None:
             try:
                 before.flush()
             except OSError:
                 _to_devnull(fd)
+                _lost.add(fd)
         stream = io.TextIOWrapper(
             io.BufferedWriter(_Discarding(fd)),
             encoding=getattr(before, "encoding", None) or "utf-8",

@@ -18,9 +18,9 @@ from predeploy.cli import output
 if TYPE_CHECKING:
     from predeploy.workflow import Applying
 
-__all__ = ["applying"]
+__all__ = ["CLEAR", "applying", "fit"]
 
-_CLEAR = "\r\x1b[K"
+CLEAR = "\r\x1b[K"  # to the line's start, and erase it
 
 
 def applying(json_output: bool) -> Applying | None:
@@ -29,14 +29,15 @@ def applying(json_output: bool) -> Applying | None:
         return None
 
     def show(name: str | None, place: int, total: int) -> None:
-        text = "" if name is None else _fit(f"applying {name}… ({place}/{total})")
-        sys.stderr.write(_CLEAR + text + ("\r" if text else ""))
+        text = "" if name is None else fit(f"applying {name}… ({place}/{total})")
+        sys.stderr.write(CLEAR + text + ("\r" if text else ""))
         sys.stderr.flush()
 
     return show
 
 
-def _fit(text: str) -> str:
+def fit(text: str) -> str:
+    """``text`` cut to the terminal's width (a carriage return then reaches its start)."""
     try:
         width = os.get_terminal_size(sys.stderr.fileno()).columns or 80  # 0: size unknown
     except OSError:

@@ -388,11 +388,14 @@ def render_runs(runs: list[dict[str, object]]) -> str:
     if not runs:
         return ""
     lines = ["", "last runs:"]
+    # columns as wide as their longest value: "refused: confirmation (no terminal)" is long
+    command = max(len(str(run["command"])) for run in runs)
+    outcome = max(len(str(run["outcome"])) for run in runs)
     for run in runs:
         started = run["started_at"]
         when = started.strftime("%Y-%m-%d %H:%M:%S") if hasattr(started, "strftime") else started
         lines.append(
-            f"  {when}  {run['command']:<8} {run['outcome']:<16} "
+            f"  {when}  {run['command']!s:<{command}}  {run['outcome']!s:<{outcome}}  "
             f"{run['migrations']} migration(s)  by {run['operator']}@{run['host']}"
         )
     return "\n".join(lines)

@@ -8,6 +8,7 @@ its exit code; nothing else is decided here.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from invoke.tasks import task
 from predeploy import confirm, lazy, units
 from predeploy import log as log_mod
 from predeploy.cli import boundary, output, prompt, signals
-from predeploy.cli.progress import applying
+from predeploy.cli.progress import CLEAR, applying, fit
 from predeploy.cli.render import (
     render_adopted,
     render_backup,
@@ -42,7 +43,13 @@ from predeploy.cli.render import (
 )
 from predeploy.config.policy import Policy
 from predeploy.config.settings import Settings, env_name, find_root, load_settings
-from predeploy.errors import CheckFailed, ConfigError, HealthCheckFailed, PredeployError
+from predeploy.errors import (
+    CheckFailed,
+    ConfigError,
+    HealthCheckFailed,
+    PredeployError,
+    Refused,
+)
 from predeploy.migrate import commands
 
 if TYPE_CHECKING:
@@ -57,6 +64,7 @@ if TYPE_CHECKING:
     from predeploy.ops import health as health_mod
     from predeploy.ops import maintenance as maintenance_mod
     from predeploy.postgres import embedded
+    from predeploy.runbook import Runbook
     from predeploy.steps import Step
 else:  # each command imports only the machinery it runs (see predeploy.lazy)
     gates = lazy.module("predeploy.gates")
@@ -218,14 +226,33 @@ def migrate(
     report = _run(env, json_, run)
     verbose = output.current().verbosity > 0
     rendered = render_report(report, dry_run=dry_run, verbose=verbose) if human else None
-    _finish(report.as_dict(), rendered, report.error)
+    _finish(report.as_dict(), rendered, report.error, report.runbook)
 
 
-def _finish(data: dict[str, Any], rendered: str | None, error: PredeployError | None) -> None:
+def _finish(
+    data: dict[str, Any],
+    rendered: str | None,
+    error: PredeployError | None,
+    runbook: Runbook | None = None,
+) -> None:
     """A run's report (``rendered``, or JSON with --json), then its error's exit code."""
     output.emit(data, rendered or "", rendered is None)
+    _runbook_somewhere(runbook, json_output=rendered is None)
     if error is not None:
         boundary.failed(error)
+
+
+def _runbook_somewhere(runbook: Runbook | None, *, json_output: bool) -> None:
+    """A runbook neither its file nor stdout could take (a full disk under both) goes to
+    stderr: it is the way back, and must reach the operator somewhere."""
+    if runbook is None or runbook.path is not None or not output.stdout_lost():
+        return
+    if json_output:  # stderr carries JSON lines: the runbook as one more
+        structlog.get_logger("predeploy").warning("runbook_on_stderr", commands=runbook.commands)
+        return
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.write(output.mask(render_runbook(runbook).lstrip("\n")) + "\n")
+        sys.stderr.flush()
 
 
 def _migrate_options(json_output: bool, **flags: bool) -> workflow.Options:
@@ -308,7 +335,10 @@ def deploy(
     report = _run(env, json_, run)
     verbose = output.current().verbosity > 0
     _finish(
-        report.as_dict(), render_deploy(report, verbose=verbose) if human else None, report.error
+        report.as_dict(),
+        render_deploy(report, verbose=verbose) if human else None,
+        report.error,
+        report.runbook or (report.migrate.runbook if report.migrate else None),
     )
 
 
@@ -422,6 +452,7 @@ def rollback(
         human,
         json_,
     )
+    _runbook_somewhere(done.runbook, json_output=json_)
 
 
 def _count(raw: str | None, flag: str) -> int | None:
@@ -487,12 +518,12 @@ def _progress(json_output: bool) -> backup_mod.ProgressFn:
     """Progress on a terminal as one rewritten line; otherwise a log event every 10 s."""
     if sys.stderr.isatty() and not json_output:
 
-        def show(p: backup_mod.Progress) -> None:
+        def show(p: backup_mod.Progress) -> None:  # cleared at the step's end, as applying's
             size = f", {units.size(p.bytes_done)}" if p.bytes_done else ""
-            sys.stderr.write(
-                f"\r{p.phase}: {p.tables_done}/{p.tables_total} tables{size}"
-                + ("\n" if p.final else "   ")
+            text = (
+                "" if p.final else fit(f"{p.phase}: {p.tables_done}/{p.tables_total} tables{size}")
             )
+            sys.stderr.write(CLEAR + text + ("\r" if text else ""))
             sys.stderr.flush()
 
         return show
@@ -591,18 +622,24 @@ def restore_task(
     progress = _progress(json_)
 
     def run(settings: Settings) -> restore_mod.RestoreResult:
+        run_id = log_mod.current_run_id()
         chosen = restore_mod.plan(
-            settings, Path(backup) if backup else None, other_database=other_database
-        )
-        confirm.require_typed(
-            chosen.database,
-            render_restore_plan(chosen),
-            yes=yes,
-            interactive=prompt.interactive(),
-            ask=prompt.ask,
-            action=f"restoring {chosen.database}",
-        )
-        return restore_mod.restore(settings, chosen, progress, run_id=log_mod.current_run_id())
+            settings, Path(backup) if backup else None, other_database=other_database,
+            run_id=run_id,
+        )  # fmt: skip
+        try:
+            confirm.require_typed(
+                chosen.database,
+                render_restore_plan(chosen),
+                yes=yes,
+                interactive=prompt.interactive(),
+                ask=prompt.ask,
+                action=f"restoring {chosen.database}",
+            )
+        except Refused as exc:  # it read the database: the refusal has its audit row
+            restore_mod.refused(settings, chosen, exc, run_id)
+            raise
+        return restore_mod.restore(settings, chosen, progress, run_id=run_id)
 
     result = _run(env, json_, run)
     data = {

@@ -43,6 +43,7 @@ from predeploy.migrate.outcome import (
     Unit,
     failure,
     first_unfinished,
+    owner_of,
     unit_of,
 )
 from predeploy.migrate.sqlscript import Script, Statement
@@ -522,6 +523,7 @@ class Executor:
             then=then,
             user=None if self.conn.broken else self.conn.info.user,
             invalid=invalid,
+            owner=None if self.conn.broken else owner_of(self.conn, exc, statement),
         )
 
 

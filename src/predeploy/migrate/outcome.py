@@ -11,21 +11,24 @@ from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg import sql
 
 from predeploy.errors import ConfigError, MigrationError
 from predeploy.migrate.history import Table
 from predeploy.migrate.sqlscript import Script, Statement, position_to_line_column
 from predeploy.postgres.failures import message_of
-from predeploy.postgres.sessions import Limits
+from predeploy.postgres.sessions import Conn, Limits
 
 __all__ = [
     "Applied",
     "MigrationFailed",
+    "Owner",
     "Rehearsed",
     "RunOptions",
     "Unit",
     "failure",
     "first_unfinished",
+    "owner_of",
     "unit_of",
 ]
 
@@ -117,12 +120,14 @@ def failure(
     then: str | None = None,
     user: str | None = None,
     invalid: Sequence[str] = (),
+    owner: Owner | None = None,
 ) -> MigrationError:
     """The error with its place in the file: the server's position, else the statement's.
 
     ``broken``: the session died, so it is the connection, not the SQL, that failed.
     ``user``: the session's role (a missing privilege names it); ``invalid``: the INVALID
-    indexes a failed CREATE INDEX CONCURRENTLY left behind (looked up in pg_index).
+    indexes a failed CREATE INDEX CONCURRENTLY left behind (looked up in pg_index);
+    ``owner``: the role that owns what a "must be owner of" names (``owner_of``).
     """
     if broken:  # libpq's text has several lines; "fix the SQL" would be wrong
         return _connection_lost(unit, exc, left_failed=left_failed)
@@ -141,7 +146,7 @@ def failure(
     position = int(diag.statement_position or 1)
     line, column = position_to_line_column(unit.script.text, statement.offset + position)
     if denied:  # a missing privilege is configuration (exit 2), not SQL to fix
-        advice = _privilege_advice(unit, statement, message, user)
+        advice = _privilege_advice(unit, statement, message, user, owner)
         then = f"{advice}; {_state(unit, left_failed, then)}"
     if then is None and isinstance(exc, pg_errors.DeadlockDetected) and not left_failed:
         then = "it was rolled back: another session's locks crossed its own; run it again"
@@ -184,12 +189,41 @@ _TABLE_PRIVILEGE = {
 }
 
 
-def _privilege_advice(unit: Unit, statement: Statement, message: str, user: str | None) -> str:
+@dataclass(frozen=True)
+class Owner:
+    """The role that owns an object a statement needed to own."""
+
+    role: str
+    superuser: bool
+
+    @property
+    def quoted(self) -> str:
+        return _quoted(self.role)
+
+
+def _quoted(role: str) -> str:
+    return '"' + role.replace('"', '""') + '"'
+
+
+def _privilege_advice(
+    unit: Unit, statement: Statement, message: str, user: str | None, owner: Owner | None
+) -> str:
     """What to do about 'permission denied for table x' or 'must be owner of table x'."""
-    who = '"' + user.replace('"', '""') + '"' if user else "the role it runs as"
+    who = _quoted(user) if user else "the role it runs as"
     script = "this rollback" if unit.file == "down.sql" else "this migration"
     if message.startswith("must be owner of "):
         what = message.removeprefix("must be owner of ").split(" (DETAIL", 1)[0]
+        if owner is not None and owner.superuser:  # membership of a superuser: never advised
+            return (
+                f"only the owner of {what}, the superuser {owner.quoted}, may do that: run "
+                f"{script} as {owner.quoted}, or have an admin give {what} to a role {who} "
+                f"is a member of (ALTER ... OWNER TO)"
+            )
+        if owner is not None:
+            return (
+                f"only the owner of {what}, {owner.quoted} (or a member of it), may do that: "
+                f"run {script} as {owner.quoted}, or have an admin GRANT {owner.quoted} TO {who}"
+            )
         return (
             f"only the owner of {what} (or a member of its owning role) may do that: run "
             f"{script} as that role, or have an admin GRANT the owning role TO {who}"
@@ -249,3 +283,48 @@ def first_unfinished(
         if index >= len(cursors) or cursors[index].statusmessage is None:
             return statement
     return None
+
+
+# "must be owner of table users": the kinds of object whose owner the lookup can name
+_MUST_OWN = re.compile(
+    r"must be owner of (table|relation|view|materialized view|sequence|index|foreign table"
+    r"|schema) (.+)$"
+)
+_RELATION_OWNER = """
+SELECT r.rolname, r.rolsuper FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner
+WHERE c.oid = to_regclass(%s)
+"""
+_SCHEMA_OWNER = """
+SELECT r.rolname, r.rolsuper FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner
+WHERE n.nspname = %s
+"""
+
+
+def owner_of(conn: Conn, exc: psycopg.Error, statement: Statement | None) -> Owner | None:
+    """The role that owns what a "must be owner of ..." error names (its schema: the
+    error's fields, else the statement's own name for it, else the search_path); None
+    when the error is another one, the session is in a transaction, or it is not found."""
+    found = _MUST_OWN.match((exc.diag.message_primary or "").strip())
+    if found is None or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        return None  # a lookup must never abort a transaction the run still needs
+    kind, name = found.groups()
+    try:
+        if kind == "schema":
+            row = conn.execute(_SCHEMA_OWNER, (name,)).fetchone()
+        else:
+            regclass = _relation(conn, exc, statement, name)
+            row = conn.execute(_RELATION_OWNER, (regclass,)).fetchone()
+    except psycopg.Error:
+        return None
+    return Owner(str(row[0]), bool(row[1])) if row else None
+
+
+def _relation(conn: Conn, exc: psycopg.Error, statement: Statement | None, name: str) -> str:
+    """``name`` (as the server's message has it, unqualified) as a quoted regclass text."""
+    diag = exc.diag
+    if diag.table_name:
+        parts = tuple(p for p in (diag.schema_name, diag.table_name) if p)
+    else:
+        named = [t for t in (statement.tables if statement else ()) if t.split(".")[-1] == name]
+        parts = tuple(named[0].split(".", 1)) if named else (name,)
+    return sql.Identifier(*parts).as_string(conn)

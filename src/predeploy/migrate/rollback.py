@@ -19,7 +19,8 @@ env's, or one the database remembers) a verified backup is taken first, as migra
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -28,7 +29,13 @@ import structlog
 from predeploy import audit, protection
 from predeploy.config.policy import Policy
 from predeploy.config.settings import Settings
-from predeploy.errors import ConfigError, MigrationError, Terminated
+from predeploy.errors import (
+    ConfigError,
+    MigrationError,
+    PredeployError,
+    Terminated,
+    interrupted,
+)
 from predeploy.migrate import commands, executor, history
 from predeploy.migrate import discovery as migrations
 from predeploy.migrate.discovery import Migration
@@ -92,27 +99,28 @@ def rollback(
         raise ConfigError("--steps must be 1 or more")
     found = migrations.discover(settings.migrations_dir)
     table, audit_table = history.tables_for(settings)
+    run = audit.Run(
+        run_id=run_id,
+        command="rollback",
+        env=settings.env,
+        root=settings.root,
+        scrubber=settings.scrubber,
+    )
     with migrate_session(settings, "rollback") as conn:
         commands.refuse_standby(conn)
-        with translated(conn, "reading what the database remembers of its env"):
-            policy = protection.policy_of(settings, conn)
-        entries = compare(found, commands.read_history(conn, table)).entries
-        chosen = _choose(entries, steps=steps, names=names)
-        if dry_run:
-            return Undone(chosen, policy)
-        from predeploy import gates  # noqa: PLC0415 (a rollback that changes something)
+        with _recorded(conn, audit_table, run, dry_run=dry_run):  # a refusal has its row too
+            with translated(conn, "reading what the database remembers of its env"):
+                policy = protection.policy_of(settings, conn)
+            entries = compare(found, commands.read_history(conn, table)).entries
+            chosen = _choose(entries, steps=steps, names=names)
+            if dry_run:
+                return Undone(chosen, policy)
+            from predeploy import gates  # noqa: PLC0415 (a rollback that changes something)
 
-        gates.no_backup(policy, _Asked(no_backup))
-        check_bookkeeping(conn, table, audit_table, needs=ROLLBACK, then="nothing was undone")
-        confirm(chosen, conn.info.dbname, policy)
-        run = audit.Run(
-            run_id=run_id,
-            command="rollback",
-            env=settings.env,
-            root=settings.root,
-            scrubber=settings.scrubber,
-        )
-        taken = _backup(settings, policy, run, no_backup=no_backup, progress=progress)
+            gates.no_backup(policy, _Asked(no_backup))
+            check_bookkeeping(conn, table, audit_table, needs=ROLLBACK, then="nothing was undone")
+            confirm(chosen, conn.info.dbname, policy)
+            taken = _backup(settings, policy, run, no_backup=no_backup, progress=progress)
         if policy.marks:
             protection.mark(conn, audit_table, env=settings.env, command="rollback", run_id=run_id)
         _undo_all(conn, settings, (chosen, policy), run, on_done)
@@ -120,6 +128,20 @@ def rollback(
     _announce(settings, run, None, protected=policy.protected)
     book = _runbook(settings, chosen, taken, run_id) if taken is not None else None
     return Undone(chosen, policy, taken, book)
+
+
+@contextmanager
+def _recorded(conn: Conn, table: history.Table, run: audit.Run, *, dry_run: bool) -> Iterator[None]:
+    """The audit row of a rollback that stopped before undoing anything: refused (no
+    terminal to ask on, declined, --no-backup), failed (a missing down.sql, the backup) or
+    interrupted; a dry run leaves none."""
+    try:
+        yield
+    except (PredeployError, KeyboardInterrupt) as exc:
+        if not dry_run:
+            stopped = exc if isinstance(exc, PredeployError) else interrupted(exc, "rolling back")
+            audit.record(conn, table, run, audit.outcome_of(stopped), stopped.message)
+        raise
 
 
 def _backup(
