@@ -1,7 +1,7 @@
 """Logging: structlog, configured once per run by a task.
 
-stderr gets readable console lines on a terminal and JSON lines otherwise (or
-with ``--json``); every run also writes JSON lines to its own file,
+stderr gets readable console lines on a terminal (whatever ``--json`` says: that is the
+report's format) and JSON lines otherwise; every run also writes JSON lines to its own file,
 ``<PREDEPLOY_LOG_DIR>/predeploy-<env>-<UTC time>-<run id>.log``. Every event carries the env and
 the run id, and every known password is scrubbed from every event.
 
@@ -268,10 +268,8 @@ def configure(
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,
         _Scrub(scrubber if scrubber is not None else Scrubber(secrets)),
-        _Render(
-            console=stream.isatty() and not json_output,
-            colors=colors,
-            reported_on_screen=level <= 10,
+        _Render(  # with --json the report is no text on the terminal: what it says is shown
+            console=stream.isatty(), colors=colors, reported_on_screen=level <= 10 or json_output
         ),
     ]
     global _writer  # noqa: PLW0603 (one run per process: its writer, for file_in_use)
