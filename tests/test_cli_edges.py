@@ -377,3 +377,40 @@ def test_status_shows_the_last_runs_in_columns_whatever_the_outcome_s_length() -
         "  by ops@vps"
     )
     assert len({line.index(" migration(s)") for line in lines}) == 1  # one column
+
+
+def test_json_on_a_terminal_keeps_info_lines_off_the_typed_question(
+    project: Path, database_url: str, tmp_path: Path
+) -> None:
+    """`migrate --env prod --json > out.json` on a terminal put ~20 JSON info lines around
+    "Type 'appdb' to go on:": now stderr on a terminal has warnings and errors only, as
+    readable lines, whatever --json says (-v: every event); stdout keeps the one report."""
+    write_migrations(project / "migrations", {"1_a": "CREATE TABLE a (id bigint);"})
+    (project / "migrations" / "1_a" / "down.sql").write_text("DROP TABLE a;")
+    write_migrations(project / "migrations", {"2_b": "CREATE TABLE b (id bigint);"})
+    env = {**os.environ, **project_env(database_url, project), "NO_COLOR": "1"}
+    name = database_url.rsplit("/", 1)[1]
+    out = tmp_path / "out.json"
+    program = f"exec {sys.executable} -m predeploy migrate --env prod --json > {out}"
+    code, screen = run_in_terminal(
+        ["/bin/sh", "-c", program], cwd=project, env=env, prompt=b"to go on:", answer=name
+    )
+    assert code == 0, screen
+    assert "to go on:" in screen
+    shown = [line for line in screen.splitlines() if line.lstrip().startswith("{")]
+    assert shown == [], screen
+    for event in ("backup_verified", "migration_applied", "run_finished", '"level": "info"'):
+        assert event not in screen, screen
+    report = json.loads(out.read_text())
+    assert [m["name"] for m in report["applied"]] == ["1_a", "2_b"]
+    logged = "".join(p.read_text() for p in (project / "logs").glob("predeploy-*.log"))
+    assert '"level": "info"' in logged  # the log file keeps every event
+    write_migrations(project / "migrations", {"3_c": "CREATE TABLE c (id bigint);"})
+    verbose = f"exec {sys.executable} -m predeploy -v migrate --env prod --json > {out}"
+    code, loud = run_in_terminal(
+        ["/bin/sh", "-c", verbose], cwd=project, env=env, prompt=b"to go on:", answer=name
+    )
+    assert code == 0, loud
+    assert "migration_applied" in loud and "to go on:" in loud, loud
+    assert not [line for line in loud.splitlines() if line.lstrip().startswith("{")], loud
+    assert [m["name"] for m in json.loads(out.read_text())["applied"]] == ["3_c"]

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import structlog
 
+from conftest import Cli, write_migrations
+from hazards import project_env
 from predeploy import log
 
 
@@ -67,3 +69,27 @@ def test_scrubber_masks_every_form_and_spares_identifiers() -> None:
     # under 4 characters: no telling it from ordinary words, only its place masks it
     assert scrub.text("pw 2 pw") == "pw 2 pw"
     assert scrub.text("CREATE ROLE x PASSWORD 'pw'") == "CREATE ROLE x PASSWORD '***'"
+
+
+def test_a_run_that_logs_nothing_leaves_no_log_file(
+    cli: Cli, database_url: str, project: Path
+) -> None:
+    """init, status and the like logged nothing and left a zero-byte predeploy-*.log each
+    (7 after a first session): now a run's file goes when it is still empty at exit; a run
+    that logs something keeps its file, and a run that logged nothing on its last run does
+    not take an older file with it; a failed run keeps its file (its error line)."""
+    env = project_env(database_url, project)
+    write_migrations(project / "migrations", {"1_a": "CREATE TABLE a (id bigint);"})
+    done = cli("migrate", "--env", "staging", "--yes", env=env)
+    assert done.returncode == 0, done.stderr
+    [kept] = (project / "logs").glob("predeploy-*.log")
+    assert kept.stat().st_size > 0
+    for args in (("init",), ("status", "--env", "staging"), ("backups", "--env", "staging")):
+        done = cli(*args, env=env)
+        assert done.returncode == 0, done.stderr
+        assert list((project / "logs").glob("predeploy-*.log")) == [kept], args
+    write_migrations(project / "migrations", {"2_b": "CREATE TABLE b (id bigint);"})
+    pending = cli("status", "--env", "staging", "--check", env=env)
+    assert pending.returncode == 1, pending.stderr  # its failure line is in its log file
+    [failed] = set((project / "logs").glob("predeploy-*.log")) - {kept}
+    assert '"event": "run_failed"' in failed.read_text()

@@ -64,6 +64,9 @@ def test_runs_keep_name_order_across_phases(
     assert [a["name"] for a in report["applied"]] == ["1_users"]
     assert report["later"] == ["2_drop_old", "3_add_email"]
     assert report["runbook"][0] == "# this run applied 1 migration(s): 1_users"  # no failure
+    with psycopg.connect(database_url) as conn:  # it did what it could: not "failed"
+        rows = conn.execute("SELECT outcome FROM predeploy_runs ORDER BY id").fetchall()
+    assert rows[-1] == ("applied: stopped before the post-deploy phase",), rows
     status = json.loads(cli("status", "--env", "staging", "--json", env=env).stdout)
     assert {m["name"]: m["phase"] for m in status["migrations"]} == {
         "1_users": "pre-deploy",

@@ -25,7 +25,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from conftest import Server, Target
+from conftest import Receiver, Server, Target
 from hazards import Background, holding, one_line, predeploy_sessions, query_value, wait_until
 from predeploy.backup import dump as backup
 from predeploy.backup import restore, retention
@@ -618,3 +618,35 @@ def test_a_restore_refused_for_want_of_a_terminal_leaves_an_audit_row(site: Site
     assert "no terminal to ask on" in one_line(done)
     assert state(site.url) == before
     assert _trail(site.url, "public")[-1] == ("restore", "refused: confirmation (no terminal)")
+
+
+@suite_only
+@pytest.mark.usefixtures("apprise_loaded")
+def test_a_restore_refused_for_a_damaged_backup_leaves_an_audit_row_and_says_so(
+    site: Site, receiver: Receiver
+) -> None:
+    """The newest prod dump damaged: `restore --env prod --yes` (and with `--backup` that
+    file) had read the database, then refused (exit 4) with no audit row, no notification,
+    and sent the operator to a bare `predeploy backups` (env dev's list): now each refusal
+    has its row `refused: damaged backup` and its failure message, and the line names
+    `predeploy backups --env prod --check`."""
+    prod = site.settings("prod")
+    bad = backup.backup(prod, reason="bad")
+    data = bytearray(bad.path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    bad.path.write_bytes(bytes(data))
+    before = state(site.url)
+    notify = {"PREDEPLOY_NOTIFY_URLS": receiver.url(), "PREDEPLOY_NOTIFY_TIMEOUT": "5s"}
+    for args in ((), ("--backup", str(bad.path))):
+        done = site.run("restore", "--env", "prod", *args, "--yes", **notify)
+        assert done.returncode == 4, done.stderr
+        line = one_line(done)
+        assert str(bad.path) in line and "is damaged" in line, line
+        assert "(predeploy backups --env prod --check lists them)" in line, line
+        assert _trail(site.url, "public")[-1] == ("restore", "refused: damaged backup")
+    assert state(site.url) == before
+    events = [p["event"] for p in receiver.payloads()]
+    assert [(e["command"], e["env"], e["outcome"]) for e in events] == [
+        ("restore", "prod", "failed")
+    ] * 2, events
+    assert all("is damaged" in e["error"] for e in events), events

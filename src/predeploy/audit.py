@@ -111,10 +111,13 @@ def ensure_table(conn: Conn, table: Table) -> None:
 
 def outcome_of(error: PredeployError, where: str | None = None) -> str:
     """The outcome of a run that stopped on ``error``: ``interrupted``, ``refused: <gate>``
-    (the gate that said no: ``confirmation (no terminal)``, ``--no-backup``), else
+    (the gate that said no: ``confirmation (no terminal)``, ``--no-backup``), ``applied:
+    stopped before <it>`` (a run that applied what the phases' order let it), else
     ``failed`` (``failed: <where>``, the step, when there is one)."""
     if error.exit_code in INTERRUPTED_CODES:
         return "interrupted"
+    if error.stopped_before:
+        return f"applied: stopped before {error.stopped_before}"
     if error.refused_by:
         return f"refused: {error.refused_by}"
     return f"failed: {where}" if where else "failed"

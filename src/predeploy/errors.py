@@ -41,6 +41,9 @@ class PredeployError(Exception):
     # the gate that refused the run ("confirmation (no terminal)", "--no-backup"), if one
     # did: its audit row reads "refused: <gate>" rather than a step that failed
     refused_by: str | None = None
+    # what a run that did what it could stopped before, by design ("the post-deploy phase"):
+    # its audit row reads "applied: stopped before <it>" rather than a failure
+    stopped_before: str | None = None
 
     def __init__(self, message: str) -> None:
         # one line, whatever the server or a program put in it (RAISE E'a\nb', libpq's

@@ -1,8 +1,9 @@
 """Logging: structlog, configured once per run by a task.
 
-stderr gets readable console lines on a terminal and JSON lines otherwise (or
-with ``--json``); every run also writes JSON lines to its own file,
-``<PREDEPLOY_LOG_DIR>/predeploy-<env>-<UTC time>-<run id>.log``. Every event carries the env and
+stderr gets readable console lines on a terminal (whatever ``--json`` says: that is the
+report's format) and JSON lines otherwise; every run also writes JSON lines to its own file,
+``<PREDEPLOY_LOG_DIR>/predeploy-<env>-<UTC time>-<run id>.log`` (removed at exit when the
+run logged nothing: init, status and the like leave no empty files). Every event carries the env and
 the run id, and every known password is scrubbed from every event.
 
 Events go through structlog's own pipeline to a small two-way writer rather than
@@ -15,6 +16,7 @@ put psycopg's "error ignored terminating <Pipeline ...>" above the one error lin
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
 import json
@@ -139,6 +141,18 @@ class _Writer:
                 _write_all(self.file, (line + "\n").encode("utf-8", "backslashreplace"))
             except (OSError, ValueError) as exc:
                 self._file_failed(exc)
+
+    def finish(self) -> None:
+        """At exit: a log file the run wrote nothing into is removed (no empty litter);
+        one with events stays, open until the process ends."""
+        file, path = self.file, self.path
+        if file is None or path is None:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            if os.fstat(file.fileno()).st_size == 0:
+                self.file = None
+                file.close()
+                path.unlink()
 
     def _file_failed(self, exc: OSError | ValueError) -> None:
         with self._failing:  # a progress thread may fail on it at the same moment: said once
@@ -268,14 +282,13 @@ def configure(
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,
         _Scrub(scrubber if scrubber is not None else Scrubber(secrets)),
-        _Render(
-            console=stream.isatty() and not json_output,
-            colors=colors,
-            reported_on_screen=level <= 10,
+        _Render(  # with --json the report is no text on the terminal: what it says is shown
+            console=stream.isatty(), colors=colors, reported_on_screen=level <= 10 or json_output
         ),
     ]
     global _writer  # noqa: PLW0603 (one run per process: its writer, for file_in_use)
     _writer = writer
+    atexit.register(writer.finish)
     structlog.configure(
         processors=processors,
         logger_factory=lambda *_args: writer,

@@ -94,7 +94,8 @@ def plan(
     settings: Settings, path: Path | None, *, other_database: bool = False, run_id: str = ""
 ) -> RestorePlan:
     """The backup to restore (the newest of this database by default), checked, and what it
-    replaces; a backup of another database is refused, with an audit row (``refused``)."""
+    replaces; a backup of another database is refused, with an audit row (``refused``), and
+    so is a damaged or missing one (with its failure notification too)."""
     named = None if path is None else _named(settings, path)
     url, _ = target_url(settings, direct=True)
     table, _ = history.tables_for(settings)
@@ -106,7 +107,12 @@ def plan(
         database, identifier = conn.info.dbname, system_identifier(conn)
         policy = protection.policy_of(settings, conn)
     info = named or newest(settings, database, identifier)  # by default: this database's
-    _check_file(info, default=named is None)
+    try:
+        _check_file(info, settings.env, default=named is None)
+    except BackupError as damaged:  # a damaged backup is news: its row, and its message
+        _refused(settings, info, damaged, run_id)
+        _announce(settings, info, damaged, protected=policy.protected)
+        raise
     found = mismatches(info, settings.env, database, identifier)
     if found and not other_database:
         error = BackupError(
@@ -344,18 +350,27 @@ def _end_replay(conn: Conn, name: str) -> None:
         )
 
 
-def _check_file(info: BackupInfo, *, default: bool) -> None:
+def _check_file(info: BackupInfo, env: str, *, default: bool) -> None:
     """The dump must be there and match its manifest's sha256; never fall back."""
     which = "the newest backup" if default else "the backup"
-    older = "; restore an older one by naming it with --backup (predeploy backups lists them)"
+    older = (
+        f"; restore an older one by naming it with --backup (predeploy backups --env {env} "
+        f"--check lists them)"
+    )
+    error = None
     if not info.path.exists():
-        raise BackupError(f"{which} {info.path} is missing{older}")
-    sha256, size = digest(info.path)
-    if sha256 != info.manifest.get("sha256") or size != info.manifest.get("size"):
-        raise BackupError(
-            f"{which} {info.path} is damaged (its sha256 or size differs from its manifest): "
-            f"not restoring it{older}"
-        )
+        error = BackupError(f"{which} {info.path} is missing{older}")
+        error.refused_by = "missing backup"
+    else:
+        sha256, size = digest(info.path)
+        if sha256 != info.manifest.get("sha256") or size != info.manifest.get("size"):
+            error = BackupError(
+                f"{which} {info.path} is damaged (its sha256 or size differs from its "
+                f"manifest): not restoring it{older}"
+            )
+            error.refused_by = "damaged backup"
+    if error is not None:
+        raise error
 
 
 def _named(settings: Settings, path: Path) -> BackupInfo:

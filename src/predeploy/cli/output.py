@@ -1,9 +1,9 @@
 """Where a command's output goes, and how it looks.
 
 Results go to stdout: human-readable text, or one JSON object with ``--json``, whatever
-stdout is (a pipe, a file). Logs go to stderr: readable warnings and errors on a terminal,
-JSON lines from info up otherwise or with ``--json``; ``-v`` shows every event, ``-q``
-only errors.
+stdout is (a pipe, a file). Logs go to stderr: readable warnings and errors on a terminal
+(with ``--json`` too: stdout is the machine's, a terminal is a person's), JSON lines from
+info up otherwise; ``-v`` shows every event, ``-q`` only errors.
 Colour only on a terminal, never with ``NO_COLOR`` set or ``--no-color``. Prompts go to
 the controlling terminal (see ``predeploy.cli.prompt``), never to stdout.
 
@@ -74,14 +74,15 @@ def colors() -> bool:
 
 def log_level(json_output: bool) -> int:
     """What stderr shows. On a terminal the steps and the report tell the story: warnings and
-    errors only (``-v``: every event). Elsewhere (cron, CI, ``--json``) every event from info
-    up, as JSON lines. ``-q``: errors only. The log file always has every event."""
+    errors only (``-v``: every event), with ``--json`` too (its info lines buried the typed
+    question). Elsewhere (cron, CI) every event from info up, as JSON lines. ``-q``: errors
+    only. The log file always has every event. ``json_output`` no longer changes it."""
+    del json_output  # the report's format, not the log's: stderr follows where it goes
     if _current.verbosity < 0:
         return 40
     if _current.verbosity > 0:
         return 10
-    console = sys.stderr.isatty() and not json_output
-    return 30 if console else 20
+    return 30 if sys.stderr.isatty() else 20
 
 
 _scrubber = Scrubber()  # until the settings are read: what stands in a password's place

@@ -84,7 +84,7 @@ __all__ = ["ns"]
 
 T = TypeVar("T")
 _ENV_HELP = "environment: dev, staging, prod or any .env.<name> (default: PREDEPLOY_ENV, else dev)"
-_JSON_HELP = "print one JSON object on stdout and log JSON lines on stderr"
+_JSON_HELP = "print one JSON object on stdout (and JSON log lines on stderr off a terminal)"
 
 
 def _run(

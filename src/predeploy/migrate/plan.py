@@ -125,10 +125,13 @@ def _out_of_phase(
         if ahead
         else "nothing was applied"
     )
-    return OutOfPhase(
+    error = OutOfPhase(
         f"{blocker.phase} migration {blocker.name} is pending before {phase} migration(s) "
         f"{', '.join(behind)}: migrations run in name order, so {how}; {done}"
     )
+    if ahead:  # the run applies these, then stops by design: not a failure
+        error.stopped_before = f"the {blocker.phase} phase"
+    return error
 
 
 def _edited(entry: Entry) -> str:
