@@ -36,6 +36,7 @@ __all__ = [
     "Runbook",
     "TakenBackup",
     "after_rollback",
+    "again_words",
     "build_runbook",
     "command",
     "left_failed_by",
@@ -96,14 +97,15 @@ def build_runbook(
     error: PredeployError | None,
     run_id: str,
     has_down: dict[str, bool],
-    post_deploy: bool = False,
+    again: list[str],
 ) -> Runbook:
-    """The commands for this run, written to <log dir>/runbook-<env>-<run id>.txt as well."""
+    """The commands for this run, written to <log dir>/runbook-<env>-<run id>.txt as well;
+    ``again``: the words of the command that runs it again, as it was asked."""
     env = settings.env
     left_failed = left_failed_by(error)
     lines: list[str] = []
     if not applied and left_failed is None:
-        lines += _nothing_changed(env, error, backup, post_deploy)
+        lines += _nothing_changed(error, backup, again)
         return write_runbook(settings, run_id, lines)
     if left_failed is not None:
         lines += _stopped_part_way(env, left_failed, error, has_down.get(left_failed, False))
@@ -146,12 +148,17 @@ def left_failed_by(error: PredeployError | None) -> str | None:
     return error.left_failed if isinstance(error, Interrupted) else None
 
 
+def again_words(verb: str, env: str, **flags: bool) -> list[str]:
+    """``predeploy VERB --env ENV`` with the flags that are set (``post_deploy=True`` is
+    ``--post-deploy``): a run as it was asked, to run again."""
+    return [verb, "--env", env, *(f"--{k.replace('_', '-')}" for k, on in flags.items() if on)]
+
+
 def _nothing_changed(
-    env: str, error: PredeployError | None, backup: TakenBackup | None, post_deploy: bool
+    error: PredeployError | None, backup: TakenBackup | None, again: list[str]
 ) -> list[str]:
     lines = ["# this run changed nothing in the database: there is nothing to undo"]
     if error is not None:
-        again = ["migrate", "--env", env, *(["--post-deploy"] if post_deploy else [])]
         lines += ["# once the cause (the error line) is dealt with, run it again:", command(*again)]
     if backup is not None:
         lines.append(f"# the backup it took is kept: {shlex.quote(str(backup.path))}")

@@ -32,7 +32,7 @@ from predeploy.ops import deploy_runbook, health
 from predeploy.ops.announce import announce
 from predeploy.ops.pm2 import Pm2, Process
 from predeploy.postgres.sessions import catalog_session
-from predeploy.runbook import Runbook, write_runbook
+from predeploy.runbook import Runbook, again_words, write_runbook
 from predeploy.steps import OnStep, Step, Stepper, stepper
 
 __all__ = ["DeployReport", "deploy"]
@@ -108,8 +108,11 @@ def deploy(
     except PredeployError as exc:
         report.error = exc
         return report
+    again = again_words(  # its runbook's "run it again": this deploy, not a bare migrate
+        "deploy", settings.env, **_flags(options), restart=restart
+    )
     report.migrate = workflow.migrate(
-        settings, dataclasses.replace(options, notify=False), run_id, on_step
+        settings, dataclasses.replace(options, notify=False), run_id, on_step, again=again
     )
     if report.migrate.error is not None:
         report.error = report.migrate.error
@@ -141,6 +144,10 @@ def deploy(
             protected=report.migrate.policy.get("protected") if report.migrate else None,
         )
     return report
+
+
+def _flags(options: workflow.Options) -> dict[str, bool]:
+    return {f: getattr(options, f) for f in ("yes", "force_lint", "allow_drift")}
 
 
 def _post_deploy(
