@@ -127,12 +127,26 @@ def _stopped_part_way(
         lines += [f"#   {statement}" for statement in ran]
     else:
         lines.append("# none of its statements had completed (check what the cancelled one left)")
+    lines += _invalid_lines(error)
     whole = " (its down.sql undoes the whole migration: use only the parts that apply)"
     lines += [
         f"# undo those by hand{whole if has_down else ''}, then mark it and migrate again:",
         command("resolve", "--env", env, "--rolled-back", name),
     ]
     return lines
+
+
+def _invalid_lines(error: PredeployError | None) -> list[str]:
+    """The INVALID indexes the failed CREATE INDEX CONCURRENTLY left, to drop before the
+    resolve (a retry would fail on the name, or build beside a useless index)."""
+    invalid = error.invalid if isinstance(error, MigrationFailed) else ()
+    if not invalid:
+        return []
+    return [
+        f"# its failed CREATE INDEX CONCURRENTLY left {len(invalid)} INVALID index(es) "
+        "behind; drop them first (in psql, as the migration's role):",
+        *(f"#   DROP INDEX CONCURRENTLY {index};" for index in invalid),
+    ]
 
 
 def part_way_lines(env: str, error: PredeployError | None, has_down: dict[str, bool]) -> list[str]:
