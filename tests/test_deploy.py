@@ -177,7 +177,7 @@ def test_failed_post_deploy_migration_runbook_lists_what_the_pre_deploy_phase_ap
     assert "# the post-deploy phase changed nothing in the database" in runbook
     assert "# before the reload, this deploy applied 1 pre-deploy migration(s): 1_users" in runbook
     words = [shlex.split(line) for line in commands(runbook)]
-    post = ["predeploy", "migrate", "--env", "prod", "--post-deploy"]
+    post = ["predeploy", "migrate", "--env", "prod", "--post-deploy", "--yes"]  # as asked
     rollback = ["predeploy", "rollback", "--env", "prod", "--migrations", "1_users", "--yes"]
     assert words.index(post) < words.index(rollback)
     reload = next(w for w in words if w[-2:] == ["reload", "web"])

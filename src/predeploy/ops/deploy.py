@@ -46,6 +46,7 @@ class DeployReport:
     env: str
     app: str = ""
     action: str = "reload"  # or restart (--restart)
+    yes: bool = False  # --yes: the runbook's predeploy lines keep it (pasted without a terminal)
     dry_run: bool = False  # nothing is changed; post_preview: what the post phase would apply
     steps: list[Step] = field(default_factory=list)
     migrate: workflow.Report | None = None
@@ -94,6 +95,7 @@ def deploy(
         app=settings.pm2_app or "",
         action="restart" if restart else "reload",
         dry_run=options.dry_run,
+        yes=options.yes,
     )
     step = stepper(report.steps, on_step)
     try:
