@@ -97,15 +97,16 @@ def build_runbook(
     error: PredeployError | None,
     run_id: str,
     has_down: dict[str, bool],
-    again: list[str],
+    again: list[str] | None = None,
 ) -> Runbook:
     """The commands for this run, written to <log dir>/runbook-<env>-<run id>.txt as well;
-    ``again``: the words of the command that runs it again, as it was asked."""
+    ``again``: the words of the command that runs it again, as it was asked (a bare
+    ``migrate --env ENV`` when not given)."""
     env = settings.env
     left_failed = left_failed_by(error)
     lines: list[str] = []
     if not applied and left_failed is None:
-        lines += _nothing_changed(error, backup, again)
+        lines += _nothing_changed(error, backup, again or ["migrate", "--env", env])
         return write_runbook(settings, run_id, lines)
     if left_failed is not None:
         lines += _stopped_part_way(env, left_failed, error, has_down.get(left_failed, False))
