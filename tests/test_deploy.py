@@ -16,6 +16,7 @@ import pytest
 
 from conftest import _OUR_VARIABLES, Cli, Pm2App, write_migrations
 from hazards import children, wait_until
+from predeploy.migrate.lock import MIGRATE_LOCK
 from wayback import commands
 
 pytestmark = pytest.mark.slow
@@ -176,7 +177,7 @@ def test_failed_post_deploy_migration_runbook_lists_what_the_pre_deploy_phase_ap
     assert "# the post-deploy phase changed nothing in the database" in runbook
     assert "# before the reload, this deploy applied 1 pre-deploy migration(s): 1_users" in runbook
     words = [shlex.split(line) for line in commands(runbook)]
-    post = ["predeploy", "migrate", "--env", "prod", "--post-deploy"]
+    post = ["predeploy", "migrate", "--env", "prod", "--post-deploy", "--yes"]  # as asked
     rollback = ["predeploy", "rollback", "--env", "prod", "--migrations", "1_users", "--yes"]
     assert words.index(post) < words.index(rollback)
     reload = next(w for w in words if w[-2:] == ["reload", "web"])
@@ -289,6 +290,54 @@ def test_failed_migration_exits_5_and_leaves_the_app_alone(
         == "# web was not reloaded: pm2 still runs the release it ran before this deploy"
     )
     assert pm2_app.processes() == pids
+
+
+def test_a_refused_deploy_runbook_runs_the_deploy_again_as_it_was_asked(
+    cli: Cli, pm2_app: Pm2App, deploy_env: dict[str, str], database_url: str
+) -> None:
+    """Refused on phase order (5), on a held lock (6), without a terminal (8): the runbook
+    says to run the deploy again, with the flags it had (--yes, --restart), never a bare
+    migrate (which reloads nothing and skips the post-deploy phase); pasted once the cause
+    is gone, that line deploys: both phases applied, pm2 reloaded."""
+    migrations = pm2_app.project / "migrations"
+    write_migrations(
+        migrations,
+        {"0_retire": "-- predeploy: post-deploy\nCREATE TABLE retired (id int);"},
+    )
+
+    def again(done: subprocess.CompletedProcess[str], code: int) -> str:
+        assert done.returncode == code, done.stderr
+        runbook = json.loads(done.stdout)["runbook"]
+        assert "# once the cause (the error line) is dealt with, run it again:" in runbook
+        assert not any(" migrate " in line for line in commands(runbook)), runbook
+        return commands(runbook)[-1]
+
+    order = cli("deploy", "--env", "prod", "--yes", "--json", env=deploy_env)
+    assert again(order, 5) == "predeploy deploy --env prod --yes"
+    (migrations / "0_retire").rename(migrations / "2_retire")  # the cause, dealt with
+    with psycopg.connect(database_url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (MIGRATE_LOCK,))
+        busy = cli(
+            "deploy",
+            "--env",
+            "prod",
+            "--yes",
+            "--restart",
+            "--json",
+            env=deploy_env | {"PREDEPLOY_LOCK_WAIT": "1s"},
+        )
+    line = again(busy, 6)
+    assert line == "predeploy deploy --env prod --yes --restart"
+    bare = cli("deploy", "--env", "prod", "--json", env=deploy_env)
+    assert again(bare, 8) == "predeploy deploy --env prod"
+    with psycopg.connect(database_url) as conn:  # none of the three changed anything
+        assert conn.execute("SELECT to_regclass('users')").fetchone() == (None,)
+
+    pids = {p["pid"] for p in pm2_app.processes()}
+    ran = pasted(line, pm2_app.project, _environ() | deploy_env)
+    assert ran.returncode == 0, (ran.stdout, ran.stderr)
+    assert applied(database_url) == ["1_users", "2_retire"]
+    assert pids.isdisjoint({p["pid"] for p in pm2_app.processes()})
 
 
 def test_no_pm2_daemon_is_exit_2_before_anything_and_starts_none(

@@ -9,12 +9,17 @@ build said nothing about the index it did leave.
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import subprocess
 from pathlib import Path
 
 import psycopg
+import pytest
 
-from conftest import Cli, write_migrations
+from conftest import _OUR_VARIABLES, Cli, Receiver, write_migrations
 from hazards import project_env, query_value
+from wayback import commands
 
 _INVALID = "SELECT count(*) FROM pg_index WHERE NOT indisvalid"
 
@@ -81,3 +86,51 @@ def test_an_invalid_index_from_before_is_not_named(
     )
     assert 'DROP INDEX CONCURRENTLY "public"."new_v"' in line, line
     assert "old_v" not in line, line
+
+
+@pytest.mark.usefixtures("apprise_loaded")
+def test_the_runbook_drops_the_invalid_index_before_the_resolve(
+    cli: Cli, receiver: Receiver, database_url: str, project: Path
+) -> None:
+    """Two builds: the first done, the second (UNIQUE over duplicates) left INVALID. The
+    runbook and the notification list the first as done, and name the INVALID index with
+    the DROP to run before the resolve; run as printed, the index is gone and the history
+    resolved."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE users (email text, name text)")
+        conn.execute("INSERT INTO users VALUES ('a@x', 'ada'), ('b@x', 'ada')")
+    write_migrations(
+        project / "migrations",
+        {
+            "1_i": "CREATE INDEX CONCURRENTLY users_email_idx ON users (email);\n"
+            "CREATE UNIQUE INDEX CONCURRENTLY users_name_u ON users (name);"
+        },
+    )
+    env = project_env(database_url, project, PREDEPLOY_NOTIFY_URLS=receiver.url())
+    done = cli("migrate", "--env", "staging", "--yes", "--no-backup", "--json", env=env)
+    assert done.returncode == 5, done.stderr
+    runbook = json.loads(done.stdout)["runbook"]
+    drop = '#   DROP INDEX CONCURRENTLY "public"."users_name_u";'
+    resolve = next(line for line in commands(runbook) if " resolve " in line)
+    assert runbook.index(drop) < runbook.index(resolve), runbook
+    assert "#   CREATE INDEX CONCURRENTLY users_email_idx ON users (email)" in runbook
+    (payload,) = receiver.payloads()
+    assert drop in payload["event"]["runbook"], payload
+    assert drop in payload["message"], payload["message"]
+
+    with psycopg.connect(database_url, autocommit=True) as conn:  # in psql, as printed
+        conn.execute(drop.removeprefix("#   "))
+    pasted = subprocess.run(
+        ["/bin/sh", "-c", resolve],
+        cwd=project,
+        env={k: v for k, v in os.environ.items() if k not in _OUR_VARIABLES} | env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    assert pasted.returncode == 0, pasted.stderr
+    assert query_value(database_url, _INVALID) == 0
+    rows = "SELECT count(*) FROM _prisma_migrations WHERE rolled_back_at IS NOT NULL"
+    assert query_value(database_url, rows) == 1

@@ -87,10 +87,14 @@ def test_busy_migrate_lock_changed_nothing(site: Site) -> None:
     before = state(site.url)
     with psycopg.connect(site.url, autocommit=True) as other:
         other.execute("SELECT pg_advisory_lock(72707369)")
-        run = site.migrate("staging", PREDEPLOY_LOCK_WAIT="0.3s")
+        run = site.migrate("staging", "--post-deploy", PREDEPLOY_LOCK_WAIT="0.3s")
     assert run["exit_code"] == 6, run["stderr"]
     assert_changed_nothing(run["runbook"])
     assert state(site.url) == before
+    # run it again as it was asked: migrate's own runbook says migrate, with --yes
+    again = runbook_commands(run["runbook"])
+    assert again == ["predeploy migrate --env staging --post-deploy --yes"]
+    assert site.paste(again[0]).returncode == 0
 
 
 def test_lock_timeout_changed_nothing(site: Site) -> None:

@@ -36,6 +36,7 @@ __all__ = [
     "Runbook",
     "TakenBackup",
     "after_rollback",
+    "again_words",
     "build_runbook",
     "command",
     "left_failed_by",
@@ -96,14 +97,16 @@ def build_runbook(
     error: PredeployError | None,
     run_id: str,
     has_down: dict[str, bool],
-    post_deploy: bool = False,
+    again: list[str] | None = None,
 ) -> Runbook:
-    """The commands for this run, written to <log dir>/runbook-<env>-<run id>.txt as well."""
+    """The commands for this run, written to <log dir>/runbook-<env>-<run id>.txt as well;
+    ``again``: the words of the command that runs it again, as it was asked (a bare
+    ``migrate --env ENV`` when not given)."""
     env = settings.env
     left_failed = left_failed_by(error)
     lines: list[str] = []
     if not applied and left_failed is None:
-        lines += _nothing_changed(env, error, backup, post_deploy)
+        lines += _nothing_changed(error, backup, again or ["migrate", "--env", env])
         return write_runbook(settings, run_id, lines)
     if left_failed is not None:
         lines += _stopped_part_way(env, left_failed, error, has_down.get(left_failed, False))
@@ -125,12 +128,26 @@ def _stopped_part_way(
         lines += [f"#   {statement}" for statement in ran]
     else:
         lines.append("# none of its statements had completed (check what the cancelled one left)")
+    lines += _invalid_lines(error)
     whole = " (its down.sql undoes the whole migration: use only the parts that apply)"
     lines += [
         f"# undo those by hand{whole if has_down else ''}, then mark it and migrate again:",
         command("resolve", "--env", env, "--rolled-back", name),
     ]
     return lines
+
+
+def _invalid_lines(error: PredeployError | None) -> list[str]:
+    """The INVALID indexes the failed CREATE INDEX CONCURRENTLY left, to drop before the
+    resolve (a retry would fail on the name, or build beside a useless index)."""
+    invalid = error.invalid if isinstance(error, MigrationFailed) else ()
+    if not invalid:
+        return []
+    return [
+        f"# its failed CREATE INDEX CONCURRENTLY left {len(invalid)} INVALID index(es) "
+        "behind; drop them first (in psql, as the migration's role):",
+        *(f"#   DROP INDEX CONCURRENTLY {index};" for index in invalid),
+    ]
 
 
 def part_way_lines(env: str, error: PredeployError | None, has_down: dict[str, bool]) -> list[str]:
@@ -146,12 +163,17 @@ def left_failed_by(error: PredeployError | None) -> str | None:
     return error.left_failed if isinstance(error, Interrupted) else None
 
 
+def again_words(verb: str, env: str, **flags: bool) -> list[str]:
+    """``predeploy VERB --env ENV`` with the flags that are set (``post_deploy=True`` is
+    ``--post-deploy``): a run as it was asked, to run again."""
+    return [verb, "--env", env, *(f"--{k.replace('_', '-')}" for k, on in flags.items() if on)]
+
+
 def _nothing_changed(
-    env: str, error: PredeployError | None, backup: TakenBackup | None, post_deploy: bool
+    error: PredeployError | None, backup: TakenBackup | None, again: list[str]
 ) -> list[str]:
     lines = ["# this run changed nothing in the database: there is nothing to undo"]
     if error is not None:
-        again = ["migrate", "--env", env, *(["--post-deploy"] if post_deploy else [])]
         lines += ["# once the cause (the error line) is dealt with, run it again:", command(*again)]
     if backup is not None:
         lines.append(f"# the backup it took is kept: {shlex.quote(str(backup.path))}")

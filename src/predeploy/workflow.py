@@ -172,8 +172,11 @@ def migrate(
     options: Options,
     run_id: str,
     on_step: OnStep | None = None,
+    *,
+    again: list[str] | None = None,
 ) -> Report:
-    """Run the workflow; returns the report (with ``error`` set on failure)."""
+    """Run the workflow; returns the report (with ``error`` set on failure). ``again``: how
+    its runbook says to run it again (a deploy's: the deploy), else this migrate's words."""
     report = Report(env=settings.env, phase=POST_DEPLOY if options.post_deploy else PRE_DEPLOY)
     trail = audit.Run(
         run_id=run_id,
@@ -206,13 +209,20 @@ def migrate(
             error=report.error,
             run_id=run_id,
             has_down={p.name: p.has_down for p in report.pending},
-            post_deploy=options.post_deploy,
+            again=again or _again(settings.env, options),
         )
     if report.database and not options.dry_run and not options.rehearse:
         _audit(settings, trail, report)
         if options.notify:
             _announce(settings, report, protected=run.policy.protected)
     return report
+
+
+def _again(env: str, options: Options) -> list[str]:
+    """This migrate as it was asked: its flags (--yes: pasted without a terminal, a bare
+    migrate in a protected env is refused)."""
+    flags = ("post_deploy", "yes", "no_backup", "force_lint", "allow_drift")
+    return runbook_mod.again_words("migrate", env, **{f: getattr(options, f) for f in flags})
 
 
 def _announce(settings: Settings, report: Report, *, protected: bool) -> None:

@@ -97,6 +97,7 @@ class MigrationFailed(MigrationError):
         self.name, self.file, self.sqlstate = name, file, sqlstate
         self.line, self.column, self.detail, self.left_failed = line, column, message, left_failed
         self.ran: tuple[str, ...] = ()  # left failed: the first lines of the statements that ran
+        self.invalid: tuple[str, ...] = ()  # the INVALID indexes its failed build left behind
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,7 @@ def failure(
         left_failed=left_failed,
         then=then,
     )
+    error.invalid = tuple(invalid)  # the runbook drops them before the resolve
     error.exit_code = ConfigError.exit_code if denied else error.exit_code
     return error
 

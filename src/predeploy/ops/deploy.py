@@ -32,7 +32,7 @@ from predeploy.ops import deploy_runbook, health
 from predeploy.ops.announce import announce
 from predeploy.ops.pm2 import Pm2, Process
 from predeploy.postgres.sessions import catalog_session
-from predeploy.runbook import Runbook, write_runbook
+from predeploy.runbook import Runbook, again_words, write_runbook
 from predeploy.steps import OnStep, Step, Stepper, stepper
 
 __all__ = ["DeployReport", "deploy"]
@@ -46,6 +46,7 @@ class DeployReport:
     env: str
     app: str = ""
     action: str = "reload"  # or restart (--restart)
+    yes: bool = False  # --yes: the runbook's predeploy lines keep it (pasted without a terminal)
     dry_run: bool = False  # nothing is changed; post_preview: what the post phase would apply
     steps: list[Step] = field(default_factory=list)
     migrate: workflow.Report | None = None
@@ -94,6 +95,7 @@ def deploy(
         app=settings.pm2_app or "",
         action="restart" if restart else "reload",
         dry_run=options.dry_run,
+        yes=options.yes,
     )
     step = stepper(report.steps, on_step)
     try:
@@ -108,8 +110,11 @@ def deploy(
     except PredeployError as exc:
         report.error = exc
         return report
+    again = again_words(  # its runbook's "run it again": this deploy, not a bare migrate
+        "deploy", settings.env, **_flags(options), restart=restart
+    )
     report.migrate = workflow.migrate(
-        settings, dataclasses.replace(options, notify=False), run_id, on_step
+        settings, dataclasses.replace(options, notify=False), run_id, on_step, again=again
     )
     if report.migrate.error is not None:
         report.error = report.migrate.error
@@ -141,6 +146,10 @@ def deploy(
             protected=report.migrate.policy.get("protected") if report.migrate else None,
         )
     return report
+
+
+def _flags(options: workflow.Options) -> dict[str, bool]:
+    return {f: getattr(options, f) for f in ("yes", "force_lint", "allow_drift")}
 
 
 def _post_deploy(

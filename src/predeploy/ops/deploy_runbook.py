@@ -78,7 +78,7 @@ def _post_failed(settings: Settings, report: DeployReport, post: workflow.Report
         lines.append("# the post-deploy phase changed nothing in the database")
     lines += [
         "# once the cause (the error line) is dealt with, apply the post-deploy migrations:",
-        command("migrate", "--env", env, "--post-deploy"),
+        command("migrate", "--env", env, "--post-deploy", *(["--yes"] if report.yes else [])),
     ]
     pre = report.migrate
     if pre is not None and pre.applied:
