@@ -304,3 +304,32 @@ def test_a_single_failing_rollback_says_it_changed_nothing_and_what_ran(site: Si
     assert any(line.startswith("#   DROP INDEX CONCURRENTLY z_id") for line in kept), kept
     assert any("2_index is still recorded as applied" in line for line in kept)
     assert runbook_commands(kept)[0].startswith("predeploy restore --env prod --backup ")
+
+
+@suite_only
+def test_rolling_back_a_post_deploy_migration_reapplies_it_with_post_deploy(site: Site) -> None:
+    """The runbook of a rollback that undid a post-deploy migration says `migrate
+    --post-deploy` (a bare migrate has no pre-deploy migration pending); both phases
+    undone: both lines, pre-deploy first, and pasted in that order they apply both again."""
+    write(site.migrations, "1_users", *USERS)
+    write(site.migrations, "2_retire", *RETIRE)
+    assert site.migrate("prod")["exit_code"] == 0
+    assert site.migrate("prod", "--post-deploy")["exit_code"] == 0
+    one = site.run("rollback", "--env", "prod", "--steps", "1", "--yes", "--json")
+    assert one.returncode == 0, one.stderr
+    lines = runbook_commands(json.loads(one.stdout)["runbook"])
+    assert lines[0] == "predeploy migrate --env prod --post-deploy"
+    again = _pasted_with_yes(site, lines[0])
+    assert again.returncode == 0, again.stderr
+    assert applied(site) == ["1_users", "2_retire"]
+    both = site.run("rollback", "--env", "prod", "--steps", "2", "--yes", "--json")
+    assert both.returncode == 0, both.stderr
+    lines = runbook_commands(json.loads(both.stdout)["runbook"])
+    assert lines[:2] == [
+        "predeploy migrate --env prod",
+        "predeploy migrate --env prod --post-deploy",
+    ]
+    for line in lines[:2]:
+        pasted = _pasted_with_yes(site, line)
+        assert pasted.returncode == 0, pasted.stderr
+    assert applied(site) == ["1_users", "2_retire"]
