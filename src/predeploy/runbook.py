@@ -29,6 +29,7 @@ from predeploy.errors import Interrupted, PredeployError
 from predeploy.log import FILE_ONLY, log_disk_failed
 from predeploy.migrate.outcome import Applied, MigrationFailed
 from predeploy.migrate.plan import OutOfPhase
+from predeploy.ops.pm2 import home_prefix as pm2_home_prefix
 from predeploy.ops.pm2 import pasted as pm2_line
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "command",
     "left_failed_by",
     "part_way_lines",
+    "pm2_command",
     "program",
     "restore_lines",
     "undo_lines",
@@ -73,6 +75,14 @@ class TakenBackup:
 def command(*words: str) -> str:
     """A predeploy command line that runs when pasted, every word shell-quoted."""
     return " ".join(shlex.quote(w) for w in (program(), *words))
+
+
+def pm2_command(settings: Settings, *words: str) -> str:
+    """A predeploy line that asks pm2 (``health`` with PREDEPLOY_PM2_APP set, ``deploy``):
+    after the PM2_HOME this run has, as the pm2 lines are, so that pasted in a shell
+    without it, it asks the same daemon (not ~/.pm2's, where no app runs)."""
+    line = command(*words)
+    return pm2_home_prefix() + line if settings.pm2_app else line
 
 
 @functools.cache
