@@ -240,7 +240,6 @@ def _pasted_with_yes(site: Site, line: str) -> subprocess.CompletedProcess[str]:
     return site.run(*shlex.split(line)[1:], "--yes")
 
 
-@suite_only
 @pytest.mark.usefixtures("apprise_loaded")
 def test_a_rollback_that_fails_part_way_prints_and_keeps_the_way_back(
     site: Site, receiver: Receiver

@@ -136,14 +136,20 @@ def rollback(
         error = _undo_all(conn, settings, (chosen, policy), run, on_done)
         if error is None:
             audit.record(conn, audit_table, run, "rolled back", None)
+    return _ended(settings, run, Undone(chosen, policy, taken, error=error))
+
+
+def _ended(settings: Settings, run: audit.Run, done: Undone) -> Undone:
+    """The runbook (after a backup, or a failure: it says what that left) and the
+    notification of a rollback that ran its down.sql files, or some of them."""
     undone = tuple(m["name"] for m in run.migrations)
-    book = None
-    if taken is not None or error is not None:  # a failure says what it left, backup or not
-        book = _runbook(settings, (chosen, undone), taken, run_id, error)
+    book, error = None, done.error
+    if done.backup is not None or error is not None:
+        book = _runbook(settings, (done.chosen, undone), done.backup, run.run_id, error)
     code = error.exit_code if error is not None else 0
     message = error.message if error is not None else None
-    _announce(settings, run, message, code, protected=policy.protected, runbook=book)
-    return Undone(chosen, policy, taken, book, error, undone)
+    _announce(settings, run, message, code, protected=done.policy.protected, runbook=book)
+    return Undone(done.chosen, done.policy, done.backup, book, error, undone)
 
 
 @contextmanager
