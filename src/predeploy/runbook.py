@@ -285,9 +285,9 @@ def _down_left(failed: UndoFailed) -> list[str]:
         lines += [f"#   {statement}" for statement in failed.ran]
     else:
         lines.append("# none of its statements had completed")
+    redo = "redo those by hand (its migration.sql), or " if failed.ran != () else ""
     lines.append(
-        f"# {name} is still recorded as applied: redo those by hand (its migration.sql), "
-        "or fix down.sql and roll it back again"
+        f"# {name} is still recorded as applied: {redo}fix down.sql and roll it back again"
     )
     return lines
 
