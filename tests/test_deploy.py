@@ -136,7 +136,8 @@ def test_failing_health_url_exits_7_with_a_runbook_that_runs_when_pasted(
     assert "predeploy rollback --env prod --migrations 1_users --yes" in runbook
     assert any(line.startswith("predeploy restore --env prod --backup ") for line in runbook)
     assert runbook.index(f"{pm2} stop web") < runbook.index(f"{pm2} start web")
-    assert runbook[-1] == "predeploy health --env prod"
+    health = f"PM2_HOME={pm2_app.environ['PM2_HOME']} predeploy health --env prod"
+    assert runbook[-1] == health  # it asks pm2 too: the same daemon as the pm2 lines
 
     # the runbook, pasted as printed (comments skipped), undoes the run
     (pm2_app.project / "sick").unlink()
@@ -153,6 +154,13 @@ def test_failing_health_url_exits_7_with_a_runbook_that_runs_when_pasted(
             break  # the restore is the alternative to the rollback
     assert pids.isdisjoint({p["pid"] for p in pm2_app.processes()})  # the pasted reload
     assert applied(database_url) == ["1_users"]  # rolled back, the row kept
+    without_home = {k: v for k, v in (_environ() | env).items() if k != "PM2_HOME"}
+    checked = pasted(health, pm2_app.project, without_home)  # 1_users is pending again: 7
+    assert (
+        checked.stderr.strip().splitlines()[-1]
+        == "predeploy: unhealthy: history: 1 pending: 1_users"
+    )
+    assert '"check": "pm2", "ok": true' in checked.stderr, checked.stderr
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT to_regclass('users')").fetchone() == (None,)
 

@@ -236,3 +236,42 @@ def test_crontab_line_in_crons_environment(
     done = cron()
     assert (done.returncode, done.stdout) == (0, "")  # nothing to mail
     assert report_of(log.read_text())["exit_code"] == 0
+
+
+def test_inits_crontab_line_carries_the_pm2_home_it_ran_with(
+    pm2_app: Pm2App, database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """`predeploy init` run with PM2_HOME exported prints a crontab line, a pm2 hook and a
+    systemd service that carry it: the crontab line under cron's env -i (no PM2_HOME of its
+    own) checks the app's pm2 (not ~/.pm2's, where no daemon runs)."""
+    project = pm2_app.project
+    write_migrations(project / "migrations", {"1_users": "CREATE TABLE users (id int);"})
+    (project / ".env.prod").write_text(
+        f"DATABASE_URL={database_url}\nPREDEPLOY_PM2_APP=web\nPREDEPLOY_PM2_BIN={pm2_app.pm2_bin}\n"
+        f"PREDEPLOY_HEALTHCHECK_URL={pm2_app.url}/health\n"
+    )
+    home = pm2_app.environ["PM2_HOME"]
+    init = _run_invoke(project, "init", "--json", env={"PM2_HOME": home})
+    assert init.returncode == 0, init.stderr
+    adopted = json.loads(init.stdout)
+    assert f"&& PM2_HOME={home} " in adopted["post_deploy"]
+    assert f"\nEnvironment=PM2_HOME={home}\n" in adopted["systemd"]["predeploy-maintenance.service"]
+    assert _run_invoke(project, "migrate", "--env", "prod", "--yes").returncode == 0
+    job = adopted["crontab"].split(None, 5)[5]
+    assert f"&& PM2_HOME={home} " in job
+    (project / "logs").mkdir(exist_ok=True)
+    cron_home = tmp_path_factory.mktemp("home")
+    done = subprocess.run(
+        ["env", "-i", "PATH=/usr/bin:/bin", f"HOME={cron_home}", "/bin/sh", "-c", job],
+        cwd=cron_home,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    assert (done.returncode, done.stdout) == (0, ""), done.stdout  # nothing to mail
+    report = report_of((project / "logs" / "maintenance-cron.log").read_text())
+    pm2 = next(c for c in report["health"]["checks"] if c["name"] == "pm2")  # type: ignore[index]
+    assert pm2["ok"], pm2

@@ -9,14 +9,16 @@ folder was edited or deleted is refused, never skipped for an older one.
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
+import subprocess
 from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg import sql
 
-from conftest import Target
+from conftest import Receiver, Target
 from wayback import HISTORY, Site, execute, state, write
 from wayback import commands as runbook_commands
 
@@ -214,3 +216,119 @@ def test_a_refused_rollback_leaves_an_audit_row_naming_what_refused(site: Site) 
         ("rollback", "refused: confirmation (no terminal)"),
         ("rollback", "refused: --no-backup"),
     ]
+
+
+BAD_DOWN = ("CREATE TABLE z (id int);", "DROP TABLE z;\nDROP TABLE no_such_table;")
+RETIRE = (
+    "-- predeploy: post-deploy\nALTER TABLE users ADD COLUMN retired_at timestamp;",
+    "ALTER TABLE users DROP COLUMN retired_at;",
+)
+
+
+def _kept_runbook(done: subprocess.CompletedProcess[str]) -> list[str]:
+    """The runbook a run printed, read from the file the print names (it must exist)."""
+    (named,) = [line for line in done.stdout.splitlines() if line.startswith("runbook (also in ")]
+    path = Path(named.removeprefix("runbook (also in ").removesuffix("):"))
+    kept = path.read_text().splitlines()
+    assert kept == done.stdout.splitlines()[-len(kept) :]  # printed whole, as kept
+    return kept
+
+
+def _pasted_with_yes(site: Site, line: str) -> subprocess.CompletedProcess[str]:
+    """A runbook's migrate line as an operator answers its question (no terminal: --yes)."""
+    assert shlex.split(line)[0] == "predeploy", line
+    return site.run(*shlex.split(line)[1:], "--yes")
+
+
+@pytest.mark.usefixtures("apprise_loaded")
+def test_a_rollback_that_fails_part_way_prints_and_keeps_the_way_back(
+    site: Site, receiver: Receiver
+) -> None:
+    """--steps 2 where the older down.sql fails: exit 5, and the runbook (printed and kept)
+    names what was undone, how to apply it again, that the failed down.sql ran in a rolled
+    back transaction, and the pre-rollback backup; the notification says rolled back."""
+    write(site.migrations, "1_z", *BAD_DOWN)
+    write(site.migrations, "2_tags", *TAGS)
+    assert site.migrate("prod")["exit_code"] == 0
+    notify = {"PREDEPLOY_NOTIFY_URLS": receiver.url(), "PREDEPLOY_NOTIFY_TIMEOUT": "2s"}
+    done = site.run("rollback", "--env", "prod", "--steps", "2", "--yes", **notify)
+    assert done.returncode == 5, done.stderr
+    assert "(already undone in this run: 2_tags)" in done.stderr.strip().splitlines()[-1]
+    assert applied(site) == ["1_z"]
+    kept = _kept_runbook(done)
+    assert kept[0] == "# this run undid 1 migration(s), newest first: 2_tags"
+    assert any("rollback of 1_z failed" in line and "transaction" in line for line in kept)
+    assert any("none of it ran and 1_z is still applied" in line for line in kept)
+    lines = runbook_commands(kept)
+    assert lines[0] == "predeploy migrate --env prod"
+    (backup,) = (site.backups / "prod").glob("*pre-rollback.dump")
+    assert lines[1] == f"predeploy restore --env prod --backup {backup} --yes"
+    (payload,) = receiver.payloads()
+    assert "rolled back 1:\n  2_tags" in payload["message"]
+    assert "applied 1" not in payload["message"]
+    assert "predeploy migrate --env prod" in payload["message"]
+    again = _pasted_with_yes(site, lines[0])
+    assert again.returncode == 0, again.stderr
+    assert applied(site) == ["1_z", "2_tags"]
+
+    alone = site.run("rollback", "--env", "prod", "--steps", "2", "--yes", "--json")
+    assert alone.returncode == 5, alone.stderr
+    report = json.loads(alone.stdout)
+    assert report["exit_code"] == 5 and [u["name"] for u in report["rolled_back"]] == ["2_tags"]
+
+
+@suite_only
+def test_a_single_failing_rollback_says_it_changed_nothing_and_what_ran(site: Site) -> None:
+    """--steps 1 whose down.sql fails in a transaction: the runbook says nothing changed and
+    keeps the backup; outside a transaction (DROP INDEX CONCURRENTLY), the statement that ran
+    is named, with the restore as the last resort."""
+    write(site.migrations, "1_z", *BAD_DOWN)
+    assert site.migrate("prod")["exit_code"] == 0
+    done = site.run("rollback", "--env", "prod", "--steps", "1", "--yes")
+    assert done.returncode == 5, done.stderr
+    kept = _kept_runbook(done)
+    assert kept[0] == "# this run changed nothing in the database: there is nothing to undo"
+    assert any("none of it ran and 1_z is still applied" in line for line in kept)
+    assert not runbook_commands(kept)
+    write(
+        site.migrations,
+        "2_index",
+        "CREATE INDEX CONCURRENTLY z_id ON z (id);",
+        "DROP INDEX CONCURRENTLY z_id;\nDROP TABLE no_such_table;",
+    )
+    assert site.migrate("prod")["exit_code"] == 0
+    part = site.run("rollback", "--env", "prod", "--steps", "1", "--yes")
+    assert part.returncode == 5, part.stderr
+    kept = _kept_runbook(part)
+    assert any(line.startswith("#   DROP INDEX CONCURRENTLY z_id") for line in kept), kept
+    assert any("2_index is still recorded as applied" in line for line in kept)
+    assert runbook_commands(kept)[0].startswith("predeploy restore --env prod --backup ")
+
+
+@suite_only
+def test_rolling_back_a_post_deploy_migration_reapplies_it_with_post_deploy(site: Site) -> None:
+    """The runbook of a rollback that undid a post-deploy migration says `migrate
+    --post-deploy` (a bare migrate has no pre-deploy migration pending); both phases
+    undone: both lines, pre-deploy first, and pasted in that order they apply both again."""
+    write(site.migrations, "1_users", *USERS)
+    write(site.migrations, "2_retire", *RETIRE)
+    assert site.migrate("prod")["exit_code"] == 0
+    assert site.migrate("prod", "--post-deploy")["exit_code"] == 0
+    one = site.run("rollback", "--env", "prod", "--steps", "1", "--yes", "--json")
+    assert one.returncode == 0, one.stderr
+    lines = runbook_commands(json.loads(one.stdout)["runbook"])
+    assert lines[0] == "predeploy migrate --env prod --post-deploy"
+    again = _pasted_with_yes(site, lines[0])
+    assert again.returncode == 0, again.stderr
+    assert applied(site) == ["1_users", "2_retire"]
+    both = site.run("rollback", "--env", "prod", "--steps", "2", "--yes", "--json")
+    assert both.returncode == 0, both.stderr
+    lines = runbook_commands(json.loads(both.stdout)["runbook"])
+    assert lines[:2] == [
+        "predeploy migrate --env prod",
+        "predeploy migrate --env prod --post-deploy",
+    ]
+    for line in lines[:2]:
+        pasted = _pasted_with_yes(site, line)
+        assert pasted.returncode == 0, pasted.stderr
+    assert applied(site) == ["1_users", "2_retire"]

@@ -29,18 +29,21 @@ from predeploy.errors import Interrupted, PredeployError
 from predeploy.log import FILE_ONLY, log_disk_failed
 from predeploy.migrate.outcome import Applied, MigrationFailed
 from predeploy.migrate.plan import OutOfPhase
+from predeploy.ops.pm2 import home_prefix as pm2_home_prefix
 from predeploy.ops.pm2 import pasted as pm2_line
 
 __all__ = [
     "PROGRAM",
     "Runbook",
     "TakenBackup",
+    "UndoFailed",
     "after_rollback",
     "again_words",
     "build_runbook",
     "command",
     "left_failed_by",
     "part_way_lines",
+    "pm2_command",
     "program",
     "restore_lines",
     "undo_lines",
@@ -73,6 +76,14 @@ class TakenBackup:
 def command(*words: str) -> str:
     """A predeploy command line that runs when pasted, every word shell-quoted."""
     return " ".join(shlex.quote(w) for w in (program(), *words))
+
+
+def pm2_command(settings: Settings, *words: str) -> str:
+    """A predeploy line that asks pm2 (``health`` with PREDEPLOY_PM2_APP set, ``deploy``):
+    after the PM2_HOME this run has, as the pm2 lines are, so that pasted in a shell
+    without it, it asks the same daemon (not ~/.pm2's, where no app runs)."""
+    line = command(*words)
+    return pm2_home_prefix() + line if settings.pm2_app else line
 
 
 @functools.cache
@@ -234,18 +245,73 @@ def _restore(
     return lines
 
 
+@dataclass(frozen=True)
+class UndoFailed:
+    """The migration whose down.sql failed in a rollback, and what of it stays done:
+    ``ran`` the first lines of the statements that ran outside a transaction (None: not
+    known, the session was lost)."""
+
+    name: str
+    transactional: bool
+    ran: tuple[str, ...] | None = ()
+
+
 def after_rollback(
-    settings: Settings, *, undone: list[str], backup: TakenBackup | None, run_id: str
+    settings: Settings,
+    *,
+    undone: list[str],
+    backup: TakenBackup | None,
+    run_id: str,
+    post_deploy: frozenset[str] = frozenset(),
+    failed: UndoFailed | None = None,
 ) -> Runbook:
-    """The commands that undo a rollback: apply the migrations again, or, as a last resort,
-    restore the backup it took first (a protected rollback takes one)."""
-    lines = [
-        f"# this run undid {len(undone)} migration(s), newest first: {_listed(undone)}",
-        "# to apply them again:",
-        command("migrate", "--env", settings.env),
-        *_restore(settings, backup, last_resort=True),
-    ]
-    return write_runbook(settings, run_id, lines)
+    """The commands that undo a rollback: apply the migrations it undid again (``migrate``,
+    with ``--post-deploy`` for those in ``post_deploy``), or, as a last resort, restore the
+    backup it took first (a protected rollback takes one); after a down.sql that failed,
+    what it left."""
+    env = settings.env
+    left = _down_left(failed) if failed is not None else []
+    changed = bool(undone) or bool(failed is not None and failed.ran != ())
+    if not changed:
+        lines = [*_nothing_changed(env, None, backup, post_deploy=False), *left]
+        return write_runbook(settings, run_id, lines)
+    lines = left
+    if undone:
+        pre = [name for name in undone if name not in post_deploy]
+        lines = [
+            f"# this run undid {len(undone)} migration(s), newest first: {_listed(undone)}",
+            *left,
+            "# to apply them again:",
+        ]
+        if pre:
+            lines.append(command("migrate", "--env", env))
+        if len(pre) < len(undone):
+            lines.append(command("migrate", "--env", env, "--post-deploy"))
+    return write_runbook(settings, run_id, lines + _restore(settings, backup, last_resort=True))
+
+
+def _down_left(failed: UndoFailed) -> list[str]:
+    """What the failed down.sql left, and that its migration is still applied."""
+    name = failed.name
+    if failed.transactional:
+        return [
+            f"# the rollback of {name} failed: its down.sql ran in a transaction, which was "
+            "rolled back:",
+            f"# none of it ran and {name} is still applied (fix down.sql, then roll it back again)",
+        ]
+    lines = [f"# the rollback of {name} failed part-way: its down.sql runs outside a transaction;"]
+    if failed.ran is None:
+        lines.append("# how much of it ran is not known: check what it changed")
+    elif failed.ran:
+        lines.append(f"# it had run {len(failed.ran)} statement(s), which stay done:")
+        lines += [f"#   {statement}" for statement in failed.ran]
+    else:
+        lines.append("# none of its statements had completed")
+    redo = "redo those by hand (its migration.sql), or " if failed.ran != () else ""
+    lines.append(
+        f"# {name} is still recorded as applied: {redo}fix down.sql and roll it back again"
+    )
+    return lines
 
 
 def restore_lines(settings: Settings, backup: TakenBackup | None, run: str) -> list[str]:

@@ -429,9 +429,11 @@ def rollback(
         )
 
     done = _run(env, json_, run)
+    names = set(done.undone_names())
     undone = [
         {"name": i.migration.name, "down": str(i.migration.down_path), "sql": i.down.text}
         for i in done.chosen
+        if dry_run or i.migration.name in names
     ]
     human = (
         "\n".join(f"-- would undo {u['name']} with {u['down']}:\n{u['sql']}" for u in undone)
@@ -448,11 +450,19 @@ def rollback(
             "backup": done.backup.as_dict() if done.backup else None,
             "runbook": done.runbook.commands if done.runbook else [],
             "policy": done.policy.describe(),
+            **_failure(done.error),
         },
         human,
         json_,
     )
     _runbook_somewhere(done.runbook, json_output=json_)
+    if done.error is not None:
+        boundary.failed(done.error)
+
+
+def _failure(error: PredeployError | None) -> dict[str, Any]:
+    """A report's error line and exit code, when its run failed."""
+    return {} if error is None else {"error": error.message, "exit_code": error.exit_code}
 
 
 def _count(raw: str | None, flag: str) -> int | None:

@@ -420,7 +420,12 @@ class Executor:
                     f"{index} of its {len(statements)} statement(s) ran before it and "
                     f"{unit.name} is still recorded as applied: {fix} roll back again"
                 )
-                raise self._fail(unit, statements[index], exc, then=then) from None
+                failure = self._fail(unit, statements[index], exc, then=then)
+                if isinstance(failure, MigrationFailed):  # what stays done (the runbook says)
+                    failure.ran = tuple(
+                        s.first_line for s in statements[: _kept(index, block_start)]
+                    )
+                raise failure from None
             if statements[index].kind == "TransactionStmt":
                 in_block = conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
                 block_start = index if in_block else None

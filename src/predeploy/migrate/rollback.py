@@ -38,8 +38,9 @@ from predeploy.errors import (
 )
 from predeploy.migrate import commands, executor, history
 from predeploy.migrate import discovery as migrations
-from predeploy.migrate.discovery import Migration
+from predeploy.migrate.discovery import POST_DEPLOY, Migration
 from predeploy.migrate.lock import migrate_session
+from predeploy.migrate.outcome import MigrationFailed
 from predeploy.migrate.privileges import ROLLBACK, check_bookkeeping
 from predeploy.migrate.sqlscript import Script
 from predeploy.migrate.status import Entry, compare
@@ -49,7 +50,7 @@ from predeploy.postgres.sessions import Conn
 if TYPE_CHECKING:
     from predeploy.backup.dump import BackupResult
     from predeploy.backup.progress import ProgressFn
-    from predeploy.runbook import Runbook
+    from predeploy.runbook import Runbook, UndoFailed
 
 __all__ = ["Chosen", "Undone", "rollback"]
 
@@ -66,12 +67,21 @@ class Chosen:
 
 @dataclass(frozen=True)
 class Undone:
-    """What a rollback undid (or would undo), the backup it took first and its runbook."""
+    """What a rollback undid (or would undo), the backup it took first and its runbook;
+    a rollback whose down.sql failed: the error, and ``undone`` the migrations it undid
+    before it (all of ``chosen`` when it went well)."""
 
     chosen: list[Chosen]
     policy: Policy
     backup: BackupResult | None = None
     runbook: Runbook | None = None
+    error: MigrationError | None = None
+    undone: tuple[str, ...] | None = None
+
+    def undone_names(self) -> list[str]:
+        if self.undone is not None:
+            return list(self.undone)
+        return [c.migration.name for c in self.chosen]
 
 
 @dataclass(frozen=True)
@@ -123,11 +133,23 @@ def rollback(
             taken = _backup(settings, policy, run, no_backup=no_backup, progress=progress)
         if policy.marks:
             protection.mark(conn, audit_table, env=settings.env, command="rollback", run_id=run_id)
-        _undo_all(conn, settings, (chosen, policy), run, on_done)
-        audit.record(conn, audit_table, run, "rolled back", None)
-    _announce(settings, run, None, protected=policy.protected)
-    book = _runbook(settings, chosen, taken, run_id) if taken is not None else None
-    return Undone(chosen, policy, taken, book)
+        error = _undo_all(conn, settings, (chosen, policy), run, on_done)
+        if error is None:
+            audit.record(conn, audit_table, run, "rolled back", None)
+    return _ended(settings, run, Undone(chosen, policy, taken, error=error))
+
+
+def _ended(settings: Settings, run: audit.Run, done: Undone) -> Undone:
+    """The runbook (after a backup, or a failure: it says what that left) and the
+    notification of a rollback that ran its down.sql files, or some of them."""
+    undone = tuple(m["name"] for m in run.migrations)
+    book, error = None, done.error
+    if done.backup is not None or error is not None:
+        book = _runbook(settings, (done.chosen, undone), done.backup, run.run_id, error)
+    code = error.exit_code if error is not None else 0
+    message = error.message if error is not None else None
+    _announce(settings, run, message, code, protected=done.policy.protected, runbook=book)
+    return Undone(done.chosen, done.policy, done.backup, book, error, undone)
 
 
 @contextmanager
@@ -162,13 +184,45 @@ def _backup(
     return taken
 
 
-def _runbook(settings: Settings, chosen: list[Chosen], taken: BackupResult, run_id: str) -> Runbook:
-    """How to undo a rollback that took a backup (the rest: migrate again, as ever)."""
+def _runbook(
+    settings: Settings,
+    done: tuple[list[Chosen], tuple[str, ...]],
+    taken: BackupResult | None,
+    run_id: str,
+    error: MigrationError | None,
+) -> Runbook:
+    """How to undo a rollback: migrate again (in the phase of each undone migration), the
+    backup it took as the last resort; after a failed down.sql, what that left."""
     from predeploy import runbook  # noqa: PLC0415
 
-    backup = runbook.TakenBackup(taken.path, taken.created_at)
-    names = [c.migration.name for c in chosen]
-    return runbook.after_rollback(settings, undone=names, backup=backup, run_id=run_id)
+    chosen, undone = done
+    backup = runbook.TakenBackup(taken.path, taken.created_at) if taken is not None else None
+    post = frozenset(c.migration.name for c in chosen if c.migration.phase == POST_DEPLOY)
+    return runbook.after_rollback(
+        settings,
+        undone=list(undone),
+        backup=backup,
+        run_id=run_id,
+        post_deploy=post,
+        failed=_failed(chosen, undone, error),
+    )
+
+
+def _failed(
+    chosen: list[Chosen], undone: tuple[str, ...], error: MigrationError | None
+) -> UndoFailed | None:
+    """The migration whose down.sql failed (the first not undone) and what of it ran."""
+    from predeploy.runbook import UndoFailed  # noqa: PLC0415
+
+    if error is None or len(undone) >= len(chosen):
+        return None
+    item = chosen[len(undone)]
+    transactional = item.down.transactional
+    ran: tuple[str, ...] | None = ()
+    if not transactional:
+        cause = error.__cause__
+        ran = cause.ran if isinstance(cause, MigrationFailed) else None
+    return UndoFailed(item.migration.name, transactional, ran)
 
 
 def _announce(
@@ -178,6 +232,7 @@ def _announce(
     exit_code: int = 0,
     *,
     protected: bool | None = None,
+    runbook: Runbook | None = None,
 ) -> None:
     from predeploy.ops.announce import announce  # noqa: PLC0415 (only with notifications on)
 
@@ -186,6 +241,8 @@ def _announce(
         "outcome": "failed" if error else "ok",
         "error": error,
         "rolled_back": run.migrations,
+        "runbook": runbook.commands if runbook is not None else [],
+        "runbook_path": str(runbook.path) if runbook is not None and runbook.path else None,
     }
     for warning in announce(
         settings,
@@ -204,7 +261,9 @@ def _undo_all(
     undoing: tuple[list[Chosen], Policy],
     run: audit.Run,
     on_done: Callable[[executor.Applied], None] | None,
-) -> None:
+) -> MigrationError | None:
+    """Undo each of ``chosen`` in turn; a down.sql that fails ends it: its audit row is
+    written and the error returned (the caller says what it left, and how back)."""
     chosen, policy = undoing
     _, audit_table = history.tables_for(settings)
     try:
@@ -218,14 +277,15 @@ def _undo_all(
         undone = ", ".join(m["name"] for m in run.migrations) or "none"
         error = MigrationError(f"{exc.message} (already undone in this run: {undone})")
         error.exit_code = exc.exit_code  # 2 for a missing privilege, 5 for the SQL
+        error.__cause__ = exc  # what of a down.sql outside a transaction ran (the runbook)
         audit.record(conn, audit_table, run, "failed", str(error))
-        _announce(settings, run, error.message, error.exit_code, protected=policy.protected)
-        raise error from None
+        return error
     except KeyboardInterrupt as exc:
         audit.record(conn, audit_table, run, "interrupted", None)
         code = exc.exit_code if isinstance(exc, Terminated) else 130
         _announce(settings, run, "interrupted", code, protected=policy.protected)
         raise
+    return None
 
 
 def _choose(

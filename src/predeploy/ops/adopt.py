@@ -16,6 +16,7 @@ prod's policy; it never edits ``.env``.
 
 from __future__ import annotations
 
+import os
 import pwd
 import shlex
 import sys
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from predeploy.config.policy import is_local
 from predeploy.errors import ConfigError
+from predeploy.ops.pm2 import home_prefix
 
 if TYPE_CHECKING:
     from predeploy.config.settings import Settings
@@ -96,13 +98,14 @@ def adopt(root: Path, migrations_dir: Path, program: Path | None = None) -> Adop
     _gitignore(root / ".gitignore", done)
     _script(root / "scripts" / SCRIPT, done)
     here, run = shlex.quote(str(root)), shlex.quote(str(program))
+    run = home_prefix() + run  # cron's env -i and a hook's shell would ask another pm2 daemon
     done.post_deploy = f"cd {here} && {run} deploy --env prod --yes"
     log = shlex.quote(str(root / "logs" / "maintenance-cron.log"))
     done.crontab = (
         f"17 3 * * * cd {here} && {run} maintenance --env prod --json >> {log} 2>&1"
         f' || echo "predeploy maintenance exited $? on $(hostname): see {log}"'
     )
-    done.systemd = {unit: _unit(unit, root, program) for unit in UNITS}
+    done.systemd = {unit: _unit(unit, root, program, os.environ.get("PM2_HOME")) for unit in UNITS}
     found = migrations_dir.is_dir()
     where = (
         migrations_dir.relative_to(root) if migrations_dir.is_relative_to(root) else migrations_dir
@@ -187,8 +190,9 @@ def _script(path: Path, done: Adopted) -> None:
     done.changed.append(f"wrote {name} (./{name} ENV runs predeploy migrate --env ENV)")
 
 
-def _unit(name: str, root: Path, program: Path) -> str:
-    """A shipped systemd unit for this folder, virtualenv and the folder's owner."""
+def _unit(name: str, root: Path, program: Path, pm2_home: str | None) -> str:
+    """A shipped systemd unit for this folder, virtualenv and the folder's owner, with the
+    PM2_HOME init ran with (the service's environment has none of the shell's)."""
     text = (examples_folder() / name).read_text()
     lines = []
     for line in text.splitlines():
@@ -200,10 +204,12 @@ def _unit(name: str, root: Path, program: Path) -> str:
         elif line.startswith("User="):
             mine = f"User={_owner(root)}"
         lines.append(mine.replace(_EXAMPLE_ROOT, str(root).replace("%", "%%")))
+        if line.startswith("WorkingDirectory=") and pm2_home:
+            lines.append(f"Environment={_systemd_quote(f'PM2_HOME={pm2_home}')}")
     return "\n".join(lines).strip("\n") + "\n"
 
 
-def _systemd_quote(path: Path) -> str:
+def _systemd_quote(path: Path | str) -> str:
     text = str(path).replace("%", "%%")
     if any(c.isspace() or c in "\"'\\" for c in text):
         return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'

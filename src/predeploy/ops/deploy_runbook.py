@@ -144,7 +144,7 @@ def _revert(settings: Settings, app: str) -> list[str]:
 
 
 def _check(settings: Settings) -> list[str]:
-    return ["# then check:", command("health", "--env", settings.env)]
+    return ["# then check:", runbook.pm2_command(settings, "health", "--env", settings.env)]
 
 
 def _own(phase: workflow.Report | None) -> list[str]:

@@ -275,7 +275,8 @@ def _body(event: Event) -> list[str]:
     if event.command == "notify-test":
         lines.append("predeploy can reach this destination; nothing was changed.")
     elif event.applied:
-        lines.append(f"applied {len(event.applied)}:")
+        done = "rolled back" if event.command == "rollback" else "applied"  # its down.sql ran
+        lines.append(f"{done} {len(event.applied)}:")
         lines += [f"  {a.name} ({a.seconds:.1f} s)" for a in event.applied[:_LISTED]]
         if len(event.applied) > _LISTED:
             lines.append(f"  … and {len(event.applied) - _LISTED} more")

@@ -34,7 +34,7 @@ from predeploy.confirm import operator
 from predeploy.errors import ConfigError, HealthCheckFailed
 from predeploy.postgres import programs
 
-__all__ = ["Pm2", "Process", "daemon_pid", "find_program", "pasted", "pm2_home"]
+__all__ = ["Pm2", "Process", "daemon_pid", "find_program", "home_prefix", "pasted", "pm2_home"]
 
 log = structlog.get_logger(__name__)
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -114,9 +114,14 @@ def pasted(settings: Settings, *args: str) -> str:
         program = str(find_program(settings).absolute())
     except ConfigError:
         program = "pm2"  # none found here: the operator's own, then
-    line = " ".join(shlex.quote(word) for word in (program, *args))
+    return home_prefix() + " ".join(shlex.quote(word) for word in (program, *args))
+
+
+def home_prefix() -> str:
+    """``PM2_HOME=... `` (shell-quoted, a space after) when this run has PM2_HOME set, else
+    "": what a pasted or scheduled line that asks pm2 needs to ask the same daemon."""
     home = os.environ.get("PM2_HOME")
-    return f"PM2_HOME={shlex.quote(home)} {line}" if home else line
+    return f"PM2_HOME={shlex.quote(home)} " if home else ""
 
 
 class Pm2:
