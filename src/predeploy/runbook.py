@@ -273,7 +273,7 @@ def after_rollback(
     left = _down_left(failed) if failed is not None else []
     changed = bool(undone) or bool(failed is not None and failed.ran != ())
     if not changed:
-        lines = [*_nothing_changed(env, None, backup, post_deploy=False), *left]
+        lines = [*_nothing_changed(None, backup, []), *left]
         return write_runbook(settings, run_id, lines)
     lines = left
     if undone:
