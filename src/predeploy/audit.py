@@ -15,7 +15,7 @@ import socket
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import structlog
@@ -27,6 +27,9 @@ from predeploy.errors import INTERRUPTED_CODES, PredeployError
 from predeploy.migrate.history import Table
 from predeploy.postgres.sessions import Conn
 from predeploy.redact import Scrubber
+
+if TYPE_CHECKING:
+    from predeploy.config.settings import Settings
 
 __all__ = ["Run", "ensure_table", "git_revision", "last_runs", "outcome_of", "record"]
 
@@ -70,6 +73,19 @@ class Run:
     backup_sha256: str | None = None
     health: dict[str, Any] | None = None  # the health checks' result, when the run checked
     scrubber: Scrubber = field(default_factory=Scrubber, repr=False)  # the settings' one
+
+    @classmethod
+    def of(cls, settings: Settings, command: str, run_id: str, **fields: Any) -> Run:
+        """The run of ``command`` in ``settings``' env: its row is masked by the settings'
+        scrubber (the one way every command starts its row)."""
+        return cls(
+            run_id=run_id,
+            command=command,
+            env=settings.env,
+            root=settings.root,
+            scrubber=settings.scrubber,
+            **fields,
+        )
 
 
 @functools.lru_cache(maxsize=8)

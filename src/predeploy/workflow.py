@@ -178,13 +178,7 @@ def migrate(
     """Run the workflow; returns the report (with ``error`` set on failure). ``again``: how
     its runbook says to run it again (a deploy's: the deploy), else this migrate's words."""
     report = Report(env=settings.env, phase=POST_DEPLOY if options.post_deploy else PRE_DEPLOY)
-    trail = audit.Run(
-        run_id=run_id,
-        command="migrate",
-        env=settings.env,
-        root=settings.root,
-        scrubber=settings.scrubber,
-    )
+    trail = audit.Run.of(settings, "migrate", run_id)
     run = _Run(
         settings,
         policy_for(settings),

@@ -205,14 +205,12 @@ def _refused(settings: Settings, info: BackupInfo, error: PredeployError, run_id
 
 
 def _run(settings: Settings, info: BackupInfo, run_id: str) -> audit.Run:
-    return audit.Run(
-        run_id=run_id,
-        command="restore",
-        env=settings.env,
-        root=settings.root,
+    return audit.Run.of(
+        settings,
+        "restore",
+        run_id,
         backup_path=str(info.path),
         backup_sha256=str(info.manifest.get("sha256")),
-        scrubber=settings.scrubber,
     )
 
 

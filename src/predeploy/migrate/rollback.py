@@ -109,13 +109,7 @@ def rollback(
         raise ConfigError("--steps must be 1 or more")
     found = migrations.discover(settings.migrations_dir)
     table, audit_table = history.tables_for(settings)
-    run = audit.Run(
-        run_id=run_id,
-        command="rollback",
-        env=settings.env,
-        root=settings.root,
-        scrubber=settings.scrubber,
-    )
+    run = audit.Run.of(settings, "rollback", run_id)
     with migrate_session(settings, "rollback") as conn:
         commands.refuse_standby(conn)
         with _recorded(conn, audit_table, run, dry_run=dry_run):  # a refusal has its row too

@@ -185,13 +185,7 @@ def _post_deploy(
 def _audit(settings: Settings, run_id: str, report: DeployReport) -> None:
     """The deploy's own audit row: what it applied (the migrate row has the details), the
     reload, the health result and the error line."""
-    run = audit.Run(
-        run_id=run_id,
-        command="deploy",
-        env=settings.env,
-        root=settings.root,
-        scrubber=settings.scrubber,
-    )
+    run = audit.Run.of(settings, "deploy", run_id)
     migrated = report.migrate
     if migrated is not None:
         applied = [*migrated.applied, *(report.post.applied if report.post else [])]
