@@ -44,10 +44,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
+from cluster import ThrowawayCluster
 from corpora import Corpus, generate, layouts
 from runners import Bench, Link, peers_bin
-
-from predeploy.testing import ThrowawayCluster
 
 ROOT = Path(__file__).resolve().parents[1]
 SYSTEM_PG = Path("/usr/lib/postgresql/15/bin")

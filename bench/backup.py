@@ -31,8 +31,7 @@ import time
 from pathlib import Path
 
 import psycopg
-
-from predeploy.testing import ThrowawayCluster
+from cluster import ThrowawayCluster
 
 SYSTEM_PG = Path("/usr/lib/postgresql/15/bin")
 

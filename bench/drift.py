@@ -30,9 +30,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
+from cluster import ThrowawayCluster
 
-from predeploy.migrate import fingerprint
-from predeploy.testing import ThrowawayCluster
+from predeploy.drift import fingerprint
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "tests" / "data" / "corpora" / "langfuse" / "migrations"

@@ -33,8 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
-
-from predeploy.testing import ThrowawayCluster
+from cluster import ThrowawayCluster
 
 SYSTEM_PG = Path("/usr/lib/postgresql/15/bin")
 MIGRATION = "ALTER TABLE accounts ADD COLUMN note text NOT NULL DEFAULT '';\n"

@@ -23,12 +23,12 @@ import time
 from pathlib import Path
 
 import psycopg
+from cluster import ThrowawayCluster
 
-from predeploy import log
+from predeploy._util import log
 from predeploy.config.settings import load_settings
 from predeploy.migrate import commands
 from predeploy.migrate import discovery as migrations
-from predeploy.testing import ThrowawayCluster
 
 SYSTEM_PG = Path("/usr/lib/postgresql/15/bin")
 _TABLES = 500

@@ -20,8 +20,9 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from cluster import ThrowawayCluster, free_port
+
 import phases_scenario as scenario
-from predeploy.testing import ThrowawayCluster, free_port
 
 
 def main() -> None:

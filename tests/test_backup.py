@@ -17,12 +17,13 @@ import psycopg
 import pytest
 
 from conftest import Cli, MakeSettings, Server, run_in_terminal, schema_dump, write_migrations
-from predeploy.backup import archive, restore, retention
+from predeploy.backup import archive, retention
 from predeploy.backup import dump as backup
+from predeploy.commands import restore
 from predeploy.config.settings import load_settings
 from predeploy.errors import BackupError
 from predeploy.migrate import commands
-from predeploy.postgres import pgbin
+from predeploy.programs import pgbin
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
 

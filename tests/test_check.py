@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from conftest import Cli, Server
+from predeploy.commands.check import check
 from predeploy.config.settings import load_settings
-from predeploy.ops.check import check
 
 
 def test_check_reports_server_facts(database_url: str, tmp_path: Path) -> None:

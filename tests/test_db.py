@@ -10,8 +10,8 @@ import pytest
 
 from conftest import Server
 from predeploy.config.dburl import parse_url
+from predeploy.db.connect import CATALOG, connect
 from predeploy.errors import DatabaseUnreachable
-from predeploy.postgres.sessions import CATALOG, connect
 
 
 @pytest.fixture

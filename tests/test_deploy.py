@@ -16,7 +16,7 @@ import pytest
 
 from conftest import _OUR_VARIABLES, Cli, Pm2App, write_migrations
 from hazards import children, wait_until
-from predeploy.migrate.lock import MIGRATE_LOCK
+from predeploy.db.locks import MIGRATE_LOCK
 from wayback import commands
 
 pytestmark = pytest.mark.slow

@@ -20,13 +20,15 @@ import pytest
 from psycopg import sql
 
 from conftest import PG15_BIN, Server, client_programs_only, needs_pg15
+from predeploy import drift
 from predeploy.config.dburl import DatabaseUrl, parse_url
+from predeploy.db.connect import CATALOG, Conn, Limits, connect
+from predeploy.drift import shadow, shadow_cluster
+from predeploy.drift.fingerprint import Fingerprint, take
 from predeploy.errors import ConfigError
-from predeploy.migrate import drift, executor, history, shadow, shadow_cluster
+from predeploy.migrate import executor, history
 from predeploy.migrate.discovery import Migration, discover
-from predeploy.migrate.fingerprint import Fingerprint, take
-from predeploy.postgres.sessions import CATALOG, Conn, Limits, connect
-from predeploy.testing import ThrowawayCluster
+from support.cluster import ThrowawayCluster
 from support.pg15 import require_pg15
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -588,7 +590,7 @@ def test_the_explicit_and_the_embedded_shadow_build_the_same_schema(
 CHILD = """
 import sys, time
 from predeploy.config.dburl import parse_url
-from predeploy.migrate import shadow
+from predeploy.drift import shadow
 
 def build(conn):
     conn.execute("CREATE TABLE marker (id int)")
@@ -637,7 +639,7 @@ def test_a_killed_creator_leaves_a_shadow_that_only_the_next_run_sweeps(
 CLUSTER_CHILD = """
 import sys, time
 from pathlib import Path
-from predeploy.migrate import shadow_cluster
+from predeploy.drift import shadow_cluster
 
 with shadow_cluster.running(Path(sys.argv[1])) as url:
     print("CLUSTER", url.params["host"], flush=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Cli
-from predeploy.postgres import embedded
+from predeploy.db import embedded
 
 
 @pytest.fixture

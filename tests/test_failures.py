@@ -34,7 +34,7 @@ from hazards import (
 )
 from predeploy.config.settings import load_settings
 from predeploy.migrate import commands
-from predeploy.testing import ThrowawayCluster, free_port
+from support.cluster import ThrowawayCluster, free_port
 from support.pg15 import require_pg15
 
 
@@ -349,7 +349,7 @@ def test_client_programs_with_an_older_libpq_can_use_the_conninfo(database_url: 
     """The conninfo handed to pg_dump/pg_restore/psql holds only options their libpq knows:
     PostgreSQL 15's psql connects with it (libpq 16+ reports sslcertmode for every
     connection; pg_dump 15 refused it, so every backup of a PostgreSQL 15 server failed)."""
-    from predeploy.postgres import programs  # noqa: PLC0415
+    from predeploy.programs import run as programs  # noqa: PLC0415
 
     psql15 = require_pg15() / "psql"
     with psycopg.connect(database_url) as conn:

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from conftest import Cli, MakeSettings, Pm2App, write_migrations
+from predeploy.commands import health
 from predeploy.migrate import commands
-from predeploy.ops import health
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

@@ -13,9 +13,10 @@ import pytest
 from structlog.testing import capture_logs
 
 from conftest import write_migrations
-from predeploy import cache
+from predeploy._util import cache
+from predeploy.db import embedded
 from predeploy.migrate import discovery, lint
-from predeploy.postgres import embedded, pgbin
+from predeploy.programs import pgbin
 
 RISKY = {
     "1_index": "CREATE INDEX events_at ON events (at);",

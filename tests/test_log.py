@@ -11,7 +11,7 @@ import structlog
 
 from conftest import Cli, write_migrations
 from hazards import project_env
-from predeploy import log
+from predeploy._util import log
 
 
 def test_json_lines_with_env_and_run_id_and_no_secret(tmp_path: Path) -> None:
@@ -57,7 +57,7 @@ def test_unwritable_log_dir_is_a_warning_not_a_failure(tmp_path: Path) -> None:
 
 def test_scrubber_masks_every_form_and_spares_identifiers() -> None:
     """Secrets go in every form, nested; a short password spares identifiers containing it."""
-    from predeploy.redact import Scrubber  # noqa: PLC0415
+    from predeploy._util.redact import Scrubber  # noqa: PLC0415
 
     scrub = Scrubber(["Secr3t/Part@x", "pwpw", "postgres", "pw"])
     nested = {"a": ["Secr3t%2FPart%40x", {"b": "url postgresql://u:other@h/db"}], "n": 3}

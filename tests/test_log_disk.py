@@ -22,7 +22,7 @@ import structlog
 
 from conftest import Cli, write_migrations
 from hazards import project_env, query_value
-from predeploy import log
+from predeploy._util import log
 
 
 def _mount(folder: Path, *options: str) -> None:

@@ -13,12 +13,12 @@ import psycopg
 import pytest
 
 from conftest import Cli, run_in_terminal, write_migrations
-from predeploy import summary
 from predeploy.cli.render import render_report
+from predeploy.commands import summary
+from predeploy.commands.migrate import Pending, Report
+from predeploy.db.catalog import LiveTable
 from predeploy.migrate.lint import Finding, LintReport
 from predeploy.migrate.outcome import Applied
-from predeploy.postgres.relations import LiveTable
-from predeploy.workflow import Pending, Report
 
 ROWS = 5000
 COUNT = 150

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from conftest import Cli, Pm2App, _run_invoke, write_migrations
-from predeploy.ops.maintenance import MAINTENANCE_LOCK
+from predeploy.commands.maintenance import MAINTENANCE_LOCK
 
 pytestmark = pytest.mark.slow
 CRONTAB = Path(__file__).parents[1] / "src" / "predeploy" / "examples" / "crontab.example"

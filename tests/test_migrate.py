@@ -12,10 +12,10 @@ import psycopg
 import pytest
 
 from conftest import MakeSettings, write_migrations
+from predeploy.db.locks import MIGRATE_LOCK
 from predeploy.errors import ConfigError, LockBusy, MigrationError
 from predeploy.migrate import commands
 from predeploy.migrate.executor import MigrationFailed
-from predeploy.migrate.lock import MIGRATE_LOCK
 
 PRISMA_COLUMNS = [
     ("id", "character varying", 36, "NO", None),

@@ -16,17 +16,17 @@ import pytest
 from structlog.testing import capture_logs
 
 from conftest import Receiver
-from predeploy import workflow
 from predeploy.backup.dump import BackupResult
+from predeploy.commands import migrate as workflow
+from predeploy.commands.deploy import DeployReport
+from predeploy.commands.health import Check, HealthReport
+from predeploy.commands.maintenance import MaintenanceReport
+from predeploy.commands.runbook import Runbook
+from predeploy.commands.steps import Step
 from predeploy.errors import ConfigError, HealthCheckFailed, PredeployError
+from predeploy.integrations import notify
+from predeploy.integrations.notify import Event, NotifyConfig, should_notify
 from predeploy.migrate.executor import Applied, MigrationFailed
-from predeploy.ops import notify
-from predeploy.ops.deploy import DeployReport
-from predeploy.ops.health import Check, HealthReport
-from predeploy.ops.maintenance import MaintenanceReport
-from predeploy.ops.notify import Event, NotifyConfig, should_notify
-from predeploy.runbook import Runbook
-from predeploy.steps import Step
 
 pytestmark = pytest.mark.usefixtures("apprise_loaded")
 
@@ -375,7 +375,7 @@ def test_events_from_deploy_and_maintenance_reports() -> None:
 def test_apprise_is_not_imported_until_there_is_something_to_send() -> None:
     """Importing notify, and a send without URLs, leave apprise unloaded."""
     code = (
-        "import sys; from predeploy.ops import notify\n"
+        "import sys; from predeploy.integrations import notify\n"
         "e = notify.Event(command='migrate', env='prod', outcome='failed')\n"
         "assert notify.send(notify.NotifyConfig(), e) == []\n"
         "assert 'apprise' not in sys.modules and 'requests' not in sys.modules"

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from conftest import PG15_BIN, client_programs_only, needs_pg15
-from predeploy.postgres import embedded, pgbin
+from predeploy.db import embedded
+from predeploy.programs import pgbin
 
 
 def program(major: int, source: str = "system") -> pgbin.PgProgram:

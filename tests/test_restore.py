@@ -28,7 +28,8 @@ from psycopg import sql
 from conftest import Receiver, Server, Target
 from hazards import Background, holding, one_line, predeploy_sessions, query_value, wait_until
 from predeploy.backup import dump as backup
-from predeploy.backup import restore, retention
+from predeploy.backup import retention
+from predeploy.commands import restore
 from predeploy.errors import BackupError
 from predeploy.migrate import commands
 from support.pg15 import require_pg15

@@ -21,14 +21,14 @@ import psycopg
 import pytest
 
 from conftest import run_in_terminal
-from predeploy import workflow
+from predeploy.commands import deploy_runbook
+from predeploy.commands import migrate as workflow
+from predeploy.commands.deploy import DeployReport
+from predeploy.commands.steps import Step
 from predeploy.config.settings import load_settings
 from predeploy.errors import HealthCheckFailed, Interrupted, MigrationError, PredeployError
 from predeploy.migrate import commands
 from predeploy.migrate.outcome import Applied
-from predeploy.ops import deploy_runbook
-from predeploy.ops.deploy import DeployReport
-from predeploy.steps import Step
 from wayback import HISTORY, Site, state, write
 from wayback import commands as runbook_commands
 

@@ -33,7 +33,7 @@ from hazards import (
     query_value,
     wait_until,
 )
-from predeploy import log as log_mod
+from predeploy._util import log as log_mod
 
 # every character a URL must percent-encode, and the passfile's own separators
 SPECIAL = "S3cr/et@Pa:ss%w#rd?x \\y"
@@ -452,7 +452,7 @@ def test_what_stands_in_a_passwords_place_is_masked_unknown(
 ) -> None:
     """PASSWORD '...' in SQL (quoted, doubled quotes, E'', dollar-quoted, cut off),
     libpq's password=... and a URL's password are masked without being known."""
-    from predeploy.redact import Scrubber  # noqa: PLC0415
+    from predeploy._util.redact import Scrubber  # noqa: PLC0415
 
     expected = masked or "alter user a with encrypted password '***' valid until 'x'"
     assert Scrubber().text(sql_text) == expected
@@ -488,7 +488,7 @@ def test_every_url_setting_gives_its_secrets(tmp_path: Path) -> None:
 
 
 def test_a_shown_url_masks_its_password_and_query_values() -> None:
-    from predeploy.redact import shown_url  # noqa: PLC0415
+    from predeploy._util.redact import shown_url  # noqa: PLC0415
 
     assert shown_url("http://u:p%40ss@[::1]:80/h?key=K1&flag&v=") == (
         "http://u:***@[::1]:80/h?key=***&***&v=***"

@@ -16,9 +16,9 @@ import psycopg
 import pytest
 
 from conftest import Cli, MakeSettings, write_migrations
-from predeploy import log as log_mod
-from predeploy import units
-from predeploy.ops.health import check_http
+from predeploy._util import log as log_mod
+from predeploy._util import units
+from predeploy.commands.health import check_http
 
 
 def _env(database_url: str, migrations_dir: Path, tmp_path: Path) -> dict[str, str]:
@@ -218,8 +218,8 @@ def test_a_long_run_lists_its_migrations_briefly_and_rolls_back_each(
 ) -> None:
     """434 applied migrations: the comment names the newest and oldest few and the count;
     the rollback command still names every one of them."""
+    from predeploy.commands.runbook import build_runbook  # noqa: PLC0415
     from predeploy.migrate.outcome import Applied  # noqa: PLC0415
-    from predeploy.runbook import build_runbook  # noqa: PLC0415
 
     names = [f"{i:04d}_step" for i in range(434)]
     runbook = build_runbook(

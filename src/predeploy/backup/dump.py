@@ -26,18 +26,19 @@ import psycopg
 import structlog
 
 from predeploy import __version__
+from predeploy._util.sweep import partial_name, sweep_partials, sweep_temp_files, sweep_temp_folders
 from predeploy.backup import retention
 from predeploy.backup.archive import digest, manifest_path, toc_relations
 from predeploy.backup.progress import Progress, ProgressFn, Reporter
+from predeploy.commands.runbook import command
 from predeploy.config.settings import Settings
+from predeploy.db.connect import Conn, catalog_session
+from predeploy.db.failures import describe_lock_holders, translated
+from predeploy.db.locks import advisory_lock
 from predeploy.errors import BackupError, ConfigError
 from predeploy.migrate import history
-from predeploy.migrate.lock import advisory_lock
-from predeploy.postgres import pgbin, programs
-from predeploy.postgres.failures import describe_lock_holders, translated
-from predeploy.postgres.sessions import Conn, catalog_session
-from predeploy.runbook import command
-from predeploy.sweep import partial_name, sweep_partials, sweep_temp_files, sweep_temp_folders
+from predeploy.programs import pgbin
+from predeploy.programs import run as programs
 
 __all__ = ["BACKUP_LOCK", "BackupResult", "Progress", "ProgressFn", "backup", "require_programs"]
 

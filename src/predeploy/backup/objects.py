@@ -23,7 +23,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from predeploy.postgres.sessions import Conn
+from predeploy.db.connect import Conn
 
 __all__ = ["Extra", "belongs_to", "extras", "replayed", "standing", "toc_entries", "toc_line"]
 

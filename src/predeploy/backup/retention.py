@@ -18,10 +18,10 @@ from typing import Any
 
 import structlog
 
+from predeploy._util.sweep import partial_name
 from predeploy.backup.archive import digest, manifest_path, size_of
 from predeploy.config.settings import Settings
 from predeploy.errors import BackupError
-from predeploy.sweep import partial_name
 
 __all__ = ["BackupInfo", "backup_at", "check", "list_backups", "mismatches", "newest", "prune"]
 

@@ -15,10 +15,10 @@ import psycopg
 import structlog
 from invoke.exceptions import Exit
 
-from predeploy import log as log_mod
+from predeploy._util import log as log_mod
 from predeploy.cli import output
+from predeploy.db.failures import message_of
 from predeploy.errors import InternalError, PredeployError, Terminated
-from predeploy.postgres.failures import message_of
 
 __all__ = ["fail", "failed", "guarded", "report_failure"]
 

@@ -27,7 +27,7 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from predeploy.redact import Scrubber
+from predeploy._util.redact import Scrubber
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
@@ -165,7 +165,7 @@ def _said_lost(fd: int, exc: OSError) -> None:
     stderr would write into the stream being written), stdout's on stderr too."""
     import structlog  # noqa: PLC0415 (a rare path)
 
-    from predeploy.log import FILE_ONLY  # noqa: PLC0415
+    from predeploy._util.log import FILE_ONLY  # noqa: PLC0415
 
     name = "stdout" if fd == 1 else "stderr"
     where = {FILE_ONLY: True} if fd == 2 else {}

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from predeploy.cli import output
 
 if TYPE_CHECKING:
-    from predeploy.workflow import Applying
+    from predeploy.commands.migrate import Applying
 
 __all__ = ["CLEAR", "applying", "fit"]
 

@@ -5,23 +5,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from predeploy import summary, units
+from predeploy._util import units
+from predeploy.commands import summary
 
 if TYPE_CHECKING:  # result types only: rendering one result imports no other command's code
     from predeploy.backup.dump import BackupResult
-    from predeploy.backup.restore import RestorePlan
     from predeploy.backup.retention import BackupInfo
+    from predeploy.commands.check import CheckResult
+    from predeploy.commands.deploy import DeployReport
+    from predeploy.commands.health import HealthReport
+    from predeploy.commands.init import Adopted
+    from predeploy.commands.maintenance import MaintenanceReport
+    from predeploy.commands.migrate import Pending, Report
+    from predeploy.commands.restore import RestorePlan
+    from predeploy.commands.runbook import Runbook
+    from predeploy.commands.steps import Step
     from predeploy.migrate.lint import LintReport
     from predeploy.migrate.status import Entry, Status
-    from predeploy.ops.adopt import Adopted
-    from predeploy.ops.check import CheckResult
-    from predeploy.ops.deploy import DeployReport
-    from predeploy.ops.health import HealthReport
-    from predeploy.ops.maintenance import MaintenanceReport
-    from predeploy.postgres.pgbin import PgProgram
-    from predeploy.runbook import Runbook
-    from predeploy.steps import Step
-    from predeploy.workflow import Pending, Report
+    from predeploy.programs.pgbin import PgProgram
 
 __all__ = [
     "render_adopted",
@@ -284,7 +285,7 @@ def _nothing_pending(report: Report, *, waiting: bool = True) -> str:
 
 def _waiting(report: Report) -> list[str]:
     """The other phase's pending migrations, and the command line that applies them."""
-    from predeploy.runbook import command  # noqa: PLC0415 (only with migrations waiting)
+    from predeploy.commands.runbook import command  # noqa: PLC0415 (only with migrations waiting)
 
     names, env = ", ".join(report.later), report.env
     if report.phase == "pre-deploy":

@@ -21,8 +21,8 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from predeploy import confirm, lazy, units
-from predeploy import log as log_mod
+from predeploy._util import lazy, units
+from predeploy._util import log as log_mod
 from predeploy.cli import boundary, output, prompt, signals
 from predeploy.cli.progress import CLEAR, applying, fit
 from predeploy.cli.render import (
@@ -41,6 +41,7 @@ from predeploy.cli.render import (
     render_status,
     render_step,
 )
+from predeploy.commands import confirm
 from predeploy.config.policy import Policy
 from predeploy.config.settings import Settings, env_name, find_root, load_settings
 from predeploy.errors import (
@@ -53,32 +54,33 @@ from predeploy.errors import (
 from predeploy.migrate import commands
 
 if TYPE_CHECKING:
-    from predeploy import gates, workflow
     from predeploy.backup import dump as backup_mod
-    from predeploy.backup import restore as restore_mod
     from predeploy.backup import retention
-    from predeploy.migrate import rollback as rollback_mod
-    from predeploy.ops import adopt
-    from predeploy.ops import check as check_mod
-    from predeploy.ops import deploy as deploy_mod
-    from predeploy.ops import health as health_mod
-    from predeploy.ops import maintenance as maintenance_mod
-    from predeploy.postgres import embedded
-    from predeploy.runbook import Runbook
-    from predeploy.steps import Step
-else:  # each command imports only the machinery it runs (see predeploy.lazy)
-    gates = lazy.module("predeploy.gates")
-    workflow = lazy.module("predeploy.workflow")
+    from predeploy.commands import check as check_mod
+    from predeploy.commands import deploy as deploy_mod
+    from predeploy.commands import gates
+    from predeploy.commands import health as health_mod
+    from predeploy.commands import init as adopt
+    from predeploy.commands import maintenance as maintenance_mod
+    from predeploy.commands import migrate as workflow
+    from predeploy.commands import restore as restore_mod
+    from predeploy.commands import rollback as rollback_mod
+    from predeploy.commands.runbook import Runbook
+    from predeploy.commands.steps import Step
+    from predeploy.db import embedded
+else:  # each command imports only the machinery it runs (see predeploy._util.lazy)
+    gates = lazy.module("predeploy.commands.gates")
+    workflow = lazy.module("predeploy.commands.migrate")
     backup_mod = lazy.module("predeploy.backup.dump")
-    restore_mod = lazy.module("predeploy.backup.restore")
+    restore_mod = lazy.module("predeploy.commands.restore")
     retention = lazy.module("predeploy.backup.retention")
-    rollback_mod = lazy.module("predeploy.migrate.rollback")
-    adopt = lazy.module("predeploy.ops.adopt")
-    check_mod = lazy.module("predeploy.ops.check")
-    deploy_mod = lazy.module("predeploy.ops.deploy")
-    health_mod = lazy.module("predeploy.ops.health")
-    maintenance_mod = lazy.module("predeploy.ops.maintenance")
-    embedded = lazy.module("predeploy.postgres.embedded")
+    rollback_mod = lazy.module("predeploy.commands.rollback")
+    adopt = lazy.module("predeploy.commands.init")
+    check_mod = lazy.module("predeploy.commands.check")
+    deploy_mod = lazy.module("predeploy.commands.deploy")
+    health_mod = lazy.module("predeploy.commands.health")
+    maintenance_mod = lazy.module("predeploy.commands.maintenance")
+    embedded = lazy.module("predeploy.db.embedded")
 
 __all__ = ["ns"]
 
@@ -158,7 +160,7 @@ def status(
             "migrations": [e.as_dict() for e in result.entries],
             "last_runs": runs,
         }
-        from predeploy.runbook import program  # noqa: PLC0415 (the name a pasted line uses)
+        from predeploy.commands.runbook import program  # noqa: PLC0415 (the name a pasted line uses)
 
         every = f"{program()} status --env {settings.env} --all"
         human = render_status(result, whole=all_, rest=every) + render_runs(runs)
@@ -166,8 +168,8 @@ def status(
             f"{n} {state}" for state, n in result.counts().items() if n and state != "applied"
         ]
         if drift:
-            from predeploy.migrate.drift import render as render_drift  # noqa: PLC0415
-            from predeploy.migrate.drift.check import check as check_drift  # noqa: PLC0415
+            from predeploy.commands.drift import check as check_drift  # noqa: PLC0415
+            from predeploy.drift import render as render_drift  # noqa: PLC0415
 
             found = check_drift(settings, expected_file=settings.drift_expected)
             data["drift"] = found.as_dict()
@@ -688,8 +690,8 @@ def drift(
     adopt_sql: bool = False,
 ) -> None:
     """Compare the live schema with what the applied migrations build; exit 1 on drift."""
-    from predeploy.migrate import drift as drift_mod  # noqa: PLC0415 (drift's machinery)
-    from predeploy.migrate.drift.check import check  # noqa: PLC0415
+    from predeploy import drift as drift_mod  # noqa: PLC0415 (drift's machinery)
+    from predeploy.commands.drift import check  # noqa: PLC0415
 
     def run(settings: Settings) -> drift_mod.DriftReport:
         # PREDEPLOY_DRIFT_EXPECTED stands in for --expected, unless a new one is being saved
@@ -722,7 +724,7 @@ def drift(
 @task(name="notify-test", help={"env": _ENV_HELP, "json": _JSON_HELP})
 def notify_test(c: Context, env: str | None = None, json_: bool = False) -> None:
     """Send a test message to every PREDEPLOY_NOTIFY_URLS address and report each result."""
-    from predeploy.ops import notify  # noqa: PLC0415 (apprise only here)
+    from predeploy.integrations import notify  # noqa: PLC0415 (apprise only here)
 
     def run(settings: Settings) -> list[notify.Delivery]:
         config = notify.NotifyConfig(

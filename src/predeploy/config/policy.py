@@ -17,7 +17,7 @@ backup, no question.
 | drift before applying | not checked | not checked | checked |
 
 The policy also follows the database (``for_target``): one that a protected env has
-changed remembers it (``Target.deployed_as``, read by ``predeploy.protection``) and gets the
+changed remembers it (``Target.deployed_as``, read by ``predeploy.db.protection``) and gets the
 protected policy whatever the env; a development env's relaxed policy holds only on the
 embedded server or a loopback/socket database (else it asks and backs up, as any other env,
 unless PREDEPLOY_PROTECTED=0 says the database is a scratch one).

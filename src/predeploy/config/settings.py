@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from predeploy._util.redact import Scrubber, notify_url_secrets, url_secrets
 from predeploy.config import values as v
 from predeploy.config.datasource import read_databases
 from predeploy.config.dburl import DatabaseUrl
@@ -27,7 +28,6 @@ from predeploy.config.names import check_names
 from predeploy.config.prisma import PrismaProject, discover
 from predeploy.config.values import parse_duration
 from predeploy.errors import ConfigError
-from predeploy.redact import Scrubber, notify_url_secrets, url_secrets
 
 __all__ = [
     "BUILTIN_ENVS",

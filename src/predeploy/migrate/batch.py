@@ -24,11 +24,11 @@ from typing import Any
 
 import psycopg
 
+from predeploy.db.connect import Conn
 from predeploy.migrate import history
 from predeploy.migrate.discovery import Migration
 from predeploy.migrate.history import Table
 from predeploy.migrate.sqlscript import Script
-from predeploy.postgres.sessions import Conn
 
 __all__ = [
     "FIRST_SIZE",

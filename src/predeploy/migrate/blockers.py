@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from predeploy.db.catalog import oids
+from predeploy.db.connect import Conn
 from predeploy.migrate.discovery import Migration
-from predeploy.postgres.relations import oids
-from predeploy.postgres.sessions import Conn
 
 __all__ = ["Blocker", "describe", "scan", "tables_of", "wait_until_gone"]
 

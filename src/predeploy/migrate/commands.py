@@ -10,21 +10,22 @@ import structlog
 from psycopg import errors as pg_errors
 from psycopg import sql
 
-from predeploy import audit, cache, lazy
+from predeploy._util import cache, lazy
 from predeploy.config.policy import policy_for
 from predeploy.config.settings import Settings
+from predeploy.db import audit
+from predeploy.db.connect import Conn, catalog_session, migration_limits
+from predeploy.db.failures import message_of, translated
+from predeploy.db.locks import migrate_session
 from predeploy.errors import ConfigError, DatabaseUnreachable, MigrationError, PredeployError
 from predeploy.migrate import discovery as migrations
 from predeploy.migrate import history
 from predeploy.migrate.discovery import Migration
 from predeploy.migrate.history import Table
-from predeploy.migrate.lock import migrate_session
 from predeploy.migrate.phaselint import apply_phases
 from predeploy.migrate.plan import make_plan
 from predeploy.migrate.privileges import RESOLVE, check_bookkeeping
 from predeploy.migrate.status import Entry, Status, compare
-from predeploy.postgres.failures import message_of, translated
-from predeploy.postgres.sessions import Conn, catalog_session, migration_limits
 
 if TYPE_CHECKING:
     from predeploy.migrate import executor

@@ -31,8 +31,9 @@ import structlog
 from psycopg import errors as pg_errors
 from psycopg import sql
 
+from predeploy._util.log import REPORTED
+from predeploy.db.connect import CATALOG, Conn, use_limits
 from predeploy.errors import MigrationError, StoppedPartWay, Terminated
-from predeploy.log import REPORTED
 from predeploy.migrate import batch, blockers, history
 from predeploy.migrate.discovery import Migration
 from predeploy.migrate.outcome import (
@@ -47,7 +48,6 @@ from predeploy.migrate.outcome import (
     unit_of,
 )
 from predeploy.migrate.sqlscript import Script, Statement
-from predeploy.postgres.sessions import CATALOG, Conn, use_limits
 
 __all__ = [
     "Applied",

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 from psycopg import Cursor, sql
 from psycopg.rows import class_row
 
+from predeploy.db.connect import Conn
 from predeploy.migrate.discovery import Migration
-from predeploy.postgres.sessions import Conn
 
 if TYPE_CHECKING:
     from predeploy.config.settings import Settings

@@ -10,7 +10,7 @@ on a table with PREDEPLOY_LINT_LARGE_TABLE_ROWS live rows or more is raised one 
 `-- predeploy: allow RULE[, RULE]` in a migration waives those rules for that file.
 
 squawk's findings are kept in the cache folder (``<root>/.predeploy/cache/lint/``, see
-``predeploy.cache``), one entry per file, keyed by its path and bytes (SHA-256), squawk's
+``predeploy._util.cache``), one entry per file, keyed by its path and bytes (SHA-256), squawk's
 version, and everything that changes squawk's answer: the server's version, the
 in-transaction flag, the excluded rules and a `.squawk.toml` squawk would read. A run with
 nothing new runs no squawk; files not in the cache go to squawk in parallel batches (one
@@ -33,13 +33,13 @@ from typing import Any
 
 import structlog
 
-from predeploy import cache
+from predeploy._util import cache
+from predeploy.db.catalog import LiveTable, resolve
+from predeploy.db.connect import Conn
 from predeploy.errors import ConfigError
 from predeploy.migrate.discovery import Migration
 from predeploy.migrate.sqlscript import position_to_line_column
-from predeploy.postgres import programs
-from predeploy.postgres.relations import LiveTable, resolve
-from predeploy.postgres.sessions import Conn
+from predeploy.programs import run as programs
 
 __all__ = ["LEVELS", "Finding", "LintReport", "lint", "squawk_program"]
 
@@ -153,7 +153,7 @@ def lint(
 ) -> LintReport:
     """Lint ``migrations``; with ``conn``, findings carry the live size of their tables.
 
-    ``cache_dir``: the cache folder (``predeploy.cache.folder(root)``); by default the user's.
+    ``cache_dir``: the cache folder (``predeploy._util.cache.folder(root)``); by default the user's.
     """
     chosen = list(migrations)
     waivers = {m.name: _waivers(m.text) for m in chosen}

@@ -13,11 +13,11 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
 
+from predeploy.db.connect import Conn, Limits
+from predeploy.db.failures import message_of
 from predeploy.errors import ConfigError, MigrationError
 from predeploy.migrate.history import Table
 from predeploy.migrate.sqlscript import Script, Statement, position_to_line_column
-from predeploy.postgres.failures import message_of
-from predeploy.postgres.sessions import Conn, Limits
 
 __all__ = [
     "Applied",

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
+from predeploy.db.connect import Conn
+from predeploy.db.failures import translated
 from predeploy.errors import ConfigError
 from predeploy.migrate.history import Table
-from predeploy.postgres.failures import translated
-from predeploy.postgres.sessions import Conn
 
 __all__ = ["APPLY", "RESOLVE", "ROLLBACK", "check_bookkeeping", "check_dump"]
 

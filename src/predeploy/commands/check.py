@@ -1,0 +1,99 @@
+"""`invoke check`: can we reach the database, what is it, which pg_dump fits it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import structlog
+
+from predeploy.config.settings import Settings
+from predeploy.db import protection
+from predeploy.db.connect import catalog_session, round_trip_ms, target_url
+from predeploy.programs import pgbin
+
+__all__ = ["CheckResult", "check"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """What `invoke check` found about the target database."""
+
+    env: str
+    url: str
+    embedded: bool
+    server_version: str
+    server_major: int
+    database: str
+    user: str
+    latency_ms: float
+    in_recovery: bool
+    pg_dump: pgbin.PgProgram | None
+    pg_restore: pgbin.PgProgram | None
+    tools_warning: str | None
+    server: str = ""  # host:port, the socket, or the embedded server
+    policy: str = ""  # the policy a run that changes this database gets, and why
+    protected: bool = False
+    deployed_as: str | None = None  # the protected env that changed it last
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("pg_dump", "pg_restore"):
+            program = getattr(self, key)
+            data[key] = (
+                None
+                if program is None
+                else {
+                    "path": str(program.path),
+                    "version": program.version,
+                    "source": program.source,
+                }
+            )
+        return data
+
+
+def check(settings: Settings) -> CheckResult:
+    """Connect to the env's database and report what a deploy needs to know."""
+    url, _ = target_url(settings, direct=True)
+    with catalog_session(settings, purpose="check") as conn:
+        row = conn.execute(
+            "SELECT current_setting('server_version'), current_setting('server_version_num'),"
+            " current_database(), current_user, pg_is_in_recovery()"
+        ).fetchone()
+        assert row is not None  # noqa: S101 (a SELECT without FROM returns one row)
+        version, version_num, database, user, in_recovery = row
+        latency_ms = round_trip_ms(conn)
+        target = protection.target_of(settings, conn)
+    policy = protection.decide(settings, target)
+    server_major = int(str(version_num)) // 10000
+    tools = pgbin.select(settings.pg_bin_dir, server_major)
+    result = CheckResult(
+        env=settings.env,
+        url=url.redacted(),
+        embedded=settings.uses_embedded,
+        server_version=str(version),
+        server_major=server_major,
+        database=str(database),
+        user=str(user),
+        latency_ms=round(latency_ms, 3),
+        in_recovery=bool(in_recovery),
+        pg_dump=tools.pg_dump,
+        pg_restore=tools.pg_restore,
+        tools_warning=tools.warning,
+        server=target.server,
+        policy=policy.summary,
+        protected=policy.protected,
+        deployed_as=policy.deployed_as,
+    )
+    log.info(
+        "check_ok",
+        database=result.database,
+        server_version=result.server_version,
+        latency_ms=result.latency_ms,
+        in_recovery=result.in_recovery,
+    )
+    if tools.warning:
+        log.warning("pg_dump_mismatch", detail=tools.warning)
+    return result

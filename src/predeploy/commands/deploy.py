@@ -1,0 +1,256 @@
+"""`invoke deploy`: migrate, reload the pm2 app, wait until it is healthy.
+
+    pm2 (app found) → the migrate workflow (same gates) → pm2 reload (or restart)
+    → wait for online processes and passing health checks (PREDEPLOY_DEPLOY_WAIT)
+
+A failure stops the deploy with the failed step's exit code (the migration's, or
+7 for the reload and the health checks) and a runbook that includes the pm2
+commands. Nothing pending still reloads the app: the code changed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from predeploy.commands import deploy_runbook, health
+from predeploy.commands import migrate as workflow
+from predeploy.commands.announce import announce
+from predeploy.commands.runbook import Runbook, again_words, write_runbook
+from predeploy.commands.steps import OnStep, Step, Stepper, stepper
+from predeploy.config.settings import Settings
+from predeploy.db import audit
+from predeploy.db.connect import catalog_session
+from predeploy.errors import (
+    INTERRUPTED_CODES,
+    ConfigError,
+    HealthCheckFailed,
+    PredeployError,
+    interrupted,
+)
+from predeploy.integrations.pm2 import Pm2, Process
+from predeploy.migrate import discovery, history
+from predeploy.migrate.discovery import POST_DEPLOY
+
+__all__ = ["DeployReport", "deploy"]
+
+log = structlog.get_logger(__name__)
+_POLL = 1.0
+
+
+@dataclass
+class DeployReport:
+    env: str
+    app: str = ""
+    action: str = "reload"  # or restart (--restart)
+    yes: bool = False  # --yes: the runbook's predeploy lines keep it (pasted without a terminal)
+    dry_run: bool = False  # nothing is changed; post_preview: what the post phase would apply
+    steps: list[Step] = field(default_factory=list)
+    migrate: workflow.Report | None = None
+    post: workflow.Report | None = None  # the post-deploy migrations, after the reload
+    before: list[Process] = field(default_factory=list)
+    after: list[Process] = field(default_factory=list)
+    health: health.HealthReport | None = None
+    warnings: list[str] = field(default_factory=list)
+    runbook: Runbook | None = None
+    error: PredeployError | None = None
+    post_preview: list[workflow.Pending] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "env": self.env,
+            "app": self.app,
+            "action": self.action,
+            "dry_run": self.dry_run,
+            "would_apply_post_deploy": [p.__dict__ for p in self.post_preview],
+            "outcome": "failed" if self.error else "ok",
+            "error": str(self.error) if self.error else None,
+            "exit_code": self.error.exit_code if self.error else 0,
+            "steps": [s.__dict__ for s in self.steps],
+            "migrate": self.migrate.as_dict() if self.migrate else None,
+            "post_deploy": self.post.as_dict() if self.post else None,
+            "processes_before": [p.as_dict() for p in self.before],
+            "processes_after": [p.as_dict() for p in self.after],
+            "health": self.health.as_dict() if self.health else None,
+            "warnings": self.warnings,
+            "runbook": self.runbook.commands if self.runbook else [],
+            "runbook_path": str(self.runbook.path) if self.runbook and self.runbook.path else None,
+        }
+
+
+def deploy(
+    settings: Settings,
+    options: workflow.Options,
+    run_id: str,
+    *,
+    restart: bool = False,
+    on_step: OnStep | None = None,
+) -> DeployReport:
+    """Run the deploy; returns the report (``error`` set when a step failed)."""
+    report = DeployReport(
+        env=settings.env,
+        app=settings.pm2_app or "",
+        action="restart" if restart else "reload",
+        dry_run=options.dry_run,
+        yes=options.yes,
+    )
+    step = stepper(report.steps, on_step)
+    try:
+        with step("pm2"):
+            pm2 = Pm2.for_settings(settings)
+            report.before = pm2.processes()
+            if not report.before:
+                raise ConfigError(
+                    f"pm2 has no process named {pm2.app} ({pm2.home()}): start the app once "
+                    f"(pm2 start ecosystem.config.js) as that user, then deploy"
+                )
+    except PredeployError as exc:
+        report.error = exc
+        return report
+    again = again_words(  # its runbook's "run it again": this deploy, not a bare migrate
+        "deploy", settings.env, **_flags(options), restart=restart
+    )
+    report.migrate = workflow.migrate(
+        settings, dataclasses.replace(options, notify=False), run_id, on_step, again=again
+    )
+    if report.migrate.error is not None:
+        report.error = report.migrate.error
+    elif options.dry_run:
+        report.post_preview = _post_preview(settings, report.migrate.later)
+    elif not options.rehearse:
+        action = report.action
+        try:
+            with step(action):
+                _reload(pm2, report, restart)
+            with step("healthy"):
+                _wait_healthy(settings, pm2, report, action)
+            _post_deploy(settings, options, report, run_id, step=step, on_step=on_step, pm2=pm2)
+        except PredeployError as exc:
+            report.error = exc
+        except KeyboardInterrupt as exc:  # SIGINT/SIGTERM: still the runbook and the audit row
+            report.error = interrupted(exc, f"deploying ({action})")
+    trial = options.dry_run or options.rehearse
+    if report.error is not None or (_changed(report) and not trial):
+        report.runbook = write_runbook(settings, run_id, deploy_runbook.lines(settings, report))
+    if not trial:
+        _audit(settings, run_id, report)
+        report.warnings += announce(
+            settings,
+            "deploy",
+            report.as_dict(),
+            changed=_changed(report),
+            exit_code=report.error.exit_code if report.error else 0,
+            protected=report.migrate.policy.get("protected") if report.migrate else None,
+        )
+    return report
+
+
+def _flags(options: workflow.Options) -> dict[str, bool]:
+    return {f: getattr(options, f) for f in ("yes", "force_lint", "allow_drift")}
+
+
+def _post_deploy(
+    settings: Settings,
+    options: workflow.Options,
+    report: DeployReport,
+    run_id: str,
+    *,
+    step: Stepper,
+    on_step: OnStep | None,
+    pm2: Pm2,
+) -> None:
+    """With the new release live and healthy: its post-deploy migrations (the same gates),
+    then the health checks again. A failure leaves the new release running: it works with
+    both schemas, by construction."""
+    shown = (lambda s: on_step(dataclasses.replace(s, name=f"post: {s.name}"))) if on_step else None
+    pre = report.migrate.steps if report.migrate is not None else []
+    said = any(s.name == "drift" and s.outcome == "skipped" for s in pre)  # once per deploy
+    post = workflow.migrate(
+        settings,
+        dataclasses.replace(options, notify=False, post_deploy=True, drift_said_skipped=said),
+        f"{run_id}-post",
+        shown,
+    )
+    report.post = post
+    if post.error is not None:
+        raise post.error
+    if post.applied:
+        with step("healthy after post-deploy"):
+            _wait_healthy(settings, pm2, report, "post-deploy migrations", before_post=False)
+
+
+def _audit(settings: Settings, run_id: str, report: DeployReport) -> None:
+    """The deploy's own audit row: what it applied (the migrate row has the details), the
+    reload, the health result and the error line."""
+    run = audit.Run.of(settings, "deploy", run_id)
+    migrated = report.migrate
+    if migrated is not None:
+        applied = [*migrated.applied, *(report.post.applied if report.post else [])]
+        run.migrations = [{"name": a.name, "seconds": round(a.seconds, 4)} for a in applied]
+        if migrated.backup is not None:
+            run.backup_path, run.backup_sha256 = str(migrated.backup.path), migrated.backup.sha256
+    if report.health is not None:
+        run.health = {"ok": report.health.ok, "failed": [c.name for c in report.health.failed]}
+    failed = next((s.name for s in report.steps if s.outcome == "failed"), None)
+    outcome = "deployed" if report.error is None else f"failed: {failed or 'migrate'}"
+    if report.error is not None and report.error.exit_code in INTERRUPTED_CODES:
+        outcome = "interrupted"
+    _, table = history.tables_for(settings)
+    try:
+        with catalog_session(settings, purpose="audit") as conn:
+            audit.record(conn, table, run, outcome, str(report.error) if report.error else None)
+    except PredeployError as exc:
+        log.warning("audit_not_recorded", detail=str(exc))
+
+
+def _reload(pm2: Pm2, report: DeployReport, restart: bool) -> None:
+    forked = [p for p in report.before if not p.cluster]
+    if forked and not restart:
+        warning = (
+            f"{pm2.app} runs in fork mode: pm2 reload restarts it (requests during the restart "
+            f"can fail); exec_mode 'cluster' makes reloads zero-downtime"
+        )
+        report.warnings.append(warning)
+        log.warning("pm2_fork_mode_reload", app=pm2.app, detail=warning)
+    pm2.reload(restart=restart)
+
+
+def _wait_healthy(
+    settings: Settings, pm2: Pm2, report: DeployReport, action: str, *, before_post: bool = True
+) -> None:
+    """Poll pm2 and the health checks until all pass, for at most PREDEPLOY_DEPLOY_WAIT
+    (post-deploy migrations may be pending until the post-deploy phase)."""
+    deadline = time.monotonic() + settings.deploy_wait
+    while True:
+        result = health.run(settings, pm2=pm2, quiet=True, post_deploy_pending=before_post)
+        report.health = result
+        if result.ok or time.monotonic() >= deadline:
+            break
+        time.sleep(min(_POLL, max(0.0, deadline - time.monotonic())))
+    pm2_check = next((c for c in result.checks if c.name == "pm2"), None)
+    if pm2_check is not None:
+        report.after = [Process(**p) for p in pm2_check.data.get("processes", [])]
+    health.log_checks(result, failed_level="error")
+    if not result.ok:
+        raise HealthCheckFailed(
+            f"{pm2.app} is not healthy {settings.deploy_wait:g}s (PREDEPLOY_DEPLOY_WAIT) after the "
+            f"{action}: {result.summary()}"
+        )
+
+
+def _post_preview(settings: Settings, later: list[str]) -> list[workflow.Pending]:
+    """What the post-deploy phase would apply after the reload, with its SQL (a dry run)."""
+    waiting = set(later)  # its SQL's secrets are masked where the report is printed
+    return [
+        workflow.describe(m, with_sql=True)
+        for m in discovery.discover(settings.migrations_dir)
+        if m.name in waiting and m.phase == POST_DEPLOY
+    ]
+
+
+def _changed(report: DeployReport) -> bool:
+    return any(phase is not None and phase.applied for phase in (report.migrate, report.post))

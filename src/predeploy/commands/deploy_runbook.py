@@ -1,0 +1,171 @@
+"""The runbook of a deploy: what it changed (both phases, and the release), how to undo it.
+
+Every command line runs when pasted: predeploy as ``runbook.command`` names it, pm2 as
+``pm2.pasted`` does (the program this run used, by absolute path, with its PM2_HOME).
+What it says follows where the deploy stopped:
+
+- before the reload (a migration failed, a gate refused): the release was not reloaded;
+  the pre-deploy phase's own runbook;
+- while ``pm2 reload`` ran (a signal, a failure, a timeout): the reload may have happened,
+  in part or whole; how to see what runs (``pm2 describe``), then how to go back;
+- after the reload: the app is not healthy, or a post-deploy migration failed (the
+  release works with the schema as it is), listing what both phases applied;
+- a deploy that applied migrations and ended well: the undo of both phases, in order.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from predeploy.commands import runbook
+from predeploy.commands.runbook import command, restore_lines, undo_lines
+from predeploy.config.settings import Settings
+from predeploy.errors import INTERRUPTED_CODES
+from predeploy.integrations.pm2 import pasted
+
+if TYPE_CHECKING:
+    from predeploy.commands import migrate as workflow
+    from predeploy.commands.deploy import DeployReport
+
+__all__ = ["lines"]
+
+
+def lines(settings: Settings, report: DeployReport) -> list[str]:
+    """The runbook's lines for ``report`` (a deploy that failed, or applied something)."""
+    app, post = report.app, report.post
+    if post is not None and post.error is not None:
+        return _post_failed(settings, report, post)
+    reload = next((s for s in report.steps if s.name in ("reload", "restart")), None)
+    if reload is None:
+        return [
+            f"# {app} was not reloaded: pm2 still runs the release it ran before this deploy",
+            *_own(report.migrate),
+        ]
+    if reload.outcome != "ok":
+        return _in_flight(settings, report, reload.name, reload.outcome)
+    if report.error is None:
+        return _undo_deploy(settings, report)
+    interrupted = report.error.exit_code in INTERRUPTED_CODES
+    return [
+        f"# {app} was {reload.name}ed; this deploy was interrupted before it was found healthy"
+        if interrupted
+        else f"# {app} is not healthy after this deploy",
+        "# its recent logs:",
+        pasted(settings, "logs", app, "--lines", "100", "--nostream"),
+        *_revert(settings, app),
+        *_own(report.migrate),
+        *_own(post),
+        *_check(settings),
+    ]
+
+
+def _post_failed(settings: Settings, report: DeployReport, post: workflow.Report) -> list[str]:
+    """The release is live and healthy; the post-deploy phase failed. What each phase did."""
+    env, app = settings.env, report.app
+    stopped = "was interrupted" if _interrupted(post) else "failed"
+    lines = [
+        f"# the new release of {app} is live and healthy; a post-deploy migration {stopped},",
+        "# and the release works with the schema as it is (that is what post-deploy means):",
+        *runbook.part_way_lines(env, post.error, _has_down(post)),
+    ]
+    if post.applied:
+        lines.append(
+            f"# after the reload, this deploy applied {len(post.applied)} post-deploy "
+            f"migration(s) before it stopped: {_names(post)}"
+        )
+        lines += undo_lines(env, _newest_first(post), _has_down(post), "undo those")
+    elif runbook.left_failed_by(post.error) is None:
+        lines.append("# the post-deploy phase changed nothing in the database")
+    lines += [
+        "# once the cause (the error line) is dealt with, apply the post-deploy migrations:",
+        command("migrate", "--env", env, "--post-deploy", *(["--yes"] if report.yes else [])),
+    ]
+    pre = report.migrate
+    if pre is not None and pre.applied:
+        lines += [
+            f"# before the reload, this deploy applied {len(pre.applied)} pre-deploy "
+            f"migration(s): {_names(pre)}",
+            "# the live release needs them: to undo them, first go back to the previous release:",
+            *_revert(settings, app),
+            *undo_lines(env, _newest_first(pre), _has_down(pre), "then undo those"),
+        ]
+    left_failed = runbook.left_failed_by(post.error)
+    if not (post.applied or (pre is not None and pre.applied) or left_failed):
+        return lines  # nothing changed: no restore to suggest
+    return lines + restore_lines(settings, _first_backup(report), "this deploy")
+
+
+def _in_flight(settings: Settings, report: DeployReport, action: str, outcome: str) -> list[str]:
+    """``pm2 reload`` was stopped or failed: pm2's daemon may have done it, or part of it."""
+    app = report.app
+    why = "this deploy was interrupted" if outcome == "interrupted" else "it failed"
+    return [
+        f"# pm2 {action} {app} was in flight when {why}: pm2 may have {action}ed {app}",
+        "# (all, some or none of its processes may run the new release); see what runs now:",
+        pasted(settings, "describe", app),
+        *_revert(settings, app),
+        *_own(report.migrate),
+        *_check(settings),
+    ]
+
+
+def _undo_deploy(settings: Settings, report: DeployReport) -> list[str]:
+    """A deploy that went well: its post-deploy migrations are undone first (the new release
+    works without them), then the release goes back, then its pre-deploy ones."""
+    env, app, pre, post = settings.env, report.app, report.migrate, report.post
+    lines: list[str] = []
+    if pre is not None and pre.applied:
+        lines.append(
+            f"# before the reload, this deploy applied {len(pre.applied)} pre-deploy "
+            f"migration(s): {_names(pre)}"
+        )
+    if post is not None and post.applied:
+        lines.append(
+            f"# after the reload, it applied {len(post.applied)} post-deploy migration(s): "
+            f"{_names(post)}"
+        )
+        lines += undo_lines(env, _newest_first(post), _has_down(post), "undo those first")
+    lines += _revert(settings, app)
+    if pre is not None and pre.applied:
+        lines += undo_lines(env, _newest_first(pre), _has_down(pre), "then undo the pre-deploy")
+    return lines + restore_lines(settings, _first_backup(report), "this deploy")
+
+
+def _interrupted(phase: workflow.Report) -> bool:
+    return phase.error is not None and phase.error.exit_code in INTERRUPTED_CODES
+
+
+def _revert(settings: Settings, app: str) -> list[str]:
+    return [
+        "# put the previous release of the code back (with pm2's deploy section:",
+        "#   pm2 deploy ecosystem.config.js production revert 1), then reload it:",
+        pasted(settings, "reload", app),
+    ]
+
+
+def _check(settings: Settings) -> list[str]:
+    return ["# then check:", runbook.pm2_command(settings, "health", "--env", settings.env)]
+
+
+def _own(phase: workflow.Report | None) -> list[str]:
+    return phase.runbook.commands if phase is not None and phase.runbook is not None else []
+
+
+def _names(phase: workflow.Report) -> str:
+    return ", ".join(a.name for a in phase.applied)
+
+
+def _newest_first(phase: workflow.Report) -> list[str]:
+    return [a.name for a in reversed(phase.applied)]
+
+
+def _has_down(phase: workflow.Report) -> dict[str, bool]:
+    return {p.name: p.has_down for p in phase.pending}
+
+
+def _first_backup(report: DeployReport) -> runbook.TakenBackup | None:
+    """The backup taken before the first change this deploy made."""
+    for phase in (report.migrate, report.post):
+        if phase is not None and phase.backup is not None:
+            return runbook.TakenBackup(phase.backup.path, phase.backup.created_at)
+    return None

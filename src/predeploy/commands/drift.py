@@ -1,0 +1,125 @@
+"""One drift check for an env: the expected schema (a saved fingerprint, or a shadow built
+from the applied migrations), compared with the live one.
+
+Used by `predeploy drift`, by a protected env's migrate (before anything is changed), by the
+nightly maintenance and by `status --drift`. The shadow applies the history's applied
+migrations in the order they were applied, through the one executor, with the session the
+live migrations had (Prisma's ``?schema=`` included).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import structlog
+
+from predeploy._util.log import FILE_ONLY
+from predeploy.config.settings import Settings
+from predeploy.db.connect import Conn, catalog_session, target_url
+from predeploy.db.failures import translated
+from predeploy.drift import shadow
+from predeploy.drift.fingerprint import Fingerprint
+from predeploy.drift.report import DriftReport, detect
+from predeploy.errors import ConfigError, PredeployError
+from predeploy.migrate import discovery, executor, history
+from predeploy.migrate.commands import ensure_history, read_history, run_options
+from predeploy.migrate.discovery import Migration
+
+__all__ = ["check", "checked", "excluded"]
+
+log = structlog.get_logger(__name__)
+
+
+def excluded(settings: Settings) -> list[tuple[str, str]]:
+    """predeploy's own tables (history, audit), never reported."""
+    table, audit_table = history.tables_for(settings)
+    return [(table.schema, table.name), (audit_table.schema, audit_table.name)]
+
+
+def check(
+    settings: Settings, *, expected_file: Path | None = None, save: Path | None = None
+) -> DriftReport:
+    """Compare the live schema with the expected one; ``save`` writes the expected one."""
+    with catalog_session(settings, purpose="drift") as conn:
+        if expected_file is not None:
+            expected, origin = _read(expected_file), str(expected_file)
+        else:
+            expected, origin = _shadow(settings, conn)
+        if save is not None:
+            _write(save, expected)
+        with translated(conn, "fingerprinting the live schema"):
+            return detect(
+                conn,
+                expected=expected,
+                exclude=excluded(settings),
+                expected_from=origin,
+                schema=settings.migration_url.schema if settings.migration_url else None,
+            )
+
+
+def _shadow(settings: Settings, conn: Conn) -> tuple[Fingerprint, str]:
+    table, _ = history.tables_for(settings)
+    applied = _applied(settings, read_history(conn, table))
+    url, variable = target_url(settings, direct=True)
+    options = dataclasses.replace(run_options(settings), quiet=True)
+
+    def build(shadow_conn: Conn) -> None:
+        ensure_history(shadow_conn, options.table)
+        with executor.Executor(shadow_conn, options) as run:
+            run.apply_all(applied)
+
+    built = shadow.expected(
+        url,
+        build=build,
+        exclude=excluded(settings),
+        extensions=shadow.required_extensions(applied),
+        shadow_url=settings.shadow_database_url,
+        embedded_pgdata=settings.pgdata,
+        pg_bin_dir=settings.pg_bin_dir,
+        timeout=settings.connect_timeout,
+        variable=variable,
+    )
+    return built.fingerprint, built.origin
+
+
+def _applied(settings: Settings, rows: list[history.HistoryRow]) -> list[Migration]:
+    """The applied migrations, in the order they were applied; their folders must exist."""
+    found = {m.name: m for m in discovery.discover(settings.migrations_dir)}
+    applied = sorted((r for r in rows if r.applied), key=lambda r: (r.finished_at, r.started_at))
+    missing = [r.migration_name for r in applied if r.migration_name not in found]
+    if missing:
+        raise shadow.DriftError(
+            f"cannot build the expected schema: applied migration(s) missing on disk: "
+            f"{', '.join(missing[:5])}; restore their folders, or compare with a saved "
+            f"fingerprint (--expected FILE)"
+        )
+    return [found[r.migration_name] for r in applied]
+
+
+def _read(path: Path) -> Fingerprint:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return Fingerprint.from_json(text, source=str(path))
+
+
+def _write(path: Path, expected: Fingerprint) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(expected.to_json())
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def checked(settings: Settings) -> tuple[DriftReport | None, str | None]:
+    """The drift check of a run that has other work to do: (report, None), or (None, why it
+    could not be checked). A check that cannot run (no shadow database, a saved fingerprint
+    missing) never stops that work; the caller reports its step skipped, with why (the log
+    file has it too, as ``drift_skipped``)."""
+    try:
+        return check(settings, expected_file=settings.drift_expected), None
+    except PredeployError as exc:
+        log.warning("drift_skipped", detail=exc.message, **{FILE_ONLY: True})
+        return None, exc.message

@@ -1,0 +1,108 @@
+"""One run at a time: a session-level advisory lock, polled on its own connection.
+
+The migrate key is Prisma's (72707369), so predeploy and `prisma migrate`
+exclude each other. Polling with pg_try_advisory_lock keeps the wait bounded and
+lets us name the holder. The lock lives as long as its session: a killed run
+releases it with its connection, so it can never go stale.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+import psycopg
+import structlog
+
+from predeploy.db.connect import Conn, migration_session
+from predeploy.errors import LockBusy
+
+if TYPE_CHECKING:
+    from predeploy.config.settings import Settings
+
+__all__ = ["MIGRATE_LOCK", "advisory_lock", "describe_holder", "migrate_session"]
+
+MIGRATE_LOCK = 72707369
+log = structlog.get_logger(__name__)
+
+_HOLDER = """
+SELECT a.pid, coalesce(nullif(a.application_name, ''), '(none)'), a.usename, a.client_addr,
+       a.state, extract(epoch FROM now() - coalesce(
+           CASE WHEN a.state = 'idle' THEN a.state_change END, a.xact_start, a.backend_start))
+FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+  AND l.classid = (%(key)s::bigint >> 32)::oid AND l.objid = (%(key)s::bigint & 4294967295)::oid
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+LIMIT 1
+"""
+
+
+@contextmanager
+def advisory_lock(conn: Conn, key: int, *, wait: float, purpose: str) -> Iterator[None]:
+    """Hold session advisory lock ``key`` on ``conn`` for the block; LockBusy after ``wait``.
+
+    Take it on the connection that does the work: should this process die, the
+    server finishes (or rolls back) what that session sent before it lets the lock
+    go, so the next run can never overlap a dying one.
+    """
+    _acquire(conn, key, wait, purpose)
+    log.info("lock_acquired", key=key, purpose=purpose)
+    try:
+        yield
+    finally:
+        if not conn.closed and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+            # a connection lost meanwhile took the lock with it: its error must not replace
+            # the one the block raised
+            with contextlib.suppress(psycopg.OperationalError):
+                conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+        # otherwise closing the connection releases it
+
+
+@contextmanager
+def migrate_session(settings: Settings, purpose: str) -> Iterator[Conn]:
+    """A migration session on the direct URL holding the migrate lock: runs that change
+    the schema (migrate, rollback, resolve, restore) use it."""
+    with (
+        migration_session(settings, purpose) as conn,
+        advisory_lock(conn, MIGRATE_LOCK, wait=settings.lock_wait, purpose=purpose),
+    ):
+        yield conn
+
+
+def _acquire(conn: Conn, key: int, wait: float, purpose: str) -> None:
+    deadline = time.monotonic() + wait
+    pause = 0.05
+    announced = False
+    while True:
+        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+        if row is not None and row[0]:
+            return
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise LockBusy(
+                f"the {purpose} lock (advisory lock {key}) is held by "
+                f"{describe_holder(conn, key)}; waited {wait:g}s (PREDEPLOY_LOCK_WAIT): let that "
+                f"run "
+                f"finish, or end that session if it is stuck"
+            )
+        if not announced:
+            log.info("lock_waiting", key=key, holder=describe_holder(conn, key), wait_s=wait)
+            announced = True
+        time.sleep(min(pause, remaining))
+        pause = min(pause * 2, 0.5)
+
+
+def describe_holder(conn: Conn, key: int) -> str:
+    """'pid 123 (application ..., user ..., from ...) for 12s', or a note that it is gone."""
+    row = conn.execute(_HOLDER, {"key": key}).fetchone()
+    if row is None:
+        return "a session that is gone or not visible to this user"
+    pid, application, user, client, state, seconds = row
+    origin = f", from {client}" if client else ""
+    return (
+        f"pid {pid} (application {application!s}, user {user}{origin}, {state}) "
+        f"for {float(seconds or 0):.0f}s"
+    )

@@ -1,0 +1,167 @@
+"""A database remembers the protected env that changed it, and its policy follows.
+
+A protected env's run that migrates, rolls back or restores a database leaves a marker
+there, on the session that makes the change: the comment of predeploy's audit table (in
+the history's schema, so each Prisma ``?schema=`` has its own), naming the env, when, by
+whom and from which host. A restore keeps the audit table, so the marker too. Every later
+run reads it on its first session (one query; a second, on the audit rows, when the
+audit table has no marker; no audit table: no marker) and gets the
+policy ``predeploy.config.policy.for_target`` decides from it and from where the database
+is. Databases changed by a protected env before predeploy marked them are known by their
+audit rows. On a copy that really is scratch, one line forgets all of it:
+``COMMENT ON TABLE predeploy_runs IS 'predeploy scratch'``.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from datetime import UTC, datetime
+
+import psycopg
+import structlog
+from psycopg import sql
+
+from predeploy._util.log import SENTENCE
+from predeploy.commands.confirm import operator
+from predeploy.config.policy import (
+    EMBEDDED,
+    PROTECTED_ENVS,
+    Policy,
+    Target,
+    for_target,
+    is_local,
+    policy_for,
+)
+from predeploy.config.settings import Settings
+from predeploy.db import audit
+from predeploy.db.connect import Conn
+from predeploy.migrate import history
+from predeploy.migrate.history import Table
+
+__all__ = ["PREFIX", "SCRATCH", "decide", "mark", "parse", "policy_of", "read", "target_of"]
+
+log = structlog.get_logger(__name__)
+
+PREFIX = "predeploy protected: "
+SCRATCH = "predeploy scratch"  # written by an operator: this copy remembers nothing
+_UNKNOWN = "an unknown protected env"
+
+
+def parse(comment: str | None) -> str | None:
+    """The env a marker names; None when ``comment`` is no marker of ours."""
+    if not comment or not comment.startswith(PREFIX):
+        return None
+    try:
+        env = json.loads(comment[len(PREFIX) :]).get("env")
+    except (ValueError, AttributeError):
+        env = None
+    return str(env) if env else _UNKNOWN
+
+
+# the marker on ``table`` first, else one on another table of its schema (an env whose
+# PREDEPLOY_AUDIT_TABLE names another audit table marks that one); and whether ``table`` is
+_READ = """
+SELECT (SELECT d.description FROM pg_description d
+        JOIN pg_class c ON c.oid = d.objoid AND d.classoid = 'pg_class'::regclass
+          AND d.objsubid = 0
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p')
+          AND d.description LIKE %(prefix)s
+        ORDER BY c.relname = %(name)s DESC, c.relname LIMIT 1),
+       EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+               WHERE n.nspname = %(schema)s AND c.relname = %(name)s AND c.relkind IN ('r', 'p'))
+"""
+# (the catalogue, not to_regclass: that raises "permission denied for schema" without USAGE,
+# before the privileges gate could name the GRANT)
+# what a protected run that changed (or found up to date) the database left in the audit
+# table before predeploy marked databases
+_CHANGED = ("applied", "nothing pending", "rolled back", "restored", "deployed")
+_EARLIER = "SELECT env FROM {} WHERE env = ANY(%s) AND outcome = ANY(%s) ORDER BY id DESC LIMIT 1"
+
+
+def read(conn: Conn, table: Table) -> tuple[str | None, bool]:
+    """The env the database remembers, and whether its marker says so (False: only the audit
+    rows of a protected run by a predeploy that did not mark databases yet)."""
+    like = "predeploy %"
+    row = conn.execute(
+        _READ,
+        {"schema": table.schema, "name": table.name, "prefix": like},
+    ).fetchone()
+    comment, has_audit = row if row is not None else (None, False)
+    if comment is not None and comment.strip() == SCRATCH:
+        return None, True
+    env = parse(comment)
+    if env is not None or not has_audit:
+        return env, env is not None
+    return _earlier(conn, table), False
+
+
+def _earlier(conn: Conn, table: Table) -> str | None:
+    """A protected env named in the audit rows of a run that changed the database."""
+    query = sql.SQL(_EARLIER).format(table.ident)
+    try:
+        with conn.transaction():  # a savepoint: a refused read leaves the session usable
+            row = conn.execute(query, (sorted(PROTECTED_ENVS), list(_CHANGED))).fetchone()
+    except (
+        psycopg.errors.InsufficientPrivilege,
+        psycopg.errors.LockNotAvailable,
+        psycopg.errors.QueryCanceled,
+        psycopg.errors.UndefinedColumn,
+    ) as exc:
+        log.warning("audit_not_read", table=str(table), detail=str(exc).splitlines()[0])
+        return None
+    return str(row[0]) if row else None
+
+
+def mark(conn: Conn, table: Table, *, env: str, command: str, run_id: str) -> None:
+    """Make the database remember ``env``; a failure is logged, never raised over the run."""
+    note = {
+        "env": env,
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "operator": operator(),
+        "host": socket.gethostname(),
+        "command": command,
+        "run_id": run_id,
+    }
+    try:
+        if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
+            conn.execute("ROLLBACK")
+        audit.ensure_table(conn, table)
+        comment = sql.Literal(PREFIX + json.dumps(note))
+        conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(table.ident, comment))
+    except psycopg.Error as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        log.warning("protection_not_marked", table=str(table), detail=detail)
+        return
+    log.info("protection_marked", env=env, table=str(table))
+
+
+def target_of(settings: Settings, conn: Conn) -> Target:
+    """Where ``conn`` (a session on the env's direct URL) is, and what it remembers."""
+    url = None if settings.uses_embedded else settings.migration_url
+    server = EMBEDDED if url is None else url.address
+    local = url is None or is_local(url.host, url.params.get("hostaddr"))
+    _, audit_table = history.tables_for(settings)
+    env, marked = read(conn, audit_table)
+    return Target(conn.info.dbname, server, local, env, marked=marked)
+
+
+def policy_of(settings: Settings, conn: Conn, *, say: bool = True) -> Policy:
+    """The policy of this run on ``conn``'s database; says once when the database decided
+    (unless ``say`` is False: it was said already)."""
+    return decide(settings, target_of(settings, conn), say=say)
+
+
+def decide(settings: Settings, target: Target, *, say: bool = True) -> Policy:
+    """The policy of ``settings``' env on ``target`` (``for_target``), said when it differs."""
+    policy = for_target(
+        policy_for(settings),
+        target,
+        scratch=settings.protected is False,
+        allow_no_backup=settings.allow_no_backup,
+    )
+    if policy.caution and say:
+        log.warning("policy_from_target", detail=policy.caution, **{SENTENCE: True})
+    log.info("policy", detail=policy.describe(), protected=policy.protected)
+    return policy

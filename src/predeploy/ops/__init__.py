@@ -1,1 +1,0 @@
-"""Operations: check, health, pm2, deploy and the nightly maintenance."""

@@ -1,1 +1,0 @@
-"""PostgreSQL: sessions, client programs, the embedded dev server, catalogue reads."""

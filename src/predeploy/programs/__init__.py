@@ -1,0 +1,1 @@
+"""Programs predeploy runs (one runner over sh): PostgreSQL client tools, pm2, squawk, git."""
