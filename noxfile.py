@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.sessions = ["tests", "lint", "typecheck", "imports"]
 nox.options.reuse_existing_virtualenvs = True
 
 
@@ -27,6 +27,14 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict on the library."""
     session.install("-e", ".[test]")
     session.run("mypy", "src")
+
+
+@nox.session
+def imports(session: nox.Session) -> None:
+    """import-linter: the layers of DESIGN.md (.importlinter); a lower layer never imports a
+    higher one."""
+    session.install("-e", ".", "import-linter")
+    session.run("lint-imports")
 
 
 @nox.session
