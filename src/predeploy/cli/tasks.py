@@ -23,6 +23,7 @@ from invoke.tasks import task
 
 from predeploy._util import lazy, units
 from predeploy._util import log as log_mod
+from predeploy._util.operator import operator
 from predeploy.cli import boundary, output, prompt, signals
 from predeploy.cli.progress import CLEAR, applying, fit
 from predeploy.cli.render import (
@@ -394,7 +395,7 @@ def rollback(
         gates.refuse_without_terminal(policy, asking, database, "rolling back")
         if yes:
             structlog.get_logger("predeploy").info(
-                "confirmation_waived", operator=confirm.operator(), action="rollback"
+                "confirmation_waived", operator=operator(), action="rollback"
             )
             return
         gates.confirm(

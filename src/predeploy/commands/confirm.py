@@ -7,29 +7,16 @@ never touches the terminal; with no terminal and no ``--yes`` the answer is a re
 
 from __future__ import annotations
 
-import getpass
-import os
 from collections.abc import Callable
 
 import structlog
 
+from predeploy._util.operator import operator
 from predeploy.errors import Refused
 
-__all__ = ["operator", "require_typed", "require_yes"]
+__all__ = ["require_typed", "require_yes"]
 
 log = structlog.get_logger(__name__)
-
-
-def operator() -> str:
-    """Who is running this, for the logs and the audit trail: the person behind sudo
-    (SUDO_USER) rather than the user sudo made them."""
-    behind_sudo = os.environ.get("SUDO_USER")
-    if behind_sudo:
-        return behind_sudo
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
 
 
 def require_typed(

@@ -13,8 +13,9 @@ from typing import Protocol
 import structlog
 
 from predeploy._util.log import REPORTED
+from predeploy._util.operator import operator
 from predeploy.commands import summary
-from predeploy.commands.confirm import operator, require_typed, require_yes
+from predeploy.commands.confirm import require_typed, require_yes
 from predeploy.config.policy import Policy
 from predeploy.config.settings import Settings
 from predeploy.db.connect import Conn

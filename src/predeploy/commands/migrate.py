@@ -21,8 +21,8 @@ import structlog
 
 from predeploy._util import lazy
 from predeploy._util.log import REPORTED
+from predeploy._util.operator import operator
 from predeploy.commands import summary
-from predeploy.commands.confirm import operator
 from predeploy.commands.steps import OnStep, Skip, Step, Stepper, note, skip, stepper
 from predeploy.config.policy import Policy, policy_for
 from predeploy.config.settings import Settings

@@ -22,8 +22,8 @@ import structlog
 from psycopg import sql
 
 from predeploy import __version__
+from predeploy._util.operator import operator
 from predeploy._util.redact import Scrubber
-from predeploy.commands.confirm import operator
 from predeploy.db.connect import Conn
 from predeploy.errors import INTERRUPTED_CODES, PredeployError
 from predeploy.migrate.history import Table

@@ -23,7 +23,7 @@ import structlog
 from psycopg import sql
 
 from predeploy._util.log import SENTENCE
-from predeploy.commands.confirm import operator
+from predeploy._util.operator import operator
 from predeploy.config.policy import (
     EMBEDDED,
     PROTECTED_ENVS,

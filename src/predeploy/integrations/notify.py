@@ -19,8 +19,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import structlog
 
+from predeploy._util.operator import operator
 from predeploy._util.redact import Scrubber
-from predeploy.commands.confirm import operator
 from predeploy.errors import ConfigError
 from predeploy.integrations._notify_send import Delivery, Message, deliver
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import structlog
 
-from predeploy.commands.confirm import operator
+from predeploy._util.operator import operator
 from predeploy.config.settings import Settings
 from predeploy.errors import ConfigError, HealthCheckFailed
 from predeploy.programs import run as programs
