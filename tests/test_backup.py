@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -20,10 +21,17 @@ from conftest import Cli, MakeSettings, Server, run_in_terminal, schema_dump, wr
 from predeploy.backup import archive, retention
 from predeploy.backup import dump as backup
 from predeploy.commands import restore
-from predeploy.config.settings import load_settings
+from predeploy.config.settings import Settings, load_settings
+from predeploy.db import target as db_target
 from predeploy.errors import BackupError
 from predeploy.migrate import commands
 from predeploy.programs import pgbin
+
+
+def _backup(settings: Settings, **kwargs: Any) -> backup.BackupResult:
+    """A verified backup of ``settings``' database (its Target, its backup settings)."""
+    return backup.backup(db_target.of(settings), settings.backup, **kwargs)
+
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
 
@@ -88,7 +96,7 @@ def test_backup_is_verified_private_and_described(
 ) -> None:
     """A backup: 0700 folder, 0600 files, manifest with sha256, state and restore command."""
     settings = make_settings(PREDEPLOY_BACKUP_DIR=str(tmp_path / "b"))
-    result = backup.backup(settings, reason="manual")
+    result = _backup(settings, reason="manual")
     folder = tmp_path / "b" / "staging"
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     assert stat.S_IMODE(result.path.stat().st_mode) == 0o600
@@ -112,7 +120,7 @@ def test_round_trip_restores_the_backup_moment(
     """backup → change data and schema → restore: identical to the backup moment."""
     settings = make_settings(PREDEPLOY_BACKUP_DIR=str(tmp_path / "b"), PREDEPLOY_BACKUP_JOBS=jobs)
     before = fingerprint(filled)
-    made = backup.backup(settings)
+    made = _backup(settings)
     assert made.format == ("directory" if jobs == "2" else "custom")
     write_migrations(
         migrations_dir, {"2_more": "CREATE TABLE later (id int); ALTER TABLE items ADD x int;"}
@@ -140,7 +148,7 @@ def test_password_never_in_pg_dump_arguments(
     settings = make_settings(PREDEPLOY_BACKUP_DIR=str(tmp_path / "b"))
     with psycopg.connect(filled) as holder:
         holder.execute("LOCK TABLE items IN ACCESS EXCLUSIVE MODE")  # pg_dump waits on it
-        worker = threading.Thread(target=backup.backup, args=(settings,), daemon=True)
+        worker = threading.Thread(target=_backup, args=(settings,), daemon=True)
         worker.start()
         pid = wait_for_process("pg_dump")
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode()
@@ -182,7 +190,7 @@ def test_killed_pg_dump_leaves_nothing(
 
     def run() -> None:
         try:
-            backup.backup(settings)
+            _backup(settings)
         except BackupError as exc:
             errors.append(exc)
 
@@ -211,7 +219,7 @@ def test_failing_pg_dump_names_the_reason(
     settings = make_settings(PREDEPLOY_BACKUP_DIR=str(tmp_path / "b"), DATABASE_URL=url)
     try:
         with pytest.raises(BackupError, match="permission denied for table items"):
-            backup.backup(settings)
+            _backup(settings)
     finally:
         with psycopg.connect(filled, autocommit=True) as conn:
             conn.execute("DROP OWNED BY reader")
@@ -239,7 +247,7 @@ def test_full_disk_leaves_nothing(
     grow(filled, 20_000)
     settings = make_settings(PREDEPLOY_BACKUP_DIR=str(tiny_disk))
     with pytest.raises(BackupError, match="No space left on device") as err:
-        backup.backup(settings)
+        _backup(settings)
     assert err.value.exit_code == 4
     assert list((tiny_disk / "staging").iterdir()) == []
 
@@ -254,7 +262,7 @@ def test_read_only_folder_is_refused(
     subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)], check=True)
     try:
         with pytest.raises(BackupError, match=rf"backup folder {folder}/staging is not writable"):
-            backup.backup(make_settings(PREDEPLOY_BACKUP_DIR=str(folder)))
+            _backup(make_settings(PREDEPLOY_BACKUP_DIR=str(folder)))
     finally:
         subprocess.run(["umount", str(folder)], check=True)
 
@@ -303,16 +311,16 @@ def test_retention_keeps_the_newest_and_never_touches_foreign_files(
         path.write_text("{}")
     made = []
     for _ in range(3):
-        made.append(backup.backup(settings))
+        made.append(_backup(settings))
     assert made[-1].pruned == (made[0].path,)
     assert not made[0].path.exists() and not made[0].manifest.exists()
     assert all(p.exists() for p in foreign)
-    listed = retention.list_backups(settings)
+    listed = retention.list_backups(settings.backup)
     assert [b.path for b in listed] == [made[2].path, made[1].path]
     aged = make_settings(
         PREDEPLOY_BACKUP_DIR=str(tmp_path / "b"), PREDEPLOY_BACKUP_MAX_AGE_DAYS="0.000001"
     )
-    assert retention.prune(aged, keep=made[2].path) == [made[1].path]
+    assert retention.prune(aged.backup, keep=made[2].path) == [made[1].path]
     assert made[2].path.exists() and all(p.exists() for p in foreign)
 
 
@@ -321,7 +329,7 @@ def test_restore_refuses_a_changed_dump(
 ) -> None:
     """A dump whose bytes changed since verification is not restored."""
     settings = make_settings(PREDEPLOY_BACKUP_DIR=str(tmp_path / "b"))
-    made = backup.backup(settings)
+    made = _backup(settings)
     with psycopg.connect(filled) as conn:
         conn.execute("CREATE TABLE after_backup (id int)")
     data = bytearray(made.path.read_bytes())
@@ -376,7 +384,7 @@ def test_restore_asks_for_the_database_name_on_a_terminal(
         "PREDEPLOY_BACKUP_DIR": str(tmp_path / "b"),
         "PREDEPLOY_MIGRATIONS_DIR": str(migrations_dir),
     }
-    backup.backup(load_settings("staging", project, env))
+    _backup(load_settings("staging", project, env))
     with psycopg.connect(filled) as conn:
         conn.execute("TRUNCATE items CASCADE")
     name = filled.rsplit("/", 1)[1]
@@ -401,7 +409,7 @@ def test_restore_gives_up_on_a_held_table_and_changes_nothing(
 ) -> None:
     """An application holding a table: the restore stops after PREDEPLOY_LOCK_WAIT, unchanged."""
     settings = make_settings(PREDEPLOY_BACKUP_DIR=str(tmp_path / "b"), PREDEPLOY_LOCK_WAIT="1s")
-    made = backup.backup(settings)
+    made = _backup(settings)
     with psycopg.connect(filled) as conn:
         conn.execute("DELETE FROM notes")
     with psycopg.connect(filled) as app:

@@ -23,7 +23,7 @@ import pytest
 from psycopg import sql
 
 from conftest import Cli, Target, run_in_terminal
-from predeploy.config.policy import Target as Seen
+from predeploy.config.policy import Place as Seen
 from predeploy.config.policy import for_target, is_local, make_policy
 from predeploy.config.settings import load_settings
 from wayback import Site, execute, report, write

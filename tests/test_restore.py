@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -30,11 +31,19 @@ from hazards import Background, holding, one_line, predeploy_sessions, query_val
 from predeploy.backup import dump as backup
 from predeploy.backup import retention
 from predeploy.commands import restore
+from predeploy.config.settings import Settings
+from predeploy.db import target as db_target
 from predeploy.errors import BackupError
 from predeploy.migrate import commands
 from support.pg15 import require_pg15
 from test_failures import standby  # noqa: F401 (the fixture: a primary and its standby)
 from wayback import Site, execute, state, write
+
+
+def _backup(settings: Settings, **kwargs: Any) -> backup.BackupResult:
+    """A verified backup of ``settings``' database (its Target, its backup settings)."""
+    return backup.backup(db_target.of(settings), settings.backup, **kwargs)
+
 
 DROP = "DROP DATABASE IF EXISTS {} WITH (FORCE)"
 # checks of files and manifests, the same on every server: run on the suite's only
@@ -103,7 +112,7 @@ def test_restore_after_each_kind_of_migration_returns_to_the_backup_moment(
     """Each kind of migration, restored: schema and contents of the backup moment, and the
     same migration applies again afterwards."""
     settings = site.settings()
-    taken = backup.backup(settings, reason="pre-migrate")
+    taken = _backup(settings, reason="pre-migrate")
     moment = state(site.url)
     for kind in GROUPS[group]:
         write(site.migrations, "2_change", KINDS[kind])
@@ -207,7 +216,7 @@ def test_pasted_restores_in_a_prisma_schema_app_keep_the_audit_trail(
 def test_restore_behind_a_held_lock_gives_up_and_changes_nothing(site: Site) -> None:
     """A session holding a table: restore ends (exit 4) within its bound; nothing changed."""
     settings = site.settings()
-    backup.backup(settings)
+    _backup(settings)
     write(site.migrations, "2_orders", KINDS["fk_table"])
     commands.migrate(settings)
     changed = state(site.url)
@@ -223,7 +232,7 @@ def test_restore_of_an_archive_that_breaks_part_way_changes_nothing(site: Site) 
     """An archive cut short (its manifest re-signed to match): exit 4, nothing changed."""
     settings = site.settings()
     execute(site.url, "INSERT INTO users SELECT g, md5(g::text) FROM generate_series(10, 20000) g")
-    taken = backup.backup(settings)
+    taken = _backup(settings)
     write(site.migrations, "2_orders", KINDS["fk_table"])
     commands.migrate(settings)
     changed = state(site.url)
@@ -244,7 +253,7 @@ def test_a_restore_stopped_by_sigterm_is_audited_interrupted_and_changes_nothing
     the replay's server session ended at once (not left holding what it dropped), the
     audit row says `interrupted` (as migrate's), nothing changed."""
     settings = site.settings()
-    backup.backup(settings)
+    _backup(settings)
     write(site.migrations, "2_orders", KINDS["fk_table"])
     commands.migrate(settings)
     changed = state(site.url)
@@ -277,7 +286,7 @@ def test_a_restore_killed_with_sigkill_leaves_a_list_file_the_next_restore_sweep
     (its name carries the dead run's pid) is gone after the next restore; a live run's
     list file, and files that only look like ours, are left alone."""
     settings = site.settings()
-    backup.backup(settings)
+    _backup(settings)
     write(site.migrations, "2_orders", KINDS["fk_table"])
     commands.migrate(settings)
     temp = tmp_path / "tmp"
@@ -311,7 +320,7 @@ def test_a_restore_killed_with_sigkill_leaves_a_list_file_the_next_restore_sweep
 def test_another_databases_dump_is_refused_unless_named_so(site: Site) -> None:
     """A staging dump copied into backups/prod/: refused (exit 4) unless --other-database."""
     staging = site.settings()
-    taken = backup.backup(staging)
+    taken = _backup(staging)
     prod_folder = site.backups / "prod"
     prod_folder.mkdir()
     for path in (taken.path, taken.manifest):
@@ -349,8 +358,8 @@ def test_with_a_shared_backup_folder_each_database_restores_and_keeps_its_own(
         other = Site(project, target.server.url(name), {})
         execute(other.url, "CREATE TABLE things (id int)", "INSERT INTO things VALUES (1)")
         keep_one = {"PREDEPLOY_BACKUP_KEEP": "1"}
-        mine = backup.backup(site.settings("prod", **keep_one))
-        theirs = backup.backup(other.settings("prod", **keep_one))
+        mine = _backup(site.settings("prod", **keep_one))
+        theirs = _backup(other.settings("prod", **keep_one))
         assert mine.path.exists() and theirs.pruned == ()  # not one of its own
         assert theirs.created_at > mine.created_at
         write(site.migrations, "2_orders", KINDS["fk_table"])
@@ -362,7 +371,7 @@ def test_with_a_shared_backup_folder_each_database_restores_and_keeps_its_own(
         assert json.loads(done.stdout)["backup"] == str(mine.path)
         assert state(site.url) == before
         assert query_value(other.url, "SELECT count(*) FROM things") == 1  # untouched
-        again = backup.backup(site.settings("prod", **keep_one))
+        again = _backup(site.settings("prod", **keep_one))
         assert again.pruned == (mine.path,)
         assert theirs.path.exists()
     finally:
@@ -379,7 +388,7 @@ def test_a_dump_of_a_same_named_database_on_another_server_is_refused(
     try:
         elsewhere = Site(project, other_server.url(database), {})
         elsewhere.env["PREDEPLOY_PG_BIN_DIR"] = target.env.get("PREDEPLOY_PG_BIN_DIR", "")
-        taken = backup.backup(elsewhere.settings(), reason="elsewhere")
+        taken = _backup(elsewhere.settings(), reason="elsewhere")
         with pytest.raises(BackupError, match="another server") as refused:
             restore.plan(site.settings(), taken.path)
         assert "--other-database" in refused.value.message
@@ -393,7 +402,7 @@ def test_a_backup_named_in_another_folder_is_known_by_the_manifest_beside_it(sit
     dump restores into prod with --other-database); without one: exit 4 naming FILE's
     folder; a path that does not exist: exit 2 saying so."""
     staging = site.settings()
-    taken = backup.backup(staging)
+    taken = _backup(staging)
     copied, loose = site.project / "copied", site.project / "loose"
     for folder, files in ((copied, (taken.path, taken.manifest)), (loose, (taken.path,))):
         folder.mkdir()
@@ -430,7 +439,7 @@ def test_restore_and_drift_on_a_standby_are_refused_up_front(
     primary = Site(project, primary_url, {})
     write(primary.migrations, "1_base", BASE)
     commands.migrate(primary.settings())
-    taken = backup.backup(primary.settings())  # its manifest names the standby's server too
+    taken = _backup(primary.settings())  # its manifest names the standby's server too
     lsn = query_value(primary_url, "SELECT pg_current_wal_lsn()::text")
     replayed = "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn"  # the history is there too
     wait_until(lambda: query_value(standby_url, replayed, lsn), what="the standby's replay")
@@ -446,8 +455,8 @@ def test_restore_and_drift_on_a_standby_are_refused_up_front(
 def test_a_truncated_newest_dump_stops_restore_without_falling_back(site: Site) -> None:
     """The newest dump truncated: restore names it (exit 4) and restores no older one."""
     settings = site.settings()
-    older = backup.backup(settings, reason="older")
-    newest = backup.backup(settings, reason="newest")
+    older = _backup(settings, reason="older")
+    newest = _backup(settings, reason="newest")
     write(site.migrations, "2_orders", KINDS["fk_table"])
     commands.migrate(settings)
     changed = state(site.url)
@@ -465,12 +474,12 @@ def test_a_truncated_newest_dump_stops_restore_without_falling_back(site: Site) 
 def test_a_same_size_corrupted_dump_fails_its_check_and_is_never_restored(site: Site) -> None:
     """One byte changed: `backups --check` exits 1 naming it; restore refuses it; older ok."""
     settings = site.settings()
-    good = backup.backup(settings, reason="good")
-    bad = backup.backup(settings, reason="bad")
+    good = _backup(settings, reason="good")
+    bad = _backup(settings, reason="bad")
     data = bytearray(bad.path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     bad.path.write_bytes(bytes(data))
-    listed = [b.as_dict() for b in retention.list_backups(settings)]
+    listed = [b.as_dict() for b in retention.list_backups(settings.backup)]
     assert [(b["last_check"], b["verified"]) for b in listed] == [("at creation", True)] * 2
     checked = site.run("backups", "--env", "staging", "--check", "--json")
     assert checked.returncode == 1, checked.stderr
@@ -478,7 +487,7 @@ def test_a_same_size_corrupted_dump_fails_its_check_and_is_never_restored(site: 
     assert str(bad.path) in message and str(good.path) not in message
     shown = {b["path"]: b for b in json.loads(checked.stdout)["backups"]}
     assert shown[str(bad.path)]["present"] is True  # there, damaged: not "MISSING"
-    after = {str(b.path): b.as_dict() for b in retention.list_backups(settings)}
+    after = {str(b.path): b.as_dict() for b in retention.list_backups(settings.backup)}
     assert after[str(bad.path)]["last_check"] == "MISMATCH"
     assert after[str(bad.path)]["verified"] is False
     assert after[str(good.path)]["last_check"] == "ok" and after[str(good.path)]["verified"]
@@ -503,7 +512,7 @@ def test_a_database_with_an_extension_member_table_backs_up_and_restores(site: S
         "ALTER EXTENSION pg_trgm ADD TABLE trgm_settings",
     )
     settings = site.settings()
-    taken = backup.backup(settings)
+    taken = _backup(settings)
     assert "trgm_settings" not in json.dumps(json.loads(taken.manifest.read_text())["tables"])
     moment = state(site.url, without=("trgm_settings",))
     write(site.migrations, "2_orders", KINDS["fk_table"])
@@ -532,7 +541,7 @@ def test_two_backups_started_at_once_both_succeed(site: Site) -> None:
     assert [p.returncode for p in both] == [0, 0], [err for _, err in outputs]
     paths = {json.loads(out)["path"] for out, _ in outputs}
     assert len(paths) == 2
-    checked = [retention.check(b) for b in retention.list_backups(site.settings())]
+    checked = [retention.check(b) for b in retention.list_backups(site.settings().backup)]
     assert {str(b.path): b.last_check for b in checked} == dict.fromkeys(paths, "ok")
 
 
@@ -575,7 +584,7 @@ def test_backups_of_same_named_databases_on_two_servers_into_one_folder_both_sur
         assert [p.returncode for p in both] == [0, 0], [err for _, err in outputs]
         paths = {json.loads(out)["path"] for out, _ in outputs}
         assert len(paths) == 2
-        found = retention.list_backups(sites[0].settings("prod"))
+        found = retention.list_backups(sites[0].settings("prod").backup)
         assert {str(b.path) for b in found} == paths
         assert len({b.manifest["system_identifier"] for b in found}) == 2
         assert all(retention.check(b).last_check == "ok" for b in found)
@@ -589,7 +598,7 @@ def test_a_restore_the_server_refuses_names_its_error_and_changes_nothing(site: 
     """The replay fails on the server (an event trigger refuses DDL): exit 4 with the
     server's own error, nothing changed."""
     settings = site.settings()
-    backup.backup(settings)
+    _backup(settings)
     write(site.migrations, "2_orders", KINDS["fk_table"])
     commands.migrate(settings)
     execute(
@@ -612,7 +621,7 @@ def test_a_restore_refused_for_want_of_a_terminal_leaves_an_audit_row(site: Site
     and its row says what refused it."""
     write(site.migrations, "1_t", "CREATE TABLE t (id int);")
     commands.migrate(site.settings())
-    backup.backup(site.settings())
+    _backup(site.settings())
     before = state(site.url)
     done = site.run("restore", "--env", "staging")
     assert done.returncode == 8, done.stderr
@@ -632,7 +641,7 @@ def test_a_restore_refused_for_a_damaged_backup_leaves_an_audit_row_and_says_so(
     has its row `refused: damaged backup` and its failure message, and the line names
     `predeploy backups --env prod --check`."""
     prod = site.settings("prod")
-    bad = backup.backup(prod, reason="bad")
+    bad = _backup(prod, reason="bad")
     data = bytearray(bad.path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     bad.path.write_bytes(bytes(data))

@@ -22,7 +22,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import structlog
 
 from predeploy import __version__
@@ -31,10 +30,11 @@ from predeploy.backup import retention
 from predeploy.backup.archive import digest, manifest_path, toc_relations
 from predeploy.backup.progress import Progress, ProgressFn, Reporter
 from predeploy.commands.runbook import command
-from predeploy.config.settings import Settings
+from predeploy.config.parts import BackupSettings
 from predeploy.db.connect import Conn, catalog_session
 from predeploy.db.failures import describe_lock_holders, translated
 from predeploy.db.locks import advisory_lock
+from predeploy.db.target import Target, system_identifier
 from predeploy.errors import BackupError, ConfigError
 from predeploy.migrate import history
 from predeploy.programs import pgbin
@@ -102,20 +102,24 @@ class _Facts:
 
 
 def backup(
-    settings: Settings, *, reason: str = "manual", progress: ProgressFn | None = None
+    target: Target,
+    settings: BackupSettings,
+    *,
+    reason: str = "manual",
+    progress: ProgressFn | None = None,
 ) -> BackupResult:
-    """Dump the env's database, verify the dump, and keep it with its manifest."""
+    """Dump ``target``'s database, verify the dump, and keep it with its manifest."""
     if not _REASON.match(reason):
         raise ConfigError(
             f"backup reason {reason!r} must be lowercase letters, digits and dashes "
             f"(for example pre-migrate)"
         )
-    folder = _folder(settings.backup_dir / settings.env)
+    folder = _folder(settings.folder)
     sweep_partials(folder)
     sweep_temp_folders()
     sweep_temp_files()
     with (
-        catalog_session(settings, purpose="backup") as conn,
+        catalog_session(target.direct, purpose="backup") as conn,
         advisory_lock(conn, BACKUP_LOCK, wait=settings.lock_wait, purpose="backup"),
     ):
         with translated(
@@ -124,7 +128,7 @@ def backup(
             error=BackupError,
             grant="the backup needs a user that can read every table (the direct URL's)",
         ):
-            facts = _facts(conn, settings)
+            facts = _facts(conn, target)
         tools = pgbin.select(settings.pg_bin_dir, facts.server_major)
         result = _make(
             settings,
@@ -140,7 +144,7 @@ def backup(
 
 
 def _make(
-    settings: Settings,
+    settings: BackupSettings,
     *,
     conn: Conn,
     facts: _Facts,
@@ -155,7 +159,7 @@ def _make(
     created = datetime.now(UTC)
     stem = f"{facts.database}_{created:%Y%m%dT%H%M%SZ}_{reason}"
     partial = folder / partial_name(f"{stem}.dump")
-    directory = settings.backup_jobs > 1
+    directory = settings.jobs > 1
     try:
         params = conn.info.get_parameters()
         with programs.client(params, conn.info.password, "predeploy backup") as client:
@@ -254,28 +258,17 @@ def _claim(partial: Path, folder: Path, stem: str) -> Path:
     raise BackupError(f"{folder} holds 99 backups named {stem}: remove some")
 
 
-def _facts(conn: Conn, settings: Settings) -> _Facts:
+def _facts(conn: Conn, target: Target) -> _Facts:
     row = conn.execute(
         "SELECT current_database(), current_setting('server_version'),"
         " current_setting('server_version_num')::int / 10000"
     ).fetchone()
     assert row is not None  # noqa: S101 (a SELECT without FROM returns one row)
     tables = [(str(s), str(n), int(r)) for s, n, r in conn.execute(_TABLES).fetchall()]
-    table, _ = history.tables_for(settings)
-    latest, applied = history.latest_applied(history.read(conn, table))
+    latest, applied = history.latest_applied(history.read(conn, target.history))
     return _Facts(
         str(row[0]), str(row[1]), int(row[2]), tables, latest, applied, system_identifier(conn)
     )
-
-
-def system_identifier(conn: Conn) -> str | None:
-    """The server's system identifier (which cluster this is), when this user may read it."""
-    try:
-        with conn.transaction():
-            row = conn.execute("SELECT system_identifier::text FROM pg_control_system()").fetchone()
-    except psycopg.Error:  # a courtesy: restore checks it when both sides have it
-        return None
-    return str(row[0]) if row else None
 
 
 def require_programs(tools: pgbin.ToolChoice) -> tuple[pgbin.PgProgram, pgbin.PgProgram]:
@@ -323,7 +316,7 @@ def _dump(
     client: programs.ClientRun,
     partial: Path,
     *,
-    settings: Settings,
+    settings: BackupSettings,
     facts: _Facts,
     progress: ProgressFn | None,
 ) -> str | None:
@@ -338,7 +331,7 @@ def _dump(
 
     args = [f"--lock-wait-timeout={round(settings.lock_wait * 1000)}", "--verbose"]
     connection = f"--dbname={client.conninfo}"
-    jobs = settings.backup_jobs
+    jobs = settings.jobs
     with Reporter("dump", partial, len(facts.tables), done, progress):
         if jobs > 1:
             args += ["--format=directory", f"--jobs={jobs}", f"--file={partial}"]

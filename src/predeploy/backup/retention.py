@@ -20,7 +20,7 @@ import structlog
 
 from predeploy._util.sweep import partial_name
 from predeploy.backup.archive import digest, manifest_path, size_of
-from predeploy.config.settings import Settings
+from predeploy.config.parts import BackupSettings
 from predeploy.errors import BackupError
 
 __all__ = ["BackupInfo", "backup_at", "check", "list_backups", "mismatches", "newest", "prune"]
@@ -68,9 +68,9 @@ class BackupInfo:
         }
 
 
-def list_backups(settings: Settings) -> list[BackupInfo]:
+def list_backups(settings: BackupSettings) -> list[BackupInfo]:
     """The env's backups, newest first."""
-    folder = settings.backup_dir / settings.env
+    folder = settings.folder
     if not folder.is_dir():
         return []
     found = []
@@ -88,12 +88,12 @@ def backup_at(dump: Path) -> BackupInfo | None:
     return _read(manifest) if manifest.is_file() else None
 
 
-def newest(settings: Settings, database: str, identifier: str | None) -> BackupInfo:
+def newest(settings: BackupSettings, database: str, identifier: str | None) -> BackupInfo:
     """The newest backup of ``database`` (on the server of system ``identifier``) in the
     env's folder, which other databases may share: never another database's, never an
     older one of its own in place of a newest that turns out damaged (the caller checks)."""
     found = list_backups(settings)
-    folder = settings.backup_dir / settings.env
+    folder = settings.folder
     mine = [b for b in found if not mismatches(b, settings.env, database, identifier)]
     if mine:
         return mine[0]
@@ -140,7 +140,7 @@ def check(info: BackupInfo) -> BackupInfo:
     return BackupInfo(info.path, data, info.created_at, info.present and result != "missing")
 
 
-def prune(settings: Settings, *, keep: Path, now: datetime | None = None) -> list[Path]:
+def prune(settings: BackupSettings, *, keep: Path, now: datetime | None = None) -> list[Path]:
     """Delete backups beyond PREDEPLOY_BACKUP_KEEP or older than PREDEPLOY_BACKUP_MAX_AGE_DAYS.
 
     ``keep`` (the backup just made and verified) is never deleted. Returns the deleted ones.
@@ -150,9 +150,9 @@ def prune(settings: Settings, *, keep: Path, now: datetime | None = None) -> lis
     good = 0  # a damaged backup (its checksum found to differ, or gone) does not count
     for info in _same_database(settings, keep):
         damaged = info.last_check in ("MISMATCH", "missing") or not info.present
-        too_many = settings.backup_keep > 0 and good >= settings.backup_keep
+        too_many = settings.keep > 0 and good >= settings.keep
         good += 0 if damaged else 1
-        max_age = settings.backup_max_age_days
+        max_age = settings.max_age_days
         too_old = max_age is not None and now - info.created_at > timedelta(days=max_age)
         if (too_many or too_old) and info.path != keep:
             doomed.append(info)
@@ -166,7 +166,7 @@ def prune(settings: Settings, *, keep: Path, now: datetime | None = None) -> lis
     return [info.path for info in doomed]
 
 
-def _same_database(settings: Settings, made: Path) -> list[BackupInfo]:
+def _same_database(settings: BackupSettings, made: Path) -> list[BackupInfo]:
     """The env's backups of the database ``made`` is a backup of: the folder may be shared
     (one PREDEPLOY_BACKUP_DIR for several apps), and each database keeps its own N."""
     info = backup_at(made)

@@ -69,10 +69,12 @@ if TYPE_CHECKING:
     from predeploy.commands.runbook import Runbook
     from predeploy.commands.steps import Step
     from predeploy.db import embedded
+    from predeploy.db import target as db_target
 else:  # each command imports only the machinery it runs (see predeploy._util.lazy)
     gates = lazy.module("predeploy.commands.gates")
     workflow = lazy.module("predeploy.commands.migrate")
     backup_mod = lazy.module("predeploy.backup.dump")
+    db_target = lazy.module("predeploy.db.target")
     restore_mod = lazy.module("predeploy.commands.restore")
     retention = lazy.module("predeploy.backup.retention")
     rollback_mod = lazy.module("predeploy.commands.rollback")
@@ -570,7 +572,11 @@ def backup_task(
 ) -> None:
     """Dump the database with pg_dump, verify the dump, keep it with a manifest."""
     progress = _progress(json_)
-    result = _run(env, json_, lambda s: backup_mod.backup(s, reason=reason, progress=progress))
+    result = _run(
+        env,
+        json_,
+        lambda s: backup_mod.backup(db_target.of(s), s.backup, reason=reason, progress=progress),
+    )
     data = {
         "path": str(result.path),
         "manifest": str(result.manifest),
@@ -597,7 +603,7 @@ def backups(c: Context, env: str | None = None, json_: bool = False, check: bool
     """List the env's backups: time, reason, size, migration state, checksum checks."""
 
     def run(settings: Settings) -> list[retention.BackupInfo]:
-        found = retention.list_backups(settings)
+        found = retention.list_backups(settings.backup)
         return [retention.check(b) for b in found] if check else found
 
     found = _run(env, json_, run)

@@ -9,7 +9,8 @@ import structlog
 
 from predeploy.config.settings import Settings
 from predeploy.db import protection
-from predeploy.db.connect import catalog_session, round_trip_ms, target_url
+from predeploy.db import target as db_target
+from predeploy.db.connect import catalog_session, round_trip_ms
 from predeploy.programs import pgbin
 
 __all__ = ["CheckResult", "check"]
@@ -56,8 +57,9 @@ class CheckResult:
 
 def check(settings: Settings) -> CheckResult:
     """Connect to the env's database and report what a deploy needs to know."""
-    url, _ = target_url(settings, direct=True)
-    with catalog_session(settings, purpose="check") as conn:
+    target = db_target.of(settings)
+    url = target.url
+    with catalog_session(target.direct, purpose="check") as conn:
         row = conn.execute(
             "SELECT current_setting('server_version'), current_setting('server_version_num'),"
             " current_database(), current_user, pg_is_in_recovery()"
@@ -65,8 +67,8 @@ def check(settings: Settings) -> CheckResult:
         assert row is not None  # noqa: S101 (a SELECT without FROM returns one row)
         version, version_num, database, user, in_recovery = row
         latency_ms = round_trip_ms(conn)
-        target = protection.target_of(settings, conn)
-    policy = protection.decide(settings, target)
+        place = protection.place_of(target, conn)
+    policy = protection.decide(target, place)
     server_major = int(str(version_num)) // 10000
     tools = pgbin.select(settings.pg_bin_dir, server_major)
     result = CheckResult(

@@ -24,6 +24,7 @@ from predeploy.commands.runbook import Runbook, again_words, write_runbook
 from predeploy.commands.steps import OnStep, Step, Stepper, stepper
 from predeploy.config.settings import Settings
 from predeploy.db import audit
+from predeploy.db import target as db_target
 from predeploy.db.connect import catalog_session
 from predeploy.errors import (
     INTERRUPTED_CODES,
@@ -33,7 +34,7 @@ from predeploy.errors import (
     interrupted,
 )
 from predeploy.integrations.pm2 import Pm2, Process
-from predeploy.migrate import discovery, history
+from predeploy.migrate import discovery
 from predeploy.migrate.discovery import POST_DEPLOY
 
 __all__ = ["DeployReport", "deploy"]
@@ -101,7 +102,7 @@ def deploy(
     step = stepper(report.steps, on_step)
     try:
         with step("pm2"):
-            pm2 = Pm2.for_settings(settings)
+            pm2 = Pm2.for_settings(settings.pm2)
             report.before = pm2.processes()
             if not report.before:
                 raise ConfigError(
@@ -199,10 +200,11 @@ def _audit(settings: Settings, run_id: str, report: DeployReport) -> None:
     outcome = "deployed" if report.error is None else f"failed: {failed or 'migrate'}"
     if report.error is not None and report.error.exit_code in INTERRUPTED_CODES:
         outcome = "interrupted"
-    _, table = history.tables_for(settings)
+    target = db_target.of(settings)
     try:
-        with catalog_session(settings, purpose="audit") as conn:
-            audit.record(conn, table, run, outcome, str(report.error) if report.error else None)
+        with catalog_session(target.direct, purpose="audit") as conn:
+            error = str(report.error) if report.error else None
+            audit.record(conn, target.audit, run, outcome, error)
     except PredeployError as exc:
         log.warning("audit_not_recorded", detail=str(exc))
 

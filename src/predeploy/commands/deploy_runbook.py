@@ -51,7 +51,7 @@ def lines(settings: Settings, report: DeployReport) -> list[str]:
         if interrupted
         else f"# {app} is not healthy after this deploy",
         "# its recent logs:",
-        pasted(settings, "logs", app, "--lines", "100", "--nostream"),
+        pasted(settings.pm2, "logs", app, "--lines", "100", "--nostream"),
         *_revert(settings, app),
         *_own(report.migrate),
         *_own(post),
@@ -102,7 +102,7 @@ def _in_flight(settings: Settings, report: DeployReport, action: str, outcome: s
     return [
         f"# pm2 {action} {app} was in flight when {why}: pm2 may have {action}ed {app}",
         "# (all, some or none of its processes may run the new release); see what runs now:",
-        pasted(settings, "describe", app),
+        pasted(settings.pm2, "describe", app),
         *_revert(settings, app),
         *_own(report.migrate),
         *_check(settings),
@@ -139,7 +139,7 @@ def _revert(settings: Settings, app: str) -> list[str]:
     return [
         "# put the previous release of the code back (with pm2's deploy section:",
         "#   pm2 deploy ecosystem.config.js production revert 1), then reload it:",
-        pasted(settings, "reload", app),
+        pasted(settings.pm2, "reload", app),
     ]
 
 

@@ -16,7 +16,8 @@ import structlog
 
 from predeploy._util.log import FILE_ONLY
 from predeploy.config.settings import Settings
-from predeploy.db.connect import Conn, catalog_session, target_url
+from predeploy.db import target as db_target
+from predeploy.db.connect import Conn, catalog_session
 from predeploy.db.failures import translated
 from predeploy.drift import shadow
 from predeploy.drift.fingerprint import Fingerprint
@@ -31,9 +32,9 @@ __all__ = ["check", "checked", "excluded"]
 log = structlog.get_logger(__name__)
 
 
-def excluded(settings: Settings) -> list[tuple[str, str]]:
+def excluded(target: db_target.Target) -> list[tuple[str, str]]:
     """predeploy's own tables (history, audit), never reported."""
-    table, audit_table = history.tables_for(settings)
+    table, audit_table = target.history, target.audit
     return [(table.schema, table.name), (audit_table.schema, audit_table.name)]
 
 
@@ -41,28 +42,30 @@ def check(
     settings: Settings, *, expected_file: Path | None = None, save: Path | None = None
 ) -> DriftReport:
     """Compare the live schema with the expected one; ``save`` writes the expected one."""
-    with catalog_session(settings, purpose="drift") as conn:
+    target = db_target.of(settings)
+    with catalog_session(target.direct, purpose="drift") as conn:
         if expected_file is not None:
             expected, origin = _read(expected_file), str(expected_file)
         else:
-            expected, origin = _shadow(settings, conn)
+            expected, origin = _shadow(settings, target, conn)
         if save is not None:
             _write(save, expected)
         with translated(conn, "fingerprinting the live schema"):
             return detect(
                 conn,
                 expected=expected,
-                exclude=excluded(settings),
+                exclude=excluded(target),
                 expected_from=origin,
-                schema=settings.migration_url.schema if settings.migration_url else None,
+                schema=target.search_path,
             )
 
 
-def _shadow(settings: Settings, conn: Conn) -> tuple[Fingerprint, str]:
-    table, _ = history.tables_for(settings)
-    applied = _applied(settings, read_history(conn, table))
-    url, variable = target_url(settings, direct=True)
-    options = dataclasses.replace(run_options(settings), quiet=True)
+def _shadow(settings: Settings, target: db_target.Target, conn: Conn) -> tuple[Fingerprint, str]:
+    applied = _applied(settings, read_history(conn, target.history))
+    url, variable = target.url, target.direct.variable
+    options = dataclasses.replace(
+        run_options(target, lock_retries=settings.lock_retries), quiet=True
+    )
 
     def build(shadow_conn: Conn) -> None:
         ensure_history(shadow_conn, options.table)
@@ -72,7 +75,7 @@ def _shadow(settings: Settings, conn: Conn) -> tuple[Fingerprint, str]:
     built = shadow.expected(
         url,
         build=build,
-        exclude=excluded(settings),
+        exclude=excluded(target),
         extensions=shadow.required_extensions(applied),
         shadow_url=settings.shadow_database_url,
         embedded_pgdata=settings.pgdata,

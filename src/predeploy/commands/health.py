@@ -25,6 +25,7 @@ from predeploy._util import units
 from predeploy._util.log import REPORTED
 from predeploy._util.redact import shown_url
 from predeploy.config.settings import Settings
+from predeploy.db import target as db_target
 from predeploy.db.catalog import size_expression
 from predeploy.db.connect import Conn, catalog_session, round_trip_ms
 from predeploy.db.failures import translated
@@ -127,8 +128,9 @@ def log_checks(report: HealthReport, *, failed_level: str = "warning") -> None:
 def _database_checks(settings: Settings, post_deploy_pending: bool = False) -> list[Check]:
     checks: list[Check] = []
     started = time.perf_counter()
+    target = db_target.of(settings)
     try:
-        conn = catalog_session(settings, direct=False, purpose="health")
+        conn = catalog_session(target.app, purpose="health")
     except PredeployError as exc:
         seconds = time.perf_counter() - started
         return [
@@ -148,7 +150,11 @@ def _database_checks(settings: Settings, post_deploy_pending: bool = False) -> l
             )
         )
         checks.append(
-            _timed("history", conn, lambda: _history(settings, conn, post_deploy_pending))
+            _timed(
+                "history",
+                conn,
+                lambda: _history(settings, target.history, conn, post_deploy_pending),
+            )
         )
         checks.append(_timed("tables", conn, lambda: _tables(conn)))
     return checks
@@ -165,9 +171,8 @@ def _timed(name: str, conn: Conn, probe: Callable[[], tuple[bool, str, dict[str,
 
 
 def _history(
-    settings: Settings, conn: Conn, post_deploy_pending: bool = False
+    settings: Settings, table: history.Table, conn: Conn, post_deploy_pending: bool = False
 ) -> tuple[bool, str, dict[str, Any]]:
-    table, _ = history.tables_for(settings)
     rows = read_history(conn, table)
     status = compare(migrations.discover(settings.migrations_dir), rows)
     counts = status.counts()
@@ -294,7 +299,7 @@ def check_pm2(settings: Settings, pm2: Pm2 | None = None) -> Check:
     """Every pm2 process of PREDEPLOY_PM2_APP online, with restart counts."""
     started = time.perf_counter()
     try:
-        pm2 = pm2 or Pm2.for_settings(settings)
+        pm2 = pm2 or Pm2.for_settings(settings.pm2)
         if not pm2.running():  # pm2 would start a daemon of its own: the check is not run
             detail = f"not checked: {pm2.message_no_daemon()}"
             return Check("pm2", False, detail, time.perf_counter() - started, {"skipped": True})

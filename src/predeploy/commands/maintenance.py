@@ -28,6 +28,7 @@ from predeploy.commands import health
 from predeploy.commands.announce import announce
 from predeploy.commands.steps import OnStep, Skip, Step, Stepper, skip, stepper
 from predeploy.config.settings import Settings
+from predeploy.db import target as db_target
 from predeploy.db.connect import CATALOG, Conn, Limits, catalog_session, use_limits
 from predeploy.db.locks import advisory_lock
 from predeploy.errors import CheckFailed, PredeployError, interrupted
@@ -100,15 +101,18 @@ def maintain(
     report = MaintenanceReport(env=settings.env)
     step = stepper(report.steps, on_step)
     held = ExitStack()
+    target = db_target.of(settings)
     try:
         with step("lock"):
-            conn = held.enter_context(_locked(settings))
+            conn = held.enter_context(_locked(target))
     except PredeployError as exc:  # nothing else runs without the lock
         report.errors.append(exc)
         return report  # an overlapping run: the one that holds the lock reports
     try:
         with held:
-            _locked_steps(settings, report, conn, step=step, on_step=on_step, progress=progress)
+            _locked_steps(
+                settings, report, conn, target=target, step=step, on_step=on_step, progress=progress
+            )
     except KeyboardInterrupt as exc:  # SIGINT/SIGTERM: the report and notification still go
         report.errors.insert(0, interrupted(exc, "running maintenance"))
     report.notes += announce(
@@ -123,9 +127,9 @@ def maintain(
 
 
 @contextmanager
-def _locked(settings: Settings) -> Iterator[Conn]:
+def _locked(target: db_target.Target) -> Iterator[Conn]:
     with (
-        catalog_session(settings, purpose="maintenance") as conn,
+        catalog_session(target.direct, purpose="maintenance") as conn,
         advisory_lock(conn, MAINTENANCE_LOCK, wait=0, purpose="maintenance"),
     ):
         yield conn
@@ -136,12 +140,13 @@ def _locked_steps(
     report: MaintenanceReport,
     conn: Conn,
     *,
+    target: db_target.Target,
     step: Stepper,
     on_step: OnStep | None,
     progress: ProgressFn | None,
 ) -> None:
     with _attempt(report), step("backup"):
-        report.backup = backup.backup(settings, reason="cron", progress=progress)
+        report.backup = backup.backup(target, settings.backup, reason="cron", progress=progress)
     if settings.maintenance_vacuum:
         with _attempt(report), step("vacuum"):
             _vacuum(conn)

@@ -24,9 +24,10 @@ from predeploy._util.log import REPORTED
 from predeploy._util.operator import operator
 from predeploy.commands import summary
 from predeploy.commands.steps import OnStep, Skip, Step, Stepper, note, skip, stepper
-from predeploy.config.policy import Policy, policy_for
+from predeploy.config.policy import Policy
 from predeploy.config.settings import Settings
 from predeploy.db import audit, protection
+from predeploy.db import target as db_target
 from predeploy.db.connect import Conn, catalog_session
 from predeploy.db.failures import translated
 from predeploy.db.locks import migrate_session
@@ -158,6 +159,7 @@ class _Run:
     """One migrate run's context: what it was asked, what it is allowed, what it did."""
 
     settings: Settings
+    target: db_target.Target
     policy: Policy
     options: Options
     report: Report
@@ -181,9 +183,11 @@ def migrate(
     its runbook says to run it again (a deploy's: the deploy), else this migrate's words."""
     report = Report(env=settings.env, phase=POST_DEPLOY if options.post_deploy else PRE_DEPLOY)
     trail = audit.Run.of(settings, "migrate", run_id)
+    target = db_target.of(settings)
     run = _Run(
         settings,
-        policy_for(settings),
+        target,
+        target.env_policy,
         options,
         report,
         trail,
@@ -208,7 +212,7 @@ def migrate(
             again=again or _again(settings.env, options),
         )
     if report.database and not options.dry_run and not options.rehearse:
-        _audit(settings, trail, report)
+        _audit(target, trail, report)
         if options.notify:
             _announce(settings, report, protected=run.policy.protected)
     return report
@@ -242,7 +246,9 @@ def _workflow(run: _Run) -> None:
     with run.step("connectivity"):
         # the migrate lock is held from here to the end: nobody else migrates between
         # our backup and our apply, and a concurrent run waits (LOCK_WAIT) or exits 6
-        conn = held.enter_context(migrate_session(run.settings, "migrate"))
+        conn = held.enter_context(
+            migrate_session(run.target, "migrate", wait=run.settings.lock_wait)
+        )
     with held:
         _follow_target(run, conn)
         _locked_workflow(run, conn)
@@ -252,7 +258,7 @@ def _follow_target(run: _Run, conn: Conn) -> None:
     """The policy follows the database: what it remembers, and whether it is local."""
     started = time.perf_counter()
     with translated(conn, "reading what the database remembers of its env"):
-        run.policy = protection.policy_of(run.settings, conn)
+        run.policy = protection.policy_of(run.target, conn)
     policy = run.policy
     run.report.policy = {
         "target": policy.target,
@@ -266,9 +272,8 @@ def _follow_target(run: _Run, conn: Conn) -> None:
 def _mark(run: _Run, conn: Conn) -> None:
     """A protected env's change makes the database remember it (same session, first)."""
     if run.policy.marks and not run.options.dry_run and not run.options.rehearse:
-        _, audit_table = history.tables_for(run.settings)
         protection.mark(
-            conn, audit_table, env=run.settings.env, command="migrate", run_id=run.trail.run_id
+            conn, run.target.audit, env=run.settings.env, command="migrate", run_id=run.trail.run_id
         )
 
 
@@ -280,7 +285,7 @@ def _locked_workflow(run: _Run, conn: Conn) -> None:
         run.report,
         run.step,
     )
-    table, audit_table = history.tables_for(settings)
+    table, audit_table = run.target.history, run.target.audit
     with step("history"):
         commands.refuse_standby(conn)
         report.database = conn.info.dbname
@@ -302,7 +307,12 @@ def _locked_workflow(run: _Run, conn: Conn) -> None:
         gates.refuse_without_terminal(policy, options, report.database, "migrating")
         gates.no_backup(policy, options)
     with step("lint"):
-        report.lint = commands.lint_migrations(settings, conn, list(plan.pending))
+        report.lint = commands.lint_migrations(
+            conn,
+            list(plan.pending),
+            large_rows=settings.lint_large_table_rows,
+            root=settings.root,
+        )
         gates.lint(policy, report.lint, force=options.force_lint or options.dry_run)
     if policy.drift_checked and not options.drift_said_skipped:
         _drift(run)
@@ -328,7 +338,7 @@ def _locked_workflow(run: _Run, conn: Conn) -> None:
         commands.ensure_history(conn, table)  # and its schema: the marker's table lives there
         _mark(run, conn)
         with (
-            executor.Executor(conn, commands.run_options(settings)) as run_scripts,
+            executor.Executor(conn, _options(run)) as run_scripts,
             _showing(options.applying, [m.name for m in plan.pending]) as shown,
         ):
             run_scripts.apply_all(plan.pending, lambda applied: _applied(run, applied, shown))
@@ -372,7 +382,9 @@ def _backup(run: _Run) -> None:
         run.skip("backup", detail=why)
         return
     with run.step("backup"):
-        taken = backup.backup(run.settings, reason="pre-migrate", progress=run.options.progress)
+        taken = backup.backup(
+            run.target, run.settings.backup, reason="pre-migrate", progress=run.options.progress
+        )
         run.report.backup = taken
         run.trail.backup_path, run.trail.backup_sha256 = str(taken.path), taken.sha256
 
@@ -436,7 +448,7 @@ def _rehearse(run: _Run, conn: Conn, plan: Plan) -> None:
                 question = _question(policy, report, "rehearse")
                 gates.confirm(policy, options, report.database, question)
     with run.step("rehearsal"):
-        with executor.Executor(conn, commands.run_options(run.settings)) as run_scripts:
+        with executor.Executor(conn, _options(run)) as run_scripts:
             report.rehearsal = run_scripts.rehearse(list(plan.pending))
         failed = [r for r in report.rehearsal if r.outcome == "failed"]
         if failed:
@@ -509,7 +521,11 @@ def _describe(migration: migrations.Migration, *, with_sql: bool) -> Pending:
 describe = _describe  # deploy's dry run shows what its post-deploy phase would apply
 
 
-def _audit(settings: Settings, run: audit.Run, report: Report) -> None:
+def _options(run: _Run) -> executor.RunOptions:
+    return commands.run_options(run.target, lock_retries=run.settings.lock_retries)
+
+
+def _audit(target: db_target.Target, run: audit.Run, report: Report) -> None:
     """The run's row in the audit table; a failure to write it is only logged."""
     if report.error is None:
         outcome = "applied" if report.applied else "nothing pending"
@@ -517,10 +533,10 @@ def _audit(settings: Settings, run: audit.Run, report: Report) -> None:
         last = report.steps[-1].name if report.steps else None
         where = report.failed_step or (f"after {last}" if last else "before the first step")
         outcome = audit.outcome_of(report.error, where)
-    _, table = history.tables_for(settings)
+    table = target.audit
     try:
         with (
-            catalog_session(settings, purpose="audit") as conn,
+            catalog_session(target.direct, purpose="audit") as conn,
             translated(conn, "writing the audit row"),
         ):
             audit.record(conn, table, run, outcome, str(report.error) if report.error else None)

@@ -32,12 +32,12 @@ import structlog
 from predeploy._util.sweep import sweep_temp_files, temp_prefix
 from predeploy.backup import objects
 from predeploy.backup.archive import digest
-from predeploy.backup.dump import system_identifier
 from predeploy.backup.progress import ProgressFn, Reporter
 from predeploy.backup.retention import BackupInfo, backup_at, mismatches, newest
 from predeploy.config.settings import Settings
 from predeploy.db import audit, protection
-from predeploy.db.connect import CATALOG, Conn, catalog_session, connect, target_url
+from predeploy.db import target as db_target
+from predeploy.db.connect import CATALOG, Conn, Endpoint, catalog_session, connect
 from predeploy.db.failures import translated
 from predeploy.db.locks import migrate_session
 from predeploy.errors import (
@@ -98,20 +98,21 @@ def plan(
     replaces; a backup of another database is refused, with an audit row (``refused``), and
     so is a damaged or missing one (with its failure notification too)."""
     named = None if path is None else _named(settings, path)
-    url, _ = target_url(settings, direct=True)
-    table, _ = history.tables_for(settings)
-    with catalog_session(settings, purpose="restore") as conn:
+    target = db_target.of(settings)
+    url, table = target.url, target.history
+    with catalog_session(target.direct, purpose="restore") as conn:
         refuse_standby(conn)
         with translated(conn, f"reading {conn.info.dbname} before the restore", error=BackupError):
             row = conn.execute(_TABLES).fetchone()
             latest, _ = history.latest_applied(history.read(conn, table))
-        database, identifier = conn.info.dbname, system_identifier(conn)
-        policy = protection.policy_of(settings, conn)
-    info = named or newest(settings, database, identifier)  # by default: this database's
+        identity = db_target.identify(conn, target)
+        database, identifier = identity.database, identity.system_identifier
+        policy = protection.policy_of(target, conn)
+    info = named or newest(settings.backup, database, identifier)  # by default: this database's
     try:
         _check_file(info, settings.env, default=named is None)
     except BackupError as damaged:  # a damaged backup is news: its row, and its message
-        _refused(settings, info, damaged, run_id)
+        _refused(settings, target, info, damaged, run_id)
         _announce(settings, info, damaged, protected=policy.protected)
         raise
     found = mismatches(info, settings.env, database, identifier)
@@ -121,7 +122,7 @@ def plan(
             f"was restored (pass --other-database to restore it into {database} anyway)"
         )
         error.refused_by = "another database's backup"
-        _refused(settings, info, error, run_id)
+        _refused(settings, target, info, error, run_id)
         raise error
     return RestorePlan(
         backup=info,
@@ -140,14 +141,14 @@ def restore(
 ) -> RestoreResult:
     """Restore ``chosen`` into the env's database (the caller has confirmed)."""
     info = chosen.backup
-    url, _ = target_url(settings, direct=True)
-    history_table, audit_table = history.tables_for(settings)
+    target = db_target.of(settings)
+    history_table, audit_table = target.history, target.audit
     started = time.perf_counter()
     sweep_temp_files()  # the list files of restores killed with SIGKILL
-    with migrate_session(settings, "restore") as conn:
+    with migrate_session(target, "restore", wait=settings.lock_wait) as conn:
         refuse_standby(conn)
         with translated(conn, "reading what the database remembers of its env"):
-            policy = protection.policy_of(settings, conn, say=False)  # the plan said it
+            policy = protection.policy_of(target, conn, say=False)  # the plan said it
         # its audit row is written after the replay: a missing GRANT is said before it
         check_bookkeeping(conn, history_table, audit_table, needs=(), then="nothing was restored")
         server_major = conn.info.server_version // 10000
@@ -163,9 +164,9 @@ def restore(
         )
         name = f"predeploy restore {run_id}".strip()
         with (
-            _audited(settings, conn, _run(settings, info, run_id), info),
+            _audited(settings, audit_table, conn, _run(settings, info, run_id), info),
             _list_file(toc, keep, standing) as listing,
-            _cancel_lock_waits(url, name, settings),
+            _cancel_lock_waits(target.direct, name, settings),
         ):
             _replay(
                 settings,
@@ -189,14 +190,20 @@ def restore(
 def refused(settings: Settings, chosen: RestorePlan, error: PredeployError, run_id: str) -> None:
     """The audit row of a restore refused once its database was read: its confirmation
     declined, or impossible (no terminal)."""
-    _refused(settings, chosen.backup, error, run_id)
+    _refused(settings, db_target.of(settings), chosen.backup, error, run_id)
 
 
-def _refused(settings: Settings, info: BackupInfo, error: PredeployError, run_id: str) -> None:
-    _, table = history.tables_for(settings)
+def _refused(
+    settings: Settings,
+    target: db_target.Target,
+    info: BackupInfo,
+    error: PredeployError,
+    run_id: str,
+) -> None:
+    table = target.audit
     try:
         with (
-            catalog_session(settings, purpose="audit") as conn,
+            catalog_session(target.direct, purpose="audit") as conn,
             translated(conn, "writing the audit row"),
         ):
             audit.record(conn, table, _run(settings, info, run_id), audit.outcome_of(error),
@@ -216,10 +223,11 @@ def _run(settings: Settings, info: BackupInfo, run_id: str) -> audit.Run:
 
 
 @contextmanager
-def _audited(settings: Settings, conn: Conn, run: audit.Run, info: BackupInfo) -> Iterator[None]:
-    """The restore's audit row and notification: restored, interrupted (SIGINT, SIGTERM) or
-    failed."""
-    _, table = history.tables_for(settings)
+def _audited(
+    settings: Settings, table: history.Table, conn: Conn, run: audit.Run, info: BackupInfo
+) -> Iterator[None]:
+    """The restore's audit row (in ``table``) and notification: restored, interrupted
+    (SIGINT, SIGTERM) or failed."""
     try:
         yield
     except (PredeployError, KeyboardInterrupt) as exc:
@@ -417,21 +425,20 @@ def _list_file(toc: str, keep: list[tuple[str, str]], standing: set[str]) -> Ite
 
 
 @contextmanager
-def _cancel_lock_waits(url: object, application: str, settings: Settings) -> Iterator[list[str]]:
+def _cancel_lock_waits(at: Endpoint, application: str, settings: Settings) -> Iterator[list[str]]:
     """While the block runs, cancel any statement of ``application`` waiting on a lock for
     longer than PREDEPLOY_LOCK_WAIT; yields the blockers that were the cause."""
     cancelled: list[str] = []
     stop = threading.Event()
     limit = settings.lock_wait
-    direct, variable = target_url(settings, direct=True)
 
     def watch() -> None:
         try:
             with connect(
-                direct,
+                at.url,
                 limits=CATALOG,
-                timeout=settings.connect_timeout,
-                variable=variable,
+                timeout=at.timeout,
+                variable=at.variable,
                 application_name="predeploy restore watch",
             ) as spy:
                 while not stop.wait(0.25):

@@ -26,9 +26,11 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from predeploy.config.parts import BackupSettings
 from predeploy.config.policy import Policy
 from predeploy.config.settings import Settings
 from predeploy.db import audit, protection
+from predeploy.db import target as db_target
 from predeploy.db.connect import Conn
 from predeploy.db.failures import translated
 from predeploy.db.locks import migrate_session
@@ -108,13 +110,14 @@ def rollback(
     if steps is not None and steps < 1:
         raise ConfigError("--steps must be 1 or more")
     found = migrations.discover(settings.migrations_dir)
-    table, audit_table = history.tables_for(settings)
+    target = db_target.of(settings)
+    table, audit_table = target.history, target.audit
     run = audit.Run.of(settings, "rollback", run_id)
-    with migrate_session(settings, "rollback") as conn:
+    with migrate_session(target, "rollback", wait=settings.lock_wait) as conn:
         commands.refuse_standby(conn)
         with _recorded(conn, audit_table, run, dry_run=dry_run):  # a refusal has its row too
             with translated(conn, "reading what the database remembers of its env"):
-                policy = protection.policy_of(settings, conn)
+                policy = protection.policy_of(target, conn)
             entries = compare(found, commands.read_history(conn, table)).entries
             chosen = _choose(entries, steps=steps, names=names)
             if dry_run:
@@ -124,10 +127,12 @@ def rollback(
             gates.no_backup(policy, _Asked(no_backup))
             check_bookkeeping(conn, table, audit_table, needs=ROLLBACK, then="nothing was undone")
             confirm(chosen, conn.info.dbname, policy)
-            taken = _backup(settings, policy, run, no_backup=no_backup, progress=progress)
+            taken = _backup(
+                target, settings.backup, policy, run, no_backup=no_backup, progress=progress
+            )
         if policy.marks:
             protection.mark(conn, audit_table, env=settings.env, command="rollback", run_id=run_id)
-        error = _undo_all(conn, settings, (chosen, policy), run, on_done)
+        error = _undo_all(conn, settings, (chosen, policy), run, on_done, target=target)
         if error is None:
             audit.record(conn, audit_table, run, "rolled back", None)
     return _ended(settings, run, Undone(chosen, policy, taken, error=error))
@@ -161,7 +166,8 @@ def _recorded(conn: Conn, table: history.Table, run: audit.Run, *, dry_run: bool
 
 
 def _backup(
-    settings: Settings,
+    target: db_target.Target,
+    settings: BackupSettings,
     policy: Policy,
     run: audit.Run,
     *,
@@ -173,7 +179,7 @@ def _backup(
         return None
     from predeploy.backup import dump  # noqa: PLC0415 (pg_dump's machinery)
 
-    taken = dump.backup(settings, reason="pre-rollback", progress=progress)
+    taken = dump.backup(target, settings, reason="pre-rollback", progress=progress)
     run.backup_path, run.backup_sha256 = str(taken.path), taken.sha256
     return taken
 
@@ -255,13 +261,16 @@ def _undo_all(
     undoing: tuple[list[Chosen], Policy],
     run: audit.Run,
     on_done: Callable[[executor.Applied], None] | None,
+    *,
+    target: db_target.Target,
 ) -> MigrationError | None:
     """Undo each of ``chosen`` in turn; a down.sql that fails ends it: its audit row is
     written and the error returned (the caller says what it left, and how back)."""
     chosen, policy = undoing
-    _, audit_table = history.tables_for(settings)
+    audit_table = target.audit
+    options = commands.run_options(target, lock_retries=settings.lock_retries)
     try:
-        with executor.Executor(conn, commands.run_options(settings)) as run_scripts:
+        with executor.Executor(conn, options) as run_scripts:
             for item in chosen:
                 done = run_scripts.undo(item.migration, item.down)
                 run.migrations.append({"name": done.name, "seconds": round(done.seconds, 4)})

@@ -238,10 +238,10 @@ def _restore(
         f"# this discards every write made since {since}, the application's included:",
     ]
     if pm2:
-        lines.append(pm2_line(settings, "stop", pm2))
+        lines.append(pm2_line(settings.pm2, "stop", pm2))
     lines.append(command("restore", "--env", settings.env, "--backup", str(backup.path), "--yes"))
     if pm2:
-        lines.append(pm2_line(settings, "start", pm2))
+        lines.append(pm2_line(settings.pm2, "start", pm2))
     return lines
 
 

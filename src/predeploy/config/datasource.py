@@ -17,7 +17,7 @@ from pathlib import Path
 
 from predeploy.config.dburl import DatabaseUrl, parse_url
 from predeploy.config.envfiles import EnvLayers
-from predeploy.config.policy import DEVELOPMENT_ENVS
+from predeploy.config.policy import embedded_stands_in
 from predeploy.config.prisma import PrismaProject, UrlSource
 from predeploy.config.values import variable_name
 from predeploy.errors import ConfigError
@@ -100,7 +100,7 @@ def read_databases(
     direct_source = _direct_source(layers, prisma)
     url = reader.read(url_source)
     direct = reader.read(direct_source)
-    development = env in DEVELOPMENT_ENVS  # the embedded dev server stands in for a URL
+    development = embedded_stands_in(env)
     if direct_source is not None and direct is None and (url is not None or not development):
         raise ConfigError(_unset_direct(reader, direct_source, prisma))
     # with Prisma 7's config datasource.url, the schema's url is not what Prisma migrates

@@ -17,7 +17,7 @@ backup, no question.
 | drift before applying | not checked | not checked | checked |
 
 The policy also follows the database (``for_target``): one that a protected env has
-changed remembers it (``Target.deployed_as``, read by ``predeploy.db.protection``) and gets the
+changed remembers it (``Place.deployed_as``, read by ``predeploy.db.protection``) and gets the
 protected policy whatever the env; a development env's relaxed policy holds only on the
 embedded server or a loopback/socket database (else it asks and backs up, as any other env,
 unless PREDEPLOY_PROTECTED=0 says the database is a scratch one).
@@ -37,8 +37,9 @@ __all__ = [
     "DEVELOPMENT_ENVS",
     "EMBEDDED",
     "PROTECTED_ENVS",
+    "Place",
     "Policy",
-    "Target",
+    "embedded_stands_in",
     "for_target",
     "is_local",
     "make_policy",
@@ -50,7 +51,7 @@ DEVELOPMENT_ENVS = frozenset({"dev", "development"})
 
 Confirmation = Literal["none", "yes", "typed"]
 BlockerRule = Literal["list", "ask"]
-EMBEDDED = "the embedded server"  # Target.server of the embedded dev PostgreSQL
+EMBEDDED = "the embedded server"  # Place.server of the embedded dev PostgreSQL
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ class Policy:
 
 
 @dataclass(frozen=True)
-class Target:
+class Place:
     """What a run learnt about its database before its policy is decided."""
 
     database: str
@@ -126,6 +127,11 @@ def policy_for(settings: Settings) -> Policy:
     )
 
 
+def embedded_stands_in(env: str) -> bool:
+    """A development env needs no URL: the embedded dev server stands in for one."""
+    return env in DEVELOPMENT_ENVS
+
+
 def is_local(host: str | None, hostaddr: str | None = None) -> bool:
     """True for the embedded server (``None``), a Unix socket, localhost or a loopback
     address (127.0.0.0/8, ::1); ``hostaddr`` (libpq's) wins over the name when given."""
@@ -143,7 +149,7 @@ def is_local(host: str | None, hostaddr: str | None = None) -> bool:
 
 
 def for_target(
-    policy: Policy, target: Target, *, scratch: bool, allow_no_backup: bool = False
+    policy: Policy, target: Place, *, scratch: bool, allow_no_backup: bool = False
 ) -> Policy:
     """The policy that applies to ``target``: the env's, raised where the database says so.
 
@@ -166,7 +172,7 @@ def for_target(
     return _not_local(known, target) if policy.development else known
 
 
-def _remembered(env: str, target: Target, allow_no_backup: bool) -> Policy:
+def _remembered(env: str, target: Place, allow_no_backup: bool) -> Policy:
     """The protected policy, for a database a protected env changed."""
     return dataclasses.replace(
         make_policy(env, protected=True, allow_no_backup=allow_no_backup),
@@ -182,7 +188,7 @@ def _remembered(env: str, target: Target, allow_no_backup: bool) -> Policy:
     )
 
 
-def _not_local(known: Policy, target: Target) -> Policy:
+def _not_local(known: Policy, target: Place) -> Policy:
     """A development env's policy on a database elsewhere: asked about and backed up."""
     return dataclasses.replace(
         known,

@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from predeploy._util.redact import Scrubber, notify_url_secrets, url_secrets
 from predeploy.config import values as v
@@ -28,6 +28,9 @@ from predeploy.config.names import check_names
 from predeploy.config.prisma import PrismaProject, discover
 from predeploy.config.values import parse_duration
 from predeploy.errors import ConfigError
+
+if TYPE_CHECKING:
+    from predeploy.config.parts import BackupSettings, Pm2Settings
 
 __all__ = [
     "BUILTIN_ENVS",
@@ -102,6 +105,28 @@ class Settings:
     @property
     def pgdata(self) -> Path:
         return self.root / ".pgdata"
+
+    @property
+    def backup(self) -> BackupSettings:
+        """What the backups read (``predeploy.backup``)."""
+        from predeploy.config.parts import BackupSettings  # noqa: PLC0415 (backups only)
+
+        return BackupSettings(
+            self.env,
+            self.backup_dir,
+            self.lock_wait,
+            self.pg_bin_dir,
+            self.backup_jobs,
+            self.backup_keep,
+            self.backup_max_age_days,
+        )
+
+    @property
+    def pm2(self) -> Pm2Settings:
+        """What the pm2 integration reads (``predeploy.integrations.pm2``)."""
+        from predeploy.config.parts import Pm2Settings  # noqa: PLC0415 (deploys only)
+
+        return Pm2Settings(self.pm2_app, self.pm2_bin, self.root, self.deploy_wait)
 
     @property
     def migration_url(self) -> DatabaseUrl | None:

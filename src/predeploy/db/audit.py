@@ -26,7 +26,7 @@ from predeploy._util.operator import operator
 from predeploy._util.redact import Scrubber
 from predeploy.db.connect import Conn
 from predeploy.errors import INTERRUPTED_CODES, PredeployError
-from predeploy.migrate.history import Table
+from predeploy.db.table import Table
 
 if TYPE_CHECKING:
     from predeploy.config.settings import Settings

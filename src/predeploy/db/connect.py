@@ -15,7 +15,7 @@ import re
 import statistics
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import Any, TypeAlias
 
 import psycopg
 from psycopg import sql
@@ -25,21 +25,17 @@ from predeploy._util.redact import Scrubber
 from predeploy.config.dburl import DatabaseUrl
 from predeploy.errors import DatabaseUnreachable
 
-if TYPE_CHECKING:
-    from predeploy.config.settings import Settings
-
 __all__ = [
     "APPLICATION_NAME",
     "CATALOG",
     "Conn",
+    "Endpoint",
     "Limits",
     "catalog_session",
     "connect",
     "describe_failure",
-    "migration_limits",
     "migration_session",
     "round_trip_ms",
-    "target_url",
     "use_limits",
 ]
 
@@ -160,53 +156,40 @@ def _ms(seconds: float) -> sql.Literal:
     return sql.Literal(f"{round(seconds * 1000)}ms")
 
 
-def target_url(settings: Settings, *, direct: bool = False) -> tuple[DatabaseUrl, str]:
-    """The URL a run talks to and the setting it came from.
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a session goes: the URL, the setting it came from (named when it fails) and
+    the connect timeout (PREDEPLOY_CONNECT_TIMEOUT unless the URL has its own)."""
 
-    ``direct`` asks for the URL of migrations and backups (the direct URL when set). In
-    dev without DATABASE_URL, the embedded server is started or reused.
-    """
-    if settings.uses_embedded:
-        from predeploy.db import embedded  # noqa: PLC0415 (only dev needs the wheel)
-
-        return embedded.start(settings.pgdata).url, "the embedded dev database"
-    if direct and settings.direct_database_url is not None:
-        return settings.direct_database_url, settings.migration_url_var
-    assert settings.database_url is not None  # noqa: S101 (uses_embedded is False)
-    return settings.database_url, settings.database_url_var
+    url: DatabaseUrl
+    variable: str
+    timeout: float
 
 
-def catalog_session(settings: Settings, *, direct: bool = True, purpose: str = "") -> Conn:
-    """A session for catalogue reads and bookkeeping on the env's database."""
-    url, variable = target_url(settings, direct=direct)
+def catalog_session(at: Endpoint, *, purpose: str = "") -> Conn:
+    """A session for catalogue reads and bookkeeping, with the ``CATALOG`` limits."""
     return connect(
-        url,
+        at.url,
         limits=CATALOG,
-        timeout=settings.connect_timeout,
-        variable=variable,
+        timeout=at.timeout,
+        variable=at.variable,
         application_name=f"{APPLICATION_NAME} {purpose}".strip(),
     )
 
 
-def migration_limits(settings: Settings) -> Limits:
-    """PREDEPLOY_LOCK_TIMEOUT and PREDEPLOY_STATEMENT_TIMEOUT."""
-    return Limits(settings.lock_timeout, settings.statement_timeout)
-
-
-def migration_session(settings: Settings, purpose: str) -> Conn:
-    """A session on the direct URL for work that changes the schema.
+def migration_session(at: Endpoint, purpose: str) -> Conn:
+    """A session for work that changes the schema, in the URL's ``schema=``.
 
     It starts with the catalogue limits (its first reads are the history and the catalogue);
     the executor switches it to the migration limits while it applies.
     """
-    url, variable = target_url(settings, direct=True)
     return connect(
-        url,
+        at.url,
         limits=CATALOG,
-        timeout=settings.connect_timeout,
-        variable=variable,
+        timeout=at.timeout,
+        variable=at.variable,
         application_name=f"{APPLICATION_NAME} {purpose}",
-        search_path=url.schema,
+        search_path=at.url.schema,
     )
 
 

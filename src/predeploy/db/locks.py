@@ -21,7 +21,7 @@ from predeploy.db.connect import Conn, migration_session
 from predeploy.errors import LockBusy
 
 if TYPE_CHECKING:
-    from predeploy.config.settings import Settings
+    from predeploy.db.target import Target
 
 __all__ = ["MIGRATE_LOCK", "advisory_lock", "describe_holder", "migrate_session"]
 
@@ -62,12 +62,13 @@ def advisory_lock(conn: Conn, key: int, *, wait: float, purpose: str) -> Iterato
 
 
 @contextmanager
-def migrate_session(settings: Settings, purpose: str) -> Iterator[Conn]:
-    """A migration session on the direct URL holding the migrate lock: runs that change
-    the schema (migrate, rollback, resolve, restore) use it."""
+def migrate_session(target: Target, purpose: str, *, wait: float) -> Iterator[Conn]:
+    """A migration session on the target's direct URL holding the migrate lock (waited for
+    ``wait`` seconds, PREDEPLOY_LOCK_WAIT): runs that change the schema (migrate, rollback,
+    resolve, restore) use it."""
     with (
-        migration_session(settings, purpose) as conn,
-        advisory_lock(conn, MIGRATE_LOCK, wait=settings.lock_wait, purpose=purpose),
+        migration_session(target.direct, purpose) as conn,
+        advisory_lock(conn, MIGRATE_LOCK, wait=wait, purpose=purpose),
     ):
         yield conn
 

@@ -24,22 +24,13 @@ from psycopg import sql
 
 from predeploy._util.log import SENTENCE
 from predeploy._util.operator import operator
-from predeploy.config.policy import (
-    EMBEDDED,
-    PROTECTED_ENVS,
-    Policy,
-    Target,
-    for_target,
-    is_local,
-    policy_for,
-)
-from predeploy.config.settings import Settings
+from predeploy.config.policy import PROTECTED_ENVS, Place, Policy, for_target
 from predeploy.db import audit
 from predeploy.db.connect import Conn
-from predeploy.migrate import history
-from predeploy.migrate.history import Table
+from predeploy.db.table import Table
+from predeploy.db.target import Target
 
-__all__ = ["PREFIX", "SCRATCH", "decide", "mark", "parse", "policy_of", "read", "target_of"]
+__all__ = ["PREFIX", "SCRATCH", "decide", "mark", "parse", "place_of", "policy_of", "read"]
 
 log = structlog.get_logger(__name__)
 
@@ -137,29 +128,25 @@ def mark(conn: Conn, table: Table, *, env: str, command: str, run_id: str) -> No
     log.info("protection_marked", env=env, table=str(table))
 
 
-def target_of(settings: Settings, conn: Conn) -> Target:
-    """Where ``conn`` (a session on the env's direct URL) is, and what it remembers."""
-    url = None if settings.uses_embedded else settings.migration_url
-    server = EMBEDDED if url is None else url.address
-    local = url is None or is_local(url.host, url.params.get("hostaddr"))
-    _, audit_table = history.tables_for(settings)
-    env, marked = read(conn, audit_table)
-    return Target(conn.info.dbname, server, local, env, marked=marked)
+def place_of(target: Target, conn: Conn) -> Place:
+    """Where ``conn`` (a session on ``target``'s direct URL) is, and what it remembers."""
+    env, marked = read(conn, target.audit)
+    return Place(conn.info.dbname, target.server, target.local, env, marked=marked)
 
 
-def policy_of(settings: Settings, conn: Conn, *, say: bool = True) -> Policy:
+def policy_of(target: Target, conn: Conn, *, say: bool = True) -> Policy:
     """The policy of this run on ``conn``'s database; says once when the database decided
     (unless ``say`` is False: it was said already)."""
-    return decide(settings, target_of(settings, conn), say=say)
+    return decide(target, place_of(target, conn), say=say)
 
 
-def decide(settings: Settings, target: Target, *, say: bool = True) -> Policy:
-    """The policy of ``settings``' env on ``target`` (``for_target``), said when it differs."""
+def decide(target: Target, place: Place, *, say: bool = True) -> Policy:
+    """The policy of ``target``'s env on ``place`` (``for_target``), said when it differs."""
     policy = for_target(
-        policy_for(settings),
-        target,
-        scratch=settings.protected is False,
-        allow_no_backup=settings.allow_no_backup,
+        target.env_policy,
+        place,
+        scratch=target.scratch,
+        allow_no_backup=target.allow_no_backup,
     )
     if policy.caution and say:
         log.warning("policy_from_target", detail=policy.caution, **{SENTENCE: True})

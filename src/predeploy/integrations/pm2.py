@@ -30,7 +30,7 @@ from typing import Any
 import structlog
 
 from predeploy._util.operator import operator
-from predeploy.config.settings import Settings
+from predeploy.config.parts import Pm2Settings
 from predeploy.errors import ConfigError, HealthCheckFailed
 from predeploy.programs import run as programs
 
@@ -56,12 +56,12 @@ class Process:
         return dict(self.__dict__)
 
 
-def find_program(settings: Settings) -> Path:
+def find_program(settings: Pm2Settings) -> Path:
     """The pm2 program: PREDEPLOY_PM2_BIN, else `pm2` on PATH, else node_modules/.bin/pm2."""
-    if settings.pm2_bin is not None:
-        if not (settings.pm2_bin.is_file() and os.access(settings.pm2_bin, os.X_OK)):
-            raise ConfigError(f"PREDEPLOY_PM2_BIN={settings.pm2_bin} is not an executable file")
-        return settings.pm2_bin
+    if settings.program is not None:
+        if not (settings.program.is_file() and os.access(settings.program, os.X_OK)):
+            raise ConfigError(f"PREDEPLOY_PM2_BIN={settings.program} is not an executable file")
+        return settings.program
     on_path = shutil.which("pm2")
     if on_path:
         return Path(on_path)
@@ -106,7 +106,7 @@ def daemon_pid(home: Path) -> int | None:
     return pid
 
 
-def pasted(settings: Settings, *args: str) -> str:
+def pasted(settings: Pm2Settings, *args: str) -> str:
     """A pm2 command line for a runbook, that runs when pasted from any folder and any PATH:
     the pm2 predeploy runs (by absolute path), with the PM2_HOME it runs it with, if set
     (another pm2 or PM2_HOME is another daemon: one that knows no such app)."""
@@ -131,13 +131,13 @@ class Pm2:
         self.program, self.app, self.timeout = program, app, timeout
 
     @classmethod
-    def for_settings(cls, settings: Settings) -> Pm2:
-        if not settings.pm2_app:
+    def for_settings(cls, settings: Pm2Settings) -> Pm2:
+        if not settings.app:
             raise ConfigError(
                 "PREDEPLOY_PM2_APP is not set: name the pm2 app in .env.<env> "
                 "(PREDEPLOY_PM2_APP=web)"
             )
-        return cls(find_program(settings), settings.pm2_app, timeout=max(settings.deploy_wait, 30))
+        return cls(find_program(settings), settings.app, timeout=max(settings.wait, 30))
 
     def processes(self) -> list[Process]:
         """The app's processes, as `pm2 jlist` reports them now."""

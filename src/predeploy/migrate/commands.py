@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -11,10 +12,9 @@ from psycopg import errors as pg_errors
 from psycopg import sql
 
 from predeploy._util import cache, lazy
-from predeploy.config.policy import policy_for
 from predeploy.config.settings import Settings
 from predeploy.db import audit
-from predeploy.db.connect import Conn, catalog_session, migration_limits
+from predeploy.db.connect import Conn, catalog_session
 from predeploy.db.failures import message_of, translated
 from predeploy.db.locks import migrate_session
 from predeploy.errors import ConfigError, DatabaseUnreachable, MigrationError, PredeployError
@@ -28,9 +28,11 @@ from predeploy.migrate.privileges import RESOLVE, check_bookkeeping
 from predeploy.migrate.status import Entry, Status, compare
 
 if TYPE_CHECKING:
+    from predeploy.db import target as db_target
     from predeploy.migrate import executor
     from predeploy.migrate import lint as lint_mod
 else:  # status reads; it needs neither the executor nor squawk
+    db_target = lazy.module("predeploy.db.target")
     executor = lazy.module("predeploy.migrate.executor")
     lint_mod = lazy.module("predeploy.migrate.lint")
 
@@ -80,50 +82,55 @@ def read_history(conn: Conn, table: Table) -> list[history.HistoryRow]:
 def status(settings: Settings) -> Status:
     """Compare the migrations on disk with the history table (read-only)."""
     found = migrations.discover(settings.migrations_dir)
-    table, _ = history.tables_for(settings)
-    with catalog_session(settings, purpose="status") as conn:
-        rows = read_history(conn, table)
+    target = db_target.of(settings)
+    with catalog_session(target.direct, purpose="status") as conn:
+        rows = read_history(conn, target.history)
     return compare(found, rows)
 
 
 def status_and_runs(settings: Settings, limit: int = 5) -> tuple[Status, list[dict[str, Any]]]:
     """The status and the newest audit rows, read in one session."""
     found = migrations.discover(settings.migrations_dir)
-    table, audit_table = history.tables_for(settings)
-    with catalog_session(settings, purpose="status") as conn:
-        rows = read_history(conn, table)
-        runs = _last_runs(conn, audit_table, limit)
+    target = db_target.of(settings)
+    with catalog_session(target.direct, purpose="status") as conn:
+        rows = read_history(conn, target.history)
+        runs = _last_runs(conn, target.audit, limit)
     return compare(found, rows), runs
 
 
 def lint(settings: Settings, *, every: bool = False) -> lint_mod.LintReport:
     """Lint the pending migrations (every migration with ``every``) against the live sizes."""
     found = migrations.discover(settings.migrations_dir)
-    table, _ = history.tables_for(settings)
-    with catalog_session(settings, purpose="lint") as conn:
-        chosen = found if every else compare(found, read_history(conn, table)).pending
-        return lint_migrations(settings, conn, chosen)
+    target = db_target.of(settings)
+    with catalog_session(target.direct, purpose="lint") as conn:
+        chosen = found if every else compare(found, read_history(conn, target.history)).pending
+        return lint_migrations(
+            conn, chosen, large_rows=settings.lint_large_table_rows, root=settings.root
+        )
 
 
-def lint_migrations(settings: Settings, conn: Conn, chosen: list[Migration]) -> lint_mod.LintReport:
-    """Lint ``chosen`` with the sizes of their tables on ``conn``'s database."""
+def lint_migrations(
+    conn: Conn, chosen: list[Migration], *, large_rows: int, root: Path
+) -> lint_mod.LintReport:
+    """Lint ``chosen`` with the sizes of their tables on ``conn``'s database
+    (PREDEPLOY_LINT_LARGE_TABLE_ROWS, and the project's cache under ``root``)."""
     version = conn.info.parameter_status("server_version")
     with translated(conn, "reading the sizes of the tables to lint"):
         report = lint_mod.lint(
             chosen,
             conn,
-            large_rows=settings.lint_large_table_rows,
+            large_rows=large_rows,
             server_version=version.split()[0] if version else None,
-            cache_dir=cache.folder(settings.root),
+            cache_dir=cache.folder(root),
         )
     return apply_phases(report, chosen)
 
 
 def recent_runs(settings: Settings, limit: int = 5) -> list[dict[str, Any]]:
     """The newest rows of the audit table (migrate, rollback, restore runs)."""
-    _, table = history.tables_for(settings)
-    with catalog_session(settings, purpose="status") as conn:
-        return _last_runs(conn, table, limit)
+    target = db_target.of(settings)
+    with catalog_session(target.direct, purpose="status") as conn:
+        return _last_runs(conn, target.audit, limit)
 
 
 def _last_runs(conn: Conn, table: Table, limit: int) -> list[dict[str, Any]]:
@@ -135,15 +142,14 @@ def _last_runs(conn: Conn, table: Table, limit: int) -> list[dict[str, Any]]:
         return []
 
 
-def run_options(settings: Settings) -> executor.RunOptions:
-    """The executor's options for this env: history table, migration limits, retries."""
-    table, _ = history.tables_for(settings)
-    url = settings.migration_url
+def run_options(target: db_target.Target, *, lock_retries: int) -> executor.RunOptions:
+    """The executor's options on ``target``: history table, migration limits, retries
+    (PREDEPLOY_LOCK_RETRIES)."""
     return executor.RunOptions(
-        table=table,
-        limits=migration_limits(settings),
-        lock_retries=settings.lock_retries,
-        search_path=url.schema if url is not None else None,
+        table=target.history,
+        limits=target.limits,
+        lock_retries=lock_retries,
+        search_path=target.search_path,
     )
 
 
@@ -159,25 +165,27 @@ def migrate(
     holds it from before its backup to the end); without one, one is opened here.
     """
     found = migrations.discover(settings.migrations_dir) if found is None else found
+    target = db_target.of(settings)
     if session is not None:
-        return _apply_pending(settings, session, found, on_applied)
-    with migrate_session(settings, "migrate") as conn:
+        return _apply_pending(target, settings.lock_retries, session, found, on_applied)
+    with migrate_session(target, "migrate", wait=settings.lock_wait) as conn:
         refuse_standby(conn)
-        return _apply_pending(settings, conn, found, on_applied)
+        return _apply_pending(target, settings.lock_retries, conn, found, on_applied)
 
 
 def _apply_pending(
-    settings: Settings,
+    target: db_target.Target,
+    lock_retries: int,
     conn: Conn,
     found: list[Migration],
     on_applied: Callable[[executor.Applied], None] | None,
 ) -> MigrateResult:
-    table, _ = history.tables_for(settings)
+    table = target.history
     ensure_history(conn, table)
     before = compare(found, read_history(conn, table))
-    plan = make_plan(before, policy_for(settings))
+    plan = make_plan(before, target.env_policy)
     plan.refuse()
-    with executor.Executor(conn, run_options(settings)) as run:
+    with executor.Executor(conn, run_options(target, lock_retries=lock_retries)) as run:
         applied = run.apply_all(plan.pending, on_applied)
     log.info("migrate_done", applied=len(applied), pending_before=len(plan.pending))
     if plan.stop is not None:  # the rest waits behind a migration of the other phase
@@ -213,8 +221,9 @@ def resolve(settings: Settings, *, applied: str | None, rolled_back: str | None)
         raise ConfigError("give exactly one of --applied NAME or --rolled-back NAME")
     name = applied or rolled_back or ""
     found = migrations.discover(settings.migrations_dir)
-    table, audit_table = history.tables_for(settings)
-    with migrate_session(settings, "resolve") as conn:
+    target = db_target.of(settings)
+    table, audit_table = target.history, target.audit
+    with migrate_session(target, "resolve", wait=settings.lock_wait) as conn:
         refuse_standby(conn)
         check_bookkeeping(
             conn, table, audit_table, needs=RESOLVE, audited=False, then="nothing was marked"

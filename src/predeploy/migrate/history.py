@@ -12,16 +12,14 @@ import functools
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from psycopg import Cursor, sql
 from psycopg.rows import class_row
 
 from predeploy.db.connect import Conn
+from predeploy.db.table import Table
 from predeploy.migrate.discovery import Migration
-
-if TYPE_CHECKING:
-    from predeploy.config.settings import Settings
 
 __all__ = [
     "HistoryRow",
@@ -37,35 +35,7 @@ __all__ = [
     "mark_undone",
     "read",
     "record_failure",
-    "tables_for",
 ]
-
-
-@dataclass(frozen=True)
-class Table:
-    """A table named with its schema."""
-
-    schema: str
-    name: str
-
-    @property
-    def ident(self) -> sql.Identifier:
-        return sql.Identifier(self.schema, self.name)
-
-    @property
-    def regclass(self) -> str:
-        """The quoted, qualified name, for to_regclass()."""
-        return ".".join('"' + part.replace('"', '""') + '"' for part in (self.schema, self.name))
-
-    def __str__(self) -> str:
-        return f"{self.schema}.{self.name}"
-
-
-def tables_for(settings: Settings) -> tuple[Table, Table]:
-    """(history, audit) of a run: in the URL's ``schema=`` (Prisma's), else in public."""
-    url = settings.migration_url
-    schema = (url.schema if url is not None else None) or "public"
-    return Table(schema, settings.migrations_table), Table(schema, settings.audit_table)
 
 
 _DDL = """
