@@ -29,7 +29,7 @@ import structlog
 from predeploy.config.policy import Policy
 from predeploy.config.settings import Settings
 from predeploy.db import audit, protection
-from predeploy.db.connect import Conn
+from predeploy.db.connect import Conn, refuse_standby
 from predeploy.db.failures import translated
 from predeploy.db.locks import migrate_session
 from predeploy.errors import (
@@ -39,8 +39,8 @@ from predeploy.errors import (
     Terminated,
     interrupted,
 )
-from predeploy.migrate import commands, executor, history
 from predeploy.migrate import discovery as migrations
+from predeploy.migrate import executor, history
 from predeploy.migrate.discovery import POST_DEPLOY, Migration
 from predeploy.migrate.outcome import MigrationFailed
 from predeploy.migrate.privileges import ROLLBACK, check_bookkeeping
@@ -111,11 +111,11 @@ def rollback(
     table, audit_table = history.tables_for(settings)
     run = audit.Run.of(settings, "rollback", run_id)
     with migrate_session(settings, "rollback") as conn:
-        commands.refuse_standby(conn)
+        refuse_standby(conn)
         with _recorded(conn, audit_table, run, dry_run=dry_run):  # a refusal has its row too
             with translated(conn, "reading what the database remembers of its env"):
                 policy = protection.policy_of(settings, conn)
-            entries = compare(found, commands.read_history(conn, table)).entries
+            entries = compare(found, history.read_history(conn, table)).entries
             chosen = _choose(entries, steps=steps, names=names)
             if dry_run:
                 return Undone(chosen, policy)
@@ -261,7 +261,7 @@ def _undo_all(
     chosen, policy = undoing
     _, audit_table = history.tables_for(settings)
     try:
-        with executor.Executor(conn, commands.run_options(settings)) as run_scripts:
+        with executor.Executor(conn, executor.run_options(settings)) as run_scripts:
             for item in chosen:
                 done = run_scripts.undo(item.migration, item.down)
                 run.migrations.append({"name": done.name, "seconds": round(done.seconds, 4)})

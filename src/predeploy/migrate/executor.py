@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import psycopg
 import structlog
@@ -32,7 +33,7 @@ from psycopg import errors as pg_errors
 from psycopg import sql
 
 from predeploy._util.log import REPORTED
-from predeploy.db.connect import CATALOG, Conn, use_limits
+from predeploy.db.connect import CATALOG, Conn, migration_limits, use_limits
 from predeploy.errors import MigrationError, StoppedPartWay, Terminated
 from predeploy.migrate import batch, blockers, history
 from predeploy.migrate.discovery import Migration
@@ -49,6 +50,9 @@ from predeploy.migrate.outcome import (
 )
 from predeploy.migrate.sqlscript import Script, Statement
 
+if TYPE_CHECKING:
+    from predeploy.config.settings import Settings
+
 __all__ = [
     "Applied",
     "Executor",
@@ -56,11 +60,24 @@ __all__ = [
     "Rehearsed",
     "RunOptions",
     "backoff",
+    "run_options",
 ]
 
 log = structlog.get_logger(__name__)
 _FIRST_PAUSE, _LAST_PAUSE = 0.5, 10.0
 _POLL = 0.1  # how often a lock-timed-out migration looks whether its holders are gone
+
+
+def run_options(settings: Settings) -> RunOptions:
+    """The executor's options for this env: history table, migration limits, retries."""
+    table, _ = history.tables_for(settings)
+    url = settings.migration_url
+    return RunOptions(
+        table=table,
+        limits=migration_limits(settings),
+        lock_retries=settings.lock_retries,
+        search_path=url.schema if url is not None else None,
+    )
 
 
 def backoff(attempt: int) -> float:
