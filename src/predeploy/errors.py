@@ -13,7 +13,6 @@ __all__ = [
     "EXIT_CODES",
     "INTERRUPTED_CODES",
     "SIGINT_EXIT",
-    "USAGE_ERROR",
     "BackupError",
     "Blocked",
     "CheckFailed",
@@ -70,8 +69,6 @@ EXIT_CODES = (
         "interrupted by SIGHUP / SIGINT / SIGTERM (the runbook and audit row are written first)",
     ),
 )
-
-USAGE_ERROR = 2  # an unknown flag, a bad value: ConfigError's code, before any task runs
 
 _ONE_LINE = re.compile(r"\s*[\r\n]+\s*")
 

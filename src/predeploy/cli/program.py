@@ -23,7 +23,7 @@ from invoke.program import Program
 from predeploy import __version__
 from predeploy.cli import boundary, output
 from predeploy.cli.tasks import ns
-from predeploy.errors import EXIT_CODES, USAGE_ERROR, ConfigError
+from predeploy.errors import EXIT_CODES, ConfigError, PredeployError
 
 __all__ = ["EXIT_CODES", "main", "program"]
 
@@ -65,16 +65,13 @@ class PredeployProgram(Program):
         super().parse_tasks()
         if len(self.tasks) > 1:
             names = ", ".join(str(t.name) for t in self.tasks)
-            raise Exit(
-                f"predeploy: one task at a time ({names} given): run each in its own call",
-                USAGE_ERROR,
-            )
+            raise ConfigError(f"one task at a time ({names} given): run each in its own call")
 
     def parse_cleanup(self) -> None:
         """invoke's --help/--list handling; `--list NAME` of no such group is a usage error."""
         root = self.args.list.value
         if isinstance(root, str) and root not in self.collection.collections:
-            raise Exit(f"predeploy: --list {root}: no such group of tasks", USAGE_ERROR)
+            raise ConfigError(f"--list {root}: no such group of tasks")
         super().parse_cleanup()
 
     def print_help(self) -> None:
@@ -119,7 +116,7 @@ class PredeployProgram(Program):
                 sys.exit(exc.result.exited)
         except ParseError as exc:
             self._end(ConfigError(_usage(str(exc))), exit=exit)
-        except (Exit, KeyboardInterrupt) as exc:  # Terminated is a KeyboardInterrupt
+        except (Exit, PredeployError, KeyboardInterrupt) as exc:  # Terminated: a KeyboardInterrupt
             self._end(exc, exit=exit)
 
     @staticmethod

@@ -11,7 +11,7 @@ import contextlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, NoReturn, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import structlog
 
@@ -38,13 +38,12 @@ def run(
     json_output: bool,
     command: Callable[[Settings], R],
     render: Callable[[R], str],
-    log_stream: IO[str] | None = None,
 ) -> None:
     """Settings, logging, then ``command`` and its report (``render``ed, or its JSON);
     every failure becomes one line and an exit code (boundary.exit_for)."""
     with signals.handled():
         settings = _settings(env, json_output)
-        log_file = _logging(settings, json_output, log_stream)
+        log_file = _logging(settings, json_output)
         boundary.guarded(
             lambda: _report(command(settings), render, json_output),
             log_file,
@@ -58,22 +57,17 @@ def _settings(env: str | None, json_output: bool) -> Settings:
     except PredeployError as exc:  # no env yet, so no log file: the message is all there is
         if json_output:
             boundary.report_failure(exc.message, exc.exit_code)
-        _end(exc)
+        boundary.fail(exc)
     except KeyboardInterrupt as exc:
-        _end(exc)
+        boundary.fail(exc)
 
 
-def _end(exc: BaseException) -> NoReturn:
-    boundary.fail(exc)
-
-
-def _logging(settings: Settings, json_output: bool, stream: IO[str] | None) -> str | None:
+def _logging(settings: Settings, json_output: bool) -> str | None:
     setup = log_mod.configure(
         env=settings.env,
         log_dir=settings.log_dir,
         json_output=json_output,
         scrubber=settings.scrubber,
-        stream=stream,
         colors=output.colors(),
         level=output.log_level(json_output),
     )
