@@ -29,19 +29,20 @@ def _verbose() -> bool:  # -v: every migration, every finding
     return output.current().verbosity > 0
 
 
-def _reading(name: str, command: Callable[[Settings], R], render: Callable[[R], str], doc: str,
-             *, env: str | None = "") -> Task[Any]:  # fmt: skip
-    """A task that only runs ``command`` and renders it: --json, and --env unless ``env``
-    names the one env it runs in (dev: the embedded server's commands, init)."""
+def _reading(name: str, command: Callable[[Settings], R], show: Callable[[R], str], doc: str,
+             *, env: str = "") -> Task[Any]:  # fmt: skip
+    """A task that only runs ``command`` and renders it with ``show``: --json, and --env
+    unless ``env`` names the one env it runs in (dev: the embedded server's commands, init)."""
+
     def with_env(c: Context, env: str | None = None, json_: bool = False) -> None:
-        run(env, json_, command, render)
+        run(env, json_, command, show)
 
     def in_dev(c: Context, json_: bool = False) -> None:
-        run(env, json_, command, render)
+        run(env, json_, command, show)
 
     body = in_dev if env else with_env
     body.__doc__ = doc
-    made: Task[Any] = task(name=name, help=_BASIC if not env else {"json": _JSON_HELP})(body)
+    made: Task[Any] = task(name=name, help={"json": _JSON_HELP} if env else _BASIC)(body)
     return made
 
 
