@@ -21,6 +21,7 @@ from conftest import Cli, MakeSettings, Server, run_in_terminal, schema_dump, wr
 from predeploy.backup import archive, retention
 from predeploy.backup import dump as backup
 from predeploy.commands import restore
+from predeploy.commands.status import current as current_status
 from predeploy.config.settings import Settings, load_settings
 from predeploy.db import target as db_target
 from predeploy.errors import BackupError
@@ -137,7 +138,7 @@ def test_round_trip_restores_the_backup_moment(
     done = restore.restore(settings, chosen)
     assert "table public.later" in done.dropped
     assert fingerprint(filled) == before
-    assert [e.name for e in commands.status(settings).pending] == ["2_more"]
+    assert [e.name for e in current_status(settings).pending] == ["2_more"]
 
 
 def test_password_never_in_pg_dump_arguments(

@@ -15,7 +15,8 @@ import psycopg
 import pytest
 
 from conftest import Cli, MakeSettings, run_in_terminal, write_migrations
-from predeploy.migrate import blockers, commands
+from predeploy.commands.lint import lint
+from predeploy.migrate import blockers
 from predeploy.migrate import discovery as migrations
 from predeploy.migrate.lint import MOOT
 
@@ -67,7 +68,7 @@ def test_each_dangerous_statement_maps_to_its_rule_and_size(
     make_settings: MakeSettings, migrations_dir: Path, events: str
 ) -> None:
     write_migrations(migrations_dir, {name: sql for name, (sql, _, _) in DANGEROUS.items()})
-    report = commands.lint(make_settings("staging"))
+    report = lint(make_settings("staging"))
     found = {(f.migration, f.rule): f for f in report.findings}
     for name, (_, rule, severity) in DANGEROUS.items():
         finding = found[(name, rule)]
@@ -88,7 +89,7 @@ def test_a_large_table_raises_the_severity(
     make_settings: MakeSettings, migrations_dir: Path, events: str
 ) -> None:
     write_migrations(migrations_dir, {"1_index": DANGEROUS["1_index"][0]})
-    report = commands.lint(make_settings("staging", PREDEPLOY_LINT_LARGE_TABLE_ROWS="5000"))
+    report = lint(make_settings("staging", PREDEPLOY_LINT_LARGE_TABLE_ROWS="5000"))
     (finding,) = [f for f in report.findings if f.rule == "require-concurrent-index-creation"]
     assert (finding.severity, finding.raised) == ("error", True)
     assert report.errors == [finding]
@@ -104,7 +105,7 @@ def test_robustness_matters_only_outside_a_transaction(
             "2_out": "CREATE INDEX CONCURRENTLY events_body ON events (body);",
         },
     )
-    report = commands.lint(make_settings("staging"))
+    report = lint(make_settings("staging"))
     robust = [(f.migration, f.severity) for f in report.findings if f.rule == "prefer-robust-stmts"]
     assert robust == [("2_out", "info")]
 

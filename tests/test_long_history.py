@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from conftest import Cli, run_in_terminal, write_migrations
-from predeploy.cli.render import render_report
+from predeploy.cli.render_run import render_report
 from predeploy.commands import summary
 from predeploy.commands.migrate import Pending, Report
 from predeploy.db.catalog import LiveTable

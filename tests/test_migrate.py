@@ -12,6 +12,8 @@ import psycopg
 import pytest
 
 from conftest import MakeSettings, write_migrations
+from predeploy.commands.resolve import resolve
+from predeploy.commands.status import current as current_status
 from predeploy.db.locks import MIGRATE_LOCK
 from predeploy.errors import ConfigError, LockBusy, MigrationError
 from predeploy.migrate import commands
@@ -82,7 +84,7 @@ def test_applies_each_migration_with_a_prisma_row(
         assert finished is not None and started is not None and finished >= started
         assert logs is None and rolled_back is None and steps == 1
     assert commands.migrate(make_settings()).applied == ()
-    assert commands.status(make_settings()).up_to_date
+    assert current_status(make_settings()).up_to_date
 
 
 def test_custom_history_table_name(
@@ -145,7 +147,7 @@ def test_outside_transaction_failure_leaves_a_failed_row_that_blocks(
     assert failed[0][2] is None and failed[0][5] is None  # finished_at, rolled_back_at
     assert 'column "c" does not exist' in str(failed[0][4])
     assert failed[0][7] == 1  # one statement had run
-    status = commands.status(make_settings())
+    status = current_status(make_settings())
     assert [e.name for e in status.having("failed")] == ["2_indexes"]
 
     with pytest.raises(MigrationError, match=r"predeploy resolve --rolled-back 2_indexes"):
@@ -155,13 +157,13 @@ def test_outside_transaction_failure_leaves_a_failed_row_that_blocks(
     (migrations_dir / "2_indexes" / "migration.sql").write_text(
         "DROP INDEX CONCURRENTLY IF EXISTS t_a;\nCREATE INDEX CONCURRENTLY t_b ON t (b);\n"
     )
-    assert commands.resolve(make_settings(), applied=None, rolled_back="2_indexes") == "rolled_back"
+    assert resolve(make_settings(), applied=None, rolled_back="2_indexes") == "rolled_back"
     result = commands.migrate(make_settings())
     assert [(a.name, a.transactional) for a in result.applied] == [
         ("2_indexes", False),
         ("3_after", True),
     ]
-    assert commands.status(make_settings()).up_to_date
+    assert current_status(make_settings()).up_to_date
 
 
 def test_server_position_points_into_the_statement(
@@ -201,7 +203,7 @@ def test_edited_migration_blocks_outside_dev_only(
     commands.migrate(make_settings())
     (migrations_dir / "1_a" / "migration.sql").write_text("CREATE TABLE a (id bigint);\n")
     write_migrations(migrations_dir, {"2_b": "CREATE TABLE b (id int);"})
-    assert [e.name for e in commands.status(make_settings()).having("edited")] == ["1_a"]
+    assert [e.name for e in current_status(make_settings()).having("edited")] == ["1_a"]
     with pytest.raises(MigrationError, match=r"1_a/migration.sql changed after it was applied"):
         commands.migrate(make_settings("prod"))
     assert [a.name for a in commands.migrate(make_settings("dev")).applied] == ["2_b"]
@@ -214,7 +216,7 @@ def test_line_ending_change_is_not_an_edit(
     write_migrations(migrations_dir, {"1_a": b"CREATE TABLE a (id int);\nSELECT 1;\n"})
     commands.migrate(make_settings())
     write_migrations(migrations_dir, {"1_a": b"CREATE TABLE a (id int);\r\nSELECT 1;\r\n"})
-    assert commands.status(make_settings()).up_to_date
+    assert current_status(make_settings()).up_to_date
 
 
 def test_rows_without_folders_are_reported_missing(
@@ -226,7 +228,7 @@ def test_rows_without_folders_are_reported_missing(
     for child in (migrations_dir / "2_b").iterdir():
         child.unlink()
     (migrations_dir / "2_b").rmdir()
-    status = commands.status(make_settings())
+    status = current_status(make_settings())
     assert [e.name for e in status.having("missing")] == ["2_b"]
     assert not status.up_to_date
 
@@ -236,17 +238,17 @@ def test_resolve_applied_and_its_refusals(
 ) -> None:
     """--applied records a pending migration as done; resolving what is applied is refused."""
     write_migrations(migrations_dir, {"1_a": "CREATE TABLE a (id int);"})
-    assert commands.resolve(make_settings(), applied="1_a", rolled_back=None) == "applied"
+    assert resolve(make_settings(), applied="1_a", rolled_back=None) == "applied"
     assert commands.migrate(make_settings()).applied == ()
     assert "a" not in tables(database_url)
     (row,) = rows(database_url)
     assert row[2] is not None and row[7] == 0
     with pytest.raises(ConfigError, match="already applied"):
-        commands.resolve(make_settings(), applied="1_a", rolled_back=None)
+        resolve(make_settings(), applied="1_a", rolled_back=None)
     with pytest.raises(ConfigError, match=r"is not failed \(applied\)"):
-        commands.resolve(make_settings(), applied=None, rolled_back="1_a")
+        resolve(make_settings(), applied=None, rolled_back="1_a")
     with pytest.raises(ConfigError, match="not in the migrations folder"):
-        commands.resolve(make_settings(), applied="9_nope", rolled_back=None)
+        resolve(make_settings(), applied="9_nope", rolled_back=None)
 
 
 def test_busy_migration_lock_names_the_holder(

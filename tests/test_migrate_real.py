@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from conftest import MakeSettings, schema_dump, write_migrations
+from predeploy.commands.status import current as current_status
 from predeploy.migrate import commands
 
 CORPORA = Path(__file__).resolve().parent / "data" / "corpora"
@@ -47,7 +48,7 @@ def test_langfuse_corpus_matches_its_reference_schema(
     reference = normalise((corpus / "reference-schema.sql").read_text())
     assert normalise(schema_dump(database_url, "_prisma_migrations")) == reference
     assert commands.migrate(settings).applied == ()
-    assert commands.status(settings).up_to_date
+    assert current_status(settings).up_to_date
 
 
 def generated(count: int, sleep: float = 0.0) -> dict[str, str]:

@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from conftest import MakeSettings, Server, write_migrations
+from predeploy.commands.status import current as current_status
 from predeploy.errors import MigrationError
 from predeploy.migrate import commands
 
@@ -58,7 +59,7 @@ def test_prisma_agrees_in_both_directions(
         conn.execute(f'CREATE DATABASE "{theirs.rsplit("/", 1)[1]}"')
     deploy = prisma_run(prisma, theirs, migrations_dir, "deploy")
     assert deploy.returncode == 0, deploy.stdout + deploy.stderr
-    assert commands.status(make_settings(DATABASE_URL=theirs)).up_to_date
+    assert current_status(make_settings(DATABASE_URL=theirs)).up_to_date
     with psycopg.connect(database_url) as ours_conn, psycopg.connect(theirs) as theirs_conn:
         assert ours_conn.execute(HISTORY).fetchall() == theirs_conn.execute(HISTORY).fetchall()
     with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:

@@ -1,7 +1,7 @@
 """Typed errors: each carries the exit code of DESIGN.md's contract.
 
-The library raises these and never prints or exits; ``predeploy.cli.tasks`` turns
-them into one line on stderr and the process exit code.
+The library raises these and never prints or exits; ``predeploy.cli.boundary.exit_for``
+turns any exception into one line on stderr and the process exit code.
 """
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ import re
 import signal
 
 __all__ = [
+    "EXIT_CODES",
     "INTERRUPTED_CODES",
+    "SIGINT_EXIT",
     "BackupError",
     "Blocked",
     "CheckFailed",
@@ -27,6 +29,46 @@ __all__ = [
     "Terminated",
     "interrupted",
 ]
+
+# the contract of README's "Exit codes" and `predeploy --help` (tests/test_cli_edges.py holds
+# them equal); each PredeployError subclass below carries its code
+EXIT_CODES = (
+    ("0", "ok"),
+    (
+        "1",
+        "a check found something: pending/failed/edited migrations (status --check), lint "
+        "errors, drift, a damaged backup (backups --check)",
+    ),
+    (
+        "2",
+        "bad configuration or usage (an unknown flag, a bad value, a missing argument), a "
+        "missing privilege (the error names the GRANT)",
+    ),
+    (
+        "3",
+        "the database is unreachable, refused us, or is a standby; a catalogue read blocked "
+        "too long",
+    ),
+    ("4", "a backup or restore failed"),
+    (
+        "5",
+        "a migration failed or must not run (nothing was applied, or what was is in the runbook)",
+    ),
+    ("6", "another run holds the lock"),
+    ("7", "a health check failed"),
+    (
+        "8",
+        "refused: a confirmation was declined, or impossible without a terminal and --yes",
+    ),
+    (
+        "9",
+        "internal error: a bug; the traceback is only in the run's log file, which the line names",
+    ),
+    (
+        "129 / 130 / 143",
+        "interrupted by SIGHUP / SIGINT / SIGTERM (the runbook and audit row are written first)",
+    ),
+)
 
 _ONE_LINE = re.compile(r"\s*[\r\n]+\s*")
 
@@ -148,7 +190,8 @@ class StoppedPartWay(Terminated):
 
 
 # the exit codes of a run stopped by a signal: SIGHUP, SIGINT, SIGTERM
-INTERRUPTED_CODES = frozenset({128 + signal.SIGHUP, 130, 128 + signal.SIGTERM})
+SIGINT_EXIT = 128 + signal.SIGINT  # Ctrl-C: 130
+INTERRUPTED_CODES = frozenset({128 + signal.SIGHUP, SIGINT_EXIT, 128 + signal.SIGTERM})
 
 
 class Interrupted(PredeployError):
@@ -183,4 +226,4 @@ def interrupted(exc: KeyboardInterrupt, doing: str) -> Interrupted:
         )
     if isinstance(exc, Terminated):
         return Interrupted(f"stopped by {exc.signal} while {doing}", exc.exit_code)
-    return Interrupted(f"interrupted (SIGINT) while {doing}", 130)
+    return Interrupted(f"interrupted (SIGINT) while {doing}", SIGINT_EXIT)

@@ -21,57 +21,17 @@ from invoke.parser.argument import Argument
 from invoke.program import Program
 
 from predeploy import __version__
-from predeploy.cli import output
+from predeploy.cli import boundary, output
 from predeploy.cli.tasks import ns
-from predeploy.errors import Terminated
+from predeploy.errors import EXIT_CODES, ConfigError, PredeployError
 
-__all__ = ["main", "program"]
-
-USAGE_ERROR = 2
+__all__ = ["EXIT_CODES", "main", "program"]
 
 
 _GLOBAL_FLAGS = ("-v", "--verbose", "-q", "--quiet", "--no-color")
 
 
 _INVOKE_KEPT = ("help", "version", "list", "complete", "print-completion-script")
-# the contract of README's "Exit codes" (tests/test_cli_edges.py holds them equal)
-EXIT_CODES = (
-    ("0", "ok"),
-    (
-        "1",
-        "a check found something: pending/failed/edited migrations (status --check), lint "
-        "errors, drift, a damaged backup (backups --check)",
-    ),
-    (
-        "2",
-        "bad configuration or usage (an unknown flag, a bad value, a missing argument), a "
-        "missing privilege (the error names the GRANT)",
-    ),
-    (
-        "3",
-        "the database is unreachable, refused us, or is a standby; a catalogue read blocked "
-        "too long",
-    ),
-    ("4", "a backup or restore failed"),
-    (
-        "5",
-        "a migration failed or must not run (nothing was applied, or what was is in the runbook)",
-    ),
-    ("6", "another run holds the lock"),
-    ("7", "a health check failed"),
-    (
-        "8",
-        "refused: a confirmation was declined, or impossible without a terminal and --yes",
-    ),
-    (
-        "9",
-        "internal error: a bug; the traceback is only in the run's log file, which the line names",
-    ),
-    (
-        "129 / 130 / 143",
-        "interrupted by SIGHUP / SIGINT / SIGTERM (the runbook and audit row are written first)",
-    ),
-)
 
 
 class PredeployProgram(Program):
@@ -105,16 +65,13 @@ class PredeployProgram(Program):
         super().parse_tasks()
         if len(self.tasks) > 1:
             names = ", ".join(str(t.name) for t in self.tasks)
-            raise Exit(
-                f"predeploy: one task at a time ({names} given): run each in its own call",
-                USAGE_ERROR,
-            )
+            raise ConfigError(f"one task at a time ({names} given): run each in its own call")
 
     def parse_cleanup(self) -> None:
         """invoke's --help/--list handling; `--list NAME` of no such group is a usage error."""
         root = self.args.list.value
         if isinstance(root, str) and root not in self.collection.collections:
-            raise Exit(f"predeploy: --list {root}: no such group of tasks", USAGE_ERROR)
+            raise ConfigError(f"--list {root}: no such group of tasks")
         super().parse_cleanup()
 
     def print_help(self) -> None:
@@ -143,7 +100,8 @@ class PredeployProgram(Program):
         print(f"Exit codes: see {self.binary} --help")
 
     def run(self, argv: list[str] | str | None = None, exit: bool = True) -> None:
-        """Parse and run; usage errors exit 2, interrupts 130 (invoke: 1 for both)."""
+        """Parse and run; every ending is boundary.exit_for's line and code (invoke's own
+        would exit 1 for a usage error or an interrupt)."""
         output.guard_streams()  # `predeploy ... | head`: the run goes on, with its exit code
         try:
             self.create_config()
@@ -153,26 +111,21 @@ class PredeployProgram(Program):
             self.parse_cleanup()
             self.update_config()
             self.execute()
-        except ParseError as exc:
-            print(f"predeploy: {_usage(str(exc))}", file=sys.stderr)
-            if exit:
-                sys.exit(USAGE_ERROR)
-        except Exit as exc:
-            if exc.message:  # the final error line: masked here, whoever raised it
-                print(output.mask(exc.message), file=sys.stderr)
-            if exit:
-                sys.exit(exc.code)
         except UnexpectedExit as exc:  # no task runs shell commands; kept for completeness
             if exit:
                 sys.exit(exc.result.exited)
-        except Terminated as exc:
-            print(f"predeploy: stopped by {exc.signal}", file=sys.stderr)
-            if exit:
-                sys.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            print("predeploy: interrupted", file=sys.stderr)
-            if exit:
-                sys.exit(130)
+        except ParseError as exc:
+            self._end(ConfigError(_usage(str(exc))), exit=exit)
+        except (Exit, PredeployError, KeyboardInterrupt) as exc:  # Terminated: a KeyboardInterrupt
+            self._end(exc, exit=exit)
+
+    @staticmethod
+    def _end(exc: BaseException, *, exit: bool) -> None:
+        line, code = boundary.exit_for(exc)
+        if line:  # the final error line: masked here, whoever raised it
+            print(output.mask(line), file=sys.stderr)
+        if exit:
+            sys.exit(code)
 
 
 _MESSAGES = (

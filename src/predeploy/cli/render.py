@@ -1,4 +1,6 @@
-"""Human renderings of results: pure functions from results to text."""
+"""Human renderings of the results of the commands that read (check, status, lint, health,
+drift, backups, init, ...): pure functions from results to text. Those of the runs that
+change a database are in ``render_run``."""
 
 from __future__ import annotations
 
@@ -11,36 +13,45 @@ from predeploy.commands import summary
 if TYPE_CHECKING:  # result types only: rendering one result imports no other command's code
     from predeploy.backup.dump import BackupResult
     from predeploy.backup.retention import BackupInfo
+    from predeploy.commands.backup import BackedUp
+    from predeploy.commands.backups import Listed
     from predeploy.commands.check import CheckResult
-    from predeploy.commands.deploy import DeployReport
+    from predeploy.commands.db import Server, Stopped
+    from predeploy.commands.drift import Drifted
     from predeploy.commands.health import HealthReport
     from predeploy.commands.init import Adopted
-    from predeploy.commands.maintenance import MaintenanceReport
-    from predeploy.commands.migrate import Pending, Report
-    from predeploy.commands.restore import RestorePlan
-    from predeploy.commands.runbook import Runbook
-    from predeploy.commands.steps import Step
+    from predeploy.commands.lint import Linted
+    from predeploy.commands.new import Created
+    from predeploy.commands.notify_test import Sent
+    from predeploy.commands.resolve import Resolved
+    from predeploy.commands.status import StatusReport
     from predeploy.migrate.lint import LintReport
     from predeploy.migrate.status import Entry, Status
     from predeploy.programs.pgbin import PgProgram
 
 __all__ = [
+    "MARK",
     "render_adopted",
+    "render_backed_up",
     "render_backup",
     "render_backups",
     "render_check",
-    "render_deploy",
+    "render_created",
+    "render_drift",
     "render_health",
     "render_lint",
-    "render_maintenance",
-    "render_report",
-    "render_restore_plan",
-    "render_runbook",
+    "render_linted",
+    "render_listed",
+    "render_resolved",
     "render_runs",
+    "render_sent",
+    "render_server",
     "render_status",
-    "render_step",
+    "render_status_report",
+    "render_stopped",
 ]
 
+MARK = {"ok": "✓", "skipped": "-", "failed": "✗", "interrupted": "✗"}
 
 def render_check(result: CheckResult) -> str:
     source = "embedded dev server" if result.embedded else result.url
@@ -150,238 +161,13 @@ def render_backups(found: list[BackupInfo]) -> str:
     return "\n".join(lines)
 
 
-def render_restore_plan(chosen: RestorePlan) -> str:
-    info = chosen.backup.as_dict()
-    lines = [
-        f"This replaces database {chosen.database} (env {chosen.env}, {chosen.target}):",
-        f"  now:    {chosen.current_tables} tables, latest migration "
-        f"{chosen.current_latest_migration or '(none)'}",
-        f"  backup: {chosen.backup.path}",
-        f"          taken {info['created_at']} ({info['reason']}) of database "
-        f"{info['database']} in env {info['env']}, "
-        f"{len(chosen.backup.manifest.get('tables') or [])} tables, "
-        f"{info['applied_migrations']} migration(s) applied, latest "
-        f"{info['latest_migration'] or '(none)'}; checksum checked",
-    ]
-    lines += [f"  NOT THIS DATABASE'S: {m}" for m in chosen.mismatches]
-    if chosen.policy:
-        lines.append(f"  policy: {chosen.policy}")
-    lines.append(f"Everything written to {chosen.database} since {info['created_at']} is lost.")
-    return "\n".join(lines)
-
-
-_MARK = {"ok": "✓", "skipped": "-", "failed": "✗", "interrupted": "✗"}
-
-
-def render_step(step: Step) -> str:
-    detail = f"  ({step.detail})" if step.detail and step.outcome != "failed" else ""
-    return f"{_MARK.get(step.outcome, '?')} {step.name:<18} {step.seconds:6.2f}s{detail}"
-
-
-def render_report(
-    report: Report,
-    *,
-    dry_run: bool = False,
-    runbook: bool = True,
-    verbose: bool = False,
-    waiting: bool = True,
-) -> str:
-    """A migrate run's report. A long run (more than ``summary.WHOLE`` migrations or lint
-    findings) gets counts and the few that matter; ``verbose`` (-v) and a dry run list all.
-    ``waiting``: name the other phase's migrations left waiting, with the command that
-    applies them (a deploy applies them itself)."""
-    if not report.pending and report.error is None:
-        return _nothing_pending(report, waiting=waiting)
-    whole = verbose or dry_run
-    lines = _pending_lines(report, whole=whole)
-    if report.lint is not None and report.lint.findings:
-        lines += _report_lint(report.lint, whole=whole)
-    if report.drift is not None and report.drift.drifted:
-        drift = [f"drift: {d.kind} {d.name}: {d.change}" for d in report.drift.differences]
-        rest = f"predeploy drift --env {report.env}"
-        lines += drift if whole else summary.capped(drift, summary.WHOLE, rest)
-    lines += [f"warning: {w}" for w in report.warnings]
-    from predeploy.migrate.blockers import describe as describe_blocker  # noqa: PLC0415
-
-    lines += [f"blocking session: {describe_blocker(b)}" for b in report.blockers]
-    if dry_run:
-        for p in report.pending:
-            lines += ["", f"-- {p.name}/migration.sql", (p.sql or "").rstrip()]
-        lines += ["", "dry run: nothing was changed"]
-    for result in report.rehearsal:
-        lines.append(
-            f"rehearsed {result.name}: {result.outcome}"
-            + (f" in {result.seconds:.3f}s" if result.seconds is not None else "")
-            + (f" ({result.detail})" if result.detail else "")
-        )
-    if report.rehearsal:
-        lines.append("rehearsal: everything was rolled back")
-    lines += _applied_lines(report, whole=whole)
-    if waiting and report.applied and report.later and report.error is None:
-        lines += _waiting(report)
-    if report.backup is not None:
-        lines.append(f"backup: {report.backup.path}")
-    if runbook and report.runbook is not None:
-        lines += _runbook(report.runbook)
-    return "\n".join(lines)
-
-
-def _pending_lines(report: Report, *, whole: bool) -> list[str]:
-    """A line per pending migration; for a long list, the counts, the first and the last
-    name, and a line for each migration that does not parse."""
-    if not report.pending:
-        return []
-    header = f"pending on {report.database} ({report.env}):"
-    if whole or len(report.pending) <= summary.WHOLE:
-        return [header, *(_pending_line(p) for p in report.pending)]
-    unparsed = [_pending_line(p) for p in report.pending if p.statements is None]
-    outside = sum(not p.transactional for p in report.pending)
-    downs = sum(p.has_down for p in report.pending)
-    return [
-        f"{header} {len(report.pending)} migration(s), {outside} outside a transaction, "
-        f"{downs} with down.sql (-v lists each): {summary.span([p.name for p in report.pending])}",
-        *summary.capped(unparsed, summary.WHOLE, "-v lists every one"),
-    ]
-
-
-def _pending_line(p: Pending) -> str:
-    how = "in a transaction" if p.transactional else "outside a transaction"
-    down = "down.sql" if p.has_down else "no down.sql"
-    count = (
-        "? statement(s) (it does not parse)"
-        if p.statements is None
-        else (f"{p.statements} statement(s)")
-    )
-    return f"  {p.name}  {count}, {how}, {down}, {p.phase}"
-
-
-def _report_lint(lint: LintReport, *, whole: bool) -> list[str]:
-    """Every finding while few (or -v); else the question's digest: counts, errors, and the
-    warnings on the largest live tables."""
-    if whole or len(lint.findings) <= summary.WHOLE:
-        return [render_lint(lint)]
-    return summary.lint_lines(lint, "-v, and the run's log file")
-
-
-def _applied_lines(report: Report, *, whole: bool) -> list[str]:
-    """A line per applied migration; for a long run, the count, the time and the slowest."""
-    applied = report.applied
-    if whole or len(applied) <= summary.WHOLE:
-        return [f"applied {a.name} in {a.seconds:.3f}s" for a in applied]
-    slowest = sorted(applied, key=lambda a: -a.seconds)[: summary.ENDS]
-    return [
-        f"applied {len(applied)} migration(s) in {sum(a.seconds for a in applied):.3f}s "
-        f"(-v lists each): {summary.span([a.name for a in applied])}",
-        "  slowest: " + ", ".join(f"{a.name} {a.seconds:.3f}s" for a in slowest),
-    ]
-
-
-def _nothing_pending(report: Report, *, waiting: bool = True) -> str:
-    if not report.later:
-        return f"{report.database} ({report.env}): nothing pending, up to date"
-    head = f"{report.database} ({report.env}): no {report.phase} migration pending"
-    return "\n".join([head, *_waiting(report)]) if waiting else head
-
-
-def _waiting(report: Report) -> list[str]:
-    """The other phase's pending migrations, and the command line that applies them."""
-    from predeploy.commands.runbook import command  # noqa: PLC0415 (only with migrations waiting)
-
-    names, env = ", ".join(report.later), report.env
-    if report.phase == "pre-deploy":
-        return [
-            f"{len(report.later)} migration(s) wait for the post-deploy phase, once the new "
-            f"release is live: {names}; then apply them with:",
-            f"  {command('migrate', '--env', env, '--post-deploy')}",
-            f"  (or {command('deploy', '--env', env)}: the pm2 reload, then those)",
-        ]
-    return [
-        f"{len(report.later)} pre-deploy migration(s) are pending and go first: {names}; "
-        f"apply them with:",
-        f"  {command('migrate', '--env', env)}",
-    ]
-
-
-def render_runbook(runbook: Runbook) -> str:
-    """A runbook after a report: a blank line, where it is kept, its commands."""
-    return "\n".join(_runbook(runbook))
-
-
-def _runbook(runbook: Runbook) -> list[str]:
-    if not runbook.commands:
-        return []
-    where = f" (also in {runbook.path})" if runbook.path else ""
-    where = f" (not saved: {runbook.unsaved})" if runbook.unsaved else where
-    here = [f"# run these lines in {runbook.root}"] if runbook.root is not None else []
-    return ["", f"runbook{where}:", *here, *runbook.commands]
-
-
 def render_health(report: HealthReport) -> str:
     width = max((len(c.name) for c in report.checks), default=0)
     lines = [
-        f"{_MARK['ok' if c.ok else 'failed']} {c.name:<{width}}  {c.seconds:6.3f}s  {c.detail}"
+        f"{MARK['ok' if c.ok else 'failed']} {c.name:<{width}}  {c.seconds:6.3f}s  {c.detail}"
         for c in report.checks
     ]
     lines.append("healthy" if report.ok else f"UNHEALTHY: {len(report.failed)} check(s) failed")
-    return "\n".join(lines)
-
-
-def render_deploy(report: DeployReport, *, verbose: bool = False) -> str:
-    lines: list[str] = []
-    for migrated in (report.migrate, report.post):
-        if migrated is not None:
-            shown = render_report(
-                migrated,
-                dry_run=report.dry_run,
-                runbook=report.runbook is None,
-                verbose=verbose,
-                waiting=False,
-            )
-            lines.append(shown)
-    lines += [f"warning: {w}" for w in report.warnings]
-    if report.health is not None:
-        lines.append(render_health(report.health))
-    if report.dry_run:
-        lines += _would_deploy(report) if report.error is None else []
-    elif report.error is None:
-        pids = ", ".join(str(p.pid) for p in report.after)
-        lines.append(f"deployed: {report.app} reloaded and healthy (pids {pids})")
-    if report.runbook is not None:
-        lines += _runbook(report.runbook)
-    return "\n".join(lines)
-
-
-def _would_deploy(report: DeployReport) -> list[str]:
-    """A deploy's dry run, after the pre-deploy phase's: the reload, then the post phase."""
-    processes = len(report.before)
-    mode = "cluster" if report.before and all(p.cluster for p in report.before) else "fork"
-    lines = [
-        "",
-        f"then it would run pm2 {report.action} {report.app} ({processes} process(es), {mode} "
-        f"mode) and wait until it is healthy",
-    ]
-    if report.post_preview:
-        names = ", ".join(p.name for p in report.post_preview)
-        lines.append(f"then apply {len(report.post_preview)} post-deploy migration(s): {names}")
-        for p in report.post_preview:
-            lines += ["", f"-- {p.name}/migration.sql", (p.sql or "").rstrip()]
-    lines += ["", f"dry run: nothing was changed; {report.app} was not {report.action}ed"]
-    return lines
-
-
-def render_maintenance(report: MaintenanceReport) -> str:
-    lines: list[str] = []
-    if report.backup is not None:
-        lines.append(f"backup: {report.backup.path} ({units.size(report.backup.size)})")
-        lines += [f"pruned: {path}" for path in report.backup.pruned]
-    if report.health is not None:
-        lines.append(render_health(report.health))
-    if report.drift is not None and not report.drift.drifted:
-        lines.append(f"drift: none ({report.drift.compared} objects compared)")
-    if report.pruned_logs:
-        lines.append(f"logs: removed {len(report.pruned_logs)} run log(s) and runbook(s)")
-    lines += [f"note: {item}" for item in report.notes]
-    lines += [f"needs attention: {item}" for item in report.needs_attention]
     return "\n".join(lines)
 
 
@@ -451,3 +237,67 @@ def _sentences(message: str, help_: str | None) -> str:
         return message
     stop = "" if message.rstrip().endswith((".", "!", "?")) else "."
     return f"{message.rstrip()}{stop} {help_[:1].upper()}{help_[1:]}"
+
+
+def render_status_report(report: StatusReport, *, whole: bool) -> str:
+    """`predeploy status`: the table (or a long history's summary), the last runs, and the
+    drift report when asked for."""
+    from predeploy.commands.runbook import program  # noqa: PLC0415 (the name a pasted line uses)
+
+    every = f"{program()} status --env {report.env} --all"
+    human = render_status(report.status, whole=whole, rest=every) + render_runs(report.runs)
+    if report.drift is not None:
+        from predeploy.drift import render  # noqa: PLC0415 (drift's machinery)
+
+        human += "\n\n" + render(report.drift)
+    return human
+
+
+def render_drift(done: Drifted) -> str:
+    """`predeploy drift`: the differences, then the revert or adopt SQL asked for."""
+    from predeploy import drift  # noqa: PLC0415 (drift's machinery)
+
+    human = drift.render(done.report)
+    differences = list(done.report.differences)
+    if done.options.revert_sql:
+        human += "\n\n" + drift.revert_sql(differences)
+    if done.options.adopt_sql:
+        human += "\n\n" + drift.adopt_sql(differences)
+    return human
+
+
+def render_linted(done: Linted) -> str:
+    return render_lint(done.report)
+
+
+def render_backed_up(done: BackedUp) -> str:
+    return render_backup(done.result)
+
+
+def render_listed(done: Listed) -> str:
+    return render_backups(done.found)
+
+
+def render_resolved(done: Resolved) -> str:
+    return f"migration {done.migration} marked {done.marked.replace('_', ' ')}"
+
+
+def render_created(done: Created) -> str:
+    from predeploy.commands.new import NOTE  # noqa: PLC0415
+
+    return f"{done.migration.folder}\n{NOTE}"
+
+
+def render_sent(done: Sent) -> str:
+    return "\n".join(
+        f"{'✓' if d.ok else '✗'} {d.url}  {d.seconds:.2f}s  {d.detail}".rstrip()
+        for d in done.deliveries
+    )
+
+
+def render_server(done: Server) -> str:
+    return f"embedded PostgreSQL {done.state} (pid {done.server.pid}): {done.server.url}"
+
+
+def render_stopped(done: Stopped) -> str:
+    return f"embedded PostgreSQL {done.state}"

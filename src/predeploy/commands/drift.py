@@ -10,7 +10,9 @@ live migrations had (Prisma's ``?schema=`` included).
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -19,17 +21,60 @@ from predeploy.config.settings import Settings
 from predeploy.db import target as db_target
 from predeploy.db.connect import Conn, catalog_session
 from predeploy.db.failures import translated
-from predeploy.drift import shadow
+from predeploy.drift import reconcile, shadow
 from predeploy.drift.fingerprint import Fingerprint
 from predeploy.drift.report import DriftReport, detect
-from predeploy.errors import ConfigError, PredeployError
+from predeploy.errors import CheckFailed, ConfigError, PredeployError
 from predeploy.migrate import discovery, executor, history
-from predeploy.migrate.commands import ensure_history, read_history, run_options
 from predeploy.migrate.discovery import Migration
+from predeploy.migrate.executor import run_options
+from predeploy.migrate.history import ensure_history, read_history
 
-__all__ = ["check", "checked", "excluded"]
+__all__ = ["DriftOptions", "Drifted", "check", "checked", "drift", "excluded"]
 
 log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class DriftOptions:
+    save: Path | None = None  # write the expected schema's fingerprint here
+    expected: Path | None = None  # compare with this saved fingerprint, not a shadow
+    revert_sql: bool = False  # add the SQL that would bring live back to the migrations'
+    adopt_sql: bool = False  # add a migration that would make the history match live
+
+
+@dataclass(frozen=True)
+class Drifted:
+    """`predeploy drift`'s result: the report, with the revert or adopt steps asked for."""
+
+    report: DriftReport
+    options: DriftOptions = DriftOptions()
+
+    @property
+    def error(self) -> CheckFailed | None:
+        r = self.report
+        if not r.drifted:
+            return None
+        return CheckFailed(
+            f"{len(r.differences)} difference(s) between {r.database} and "
+            f"{r.expected_from}: see above; nothing was changed"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        data = self.report.as_dict()
+        if self.options.revert_sql:
+            data["revert"] = [s.as_dict() for s in reconcile.revert_steps(self.report.differences)]
+        if self.options.adopt_sql:
+            data["adopt"] = [s.as_dict() for s in reconcile.adopt_steps(self.report.differences)]
+        return data
+
+
+def drift(settings: Settings, options: DriftOptions) -> Drifted:
+    """The `predeploy drift` command. PREDEPLOY_DRIFT_EXPECTED stands in for --expected,
+    unless a new fingerprint is being saved."""
+    saved = None if options.save else settings.drift_expected
+    report = check(settings, expected_file=options.expected or saved, save=options.save)
+    return Drifted(report, options)
 
 
 def excluded(target: db_target.Target) -> list[tuple[str, str]]:

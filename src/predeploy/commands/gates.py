@@ -7,8 +7,10 @@ restore) passes the same gates the same way.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Protocol
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
@@ -26,14 +28,22 @@ from predeploy.migrate.blockers import Blocker
 from predeploy.migrate.discovery import Migration
 from predeploy.migrate.lint import LintReport
 
+if TYPE_CHECKING:
+    from predeploy.backup.dump import ProgressFn
+    from predeploy.commands.restore import RestorePlan, RestoreResult
+    from predeploy.commands.rollback import Chosen
+
 __all__ = [
+    "Asked",
     "Asking",
     "blockers",
     "confirm",
+    "confirm_undo",
     "lint",
     "lint_lines",
     "no_backup",
     "refuse_without_terminal",
+    "restore_confirmed",
 ]
 
 log = structlog.get_logger(__name__)
@@ -48,6 +58,15 @@ class Asking(Protocol):
     def interactive(self) -> bool: ...
     @property
     def ask(self) -> Callable[[str], str]: ...
+
+
+@dataclass(frozen=True)
+class Asked:
+    """How a run was asked for: --yes, and whether (and how) a terminal can be asked."""
+
+    yes: bool
+    interactive: bool
+    ask: Callable[[str], str]
 
 
 class _NoBackup(Protocol):
@@ -194,3 +213,62 @@ def lint_lines(report: LintReport | None, rest: str = "predeploy lint") -> str:
     if not report.active:
         return "\nLint: no findings."
     return "\n" + "\n".join(summary.lint_lines(report, rest))
+
+
+def confirm_undo(
+    asking: Asking, *, no_backup: bool
+) -> Callable[[Sequence[Chosen], str, Policy], None]:
+    """Rollback's gate, asked once the rollback knows its database and policy: refused
+    without a terminal (unless --yes, which is logged with the operator's name), else the
+    policy's confirmation naming every migration to undo."""
+
+    def gate(chosen: Sequence[Chosen], database: str, policy: Policy) -> None:
+        names = ", ".join(c.migration.name for c in chosen)
+        refuse_without_terminal(policy, asking, database, "rolling back")
+        if asking.yes:
+            structlog.get_logger("predeploy").info(
+                "confirmation_waived", operator=operator(), action="rollback"
+            )
+            return
+        backup_first = policy.protected and not no_backup
+        confirm(
+            policy,
+            asking,
+            database,
+            f"About to undo {len(chosen)} migration(s) on {policy.target or database} "
+            f"({policy.label}): {names}"
+            + ("\nA verified backup is taken first." if backup_first else ""),
+        )
+
+    return gate
+
+
+def restore_confirmed(
+    settings: Settings,
+    backup: Path | None,
+    asking: Asking,
+    describe: Callable[[RestorePlan], str],
+    *,
+    other_database: bool = False,
+    progress: ProgressFn | None = None,
+    run_id: str = "",
+) -> RestoreResult:
+    """Restore ``backup`` (by default the newest of this database) once its database's name
+    is typed (or --yes); ``describe`` is the plan as the operator reads it. A refusal, once
+    the plan read the database, has its audit row."""
+    from predeploy.commands import restore  # noqa: PLC0415 (pg_restore's machinery)
+
+    chosen = restore.plan(settings, backup, other_database=other_database, run_id=run_id)
+    try:
+        require_typed(
+            chosen.database,
+            describe(chosen),
+            yes=asking.yes,
+            interactive=asking.interactive,
+            ask=asking.ask,
+            action=f"restoring {chosen.database}",
+        )
+    except Refused as exc:
+        restore.refused(settings, chosen, exc, run_id)
+        raise
+    return restore.restore(settings, chosen, progress, run_id=run_id)

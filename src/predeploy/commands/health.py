@@ -29,12 +29,12 @@ from predeploy.db import target as db_target
 from predeploy.db.catalog import size_expression
 from predeploy.db.connect import Conn, catalog_session, round_trip_ms
 from predeploy.db.failures import translated
-from predeploy.errors import PredeployError
+from predeploy.errors import HealthCheckFailed, PredeployError
 from predeploy.integrations.pm2 import Pm2
 from predeploy.migrate import discovery as migrations
 from predeploy.migrate import history
-from predeploy.migrate.commands import read_history
-from predeploy.migrate.status import compare
+from predeploy.migrate.history import read_history
+from predeploy.migrate.status import compare, for_health
 
 __all__ = ["Check", "HealthReport", "check_http", "check_pm2", "log_checks", "run"]
 
@@ -82,6 +82,10 @@ class HealthReport:
     def summary(self) -> str:
         """One line naming each failed check and why."""
         return "; ".join(f"{c.name}: {c.detail}" for c in self.failed) or "all checks pass"
+
+    @property
+    def error(self) -> HealthCheckFailed | None:
+        return None if self.ok else HealthCheckFailed(f"unhealthy: {self.summary()}")
 
     def as_dict(self) -> dict[str, Any]:
         return {"env": self.env, "ok": self.ok, "checks": [c.as_dict() for c in self.checks]}
@@ -175,11 +179,12 @@ def _history(
 ) -> tuple[bool, str, dict[str, Any]]:
     rows = read_history(conn, table)
     status = compare(migrations.discover(settings.migrations_dir), rows)
-    counts = status.counts()
-    waiting = [m for m in status.pending if m.phase == "post-deploy"] if post_deploy_pending else []
+    waiting = (
+        tuple(m for m in status.pending if m.phase == "post-deploy") if post_deploy_pending else ()
+    )
+    counts: dict[str, int] = dict(status.counts())
     counts["pending"] -= len(waiting)
-    # missing on disk is a warning, as in the plan: the run that applied past it succeeded
-    problems = {s: n for s, n in counts.items() if n and s not in ("applied", "missing")}
+    problems = for_health(status, waiting=waiting)
     missing = [e.name for e in status.having("missing")]
     note = f"; warning: {', '.join(missing)} missing on disk" if missing else ""
     if not problems:
@@ -190,9 +195,7 @@ def _history(
         )
     listed = ", ".join(f"{n} {state}" for state, n in problems.items())
     names = ", ".join(
-        e.name
-        for e in status.entries
-        if e.state not in ("applied", "missing") and e.migration not in waiting
+        e.name for e in status.entries if e.state in problems and e.migration not in waiting
     )
     return False, f"{listed}: {names}{note}", counts
 

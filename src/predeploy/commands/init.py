@@ -31,7 +31,7 @@ from predeploy.integrations.pm2 import home_prefix
 if TYPE_CHECKING:
     from predeploy.config.settings import Settings
 
-__all__ = ["Adopted", "adopt", "examples_folder", "suggest_env"]
+__all__ = ["Adopted", "adopt", "examples_folder", "init", "suggest_env"]
 
 MARKER = "# --- predeploy ---"
 # what predeploy writes into the project, then every file that holds a secret; a
@@ -78,6 +78,16 @@ class Adopted:
             "migrations": self.migrations,
             "suggestions": self.suggestions,
         }
+
+
+def init(settings: Settings) -> Adopted:
+    """The `predeploy init` command: ``adopt``, with the ``.env`` suggestions (none when
+    PREDEPLOY_ENV already names an env)."""
+    from predeploy.config.settings import env_name  # noqa: PLC0415 (settings: typing only above)
+
+    done = adopt(settings.root, settings.migrations_dir)
+    done.suggestions = suggest_env(settings, default_env=env_name(None) == "dev")
+    return done
 
 
 def examples_folder() -> Path:

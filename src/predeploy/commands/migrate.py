@@ -23,12 +23,13 @@ from predeploy._util import lazy
 from predeploy._util.log import REPORTED
 from predeploy._util.operator import operator
 from predeploy.commands import summary
+from predeploy.commands.lint import lint_migrations
 from predeploy.commands.steps import OnStep, Skip, Step, Stepper, note, skip, stepper
 from predeploy.config.policy import Policy
 from predeploy.config.settings import Settings
 from predeploy.db import audit, protection
 from predeploy.db import target as db_target
-from predeploy.db.connect import Conn, catalog_session
+from predeploy.db.connect import Conn, catalog_session, refuse_standby
 from predeploy.db.failures import translated
 from predeploy.db.locks import migrate_session
 from predeploy.errors import (
@@ -37,8 +38,8 @@ from predeploy.errors import (
     PredeployError,
     interrupted,
 )
-from predeploy.migrate import commands, history
 from predeploy.migrate import discovery as migrations
+from predeploy.migrate import history
 from predeploy.migrate.discovery import POST_DEPLOY, PRE_DEPLOY
 from predeploy.migrate.plan import OutOfPhase, Plan, make_plan
 from predeploy.migrate.privileges import check_bookkeeping, check_dump
@@ -287,10 +288,10 @@ def _locked_workflow(run: _Run, conn: Conn) -> None:
     )
     table, audit_table = run.target.history, run.target.audit
     with step("history"):
-        commands.refuse_standby(conn)
+        refuse_standby(conn)
         report.database = conn.info.dbname
         found = migrations.discover(settings.migrations_dir)
-        status = compare(found, commands.read_history(conn, table))
+        status = compare(found, history.read_history(conn, table))
         plan = make_plan(status, policy, report.phase)
         report.later = [m.name for m in plan.later]
         report.warnings = list(plan.warnings)
@@ -307,12 +308,7 @@ def _locked_workflow(run: _Run, conn: Conn) -> None:
         gates.refuse_without_terminal(policy, options, report.database, "migrating")
         gates.no_backup(policy, options)
     with step("lint"):
-        report.lint = commands.lint_migrations(
-            conn,
-            list(plan.pending),
-            large_rows=settings.lint_large_table_rows,
-            root=settings.root,
-        )
+        report.lint = lint_migrations(settings, conn, list(plan.pending))
         gates.lint(policy, report.lint, force=options.force_lint or options.dry_run)
     if policy.drift_checked and not options.drift_said_skipped:
         _drift(run)
@@ -335,7 +331,7 @@ def _locked_workflow(run: _Run, conn: Conn) -> None:
             settings, policy, options, conn=conn, pending=plan.pending, database=report.database
         )
     with step("apply"):
-        commands.ensure_history(conn, table)  # and its schema: the marker's table lives there
+        history.ensure_history(conn, table)  # and its schema: the marker's table lives there
         _mark(run, conn)
         with (
             executor.Executor(conn, _options(run)) as run_scripts,
@@ -466,7 +462,7 @@ def _after(
 ) -> None:
     """The plan's rules again, on the history as the run left it: nothing of this phase
     pending but what the plan left waiting, nothing refusing but the phases' order."""
-    after = make_plan(compare(found, commands.read_history(conn, table)), policy, plan.phase)
+    after = make_plan(compare(found, history.read_history(conn, table)), policy, plan.phase)
     waiting = {m.name for m in plan.later}
     pending = [m.name for m in (*after.pending, *after.later) if m.name not in waiting]
     refusals = [r.message for r in after.refusals if not isinstance(r, OutOfPhase)]
@@ -522,7 +518,7 @@ describe = _describe  # deploy's dry run shows what its post-deploy phase would 
 
 
 def _options(run: _Run) -> executor.RunOptions:
-    return commands.run_options(run.target, lock_retries=run.settings.lock_retries)
+    return executor.run_options(run.target, lock_retries=run.settings.lock_retries)
 
 
 def _audit(target: db_target.Target, run: audit.Run, report: Report) -> None:

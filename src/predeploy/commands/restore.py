@@ -37,7 +37,7 @@ from predeploy.backup.retention import BackupInfo, backup_at, mismatches, newest
 from predeploy.config.settings import Settings
 from predeploy.db import audit, protection
 from predeploy.db import target as db_target
-from predeploy.db.connect import CATALOG, Conn, Endpoint, catalog_session, connect
+from predeploy.db.connect import CATALOG, Conn, Endpoint, catalog_session, connect, refuse_standby
 from predeploy.db.failures import translated
 from predeploy.db.locks import migrate_session
 from predeploy.errors import (
@@ -47,7 +47,6 @@ from predeploy.errors import (
     interrupted,
 )
 from predeploy.migrate import history
-from predeploy.migrate.commands import refuse_standby
 from predeploy.migrate.privileges import check_bookkeeping
 from predeploy.programs import pgbin
 from predeploy.programs import run as programs

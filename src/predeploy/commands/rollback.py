@@ -31,7 +31,7 @@ from predeploy.config.policy import Policy
 from predeploy.config.settings import Settings
 from predeploy.db import audit, protection
 from predeploy.db import target as db_target
-from predeploy.db.connect import Conn
+from predeploy.db.connect import Conn, refuse_standby
 from predeploy.db.failures import translated
 from predeploy.db.locks import migrate_session
 from predeploy.errors import (
@@ -41,8 +41,8 @@ from predeploy.errors import (
     Terminated,
     interrupted,
 )
-from predeploy.migrate import commands, executor, history
 from predeploy.migrate import discovery as migrations
+from predeploy.migrate import executor, history
 from predeploy.migrate.discovery import POST_DEPLOY, Migration
 from predeploy.migrate.outcome import MigrationFailed
 from predeploy.migrate.privileges import ROLLBACK, check_bookkeeping
@@ -114,11 +114,11 @@ def rollback(
     table, audit_table = target.history, target.audit
     run = audit.Run.of(settings, "rollback", run_id)
     with migrate_session(target, "rollback", wait=settings.lock_wait) as conn:
-        commands.refuse_standby(conn)
+        refuse_standby(conn)
         with _recorded(conn, audit_table, run, dry_run=dry_run):  # a refusal has its row too
             with translated(conn, "reading what the database remembers of its env"):
                 policy = protection.policy_of(target, conn)
-            entries = compare(found, commands.read_history(conn, table)).entries
+            entries = compare(found, history.read_history(conn, table)).entries
             chosen = _choose(entries, steps=steps, names=names)
             if dry_run:
                 return Undone(chosen, policy)
@@ -268,7 +268,7 @@ def _undo_all(
     written and the error returned (the caller says what it left, and how back)."""
     chosen, policy = undoing
     audit_table = target.audit
-    options = commands.run_options(target, lock_retries=settings.lock_retries)
+    options = executor.run_options(target, lock_retries=settings.lock_retries)
     try:
         with executor.Executor(conn, options) as run_scripts:
             for item in chosen:

@@ -25,8 +25,8 @@ from predeploy import __version__
 from predeploy._util.operator import operator
 from predeploy._util.redact import Scrubber
 from predeploy.db.connect import Conn
-from predeploy.errors import INTERRUPTED_CODES, PredeployError
 from predeploy.db.table import Table
+from predeploy.errors import INTERRUPTED_CODES, PredeployError
 
 if TYPE_CHECKING:
     from predeploy.config.settings import Settings

@@ -35,6 +35,7 @@ __all__ = [
     "connect",
     "describe_failure",
     "migration_session",
+    "refuse_standby",
     "round_trip_ms",
     "use_limits",
 ]
@@ -233,3 +234,13 @@ def _primary(exc: psycopg.Error) -> str:
     diag = getattr(exc, "diag", None)
     primary = diag.message_primary if diag is not None else None
     return (primary or str(exc) or type(exc).__name__).strip().splitlines()[0]
+
+
+def refuse_standby(conn: Conn) -> None:
+    """DatabaseUnreachable when ``conn`` is a read-only standby."""
+    row = conn.execute("SELECT pg_is_in_recovery(), current_database()").fetchone()
+    if row is not None and row[0]:
+        raise DatabaseUnreachable(
+            f"{row[1]} is a standby (read-only, in recovery): point the direct URL "
+            f"(DIRECT_URL, DIRECT_DATABASE_URL or DATABASE_URL) at the primary"
+        )

@@ -39,11 +39,10 @@ import structlog
 from psycopg import sql
 
 from predeploy.config.dburl import DatabaseUrl
-from predeploy.db.connect import CATALOG, Conn, connect
+from predeploy.db.connect import CATALOG, Conn, connect, refuse_standby
 from predeploy.drift import fingerprint
 from predeploy.drift.fingerprint import Fingerprint
 from predeploy.errors import MigrationError, PredeployError
-from predeploy.migrate.commands import refuse_standby
 from predeploy.migrate.discovery import Migration
 
 __all__ = [

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import psycopg
 import structlog
@@ -49,6 +50,9 @@ from predeploy.migrate.outcome import (
 )
 from predeploy.migrate.sqlscript import Script, Statement
 
+if TYPE_CHECKING:
+    from predeploy.db.target import Target
+
 __all__ = [
     "Applied",
     "Executor",
@@ -56,11 +60,23 @@ __all__ = [
     "Rehearsed",
     "RunOptions",
     "backoff",
+    "run_options",
 ]
 
 log = structlog.get_logger(__name__)
 _FIRST_PAUSE, _LAST_PAUSE = 0.5, 10.0
 _POLL = 0.1  # how often a lock-timed-out migration looks whether its holders are gone
+
+
+def run_options(target: Target, *, lock_retries: int) -> RunOptions:
+    """The executor's options on ``target``: history table, migration limits, retries
+    (PREDEPLOY_LOCK_RETRIES)."""
+    return RunOptions(
+        table=target.history,
+        limits=target.limits,
+        lock_retries=lock_retries,
+        search_path=target.search_path,
+    )
 
 
 def backoff(attempt: int) -> float:

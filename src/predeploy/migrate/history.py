@@ -15,15 +15,19 @@ from datetime import datetime
 from typing import Any
 
 from psycopg import Cursor, sql
+from psycopg import errors as pg_errors
 from psycopg.rows import class_row
 
 from predeploy.db.connect import Conn
+from predeploy.db.failures import message_of, translated
 from predeploy.db.table import Table
+from predeploy.errors import ConfigError, MigrationError
 from predeploy.migrate.discovery import Migration
 
 __all__ = [
     "HistoryRow",
     "Table",
+    "ensure_history",
     "ensure_table",
     "finish",
     "insert_applied",
@@ -34,7 +38,9 @@ __all__ = [
     "mark_rolled_back",
     "mark_undone",
     "read",
+    "read_history",
     "record_failure",
+    "role",
 ]
 
 
@@ -215,3 +221,38 @@ def mark_undone(conn: Conn, table: Table, name: str) -> None:
         ).format(table.ident),
         (name,),
     )
+
+
+def read_history(conn: Conn, table: Table) -> list[HistoryRow]:
+    """The history rows; a missing privilege (exit 2) or a lock (exit 3) says what to do."""
+    doing = f"reading the migration history ({table})"
+    with translated(conn, doing):
+        try:
+            return read(conn, table)
+        except pg_errors.InsufficientPrivilege as exc:  # on the schema, or on the table
+            said = message_of(exc)
+            schema = sql.Identifier(table.schema).as_string(conn)
+            on = (
+                f"USAGE ON SCHEMA {schema}"
+                if said.startswith("permission denied for schema")
+                else f"SELECT ON TABLE {table.regclass}"
+            )
+            raise ConfigError(f"{doing}: {said}: GRANT {on} TO {role(conn)}") from None
+
+
+def ensure_history(conn: Conn, table: Table) -> None:
+    """The history table (and its schema), created when missing; a missing privilege says
+    which GRANT."""
+    with translated(
+        conn,
+        f"creating the migration history table {table}",
+        error=MigrationError,
+        grant=f"GRANT CREATE ON SCHEMA {sql.Identifier(table.schema).as_string(conn)} TO "
+        f"{role(conn)}, or create it first",
+    ):
+        ensure_table(conn, table)
+
+
+def role(conn: Conn) -> str:
+    """The session's user as a GRANT names it (quoted)."""
+    return sql.Identifier(conn.info.user).as_string(conn) if conn.info.user else "this user"

@@ -1,4 +1,10 @@
-"""Where each migration stands: files on disk against rows in the history table (pure)."""
+"""Where each migration stands: files on disk against rows in the history table (pure).
+
+Also the one rule of "is the history clean", named per reader: ``for_check`` (`status
+--check`: anything not applied needs attention, a folder missing on disk included) and
+``for_health`` (the health check: a folder missing on disk only warns, as in the plan,
+and a deploy between its reload and its post-deploy phase may wait on post-deploy ones).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +15,10 @@ from typing import Any, Literal
 from predeploy.migrate.discovery import Migration
 from predeploy.migrate.history import HistoryRow
 
-__all__ = ["Entry", "State", "Status", "compare"]
+__all__ = ["STATES", "Entry", "State", "Status", "compare", "for_check", "for_health"]
 
 State = Literal["applied", "pending", "failed", "edited", "missing"]
+STATES: tuple[State, ...] = ("applied", "pending", "failed", "edited", "missing")
 
 
 @dataclass(frozen=True)
@@ -57,8 +64,27 @@ class Status:
         return all(e.state == "applied" for e in self.entries)
 
     def counts(self) -> dict[str, int]:
-        states: tuple[State, ...] = ("applied", "pending", "failed", "edited", "missing")
-        return {state: len(self.having(state)) for state in states}
+        return {state: len(self.having(state)) for state in STATES}
+
+
+def for_check(status: Status) -> dict[State, int]:
+    """What `status --check` calls a problem: every state but applied, with its count."""
+    return _unclean(status, warn_only=())
+
+
+def for_health(status: Status, *, waiting: tuple[Migration, ...] = ()) -> dict[State, int]:
+    """What the health check calls a problem: pending (but ``waiting``), failed, edited;
+    a migration missing on disk is a warning, as in the plan (the run that applied past it
+    succeeded)."""
+    return _unclean(status, warn_only=("missing",), waiting=waiting)
+
+
+def _unclean(
+    status: Status, *, warn_only: tuple[State, ...], waiting: tuple[Migration, ...] = ()
+) -> dict[State, int]:
+    counts = {state: len(status.having(state)) for state in STATES}
+    counts["pending"] -= len([m for m in status.pending if m in waiting])
+    return {s: n for s, n in counts.items() if n and s != "applied" and s not in warn_only}
 
 
 def compare(migrations: list[Migration], rows: list[HistoryRow]) -> Status:
