@@ -9,7 +9,6 @@ releases it with its connection, so it can never go stale.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING
 import psycopg
 import structlog
 
+from predeploy._util.poll import poll
 from predeploy.db.connect import Conn, migration_session
 from predeploy.errors import LockBusy
 
@@ -73,26 +73,24 @@ def migrate_session(settings: Settings, purpose: str) -> Iterator[Conn]:
 
 
 def _acquire(conn: Conn, key: int, wait: float, purpose: str) -> None:
-    deadline = time.monotonic() + wait
-    pause = 0.05
-    announced = False
-    while True:
+    def took() -> bool:
         row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
-        if row is not None and row[0]:
-            return
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise LockBusy(
-                f"the {purpose} lock (advisory lock {key}) is held by "
-                f"{describe_holder(conn, key)}; waited {wait:g}s (PREDEPLOY_LOCK_WAIT): let that "
-                f"run "
-                f"finish, or end that session if it is stuck"
-            )
+        return row is not None and bool(row[0])
+
+    announced: list[bool] = []
+
+    def announce(_: bool) -> None:
         if not announced:
             log.info("lock_waiting", key=key, holder=describe_holder(conn, key), wait_s=wait)
-            announced = True
-        time.sleep(min(pause, remaining))
-        pause = min(pause * 2, 0.5)
+            announced.append(True)
+
+    if not poll(took, wait, pause=0.05, grow=2, most=0.5, waiting=announce):
+        raise LockBusy(
+            f"the {purpose} lock (advisory lock {key}) is held by "
+            f"{describe_holder(conn, key)}; waited {wait:g}s (PREDEPLOY_LOCK_WAIT): let that "
+            f"run "
+            f"finish, or end that session if it is stuck"
+        )
 
 
 def describe_holder(conn: Conn, key: int) -> str:

@@ -10,12 +10,12 @@ waiting for a lock there.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from predeploy._util.poll import poll
 from predeploy.db.catalog import oids
 from predeploy.db.connect import Conn
 from predeploy.migrate.discovery import Migration
@@ -94,13 +94,9 @@ def wait_until_gone(
     """Scan every ``pause`` until no blocker is left or ``wait`` seconds have passed; the
     ones left."""
     oids = _oids(conn, names)
-    deadline = time.monotonic() + wait
-    while True:
-        found = _scan(conn, oids, max_age, uncertain)
-        remaining = deadline - time.monotonic()
-        if not found or remaining <= 0:
-            return found
-        time.sleep(min(pause, remaining))
+    return poll(
+        lambda: _scan(conn, oids, max_age, uncertain), wait, pause=pause, done=lambda f: not f
+    )
 
 
 def _oids(conn: Conn, names: Iterable[str]) -> list[int]:
