@@ -29,6 +29,7 @@ from predeploy.commands.announce import announce
 from predeploy.commands.steps import OnStep, Skip, Step, Stepper, skip, stepper
 from predeploy.config.settings import Settings
 from predeploy.db.connect import CATALOG, Conn, Limits, catalog_session, use_limits
+from predeploy.db.failures import message_of
 from predeploy.db.locks import advisory_lock
 from predeploy.errors import CheckFailed, PredeployError, interrupted
 
@@ -167,7 +168,7 @@ def _vacuum(conn: Conn) -> None:
     try:
         conn.execute("VACUUM (ANALYZE, SKIP_LOCKED)")
     except psycopg.Error as exc:
-        detail = (exc.diag.message_primary or str(exc)).strip()
+        detail = message_of(exc)
         raise CheckFailed(f"VACUUM (ANALYZE) failed: {detail}") from None
     finally:
         use_limits(conn, CATALOG)

@@ -38,7 +38,7 @@ from predeploy.backup.retention import BackupInfo, backup_at, mismatches, newest
 from predeploy.config.settings import Settings
 from predeploy.db import audit, protection
 from predeploy.db.connect import CATALOG, Conn, catalog_session, connect, target_url
-from predeploy.db.failures import translated
+from predeploy.db.failures import message_of, translated
 from predeploy.db.locks import migrate_session
 from predeploy.errors import (
     BackupError,
@@ -445,7 +445,7 @@ def _cancel_lock_waits(url: object, application: str, settings: Settings) -> Ite
                         log.warning("restore_lock_wait_cancelled", blocked_by=blockers)
                         return
         except (PredeployError, psycopg.Error) as exc:
-            log.warning("restore_watch_failed", detail=str(exc).splitlines()[0])
+            log.warning("restore_watch_failed", detail=message_of(exc))
 
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()

@@ -25,6 +25,7 @@ from predeploy import __version__
 from predeploy._util.redact import Scrubber
 from predeploy.commands.confirm import operator
 from predeploy.db.connect import Conn
+from predeploy.db.failures import message_of
 from predeploy.errors import INTERRUPTED_CODES, PredeployError
 from predeploy.migrate.history import Table
 
@@ -147,7 +148,7 @@ def record(conn: Conn, table: Table, run: Run, outcome: str, detail: str | None)
         ensure_table(conn, table)
         _insert(conn, table, run, outcome, detail)
     except psycopg.Error as exc:
-        log.warning("audit_not_recorded", detail=str(exc).splitlines()[0] if str(exc) else "")
+        log.warning("audit_not_recorded", detail=message_of(exc))
 
 
 def _insert(conn: Conn, table: Table, run: Run, outcome: str, detail: str | None) -> None:

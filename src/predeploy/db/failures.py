@@ -37,11 +37,15 @@ LIMIT 5
 
 
 def message_of(exc: BaseException) -> str:
-    """The server's primary message (or the exception's first line)."""
+    """The server's primary message, all of it (a RAISE may span lines: the CLI shows them
+    as one); without one (a client-side error, whose text has several lines of libpq's
+    context), the exception's first line; without any text, its kind."""
     diag = getattr(exc, "diag", None)
-    primary = diag.message_primary if diag is not None else None
-    text = (primary or str(exc) or type(exc).__name__).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    primary = (diag.message_primary if diag is not None else None) or ""
+    if primary.strip():
+        return primary.strip()
+    text = str(exc).strip()
+    return text.splitlines()[0].strip() if text else type(exc).__name__
 
 
 def describe_lock_holders(conn: psycopg.Connection[tuple[object, ...]]) -> str:

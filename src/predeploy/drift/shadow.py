@@ -40,6 +40,7 @@ from psycopg import sql
 
 from predeploy.config.dburl import DatabaseUrl
 from predeploy.db.connect import CATALOG, Conn, connect
+from predeploy.db.failures import message_of
 from predeploy.drift import fingerprint
 from predeploy.drift.fingerprint import Fingerprint
 from predeploy.errors import MigrationError, PredeployError
@@ -289,7 +290,7 @@ def _run(build: Build, conn: Conn, where: str) -> None:
             f"role, extension or setting?): fix that, or compare with --expected FILE"
         ) from None
     except psycopg.Error as exc:
-        detail = (exc.diag.message_primary or str(exc)).strip()
+        detail = message_of(exc)
         raise DriftError(f"the shadow build failed on {where}: {detail}") from None
 
 
@@ -320,7 +321,7 @@ def _create(admin: Conn, where: str) -> tuple[int, str]:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     except psycopg.Error as exc:
         admin.execute("SELECT pg_advisory_unlock(%s, %s)", (SHADOW_LOCK, key))
-        detail = (exc.diag.message_primary or str(exc)).strip()
+        detail = message_of(exc)
         raise DriftError(f"cannot create a shadow database on {where}: {detail}") from None
     log.info("shadow_created", database=name)
     return key, name
@@ -331,7 +332,7 @@ def _drop(admin: Conn, name: str) -> bool:
     try:
         admin.execute(statement)
     except psycopg.Error as exc:  # the next run's sweep will try again
-        log.warning("shadow_not_dropped", database=name, detail=exc.diag.message_primary)
+        log.warning("shadow_not_dropped", database=name, detail=message_of(exc))
         return False
     log.info("shadow_dropped", database=name)
     return True
