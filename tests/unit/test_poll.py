@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import pytest
@@ -45,7 +46,7 @@ def test_poll_stops_at_the_deadline_and_never_sleeps_past_it() -> None:
 
 
 def test_poll_done_rule_and_waiting_hook() -> None:
-    calls, probe = _answers([1], [1], [])
+    _, probe = _answers([1], [1], [])
     seen: list[object] = []
     assert poll(probe, 5.0, pause=0.001, done=lambda f: not f, waiting=seen.append) == []  # type: ignore[arg-type]
     assert seen == [[1], [1]]  # told before each sleep, never after the last try
@@ -59,7 +60,7 @@ def test_poll_pause_grows_to_its_cap() -> None:
         return len(stamps) == 5
 
     poll(probe, 5.0, pause=0.01, grow=2, most=0.03)
-    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
     assert gaps[0] >= 0.01 and gaps[1] >= 0.02 and gaps[2] >= 0.03
     assert all(g < 0.3 for g in gaps)
 

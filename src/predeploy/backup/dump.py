@@ -11,7 +11,6 @@ pg_dump waits at most PREDEPLOY_LOCK_WAIT for a table another session holds.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -26,6 +25,7 @@ import psycopg
 import structlog
 
 from predeploy import __version__
+from predeploy._util import atomic
 from predeploy._util.sweep import partial_name, sweep_partials, sweep_temp_files, sweep_temp_folders
 from predeploy.backup import retention
 from predeploy.backup.archive import digest, manifest_path, toc_relations
@@ -422,14 +422,7 @@ def _verify(
 
 def _write_manifest(dump: Path, data: dict[str, Any]) -> Path:
     path = manifest_path(dump)
-    partial = path.with_name(partial_name(path.name))
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump(data, out, indent=2)
-        out.write("\n")
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(partial, path)
+    atomic.write_json(path, data)
     return path
 
 

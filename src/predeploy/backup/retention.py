@@ -9,7 +9,6 @@ and ``check`` rechecks it. Retention never deletes the backup just made.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,7 +17,7 @@ from typing import Any
 
 import structlog
 
-from predeploy._util.sweep import partial_name
+from predeploy._util import atomic
 from predeploy.backup.archive import digest, manifest_path, size_of
 from predeploy.config.settings import Settings
 from predeploy.errors import BackupError
@@ -194,9 +193,4 @@ def _read(manifest: Path) -> BackupInfo | None:
 
 
 def _rewrite(path: Path, data: dict[str, Any]) -> None:
-    partial = path.with_name(partial_name(path.name))
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump(data, out, indent=2)
-        out.write("\n")
-    os.replace(partial, path)
+    atomic.write_json(path, data)
