@@ -17,27 +17,30 @@ import psycopg
 import structlog
 
 from predeploy._util.poll import poll
+from predeploy.db.catalog import advisory_holder
 from predeploy.db.connect import Conn, migration_session
 from predeploy.errors import LockBusy
 
 if TYPE_CHECKING:
     from predeploy.config.settings import Settings
 
-__all__ = ["MIGRATE_LOCK", "advisory_lock", "describe_holder", "migrate_session"]
+__all__ = [
+    "BACKUP_LOCK",
+    "MAINTENANCE_LOCK",
+    "MIGRATE_LOCK",
+    "SHADOW_LOCK",
+    "advisory_lock",
+    "describe_holder",
+    "migrate_session",
+]
 
-MIGRATE_LOCK = 72707369
+# Every advisory-lock key predeploy takes. One-key locks (objsubid 1) and two-key locks
+# (objsubid 2) are separate spaces: SHADOW_LOCK equals MAINTENANCE_LOCK without meeting it.
+MIGRATE_LOCK = 72707369  # Prisma's own: predeploy and `prisma migrate` exclude each other
+MAINTENANCE_LOCK = 72707370  # migrate's key plus one: a nightly run must not block deploys
+BACKUP_LOCK = 72707371  # migrate's key plus two: one backup at a time per database
+SHADOW_LOCK = 72707370  # first key of the two-key lock each throwaway shadow database has
 log = structlog.get_logger(__name__)
-
-_HOLDER = """
-SELECT a.pid, coalesce(nullif(a.application_name, ''), '(none)'), a.usename, a.client_addr,
-       a.state, extract(epoch FROM now() - coalesce(
-           CASE WHEN a.state = 'idle' THEN a.state_change END, a.xact_start, a.backend_start))
-FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-  AND l.classid = (%(key)s::bigint >> 32)::oid AND l.objid = (%(key)s::bigint & 4294967295)::oid
-  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-LIMIT 1
-"""
 
 
 @contextmanager
@@ -95,12 +98,4 @@ def _acquire(conn: Conn, key: int, wait: float, purpose: str) -> None:
 
 def describe_holder(conn: Conn, key: int) -> str:
     """'pid 123 (application ..., user ..., from ...) for 12s', or a note that it is gone."""
-    row = conn.execute(_HOLDER, {"key": key}).fetchone()
-    if row is None:
-        return "a session that is gone or not visible to this user"
-    pid, application, user, client, state, seconds = row
-    origin = f", from {client}" if client else ""
-    return (
-        f"pid {pid} (application {application!s}, user {user}{origin}, {state}) "
-        f"for {float(seconds or 0):.0f}s"
-    )
+    return advisory_holder(conn, key)

@@ -41,6 +41,7 @@ from psycopg import sql
 from predeploy.config.dburl import DatabaseUrl
 from predeploy.db.connect import CATALOG, Conn, connect
 from predeploy.db.failures import message_of
+from predeploy.db.locks import SHADOW_LOCK
 from predeploy.drift import fingerprint
 from predeploy.drift.fingerprint import Fingerprint
 from predeploy.errors import MigrationError, PredeployError
@@ -58,7 +59,6 @@ __all__ = [
     "sweep",
 ]
 
-SHADOW_LOCK = 72707370  # first key of the two-key advisory lock each throwaway shadow has
 _PREFIX = "predeploy_shadow_"
 _SHADOW_NAME = "^predeploy_shadow_[0-9]{1,10}$"
 _EXTENSION = re.compile(
