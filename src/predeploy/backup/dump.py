@@ -32,35 +32,24 @@ from predeploy.backup.archive import digest, manifest_path, toc_relations
 from predeploy.backup.progress import Progress, ProgressFn, Reporter
 from predeploy.commands.runbook import command
 from predeploy.config.settings import Settings
+from predeploy.db.catalog import blocked_by, user_tables
 from predeploy.db.connect import Conn, catalog_session
-from predeploy.db.failures import describe_lock_holders, translated
-from predeploy.db.locks import advisory_lock
+from predeploy.db.failures import translated
+from predeploy.db.locks import BACKUP_LOCK, advisory_lock
 from predeploy.errors import BackupError, ConfigError
 from predeploy.migrate import history
-from predeploy.programs import pgbin
+from predeploy.programs import pgbin, pgclient
 from predeploy.programs import run as programs
+from predeploy.programs.tee import Tee
 
 __all__ = ["BACKUP_LOCK", "BackupResult", "Progress", "ProgressFn", "backup", "require_programs"]
 
-BACKUP_LOCK = 72707371  # migrate's key (Prisma's, 72707369) plus two; maintenance has +1
 log = structlog.get_logger(__name__)
 _REASON = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 # how pg_dump says its --lock-wait-timeout ran out: a statement_timeout around its LOCK
 # TABLE (PostgreSQL 9.x to 18), or a lock_timeout / NOWAIT in other versions
 _LOCK_WAIT_ENDED = ("statement timeout", "lock timeout", "could not obtain lock")
 _TABLE_DONE = re.compile(r'dumping contents of table "(.+)"')
-# the tables a dump must hold: every table but extension members (PostGIS's
-# spatial_ref_sys, anything registered with pg_extension_config_dump), which the
-# extension's CREATE EXTENSION recreates
-_TABLES = """
-SELECT n.nspname, c.relname, greatest(c.reltuples, 0)::bigint
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp%%'
-  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
-                  AND d.objid = c.oid AND d.deptype = 'e')
-ORDER BY 1, 2
-"""
 
 
 @dataclass(frozen=True)
@@ -158,7 +147,7 @@ def _make(
     directory = settings.backup_jobs > 1
     try:
         params = conn.info.get_parameters()
-        with programs.client(params, conn.info.password, "predeploy backup") as client:
+        with pgclient.client(params, conn.info.password, "predeploy backup") as client:
             _prepare(partial, directory)
             dumped_at = time.perf_counter()
             try:
@@ -170,8 +159,7 @@ def _make(
                     raise
                 raise BackupError(
                     f"backup failed: pg_dump waited PREDEPLOY_LOCK_WAIT ({settings.lock_wait:g}s) "
-                    f"for a table lock: blocked by {describe_lock_holders(conn)}; retry when it "
-                    f"ends, or end it (SELECT pg_terminate_backend(pid)); no backup was kept"
+                    f"for a table lock: {blocked_by(conn)}; no backup was kept"
                 ) from None
         verify_from = time.perf_counter()
         sha256, size = _verify(restore_program, partial, facts, progress, streamed)
@@ -260,7 +248,7 @@ def _facts(conn: Conn, settings: Settings) -> _Facts:
         " current_setting('server_version_num')::int / 10000"
     ).fetchone()
     assert row is not None  # noqa: S101 (a SELECT without FROM returns one row)
-    tables = [(str(s), str(n), int(r)) for s, n, r in conn.execute(_TABLES).fetchall()]
+    tables = user_tables(conn)
     table, _ = history.tables_for(settings)
     latest, applied = history.latest_applied(history.read(conn, table))
     return _Facts(
@@ -320,7 +308,7 @@ def _prepare(partial: Path, directory: bool) -> None:
 
 def _dump(
     tools: tuple[pgbin.PgProgram, pgbin.PgProgram],
-    client: programs.ClientRun,
+    client: pgclient.ClientRun,
     partial: Path,
     *,
     settings: Settings,
@@ -354,7 +342,7 @@ def _dump(
             except programs.ProgramFailed as exc:
                 raise BackupError(f"backup failed: {exc}; no backup was kept") from None
             return None
-        tee = programs.Tee(partial)
+        tee = Tee(partial)
         made, made_code, read, read_code = tee.run(
             (dump.path, ["--format=custom", *args, connection], client),
             (restore.path, ["--file=/dev/null"], programs.child_env()),

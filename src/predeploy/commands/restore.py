@@ -37,6 +37,7 @@ from predeploy.backup.progress import ProgressFn, Reporter
 from predeploy.backup.retention import BackupInfo, backup_at, mismatches, newest
 from predeploy.config.settings import Settings
 from predeploy.db import audit, protection
+from predeploy.db.catalog import lock_waiter, user_tables
 from predeploy.db.connect import CATALOG, Conn, catalog_session, connect, target_url
 from predeploy.db.failures import message_of, translated
 from predeploy.db.locks import migrate_session
@@ -49,24 +50,12 @@ from predeploy.errors import (
 from predeploy.migrate import history
 from predeploy.migrate.commands import refuse_standby
 from predeploy.migrate.privileges import check_bookkeeping
-from predeploy.programs import pgbin
+from predeploy.programs import pgbin, pgclient
 from predeploy.programs import run as programs
 
 __all__ = ["RestorePlan", "RestoreResult", "plan", "refused", "restore"]
 
 log = structlog.get_logger(__name__)
-_TABLES = """
-SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND n.nspname NOT LIKE 'pg\\_%%'
-"""
-_LOCK_WAIT = """
-SELECT l.pid, pg_blocking_pids(l.pid)
-FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-WHERE NOT l.granted AND a.application_name = %s
-  AND l.waitstart < now() - make_interval(secs => %s)
-LIMIT 1
-"""
 
 
 @dataclass(frozen=True)
@@ -103,7 +92,7 @@ def plan(
     with catalog_session(settings, purpose="restore") as conn:
         refuse_standby(conn)
         with translated(conn, f"reading {conn.info.dbname} before the restore", error=BackupError):
-            row = conn.execute(_TABLES).fetchone()
+            tables = user_tables(conn)
             latest, _ = history.latest_applied(history.read(conn, table))
         database, identifier = conn.info.dbname, system_identifier(conn)
         policy = protection.policy_of(settings, conn)
@@ -128,7 +117,7 @@ def plan(
         database=database,
         target=str(url),
         env=settings.env,
-        current_tables=int(row[0]) if row else 0,
+        current_tables=len(tables),
         current_latest_migration=latest,
         mismatches=tuple(found),
         policy=policy.describe(),
@@ -280,7 +269,7 @@ def _replay(
 
     params = {**conn.info.get_parameters(), "options": "-c client_min_messages=warning"}
     with (
-        programs.client(params, conn.info.password, name) as client,
+        pgclient.client(params, conn.info.password, name) as client,
         Reporter("restore", None, tables, done, progress),
     ):
         pipe = programs.Pipe()
@@ -435,7 +424,7 @@ def _cancel_lock_waits(url: object, application: str, settings: Settings) -> Ite
                 application_name="predeploy restore watch",
             ) as spy:
                 while not stop.wait(0.25):
-                    row = spy.execute(_LOCK_WAIT, (application, limit)).fetchone()
+                    row = lock_waiter(spy, application, limit)
                     if row is not None:
                         pid, blockers = row
                         # noted before the cancel: the restore fails at once, and its error
