@@ -14,6 +14,7 @@ from pathlib import Path
 
 import structlog
 
+from predeploy._util.files import read_text
 from predeploy._util.log import FILE_ONLY
 from predeploy.config.settings import Settings
 from predeploy.db.connect import Conn, catalog_session, target_url
@@ -98,11 +99,7 @@ def _applied(settings: Settings, rows: list[history.HistoryRow]) -> list[Migrati
 
 
 def _read(path: Path) -> Fingerprint:
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
-    return Fingerprint.from_json(text, source=str(path))
+    return Fingerprint.from_json(read_text(path), source=str(path))
 
 
 def _write(path: Path, expected: Fingerprint) -> None:
