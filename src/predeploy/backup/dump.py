@@ -29,6 +29,7 @@ from predeploy._util import atomic
 from predeploy._util.sweep import partial_name, sweep_partials, sweep_temp_files, sweep_temp_folders
 from predeploy.backup import retention
 from predeploy.backup.archive import digest, manifest_path, toc_relations
+from predeploy.backup.manifest import Manifest, PgDump, TableEntry
 from predeploy.backup.progress import Progress, ProgressFn, Reporter
 from predeploy.commands.runbook import command
 from predeploy.config.settings import Settings
@@ -171,30 +172,27 @@ def _make(
     seconds = time.perf_counter() - started
     manifest = _write_manifest(
         final,
-        {
-            "predeploy_version": __version__,
-            "file": final.name,
-            "format": "directory" if directory else "custom",
-            "sha256": sha256,
-            "size": size,
-            "created_at": created.isoformat(),
-            "checked_at": datetime.now(UTC).isoformat(),
-            "seconds": round(seconds, 3),
-            "env": settings.env,
-            "reason": reason,
-            "database": facts.database,
-            "server_version": facts.server_version,
-            "system_identifier": facts.system_identifier,
-            "pg_dump": {
-                "path": str(dump_program.path),
-                "version": dump_program.version,
-                "major": dump_program.major,
-            },
-            "migrations": {"latest": facts.latest_migration, "applied": facts.applied_migrations},
-            "tables": [{"schema": s, "name": n, "rows_estimate": r} for s, n, r in facts.tables],
-            "verified": True,
-            "restore_command": command("restore", "--env", settings.env, "--backup", str(final)),
-        },
+        Manifest(
+            predeploy_version=__version__,
+            file=final.name,
+            format="directory" if directory else "custom",
+            sha256=sha256,
+            size=size,
+            created_at=created,
+            checked_at=datetime.now(UTC).isoformat(),
+            seconds=round(seconds, 3),
+            env=settings.env,
+            reason=reason,
+            database=facts.database,
+            server_version=facts.server_version,
+            system_identifier=facts.system_identifier,
+            pg_dump=PgDump(str(dump_program.path), dump_program.version, dump_program.major),
+            latest_migration=facts.latest_migration,
+            applied_migrations=facts.applied_migrations,
+            tables=tuple(TableEntry(s, n, r) for s, n, r in facts.tables),
+            verified=True,
+            restore_command=command("restore", "--env", settings.env, "--backup", str(final)),
+        ),
     )
     log.info(
         "backup_verified",
@@ -408,9 +406,9 @@ def _verify(
     return hashed["d"]
 
 
-def _write_manifest(dump: Path, data: dict[str, Any]) -> Path:
+def _write_manifest(dump: Path, manifest: Manifest) -> Path:
     path = manifest_path(dump)
-    atomic.write_json(path, data)
+    atomic.write_json(path, manifest.as_json())
     return path
 
 

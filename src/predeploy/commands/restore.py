@@ -200,7 +200,7 @@ def _run(settings: Settings, info: BackupInfo, run_id: str) -> audit.Run:
         "restore",
         run_id,
         backup_path=str(info.path),
-        backup_sha256=str(info.manifest.get("sha256")),
+        backup_sha256=str(info.manifest.sha256),
     )
 
 
@@ -260,7 +260,7 @@ def _replay(
     """The drops and the archive, streamed into one psql transaction."""
     pg_restore, psql = tools
     preamble = "".join(f"{e.drop};\n" for e in extra).encode()
-    tables = len(info.manifest.get("tables") or [])
+    tables = len(info.manifest.tables)
     done = [0]
 
     def on_stderr(line: str) -> None:
@@ -351,7 +351,7 @@ def _check_file(info: BackupInfo, env: str, *, default: bool) -> None:
         error.refused_by = "missing backup"
     else:
         sha256, size = digest(info.path)
-        if sha256 != info.manifest.get("sha256") or size != info.manifest.get("size"):
+        if sha256 != info.manifest.sha256 or size != info.manifest.size:
             error = BackupError(
                 f"{which} {info.path} is damaged (its sha256 or size differs from its "
                 f"manifest): not restoring it{older}"
@@ -380,13 +380,13 @@ def _named(settings: Settings, path: Path) -> BackupInfo:
 
 def _pg_restore(settings: Settings, server_major: int, info: BackupInfo) -> pgbin.PgProgram:
     program = pgbin.select(settings.pg_bin_dir, server_major).pg_restore
-    made_by = info.manifest.get("pg_dump") or {}
-    needed = int(made_by.get("major", 0))
+    made_by = info.manifest.pg_dump
+    needed, version = (made_by.major, made_by.version) if made_by else (0, None)
     if program is None or program.major < needed or not program.path.with_name("psql").is_file():
         found = f"pg_restore {program.version}" if program else "no pg_restore"
         raise BackupError(
             f"{found} (with psql beside it) cannot read a dump made by pg_dump "
-            f"{made_by.get('version')}: install the version {needed} client programs or set "
+            f"{version}: install the version {needed} client programs or set "
             f"PREDEPLOY_PG_BIN_DIR"
         )
     return program
