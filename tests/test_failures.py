@@ -349,12 +349,12 @@ def test_client_programs_with_an_older_libpq_can_use_the_conninfo(database_url: 
     """The conninfo handed to pg_dump/pg_restore/psql holds only options their libpq knows:
     PostgreSQL 15's psql connects with it (libpq 16+ reports sslcertmode for every
     connection; pg_dump 15 refused it, so every backup of a PostgreSQL 15 server failed)."""
-    from predeploy.programs import run as programs  # noqa: PLC0415
+    from predeploy.programs import pgclient  # noqa: PLC0415
 
     psql15 = require_pg15() / "psql"
     with psycopg.connect(database_url) as conn:
         params, password = conn.info.get_parameters(), conn.info.password
-    with programs.client(params, password, "predeploy test") as client:
+    with pgclient.client(params, password, "predeploy test") as client:
         done = subprocess.run(
             [str(psql15), "-X", "-At", "-c", "SELECT 42", client.conninfo],
             env=client.env,

@@ -586,7 +586,7 @@ def test_backups_of_same_named_databases_on_two_servers_into_one_folder_both_sur
         assert len(paths) == 2
         found = retention.list_backups(sites[0].settings("prod").backup)
         assert {str(b.path) for b in found} == paths
-        assert len({b.manifest["system_identifier"] for b in found}) == 2
+        assert len({b.manifest.system_identifier for b in found}) == 2
         assert all(retention.check(b).last_check == "ok" for b in found)
     finally:
         for server in (pg_server, pg15_server):

@@ -22,6 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from predeploy._util import atomic
+
 __all__ = ["folder", "probe", "read_json", "user_folder", "write_json"]
 
 PROJECT_FOLDER = Path(".predeploy") / "cache"
@@ -51,14 +53,8 @@ def write_json(path: Path, data: Any) -> None:
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                json.dump(data, out, separators=(",", ":"))
-            os.replace(temp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temp)
-            raise
+        os.close(fd)  # a name no other writer (thread or process) has
+        atomic.write_json(path, data, indent=None, partial=Path(temp), sync=False)
 
 
 def probe(program: Path, cache_dir: Path, ask: Callable[[Path], Any]) -> Any:

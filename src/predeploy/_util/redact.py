@@ -31,11 +31,12 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote, urlsplit, urlunsplit
 
-__all__ = ["MIN_SECRET", "Scrubber", "notify_url_secrets", "shown_url", "url_secrets"]
+__all__ = ["MASK", "MIN_SECRET", "Scrubber", "notify_url_secrets", "shown_url", "url_secrets"]
 
 MIN_SECRET = 4  # shorter secrets are not masked in free text (see the module's doc)
 _WHOLE_WORD_BELOW = 12
-_MASK = "***"
+MASK = "***"  # what stands in a secret's place, in every message and file
+_MASK = MASK
 
 _URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@?#]*:)[^\s/@]+@")
 # PASSWORD 'x' / E'x' / $tag$x$tag$ in SQL (an unterminated literal: to the end of its line)
@@ -67,11 +68,14 @@ _PLAIN_WORDS = frozenset(
 class Scrubber:
     """Replaces the secrets it was given, and whatever stands in a password's place."""
 
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        forms = {f for s in secrets if len(s) >= MIN_SECRET for f in _forms(s)}
+    def __init__(self, secrets: Iterable[str] = (), *, everywhere: bool = False) -> None:
+        """``everywhere``: every secret, however short, is masked wherever it appears (for
+        a text known to be about the secrets, such as libpq's complaint about a URL)."""
+        least, whole_word_below = (1, 0) if everywhere else (MIN_SECRET, _WHOLE_WORD_BELOW)
+        forms = {f for s in secrets if len(s) >= least for f in _forms(s, least)}
         ordered = sorted(forms, key=len, reverse=True)  # a secret inside another goes whole
-        self._long = [s for s in ordered if len(s) >= _WHOLE_WORD_BELOW]
-        short = [_as_word(s) for s in ordered if len(s) < _WHOLE_WORD_BELOW]
+        self._long = [s for s in ordered if len(s) >= whole_word_below]
+        short = [_as_word(s) for s in ordered if len(s) < whole_word_below]
         self._short = re.compile("|".join(short)) if short else None
 
     def text(self, text: str) -> str:
@@ -100,12 +104,12 @@ class Scrubber:
         return self.text(str(value))
 
 
-def _forms(secret: str) -> set[str]:
+def _forms(secret: str, least: int = MIN_SECRET) -> set[str]:
     """The secret as written, percent-encoded (each way), and escaped as JSON and repr do."""
     found = {secret, quote(secret, safe=""), quote(secret), quote_plus(secret)}
     found |= {json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
     found.add(repr(secret)[1:-1])
-    return {f for f in found if len(f) >= MIN_SECRET}
+    return {f for f in found if len(f) >= least}
 
 
 def _as_word(secret: str) -> str:

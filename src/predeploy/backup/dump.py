@@ -11,7 +11,6 @@ pg_dump waits at most PREDEPLOY_LOCK_WAIT for a table another session holds.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -25,42 +24,33 @@ from typing import Any
 import structlog
 
 from predeploy import __version__
+from predeploy._util import atomic
 from predeploy._util.sweep import partial_name, sweep_partials, sweep_temp_files, sweep_temp_folders
 from predeploy.backup import retention
 from predeploy.backup.archive import digest, manifest_path, toc_relations
+from predeploy.backup.manifest import Manifest, PgDump, TableEntry
 from predeploy.backup.progress import Progress, ProgressFn, Reporter
 from predeploy.commands.runbook import command
 from predeploy.config.parts import BackupSettings
+from predeploy.db.catalog import blocked_by, user_tables
 from predeploy.db.connect import Conn, catalog_session
-from predeploy.db.failures import describe_lock_holders, translated
-from predeploy.db.locks import advisory_lock
+from predeploy.db.failures import translated
+from predeploy.db.locks import BACKUP_LOCK, advisory_lock
 from predeploy.db.target import Target, system_identifier
 from predeploy.errors import BackupError, ConfigError
 from predeploy.migrate import history
-from predeploy.programs import pgbin
+from predeploy.programs import pgbin, pgclient
 from predeploy.programs import run as programs
+from predeploy.programs.tee import Tee
 
 __all__ = ["BACKUP_LOCK", "BackupResult", "Progress", "ProgressFn", "backup", "require_programs"]
 
-BACKUP_LOCK = 72707371  # migrate's key (Prisma's, 72707369) plus two; maintenance has +1
 log = structlog.get_logger(__name__)
 _REASON = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 # how pg_dump says its --lock-wait-timeout ran out: a statement_timeout around its LOCK
 # TABLE (PostgreSQL 9.x to 18), or a lock_timeout / NOWAIT in other versions
 _LOCK_WAIT_ENDED = ("statement timeout", "lock timeout", "could not obtain lock")
 _TABLE_DONE = re.compile(r'dumping contents of table "(.+)"')
-# the tables a dump must hold: every table but extension members (PostGIS's
-# spatial_ref_sys, anything registered with pg_extension_config_dump), which the
-# extension's CREATE EXTENSION recreates
-_TABLES = """
-SELECT n.nspname, c.relname, greatest(c.reltuples, 0)::bigint
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp%%'
-  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
-                  AND d.objid = c.oid AND d.deptype = 'e')
-ORDER BY 1, 2
-"""
 
 
 @dataclass(frozen=True)
@@ -162,7 +152,7 @@ def _make(
     directory = settings.jobs > 1
     try:
         params = conn.info.get_parameters()
-        with programs.client(params, conn.info.password, "predeploy backup") as client:
+        with pgclient.client(params, conn.info.password, "predeploy backup") as client:
             _prepare(partial, directory)
             dumped_at = time.perf_counter()
             try:
@@ -174,8 +164,7 @@ def _make(
                     raise
                 raise BackupError(
                     f"backup failed: pg_dump waited PREDEPLOY_LOCK_WAIT ({settings.lock_wait:g}s) "
-                    f"for a table lock: blocked by {describe_lock_holders(conn)}; retry when it "
-                    f"ends, or end it (SELECT pg_terminate_backend(pid)); no backup was kept"
+                    f"for a table lock: {blocked_by(conn)}; no backup was kept"
                 ) from None
         verify_from = time.perf_counter()
         sha256, size = _verify(restore_program, partial, facts, progress, streamed)
@@ -187,30 +176,27 @@ def _make(
     seconds = time.perf_counter() - started
     manifest = _write_manifest(
         final,
-        {
-            "predeploy_version": __version__,
-            "file": final.name,
-            "format": "directory" if directory else "custom",
-            "sha256": sha256,
-            "size": size,
-            "created_at": created.isoformat(),
-            "checked_at": datetime.now(UTC).isoformat(),
-            "seconds": round(seconds, 3),
-            "env": settings.env,
-            "reason": reason,
-            "database": facts.database,
-            "server_version": facts.server_version,
-            "system_identifier": facts.system_identifier,
-            "pg_dump": {
-                "path": str(dump_program.path),
-                "version": dump_program.version,
-                "major": dump_program.major,
-            },
-            "migrations": {"latest": facts.latest_migration, "applied": facts.applied_migrations},
-            "tables": [{"schema": s, "name": n, "rows_estimate": r} for s, n, r in facts.tables],
-            "verified": True,
-            "restore_command": command("restore", "--env", settings.env, "--backup", str(final)),
-        },
+        Manifest(
+            predeploy_version=__version__,
+            file=final.name,
+            format="directory" if directory else "custom",
+            sha256=sha256,
+            size=size,
+            created_at=created,
+            checked_at=datetime.now(UTC).isoformat(),
+            seconds=round(seconds, 3),
+            env=settings.env,
+            reason=reason,
+            database=facts.database,
+            server_version=facts.server_version,
+            system_identifier=facts.system_identifier,
+            pg_dump=PgDump(str(dump_program.path), dump_program.version, dump_program.major),
+            latest_migration=facts.latest_migration,
+            applied_migrations=facts.applied_migrations,
+            tables=tuple(TableEntry(s, n, r) for s, n, r in facts.tables),
+            verified=True,
+            restore_command=command("restore", "--env", settings.env, "--backup", str(final)),
+        ),
     )
     log.info(
         "backup_verified",
@@ -264,7 +250,7 @@ def _facts(conn: Conn, target: Target) -> _Facts:
         " current_setting('server_version_num')::int / 10000"
     ).fetchone()
     assert row is not None  # noqa: S101 (a SELECT without FROM returns one row)
-    tables = [(str(s), str(n), int(r)) for s, n, r in conn.execute(_TABLES).fetchall()]
+    tables = user_tables(conn)
     latest, applied = history.latest_applied(history.read(conn, target.history))
     return _Facts(
         str(row[0]), str(row[1]), int(row[2]), tables, latest, applied, system_identifier(conn)
@@ -313,7 +299,7 @@ def _prepare(partial: Path, directory: bool) -> None:
 
 def _dump(
     tools: tuple[pgbin.PgProgram, pgbin.PgProgram],
-    client: programs.ClientRun,
+    client: pgclient.ClientRun,
     partial: Path,
     *,
     settings: BackupSettings,
@@ -347,7 +333,7 @@ def _dump(
             except programs.ProgramFailed as exc:
                 raise BackupError(f"backup failed: {exc}; no backup was kept") from None
             return None
-        tee = programs.Tee(partial)
+        tee = Tee(partial)
         made, made_code, read, read_code = tee.run(
             (dump.path, ["--format=custom", *args, connection], client),
             (restore.path, ["--file=/dev/null"], programs.child_env()),
@@ -413,16 +399,9 @@ def _verify(
     return hashed["d"]
 
 
-def _write_manifest(dump: Path, data: dict[str, Any]) -> Path:
+def _write_manifest(dump: Path, manifest: Manifest) -> Path:
     path = manifest_path(dump)
-    partial = path.with_name(partial_name(path.name))
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump(data, out, indent=2)
-        out.write("\n")
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(partial, path)
+    atomic.write_json(path, manifest.as_json())
     return path
 
 

@@ -8,8 +8,8 @@ and ``check`` rechecks it. Retention never deletes the backup just made.
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,8 +18,9 @@ from typing import Any
 
 import structlog
 
-from predeploy._util.sweep import partial_name
+from predeploy._util import atomic
 from predeploy.backup.archive import digest, manifest_path, size_of
+from predeploy.backup.manifest import Manifest
 from predeploy.config.parts import BackupSettings
 from predeploy.errors import BackupError
 
@@ -33,7 +34,7 @@ class BackupInfo:
     """A backup known by its manifest."""
 
     path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     created_at: datetime
     present: bool  # the dump is on disk with the manifest's size
 
@@ -41,29 +42,29 @@ class BackupInfo:
     def verified(self) -> bool:
         """Its sha256 was checked when it was made, it is still there at its size, and no
         later check found it different."""
-        rechecked = self.manifest.get("check")
-        return self.present and bool(self.manifest.get("verified")) and rechecked in (None, "ok")
+        rechecked = self.manifest.check
+        return self.present and self.manifest.verified and rechecked in (None, "ok")
 
     @property
     def last_check(self) -> str:
         """'ok', 'MISMATCH' or 'missing' as of ``checked_at``; 'at creation' if never rechecked."""
-        return str(self.manifest.get("check") or "at creation")
+        return self.manifest.check or "at creation"
 
     def as_dict(self) -> dict[str, Any]:
-        migrations = self.manifest.get("migrations") or {}
+        manifest = self.manifest
         return {
             "path": str(self.path),
             "created_at": self.created_at.isoformat(),
-            "reason": self.manifest.get("reason"),
-            "size": self.manifest.get("size"),
-            "sha256": self.manifest.get("sha256"),
-            "database": self.manifest.get("database"),
-            "env": self.manifest.get("env"),
-            "latest_migration": migrations.get("latest"),
-            "applied_migrations": migrations.get("applied"),
+            "reason": manifest.reason,
+            "size": manifest.size,
+            "sha256": manifest.sha256,
+            "database": manifest.database,
+            "env": manifest.env,
+            "latest_migration": manifest.latest_migration,
+            "applied_migrations": manifest.applied_migrations,
             "verified": self.verified,
             "present": self.present,
-            "checked_at": self.manifest.get("checked_at"),
+            "checked_at": manifest.checked_at,
             "last_check": self.last_check,
         }
 
@@ -115,11 +116,11 @@ def mismatches(info: BackupInfo, env: str, database: str, identifier: str | None
     server (system identifier); [] for a backup of this database."""
     manifest = info.manifest
     found = []
-    if manifest.get("database") not in (None, database):
-        found.append(f"it holds database {manifest['database']}, the target is {database}")
-    if manifest.get("env") not in (None, env):
-        found.append(f"it was taken in env {manifest['env']}, this is env {env}")
-    theirs = manifest.get("system_identifier")
+    if manifest.database not in (None, database):
+        found.append(f"it holds database {manifest.database}, the target is {database}")
+    if manifest.env not in (None, env):
+        found.append(f"it was taken in env {manifest.env}, this is env {env}")
+    theirs = manifest.system_identifier
     if theirs and identifier and theirs != identifier:
         found.append(
             f"it comes from another server (system identifier {theirs}, here {identifier})"
@@ -133,9 +134,10 @@ def check(info: BackupInfo) -> BackupInfo:
         result = "missing"
     else:
         sha256, _ = digest(info.path)
-        result = "ok" if sha256 == info.manifest.get("sha256") else "MISMATCH"
-    data = {**info.manifest, "check": result, "checked_at": datetime.now(UTC).isoformat()}
-    _rewrite(manifest_path(info.path), data)
+        result = "ok" if sha256 == info.manifest.sha256 else "MISMATCH"
+    now = datetime.now(UTC).isoformat()
+    data = dataclasses.replace(info.manifest, check=result, checked_at=now)
+    atomic.write_json(manifest_path(info.path), data.as_json())
     log.info("backup_checked", path=str(info.path), result=result)
     return BackupInfo(info.path, data, info.created_at, info.present and result != "missing")
 
@@ -173,7 +175,7 @@ def _same_database(settings: BackupSettings, made: Path) -> list[BackupInfo]:
     found = list_backups(settings)
     if info is None:
         return found
-    database, identifier = info.manifest.get("database"), info.manifest.get("system_identifier")
+    database, identifier = info.manifest.database, info.manifest.system_identifier
     if not isinstance(database, str):
         return found
     return [b for b in found if not mismatches(b, settings.env, database, identifier)]
@@ -181,22 +183,12 @@ def _same_database(settings: BackupSettings, made: Path) -> list[BackupInfo]:
 
 def _read(manifest: Path) -> BackupInfo | None:
     try:
-        data = json.loads(manifest.read_text())
-        created = datetime.fromisoformat(data["created_at"])
-        dump = manifest.with_name(data["file"])
+        data = Manifest.from_json(json.loads(manifest.read_text()))
+        dump = manifest.with_name(data.file)
     except (OSError, ValueError, KeyError, TypeError):
         log.warning("backup_manifest_unreadable", path=str(manifest))
         return None
     if dump.name + ".json" != manifest.name:
         return None  # a manifest that names another file is not one of ours
-    present = dump.exists() and size_of(dump) == data.get("size")
-    return BackupInfo(path=dump, manifest=data, created_at=created, present=present)
-
-
-def _rewrite(path: Path, data: dict[str, Any]) -> None:
-    partial = path.with_name(partial_name(path.name))
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump(data, out, indent=2)
-        out.write("\n")
-    os.replace(partial, path)
+    present = dump.exists() and size_of(dump) == data.size
+    return BackupInfo(path=dump, manifest=data, created_at=data.created_at, present=present)

@@ -199,8 +199,8 @@ def render_lint(report: LintReport) -> str:
         lines.append(f"        {f.statement}")
         lines.append(f"        {_sentences(f.message, f.help)}")
     for item in report.files:
-        if item["waivers"]:
-            lines.append(f"waiver  {item['migration']}: allows {', '.join(item['waivers'])}")
+        if item.waivers:
+            lines.append(f"waiver  {item.migration}: allows {', '.join(item.waivers)}")
     counts = report.counts()
     lines.append(
         f"lint: {len(report.files)} file(s), {counts['error']} error(s), "

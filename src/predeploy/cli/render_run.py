@@ -41,7 +41,7 @@ def render_restore_plan(chosen: RestorePlan) -> str:
         f"  backup: {chosen.backup.path}",
         f"          taken {info['created_at']} ({info['reason']}) of database "
         f"{info['database']} in env {info['env']}, "
-        f"{len(chosen.backup.manifest.get('tables') or [])} tables, "
+        f"{len(chosen.backup.manifest.tables)} tables, "
         f"{info['applied_migrations']} migration(s) applied, latest "
         f"{info['latest_migration'] or '(none)'}; checksum checked",
     ]

@@ -14,8 +14,8 @@ from typing import Any
 
 from predeploy.config.policy import policy_for
 from predeploy.config.settings import Settings
-from predeploy.db import audit
 from predeploy.errors import INTERRUPTED_CODES
+from predeploy.programs import git
 
 __all__ = ["announce"]
 
@@ -52,7 +52,7 @@ def announce(
         database=str(url) if url is not None else "the embedded dev database",
         changed=changed,
         outcome="interrupted" if exit_code in INTERRUPTED_CODES else None,
-        git_revision=audit.git_revision(settings.root),
+        git_revision=git.revision(settings.root),
         drift=drift,
     )
     deliveries = notify.send(config, event)

@@ -11,12 +11,12 @@ commands. Nothing pending still reloads the app: the code changed.
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
+from predeploy._util.poll import poll
 from predeploy.commands import deploy_runbook, health
 from predeploy.commands import migrate as workflow
 from predeploy.commands.announce import announce
@@ -226,13 +226,12 @@ def _wait_healthy(
 ) -> None:
     """Poll pm2 and the health checks until all pass, for at most PREDEPLOY_DEPLOY_WAIT
     (post-deploy migrations may be pending until the post-deploy phase)."""
-    deadline = time.monotonic() + settings.deploy_wait
-    while True:
-        result = health.run(settings, pm2=pm2, quiet=True, post_deploy_pending=before_post)
-        report.health = result
-        if result.ok or time.monotonic() >= deadline:
-            break
-        time.sleep(min(_POLL, max(0.0, deadline - time.monotonic())))
+
+    def probe() -> health.HealthReport:
+        report.health = health.run(settings, pm2=pm2, quiet=True, post_deploy_pending=before_post)
+        return report.health
+
+    result = poll(probe, settings.deploy_wait, pause=_POLL, done=lambda r: r.ok)
     pm2_check = next((c for c in result.checks if c.name == "pm2"), None)
     if pm2_check is not None:
         report.after = [Process(**p) for p in pm2_check.data.get("processes", [])]

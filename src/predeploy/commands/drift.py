@@ -16,6 +16,7 @@ from typing import Any
 
 import structlog
 
+from predeploy._util.files import read_text
 from predeploy._util.log import FILE_ONLY
 from predeploy.config.settings import Settings
 from predeploy.db import target as db_target
@@ -146,11 +147,7 @@ def _applied(settings: Settings, rows: list[history.HistoryRow]) -> list[Migrati
 
 
 def _read(path: Path) -> Fingerprint:
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
-    return Fingerprint.from_json(text, source=str(path))
+    return Fingerprint.from_json(read_text(path), source=str(path))
 
 
 def _write(path: Path, expected: Fingerprint) -> None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from predeploy._util.files import read_text
 from predeploy.config.policy import is_local
 from predeploy.errors import ConfigError
 from predeploy.integrations.pm2 import home_prefix
@@ -236,10 +237,7 @@ def _owner(root: Path) -> str:
 
 
 def _read(path: Path) -> str:
-    try:
-        return path.read_text() if path.exists() else ""
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from None
+    return read_text(path, encoding="utf-8") if path.exists() else ""
 
 
 def _append(path: Path, text: str) -> None:

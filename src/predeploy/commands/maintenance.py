@@ -30,7 +30,8 @@ from predeploy.commands.steps import OnStep, Skip, Step, Stepper, skip, stepper
 from predeploy.config.settings import Settings
 from predeploy.db import target as db_target
 from predeploy.db.connect import CATALOG, Conn, Limits, catalog_session, use_limits
-from predeploy.db.locks import advisory_lock
+from predeploy.db.failures import message_of
+from predeploy.db.locks import MAINTENANCE_LOCK, advisory_lock
 from predeploy.errors import CheckFailed, PredeployError, interrupted
 
 if TYPE_CHECKING:
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
 
 __all__ = ["MAINTENANCE_LOCK", "MaintenanceReport", "maintain"]
 
-MAINTENANCE_LOCK = 72707370  # migrate's key (Prisma's, 72707369) plus one
 log = structlog.get_logger(__name__)
 
 
@@ -172,7 +172,7 @@ def _vacuum(conn: Conn) -> None:
     try:
         conn.execute("VACUUM (ANALYZE, SKIP_LOCKED)")
     except psycopg.Error as exc:
-        detail = (exc.diag.message_primary or str(exc)).strip()
+        detail = message_of(exc)
         raise CheckFailed(f"VACUUM (ANALYZE) failed: {detail}") from None
     finally:
         use_limits(conn, CATALOG)

@@ -37,8 +37,9 @@ from predeploy.backup.retention import BackupInfo, backup_at, mismatches, newest
 from predeploy.config.settings import Settings
 from predeploy.db import audit, protection
 from predeploy.db import target as db_target
+from predeploy.db.catalog import lock_waiter, user_tables
 from predeploy.db.connect import CATALOG, Conn, Endpoint, catalog_session, connect, refuse_standby
-from predeploy.db.failures import translated
+from predeploy.db.failures import message_of, translated
 from predeploy.db.locks import migrate_session
 from predeploy.errors import (
     BackupError,
@@ -48,24 +49,12 @@ from predeploy.errors import (
 )
 from predeploy.migrate import history
 from predeploy.migrate.privileges import check_bookkeeping
-from predeploy.programs import pgbin
+from predeploy.programs import pgbin, pgclient
 from predeploy.programs import run as programs
 
 __all__ = ["RestorePlan", "RestoreResult", "plan", "refused", "restore"]
 
 log = structlog.get_logger(__name__)
-_TABLES = """
-SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND n.nspname NOT LIKE 'pg\\_%%'
-"""
-_LOCK_WAIT = """
-SELECT l.pid, pg_blocking_pids(l.pid)
-FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-WHERE NOT l.granted AND a.application_name = %s
-  AND l.waitstart < now() - make_interval(secs => %s)
-LIMIT 1
-"""
 
 
 @dataclass(frozen=True)
@@ -102,7 +91,7 @@ def plan(
     with catalog_session(target.direct, purpose="restore") as conn:
         refuse_standby(conn)
         with translated(conn, f"reading {conn.info.dbname} before the restore", error=BackupError):
-            row = conn.execute(_TABLES).fetchone()
+            tables = user_tables(conn)
             latest, _ = history.latest_applied(history.read(conn, table))
         identity = db_target.identify(conn, target)
         database, identifier = identity.database, identity.system_identifier
@@ -128,7 +117,7 @@ def plan(
         database=database,
         target=str(url),
         env=settings.env,
-        current_tables=int(row[0]) if row else 0,
+        current_tables=len(tables),
         current_latest_migration=latest,
         mismatches=tuple(found),
         policy=policy.describe(),
@@ -217,7 +206,7 @@ def _run(settings: Settings, info: BackupInfo, run_id: str) -> audit.Run:
         "restore",
         run_id,
         backup_path=str(info.path),
-        backup_sha256=str(info.manifest.get("sha256")),
+        backup_sha256=str(info.manifest.sha256),
     )
 
 
@@ -278,7 +267,7 @@ def _replay(
     """The drops and the archive, streamed into one psql transaction."""
     pg_restore, psql = tools
     preamble = "".join(f"{e.drop};\n" for e in extra).encode()
-    tables = len(info.manifest.get("tables") or [])
+    tables = len(info.manifest.tables)
     done = [0]
 
     def on_stderr(line: str) -> None:
@@ -287,7 +276,7 @@ def _replay(
 
     params = {**conn.info.get_parameters(), "options": "-c client_min_messages=warning"}
     with (
-        programs.client(params, conn.info.password, name) as client,
+        pgclient.client(params, conn.info.password, name) as client,
         Reporter("restore", None, tables, done, progress),
     ):
         pipe = programs.Pipe()
@@ -369,7 +358,7 @@ def _check_file(info: BackupInfo, env: str, *, default: bool) -> None:
         error.refused_by = "missing backup"
     else:
         sha256, size = digest(info.path)
-        if sha256 != info.manifest.get("sha256") or size != info.manifest.get("size"):
+        if sha256 != info.manifest.sha256 or size != info.manifest.size:
             error = BackupError(
                 f"{which} {info.path} is damaged (its sha256 or size differs from its "
                 f"manifest): not restoring it{older}"
@@ -398,13 +387,13 @@ def _named(settings: Settings, path: Path) -> BackupInfo:
 
 def _pg_restore(settings: Settings, server_major: int, info: BackupInfo) -> pgbin.PgProgram:
     program = pgbin.select(settings.pg_bin_dir, server_major).pg_restore
-    made_by = info.manifest.get("pg_dump") or {}
-    needed = int(made_by.get("major", 0))
+    made_by = info.manifest.pg_dump
+    needed, version = (made_by.major, made_by.version) if made_by else (0, None)
     if program is None or program.major < needed or not program.path.with_name("psql").is_file():
         found = f"pg_restore {program.version}" if program else "no pg_restore"
         raise BackupError(
             f"{found} (with psql beside it) cannot read a dump made by pg_dump "
-            f"{made_by.get('version')}: install the version {needed} client programs or set "
+            f"{version}: install the version {needed} client programs or set "
             f"PREDEPLOY_PG_BIN_DIR"
         )
     return program
@@ -441,7 +430,7 @@ def _cancel_lock_waits(at: Endpoint, application: str, settings: Settings) -> It
                 application_name="predeploy restore watch",
             ) as spy:
                 while not stop.wait(0.25):
-                    row = spy.execute(_LOCK_WAIT, (application, limit)).fetchone()
+                    row = lock_waiter(spy, application, limit)
                     if row is not None:
                         pid, blockers = row
                         # noted before the cancel: the restore fails at once, and its error
@@ -451,7 +440,7 @@ def _cancel_lock_waits(at: Endpoint, application: str, settings: Settings) -> It
                         log.warning("restore_lock_wait_cancelled", blocked_by=blockers)
                         return
         except (PredeployError, psycopg.Error) as exc:
-            log.warning("restore_watch_failed", detail=str(exc).splitlines()[0])
+            log.warning("restore_watch_failed", detail=message_of(exc))
 
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()

@@ -20,6 +20,7 @@ from urllib.parse import quote
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from predeploy._util.redact import MASK, Scrubber
 from predeploy.config.urlquery import PRISMA_DEFAULT_CONNECT_TIMEOUT, Query, read_query
 from predeploy.errors import ConfigError
 
@@ -110,7 +111,7 @@ class DatabaseUrl:
 
     def redacted(self) -> str:
         user = quote(self.user or "", safe="")
-        secret = ":***" if self.password else ""
+        secret = f":{MASK}" if self.password else ""
         at = "@" if user or secret else ""
         host = "" if self.is_socket else f"{_bracketed(self.host)}:{self.port}"
         query = [f"host={self.host}"] if self.is_socket else []
@@ -219,9 +220,8 @@ def _authority_params(authority: str, path: str, variable: str) -> dict[str, str
     except psycopg.ProgrammingError as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable"
         userinfo = authority.rpartition("@")[0]
-        for secret in sorted({userinfo, userinfo.partition(":")[2]}, key=len, reverse=True):
-            if secret:
-                reason = reason.replace(secret, "***")
+        secrets = [userinfo, userinfo.partition(":")[2]]
+        reason = Scrubber([s for s in secrets if s], everywhere=True).text(reason)
         raise ConfigError(
             f"{variable} is not a valid PostgreSQL URL ({reason}): {_ENCODE}"
         ) from None

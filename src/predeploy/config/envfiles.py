@@ -30,6 +30,7 @@ from pathlib import Path
 
 from dotenv.parser import Original, parse_stream
 
+from predeploy._util.files import read_text
 from predeploy.errors import ConfigError
 
 __all__ = ["Definition", "EnvLayers", "find_env_files", "load_layers"]
@@ -159,11 +160,7 @@ def load_layers(
 
 
 def _read_file(path: Path, label: str) -> tuple[dict[str, Definition], list[str]]:
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.__class__.__name__
-        raise ConfigError(f"cannot read {label}: {reason}: fix or remove it") from None
+    text = read_text(path, shown=label, advice=": fix or remove it")
     layer: dict[str, Definition] = {}
     for binding in parse_stream(io.StringIO(text)):
         if binding.error or (binding.key is not None and binding.value is None):

@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from predeploy._util.files import read_text
 from predeploy.errors import ConfigError
 
 __all__ = ["CONFIG_NAMES", "PrismaProject", "UrlSource", "discover"]
@@ -128,9 +129,10 @@ def _existing(path: Path, what: str, root: Path) -> Path:
 
 
 def _package_schema(package: Path) -> str | None:
+    text = read_text(package, shown=package.name, advice=": fix it")
     try:
-        data = json.loads(package.read_text(encoding="utf-8-sig"))
-    except (OSError, ValueError) as exc:
+        data = json.loads(text)
+    except ValueError as exc:
         raise ConfigError(f"cannot read {package.name}: {exc}: fix it") from None
     prisma = data.get("prisma") if isinstance(data, dict) else None
     schema = prisma.get("schema") if isinstance(prisma, dict) else None
@@ -264,11 +266,7 @@ def _ts_text(path: Path) -> str:
 
 
 def _read(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.__class__.__name__
-        raise ConfigError(f"cannot read {path}: {reason}: fix or remove it") from None
+    return read_text(path, advice=": fix or remove it")
 
 
 def _rel(path: Path, root: Path) -> str:

@@ -8,9 +8,7 @@ migration's detail may quote a password).
 
 from __future__ import annotations
 
-import functools
 import json
-import shutil
 import socket
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,13 +23,15 @@ from predeploy import __version__
 from predeploy._util.operator import operator
 from predeploy._util.redact import Scrubber
 from predeploy.db.connect import Conn
+from predeploy.db.failures import message_of
 from predeploy.db.table import Table
 from predeploy.errors import INTERRUPTED_CODES, PredeployError
+from predeploy.programs import git
 
 if TYPE_CHECKING:
     from predeploy.config.settings import Settings
 
-__all__ = ["Run", "ensure_table", "git_revision", "last_runs", "outcome_of", "record"]
+__all__ = ["Run", "ensure_table", "last_runs", "outcome_of", "record"]
 
 log = structlog.get_logger(__name__)
 
@@ -88,28 +88,6 @@ class Run:
         )
 
 
-@functools.lru_cache(maxsize=8)
-def git_revision(root: Path) -> str | None:
-    """The project's git revision (with +dirty when it has changes), if it is a checkout."""
-    git = shutil.which("git")
-    if git is None:
-        return None
-    from predeploy.programs import run as programs  # noqa: PLC0415 (sh only when a program runs)
-
-    env = programs.child_env({"GIT_OPTIONAL_LOCKS": "0"})
-    try:
-        head = programs.output(
-            Path(git), ["-C", str(root), "rev-parse", "HEAD"], env=env, timeout=5
-        )
-        dirty = programs.output(
-            Path(git), ["-C", str(root), "status", "--porcelain"], env=env, timeout=5
-        )
-    except programs.ProgramFailed:
-        return None
-    head = head.strip()
-    return head + ("+dirty" if dirty.strip() else "")
-
-
 def ensure_table(conn: Conn, table: Table) -> None:
     """The audit table, created (or given its newer columns) when needed; psycopg.Error
     when this user may not."""
@@ -147,7 +125,7 @@ def record(conn: Conn, table: Table, run: Run, outcome: str, detail: str | None)
         ensure_table(conn, table)
         _insert(conn, table, run, outcome, detail)
     except psycopg.Error as exc:
-        log.warning("audit_not_recorded", detail=str(exc).splitlines()[0] if str(exc) else "")
+        log.warning("audit_not_recorded", detail=message_of(exc))
 
 
 def _insert(conn: Conn, table: Table, run: Run, outcome: str, detail: str | None) -> None:
@@ -165,7 +143,7 @@ def _insert(conn: Conn, table: Table, run: Run, outcome: str, detail: str | None
             run.env,
             operator(),
             socket.gethostname(),
-            git_revision(run.root),
+            git.revision(run.root),
             __version__,
             run.started_at,
             mask(outcome),

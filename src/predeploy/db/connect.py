@@ -23,6 +23,7 @@ from psycopg.conninfo import make_conninfo
 
 from predeploy._util.redact import Scrubber
 from predeploy.config.dburl import DatabaseUrl
+from predeploy.db.failures import message_of
 from predeploy.errors import DatabaseUnreachable
 
 __all__ = [
@@ -133,7 +134,7 @@ def connect(
     except psycopg.Error as exc:
         conn.close()
         raise DatabaseUnreachable(
-            f"cannot set up a session on {url.address}: {_primary(exc)}"
+            f"cannot set up a session on {url.address}: {message_of(exc)}"
         ) from None
     return conn
 
@@ -228,12 +229,6 @@ def _last_line(text: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     last = lines[-1] if lines else "unknown error"
     return re.sub(r"^.*?failed: (FATAL:\s+)?", "", last)
-
-
-def _primary(exc: psycopg.Error) -> str:
-    diag = getattr(exc, "diag", None)
-    primary = diag.message_primary if diag is not None else None
-    return (primary or str(exc) or type(exc).__name__).strip().splitlines()[0]
 
 
 def refuse_standby(conn: Conn) -> None:

@@ -14,57 +14,22 @@ from contextlib import contextmanager
 import psycopg
 from psycopg import errors as pg_errors
 
+from predeploy.db.catalog import blocked_by, describe_lock_holders
 from predeploy.errors import Blocked, ConfigError, DatabaseUnreachable, PredeployError
 
 __all__ = ["describe_lock_holders", "message_of", "translated"]
 
-# sessions that hold, or queue for, a lock that makes an ordinary read wait: an ACCESS
-# EXCLUSIVE lock granted, or one requested (a queued ALTER makes every later reader queue)
-_HOLDERS = """
-SELECT a.pid, a.usename, coalesce(nullif(a.application_name, ''), '(none)'),
-       coalesce(a.state, '?'),
-       extract(epoch FROM now() - coalesce(a.xact_start, a.query_start, a.backend_start)),
-       left(regexp_replace(coalesce(a.query, ''), '\\s+', ' ', 'g'), 80),
-       l.relation::regclass::text, l.granted,
-       (SELECT array_agg(b) FROM unnest(pg_blocking_pids(a.pid)) AS b)
-FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-WHERE l.locktype = 'relation' AND l.mode = 'AccessExclusiveLock'
-  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-  AND a.pid <> pg_backend_pid()
-ORDER BY l.granted DESC, 5 DESC
-LIMIT 5
-"""
-
 
 def message_of(exc: BaseException) -> str:
-    """The server's primary message (or the exception's first line)."""
+    """The server's primary message, all of it (a RAISE may span lines: the CLI shows them
+    as one); without one (a client-side error, whose text has several lines of libpq's
+    context), the exception's first line; without any text, its kind."""
     diag = getattr(exc, "diag", None)
-    primary = diag.message_primary if diag is not None else None
-    text = (primary or str(exc) or type(exc).__name__).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def describe_lock_holders(conn: psycopg.Connection[tuple[object, ...]]) -> str:
-    """'pid 42 (user app, application psql, idle in transaction for 12s, holding public.users):
-    LOCK TABLE users; pid 43 (...waiting for public.users behind pid 42)'."""
-    try:
-        if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
-            conn.execute("ROLLBACK")
-        rows = conn.execute(_HOLDERS).fetchall()
-    except psycopg.Error:
-        return "a session that could not be named"
-    if not rows:
-        return "a session that finished before it could be named"
-    parts = []
-    for pid, user, app, state, age, query, relation, granted, behind in rows:
-        how = f"holding {relation}" if granted else f"waiting for {relation}"
-        if not granted and behind:
-            how += " behind pid " + ", ".join(str(b) for b in list(behind))  # type: ignore[call-overload]
-        parts.append(
-            f"pid {pid} (user {user}, application {app}, {state} for "
-            f"{float(str(age or 0)):.0f}s, {how}): {str(query).rstrip('; ')}"
-        )
-    return "; ".join(parts)
+    primary = (diag.message_primary if diag is not None else None) or ""
+    if primary.strip():
+        return primary.strip()
+    text = str(exc).strip()
+    return text.splitlines()[0].strip() if text else type(exc).__name__
 
 
 @contextmanager
@@ -83,12 +48,8 @@ def translated(
     try:
         yield
     except pg_errors.LockNotAvailable:
-        who = describe_lock_holders(conn) if conn is not None else "another session"
         cls = error if error is not DatabaseUnreachable else Blocked
-        raise cls(
-            f"{doing} waited too long for a lock: blocked by {who}; retry when it ends, or "
-            f"end it (SELECT pg_terminate_backend(pid))"
-        ) from None
+        raise cls(f"{doing} waited too long for a lock: {blocked_by(conn)}") from None
     except pg_errors.InsufficientPrivilege as exc:
         fix = f": {grant}" if grant else ": grant the privilege to this user, or use another"
         # a missing GRANT is configuration (exit 2) unless the step has a code of its own

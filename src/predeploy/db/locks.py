@@ -9,7 +9,6 @@ releases it with its connection, so it can never go stale.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -17,27 +16,31 @@ from typing import TYPE_CHECKING
 import psycopg
 import structlog
 
+from predeploy._util.poll import poll
+from predeploy.db.catalog import advisory_holder
 from predeploy.db.connect import Conn, migration_session
 from predeploy.errors import LockBusy
 
 if TYPE_CHECKING:
     from predeploy.db.target import Target
 
-__all__ = ["MIGRATE_LOCK", "advisory_lock", "describe_holder", "migrate_session"]
+__all__ = [
+    "BACKUP_LOCK",
+    "MAINTENANCE_LOCK",
+    "MIGRATE_LOCK",
+    "SHADOW_LOCK",
+    "advisory_lock",
+    "describe_holder",
+    "migrate_session",
+]
 
-MIGRATE_LOCK = 72707369
+# Every advisory-lock key predeploy takes. One-key locks (objsubid 1) and two-key locks
+# (objsubid 2) are separate spaces: SHADOW_LOCK equals MAINTENANCE_LOCK without meeting it.
+MIGRATE_LOCK = 72707369  # Prisma's own: predeploy and `prisma migrate` exclude each other
+MAINTENANCE_LOCK = 72707370  # migrate's key plus one: a nightly run must not block deploys
+BACKUP_LOCK = 72707371  # migrate's key plus two: one backup at a time per database
+SHADOW_LOCK = 72707370  # first key of the two-key lock each throwaway shadow database has
 log = structlog.get_logger(__name__)
-
-_HOLDER = """
-SELECT a.pid, coalesce(nullif(a.application_name, ''), '(none)'), a.usename, a.client_addr,
-       a.state, extract(epoch FROM now() - coalesce(
-           CASE WHEN a.state = 'idle' THEN a.state_change END, a.xact_start, a.backend_start))
-FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-  AND l.classid = (%(key)s::bigint >> 32)::oid AND l.objid = (%(key)s::bigint & 4294967295)::oid
-  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-LIMIT 1
-"""
 
 
 @contextmanager
@@ -74,36 +77,26 @@ def migrate_session(target: Target, purpose: str, *, wait: float) -> Iterator[Co
 
 
 def _acquire(conn: Conn, key: int, wait: float, purpose: str) -> None:
-    deadline = time.monotonic() + wait
-    pause = 0.05
-    announced = False
-    while True:
+    def took() -> bool:
         row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
-        if row is not None and row[0]:
-            return
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise LockBusy(
-                f"the {purpose} lock (advisory lock {key}) is held by "
-                f"{describe_holder(conn, key)}; waited {wait:g}s (PREDEPLOY_LOCK_WAIT): let that "
-                f"run "
-                f"finish, or end that session if it is stuck"
-            )
+        return row is not None and bool(row[0])
+
+    announced: list[bool] = []
+
+    def announce(_: bool) -> None:
         if not announced:
             log.info("lock_waiting", key=key, holder=describe_holder(conn, key), wait_s=wait)
-            announced = True
-        time.sleep(min(pause, remaining))
-        pause = min(pause * 2, 0.5)
+            announced.append(True)
+
+    if not poll(took, wait, pause=0.05, grow=2, most=0.5, waiting=announce):
+        raise LockBusy(
+            f"the {purpose} lock (advisory lock {key}) is held by "
+            f"{describe_holder(conn, key)}; waited {wait:g}s (PREDEPLOY_LOCK_WAIT): let that "
+            f"run "
+            f"finish, or end that session if it is stuck"
+        )
 
 
 def describe_holder(conn: Conn, key: int) -> str:
     """'pid 123 (application ..., user ..., from ...) for 12s', or a note that it is gone."""
-    row = conn.execute(_HOLDER, {"key": key}).fetchone()
-    if row is None:
-        return "a session that is gone or not visible to this user"
-    pid, application, user, client, state, seconds = row
-    origin = f", from {client}" if client else ""
-    return (
-        f"pid {pid} (application {application!s}, user {user}{origin}, {state}) "
-        f"for {float(seconds or 0):.0f}s"
-    )
+    return advisory_holder(conn, key)

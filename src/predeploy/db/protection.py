@@ -27,6 +27,7 @@ from predeploy._util.operator import operator
 from predeploy.config.policy import PROTECTED_ENVS, Place, Policy, for_target
 from predeploy.db import audit
 from predeploy.db.connect import Conn
+from predeploy.db.failures import message_of
 from predeploy.db.table import Table
 from predeploy.db.target import Target
 
@@ -100,7 +101,7 @@ def _earlier(conn: Conn, table: Table) -> str | None:
         psycopg.errors.QueryCanceled,
         psycopg.errors.UndefinedColumn,
     ) as exc:
-        log.warning("audit_not_read", table=str(table), detail=str(exc).splitlines()[0])
+        log.warning("audit_not_read", table=str(table), detail=message_of(exc))
         return None
     return str(row[0]) if row else None
 
@@ -122,7 +123,7 @@ def mark(conn: Conn, table: Table, *, env: str, command: str, run_id: str) -> No
         comment = sql.Literal(PREFIX + json.dumps(note))
         conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(table.ident, comment))
     except psycopg.Error as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        detail = message_of(exc)
         log.warning("protection_not_marked", table=str(table), detail=detail)
         return
     log.info("protection_marked", env=env, table=str(table))

@@ -27,8 +27,8 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
 
+from predeploy.db.catalog import blocked_by
 from predeploy.db.connect import Conn
-from predeploy.db.failures import describe_lock_holders
 from predeploy.errors import Blocked, ConfigError
 
 __all__ = ["FORMAT", "INFO_FIELDS", "KINDS", "VERSION", "Fingerprint", "take"]
@@ -479,9 +479,7 @@ def take(conn: Conn, *, exclude: Iterable[tuple[str, str]]) -> Fingerprint:
             conn.execute("ROLLBACK")
     except pg_errors.LockNotAvailable:
         raise Blocked(
-            f"reading the catalogue waited too long for a lock: blocked by "
-            f"{describe_lock_holders(conn)}; retry when it ends, or end it "
-            f"(SELECT pg_terminate_backend(pid))"
+            f"reading the catalogue waited too long for a lock: {blocked_by(conn)}"
         ) from None
     finally:
         conn.autocommit = autocommit

@@ -40,6 +40,8 @@ from psycopg import sql
 
 from predeploy.config.dburl import DatabaseUrl
 from predeploy.db.connect import CATALOG, Conn, connect, refuse_standby
+from predeploy.db.failures import message_of
+from predeploy.db.locks import SHADOW_LOCK
 from predeploy.drift import fingerprint
 from predeploy.drift.fingerprint import Fingerprint
 from predeploy.errors import MigrationError, PredeployError
@@ -56,7 +58,6 @@ __all__ = [
     "sweep",
 ]
 
-SHADOW_LOCK = 72707370  # first key of the two-key advisory lock each throwaway shadow has
 _PREFIX = "predeploy_shadow_"
 _SHADOW_NAME = "^predeploy_shadow_[0-9]{1,10}$"
 _EXTENSION = re.compile(
@@ -288,7 +289,7 @@ def _run(build: Build, conn: Conn, where: str) -> None:
             f"role, extension or setting?): fix that, or compare with --expected FILE"
         ) from None
     except psycopg.Error as exc:
-        detail = (exc.diag.message_primary or str(exc)).strip()
+        detail = message_of(exc)
         raise DriftError(f"the shadow build failed on {where}: {detail}") from None
 
 
@@ -319,7 +320,7 @@ def _create(admin: Conn, where: str) -> tuple[int, str]:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     except psycopg.Error as exc:
         admin.execute("SELECT pg_advisory_unlock(%s, %s)", (SHADOW_LOCK, key))
-        detail = (exc.diag.message_primary or str(exc)).strip()
+        detail = message_of(exc)
         raise DriftError(f"cannot create a shadow database on {where}: {detail}") from None
     log.info("shadow_created", database=name)
     return key, name
@@ -330,7 +331,7 @@ def _drop(admin: Conn, name: str) -> bool:
     try:
         admin.execute(statement)
     except psycopg.Error as exc:  # the next run's sweep will try again
-        log.warning("shadow_not_dropped", database=name, detail=exc.diag.message_primary)
+        log.warning("shadow_not_dropped", database=name, detail=message_of(exc))
         return False
     log.info("shadow_dropped", database=name)
     return True

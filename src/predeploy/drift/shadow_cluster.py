@@ -32,6 +32,7 @@ from urllib.parse import quote
 
 import structlog
 
+from predeploy._util.poll import poll
 from predeploy._util.sweep import pid_alive
 from predeploy.config.dburl import DatabaseUrl, parse_url
 from predeploy.programs import run as programs
@@ -170,6 +171,4 @@ def _halt(data: Path, wait: float = 5.0) -> None:
         return  # the pid is another program's now
     with suppress(ProcessLookupError):
         os.kill(pid, signal.SIGQUIT)
-    deadline = time.monotonic() + wait
-    while pid_file.exists() and pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    poll(lambda: not (pid_file.exists() and pid_alive(pid)), wait, pause=0.05)

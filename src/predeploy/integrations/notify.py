@@ -37,7 +37,6 @@ __all__ = [
     "log_deliveries",
     "message",
     "parse_triggers",
-    "scrubber",
     "send",
     "should_notify",
     "test",
@@ -238,7 +237,7 @@ def _backup_path(backup: object) -> str | None:
 
 def message(event: Event, secrets: Iterable[str] = ()) -> Message:
     """Title and body for a phone, and the JSON fields of the run's report: scrubbed."""
-    scrub = scrubber(secrets)
+    scrub = Scrubber(secrets).text
     fields = {k: v for k, v in _clean(event.report, scrub).items() if k != "event"}
     fields["event"] = _clean(event.as_dict(), scrub)
     return Message(
@@ -312,12 +311,6 @@ def _runbook(event: Event) -> list[str]:
     ]
 
 
-def scrubber(secrets: Iterable[str]) -> Callable[[str], str]:
-    """A function that masks every secret (plain and percent-encoded) and URL password: the
-    logs' own scrubber (predeploy._util.redact)."""
-    return Scrubber(secrets).text
-
-
 def _clean(value: Any, scrub: Callable[[str], str]) -> Any:
     """JSON-ready, scrubbed, and without SQL: keys "sql" and "*_sql" are dropped."""
     if isinstance(value, Mapping):
@@ -357,7 +350,7 @@ test.__test__ = False  # type: ignore[attr-defined]  # pytest: not a test, if im
 
 
 def _deliver(config: NotifyConfig, event: Event) -> list[Delivery]:
-    scrub = scrubber(config.secrets)
+    scrub = Scrubber(config.secrets).text
     try:
         return deliver(
             config.urls, message(event, config.secrets), timeout=config.timeout, scrub=scrub

@@ -10,38 +10,18 @@ waiting for a lock there.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from predeploy.db.catalog import oids
+from predeploy._util.poll import poll
+from predeploy.db.catalog import lock_holders_of, oids
 from predeploy.db.connect import Conn
 from predeploy.migrate.discovery import Migration
 
 __all__ = ["Blocker", "describe", "scan", "tables_of", "wait_until_gone"]
 
-_SCAN = """
-SELECT a.pid, a.usename, coalesce(nullif(a.application_name, ''), '(none)'),
-       coalesce(a.state, 'hidden'),
-       extract(epoch FROM now() - coalesce(a.xact_start, a.query_start, a.backend_start)),
-       a.query_start, left(regexp_replace(a.query, '\\s+', ' ', 'g'), 120),
-       array_agg(DISTINCT l.relation::regclass::text ORDER BY l.relation::regclass::text),
-       bool_or(NOT l.granted),
-       bool_or(l.mode NOT IN ('AccessShareLock', 'RowShareLock', 'RowExclusiveLock'))
-FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-WHERE l.locktype = 'relation' AND l.relation = ANY(%(oids)s)
-  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-  AND a.pid <> pg_backend_pid()
-  AND a.backend_type IS DISTINCT FROM 'autovacuum worker'  -- it yields to a lock request
-  AND (a.state LIKE 'idle in transaction%%'
-       OR now() - coalesce(a.xact_start, a.query_start) > make_interval(secs => %(max_age)s)
-       OR a.state IS NULL)  -- another role's session, without pg_read_all_stats
-GROUP BY a.pid, a.usename, a.application_name, a.state, a.xact_start, a.query_start,
-         a.backend_start, a.query
-ORDER BY 5 DESC NULLS LAST
-"""
 
 
 @dataclass(frozen=True)
@@ -94,13 +74,9 @@ def wait_until_gone(
     """Scan every ``pause`` until no blocker is left or ``wait`` seconds have passed; the
     ones left."""
     oids = _oids(conn, names)
-    deadline = time.monotonic() + wait
-    while True:
-        found = _scan(conn, oids, max_age, uncertain)
-        remaining = deadline - time.monotonic()
-        if not found or remaining <= 0:
-            return found
-        time.sleep(min(pause, remaining))
+    return poll(
+        lambda: _scan(conn, oids, max_age, uncertain), wait, pause=pause, done=lambda f: not f
+    )
 
 
 def _oids(conn: Conn, names: Iterable[str]) -> list[int]:
@@ -110,7 +86,7 @@ def _oids(conn: Conn, names: Iterable[str]) -> list[int]:
 def _scan(conn: Conn, oids: list[int], max_age: float, uncertain: bool) -> list[Blocker]:
     if not oids:
         return []
-    rows = conn.execute(_SCAN, {"oids": oids, "max_age": max_age}).fetchall()
+    rows = lock_holders_of(conn, oids, max_age)
     found = [
         Blocker(
             pid=int(pid),

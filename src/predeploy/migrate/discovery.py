@@ -22,6 +22,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from predeploy._util.files import read_bytes, read_text
 from predeploy.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -64,10 +65,7 @@ class Migration:
 
     @cached_property
     def script(self) -> bytes:
-        try:
-            return self.sql_path.read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"cannot read {self.sql_path}: {exc.strerror or exc}") from None
+        return read_bytes(self.sql_path)
 
     @cached_property
     def checksum(self) -> str:
@@ -93,11 +91,7 @@ class Migration:
         path = self.down_path
         if path is None:
             return None
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
-        return analyse(decode(data, path))
+        return analyse(decode(read_bytes(path), path))
 
     @cached_property
     def phase(self) -> str:
@@ -221,7 +215,7 @@ def _check_lock_file(path: Path) -> None:
     if not path.is_file():
         return
     try:
-        provider = tomllib.loads(path.read_text()).get("provider")
+        provider = tomllib.loads(read_text(path)).get("provider")
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     if provider not in (None, "postgresql", "postgres"):

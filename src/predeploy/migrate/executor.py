@@ -32,6 +32,7 @@ import structlog
 from psycopg import errors as pg_errors
 from psycopg import sql
 
+from predeploy._util import poll
 from predeploy._util.log import REPORTED
 from predeploy.db.connect import CATALOG, Conn, use_limits
 from predeploy.errors import MigrationError, StoppedPartWay, Terminated
@@ -81,7 +82,7 @@ def run_options(target: Target, *, lock_retries: int) -> RunOptions:
 
 def backoff(attempt: int) -> float:
     """Pause before retry ``attempt`` (1-based): 0.5 s doubling up to 10 s."""
-    return min(_FIRST_PAUSE * 2.0 ** (attempt - 1), _LAST_PAUSE)
+    return poll.backoff(attempt, _FIRST_PAUSE, _LAST_PAUSE)
 
 
 class Executor:

@@ -41,7 +41,7 @@ from predeploy.migrate.discovery import Migration
 from predeploy.migrate.sqlscript import position_to_line_column
 from predeploy.programs import run as programs
 
-__all__ = ["LEVELS", "Finding", "LintReport", "lint", "squawk_program"]
+__all__ = ["LEVELS", "Finding", "LintReport", "LintedFile", "lint", "squawk_program"]
 
 log = structlog.get_logger(__name__)
 
@@ -100,10 +100,34 @@ class Finding:
         return data
 
 
+_UNPHASED = "-"  # a report the phase rules have not seen: its files say no phase at all
+
+
+@dataclass(frozen=True)
+class LintedFile:
+    """A migration lint read: whether it runs in a transaction, the rules it waives, and
+    (once ``phaselint.apply_phases`` has seen it) its phase."""
+
+    migration: str
+    file: str
+    transactional: bool
+    waivers: tuple[str, ...] = ()
+    phase: str | None = _UNPHASED
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "migration": self.migration,
+            "file": self.file,
+            "transactional": self.transactional,
+            "waivers": list(self.waivers),
+        }
+        return data if self.phase == _UNPHASED else data | {"phase": self.phase}
+
+
 @dataclass
 class LintReport:
     findings: list[Finding] = field(default_factory=list)
-    files: list[dict[str, Any]] = field(default_factory=list)  # per file: name, transactional
+    files: list[LintedFile] = field(default_factory=list)
 
     @property
     def active(self) -> list[Finding]:
@@ -120,12 +144,12 @@ class LintReport:
         return counts
 
     def as_dict(self) -> dict[str, Any]:
-        by_file: dict[str, list[dict[str, Any]]] = {f["migration"]: [] for f in self.files}
+        by_file: dict[str, list[dict[str, Any]]] = {f.migration: [] for f in self.files}
         for finding in self.findings:
             by_file.setdefault(finding.migration, []).append(finding.as_dict())
         return {
             "counts": self.counts(),
-            "files": [f | {"findings": by_file.get(f["migration"], [])} for f in self.files],
+            "files": [f.as_dict() | {"findings": by_file.get(f.migration, [])} for f in self.files],
         }
 
 
@@ -159,12 +183,9 @@ def lint(
     waivers = {m.name: _waivers(m.text) for m in chosen}
     report = LintReport(
         files=[
-            {
-                "migration": m.name,
-                "file": str(m.sql_path),
-                "transactional": m.parsed.transactional,
-                "waivers": sorted(waivers[m.name]),
-            }
+            LintedFile(
+                m.name, str(m.sql_path), m.parsed.transactional, tuple(sorted(waivers[m.name]))
+            )
             for m in chosen
         ]
     )

@@ -133,7 +133,7 @@ def failure(
     if broken:  # libpq's text has several lines; "fix the SQL" would be wrong
         return _connection_lost(unit, exc, left_failed=left_failed)
     diag = exc.diag
-    message = (diag.message_primary or str(exc)).strip()
+    message = message_of(exc)
     if diag.message_detail:  # one line: a deadlock's has a line per process
         message += f" (DETAIL: {' '.join(diag.message_detail.split())})"
     denied = isinstance(exc, pg_errors.InsufficientPrivilege)
@@ -306,7 +306,7 @@ def owner_of(conn: Conn, exc: psycopg.Error, statement: Statement | None) -> Own
     """The role that owns what a "must be owner of ..." error names (its schema: the
     error's fields, else the statement's own name for it, else the search_path); None
     when the error is another one, the session is in a transaction, or it is not found."""
-    found = _MUST_OWN.match((exc.diag.message_primary or "").strip())
+    found = _MUST_OWN.match(message_of(exc))
     if found is None or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         return None  # a lookup must never abort a transaction the run still needs
     kind, name = found.groups()

@@ -37,7 +37,7 @@ _ADVICE = (
 def apply_phases(report: LintReport, migrations: Iterable[Migration]) -> LintReport:
     """``report`` with the phase findings added and the post-deploy ones relaxed."""
     chosen = list(migrations)
-    waived = {f["migration"]: set(f.get("waivers") or ()) for f in report.files}
+    waived = {f.migration: set(f.waivers) for f in report.files}
     phase = {m.name: m.phase for m in chosen}
     findings = [
         dataclasses.replace(f, severity="info", help=f"{f.help or ''} (post-deploy: fine)".strip())
@@ -48,10 +48,9 @@ def apply_phases(report: LintReport, migrations: Iterable[Migration]) -> LintRep
     for migration in chosen:
         if migration.phase != POST_DEPLOY:
             findings += _breaking(migration, waived.get(migration.name, set()))
-    for item in report.files:
-        item["phase"] = phase.get(item["migration"])
+    files = [dataclasses.replace(f, phase=phase.get(f.migration)) for f in report.files]
     findings.sort(key=lambda f: (f.migration, f.line, f.column, f.rule))
-    return LintReport(findings=findings, files=report.files)
+    return LintReport(findings=findings, files=files)
 
 
 def _breaking(migration: Migration, waived: set[str]) -> list[Finding]:

@@ -1,11 +1,14 @@
-"""Running programs (pg_dump, pg_restore, psql, pm2, squawk, git): through `sh`, here only.
+"""The one program runner: every program (pg_dump, pg_restore, psql, pm2, squawk, git) runs
+through `sh`, here only; what is particular to a program lives in its own module
+(``programs.pgclient``: a PostgreSQL client's conninfo and passfile; ``programs.tee``: a
+dump checked while it is written; ``programs.git``; pm2's adapter in integrations/pm2.py,
+squawk's in migrate/lint.py).
 
 `sh` is used the way it was measured to cost ~10 ms a call (FIELD-NOTES): `_bg=True` with a
 timer that kills (never `_timeout`, whose watcher polls), `_in` always set, `_out` a
 file-like sink (raw bytes, never decoded), `_tty_out=False` and a large output buffer.
 Programs get argv lists, never a shell, and an environment built from an allowlist: no
-DATABASE_URL, no password. A password reaches a PostgreSQL client only through a passfile
-that never touches disk (``memfd_create``, ``PGPASSFILE=/dev/fd/N``).
+DATABASE_URL, no password.
 
 Every child is killed when the code waiting for it is interrupted (SIGINT, SIGTERM) or
 fails, so that no program outlives the run that started it.
@@ -14,28 +17,22 @@ fails, so that no program outlives the run that started it.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import sh
-from psycopg.conninfo import make_conninfo
 
 __all__ = [
-    "ClientRun",
     "Collect",
     "Pipe",
     "ProgramFailed",
     "Running",
-    "Tee",
     "child_env",
-    "client",
     "output",
     "run",
     "start",
@@ -55,14 +52,6 @@ _ALLOWED = frozenset(
 _ALLOWED_PREFIXES = ("LC_",)
 _OK_CODES = list(range(-64, 256))  # every exit is ours to judge, signals included
 _KEEP_LINES = 50
-# options of a newer libpq (psycopg's) that it reports at their built-in value: an older
-# client program (pg_dump 15 for a PostgreSQL 15 server) refuses the names it does not know
-_NEWER_LIBPQ_DEFAULTS = {
-    "sslcertmode": "allow",
-    "sslnegotiation": "postgres",
-    "load_balance_hosts": "disable",
-    "require_auth": "",
-}
 
 
 class ProgramFailed(Exception):
@@ -71,16 +60,6 @@ class ProgramFailed(Exception):
     def __init__(self, program: str, reason: str, *, code: int | None = None) -> None:
         super().__init__(f"{program} {reason}")
         self.program, self.reason, self.code = program, reason, code
-
-
-@dataclass(frozen=True)
-class ClientRun:
-    """How a PostgreSQL client program reaches the database: argv-safe conninfo, environment
-    (the passfile) and the descriptor it must inherit."""
-
-    conninfo: str
-    env: dict[str, str]
-    pass_fds: tuple[int, ...] = ()
 
 
 def child_env(
@@ -96,38 +75,6 @@ def child_env(
     env = {k: v for k, v in os.environ.items() if k in names or k.startswith(prefixes)}
     env.update(extra or {})
     return env
-
-
-@contextmanager
-def client(
-    params: Mapping[str, str], password: str | None, application_name: str
-) -> Iterator[ClientRun]:
-    """The conninfo and environment for one client program run.
-
-    ``params`` are libpq parameters without the password; ``password`` is the one libpq
-    resolved for this process's own connection (URL, PGPASSWORD, PGPASSFILE or ~/.pgpass),
-    handed over in a passfile that exists only in memory and is closed afterwards.
-    """
-    safe = {
-        k: v
-        for k, v in params.items()
-        if k not in ("password", "passfile") and _NEWER_LIBPQ_DEFAULTS.get(k) != v
-    }
-    safe["application_name"] = application_name
-    conninfo = make_conninfo("", **safe)
-    if not password:
-        yield ClientRun(conninfo, child_env())
-        return
-    fd = os.memfd_create("predeploy-pgpass", os.MFD_CLOEXEC)
-    try:
-        os.fchmod(fd, 0o600)  # libpq ignores a passfile others could read
-        os.write(fd, f"*:*:*:*:{_escape(password)}\n".encode())
-        # inherited by the programs it is passed to (pass_fds) and no others: sh closes
-        # every other descriptor in its children
-        os.set_inheritable(fd, True)
-        yield ClientRun(conninfo, child_env({"PGPASSFILE": f"/dev/fd/{fd}"}), (fd,))
-    finally:
-        os.close(fd)
 
 
 class _Lines:
@@ -353,89 +300,5 @@ class Pipe:
             self.reader.close()
 
 
-class Tee:
-    """`producer | (file, sha256, consumer)`: one program's output kept and checked at once.
-
-    The bytes the producer writes go to ``target``, into a running SHA-256, and through a
-    kernel pipe into the consumer's stdin. Used to verify a dump while it is written,
-    instead of reading it again afterwards.
-    """
-
-    def __init__(self, target: Path) -> None:
-        self.target = target
-        self.sha256 = hashlib.sha256()
-        self.size = 0
-        self.write_error: OSError | None = None
-        self._file: IO[bytes] | None = None
-        self._pipe: Pipe | None = None
-
-    def write(self, chunk: bytes) -> None:
-        """Called by sh's output thread with each chunk the producer wrote."""
-        if self.write_error is not None or self._file is None:
-            return
-        try:
-            self._file.write(chunk)
-        except OSError as exc:
-            self.write_error = exc
-            return
-        self.sha256.update(chunk)
-        self.size += len(chunk)
-        if self._pipe is not None:
-            self._pipe.write(chunk)
-
-    def run(
-        self,
-        producer: tuple[Path, list[str], ClientRun],
-        consumer: tuple[Path, list[str], dict[str, str]],
-        on_producer_line: Callable[[str], None],
-        timeout: float | None = None,
-    ) -> tuple[Running, int, Running, int]:
-        """Run both; returns each program and its exit code."""
-        (p_prog, p_args, p_client), (c_prog, c_args, c_env) = producer, consumer
-        self._pipe = pipe = Pipe()
-        made = check = None
-        try:
-            with self.target.open("r+b") as self._file:
-                # the checker runs at a lower priority: on a small machine it must take only
-                # what pg_dump and the server leave, or the backup itself slows down
-                check = start(c_prog, c_args, env=c_env, stdin=pipe.reader, nice=True)
-                pipe.detach_reader()
-                made = start(
-                    p_prog,
-                    p_args,
-                    env=p_client.env,
-                    stdout=self,
-                    on_stderr=on_producer_line,
-                    pass_fds=p_client.pass_fds,
-                )
-                made_code = made.wait(timeout)
-                if self.write_error is not None:
-                    check.kill()
-                pipe.close()
-                check_code = check.wait(timeout)
-                self._flush()
-            return made, made_code, check, check_code
-        except BaseException:
-            for running in (made, check):
-                if running is not None:
-                    running.kill()
-            raise
-        finally:
-            pipe.close()
-            self._file = None
-
-    def _flush(self) -> None:
-        assert self._file is not None  # noqa: S101 (called inside run's with block)
-        try:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-        except OSError as exc:
-            self.write_error = self.write_error or exc
-
-
 def _lower_priority() -> None:
     os.nice(10)
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace(":", "\\:")
