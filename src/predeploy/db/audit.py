@@ -23,15 +23,13 @@ from psycopg import sql
 
 from predeploy import __version__
 from predeploy._util.redact import Scrubber
-from predeploy.commands.confirm import operator
 from predeploy.db.connect import Conn
-from predeploy.errors import INTERRUPTED_CODES, PredeployError
 from predeploy.migrate.history import Table
 
 if TYPE_CHECKING:
     from predeploy.config.settings import Settings
 
-__all__ = ["Run", "ensure_table", "git_revision", "last_runs", "outcome_of", "record"]
+__all__ = ["Run", "ensure_table", "git_revision", "last_runs", "record"]
 
 log = structlog.get_logger(__name__)
 
@@ -67,6 +65,7 @@ class Run:
     command: str
     env: str
     root: Path
+    operator: str  # who ran it: the person behind sudo (``commands.confirm.operator``)
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     migrations: list[dict[str, Any]] = field(default_factory=list)
     backup_path: str | None = None
@@ -75,14 +74,18 @@ class Run:
     scrubber: Scrubber = field(default_factory=Scrubber, repr=False)  # the settings' one
 
     @classmethod
-    def of(cls, settings: Settings, command: str, run_id: str, **fields: Any) -> Run:
-        """The run of ``command`` in ``settings``' env: its row is masked by the settings'
-        scrubber (the one way every command starts its row)."""
+    def of(
+        cls, settings: Settings, command: str, run_id: str, *, operator: str, **fields: Any
+    ) -> Run:
+        """The run of ``command`` in ``settings``' env by ``operator``: its row is masked by
+        the settings' scrubber (the one way every command starts its row: the run
+        lifecycle's ``commands.run.Lifecycle.start``)."""
         return cls(
             run_id=run_id,
             command=command,
             env=settings.env,
             root=settings.root,
+            operator=operator,
             scrubber=settings.scrubber,
             **fields,
         )
@@ -125,20 +128,6 @@ def ensure_table(conn: Conn, table: Table) -> None:
         conn.execute(sql.SQL(_ADD_HEALTH).format(table=table.ident))
 
 
-def outcome_of(error: PredeployError, where: str | None = None) -> str:
-    """The outcome of a run that stopped on ``error``: ``interrupted``, ``refused: <gate>``
-    (the gate that said no: ``confirmation (no terminal)``, ``--no-backup``), ``applied:
-    stopped before <it>`` (a run that applied what the phases' order let it), else
-    ``failed`` (``failed: <where>``, the step, when there is one)."""
-    if error.exit_code in INTERRUPTED_CODES:
-        return "interrupted"
-    if error.stopped_before:
-        return f"applied: stopped before {error.stopped_before}"
-    if error.refused_by:
-        return f"refused: {error.refused_by}"
-    return f"failed: {where}" if where else "failed"
-
-
 def record(conn: Conn, table: Table, run: Run, outcome: str, detail: str | None) -> None:
     """Write the run's row; a failure to write it is logged, never raised over the run's own."""
     try:
@@ -163,7 +152,7 @@ def _insert(conn: Conn, table: Table, run: Run, outcome: str, detail: str | None
             run.run_id,
             run.command,
             run.env,
-            operator(),
+            run.operator,
             socket.gethostname(),
             git_revision(run.root),
             __version__,
