@@ -30,7 +30,11 @@ def _rows(url: str) -> list[dict[str, Any]]:
 @pytest.mark.parametrize(
     ("raised", "outcome", "detail"),
     [
-        (Refused("declined: nothing was undone"), "refused: confirmation", "declined: nothing was undone"),
+        (
+            Refused("declined: nothing was undone"),
+            "refused: confirmation",
+            "declined: nothing was undone",
+        ),
         (MigrationError("no down.sql for 1_a"), "failed", "no down.sql for 1_a"),
         (Terminated(signal.SIGTERM), "interrupted", "stopped by SIGTERM while rolling back"),
     ],
@@ -44,9 +48,12 @@ def test_a_run_stopped_in_a_recorded_block_leaves_its_row_and_raises_what_stoppe
 ) -> None:
     settings = make_settings("staging")
     life = Lifecycle.start(settings, "rollback", "run-7")
-    with catalog_session(settings, purpose="test") as conn:
-        with pytest.raises(type(raised)) as caught, life.recorded("rolling back", conn):
-            raise raised
+    with (
+        catalog_session(settings, purpose="test") as conn,
+        pytest.raises(type(raised)) as caught,
+        life.recorded("rolling back", conn),
+    ):
+        raise raised
     assert caught.value is raised  # the signal is raised as it came: the CLI exits with it
     (row,) = _rows(database_url)
     assert (row["run_id"], row["command"], row["env"]) == ("run-7", "rollback", "staging")

@@ -61,7 +61,13 @@ OUTCOMES: list[tuple[str, PredeployError | None, str | None, bool, str]] = [
     ("rollback", MigrationError("down.sql failed"), None, True, "failed"),
     ("restore", BackupError("pg_restore failed"), None, True, "failed"),
     # a deploy's row names its failed step only (its migrate's row says why)
-    ("deploy", Refused("no terminal", "confirmation (no terminal)"), "migrate", True, "failed: migrate"),
+    (
+        "deploy",
+        Refused("no terminal", "confirmation (no terminal)"),
+        "migrate",
+        True,
+        "failed: migrate",
+    ),
     ("deploy", _stopped_before("2_post"), "migrate", True, "failed: migrate"),
     ("deploy", CheckFailed("unhealthy"), "healthy", True, "failed: healthy"),
 ]
