@@ -16,7 +16,7 @@ import contextlib
 import os
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +104,10 @@ def replay(
         )
 
 
+# psql reads the drops, then the archive, from stdin: one transaction, the first error ends it
+_PSQL = ("-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-f", "-")
+
+
 def _replay(
     settings: Settings,
     conn: Conn,
@@ -117,7 +121,6 @@ def _replay(
 ) -> None:
     """The drops and the archive, streamed into one psql transaction."""
     pg_restore, psql = tools
-    preamble = "".join(f"{e.drop};\n" for e in extra).encode()
     tables = len(info.manifest.get("tables") or [])
     done = [0]
 
@@ -133,44 +136,15 @@ def _replay(
         pipe = programs.Pipe()
         psql_run = programs.start(
             psql,
-            [
-                "-X",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "--single-transaction",
-                "-f",
-                "-",
-                f"--dbname={client.conninfo}",
-            ],
+            [*_PSQL, f"--dbname={client.conninfo}"],
             env=client.env,
             stdin=pipe.reader,
             pass_fds=client.pass_fds,
         )
         pipe.detach_reader()
         try:
-            pipe.write(preamble)
-            read = programs.start(
-                pg_restore,
-                [
-                    "--clean",
-                    "--if-exists",
-                    "--verbose",
-                    f"--use-list={listing}",
-                    "--file=-",
-                    str(info.path),
-                ],
-                env=programs.child_env(),
-                stdout=pipe,
-                on_stderr=on_stderr,
-            )
-            read_code = read.wait()
-            if read_code != 0:  # psql must not see the end of a half archive: it would commit
-                psql_run.kill()
-                raise BackupError(
-                    f"restore of {info.path} failed: {read.failure(read_code)}; the database "
-                    f"is unchanged"
-                )
+            pipe.write("".join(f"{e.drop};\n" for e in extra).encode())
+            _archive(pg_restore, info, listing, pipe, psql=psql_run, on_stderr=on_stderr)
             pipe.close()
             code = psql_run.wait()
         except BaseException:
@@ -182,6 +156,39 @@ def _replay(
     if code != 0:
         failure = psql_run.failure(code)
         raise BackupError(f"restore of {info.path} failed: {failure}; the database is unchanged")
+
+
+def _archive(
+    pg_restore: Path,
+    info: BackupInfo,
+    listing: Path,
+    pipe: programs.Pipe,
+    *,
+    psql: programs.Running,
+    on_stderr: Callable[[str], None],
+) -> None:
+    """The archive (``listing``'s entries of it) as SQL into ``pipe``; a pg_restore that
+    fails kills psql first: it must not see the end of a half archive (it would commit)."""
+    read = programs.start(
+        pg_restore,
+        [
+            "--clean",
+            "--if-exists",
+            "--verbose",
+            f"--use-list={listing}",
+            "--file=-",
+            str(info.path),
+        ],
+        env=programs.child_env(),
+        stdout=pipe,
+        on_stderr=on_stderr,
+    )
+    read_code = read.wait()
+    if read_code != 0:
+        psql.kill()
+        raise BackupError(
+            f"restore of {info.path} failed: {read.failure(read_code)}; the database is unchanged"
+        )
 
 
 def _end_replay(conn: Conn, name: str) -> None:

@@ -94,13 +94,7 @@ def deploy(
     life = Lifecycle.start(settings, "deploy", run_id, steps=report.steps, on_step=on_step)
     try:
         with life.step("pm2"):
-            pm2 = Pm2.for_settings(settings)
-            report.before = pm2.processes()
-            if not report.before:
-                raise ConfigError(
-                    f"pm2 has no process named {pm2.app} ({pm2.home()}): start the app once "
-                    f"(pm2 start ecosystem.config.js) as that user, then deploy"
-                )
+            pm2 = _app(settings, report)
     except PredeployError as exc:  # nothing reached the database: no row, no notification
         report.error = exc
         return report
@@ -120,6 +114,18 @@ def deploy(
     report.error = life.error
     _end(settings, report, life, trial=options.dry_run or options.rehearse)
     return report
+
+
+def _app(settings: Settings, report: DeployReport) -> Pm2:
+    """The pm2 app to reload, with its processes before; ConfigError when it runs none."""
+    pm2 = Pm2.for_settings(settings)
+    report.before = pm2.processes()
+    if not report.before:
+        raise ConfigError(
+            f"pm2 has no process named {pm2.app} ({pm2.home()}): start the app once "
+            f"(pm2 start ecosystem.config.js) as that user, then deploy"
+        )
+    return pm2
 
 
 def _release(

@@ -1,9 +1,10 @@
-"""The audit trail: one row per migrate, rollback or restore run, in our own table.
+"""The audit trail: one row per migrate, deploy, rollback or restore run, in our own table.
 
 Separate from the history table (which stays Prisma's): who ran what, where, from
 which revision, what it applied and how long it took, which backup guarded it. The row is
 a sink like a log line: every text in it goes through the run's scrubber (a failed
-migration's detail may quote a password).
+migration's detail may quote a password). What a row says (its outcome) is the run
+lifecycle's to decide (``commands.run``): this module only keeps the table.
 """
 
 from __future__ import annotations
