@@ -21,7 +21,7 @@ import structlog
 
 from predeploy._util import lazy
 from predeploy._util.log import REPORTED
-from predeploy.commands.confirm import operator
+from predeploy._util.operator import operator
 from predeploy.commands.migrate_report import (
     Applying,
     Options,

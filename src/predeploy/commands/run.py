@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from predeploy.commands.confirm import operator
 from predeploy.commands.steps import OnStep, Step, Stepper, note, skip, stepper
 from predeploy.config.settings import Settings
 from predeploy.db import audit
@@ -104,7 +103,7 @@ class Lifecycle:
         **fields: Any,
     ) -> Lifecycle:
         """The run of ``command``; ``steps``: the report's list its steps are recorded in."""
-        trail = audit.Run.of(settings, command, run_id, operator=operator(), **fields)
+        trail = audit.Run.of(settings, command, run_id, **fields)
         return cls(settings, trail, [] if steps is None else steps, on_step)
 
     @property

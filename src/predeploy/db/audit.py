@@ -23,6 +23,7 @@ import structlog
 from psycopg import sql
 
 from predeploy import __version__
+from predeploy._util.operator import operator
 from predeploy._util.redact import Scrubber
 from predeploy.db.connect import Conn
 from predeploy.migrate.history import Table
@@ -66,7 +67,6 @@ class Run:
     command: str
     env: str
     root: Path
-    operator: str  # who ran it: the person behind sudo (``commands.confirm.operator``)
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     migrations: list[dict[str, Any]] = field(default_factory=list)
     backup_path: str | None = None
@@ -75,18 +75,15 @@ class Run:
     scrubber: Scrubber = field(default_factory=Scrubber, repr=False)  # the settings' one
 
     @classmethod
-    def of(
-        cls, settings: Settings, command: str, run_id: str, *, operator: str, **fields: Any
-    ) -> Run:
-        """The run of ``command`` in ``settings``' env by ``operator``: its row is masked by
-        the settings' scrubber (the one way every command starts its row: the run
-        lifecycle's ``commands.run.Lifecycle.start``)."""
+    def of(cls, settings: Settings, command: str, run_id: str, **fields: Any) -> Run:
+        """The run of ``command`` in ``settings``' env: its row is masked by the settings'
+        scrubber (the one way every command starts its row: the run lifecycle's
+        ``commands.run.Lifecycle.start``)."""
         return cls(
             run_id=run_id,
             command=command,
             env=settings.env,
             root=settings.root,
-            operator=operator,
             scrubber=settings.scrubber,
             **fields,
         )
@@ -153,7 +150,7 @@ def _insert(conn: Conn, table: Table, run: Run, outcome: str, detail: str | None
             run.run_id,
             run.command,
             run.env,
-            run.operator,
+            operator(),
             socket.gethostname(),
             git_revision(run.root),
             __version__,
