@@ -25,12 +25,12 @@ import structlog
 
 from predeploy import __version__
 from predeploy._util import atomic
+from predeploy._util.pasted import command
 from predeploy._util.sweep import partial_name, sweep_partials, sweep_temp_files, sweep_temp_folders
 from predeploy.backup import retention
 from predeploy.backup.archive import digest, manifest_path, toc_relations
 from predeploy.backup.manifest import Manifest, PgDump, TableEntry
 from predeploy.backup.progress import Progress, ProgressFn, Reporter
-from predeploy.commands.runbook import command
 from predeploy.config.parts import BackupSettings
 from predeploy.db.catalog import blocked_by, user_tables
 from predeploy.db.connect import Conn, catalog_session

@@ -1,7 +1,8 @@
 """Telling the team: one notification per run, after its audit row, never in its way.
 
 Each command that changes or guards the database (migrate, rollback, restore, deploy,
-maintenance) calls ``announce`` once it has written its audit row. With no
+maintenance) sends it through its run's lifecycle (``commands.run.Lifecycle.announce``),
+once it has written its audit row. With no
 PREDEPLOY_NOTIFY_URLS it does nothing (apprise is not even imported); otherwise it sends
 what PREDEPLOY_NOTIFY_ON asks for, within PREDEPLOY_NOTIFY_TIMEOUT, and returns warning
 lines for the run's report: a notification can never fail the run or change its exit code.

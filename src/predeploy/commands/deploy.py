@@ -19,20 +19,12 @@ import structlog
 from predeploy._util.poll import poll
 from predeploy.commands import deploy_runbook, health
 from predeploy.commands import migrate as workflow
-from predeploy.commands.announce import announce
+from predeploy.commands.run import Lifecycle
 from predeploy.commands.runbook import Runbook, again_words, write_runbook
-from predeploy.commands.steps import OnStep, Step, Stepper, stepper
+from predeploy.commands.steps import OnStep, Step
 from predeploy.config.settings import Settings
 from predeploy.db import audit
-from predeploy.db import target as db_target
-from predeploy.db.connect import catalog_session
-from predeploy.errors import (
-    INTERRUPTED_CODES,
-    ConfigError,
-    HealthCheckFailed,
-    PredeployError,
-    interrupted,
-)
+from predeploy.errors import ConfigError, HealthCheckFailed, PredeployError
 from predeploy.integrations.pm2 import Pm2, Process
 from predeploy.migrate import discovery
 from predeploy.migrate.discovery import POST_DEPLOY
@@ -99,17 +91,11 @@ def deploy(
         dry_run=options.dry_run,
         yes=options.yes,
     )
-    step = stepper(report.steps, on_step)
+    life = Lifecycle.start(settings, "deploy", run_id, steps=report.steps, on_step=on_step)
     try:
-        with step("pm2"):
-            pm2 = Pm2.for_settings(settings.pm2)
-            report.before = pm2.processes()
-            if not report.before:
-                raise ConfigError(
-                    f"pm2 has no process named {pm2.app} ({pm2.home()}): start the app once "
-                    f"(pm2 start ecosystem.config.js) as that user, then deploy"
-                )
-    except PredeployError as exc:
+        with life.step("pm2"):
+            pm2 = _app(settings, report)
+    except PredeployError as exc:  # nothing reached the database: no row, no notification
         report.error = exc
         return report
     again = again_words(  # its runbook's "run it again": this deploy, not a bare migrate
@@ -119,35 +105,57 @@ def deploy(
         settings, dataclasses.replace(options, notify=False), run_id, on_step, again=again
     )
     if report.migrate.error is not None:
-        report.error = report.migrate.error
+        life.error = report.migrate.error
     elif options.dry_run:
         report.post_preview = _post_preview(settings, report.migrate.later)
     elif not options.rehearse:
-        action = report.action
-        try:
-            with step(action):
-                _reload(pm2, report, restart)
-            with step("healthy"):
-                _wait_healthy(settings, pm2, report, action)
-            _post_deploy(settings, options, report, run_id, step=step, on_step=on_step, pm2=pm2)
-        except PredeployError as exc:
-            report.error = exc
-        except KeyboardInterrupt as exc:  # SIGINT/SIGTERM: still the runbook and the audit row
-            report.error = interrupted(exc, f"deploying ({action})")
-    trial = options.dry_run or options.rehearse
-    if report.error is not None or (_changed(report) and not trial):
-        report.runbook = write_runbook(settings, run_id, deploy_runbook.lines(settings, report))
-    if not trial:
-        _audit(settings, run_id, report)
-        report.warnings += announce(
-            settings,
-            "deploy",
-            report.as_dict(),
-            changed=_changed(report),
-            exit_code=report.error.exit_code if report.error else 0,
-            protected=report.migrate.policy.get("protected") if report.migrate else None,
-        )
+        with life.ending(lambda: f"deploying ({report.action})"):
+            _release(settings, options, report, life, pm2=pm2)
+    report.error = life.error
+    _end(settings, report, life, trial=options.dry_run or options.rehearse)
     return report
+
+
+def _app(settings: Settings, report: DeployReport) -> Pm2:
+    """The pm2 app to reload, with its processes before; ConfigError when it runs none."""
+    pm2 = Pm2.for_settings(settings.pm2)
+    report.before = pm2.processes()
+    if not report.before:
+        raise ConfigError(
+            f"pm2 has no process named {pm2.app} ({pm2.home()}): start the app once "
+            f"(pm2 start ecosystem.config.js) as that user, then deploy"
+        )
+    return pm2
+
+
+def _release(
+    settings: Settings,
+    options: workflow.Options,
+    report: DeployReport,
+    life: Lifecycle,
+    *,
+    pm2: Pm2,
+) -> None:
+    """Reload (or restart) the app, wait until it is healthy, then the post-deploy phase."""
+    with life.step(report.action):
+        _reload(pm2, report, report.action == "restart")
+    with life.step("healthy"):
+        _wait_healthy(settings, pm2, report, report.action)
+    _post_deploy(settings, options, report, life, pm2=pm2)
+
+
+def _end(settings: Settings, report: DeployReport, life: Lifecycle, *, trial: bool) -> None:
+    """The deploy's runbook (after a failure, or a change), then, unless it was a trial
+    (dry run, rehearsal), its audit row and notification."""
+    if report.error is not None or (_changed(report) and not trial):
+        lines = deploy_runbook.lines(settings, report)
+        report.runbook = life.hand_off(lambda: write_runbook(settings, life.run_id, lines))
+    if trial:
+        return
+    _trail(report, life.trail)
+    life.record(detail=str(report.error) if report.error else None)
+    life.protected = report.migrate.policy.get("protected") if report.migrate else None
+    report.warnings += life.announce(report.as_dict(), changed=_changed(report))
 
 
 def _flags(options: workflow.Options) -> dict[str, bool]:
@@ -158,36 +166,34 @@ def _post_deploy(
     settings: Settings,
     options: workflow.Options,
     report: DeployReport,
-    run_id: str,
+    life: Lifecycle,
     *,
-    step: Stepper,
-    on_step: OnStep | None,
     pm2: Pm2,
 ) -> None:
     """With the new release live and healthy: its post-deploy migrations (the same gates),
     then the health checks again. A failure leaves the new release running: it works with
     both schemas, by construction."""
+    on_step = life.on_step
     shown = (lambda s: on_step(dataclasses.replace(s, name=f"post: {s.name}"))) if on_step else None
     pre = report.migrate.steps if report.migrate is not None else []
     said = any(s.name == "drift" and s.outcome == "skipped" for s in pre)  # once per deploy
     post = workflow.migrate(
         settings,
         dataclasses.replace(options, notify=False, post_deploy=True, drift_said_skipped=said),
-        f"{run_id}-post",
+        f"{life.run_id}-post",
         shown,
     )
     report.post = post
     if post.error is not None:
         raise post.error
     if post.applied:
-        with step("healthy after post-deploy"):
+        with life.step("healthy after post-deploy"):
             _wait_healthy(settings, pm2, report, "post-deploy migrations", before_post=False)
 
 
-def _audit(settings: Settings, run_id: str, report: DeployReport) -> None:
+def _trail(report: DeployReport, run: audit.Run) -> None:
     """The deploy's own audit row: what it applied (the migrate row has the details), the
-    reload, the health result and the error line."""
-    run = audit.Run.of(settings, "deploy", run_id)
+    backup, the health result."""
     migrated = report.migrate
     if migrated is not None:
         applied = [*migrated.applied, *(report.post.applied if report.post else [])]
@@ -196,17 +202,6 @@ def _audit(settings: Settings, run_id: str, report: DeployReport) -> None:
             run.backup_path, run.backup_sha256 = str(migrated.backup.path), migrated.backup.sha256
     if report.health is not None:
         run.health = {"ok": report.health.ok, "failed": [c.name for c in report.health.failed]}
-    failed = next((s.name for s in report.steps if s.outcome == "failed"), None)
-    outcome = "deployed" if report.error is None else f"failed: {failed or 'migrate'}"
-    if report.error is not None and report.error.exit_code in INTERRUPTED_CODES:
-        outcome = "interrupted"
-    target = db_target.of(settings)
-    try:
-        with catalog_session(target.direct, purpose="audit") as conn:
-            error = str(report.error) if report.error else None
-            audit.record(conn, target.audit, run, outcome, error)
-    except PredeployError as exc:
-        log.warning("audit_not_recorded", detail=str(exc))
 
 
 def _reload(pm2: Pm2, report: DeployReport, restart: bool) -> None:

@@ -25,14 +25,14 @@ from predeploy.backup import dump as backup
 from predeploy.backup.dump import BackupResult
 from predeploy.backup.progress import ProgressFn
 from predeploy.commands import health
-from predeploy.commands.announce import announce
-from predeploy.commands.steps import OnStep, Skip, Step, Stepper, skip, stepper
+from predeploy.commands.run import Lifecycle
+from predeploy.commands.steps import OnStep, Skip, Step
 from predeploy.config.settings import Settings
 from predeploy.db import target as db_target
 from predeploy.db.connect import CATALOG, Conn, Limits, catalog_session, use_limits
 from predeploy.db.failures import message_of
 from predeploy.db.locks import MAINTENANCE_LOCK, advisory_lock
-from predeploy.errors import CheckFailed, PredeployError, interrupted
+from predeploy.errors import CheckFailed, PredeployError
 
 if TYPE_CHECKING:
     from predeploy.drift.report import DriftReport
@@ -99,25 +99,21 @@ def maintain(
 ) -> MaintenanceReport:
     """One maintenance run; the report's ``exit_code`` is the run's."""
     report = MaintenanceReport(env=settings.env)
-    step = stepper(report.steps, on_step)
+    life = Lifecycle.start(settings, "maintenance", "", steps=report.steps, on_step=on_step)
     held = ExitStack()
     target = db_target.of(settings)
     try:
-        with step("lock"):
+        with life.step("lock"):
             conn = held.enter_context(_locked(target))
     except PredeployError as exc:  # nothing else runs without the lock
         report.errors.append(exc)
         return report  # an overlapping run: the one that holds the lock reports
     try:
         with held:
-            _locked_steps(
-                settings, report, conn, target=target, step=step, on_step=on_step, progress=progress
-            )
+            _locked_steps(settings, report, conn, target=target, life=life, progress=progress)
     except KeyboardInterrupt as exc:  # SIGINT/SIGTERM: the report and notification still go
-        report.errors.insert(0, interrupted(exc, "running maintenance"))
-    report.notes += announce(
-        settings,
-        "maintenance",
+        report.errors.insert(0, life.stopped(exc, "running maintenance"))
+    report.notes += life.announce(
         report.as_dict(),
         changed=False,
         exit_code=report.exit_code,
@@ -141,10 +137,10 @@ def _locked_steps(
     conn: Conn,
     *,
     target: db_target.Target,
-    step: Stepper,
-    on_step: OnStep | None,
+    life: Lifecycle,
     progress: ProgressFn | None,
 ) -> None:
+    step = life.step
     with _attempt(report), step("backup"):
         report.backup = backup.backup(target, settings.backup, reason="cron", progress=progress)
     if settings.maintenance_vacuum:
@@ -152,7 +148,7 @@ def _locked_steps(
             _vacuum(conn)
             report.vacuumed = True
     else:
-        skip(report.steps, on_step, "vacuum", detail="PREDEPLOY_MAINTENANCE_VACUUM is off")
+        life.skip("vacuum", detail="PREDEPLOY_MAINTENANCE_VACUUM is off")
     with step("health"):
         report.health = health.run(settings)
     with _attempt(report), step("drift"):  # the whole check's duration, shadow build included

@@ -1,53 +1,39 @@
 """`predeploy rollback`: run the down.sql of named (or the last N applied) migrations.
 
-Migrations are undone newest-applied first (by the history's finished_at, not by name:
-an out-of-order merge applies an older name later). Each down.sql runs through the one
-executor in its own transaction, which also marks the history row rolled back (as
-Prisma's resolve does), so the migration is pending again afterwards; a down.sql that
-cannot run in a transaction (DROP INDEX CONCURRENTLY) runs statement by statement, and
-the row is marked once all of them ran.
-
-It refuses, before undoing anything, when a migration it would undo has an edited or
-missing folder (it never undoes another one instead), when a down.sql is missing or holds
-only comments, and when migrations applied after the named ones would be left on top of
-the undone ones.
-
-The policy follows the database (``predeploy.db.protection``): under a protected one (the
-env's, or one the database remembers) a verified backup is taken first, as migrate does
-(``--no-backup`` only with PREDEPLOY_ALLOW_NO_BACKUP=1), and a runbook names it.
+Which migrations, in which order, and running their down.sql: ``predeploy.migrate.undo``.
+This verb is the run around it: the policy follows the database (``predeploy.db.protection``):
+under a protected one (the env's, or one the database remembers) a verified backup is
+taken first, as migrate does (``--no-backup`` only with PREDEPLOY_ALLOW_NO_BACKUP=1), and
+a runbook names it; its audit row, notification and runbook come from the run's
+``Lifecycle`` (a refusal has its row too; a dry run leaves none).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from predeploy.commands.run import Lifecycle
 from predeploy.config.parts import BackupSettings
 from predeploy.config.policy import Policy
 from predeploy.config.settings import Settings
-from predeploy.db import audit, protection
+from predeploy.db import protection
 from predeploy.db import target as db_target
 from predeploy.db.connect import Conn, refuse_standby
 from predeploy.db.failures import translated
 from predeploy.db.locks import migrate_session
-from predeploy.errors import (
-    ConfigError,
-    MigrationError,
-    PredeployError,
-    Terminated,
-    interrupted,
-)
+from predeploy.errors import ConfigError, MigrationError
 from predeploy.migrate import discovery as migrations
 from predeploy.migrate import executor, history
-from predeploy.migrate.discovery import POST_DEPLOY, Migration
+from predeploy.migrate.discovery import POST_DEPLOY
 from predeploy.migrate.outcome import MigrationFailed
 from predeploy.migrate.privileges import ROLLBACK, check_bookkeeping
-from predeploy.migrate.sqlscript import Script
-from predeploy.migrate.status import Entry, compare
+from predeploy.migrate.status import compare
+from predeploy.migrate.undo import Chosen, choose, undo_all
 
 if TYPE_CHECKING:
     from predeploy.backup.dump import BackupResult
@@ -57,14 +43,6 @@ if TYPE_CHECKING:
 __all__ = ["Chosen", "Undone", "rollback"]
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class Chosen:
-    """A migration to undo and its down.sql, parsed."""
-
-    migration: Migration
-    down: Script
 
 
 @dataclass(frozen=True)
@@ -112,14 +90,15 @@ def rollback(
     found = migrations.discover(settings.migrations_dir)
     target = db_target.of(settings)
     table, audit_table = target.history, target.audit
-    run = audit.Run.of(settings, "rollback", run_id)
+    life = Lifecycle.start(settings, "rollback", run_id)
     with migrate_session(target, "rollback", wait=settings.lock_wait) as conn:
         refuse_standby(conn)
-        with _recorded(conn, audit_table, run, dry_run=dry_run):  # a refusal has its row too
+        with _recorded(life, conn, dry_run=dry_run):  # a refusal has its row too
             with translated(conn, "reading what the database remembers of its env"):
                 policy = protection.policy_of(target, conn)
+            life.protected = policy.protected
             entries = compare(found, history.read_history(conn, table)).entries
-            chosen = _choose(entries, steps=steps, names=names)
+            chosen = choose(entries, steps=steps, names=names)
             if dry_run:
                 return Undone(chosen, policy)
             from predeploy.commands import gates  # noqa: PLC0415 (a rollback that changes something)
@@ -128,48 +107,87 @@ def rollback(
             check_bookkeeping(conn, table, audit_table, needs=ROLLBACK, then="nothing was undone")
             confirm(chosen, conn.info.dbname, policy)
             taken = _backup(
-                target, settings.backup, policy, run, no_backup=no_backup, progress=progress
+                target, settings.backup, policy, life, no_backup=no_backup, progress=progress
             )
         if policy.marks:
             protection.mark(conn, audit_table, env=settings.env, command="rollback", run_id=run_id)
-        error = _undo_all(conn, settings, (chosen, policy), run, on_done, target=target)
-        if error is None:
-            audit.record(conn, audit_table, run, "rolled back", None)
-    return _ended(settings, run, Undone(chosen, policy, taken, error=error))
+        _undo(life, conn, chosen, on_done, target=target)
+    return _ended(life, Undone(chosen, policy, taken))
 
 
-def _ended(settings: Settings, run: audit.Run, done: Undone) -> Undone:
-    """The runbook (after a backup, or a failure: it says what that left) and the
-    notification of a rollback that ran its down.sql files, or some of them."""
-    undone = tuple(m["name"] for m in run.migrations)
-    book, error = None, done.error
-    if done.backup is not None or error is not None:
-        book = _runbook(settings, (done.chosen, undone), done.backup, run.run_id, error)
-    code = error.exit_code if error is not None else 0
-    message = error.message if error is not None else None
-    _announce(settings, run, message, code, protected=done.policy.protected, runbook=book)
-    return Undone(done.chosen, done.policy, done.backup, book, error, undone)
-
-
-@contextmanager
-def _recorded(conn: Conn, table: history.Table, run: audit.Run, *, dry_run: bool) -> Iterator[None]:
+def _recorded(life: Lifecycle, conn: Conn, *, dry_run: bool) -> AbstractContextManager[None]:
     """The audit row of a rollback that stopped before undoing anything: refused (no
     terminal to ask on, declined, --no-backup), failed (a missing down.sql, the backup) or
     interrupted; a dry run leaves none."""
+    return nullcontext() if dry_run else life.recorded("rolling back", conn)
+
+
+def _undo(
+    life: Lifecycle,
+    conn: Conn,
+    chosen: list[Chosen],
+    on_done: Callable[[executor.Applied], None] | None,
+    *,
+    target: db_target.Target,
+) -> None:
+    """Undo each of ``chosen`` in turn; its row says rolled back, or the down.sql that
+    failed ended it (the run's ``error``: the caller says what it left, and how back); a
+    signal writes its row and notification, then ends the command."""
+
+    def done(undone: executor.Applied) -> None:
+        life.trail.migrations.append({"name": undone.name, "seconds": round(undone.seconds, 4)})
+        if on_done is not None:
+            on_done(undone)
+
     try:
-        yield
-    except (PredeployError, KeyboardInterrupt) as exc:
-        if not dry_run:
-            stopped = exc if isinstance(exc, PredeployError) else interrupted(exc, "rolling back")
-            audit.record(conn, table, run, audit.outcome_of(stopped), stopped.message)
+        options = executor.run_options(target, lock_retries=life.settings.lock_retries)
+        undo_all(conn, options, chosen, done)
+    except MigrationError as exc:
+        undone = ", ".join(m["name"] for m in life.trail.migrations) or "none"
+        error = MigrationError(f"{exc.message} (already undone in this run: {undone})")
+        error.exit_code = exc.exit_code  # 2 for a missing privilege, 5 for the SQL
+        error.__cause__ = exc  # what of a down.sql outside a transaction ran (the runbook)
+        life.error = error
+        life.record(conn=conn, detail=str(error))
+        return
+    except KeyboardInterrupt as exc:
+        life.error = life.stopped(exc, "rolling back")
+        life.record(conn=conn)
+        life.announce_logged(_report(life, "interrupted"), changed=bool(life.trail.migrations))
         raise
+    life.record(conn=conn)
+
+
+def _ended(life: Lifecycle, done: Undone) -> Undone:
+    """The runbook (after a backup, or a failure: it says what that left) and the
+    notification of a rollback that ran its down.sql files, or some of them."""
+    undone = tuple(m["name"] for m in life.trail.migrations)
+    error = life.error if isinstance(life.error, MigrationError) else None
+    if done.backup is not None or error is not None:
+        life.hand_off(lambda: _runbook(life, (done.chosen, undone), done.backup, error))
+    message = error.message if error is not None else None
+    life.announce_logged(_report(life, message), changed=bool(life.trail.migrations))
+    return Undone(done.chosen, done.policy, done.backup, life.runbook, error, undone)
+
+
+def _report(life: Lifecycle, error: str | None) -> dict[str, Any]:
+    """What the notification says of a rollback."""
+    book = life.runbook
+    return {
+        "env": life.settings.env,
+        "outcome": "failed" if error else "ok",
+        "error": error,
+        "rolled_back": life.trail.migrations,
+        "runbook": book.commands if book is not None else [],
+        "runbook_path": str(book.path) if book is not None and book.path else None,
+    }
 
 
 def _backup(
     target: db_target.Target,
     settings: BackupSettings,
     policy: Policy,
-    run: audit.Run,
+    life: Lifecycle,
     *,
     no_backup: bool,
     progress: ProgressFn | None,
@@ -180,15 +198,14 @@ def _backup(
     from predeploy.backup import dump  # noqa: PLC0415 (pg_dump's machinery)
 
     taken = dump.backup(target, settings, reason="pre-rollback", progress=progress)
-    run.backup_path, run.backup_sha256 = str(taken.path), taken.sha256
+    life.trail.backup_path, life.trail.backup_sha256 = str(taken.path), taken.sha256
     return taken
 
 
 def _runbook(
-    settings: Settings,
+    life: Lifecycle,
     done: tuple[list[Chosen], tuple[str, ...]],
     taken: BackupResult | None,
-    run_id: str,
     error: MigrationError | None,
 ) -> Runbook:
     """How to undo a rollback: migrate again (in the phase of each undone migration), the
@@ -199,10 +216,10 @@ def _runbook(
     backup = runbook.TakenBackup(taken.path, taken.created_at) if taken is not None else None
     post = frozenset(c.migration.name for c in chosen if c.migration.phase == POST_DEPLOY)
     return runbook.after_rollback(
-        settings,
+        life.settings,
         undone=list(undone),
         backup=backup,
-        run_id=run_id,
+        run_id=life.run_id,
         post_deploy=post,
         failed=_failed(chosen, undone, error),
     )
@@ -223,129 +240,3 @@ def _failed(
         cause = error.__cause__
         ran = cause.ran if isinstance(cause, MigrationFailed) else None
     return UndoFailed(item.migration.name, transactional, ran)
-
-
-def _announce(
-    settings: Settings,
-    run: audit.Run,
-    error: str | None,
-    exit_code: int = 0,
-    *,
-    protected: bool | None = None,
-    runbook: Runbook | None = None,
-) -> None:
-    from predeploy.commands.announce import announce  # noqa: PLC0415 (only with notifications on)
-
-    report = {
-        "env": settings.env,
-        "outcome": "failed" if error else "ok",
-        "error": error,
-        "rolled_back": run.migrations,
-        "runbook": runbook.commands if runbook is not None else [],
-        "runbook_path": str(runbook.path) if runbook is not None and runbook.path else None,
-    }
-    for warning in announce(
-        settings,
-        "rollback",
-        report,
-        changed=bool(run.migrations),
-        exit_code=exit_code,
-        protected=protected,
-    ):
-        log.warning("notification_warning", detail=warning)
-
-
-def _undo_all(
-    conn: Conn,
-    settings: Settings,
-    undoing: tuple[list[Chosen], Policy],
-    run: audit.Run,
-    on_done: Callable[[executor.Applied], None] | None,
-    *,
-    target: db_target.Target,
-) -> MigrationError | None:
-    """Undo each of ``chosen`` in turn; a down.sql that fails ends it: its audit row is
-    written and the error returned (the caller says what it left, and how back)."""
-    chosen, policy = undoing
-    audit_table = target.audit
-    options = executor.run_options(target, lock_retries=settings.lock_retries)
-    try:
-        with executor.Executor(conn, options) as run_scripts:
-            for item in chosen:
-                done = run_scripts.undo(item.migration, item.down)
-                run.migrations.append({"name": done.name, "seconds": round(done.seconds, 4)})
-                if on_done is not None:
-                    on_done(done)
-    except MigrationError as exc:
-        undone = ", ".join(m["name"] for m in run.migrations) or "none"
-        error = MigrationError(f"{exc.message} (already undone in this run: {undone})")
-        error.exit_code = exc.exit_code  # 2 for a missing privilege, 5 for the SQL
-        error.__cause__ = exc  # what of a down.sql outside a transaction ran (the runbook)
-        audit.record(conn, audit_table, run, "failed", str(error))
-        return error
-    except KeyboardInterrupt as exc:
-        audit.record(conn, audit_table, run, "interrupted", None)
-        code = exc.exit_code if isinstance(exc, Terminated) else 130
-        _announce(settings, run, "interrupted", code, protected=policy.protected)
-        raise
-    return None
-
-
-def _choose(
-    entries: tuple[Entry, ...], *, steps: int | None, names: list[str] | None
-) -> list[Chosen]:
-    """The migrations to undo, newest-applied first; MigrationError/ConfigError if unsafe."""
-    live = sorted(
-        (e for e in entries if e.state in ("applied", "edited", "missing")),
-        key=_applied_at,
-        reverse=True,
-    )
-    if names is not None:
-        by_name = {e.name: e for e in live}
-        unknown = [n for n in names if n not in by_name]
-        if unknown:
-            state = {e.name: e.state for e in entries}
-            listed = ", ".join(f"{n} ({state.get(n, 'unknown')})" for n in unknown)
-            raise ConfigError(f"not applied, so nothing to undo: {listed}; see predeploy status")
-        wanted = [e for e in live if e.name in set(names)]
-        newest = live.index(wanted[-1])
-        on_top = [e.name for e in live[:newest] if e.name not in set(names)]
-        if on_top:
-            raise MigrationError(
-                f"{', '.join(on_top)} applied after {', '.join(names)}: undo those first (name "
-                f"them too in --migrations) or undo by hand; nothing was undone"
-            )
-    else:
-        assert steps is not None  # noqa: S101 (one of the two is given)
-        if len(live) < steps:
-            raise ConfigError(f"only {len(live)} migration(s) are applied: cannot undo {steps}")
-        wanted = live[:steps]
-    return [_checked(e) for e in wanted]
-
-
-def _applied_at(entry: Entry) -> tuple[float, bytes]:
-    finished = entry.row.finished_at if entry.row is not None else None
-    return (finished.timestamp() if finished is not None else 0.0, entry.name.encode())
-
-
-def _checked(entry: Entry) -> Chosen:
-    """The migration and its parsed down.sql; refused when unusable."""
-    if entry.state == "missing" or entry.migration is None:
-        raise MigrationError(
-            f"{entry.name} is applied but its folder is missing on disk: restore the folder "
-            f"(git checkout) to undo it; nothing was undone"
-        )
-    migration = entry.migration
-    if entry.state == "edited":
-        raise MigrationError(
-            f"{migration.sql_path} changed since {entry.name} was applied: its down.sql may "
-            f"not undo what ran; restore the applied version (git checkout) first; nothing "
-            f"was undone"
-        )
-    down = migration.down_script
-    if down is None or not down.statements:
-        raise MigrationError(
-            f"no down.sql (or only comments) for {entry.name}: nothing was undone; restore a "
-            f"backup instead (predeploy backups, predeploy restore)"
-        )
-    return Chosen(migration, down)

@@ -14,10 +14,7 @@ folder. Commands are shell-quoted, to paste as printed. What it says:
 from __future__ import annotations
 
 import contextlib
-import functools
 import shlex
-import shutil
-import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +22,7 @@ from pathlib import Path
 import structlog
 
 from predeploy._util.log import FILE_ONLY, log_disk_failed
+from predeploy._util.pasted import PROGRAM, command, program
 from predeploy.config.settings import Settings
 from predeploy.errors import Interrupted, PredeployError
 from predeploy.integrations.pm2 import home_prefix as pm2_home_prefix
@@ -51,7 +49,6 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
-PROGRAM = "predeploy"
 
 
 @dataclass(frozen=True)
@@ -73,31 +70,12 @@ class TakenBackup:
     created_at: datetime
 
 
-def command(*words: str) -> str:
-    """A predeploy command line that runs when pasted, every word shell-quoted."""
-    return " ".join(shlex.quote(w) for w in (program(), *words))
-
-
 def pm2_command(settings: Settings, *words: str) -> str:
     """A predeploy line that asks pm2 (``health`` with PREDEPLOY_PM2_APP set, ``deploy``):
     after the PM2_HOME this run has, as the pm2 lines are, so that pasted in a shell
     without it, it asks the same daemon (not ~/.pm2's, where no app runs)."""
     line = command(*words)
     return pm2_home_prefix() + line if settings.pm2_app else line
-
-
-@functools.cache
-def program() -> str:
-    """How a pasted line names this installation: ``predeploy`` when PATH finds it, else
-    its script by absolute path (installed as the README says, ``.venv/bin/predeploy``, the
-    venv not activated, a bare ``predeploy`` is "command not found", or another version)."""
-    script = Path(sys.executable).parent / PROGRAM
-    if not script.is_file():
-        return PROGRAM  # not run from an installation (python -m in a source tree)
-    found = shutil.which(PROGRAM)
-    if found is not None and Path(found).resolve() == script.resolve():
-        return PROGRAM
-    return str(script)
 
 
 def build_runbook(

@@ -1,9 +1,10 @@
-"""The audit trail: one row per migrate, rollback or restore run, in our own table.
+"""The audit trail: one row per migrate, deploy, rollback or restore run, in our own table.
 
 Separate from the history table (which stays Prisma's): who ran what, where, from
 which revision, what it applied and how long it took, which backup guarded it. The row is
 a sink like a log line: every text in it goes through the run's scrubber (a failed
-migration's detail may quote a password).
+migration's detail may quote a password). What a row says (its outcome) is the run
+lifecycle's to decide (``commands.run``): this module only keeps the table.
 """
 
 from __future__ import annotations
@@ -25,13 +26,12 @@ from predeploy._util.redact import Scrubber
 from predeploy.db.connect import Conn
 from predeploy.db.failures import message_of
 from predeploy.db.table import Table
-from predeploy.errors import INTERRUPTED_CODES, PredeployError
 from predeploy.programs import git
 
 if TYPE_CHECKING:
     from predeploy.config.settings import Settings
 
-__all__ = ["Run", "ensure_table", "last_runs", "outcome_of", "record"]
+__all__ = ["Run", "ensure_table", "last_runs", "record"]
 
 log = structlog.get_logger(__name__)
 
@@ -77,7 +77,8 @@ class Run:
     @classmethod
     def of(cls, settings: Settings, command: str, run_id: str, **fields: Any) -> Run:
         """The run of ``command`` in ``settings``' env: its row is masked by the settings'
-        scrubber (the one way every command starts its row)."""
+        scrubber (the one way every command starts its row: the run lifecycle's
+        ``commands.run.Lifecycle.start``)."""
         return cls(
             run_id=run_id,
             command=command,
@@ -101,20 +102,6 @@ def ensure_table(conn: Conn, table: Table) -> None:
         conn.execute(sql.SQL(_DDL).format(table=table.ident))
     elif not has_health:
         conn.execute(sql.SQL(_ADD_HEALTH).format(table=table.ident))
-
-
-def outcome_of(error: PredeployError, where: str | None = None) -> str:
-    """The outcome of a run that stopped on ``error``: ``interrupted``, ``refused: <gate>``
-    (the gate that said no: ``confirmation (no terminal)``, ``--no-backup``), ``applied:
-    stopped before <it>`` (a run that applied what the phases' order let it), else
-    ``failed`` (``failed: <where>``, the step, when there is one)."""
-    if error.exit_code in INTERRUPTED_CODES:
-        return "interrupted"
-    if error.stopped_before:
-        return f"applied: stopped before {error.stopped_before}"
-    if error.refused_by:
-        return f"refused: {error.refused_by}"
-    return f"failed: {where}" if where else "failed"
 
 
 def record(conn: Conn, table: Table, run: Run, outcome: str, detail: str | None) -> None:
