@@ -20,8 +20,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from conftest import Server, run_in_terminal
-from test_prisma import prisma_run
+from support.prisma import prisma_run
+from support.servers import Server
+from support.terminal import run_in_terminal
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "tests" / "data" / "corpora" / "langfuse" / "migrations"

@@ -16,7 +16,6 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import Cli, MakeSettings, Server, run_in_terminal, schema_dump, write_migrations
 from predeploy.backup import archive, retention
 from predeploy.backup import dump as backup
 from predeploy.commands import restore
@@ -24,6 +23,10 @@ from predeploy.config.settings import load_settings
 from predeploy.errors import BackupError
 from predeploy.migrate import commands
 from predeploy.programs import pgbin
+from support.cli import Cli
+from support.project import MakeSettings, schema_dump, write_migrations
+from support.servers import Server
+from support.terminal import run_in_terminal
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
 

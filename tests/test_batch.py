@@ -9,11 +9,11 @@ import psycopg
 import pytest
 from structlog.testing import capture_logs
 
-from conftest import MakeSettings, write_migrations
 from predeploy.errors import MigrationError
 from predeploy.migrate import batch, commands
 from predeploy.migrate import discovery as migrations
 from predeploy.migrate.executor import Applied, MigrationFailed
+from support.project import MakeSettings, write_migrations
 
 
 @pytest.fixture

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import Cli, Server
 from predeploy.commands.check import check
 from predeploy.config.settings import load_settings
+from support.cli import Cli
+from support.servers import Server
 
 
 def test_check_reports_server_facts(database_url: str, tmp_path: Path) -> None:

@@ -16,12 +16,22 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from conftest import _OUR_VARIABLES, Cli, _run_invoke, run_in_terminal, write_migrations
-from hazards import at_once, one_line, predeploy_sessions, project_env, query_value, wait_until
 from predeploy.cli.program import EXIT_CODES
 from predeploy.cli.render import render_runs
 from predeploy.config.settings import load_settings
 from predeploy.migrate import commands
+from support.cli import Cli, run_invoke
+from support.environ import OUR_VARIABLES
+from support.hazards import (
+    at_once,
+    one_line,
+    predeploy_sessions,
+    project_env,
+    query_value,
+    wait_until,
+)
+from support.project import write_migrations
+from support.terminal import run_in_terminal
 
 NO_NOISE = ("Traceback", "BrokenPipe", "Broken pipe", "Exception ignored")
 
@@ -33,7 +43,7 @@ def into_closed_pipe(
     stderr: `2>&1 | head`) is a real pipe whose reader closed before the first write."""
     read_end, write_end = os.pipe()
     os.close(read_end)
-    environ = {k: v for k, v in os.environ.items() if k not in _OUR_VARIABLES}
+    environ = {k: v for k, v in os.environ.items() if k not in OUR_VARIABLES}
     try:
         return subprocess.run(
             [sys.executable, "-m", "predeploy", *args],
@@ -53,7 +63,7 @@ def into_closed_pipe(
 
 def cli_in(project: Path) -> Cli:
     """The conftest ``cli`` runner for ``project``."""
-    return lambda *args, env=None, cwd=None, preexec=None: _run_invoke(
+    return lambda *args, env=None, cwd=None, preexec=None: run_invoke(
         cwd or project, *args, env=env, preexec=preexec
     )
 
@@ -128,7 +138,7 @@ def test_a_hung_up_terminal_is_sigterm_with_129(project: Path, database_url: str
     commands.migrate(load_settings("staging", project, env))
     write_migrations(migrations, {"2_slow": "CREATE TABLE slow (id int);\nSELECT pg_sleep(60);"})
     master, slave = os.openpty()
-    environ = {k: v for k, v in os.environ.items() if k not in _OUR_VARIABLES}
+    environ = {k: v for k, v in os.environ.items() if k not in OUR_VARIABLES}
     proc = subprocess.Popen(
         [sys.executable, "-m", "predeploy", "migrate", "--env", "staging", "--yes", "--no-backup"],
         cwd=project,

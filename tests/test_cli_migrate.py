@@ -7,7 +7,8 @@ from pathlib import Path
 
 import psycopg
 
-from conftest import Cli, write_migrations
+from support.cli import Cli
+from support.project import write_migrations
 
 
 def settings_env(database_url: str, migrations_dir: Path) -> dict[str, str]:

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from conftest import Server
 from predeploy.config.dburl import parse_url
 from predeploy.db.connect import CATALOG, connect
 from predeploy.errors import DatabaseUnreachable
+from support.servers import Server
 
 
 @pytest.fixture

@@ -14,10 +14,13 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import _OUR_VARIABLES, Cli, Pm2App, write_migrations
-from hazards import children, wait_until
 from predeploy.db.locks import MIGRATE_LOCK
-from wayback import commands
+from support.cli import Cli
+from support.environ import OUR_VARIABLES
+from support.hazards import children, wait_until
+from support.pm2 import Pm2App
+from support.project import write_migrations
+from support.wayback import commands
 
 pytestmark = pytest.mark.slow
 SCRIPTS = Path(__file__).parents[1] / "src" / "predeploy" / "examples"
@@ -93,7 +96,7 @@ def local_pm2(pm2_app: Pm2App, deploy_env: dict[str, str]) -> dict[str, str]:
 
 
 def _environ() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k not in _OUR_VARIABLES}
+    return {k: v for k, v in os.environ.items() if k not in OUR_VARIABLES}
 
 
 def pasted(line: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

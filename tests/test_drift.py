@@ -19,7 +19,6 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from conftest import PG15_BIN, Server, client_programs_only, needs_pg15
 from predeploy import drift
 from predeploy.config.dburl import DatabaseUrl, parse_url
 from predeploy.db.connect import CATALOG, Conn, Limits, connect
@@ -29,7 +28,8 @@ from predeploy.errors import ConfigError
 from predeploy.migrate import executor, history
 from predeploy.migrate.discovery import Migration, discover
 from support.cluster import ThrowawayCluster
-from support.pg15 import require_pg15
+from support.pg15 import PG15_BIN, client_programs_only, needs_pg15, require_pg15
+from support.servers import Server
 
 DATA = Path(__file__).resolve().parent / "data"
 CORPUS = DATA / "corpora" / "langfuse" / "migrations"

@@ -15,15 +15,12 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from conftest import (
-    PG15_BIN,
-    Cli,
-    Pm2App,
-    Receiver,
-    Server,
-    client_programs_only,
-    write_migrations,
-)
+from support.cli import Cli
+from support.pg15 import PG15_BIN, client_programs_only
+from support.pm2 import Pm2App
+from support.project import write_migrations
+from support.receivers import Receiver
+from support.servers import Server
 
 SCRIPTS = {"1_users": "CREATE TABLE users (id int PRIMARY KEY, email text);"}
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Cli
 from predeploy.db import embedded
+from support.cli import Cli
 
 
 @pytest.fixture

@@ -20,8 +20,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from conftest import Cli, write_migrations
-from hazards import (
+from predeploy.config.settings import load_settings
+from predeploy.migrate import commands
+from support.cli import Cli
+from support.hazards import (
     Background,
     at_once,
     holding,
@@ -32,8 +34,7 @@ from hazards import (
     timed,
     wait_until,
 )
-from predeploy.config.settings import load_settings
-from predeploy.migrate import commands
+from support.project import write_migrations
 
 # LOCK_WAIT (2 s) or BLOCKER_WAIT (1 s), plus the interpreter's start, plus slack for a
 # loaded two-core machine; every case ends well inside it or it is a hang

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Cli, MakeSettings, Pm2App, write_migrations
 from predeploy.commands import health
 from predeploy.migrate import commands
+from support.cli import Cli
+from support.pm2 import Pm2App
+from support.project import MakeSettings, write_migrations
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

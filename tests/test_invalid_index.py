@@ -17,9 +17,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import _OUR_VARIABLES, Cli, Receiver, write_migrations
-from hazards import project_env, query_value
-from wayback import commands
+from support.cli import Cli
+from support.environ import OUR_VARIABLES
+from support.hazards import project_env, query_value
+from support.project import write_migrations
+from support.receivers import Receiver
+from support.wayback import commands
 
 _INVALID = "SELECT count(*) FROM pg_index WHERE NOT indisvalid"
 
@@ -123,7 +126,7 @@ def test_the_runbook_drops_the_invalid_index_before_the_resolve(
     pasted = subprocess.run(
         ["/bin/sh", "-c", resolve],
         cwd=project,
-        env={k: v for k, v in os.environ.items() if k not in _OUR_VARIABLES} | env,
+        env={k: v for k, v in os.environ.items() if k not in OUR_VARIABLES} | env,
         capture_output=True,
         text=True,
         timeout=60,

@@ -14,10 +14,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import Cli, MakeSettings, run_in_terminal, write_migrations
 from predeploy.migrate import blockers, commands
 from predeploy.migrate import discovery as migrations
 from predeploy.migrate.lint import MOOT
+from support.cli import Cli
+from support.project import MakeSettings, write_migrations
+from support.terminal import run_in_terminal
 
 CORPORA = Path(__file__).resolve().parent / "data" / "corpora"
 

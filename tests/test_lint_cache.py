@@ -12,11 +12,11 @@ import psycopg
 import pytest
 from structlog.testing import capture_logs
 
-from conftest import write_migrations
 from predeploy._util import cache
 from predeploy.db import embedded
 from predeploy.migrate import discovery, lint
 from predeploy.programs import pgbin
+from support.project import write_migrations
 
 RISKY = {
     "1_index": "CREATE INDEX events_at ON events (at);",

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import structlog
 
-from conftest import Cli, write_migrations
-from hazards import project_env
 from predeploy._util import log
+from support.cli import Cli
+from support.hazards import project_env
+from support.project import write_migrations
 
 
 def test_json_lines_with_env_and_run_id_and_no_secret(tmp_path: Path) -> None:

@@ -20,9 +20,10 @@ from pathlib import Path
 import pytest
 import structlog
 
-from conftest import Cli, write_migrations
-from hazards import project_env, query_value
 from predeploy._util import log
+from support.cli import Cli
+from support.hazards import project_env, query_value
+from support.project import write_migrations
 
 
 def _mount(folder: Path, *options: str) -> None:

@@ -12,13 +12,15 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import Cli, run_in_terminal, write_migrations
 from predeploy.cli.render import render_report
 from predeploy.commands import summary
 from predeploy.commands.migrate import Pending, Report
 from predeploy.db.catalog import LiveTable
 from predeploy.migrate.lint import Finding, LintReport
 from predeploy.migrate.outcome import Applied
+from support.cli import Cli
+from support.project import write_migrations
+from support.terminal import run_in_terminal
 
 ROWS = 5000
 COUNT = 150

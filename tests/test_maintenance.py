@@ -13,8 +13,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import Cli, Pm2App, _run_invoke, write_migrations
 from predeploy.commands.maintenance import MAINTENANCE_LOCK
+from support.cli import Cli, run_invoke
+from support.pm2 import Pm2App
+from support.project import write_migrations
 
 pytestmark = pytest.mark.slow
 CRONTAB = Path(__file__).parents[1] / "src" / "predeploy" / "examples" / "crontab.example"
@@ -29,7 +31,7 @@ def prod(project: Path, database_url: str) -> dict[str, str]:
         conn.execute("CREATE TABLE users (id int)")
     env = {"DATABASE_URL": database_url}
     assert (
-        _run_invoke(project, "resolve", "--env", "prod", "--applied", "1_users", env=env).returncode
+        run_invoke(project, "resolve", "--env", "prod", "--applied", "1_users", env=env).returncode
         == 0
     )
     return env
@@ -231,7 +233,7 @@ def test_crontab_line_in_crons_environment(
     checks = {c["name"]: c["ok"] for c in report["health"]["checks"]}
     assert checks == {"database": True, "history": False, "tables": True, "http": True, "pm2": True}
 
-    assert _run_invoke(project, "migrate", "--env", "prod", "--yes").returncode == 0
+    assert run_invoke(project, "migrate", "--env", "prod", "--yes").returncode == 0
     log.unlink()
     done = cron()
     assert (done.returncode, done.stdout) == (0, "")  # nothing to mail
@@ -251,12 +253,12 @@ def test_inits_crontab_line_carries_the_pm2_home_it_ran_with(
         f"PREDEPLOY_HEALTHCHECK_URL={pm2_app.url}/health\n"
     )
     home = pm2_app.environ["PM2_HOME"]
-    init = _run_invoke(project, "init", "--json", env={"PM2_HOME": home})
+    init = run_invoke(project, "init", "--json", env={"PM2_HOME": home})
     assert init.returncode == 0, init.stderr
     adopted = json.loads(init.stdout)
     assert f"&& PM2_HOME={home} " in adopted["post_deploy"]
     assert f"\nEnvironment=PM2_HOME={home}\n" in adopted["systemd"]["predeploy-maintenance.service"]
-    assert _run_invoke(project, "migrate", "--env", "prod", "--yes").returncode == 0
+    assert run_invoke(project, "migrate", "--env", "prod", "--yes").returncode == 0
     job = adopted["crontab"].split(None, 5)[5]
     assert f"&& PM2_HOME={home} " in job
     (project / "logs").mkdir(exist_ok=True)

@@ -11,11 +11,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import MakeSettings, write_migrations
 from predeploy.db.locks import MIGRATE_LOCK
 from predeploy.errors import ConfigError, LockBusy, MigrationError
 from predeploy.migrate import commands
 from predeploy.migrate.executor import MigrationFailed
+from support.project import MakeSettings, write_migrations
 
 PRISMA_COLUMNS = [
     ("id", "character varying", 36, "NO", None),

@@ -15,8 +15,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import MakeSettings, schema_dump, write_migrations
 from predeploy.migrate import commands
+from support.project import MakeSettings, schema_dump, write_migrations
 
 CORPORA = Path(__file__).resolve().parent / "data" / "corpora"
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_migrations
 from predeploy.errors import ConfigError
 from predeploy.migrate.discovery import create, discover
+from support.project import write_migrations
 
 
 def test_order_is_bytewise_and_identity_is_the_folder_name(migrations_dir: Path) -> None:

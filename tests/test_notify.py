@@ -15,7 +15,6 @@ from urllib.parse import quote, quote_plus
 import pytest
 from structlog.testing import capture_logs
 
-from conftest import Receiver
 from predeploy.backup.dump import BackupResult
 from predeploy.commands import migrate as workflow
 from predeploy.commands.deploy import DeployReport
@@ -27,6 +26,7 @@ from predeploy.errors import ConfigError, HealthCheckFailed, PredeployError
 from predeploy.integrations import notify
 from predeploy.integrations.notify import Event, NotifyConfig, should_notify
 from predeploy.migrate.executor import Applied, MigrationFailed
+from support.receivers import Receiver
 
 pytestmark = pytest.mark.usefixtures("apprise_loaded")
 

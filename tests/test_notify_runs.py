@@ -9,7 +9,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import Cli, Pm2App, Receiver, write_migrations
+from support.cli import Cli
+from support.pm2 import Pm2App
+from support.project import write_migrations
+from support.receivers import Receiver
 
 pytestmark = pytest.mark.usefixtures("apprise_loaded")
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import PG15_BIN, client_programs_only, needs_pg15
 from predeploy.db import embedded
 from predeploy.programs import pgbin
+from support.pg15 import PG15_BIN, client_programs_only, needs_pg15
 
 
 def program(major: int, source: str = "system") -> pgbin.PgProgram:

@@ -12,9 +12,13 @@ from pathlib import Path
 import psycopg
 import pytest
 
-import phases_scenario as scenario
-from conftest import _OUR_VARIABLES, Cli, _free_port, run_in_terminal, write_migrations
 from predeploy.migrate.discovery import discover
+from support import phases_scenario as scenario
+from support.cli import Cli
+from support.cluster import free_port
+from support.environ import OUR_VARIABLES
+from support.project import write_migrations
+from support.terminal import run_in_terminal
 
 PRE_AND_POST = {
     "1_users": "CREATE TABLE users (id int PRIMARY KEY, name text, old text);",
@@ -98,7 +102,7 @@ def test_migrate_names_the_waiting_post_deploy_migration_with_the_line_that_appl
     line = lines[lines.index(waiting) + 1].strip()
     assert shlex.split(line)[1:] == ["migrate", "--env", "staging", "--post-deploy"]
     assert "deploy --env staging" in lines[lines.index(waiting) + 2]
-    environ = {k: v for k, v in os.environ.items() if k not in _OUR_VARIABLES} | env
+    environ = {k: v for k, v in os.environ.items() if k not in OUR_VARIABLES} | env
     code, screen = run_in_terminal(
         ["/bin/sh", "-c", line], cwd=project, env=environ, answer="y", prompt=b"[y/N]"
     )
@@ -160,7 +164,7 @@ def db_app(
 ) -> Iterator[tuple[dict[str, str], str]]:
     """The app of phases_scenario, at its first release, run by a real pm2 in cluster mode."""
     home = tmp_path_factory.mktemp("pm2home")
-    with scenario.running_app(project, pm2_bin, node_pg, database_url, _free_port(), home) as app:
+    with scenario.running_app(project, pm2_bin, node_pg, database_url, free_port(), home) as app:
         yield app
 
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import run_in_terminal
 from predeploy.config.policy import policy_for
 from predeploy.config.settings import load_settings
 from predeploy.errors import ConfigError
-from wayback import Site, write
+from support.terminal import run_in_terminal
+from support.wayback import Site, write
 
 # (protected, confirmation, backup required, --no-backup allowed, lint errors block,
 #  edited migrations block, blockers, rehearse behind the confirmation)

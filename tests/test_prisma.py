@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from conftest import MakeSettings, Server, write_migrations
 from predeploy.errors import MigrationError
 from predeploy.migrate import commands
+from support.prisma import prisma_run
+from support.project import MakeSettings, write_migrations
+from support.servers import Server
 
-PRISMA_CHECK = Path(__file__).resolve().parent / "data" / "tools" / "prisma-check.sh"
 SCRIPTS = {
     "20260101000000_init": 'CREATE TABLE "User" (id serial PRIMARY KEY, email text NOT NULL);',
     "20260102000000_index": 'CREATE INDEX CONCURRENTLY "User_email_idx" ON "User" (email);',
@@ -24,18 +23,6 @@ HISTORY = (
     " applied_steps_count FROM _prisma_migrations ORDER BY migration_name"
 )
 
-
-def prisma_run(
-    checker: Path, url: str, folder: Path, command: str
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["bash", str(checker), url, str(folder)],
-        env={**os.environ, "PRISMA_CHECK_COMMAND": command},
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
 
 
 @pytest.mark.slow

@@ -18,10 +18,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from conftest import Cli, write_migrations
-from hazards import one_line, project_env, query_value
 from predeploy.config.settings import load_settings
 from predeploy.migrate import commands
+from support.cli import Cli
+from support.hazards import one_line, project_env, query_value
+from support.project import write_migrations
 
 HISTORY = '"public"."_prisma_migrations"'
 AUDIT = '"public"."predeploy_runs"'

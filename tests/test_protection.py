@@ -22,11 +22,13 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from conftest import Cli, Target, run_in_terminal
 from predeploy.config.policy import Target as Seen
 from predeploy.config.policy import for_target, is_local, make_policy
 from predeploy.config.settings import load_settings
-from wayback import Site, execute, report, write
+from support.cli import Cli
+from support.servers import Target
+from support.terminal import run_in_terminal
+from support.wayback import Site, execute, report, write
 
 USERS = ("CREATE TABLE users (id int PRIMARY KEY);", "DROP TABLE users;")
 POSTS = ("CREATE TABLE posts (id int PRIMARY KEY);", "DROP TABLE posts;")
@@ -468,9 +470,9 @@ def test_init_suggests_prod_when_env_points_elsewhere(cli: Cli, project: Path) -
 
 
 def _clean() -> dict[str, str]:
-    from conftest import _OUR_VARIABLES  # noqa: PLC0415
+    from support.environ import OUR_VARIABLES  # noqa: PLC0415
 
-    return {k: v for k, v in os.environ.items() if k not in _OUR_VARIABLES}
+    return {k: v for k, v in os.environ.items() if k not in OUR_VARIABLES}
 
 
 def test_a_marker_on_another_audit_table_counts(site: Site) -> None:

@@ -25,16 +25,23 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from conftest import Receiver, Server, Target
-from hazards import Background, holding, one_line, predeploy_sessions, query_value, wait_until
 from predeploy.backup import dump as backup
 from predeploy.backup import retention
 from predeploy.commands import restore
 from predeploy.errors import BackupError
 from predeploy.migrate import commands
+from support.hazards import (
+    Background,
+    holding,
+    one_line,
+    predeploy_sessions,
+    query_value,
+    wait_until,
+)
 from support.pg15 import require_pg15
-from test_failures import standby  # noqa: F401 (the fixture: a primary and its standby)
-from wayback import Site, execute, state, write
+from support.receivers import Receiver
+from support.servers import Server, Target
+from support.wayback import Site, execute, state, write
 
 DROP = "DROP DATABASE IF EXISTS {} WITH (FORCE)"
 # checks of files and manifests, the same on every server: run on the suite's only

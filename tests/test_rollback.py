@@ -18,9 +18,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from conftest import Receiver, Target
-from wayback import HISTORY, Site, execute, state, write
-from wayback import commands as runbook_commands
+from support.receivers import Receiver
+from support.servers import Target
+from support.wayback import HISTORY, Site, execute, state, write
+from support.wayback import commands as runbook_commands
 
 suite_only = pytest.mark.parametrize("target", ["suite"], indirect=True)
 

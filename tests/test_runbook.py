@@ -20,7 +20,6 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import run_in_terminal
 from predeploy.commands import deploy_runbook
 from predeploy.commands import migrate as workflow
 from predeploy.commands.deploy import DeployReport
@@ -29,8 +28,9 @@ from predeploy.config.settings import load_settings
 from predeploy.errors import HealthCheckFailed, Interrupted, MigrationError, PredeployError
 from predeploy.migrate import commands
 from predeploy.migrate.outcome import Applied
-from wayback import HISTORY, Site, state, write
-from wayback import commands as runbook_commands
+from support.terminal import run_in_terminal
+from support.wayback import HISTORY, Site, state, write
+from support.wayback import commands as runbook_commands
 
 NOTHING = "# this run changed nothing in the database: there is nothing to undo"
 USERS = ("CREATE TABLE users (id int PRIMARY KEY, name text);", "DROP TABLE users;")

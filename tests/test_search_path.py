@@ -11,8 +11,9 @@ from pathlib import Path
 
 import psycopg
 
-from conftest import Cli, write_migrations
-from hazards import one_line, project_env, query_value
+from support.cli import Cli
+from support.hazards import one_line, project_env, query_value
+from support.project import write_migrations
 
 
 def schema_of(url: str, relation: str) -> object:

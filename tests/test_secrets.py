@@ -21,8 +21,9 @@ import pytest
 import structlog
 from psycopg import sql
 
-from conftest import Cli, Receiver, write_migrations
-from hazards import (
+from predeploy._util import log as log_mod
+from support.cli import Cli
+from support.hazards import (
     Background,
     children,
     files_holding,
@@ -33,7 +34,8 @@ from hazards import (
     query_value,
     wait_until,
 )
-from predeploy._util import log as log_mod
+from support.project import write_migrations
+from support.receivers import Receiver
 
 # every character a URL must percent-encode, and the passfile's own separators
 SPECIAL = "S3cr/et@Pa:ss%w#rd?x \\y"

@@ -18,8 +18,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from conftest import Server, write_migrations
-from hazards import (
+from predeploy.config.settings import load_settings
+from predeploy.migrate import commands
+from support.hazards import (
     Background,
     alive,
     children,
@@ -31,8 +32,8 @@ from hazards import (
     query_value,
     wait_until,
 )
-from predeploy.config.settings import load_settings
-from predeploy.migrate import commands
+from support.project import write_migrations
+from support.servers import Server
 
 # rows of random text: ~50 MB of table, a ~24 MB compressed dump that takes pg_dump a
 # second or two here, long enough to be caught mid-way

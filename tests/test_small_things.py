@@ -15,10 +15,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from conftest import Cli, MakeSettings, write_migrations
 from predeploy._util import log as log_mod
 from predeploy._util import units
 from predeploy.commands.health import check_http
+from support.cli import Cli
+from support.project import MakeSettings, write_migrations
 
 
 def _env(database_url: str, migrations_dir: Path, tmp_path: Path) -> dict[str, str]:

@@ -13,8 +13,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import Cli, run_in_terminal, schema_dump, write_migrations
-from hazards import query_value
+from support.cli import Cli
+from support.hazards import query_value
+from support.project import schema_dump, write_migrations
+from support.terminal import run_in_terminal
 
 SCRIPTS = {
     "1_users": ("CREATE TABLE users (id int PRIMARY KEY);", "DROP TABLE users;"),

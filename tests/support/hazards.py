@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psycopg
 
-from conftest import Cli
+from support.cli import Cli
 
 # small limits, so that every bounded wait ends within a test's budget
 SMALL = {
@@ -196,9 +196,9 @@ class Background:
     ) -> None:
         import sys  # noqa: PLC0415
 
-        from conftest import _OUR_VARIABLES  # noqa: PLC0415
+        from support.environ import OUR_VARIABLES  # noqa: PLC0415
 
-        environ = {k: v for k, v in os.environ.items() if k not in _OUR_VARIABLES}
+        environ = {k: v for k, v in os.environ.items() if k not in OUR_VARIABLES}
         environ.update(env)
         if tmpdir is not None:
             environ["TMPDIR"] = str(tmpdir)

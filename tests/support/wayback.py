@@ -19,8 +19,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from conftest import schema_dump
 from predeploy.config.settings import Settings, load_settings
+from support.project import schema_dump
 
 AUDIT = "predeploy_runs"
 HISTORY = "_prisma_migrations"
@@ -116,9 +116,9 @@ def execute(url: str, *statements: str | sql.Composable) -> None:
 
 
 def _clean_environ() -> dict[str, str]:
-    from conftest import _OUR_VARIABLES  # noqa: PLC0415
+    from support.environ import OUR_VARIABLES  # noqa: PLC0415
 
-    return {k: v for k, v in os.environ.items() if k not in _OUR_VARIABLES}
+    return {k: v for k, v in os.environ.items() if k not in OUR_VARIABLES}
 
 
 class Site:
