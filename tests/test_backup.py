@@ -23,6 +23,7 @@ from predeploy.config.settings import load_settings
 from predeploy.errors import BackupError
 from predeploy.migrate import commands
 from predeploy.programs import pgbin
+from support import migrating
 from support.cli import Cli
 from support.project import MakeSettings, schema_dump, write_migrations
 from support.servers import Server
@@ -81,7 +82,7 @@ def fingerprint(url: str) -> dict[str, object]:
 @pytest.fixture
 def filled(database_url: str, make_settings: MakeSettings, migrations_dir: Path) -> str:
     write_migrations(migrations_dir, {"1_base": "CREATE TABLE base (id int);"})
-    commands.migrate(make_settings())
+    migrating.migrate(make_settings())
     fill(database_url)
     return database_url
 
@@ -120,7 +121,7 @@ def test_round_trip_restores_the_backup_moment(
     write_migrations(
         migrations_dir, {"2_more": "CREATE TABLE later (id int); ALTER TABLE items ADD x int;"}
     )
-    commands.migrate(settings)
+    migrating.migrate(settings)
     with psycopg.connect(filled) as conn:
         conn.execute("DELETE FROM notes WHERE id < 50")
         conn.execute("UPDATE items SET body = 'changed' WHERE id < 100")
@@ -207,7 +208,9 @@ def test_failing_pg_dump_names_the_reason(
     with psycopg.connect(filled, autocommit=True) as conn:
         conn.execute("DROP ROLE IF EXISTS reader")
         conn.execute("CREATE ROLE reader LOGIN PASSWORD 'reader-pw'")
-        conn.execute("GRANT SELECT ON base, notes, _prisma_migrations TO reader")
+        conn.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO reader")
+        conn.execute("GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO reader")
+        conn.execute("REVOKE SELECT ON items FROM reader")  # the one it may not read
     url = filled.replace(
         "postgres:" + filled.split(":")[2].split("@", maxsplit=1)[0], "reader:reader-pw"
     )

@@ -10,9 +10,10 @@ import pytest
 from structlog.testing import capture_logs
 
 from predeploy.errors import MigrationError
-from predeploy.migrate import batch, commands
+from predeploy.migrate import batch
 from predeploy.migrate import discovery as migrations
-from predeploy.migrate.executor import Applied, MigrationFailed
+from predeploy.migrate.executor import MigrationFailed
+from support import migrating
 from support.project import MakeSettings, write_migrations
 
 
@@ -34,7 +35,7 @@ def names(url: str) -> list[str]:
 def tables(url: str) -> set[str]:
     with psycopg.connect(url) as conn:
         found = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
-        return {t for (t,) in found} - {"_prisma_migrations"}
+        return {t for (t,) in found} - {"_prisma_migrations", "predeploy_runs"}  # history, audit
 
 
 def batch_sizes(logs: list[dict[str, Any]]) -> dict[str, int | None]:
@@ -57,9 +58,9 @@ def test_failure_in_the_middle_of_a_batch(
             "5_e": "CREATE TABLE e (id int);",
         },
     )
-    reported: list[Applied] = []
+    reported: list[str] = []
     with capture_logs() as logs, pytest.raises(MigrationFailed) as err:
-        commands.migrate(make_settings(), on_applied=reported.append)
+        migrating.migrate(make_settings(), on_applied=reported.append)
     failure = err.value
     assert (failure.name, failure.sqlstate, failure.line, failure.column) == (
         "3_bad",
@@ -68,7 +69,7 @@ def test_failure_in_the_middle_of_a_batch(
         13,
     )
     assert "it was rolled back" in str(failure)
-    assert [a.name for a in reported] == ["1_a", "2_b"]
+    assert reported == ["1_a", "2_b"]
     assert batch_sizes(logs) == {"1_a": 5, "2_b": 5}
     assert names(database_url) == ["1_a", "2_b"]
     assert tables(database_url) == {"a", "b"}
@@ -76,7 +77,7 @@ def test_failure_in_the_middle_of_a_batch(
         assert conn.execute("SELECT count(*) FROM _prisma_migrations").fetchone() == (2,)
 
     (migrations_dir / "3_bad" / "migration.sql").write_text("CREATE TABLE c (id int);\n")
-    result = commands.migrate(make_settings())
+    result = migrating.migrate(make_settings())
     assert [a.name for a in result.applied] == ["3_bad", "4_d", "5_e"]
     assert tables(database_url) == {"a", "b", "c", "d", "e"}
 
@@ -87,7 +88,7 @@ def test_lock_timeout_in_a_batch_retries_that_migration_alone(
     """A lock timeout mid-batch: the ones before are in, it is retried alone once the
     blocker is gone, then the rest are applied."""
     write_migrations(migrations_dir, {"0_t": "CREATE TABLE t (id int);"})
-    commands.migrate(make_settings())
+    migrating.migrate(make_settings())
     write_migrations(
         migrations_dir,
         {
@@ -100,14 +101,14 @@ def test_lock_timeout_in_a_batch_retries_that_migration_alone(
     blocker = psycopg.connect(database_url)
     blocker.execute("SELECT * FROM t")  # ACCESS SHARE, idle in transaction
 
-    def on_applied(applied: Applied) -> None:
-        if applied.name == "2_b":  # the batch is back: 3_alter has met the lock timeout
+    def on_applied(name: str) -> None:
+        if name == "2_b":  # the batch is back: 3_alter has met the lock timeout
             blocker.close()
 
     settings = make_settings(PREDEPLOY_LOCK_TIMEOUT="200ms", PREDEPLOY_LOCK_RETRIES="3")
     try:
         with capture_logs() as logs:
-            result = commands.migrate(settings, on_applied=on_applied)
+            result = migrating.migrate(settings, on_applied=on_applied)
     finally:
         blocker.close()
     assert [(a.name, a.attempts) for a in result.applied] == [
@@ -128,7 +129,7 @@ def test_lock_timeout_in_a_batch_gives_up_naming_the_blocker(
 ) -> None:
     """When the retries run out, the error names the holder; nothing after it ran."""
     write_migrations(migrations_dir, {"0_t": "CREATE TABLE t (id int);"})
-    commands.migrate(make_settings())
+    migrating.migrate(make_settings())
     write_migrations(
         migrations_dir,
         {
@@ -141,7 +142,7 @@ def test_lock_timeout_in_a_batch_gives_up_naming_the_blocker(
         blocker.execute("SELECT * FROM t")
         settings = make_settings(PREDEPLOY_LOCK_TIMEOUT="200ms", PREDEPLOY_LOCK_RETRIES="1")
         with pytest.raises(MigrationError) as err:
-            commands.migrate(settings)
+            migrating.migrate(settings)
         assert "2_alter could not get its locks" in str(err.value)
         assert f"pid {blocker.info.backend_pid} (user " in str(err.value)
     assert names(database_url) == ["0_t", "1_a"]
@@ -163,7 +164,7 @@ def test_batches_end_at_a_migration_outside_a_transaction(
         },
     )
     with capture_logs() as logs:
-        result = commands.migrate(make_settings())
+        result = migrating.migrate(make_settings())
     assert [a.transactional for a in result.applied] == [True, True, False, True, True]
     assert batch_sizes(logs) == {"1_a": 2, "2_b": 2, "3_index": None, "4_c": 2, "5_d": 2}
     assert names(database_url) == ["1_a", "2_b", "3_index", "4_c", "5_d"]
@@ -182,7 +183,7 @@ def test_a_migration_that_changes_the_session_ends_its_batch(
         },
     )
     with capture_logs() as logs:
-        commands.migrate(make_settings(PREDEPLOY_STATEMENT_TIMEOUT="7s"))
+        migrating.migrate(make_settings(PREDEPLOY_STATEMENT_TIMEOUT="7s"))
     assert batch_sizes(logs) == {"1_a": 2, "2_set": 2, "3_look": None}
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT v FROM seen").fetchone() == ("7s",)

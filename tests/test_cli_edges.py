@@ -19,7 +19,7 @@ from pathlib import Path
 from predeploy.cli.program import EXIT_CODES
 from predeploy.cli.render import render_runs
 from predeploy.config.settings import load_settings
-from predeploy.migrate import commands
+from support import migrating
 from support.cli import Cli, run_invoke
 from support.environ import OUR_VARIABLES
 from support.hazards import (
@@ -135,7 +135,7 @@ def test_a_hung_up_terminal_is_sigterm_with_129(project: Path, database_url: str
     migrations = project / "migrations"
     write_migrations(migrations, {"1_base": "CREATE TABLE base (id int);"})
     env = project_env(database_url, project)
-    commands.migrate(load_settings("staging", project, env))
+    migrating.migrate(load_settings("staging", project, env))
     write_migrations(migrations, {"2_slow": "CREATE TABLE slow (id int);\nSELECT pg_sleep(60);"})
     master, slave = os.openpty()
     environ = {k: v for k, v in os.environ.items() if k not in OUR_VARIABLES}
@@ -266,7 +266,7 @@ def test_library_log_lines_stay_off_the_terminal(project: Path, database_url: st
     migrations = project / "migrations"
     write_migrations(migrations, {"1_a": "CREATE TABLE a (id int);"})
     env = project_env(database_url, project)
-    commands.migrate(load_settings("staging", project, env))
+    migrating.migrate(load_settings("staging", project, env))
     write_migrations(migrations, {"2_bad": "UPDATE nosuch SET a = 1;"})
     args = ("migrate", "--env", "staging", "--yes", "--no-backup")
     cli, seen = cli_in(project), set[Path]()

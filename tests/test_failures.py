@@ -21,7 +21,7 @@ import pytest
 from psycopg import sql
 
 from predeploy.config.settings import load_settings
-from predeploy.migrate import commands
+from support import migrating
 from support.cli import Cli
 from support.hazards import (
     Background,
@@ -93,7 +93,7 @@ def test_role_that_cannot_read_the_history(
     migrations = project / "migrations"
     write_migrations(migrations, {"1_a": "CREATE TABLE a (id int);"})
     (migrations / "1_a" / "down.sql").write_text("DROP TABLE a;\n")
-    commands.migrate(load_settings("staging", project, project_env(database_url, project)))
+    migrating.migrate(load_settings("staging", project, project_env(database_url, project)))
     write_migrations(migrations, {"2_b": "CREATE TABLE b (id int);"})
     env = project_env(limited, project)
     cases = [
@@ -175,7 +175,7 @@ def test_standby_is_refused_with_one_line(
     primary_url, standby_url = standby
     migrations = project / "migrations"
     write_migrations(migrations, {"1_a": "CREATE TABLE IF NOT EXISTS a (id int);"})
-    commands.migrate(load_settings("staging", project, project_env(primary_url, project)))
+    migrating.migrate(load_settings("staging", project, project_env(primary_url, project)))
     write_migrations(migrations, {"2_b": "CREATE TABLE b (id int);"})
     with psycopg.connect(standby_url) as conn:  # the standby replays up to the migration
         conn.execute("SELECT 1")

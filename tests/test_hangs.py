@@ -21,7 +21,7 @@ import pytest
 from psycopg import sql
 
 from predeploy.config.settings import load_settings
-from predeploy.migrate import commands
+from support import migrating
 from support.cli import Cli
 from support.hazards import (
     Background,
@@ -54,7 +54,7 @@ def users(database_url: str, project: Path) -> dict[str, str]:
     )
     (migrations / "1_users" / "down.sql").write_text("DROP TABLE users;\n")
     env = project_env(database_url, project)
-    commands.migrate(load_settings("staging", project, env))
+    migrating.migrate(load_settings("staging", project, env))
     write_migrations(migrations, {"2_nickname": "ALTER TABLE users ADD COLUMN nickname text;\n"})
     (migrations / "2_nickname" / "down.sql").write_text("ALTER TABLE users DROP COLUMN nickname;\n")
     return env

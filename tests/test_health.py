@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from predeploy.commands import health
-from predeploy.migrate import commands
+from support import migrating
 from support.cli import Cli
 from support.pm2 import Pm2App
 from support.project import MakeSettings, write_migrations
@@ -45,7 +45,7 @@ def test_healthy_database_and_url(
 ) -> None:
     write_migrations(migrations_dir, {"1_users": "CREATE TABLE users (id int);"})
     settings = make_settings(PREDEPLOY_HEALTHCHECK_URL=f"{web}/health")
-    commands.migrate(settings)
+    migrating.migrate(settings)
     report = health.run(settings)
     assert report.ok, report.summary()
     by_name = {c.name: c for c in report.checks}

@@ -15,6 +15,7 @@ from predeploy.db.locks import MIGRATE_LOCK
 from predeploy.errors import ConfigError, LockBusy, MigrationError
 from predeploy.migrate import commands
 from predeploy.migrate.executor import MigrationFailed
+from support import migrating
 from support.project import MakeSettings, write_migrations
 
 PRISMA_COLUMNS = [
@@ -42,12 +43,15 @@ def tables(url: str) -> set[str]:
         found = conn.execute(
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
         ).fetchall()
-    return {t for (t,) in found}
+    return {t for (t,) in found} - {"predeploy_runs"}  # the audit table: every run writes it
 
 
-def test_history_table_is_prismas(make_settings: MakeSettings, database_url: str) -> None:
+def test_history_table_is_prismas(
+    make_settings: MakeSettings, migrations_dir: Path, database_url: str
+) -> None:
     """The history table has Prisma's columns, types, lengths, nullability and defaults."""
-    commands.migrate(make_settings())
+    write_migrations(migrations_dir, {"1_a": "SELECT 1;"})
+    migrating.migrate(make_settings())
     with psycopg.connect(database_url) as conn:
         columns = conn.execute(
             "SELECT column_name, data_type, character_maximum_length, is_nullable, column_default"
@@ -72,7 +76,7 @@ def test_applies_each_migration_with_a_prisma_row(
         "20260102000000_posts": "CREATE TABLE posts (id int, user_id int REFERENCES users)",
     }
     write_migrations(migrations_dir, scripts)
-    result = commands.migrate(make_settings())
+    result = migrating.migrate(make_settings())
     assert [a.name for a in result.applied] == list(scripts)
     recorded = rows(database_url)
     assert [r[3] for r in recorded] == list(scripts)
@@ -81,7 +85,7 @@ def test_applies_each_migration_with_a_prisma_row(
         assert checksum == hashlib.sha256(scripts[str(name)].encode()).hexdigest()
         assert finished is not None and started is not None and finished >= started
         assert logs is None and rolled_back is None and steps == 1
-    assert commands.migrate(make_settings()).applied == ()
+    assert migrating.migrate(make_settings()).applied == []
     assert commands.status(make_settings()).up_to_date
 
 
@@ -90,7 +94,7 @@ def test_custom_history_table_name(
 ) -> None:
     """PREDEPLOY_MIGRATIONS_TABLE names the history table."""
     write_migrations(migrations_dir, {"1_a": "CREATE TABLE a (id int);"})
-    commands.migrate(make_settings(PREDEPLOY_MIGRATIONS_TABLE="schema_history"))
+    migrating.migrate(make_settings(PREDEPLOY_MIGRATIONS_TABLE="schema_history"))
     assert [r[3] for r in rows(database_url, "schema_history")] == ["1_a"]
     assert "_prisma_migrations" not in tables(database_url)
 
@@ -108,7 +112,7 @@ def test_sql_error_names_migration_sqlstate_line_and_column(
         },
     )
     with pytest.raises(MigrationFailed) as err:
-        commands.migrate(make_settings())
+        migrating.migrate(make_settings())
     failure = err.value
     assert failure.exit_code == 5
     assert (failure.name, failure.sqlstate, failure.line, failure.column) == (
@@ -139,7 +143,7 @@ def test_outside_transaction_failure_leaves_a_failed_row_that_blocks(
     with pytest.raises(
         MigrationFailed, match=r"2_indexes failed at line 2, column 1 of migration.sql \[42703\]"
     ):
-        commands.migrate(make_settings())
+        migrating.migrate(make_settings())
     failed = [r for r in rows(database_url) if r[3] == "2_indexes"]
     assert len(failed) == 1
     assert failed[0][2] is None and failed[0][5] is None  # finished_at, rolled_back_at
@@ -149,14 +153,14 @@ def test_outside_transaction_failure_leaves_a_failed_row_that_blocks(
     assert [e.name for e in status.having("failed")] == ["2_indexes"]
 
     with pytest.raises(MigrationError, match=r"predeploy resolve --rolled-back 2_indexes"):
-        commands.migrate(make_settings())
+        migrating.migrate(make_settings())
     assert "after" not in tables(database_url)
 
     (migrations_dir / "2_indexes" / "migration.sql").write_text(
         "DROP INDEX CONCURRENTLY IF EXISTS t_a;\nCREATE INDEX CONCURRENTLY t_b ON t (b);\n"
     )
     assert commands.resolve(make_settings(), applied=None, rolled_back="2_indexes") == "rolled_back"
-    result = commands.migrate(make_settings())
+    result = migrating.migrate(make_settings())
     assert [(a.name, a.transactional) for a in result.applied] == [
         ("2_indexes", False),
         ("3_after", True),
@@ -172,7 +176,7 @@ def test_server_position_points_into_the_statement(
         migrations_dir, {"1_typo": "CREATE TABLE a (id int);\nSELECT id,\n       nope FROM a;\n"}
     )
     with pytest.raises(MigrationFailed) as err:
-        commands.migrate(make_settings())
+        migrating.migrate(make_settings())
     assert (err.value.line, err.value.column, err.value.sqlstate) == (3, 8, "42703")
 
 
@@ -187,7 +191,7 @@ def test_script_with_its_own_transaction(
             "INSERT INTO own VALUES (1);\nCOMMIT;\nCREATE INDEX CONCURRENTLY own_id ON own (id)"
         },
     )
-    (applied,) = commands.migrate(make_settings()).applied
+    (applied,) = migrating.migrate(make_settings()).applied
     assert not applied.transactional
     assert "own" in tables(database_url)
     assert rows(database_url)[0][2] is not None
@@ -198,13 +202,13 @@ def test_edited_migration_blocks_outside_dev_only(
 ) -> None:
     """An applied file that changed: staging refuses, naming file and checksums; dev warns."""
     write_migrations(migrations_dir, {"1_a": "CREATE TABLE a (id int);\n"})
-    commands.migrate(make_settings())
+    migrating.migrate(make_settings())
     (migrations_dir / "1_a" / "migration.sql").write_text("CREATE TABLE a (id bigint);\n")
     write_migrations(migrations_dir, {"2_b": "CREATE TABLE b (id int);"})
     assert [e.name for e in commands.status(make_settings()).having("edited")] == ["1_a"]
     with pytest.raises(MigrationError, match=r"1_a/migration.sql changed after it was applied"):
-        commands.migrate(make_settings("prod"))
-    assert [a.name for a in commands.migrate(make_settings("dev")).applied] == ["2_b"]
+        migrating.migrate(make_settings("prod"))
+    assert [a.name for a in migrating.migrate(make_settings("dev")).applied] == ["2_b"]
 
 
 def test_line_ending_change_is_not_an_edit(
@@ -212,7 +216,7 @@ def test_line_ending_change_is_not_an_edit(
 ) -> None:
     """Git turning LF into CRLF does not make an applied migration edited."""
     write_migrations(migrations_dir, {"1_a": b"CREATE TABLE a (id int);\nSELECT 1;\n"})
-    commands.migrate(make_settings())
+    migrating.migrate(make_settings())
     write_migrations(migrations_dir, {"1_a": b"CREATE TABLE a (id int);\r\nSELECT 1;\r\n"})
     assert commands.status(make_settings()).up_to_date
 
@@ -222,7 +226,7 @@ def test_rows_without_folders_are_reported_missing(
 ) -> None:
     """A recorded migration whose folder is gone is reported, not ignored."""
     write_migrations(migrations_dir, {"1_a": "SELECT 1;", "2_b": "SELECT 2;"})
-    commands.migrate(make_settings())
+    migrating.migrate(make_settings())
     for child in (migrations_dir / "2_b").iterdir():
         child.unlink()
     (migrations_dir / "2_b").rmdir()
@@ -237,7 +241,7 @@ def test_resolve_applied_and_its_refusals(
     """--applied records a pending migration as done; resolving what is applied is refused."""
     write_migrations(migrations_dir, {"1_a": "CREATE TABLE a (id int);"})
     assert commands.resolve(make_settings(), applied="1_a", rolled_back=None) == "applied"
-    assert commands.migrate(make_settings()).applied == ()
+    assert migrating.migrate(make_settings()).applied == []
     assert "a" not in tables(database_url)
     (row,) = rows(database_url)
     assert row[2] is not None and row[7] == 0
@@ -260,12 +264,12 @@ def test_busy_migration_lock_names_the_holder(
         holder.execute("SELECT pg_advisory_lock(%s)", (MIGRATE_LOCK,))
         started = time.monotonic()
         with pytest.raises(LockBusy) as err:
-            commands.migrate(make_settings(PREDEPLOY_LOCK_WAIT="1s"))
+            migrating.migrate(make_settings(PREDEPLOY_LOCK_WAIT="1s"))
         assert 1 <= time.monotonic() - started < 5
         assert err.value.exit_code == 6
         assert f"pid {holder.info.backend_pid}" in str(err.value)
         assert "application prisma-migrate" in str(err.value)
-    assert commands.migrate(make_settings()).applied[0].name == "1_a"
+    assert migrating.migrate(make_settings()).applied[0].name == "1_a"
 
 
 def test_lock_timeout_retries_then_names_the_blocker(
@@ -273,12 +277,12 @@ def test_lock_timeout_retries_then_names_the_blocker(
 ) -> None:
     """A held table lock: the migration retries, then fails naming the blocking session."""
     write_migrations(migrations_dir, {"1_t": "CREATE TABLE t (id int);"})
-    commands.migrate(make_settings())
+    migrating.migrate(make_settings())
     write_migrations(migrations_dir, {"2_alter": "ALTER TABLE t ADD COLUMN x int;"})
     with psycopg.connect(database_url) as blocker:
         blocker.execute("SELECT * FROM t")  # holds ACCESS SHARE, idle in transaction
         with pytest.raises(MigrationError) as err:
-            commands.migrate(
+            migrating.migrate(
                 make_settings(PREDEPLOY_LOCK_TIMEOUT="200ms", PREDEPLOY_LOCK_RETRIES="2")
             )
         message = str(err.value)
@@ -297,14 +301,14 @@ def test_lock_timeout_retry_succeeds_when_the_blocker_goes(
 ) -> None:
     """When the blocker ends during the retries, the migration completes."""
     write_migrations(migrations_dir, {"1_t": "CREATE TABLE t (id int);"})
-    commands.migrate(make_settings())
+    migrating.migrate(make_settings())
     write_migrations(migrations_dir, {"2_alter": "ALTER TABLE t ADD COLUMN x int;"})
     blocker = psycopg.connect(database_url)
     blocker.execute("SELECT * FROM t")
     release = threading.Timer(1.0, blocker.close)
     release.start()
     try:
-        (applied,) = commands.migrate(
+        (applied,) = migrating.migrate(
             make_settings(PREDEPLOY_LOCK_TIMEOUT="200ms", PREDEPLOY_LOCK_RETRIES="5")
         ).applied
     finally:

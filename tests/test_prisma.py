@@ -9,6 +9,7 @@ import pytest
 
 from predeploy.errors import MigrationError
 from predeploy.migrate import commands
+from support import migrating
 from support.prisma import prisma_run
 from support.project import MakeSettings, write_migrations
 from support.servers import Server
@@ -35,7 +36,7 @@ def test_prisma_agrees_in_both_directions(
 ) -> None:
     """After predeploy, Prisma says up to date; after Prisma, predeploy does; rows match."""
     write_migrations(migrations_dir, SCRIPTS)
-    commands.migrate(make_settings())
+    migrating.migrate(make_settings())
     status = prisma_run(prisma, database_url, migrations_dir, "status")
     assert status.returncode == 0, status.stdout + status.stderr
     assert "Database schema is up to date!" in status.stdout
@@ -66,7 +67,7 @@ def test_prisma_sees_our_failed_migration(
         },
     )
     with pytest.raises(MigrationError):
-        commands.migrate(make_settings())
+        migrating.migrate(make_settings())
     status = prisma_run(prisma, database_url, migrations_dir, "status")
     assert status.returncode == 1
     assert "20260102000000_bad" in status.stdout + status.stderr

@@ -29,7 +29,7 @@ from predeploy.backup import dump as backup
 from predeploy.backup import retention
 from predeploy.commands import restore
 from predeploy.errors import BackupError
-from predeploy.migrate import commands
+from support import migrating
 from support.hazards import (
     Background,
     holding,
@@ -90,12 +90,15 @@ KINDS = {
 }
 
 
+SET_UP = ("migrate", "applied")  # the audit row of the run that applied the base tables
+
+
 @pytest.fixture
 def site(target: Target, project: Path) -> Site:
     """A project on the target server with the two base tables applied and seeded."""
     here = Site(project, target.url, target.env)
     write(here.migrations, "1_base", BASE)
-    commands.migrate(here.settings())
+    migrating.migrate(here.settings())
     execute(target.url, *SEED)
     return here
 
@@ -114,12 +117,12 @@ def test_restore_after_each_kind_of_migration_returns_to_the_backup_moment(
     moment = state(site.url)
     for kind in GROUPS[group]:
         write(site.migrations, "2_change", KINDS[kind])
-        commands.migrate(settings)
+        migrating.migrate(settings)
         execute(site.url, "INSERT INTO users (id, " + _name(kind) + ") VALUES (3, 'cy')")
         done = restore.restore(settings, restore.plan(settings, taken.path))
         assert state(site.url) == moment, kind
         assert done.dropped or kind in NOTHING_TO_DROP, kind
-        again = commands.migrate(settings)  # the same migration applies again
+        again = migrating.migrate(settings)  # the same migration applies again
         assert [a.name for a in again.applied] == ["2_change"], kind
         restore.restore(settings, restore.plan(settings, taken.path))
         shutil.rmtree(site.migrations / "2_change")
@@ -166,7 +169,8 @@ def test_pasted_restore_of_a_run_brings_back_the_moment_before_it(site: Site) ->
     assert state(site.url)["schema"] == after["schema"]
     with psycopg.connect(site.url) as conn:
         trail = conn.execute("SELECT command, outcome FROM predeploy_runs ORDER BY id").fetchall()
-    assert trail == [("migrate", "applied"), ("restore", "restored"), ("migrate", "applied")]
+    ran = [("migrate", "applied"), ("restore", "restored"), ("migrate", "applied")]
+    assert trail == [SET_UP, *ran]
 
 
 def _restore_line(run: subprocess.CompletedProcess[str]) -> str:
@@ -216,7 +220,7 @@ def test_restore_behind_a_held_lock_gives_up_and_changes_nothing(site: Site) -> 
     settings = site.settings()
     backup.backup(settings)
     write(site.migrations, "2_orders", KINDS["fk_table"])
-    commands.migrate(settings)
+    migrating.migrate(settings)
     changed = state(site.url)
     with psycopg.connect(site.url, application_name="the-app") as holder:
         holder.execute("SELECT count(*) FROM users")  # ACCESS SHARE, held: idle in transaction
@@ -232,7 +236,7 @@ def test_restore_of_an_archive_that_breaks_part_way_changes_nothing(site: Site) 
     execute(site.url, "INSERT INTO users SELECT g, md5(g::text) FROM generate_series(10, 20000) g")
     taken = backup.backup(settings)
     write(site.migrations, "2_orders", KINDS["fk_table"])
-    commands.migrate(settings)
+    migrating.migrate(settings)
     changed = state(site.url)
     data = taken.path.read_bytes()
     taken.path.write_bytes(data[: len(data) * 2 // 3])
@@ -253,7 +257,7 @@ def test_a_restore_stopped_by_sigterm_is_audited_interrupted_and_changes_nothing
     settings = site.settings()
     backup.backup(settings)
     write(site.migrations, "2_orders", KINDS["fk_table"])
-    commands.migrate(settings)
+    migrating.migrate(settings)
     changed = state(site.url)
     waiting = (
         "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
@@ -273,7 +277,8 @@ def test_a_restore_stopped_by_sigterm_is_audited_interrupted_and_changes_nothing
     assert done.returncode == 143, done.stderr
     assert "SIGTERM" in one_line(done)
     assert state(site.url) == changed
-    assert _trail(site.url, "public") == [("restore", "interrupted")]
+    ran = [("migrate", "applied"), ("restore", "interrupted")]  # the change, then the restore
+    assert _trail(site.url, "public") == [SET_UP, *ran]
 
 
 @suite_only
@@ -286,7 +291,7 @@ def test_a_restore_killed_with_sigkill_leaves_a_list_file_the_next_restore_sweep
     settings = site.settings()
     backup.backup(settings)
     write(site.migrations, "2_orders", KINDS["fk_table"])
-    commands.migrate(settings)
+    migrating.migrate(settings)
     temp = tmp_path / "tmp"
     temp.mkdir()
     alive = temp / f"predeploy-{os.getpid()}-kept.list"  # a live process's (this one)
@@ -324,7 +329,7 @@ def test_another_databases_dump_is_refused_unless_named_so(site: Site) -> None:
     for path in (taken.path, taken.manifest):
         shutil.copy2(path, prod_folder / path.name)
     write(site.migrations, "2_orders", KINDS["fk_table"])
-    commands.migrate(staging)
+    migrating.migrate(staging)
     changed = state(site.url)
     refused = site.run("restore", "--env", "prod", "--yes")  # by default: never picked
     assert refused.returncode == 4, refused.stderr
@@ -362,7 +367,7 @@ def test_with_a_shared_backup_folder_each_database_restores_and_keeps_its_own(
         assert theirs.created_at > mine.created_at
         write(site.migrations, "2_orders", KINDS["fk_table"])
         before = state(site.url)
-        commands.migrate(site.settings("prod"))
+        migrating.migrate(site.settings("prod", PREDEPLOY_ALLOW_NO_BACKUP="1"))
         assert state(site.url) != before
         done = site.run("restore", "--env", "prod", "--yes", "--json")
         assert done.returncode == 0, done.stderr
@@ -409,7 +414,7 @@ def test_a_backup_named_in_another_folder_is_known_by_the_manifest_beside_it(sit
     copy = copied / taken.path.name
     assert restore.plan(staging, copy).mismatches == ()  # its own env, from any folder
     write(site.migrations, "2_orders", KINDS["fk_table"])
-    commands.migrate(staging)
+    migrating.migrate(staging)
     changed = state(site.url)
     for args, code, words in (
         (("--backup", str(copy)), 4, ("it was taken in env staging", "--other-database")),
@@ -436,7 +441,7 @@ def test_restore_and_drift_on_a_standby_are_refused_up_front(
     primary_url, standby_url = request.getfixturevalue("standby")  # test_failures' fixture
     primary = Site(project, primary_url, {})
     write(primary.migrations, "1_base", BASE)
-    commands.migrate(primary.settings())
+    migrating.migrate(primary.settings())
     taken = backup.backup(primary.settings())  # its manifest names the standby's server too
     lsn = query_value(primary_url, "SELECT pg_current_wal_lsn()::text")
     replayed = "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn"  # the history is there too
@@ -456,7 +461,7 @@ def test_a_truncated_newest_dump_stops_restore_without_falling_back(site: Site) 
     older = backup.backup(settings, reason="older")
     newest = backup.backup(settings, reason="newest")
     write(site.migrations, "2_orders", KINDS["fk_table"])
-    commands.migrate(settings)
+    migrating.migrate(settings)
     changed = state(site.url)
     data = newest.path.read_bytes()
     newest.path.write_bytes(data[: len(data) // 2])
@@ -514,7 +519,7 @@ def test_a_database_with_an_extension_member_table_backs_up_and_restores(site: S
     assert "trgm_settings" not in json.dumps(json.loads(taken.manifest.read_text())["tables"])
     moment = state(site.url, without=("trgm_settings",))
     write(site.migrations, "2_orders", KINDS["fk_table"])
-    commands.migrate(settings)
+    migrating.migrate(settings)
     restore.restore(settings, restore.plan(settings, None))
     assert state(site.url, without=("trgm_settings",)) == moment
 
@@ -598,7 +603,7 @@ def test_a_restore_the_server_refuses_names_its_error_and_changes_nothing(site: 
     settings = site.settings()
     backup.backup(settings)
     write(site.migrations, "2_orders", KINDS["fk_table"])
-    commands.migrate(settings)
+    migrating.migrate(settings)
     execute(
         site.url,
         "CREATE FUNCTION refuse_ddl() RETURNS event_trigger LANGUAGE plpgsql AS"
@@ -618,7 +623,7 @@ def test_a_restore_refused_for_want_of_a_terminal_leaves_an_audit_row(site: Site
     """A bare `restore` read the database, then could not ask: exit 8, nothing restored,
     and its row says what refused it."""
     write(site.migrations, "1_t", "CREATE TABLE t (id int);")
-    commands.migrate(site.settings())
+    migrating.migrate(site.settings())
     backup.backup(site.settings())
     before = state(site.url)
     done = site.run("restore", "--env", "staging")

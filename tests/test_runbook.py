@@ -26,8 +26,8 @@ from predeploy.commands.deploy import DeployReport
 from predeploy.commands.steps import Step
 from predeploy.config.settings import load_settings
 from predeploy.errors import HealthCheckFailed, Interrupted, MigrationError, PredeployError
-from predeploy.migrate import commands
 from predeploy.migrate.outcome import Applied
+from support import migrating
 from support.terminal import run_in_terminal
 from support.wayback import HISTORY, Site, state, write
 from support.wayback import commands as runbook_commands
@@ -43,7 +43,7 @@ def site(project: Path, database_url: str) -> Site:
     """A project with 1_users applied and a row in it."""
     here = Site(project, database_url, {})
     write(here.migrations, "1_users", *USERS)
-    commands.migrate(here.settings())
+    migrating.migrate(here.settings())
     with psycopg.connect(database_url) as conn:
         conn.execute("INSERT INTO users VALUES (1, 'ada')")
     return here

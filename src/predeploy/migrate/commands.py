@@ -1,9 +1,8 @@
-"""The migration verbs, one small function each: status, lint, migrate, resolve, new."""
+"""The migration verbs, one small function each: status, lint, resolve, new (migrate is
+predeploy.commands.migrate)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -11,7 +10,6 @@ from psycopg import errors as pg_errors
 from psycopg import sql
 
 from predeploy._util import cache, lazy
-from predeploy.config.policy import policy_for
 from predeploy.config.settings import Settings
 from predeploy.db import audit
 from predeploy.db.connect import Conn, catalog_session, migration_limits
@@ -23,7 +21,6 @@ from predeploy.migrate import history
 from predeploy.migrate.discovery import Migration
 from predeploy.migrate.history import Table
 from predeploy.migrate.phaselint import apply_phases
-from predeploy.migrate.plan import make_plan
 from predeploy.migrate.privileges import RESOLVE, check_bookkeeping
 from predeploy.migrate.status import Entry, Status, compare
 
@@ -35,10 +32,8 @@ else:  # status reads; it needs neither the executor nor squawk
     lint_mod = lazy.module("predeploy.migrate.lint")
 
 __all__ = [
-    "MigrateResult",
     "lint",
     "lint_migrations",
-    "migrate",
     "new",
     "read_history",
     "recent_runs",
@@ -50,14 +45,6 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class MigrateResult:
-    """What a migrate run found and did."""
-
-    before: Status
-    applied: tuple[executor.Applied, ...]
 
 
 def read_history(conn: Conn, table: Table) -> list[history.HistoryRow]:
@@ -145,44 +132,6 @@ def run_options(settings: Settings) -> executor.RunOptions:
         lock_retries=settings.lock_retries,
         search_path=url.schema if url is not None else None,
     )
-
-
-def migrate(
-    settings: Settings,
-    on_applied: Callable[[executor.Applied], None] | None = None,
-    session: Conn | None = None,
-    found: list[Migration] | None = None,
-) -> MigrateResult:
-    """Apply every pending migration, one run at a time, each with its history row.
-
-    ``session`` is a connection that already holds the migrate lock (the workflow
-    holds it from before its backup to the end); without one, one is opened here.
-    """
-    found = migrations.discover(settings.migrations_dir) if found is None else found
-    if session is not None:
-        return _apply_pending(settings, session, found, on_applied)
-    with migrate_session(settings, "migrate") as conn:
-        refuse_standby(conn)
-        return _apply_pending(settings, conn, found, on_applied)
-
-
-def _apply_pending(
-    settings: Settings,
-    conn: Conn,
-    found: list[Migration],
-    on_applied: Callable[[executor.Applied], None] | None,
-) -> MigrateResult:
-    table, _ = history.tables_for(settings)
-    ensure_history(conn, table)
-    before = compare(found, read_history(conn, table))
-    plan = make_plan(before, policy_for(settings))
-    plan.refuse()
-    with executor.Executor(conn, run_options(settings)) as run:
-        applied = run.apply_all(plan.pending, on_applied)
-    log.info("migrate_done", applied=len(applied), pending_before=len(plan.pending))
-    if plan.stop is not None:  # the rest waits behind a migration of the other phase
-        raise plan.stop
-    return MigrateResult(before=before, applied=tuple(applied))
 
 
 def ensure_history(conn: Conn, table: Table) -> None:
