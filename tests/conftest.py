@@ -22,12 +22,33 @@ from support import prisma as prisma_tools
 from support import standby as standby_tools
 from support.cli import Cli, run_invoke
 from support.cluster import ThrowawayCluster
-from support.pg15 import require_pg15
+from support.pg15 import PG15_MISSING, require_pg15
 from support.project import MakeSettings
 from support.servers import Server, Target, fresh_database
 
 environ.detach_children()
 environ.venv_first_on_path()
+
+
+# What a test needs beyond Python and the suite's PostgreSQL: pm2 and Prisma (node and npm),
+# PostgreSQL 15's programs. Such a test is marked `external`: CI installs them and runs it,
+# elsewhere its fixture skips it saying what is missing; `-m "not external"` leaves them out.
+_EXTERNAL_FIXTURES = frozenset({"pm2_bin", "pm2_app", "prisma", "pg15_server"})
+
+
+def _external(item: pytest.Item) -> bool:
+    if "external" in item.path.parent.name or _EXTERNAL_FIXTURES & set(item.fixturenames):  # type: ignore[attr-defined]
+        return True
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and callspec.params.get("target") == "pg15":
+        return True
+    return any(m.kwargs.get("reason") == PG15_MISSING for m in item.iter_markers("skipif"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _external(item):
+            item.add_marker(pytest.mark.external)
 
 
 def pytest_report_header() -> list[str]:

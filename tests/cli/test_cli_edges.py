@@ -226,7 +226,7 @@ def test_one_task_at_a_time(cli: Cli, project: Path) -> None:
 
 def readme_exit_codes() -> list[tuple[str, str]]:
     """README's "Exit codes" table: (code, meaning), backticks dropped."""
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     table = text.split("## Exit codes", 1)[1].split("\n\n", 2)[1]
     rows = [line.strip("|").split("|") for line in table.splitlines()[2:]]
     return [(code.strip(), meaning.strip().replace("`", "")) for code, meaning in rows]
@@ -243,7 +243,7 @@ def test_help_lists_the_exit_codes_of_the_readme(cli: Cli) -> None:
         assert f"{code} {meaning}" in codes, (code, codes)
     quiet_line = next(line for line in shown.stdout.splitlines() if "--quiet" in line)
     assert quiet_line.split("--quiet", 1)[1].strip() == "errors only"
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert "`-q` for errors only" in readme
     task_help = cli("migrate", "--help").stdout
     assert task_help.startswith("Usage: predeploy migrate [--options]\n"), task_help

@@ -247,7 +247,7 @@ def test_run_migrations_script_passes_arguments_and_exit_codes(
     scripts = project / "scripts"
     scripts.mkdir()
     shutil.copy2(
-        Path(__file__).parents[1] / "src" / "predeploy" / "examples" / "run-migrations.sh", scripts
+        Path(__file__).parents[2] / "src" / "predeploy" / "examples" / "run-migrations.sh", scripts
     )
     script = scripts / "run-migrations.sh"
     env = {**os.environ, **prod_env, "PREDEPLOY_VENV": sys.prefix}

@@ -19,7 +19,7 @@ from predeploy.migrate import commands
 from support import migrating
 from support.project import MakeSettings, schema_dump, write_migrations
 
-CORPORA = Path(__file__).resolve().parent / "data" / "corpora"
+CORPORA = Path(__file__).resolve().parents[1] / "data" / "corpora"
 
 
 def normalise(dump: str) -> str:

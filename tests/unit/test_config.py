@@ -345,7 +345,7 @@ def test_shadow_database_url_is_parsed_and_its_password_scrubbed(tmp_path: Path)
 
 def test_env_example_documents_every_setting() -> None:
     """.env.example has a line for every known PREDEPLOY_ setting, and only known ones."""
-    text = (Path(__file__).parents[1] / ".env.example").read_text()
+    text = (Path(__file__).parents[2] / ".env.example").read_text()
     documented = set(re.findall(r"^# (PREDEPLOY_[A-Z0-9_]+)=", text, re.M))
     assert documented == set(KNOWN_SETTINGS)
 

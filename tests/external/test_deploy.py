@@ -23,7 +23,7 @@ from support.project import write_migrations
 from support.wayback import commands
 
 pytestmark = pytest.mark.slow
-SCRIPTS = Path(__file__).parents[1] / "src" / "predeploy" / "examples"
+SCRIPTS = Path(__file__).parents[2] / "src" / "predeploy" / "examples"
 
 
 @pytest.fixture

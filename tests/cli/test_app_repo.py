@@ -24,7 +24,7 @@ from support.prisma import prisma_run
 from support.servers import Server
 from support.terminal import run_in_terminal
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CORPUS = REPO / "tests" / "data" / "corpora" / "langfuse" / "migrations"
 SCHEMA = """\
 datasource db {

@@ -31,7 +31,7 @@ from support.cluster import ThrowawayCluster
 from support.pg15 import PG15_BIN, client_programs_only, needs_pg15, require_pg15
 from support.servers import Server
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 CORPUS = DATA / "corpora" / "langfuse" / "migrations"
 EXTRAS = DATA / "drift" / "extras"
 TABLE = "_prisma_migrations"

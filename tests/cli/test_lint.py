@@ -21,7 +21,7 @@ from support.cli import Cli
 from support.project import MakeSettings, write_migrations
 from support.terminal import run_in_terminal
 
-CORPORA = Path(__file__).resolve().parent / "data" / "corpora"
+CORPORA = Path(__file__).resolve().parents[1] / "data" / "corpora"
 
 # one known-dangerous statement per migration: the rule squawk names, our base severity
 DANGEROUS = {

@@ -19,7 +19,7 @@ from support.pm2 import Pm2App
 from support.project import write_migrations
 
 pytestmark = pytest.mark.slow
-CRONTAB = Path(__file__).parents[1] / "src" / "predeploy" / "examples" / "crontab.example"
+CRONTAB = Path(__file__).parents[2] / "src" / "predeploy" / "examples" / "crontab.example"
 
 
 @pytest.fixture

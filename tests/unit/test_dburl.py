@@ -5,7 +5,6 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from predeploy.config.dburl import DatabaseUrl, parse_url
@@ -312,18 +311,3 @@ def test_with_database_keeps_the_prisma_meaning() -> None:
 def test_the_variable_is_recorded() -> None:
     """A URL knows which variable it came from, for messages."""
     assert parse_url(BASE, "DIRECT_URL", environ={}).variable == "DIRECT_URL"
-
-
-def test_pooler_url_with_prisma_parameters_connects(database_url: str) -> None:
-    """?schema=public&connection_limit=1&pgbouncer=true connects through psycopg."""
-    url = parse_url(
-        f"{database_url}?schema=public&connection_limit=1&pgbouncer=true",
-        "DATABASE_URL",
-        environ={},
-    )
-    params = url.connect_params()
-    assert not set(PRISMA_ONLY) & set(params)
-    with psycopg.connect(**params) as conn:  # type: ignore[arg-type]
-        row = conn.execute("SELECT current_database()").fetchone()
-    assert row is not None
-    assert row[0] == url.database
