@@ -1,5 +1,4 @@
-"""Issue 11, finding 3: failures that were tracebacks with exit 1 end with one line and
-their documented code.
+"""Failures end with one line and their documented exit code, never a traceback.
 
 A role without CREATE on the schema (refused before any backup), a role that cannot read
 the history, a standby, a migration.sql that is not UTF-8, a bad --steps, and two backups

@@ -1,4 +1,4 @@
-"""Issue 11, finding 1 and 2: no command hangs behind a lock another session holds.
+"""No command hangs behind a lock another session holds.
 
 A session doing `BEGIN; LOCK TABLE users;` (then idle), or a reader plus a queued ALTER,
 used to make migrate, lint, health, backup, rollback and rehearse wait forever. Each

@@ -1,4 +1,4 @@
-"""Issue 22, item 3: a failed CREATE INDEX CONCURRENTLY advises dropping an INVALID index
+"""A failed CREATE INDEX CONCURRENTLY advises dropping an INVALID index
 only when it left one (looked up in pg_index), and names it, schema-qualified.
 
 Before, every failed named build said "an INVALID index may be left behind", also when

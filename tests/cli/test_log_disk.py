@@ -1,4 +1,4 @@
-"""Issue 22, item 4: a full or broken log disk never crashes a run.
+"""A full or broken log disk never crashes a run.
 
 A run whose log file could not be written died mid-apply with a traceback (exit 1), no
 runbook, no audit row. Here the log folder is a real tiny tmpfs, filled up or mounted

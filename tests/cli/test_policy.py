@@ -1,4 +1,4 @@
-"""One policy per env decides every gate (issue 12, finding 9), tested as a table.
+"""One policy per env decides every gate, tested as a table.
 
 `prod` and `production` (Node's `.env.production`) are protected by default;
 PREDEPLOY_PROTECTED=1 protects any env and =0 unprotects one explicitly.

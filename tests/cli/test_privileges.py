@@ -1,4 +1,4 @@
-"""Issue 22, item 3: the privileges gate checks each privilege a run needs, one by one.
+"""The privileges gate checks each privilege a run needs, one by one.
 
 ``has_table_privilege(t, 'SELECT, INSERT, UPDATE')`` is true when *any* of them is held:
 a SELECT-only role and an owner without INSERT went through, and failed after the

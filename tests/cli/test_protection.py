@@ -1,4 +1,4 @@
-"""Safety follows the database, not the env name (issue 22, item 1).
+"""Safety follows the database, not the env name.
 
 A database a protected env has changed remembers it, and a bare command (env dev) gets the
 protected policy there, or refuses naming the env it was deployed as. Dev's relaxed policy

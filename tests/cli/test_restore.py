@@ -1,12 +1,12 @@
 """Restore brings back exactly the backup moment, atomically, and only from the right backup.
 
-Issue 12, findings 1-3 and 8: on the suite's server and on PostgreSQL 15, after the
+On the suite's server and on PostgreSQL 15, after the
 commonest shapes of migrations, `predeploy restore` (pasted from the runbook) leaves the
 schema and the contents as they were when the backup was taken, and the same migrations
 apply again; a failed restore changes nothing; another database's dump, a damaged one,
 and a truncated newest one are refused, never replaced by another on the quiet.
 
-The new-user sweep (restore13): a Prisma `?schema=` app's restore keeps the schema that
+A Prisma `?schema=` app's restore keeps the schema that
 holds the audit table; `--backup FILE` in any folder is known by the manifest beside it; a
 standby is refused up front (restore and drift, exit 3); a SIGTERM is audited `interrupted`.
 """
@@ -54,7 +54,7 @@ SEED = (
     "INSERT INTO users VALUES (1, 'ada'), (2, 'bob')",
     "INSERT INTO posts (user_id, title) VALUES (1, 'hello'), (2, 'again')",
 )
-# one migration of each shape a restore must undo (finding 1, and its variations)
+# one migration of each shape a restore must undo (and its variations)
 KINDS = {
     "fk_table": "CREATE TABLE orders (id int PRIMARY KEY, user_id int NOT NULL REFERENCES users);"
     "\nINSERT INTO orders VALUES (1, 1);",

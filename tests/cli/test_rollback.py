@@ -1,6 +1,6 @@
 """Rollback undoes exactly the migrations named, newest applied first, or nothing at all.
 
-Issue 12, finding 4: the runbook names the migrations a run applied; pasted as printed,
+The runbook names the migrations a run applied; pasted as printed,
 it undoes those and keeps everything else (the application's writes included). An
 out-of-order merge is undone by what was applied last, not by name; a migration whose
 folder was edited or deleted is refused, never skipped for an older one.

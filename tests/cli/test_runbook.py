@@ -1,6 +1,6 @@
 """Runbooks say what a run changed and only that; rehearse and the plan's gates agree.
 
-Issue 12, findings 5-7: after a failure that changed nothing (a declined confirmation, a
+After a failure that changed nothing (a declined confirmation, a
 busy lock, a lock timeout, a blocker wait, a rolled-back error) the runbook says so and
 never suggests a restore; after a part-way failure it names what was applied and how to
 undo just that. Rehearse sits behind prod's confirmation, exits 5 on a failure with each

@@ -1,4 +1,4 @@
-"""Issue 11, finding 7: `SET search_path` inside a migration changes nothing about the
+"""`SET search_path` inside a migration changes nothing about the
 bookkeeping. The history row goes to the history table's own schema, later migrations
 run with the session's search_path, and a failure of the bookkeeping is reported as
 such, never at a line of the user's SQL.

@@ -1,4 +1,4 @@
-"""Issue 11, findings 5 and 6: no secret in a child's environment or argv, in output or
+"""No secret in a child's environment or argv, in output or
 logs; a password from PGPASSWORD or ~/.pgpass works for backups as it does for psql.
 """
 
@@ -228,7 +228,7 @@ def test_log_scrubbing_covers_nested_and_encoded_values(tmp_path: Path) -> None:
         assert "***" in text
 
 
-# Issue 22, item 2: no secret leaves through any channel. Each case below runs the product
+# No secret leaves through any channel. Each case below runs the product
 # end to end and then greps every channel a secret could leave by: stdout, stderr, every file
 # left under the project (but the migrations, which the user wrote), the audit table, and the
 # notifications a local receiver got (whose request path is the webhook's own address).

@@ -1,4 +1,4 @@
-"""Issue 11, finding 4: SIGINT, SIGTERM and SIGKILL during a backup and during the apply.
+"""SIGINT, SIGTERM and SIGKILL during a backup and during the apply.
 
 Afterwards: exit 130/143 with one line, no pg_dump/pg_restore left running, no passfile
 anywhere under the temp dir, no `.partial` left (the next run sweeps what a SIGKILL

@@ -1,4 +1,4 @@
-"""The small things operators trip over (issue 17), each against real PostgreSQL or HTTP."""
+"""The small things operators trip over, each against real PostgreSQL or HTTP."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Helpers for the tests of issue 11 (never hang, never crash, never leak).
+"""Helpers for the hazard tests: never hang, never crash, never leak.
 
 Lock holders are real sessions; waits synchronise on what pg_stat_activity, pg_locks and
 /proc show, polled, never on a guessed sleep.

@@ -1,4 +1,4 @@
-"""Helpers of the way-back tests (issue 12): a database's state, a project, pasted runbooks.
+"""Helpers of the way-back tests (restore, rollback, runbooks): state, project, pastes.
 
 The judge of a way back is the state it brings back: the schema as `pg_dump --schema-only`
 prints it (without comments and psql meta-commands, which carry random keys) and the
