@@ -136,7 +136,7 @@ def running_app(
 ) -> Iterator[tuple[dict[str, str], str]]:
     """The first release migrated and running under pm2 (cluster, 2 processes); yields the
     environment for predeploy and the app's URL. pm2 is killed afterwards."""
-    examples = Path(__file__).parents[1] / "src" / "predeploy" / "examples"
+    examples = Path(__file__).parents[2] / "src" / "predeploy" / "examples"
     (project / "ecosystem.config.js").write_text((examples / "ecosystem.config.js").read_text())
     (project / "server.js").write_text(DB_SERVER_JS)
     (project / "column").write_text("a\n")
