@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 
 from predeploy.config.settings import Settings, load_settings
-from support import environ, pm2, receivers
+from support import environ, filling, migrating, pm2, receivers
 from support import prisma as prisma_tools
 from support import standby as standby_tools
 from support.cli import Cli, run_invoke
 from support.cluster import ThrowawayCluster
 from support.pg15 import PG15_MISSING, require_pg15
-from support.project import MakeSettings
+from support.project import MakeSettings, write_migrations
 from support.servers import Server, Target, fresh_database
 
 environ.detach_children()
@@ -128,6 +128,15 @@ def make_settings(database_url: str, migrations_dir: Path, tmp_path: Path) -> Ma
         return load_settings(env, tmp_path, settings_environ)
 
     return make
+
+
+@pytest.fixture
+def filled(database_url: str, make_settings: MakeSettings, migrations_dir: Path) -> str:
+    """The test's database with one migration applied and two tables of data to back up."""
+    write_migrations(migrations_dir, {"1_base": "CREATE TABLE base (id int);"})
+    migrating.migrate(make_settings())
+    filling.fill(database_url)
+    return database_url
 
 
 @pytest.fixture(scope="session")

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import stat
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,41 +17,15 @@ import pytest
 from predeploy.backup import archive, retention
 from predeploy.backup import dump as backup
 from predeploy.commands import restore
-from predeploy.config.settings import load_settings
 from predeploy.errors import BackupError
 from predeploy.migrate import commands
 from predeploy.programs import pgbin
 from support import migrating
-from support.cli import Cli
+from support.filling import grow
 from support.project import MakeSettings, schema_dump, write_migrations
 from support.servers import Server
-from support.terminal import run_in_terminal
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
-
-
-def fill(url: str, rows: int = 2000) -> None:
-    """Two tables of real, hard-to-compress data and a little schema."""
-    with psycopg.connect(url) as conn:
-        conn.execute("CREATE TABLE items (id int PRIMARY KEY, body text NOT NULL)")
-        conn.execute(
-            "INSERT INTO items SELECT g, md5(g::text) || md5((g * 7)::text) || md5(random()::text)"
-            " FROM generate_series(1, %s) g",
-            (rows,),
-        )
-        conn.execute("CREATE TABLE notes (id serial PRIMARY KEY, item int REFERENCES items)")
-        conn.execute("INSERT INTO notes (item) SELECT id FROM items WHERE id % 10 = 0")
-        conn.execute("CREATE VIEW item_count AS SELECT count(*) FROM items")
-
-
-def grow(url: str, rows: int) -> None:
-    """More incompressible rows, for failures that need a dump of some size."""
-    with psycopg.connect(url) as conn:
-        conn.execute(
-            "INSERT INTO items SELECT g, md5(random()::text) || md5(random()::text)"
-            " FROM generate_series(100000, 100000 + %s) g",
-            (rows,),
-        )
 
 
 def fingerprint(url: str) -> dict[str, object]:
@@ -77,14 +49,6 @@ def fingerprint(url: str) -> dict[str, object]:
             for t in tables
         }
     return {"schema": schema, "contents": contents}
-
-
-@pytest.fixture
-def filled(database_url: str, make_settings: MakeSettings, migrations_dir: Path) -> str:
-    write_migrations(migrations_dir, {"1_base": "CREATE TABLE base (id int);"})
-    migrating.migrate(make_settings())
-    fill(database_url)
-    return database_url
 
 
 def test_backup_is_verified_private_and_described(
@@ -265,27 +229,6 @@ def test_read_only_folder_is_refused(
         subprocess.run(["umount", str(folder)], check=True)
 
 
-def test_file_size_limit_leaves_nothing(
-    cli: Cli, filled: str, migrations_dir: Path, tmp_path: Path
-) -> None:
-    """RLIMIT_FSIZE reached mid-dump (SIGXFSZ): exit 4, one line, nothing left."""
-    folder = tmp_path / "b"
-    grow(filled, 20_000)
-
-    def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
-
-    env = {
-        "DATABASE_URL": filled,
-        "PREDEPLOY_BACKUP_DIR": str(folder),
-        "PREDEPLOY_MIGRATIONS_DIR": str(migrations_dir),
-    }
-    done = cli("backup", "--env", "staging", env=env, preexec=limit)
-    assert done.returncode == 4, done.stderr
-    assert "File too large; no backup was kept" in done.stderr
-    assert [p for p in (folder / "staging").iterdir()] == []
-
-
 def test_no_pg_dump_or_an_older_one_is_refused() -> None:
     """No pg_dump, or one older than the server: exit 4 with what to install."""
     old = pgbin.PgProgram(Path("/old/pg_dump"), 15, "15.4", "system")
@@ -337,69 +280,6 @@ def test_restore_refuses_a_changed_dump(
         restore.restore(settings, restore.plan(settings, made.path))
     with psycopg.connect(filled) as conn:
         assert conn.execute("SELECT to_regclass('after_backup')").fetchone() != (None,)
-
-
-def test_cli_backup_backups_and_restore(
-    cli: Cli, filled: str, migrations_dir: Path, tmp_path: Path
-) -> None:
-    """From the command line: backup, list, restore refused without a terminal, then --yes."""
-    env = {
-        "DATABASE_URL": filled,
-        "PREDEPLOY_BACKUP_DIR": str(tmp_path / "b"),
-        "PREDEPLOY_MIGRATIONS_DIR": str(migrations_dir),
-    }
-    made = cli("backup", "--env", "staging", "--reason", "pre-migrate", "--json", env=env)
-    assert made.returncode == 0, made.stderr
-    path = json.loads(made.stdout)["path"]
-    assert path.endswith("_pre-migrate.dump")
-    listed = json.loads(cli("backups", "--env", "staging", "--json", env=env).stdout)["backups"]
-    assert [(b["path"], b["verified"], b["latest_migration"]) for b in listed] == [
-        (path, True, "1_base")
-    ]
-    with psycopg.connect(filled) as conn:
-        conn.execute("TRUNCATE items CASCADE")
-    refused = cli("restore", "--env", "staging", env=env)
-    assert refused.returncode == 8
-    assert "no terminal" in refused.stderr
-    with psycopg.connect(filled) as conn:
-        assert conn.execute("SELECT count(*) FROM items").fetchone() == (0,)
-    restored = cli("restore", "--env", "staging", "--yes", "--json", env=env)
-    assert restored.returncode == 0, restored.stderr
-    with psycopg.connect(filled) as conn:
-        assert conn.execute("SELECT count(*) FROM items").fetchone() == (2000,)
-    bad = cli("backup", "--env", "staging", "--reason", "Bad Reason", env=env)
-    assert bad.returncode == 2
-
-
-@pytest.mark.parametrize(("typed", "expected"), [("right", 0), ("wrong", 8)])
-def test_restore_asks_for_the_database_name_on_a_terminal(
-    project: Path, filled: str, migrations_dir: Path, tmp_path: Path, typed: str, expected: int
-) -> None:
-    """On a real terminal: the right name restores; a wrong one is exit 8, nothing touched."""
-    env = {
-        **os.environ,
-        "DATABASE_URL": filled,
-        "PREDEPLOY_BACKUP_DIR": str(tmp_path / "b"),
-        "PREDEPLOY_MIGRATIONS_DIR": str(migrations_dir),
-    }
-    backup.backup(load_settings("staging", project, env))
-    with psycopg.connect(filled) as conn:
-        conn.execute("TRUNCATE items CASCADE")
-    name = filled.rsplit("/", 1)[1]
-    code, screen = run_in_terminal(
-        [sys.executable, "-m", "predeploy", "restore", "--env", "staging"],
-        cwd=project,
-        env=env,
-        answer=name if typed == "right" else "not-it",
-        prompt=b"to go on:",
-    )
-    assert code == expected, screen
-    assert f"This replaces database {name}" in screen
-    with psycopg.connect(filled) as conn:
-        count = conn.execute("SELECT count(*) FROM items").fetchone()
-    assert count == ((2000,) if typed == "right" else (0,))
-    if typed == "wrong":
-        assert "not confirmed" in screen
 
 
 def test_restore_gives_up_on_a_held_table_and_changes_nothing(
