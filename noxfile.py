@@ -16,6 +16,17 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session
+def coverage(session: nox.Session) -> None:
+    """The test suite under coverage, subprocesses included; prints the report (slower:
+    every `python -m predeploy` a test starts is measured too)."""
+    session.install("-e", ".[test]")
+    session.run("coverage", "erase")
+    session.run("coverage", "run", "-m", "pytest", *session.posargs)
+    session.run("coverage", "combine", "--quiet")
+    session.run("coverage", "report")
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff: lint and formatting rules."""
     session.install("ruff")

@@ -27,8 +27,10 @@ from cluster import ThrowawayCluster
 
 from predeploy._util import log
 from predeploy.config.settings import load_settings
-from predeploy.migrate import commands
+from predeploy.db import target as db_target
+from predeploy.db.locks import migrate_session
 from predeploy.migrate import discovery as migrations
+from predeploy.migrate import executor, history
 
 SYSTEM_PG = Path("/usr/lib/postgresql/15/bin")
 _TABLES = 500
@@ -87,10 +89,15 @@ def apply(cluster: ThrowawayCluster, project: Path, folder: Path, round_: int) -
     )
     found = migrations.discover(folder)
     _ = found[0].parsed  # timed separately: here only the apply
+    target = db_target.of(settings)
     started = time.perf_counter()
-    result = commands.migrate(settings, found=found)
+    with migrate_session(target, "migrate", wait=settings.lock_wait) as conn:
+        history.ensure_history(conn, target.history)
+        options = executor.run_options(target, lock_retries=settings.lock_retries)
+        with executor.Executor(conn, options) as run:
+            applied = run.apply_all(found, None)
     seconds = time.perf_counter() - started
-    assert len(result.applied) == 1
+    assert len(applied) == 1
     return seconds
 
 

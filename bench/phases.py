@@ -1,7 +1,7 @@
 """Why deploy phases exist: failed requests while a release renames a column it reads.
 
-Runs the scenario of tests/phases_scenario.py against a throwaway PostgreSQL and a real pm2
-(installed with npm into a temporary folder): the same rename deployed in two phases (add
+Runs the scenario of tests/support/phases_scenario.py against a throwaway PostgreSQL and a
+real pm2 (installed with npm into a temporary folder): the same rename deployed in two phases (add
 the new column pre-deploy, drop the old one post-deploy) and as one pre-deploy migration,
 each while a loop of requests runs against the app. Prints requests sent and failed.
 
@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from cluster import ThrowawayCluster, free_port
 
-import phases_scenario as scenario
+from support import phases_scenario as scenario
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import Cli
+from support.cli import Cli
 
 # A manifest a person edited by hand: valid JSON, but "migrations" is not an object. The
 # listing reads it as one (BackupInfo.as_dict): an AttributeError predeploy did not foresee.

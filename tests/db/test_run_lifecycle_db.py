@@ -11,10 +11,10 @@ import psycopg
 import pytest
 import structlog
 
-from conftest import MakeSettings
 from predeploy.commands.run import Lifecycle
 from predeploy.db.connect import catalog_session
 from predeploy.errors import MigrationError, Refused, Terminated
+from support.project import MakeSettings
 
 
 def _rows(url: str) -> list[dict[str, Any]]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import psycopg
 
-from conftest import MakeSettings
 from predeploy.db import protection
 from predeploy.db import target as db_target
 from predeploy.db.connect import catalog_session, migration_session
 from predeploy.db.locks import migrate_session
+from support.project import MakeSettings
 
 
 def test_identity_is_what_the_server_says(make_settings: MakeSettings, database_url: str) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["PG15_BIN", "PG15_MISSING", "require_pg15"]
+__all__ = ["PG15_BIN", "PG15_MISSING", "client_programs_only", "needs_pg15", "require_pg15"]
 
 _LAYOUTS = (
     "/usr/lib/postgresql/15/bin",
@@ -60,3 +60,14 @@ def require_pg15() -> Path:
             pytest.fail(f"PostgreSQL 15 is missing in CI: {PG15_MISSING}")
         pytest.skip(PG15_MISSING)
     return PG15_BIN
+
+
+needs_pg15 = pytest.mark.skipif(PG15_BIN is None, reason=PG15_MISSING)
+
+
+def client_programs_only(folder: Path, bin_dir: Path | None = None) -> Path:
+    """A folder like a client-only install's: pg_dump, pg_restore and psql, no server."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("pg_dump", "pg_restore", "psql"):
+        (folder / name).symlink_to((bin_dir or require_pg15()) / name)
+    return folder
