@@ -25,6 +25,7 @@ folder (skipped, with a line saying so, when that fails or with --no-peers).
 
     python bench/all.py [--count 1000] [--repeat 5] [--startup-repeat 10]
                         [--only apply|startup] [--no-latency] [--no-peers]
+                        [--baseline OTHER_PREDEPLOY]
 """
 
 from __future__ import annotations
@@ -151,6 +152,11 @@ def main() -> None:
     parser.add_argument("--no-latency", action="store_true")
     parser.add_argument("--no-peers", action="store_true")
     parser.add_argument("--no-langfuse", action="store_true")
+    parser.add_argument(
+        "--baseline",
+        help="another predeploy executable (e.g. an older release's venv/bin/predeploy) whose "
+        "start-up is timed interleaved with this one's, on the same database",
+    )
     args = parser.parse_args()
     system = (SYSTEM_PG / "initdb").exists()
     peers = None if args.no_peers else peers_bin()
@@ -165,6 +171,7 @@ def main() -> None:
         if not args.no_langfuse:
             corpora.append(layouts("langfuse", LANGFUSE, base / "l"))
         bench = Bench(cluster, base, peers)
+        bench.baseline = [args.baseline] if args.baseline else None
         links = [Link("loopback", cluster.port)]
         with proxy(cluster.port, args.round_trip_ms) as port:
             if not args.no_latency and args.only != "startup":

@@ -102,6 +102,7 @@ class Bench:
         (self.project / ".env.bench").write_text("PREDEPLOY_LOG_DIR=logs\n")
         beside = Path(sys.executable).parent / "predeploy"
         self.predeploy = [str(beside)] if beside.exists() else [sys.executable, "-m", "predeploy"]
+        self.baseline: list[str] | None = None  # --baseline: another predeploy to start beside
         self.counter = 0
         self.failed: set[tuple[str, str]] = set()
         self.runners = [Runner("floor", self._floor), Runner("predeploy", self._predeploy)]
@@ -163,6 +164,15 @@ class Bench:
             "predeploy status --check": self._predeploy(corpus, ours, "status", "--check"),
             "predeploy check": self._predeploy(corpus, ours, "check"),
         }
+        if self.baseline is not None:  # another install of predeploy, on the same database
+            for name, verb in (
+                ("migrate (nothing pending)", ()),
+                ("status --check", ("status", "--check")),
+                ("check", ("check",)),
+            ):
+                commands[f"baseline {name}"] = self._predeploy(
+                    corpus, ours, *verb, at=self.baseline
+                )
         if self.peers is not None:
             theirs = self.target(self.fresh())
             self.time("dbmate", self._dbmate(corpus, theirs))
@@ -183,8 +193,10 @@ class Bench:
         env = _clean_environ() | {"PGPASSWORD": self.cluster.password}
         return Command([*argv, "-d", target.conninfo], env)
 
-    def _predeploy(self, corpus: Corpus, target: Target, *verb: str) -> Command:
-        argv = [*self.predeploy, *(verb or ("migrate",)), "--env", "bench"]
+    def _predeploy(
+        self, corpus: Corpus, target: Target, *verb: str, at: list[str] | None = None
+    ) -> Command:
+        argv = [*(at or self.predeploy), *(verb or ("migrate",)), "--env", "bench"]
         if not verb:
             argv += ["--yes", "--no-backup"]
         env = _clean_environ() | {
