@@ -1,5 +1,6 @@
-"""Lint: squawk's JSON mapped to our severities with live table sizes; waivers; the prod
-policy; and the blocker scan against real held locks."""
+"""Lint through `predeploy lint` and `migrate`: waivers, a real corpus, the prod policy,
+and the blocker wait against real held locks (the in-process mapping and scan:
+tests/db/test_lint_db.py)."""
 
 from __future__ import annotations
 
@@ -14,102 +15,19 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from predeploy.commands.lint import lint
-from predeploy.migrate import blockers
-from predeploy.migrate import discovery as migrations
 from predeploy.migrate.lint import MOOT
 from support.cli import Cli
-from support.project import MakeSettings, write_migrations
+from support.lint_cases import DANGEROUS, hold, make_events
+from support.project import write_migrations
 from support.terminal import run_in_terminal
 
 CORPORA = Path(__file__).resolve().parents[1] / "data" / "corpora"
-
-# one known-dangerous statement per migration: the rule squawk names, our base severity
-DANGEROUS = {
-    "1_index": (
-        "CREATE INDEX events_at ON events (at);",
-        "require-concurrent-index-creation",
-        "warning",
-    ),
-    "2_type": (
-        "ALTER TABLE events ALTER COLUMN body TYPE varchar(10);",
-        "changing-column-type",
-        "warning",
-    ),
-    "3_required": (
-        "ALTER TABLE events ADD COLUMN n bigint NOT NULL;",
-        "adding-required-field",
-        "warning",
-    ),
-    "4_fk": (
-        "ALTER TABLE events ADD CONSTRAINT events_user"
-        " FOREIGN KEY (user_id) REFERENCES users (id);",
-        "adding-foreign-key-constraint",
-        "warning",
-    ),
-    "5_rename": ("ALTER TABLE events RENAME COLUMN body TO text;", "renaming-column", "warning"),
-    "6_drop_db": ("DROP DATABASE analytics;", "ban-drop-database", "error"),
-    "7_int": ("CREATE TABLE counters (n bigint, at timestamp);", "prefer-timestamp-tz", "info"),
-}
 
 
 @pytest.fixture
 def events(database_url: str) -> str:
     """Tables users and events (5,000 rows, analysed) in the test's database."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("CREATE TABLE users (id bigint PRIMARY KEY)")
-        conn.execute(
-            "CREATE TABLE events AS SELECT g::bigint AS id, now() AS at, 'x'::text AS body,"
-            " 1::bigint AS user_id FROM generate_series(1, 5000) g"
-        )
-        conn.execute("ANALYZE events")
-    return database_url
-
-
-def test_each_dangerous_statement_maps_to_its_rule_and_size(
-    make_settings: MakeSettings, migrations_dir: Path, events: str
-) -> None:
-    write_migrations(migrations_dir, {name: sql for name, (sql, _, _) in DANGEROUS.items()})
-    report = lint(make_settings("staging"))
-    found = {(f.migration, f.rule): f for f in report.findings}
-    for name, (_, rule, severity) in DANGEROUS.items():
-        finding = found[(name, rule)]
-        assert finding.severity == severity, (name, finding)
-        assert finding.line == 1 and not finding.raised
-    index = found[("1_index", "require-concurrent-index-creation")]
-    assert [(t.table, t.rows) for t in index.tables] == [("public.events", 5000)]
-    assert index.statement == "CREATE INDEX events_at ON events (at)"
-    fk = found[("4_fk", "adding-foreign-key-constraint")]
-    assert [t.table for t in fk.tables] == ["public.events", "public.users"]  # largest first
-    assert not {f.rule for f in report.findings} & set(MOOT)  # the runner sets both timeouts
-    data = report.as_dict()
-    assert [f["migration"] for f in data["files"]] == list(DANGEROUS)
-    assert data["files"][5]["transactional"] is False
-
-
-def test_a_large_table_raises_the_severity(
-    make_settings: MakeSettings, migrations_dir: Path, events: str
-) -> None:
-    write_migrations(migrations_dir, {"1_index": DANGEROUS["1_index"][0]})
-    report = lint(make_settings("staging", PREDEPLOY_LINT_LARGE_TABLE_ROWS="5000"))
-    (finding,) = [f for f in report.findings if f.rule == "require-concurrent-index-creation"]
-    assert (finding.severity, finding.raised) == ("error", True)
-    assert report.errors == [finding]
-
-
-def test_robustness_matters_only_outside_a_transaction(
-    make_settings: MakeSettings, migrations_dir: Path, events: str
-) -> None:
-    write_migrations(
-        migrations_dir,
-        {
-            "1_in": "CREATE TABLE a (id bigint);",
-            "2_out": "CREATE INDEX CONCURRENTLY events_body ON events (body);",
-        },
-    )
-    report = lint(make_settings("staging"))
-    robust = [(f.migration, f.severity) for f in report.findings if f.rule == "prefer-robust-stmts"]
-    assert robust == [("2_out", "info")]
+    return make_events(database_url)
 
 
 def test_waiver_silences_a_rule_for_its_file_and_is_shown(
@@ -233,43 +151,6 @@ def test_langfuse_corpus_findings_per_file(cli: Cli, database_url: str) -> None:
     assert sum(len(item["findings"]) for item in data["files"]) == sum(
         n for n in data["counts"].values()
     )
-
-
-def hold(url: str, sql: str, ready: threading.Event, release: threading.Event) -> None:
-    with psycopg.connect(url, application_name="reporting") as conn:
-        conn.execute(sql)
-        ready.set()
-        release.wait(30)
-
-
-def test_blocker_scan_names_a_session_idle_in_transaction(
-    make_settings: MakeSettings, migrations_dir: Path, events: str
-) -> None:
-    write_migrations(migrations_dir, {"1_type": DANGEROUS["2_type"][0]})
-    ready, release = threading.Event(), threading.Event()
-    thread = threading.Thread(
-        target=hold, args=(events, "SELECT count(*) FROM events", ready, release)
-    )
-    thread.start()
-    try:
-        assert ready.wait(10)
-        time.sleep(0.2)
-        with psycopg.connect(events, autocommit=True) as conn:
-            pending = migrations.discover(migrations_dir)
-            assert blockers.tables_of(pending) == {"events"}
-            (found,) = blockers.scan(conn, blockers.tables_of(pending), max_age=60)
-            other = blockers.scan(conn, {"users"}, max_age=60)
-    finally:
-        release.set()
-        thread.join()
-    assert (found.application, found.state, found.tables) == (
-        "reporting",
-        "idle in transaction",
-        ("events",),
-    )
-    assert found.query == "SELECT count(*) FROM events" and found.query_start is not None
-    assert other == []
-    assert "application reporting, idle in transaction" in blockers.describe(found)
 
 
 def test_prod_with_yes_waits_for_blockers_then_exits_5_naming_them(

@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 import json
-import os
-import threading
-import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import psycopg
-import pytest
 
-from predeploy._util import log as log_mod
-from predeploy._util import units
-from predeploy.commands.health import check_http
 from support.cli import Cli
-from support.project import MakeSettings, write_migrations
+from support.project import write_migrations
 
 
 def _env(database_url: str, migrations_dir: Path, tmp_path: Path) -> dict[str, str]:
@@ -119,62 +108,6 @@ def test_a_failed_concurrent_index_keeps_detail_and_says_how_to_clean_up(
     assert "DROP INDEX" not in line and "was not built by this run" in line  # it is valid
 
 
-@pytest.fixture
-def basic_auth_server() -> Iterator[tuple[int, list[dict[str, Any]]]]:
-    """An HTTP server on 127.0.0.1 that answers 200 only with Basic alice:s3cret."""
-    seen: list[dict[str, Any]] = []
-    expected = "Basic " + base64.b64encode(b"alice:s3cret").decode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            seen.append({"path": self.path, "auth": self.headers.get("Authorization")})
-            self.send_response(200 if self.headers.get("Authorization") == expected else 401)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield server.server_address[1], seen
-    server.shutdown()
-    server.server_close()
-
-
-def test_health_url_credentials_go_as_basic_auth_and_loopback_skips_the_proxy(
-    basic_auth_server: tuple[int, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """user:password in the health URL is Basic auth, shown redacted; http_proxy pointing at
-    a dead proxy does not matter for a loopback URL."""
-    port, seen = basic_auth_server
-    monkeypatch.setenv("http_proxy", "http://127.0.0.1:1")
-    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:1")
-    check = check_http(f"http://alice:s3cret@127.0.0.1:{port}/health", timeout=2, retries=1)
-    assert check.ok, check.detail
-    assert "s3cret" not in check.detail and "alice:***@" in check.detail
-    assert seen == [
-        {"path": "/health", "auth": "Basic " + base64.b64encode(b"alice:s3cret").decode()}
-    ]
-
-
-def test_maintenance_prunes_old_logs_and_runbooks_only(tmp_path: Path) -> None:
-    """Run logs and runbooks older than the kept days go; other files stay."""
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    old = [logs / "predeploy-prod-20200101T000000Z-abc.log", logs / "runbook-prod-abc.txt"]
-    kept = [logs / "predeploy-prod-20261201T000000Z-def.log", logs / "notes.txt"]
-    for path in [*old, *kept]:
-        path.write_text("x\n")
-    past = time.time() - 100 * 86400
-    for path in [*old, logs / "notes.txt"]:
-        os.utime(path, (past, past))
-    assert sorted(log_mod.prune(logs, 90)) == sorted(old)
-    assert all(p.exists() for p in kept)
-    assert log_mod.prune(logs, 0) == []
-
-
 def test_the_audit_row_says_how_the_run_ended(
     cli: Cli, database_url: str, migrations_dir: Path, tmp_path: Path
 ) -> None:
@@ -186,17 +119,6 @@ def test_the_audit_row_says_how_the_run_ended(
         outcome, detail = conn.execute("SELECT outcome, detail FROM predeploy_runs").fetchone()
     assert outcome == "failed: apply"
     assert "migration 1_bad failed at line 1" in detail
-
-
-def test_one_size_formatter() -> None:
-    """Binary units, labelled as such."""
-    assert [units.size(n) for n in (0, 1023, 1536, 5 * 1024**2, 3 * 1024**3)] == [
-        "0 B",
-        "1023 B",
-        "1.5 KiB",
-        "5.0 MiB",
-        "3.0 GiB",
-    ]
 
 
 def test_json_log_lines_carry_env_and_run_id_even_from_threads(
@@ -212,29 +134,3 @@ def test_json_log_lines_carry_env_and_run_id_even_from_threads(
     (log_file,) = (tmp_path / "logs").glob("predeploy-staging-*.log")
     events = [json.loads(line) for line in log_file.read_text().splitlines()]
     assert events and all(e.get("env") == "staging" and e.get("run_id") for e in events)
-
-
-def test_a_long_run_lists_its_migrations_briefly_and_rolls_back_each(
-    make_settings: MakeSettings,
-) -> None:
-    """434 applied migrations: the comment names the newest and oldest few and the count;
-    the rollback command still names every one of them."""
-    from predeploy.commands.runbook import build_runbook  # noqa: PLC0415
-    from predeploy.migrate.outcome import Applied  # noqa: PLC0415
-
-    names = [f"{i:04d}_step" for i in range(434)]
-    runbook = build_runbook(
-        make_settings(),
-        backup=None,
-        applied=[Applied(name, 0.01, True, 1) for name in names],
-        error=None,
-        run_id="r1",
-        has_down=dict.fromkeys(names, True),
-    )
-    intro = runbook.commands[0]
-    assert intro == (
-        "# this run applied 434 migration(s): 0433_step, 0432_step, 0431_step, ..., "
-        "0001_step, 0000_step (434 in all)"
-    )
-    rollback = next(line for line in runbook.commands if "rollback" in line)
-    assert rollback.count("_step") == 434

@@ -12,7 +12,7 @@ import pytest
 import structlog
 
 from predeploy.commands.run import Lifecycle
-from predeploy.db import target as db_target
+from predeploy.db import target
 from predeploy.db.connect import catalog_session
 from predeploy.errors import MigrationError, Refused, Terminated
 from support.project import MakeSettings
@@ -50,7 +50,7 @@ def test_a_run_stopped_in_a_recorded_block_leaves_its_row_and_raises_what_stoppe
     settings = make_settings("staging")
     life = Lifecycle.start(settings, "rollback", "run-7")
     with (
-        catalog_session(db_target.of(settings).direct, purpose="test") as conn,
+        catalog_session(target.of(settings).direct, purpose="test") as conn,
         pytest.raises(type(raised)) as caught,
         life.recorded("rolling back", conn),
     ):

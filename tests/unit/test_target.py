@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -119,17 +117,3 @@ def test_the_settings_parts_hold_only_what_their_layer_reads(tmp_path: Path) -> 
     assert backup.folder == tmp_path / "b" / "staging"
     assert (backup.keep, backup.lock_wait, backup.jobs) == (3, settings.lock_wait, 1)
     assert (settings.pm2.app, settings.pm2.root) == ("web", tmp_path)
-
-
-def test_the_session_factory_knows_no_settings_and_no_embedded_server() -> None:
-    """db.connect (the session factory) imports neither the settings nor the embedded
-    server: the target decides where sessions go (the old connect <-> embedded cycle)."""
-    code = (
-        "import sys, predeploy.db.connect; "
-        "print(sorted(m for m in ('predeploy.config.settings', 'predeploy.db.embedded',"
-        " 'predeploy.db.target') if m in sys.modules))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
-    )
-    assert out.stdout.strip() == "[]"
