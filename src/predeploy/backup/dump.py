@@ -11,6 +11,7 @@ pg_dump waits at most PREDEPLOY_LOCK_WAIT for a table another session holds.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import time
@@ -154,27 +155,8 @@ def _make(
         pgdump.remove(partial)
         raise
     seconds = time.perf_counter() - started
-    kept = Manifest(
-        predeploy_version=__version__,
-        file=final.name,
-        format="directory" if settings.jobs > 1 else "custom",
-        sha256=sha256,
-        size=size,
-        created_at=created,
-        checked_at=datetime.now(UTC).isoformat(),
-        seconds=round(seconds, 3),
-        env=settings.env,
-        reason=reason,
-        database=facts.database,
-        server_version=facts.server_version,
-        system_identifier=facts.system_identifier,
-        pg_dump=PgDump(str(tools[0].path), tools[0].version, tools[0].major),
-        latest_migration=facts.latest_migration,
-        applied_migrations=facts.applied_migrations,
-        tables=tuple(TableEntry(s, n, r) for s, n, r in facts.tables),
-        verified=True,
-        restore_command=command("restore", "--env", settings.env, "--backup", str(final)),
-    )
+    kept = _manifest(settings, facts, tools[0], final=final, reason=reason, created=created)
+    kept = dataclasses.replace(kept, sha256=sha256, size=size, seconds=round(seconds, 3))
     return _kept(
         kept,
         final,
@@ -183,6 +165,36 @@ def _make(
         seconds=seconds,
         dump_seconds=verify_from - dumped_at,
         verify_seconds=verify_seconds,
+    )
+
+
+def _manifest(
+    settings: BackupSettings,
+    facts: _Facts,
+    dump_program: pgbin.PgProgram,
+    *,
+    final: Path,
+    reason: str,
+    created: datetime,
+) -> Manifest:
+    """What a verified dump's manifest says, but for its sha256, size and seconds."""
+    return Manifest(
+        predeploy_version=__version__,
+        file=final.name,
+        format="directory" if settings.jobs > 1 else "custom",
+        created_at=created,
+        checked_at=datetime.now(UTC).isoformat(),
+        env=settings.env,
+        reason=reason,
+        database=facts.database,
+        server_version=facts.server_version,
+        system_identifier=facts.system_identifier,
+        pg_dump=PgDump(str(dump_program.path), dump_program.version, dump_program.major),
+        latest_migration=facts.latest_migration,
+        applied_migrations=facts.applied_migrations,
+        tables=tuple(TableEntry(s, n, r) for s, n, r in facts.tables),
+        verified=True,
+        restore_command=command("restore", "--env", settings.env, "--backup", str(final)),
     )
 
 
