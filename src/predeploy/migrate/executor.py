@@ -76,10 +76,6 @@ class Executor(ScriptSession):
     catalogue limits again after.
     """
 
-    def __enter__(self) -> Executor:
-        self.restore_session()
-        return self
-
     # --- the three verbs ---------------------------------------------------------------
 
     def apply(self, migration: Migration) -> Applied:

@@ -9,6 +9,7 @@ statement_timeout only; the INVALID index a failed one leaves behind is named.
 from __future__ import annotations
 
 from types import TracebackType
+from typing import Self
 
 import psycopg
 from psycopg import sql
@@ -33,7 +34,7 @@ class ScriptSession:
         self.conn, self.options = conn, options
         self._left_invalid: tuple[str, ...] = ()  # by the CONCURRENTLY build that just failed
 
-    def __enter__(self) -> ScriptSession:
+    def __enter__(self) -> Self:
         self.restore_session()
         return self
 
