@@ -32,7 +32,7 @@ from pathlib import Path
 import psycopg
 from cluster import ThrowawayCluster
 
-from predeploy.drift import fingerprint
+from predeploy.drift import catalogue
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "tests" / "data" / "corpora" / "langfuse" / "migrations"
@@ -75,7 +75,7 @@ def one_server(bin_dir: Path | None, repeat: int) -> None:
 
         def take() -> None:
             with psycopg.connect(url) as conn:
-                fingerprint.take(conn, exclude=_OWN)
+                catalogue.take(conn, exclude=_OWN)
 
         def drift(*extra: str) -> None:
             done = predeploy(project, url, "drift", *extra)

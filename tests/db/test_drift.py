@@ -23,7 +23,8 @@ from predeploy import drift
 from predeploy.config.dburl import DatabaseUrl, parse_url
 from predeploy.db.connect import CATALOG, Conn, Limits, connect
 from predeploy.drift import shadow, shadow_cluster
-from predeploy.drift.fingerprint import Fingerprint, take
+from predeploy.drift.catalogue import take
+from predeploy.drift.fingerprint import Fingerprint
 from predeploy.errors import ConfigError
 from predeploy.migrate import executor, history
 from predeploy.migrate.discovery import Migration, discover

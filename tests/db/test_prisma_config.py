@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from predeploy.config.settings import Settings, find_root, load_settings
+from predeploy.config.project import find_root
+from predeploy.config.settings import Settings, load_settings
 from predeploy.errors import ConfigError
 
 POOLED = "postgresql://app:pooledpw@pooler.example.com:6543/app?pgbouncer=true&connection_limit=1"

@@ -9,13 +9,8 @@ from pathlib import Path
 import pytest
 
 from predeploy.config.names import KNOWN_SETTINGS
-from predeploy.config.settings import (
-    available_envs,
-    env_name,
-    find_root,
-    load_settings,
-    parse_duration,
-)
+from predeploy.config.project import available_envs, env_name, find_root
+from predeploy.config.settings import load_settings, parse_duration
 from predeploy.errors import ConfigError
 
 URL = "postgresql://app:s3cr3t@db.example.com:5432/app"

@@ -276,16 +276,25 @@ def configure(
     run_id = run_id or new_run_id()
     log_file, file_error, file = _open_log_file(log_dir, env, run_id)
     writer = _Writer(stream, file, screen_level=level, path=log_file)
-    processors: list[Processor] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-        structlog.processors.format_exc_info,
-        _Scrub(scrubber if scrubber is not None else Scrubber(secrets)),
-        _Render(  # with --json the report is no text on the terminal: what it says is shown
+    processors = _processors(
+        scrubber if scrubber is not None else Scrubber(secrets),
+        # with --json the report is no text on the terminal: what it says is shown
+        _Render(
             console=stream.isatty(), colors=colors, reported_on_screen=level <= 10 or json_output
         ),
-    ]
+    )
+    _install(writer, processors, level)
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(env=env, run_id=run_id)
+    _route_library_logs(on_screen=level <= 10)
+    if file_error is not None:
+        writer.disk_failed = True
+        structlog.get_logger(__name__).warning("log_file_unavailable", detail=file_error)
+    return LogSetup(run_id, log_file, file_error)
+
+
+def _install(writer: _Writer, processors: list[Processor], level: int) -> None:
+    """Make ``writer`` the run's one sink (for file_in_use), flushed at exit."""
     global _writer  # noqa: PLW0603 (one run per process: its writer, for file_in_use)
     _writer = writer
     atexit.register(writer.finish)
@@ -295,13 +304,19 @@ def configure(
         wrapper_class=structlog.make_filtering_bound_logger(min(level, 20)),
         cache_logger_on_first_use=False,
     )
-    structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(env=env, run_id=run_id)
-    _route_library_logs(on_screen=level <= 10)
-    if file_error is not None:
-        writer.disk_failed = True
-        structlog.get_logger(__name__).warning("log_file_unavailable", detail=file_error)
-    return LogSetup(run_id, log_file, file_error)
+
+
+def _processors(scrubber: Scrubber, render: _Render) -> list[Processor]:
+    """Every event: the bound context, its level and UTC time, the traceback as text,
+    masked by ``scrubber``, then rendered."""
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        _Scrub(scrubber),
+        render,
+    ]
 
 
 _writer: _Writer | None = None

@@ -11,10 +11,9 @@ pg_dump waits at most PREDEPLOY_LOCK_WAIT for a table another session holds.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
-import shutil
-import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,30 +26,25 @@ from predeploy import __version__
 from predeploy._util import atomic
 from predeploy._util.pasted import command
 from predeploy._util.sweep import partial_name, sweep_partials, sweep_temp_files, sweep_temp_folders
-from predeploy.backup import retention
-from predeploy.backup.archive import digest, manifest_path, toc_relations
+from predeploy.backup import pgdump, retention
+from predeploy.backup.archive import manifest_path
 from predeploy.backup.manifest import Manifest, PgDump, TableEntry
-from predeploy.backup.progress import Progress, ProgressFn, Reporter
+from predeploy.backup.progress import Progress, ProgressFn
+from predeploy.backup.verify import verify
 from predeploy.config.parts import BackupSettings
-from predeploy.db.catalog import blocked_by, user_tables
+from predeploy.db.catalog import user_tables
 from predeploy.db.connect import Conn, catalog_session
 from predeploy.db.failures import translated
 from predeploy.db.locks import BACKUP_LOCK, advisory_lock
 from predeploy.db.target import Target, system_identifier
 from predeploy.errors import BackupError, ConfigError
 from predeploy.migrate import history
-from predeploy.programs import pgbin, pgclient
-from predeploy.programs import run as programs
-from predeploy.programs.tee import Tee
+from predeploy.programs import pgbin
 
 __all__ = ["BACKUP_LOCK", "BackupResult", "Progress", "ProgressFn", "backup", "require_programs"]
 
 log = structlog.get_logger(__name__)
 _REASON = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
-# how pg_dump says its --lock-wait-timeout ran out: a statement_timeout around its LOCK
-# TABLE (PostgreSQL 9.x to 18), or a lock_timeout / NOWAIT in other versions
-_LOCK_WAIT_ENDED = ("statement timeout", "lock timeout", "could not obtain lock")
-_TABLE_DONE = re.compile(r'dumping contents of table "(.+)"')
 
 
 @dataclass(frozen=True)
@@ -144,67 +138,85 @@ def _make(
     progress: ProgressFn | None,
 ) -> BackupResult:
     """The dump, verified, under its final name with its manifest."""
-    dump_program, restore_program = tools
     started = time.perf_counter()
     created = datetime.now(UTC)
     stem = f"{facts.database}_{created:%Y%m%dT%H%M%SZ}_{reason}"
     partial = folder / partial_name(f"{stem}.dump")
-    directory = settings.jobs > 1
     try:
-        params = conn.info.get_parameters()
-        with pgclient.client(params, conn.info.password, "predeploy backup") as client:
-            _prepare(partial, directory)
-            dumped_at = time.perf_counter()
-            try:
-                streamed = _dump(
-                    tools, client, partial, settings=settings, facts=facts, progress=progress
-                )
-            except BackupError as exc:
-                if not any(sign in exc.message for sign in _LOCK_WAIT_ENDED):
-                    raise
-                raise BackupError(
-                    f"backup failed: pg_dump waited PREDEPLOY_LOCK_WAIT ({settings.lock_wait:g}s) "
-                    f"for a table lock: {blocked_by(conn)}; no backup was kept"
-                ) from None
+        dumped_at = time.perf_counter()
+        streamed = pgdump.dump(
+            tools, conn, partial, settings=settings, tables=len(facts.tables), progress=progress
+        )
         verify_from = time.perf_counter()
-        sha256, size = _verify(restore_program, partial, facts, progress, streamed)
+        sha256, size = verify(tools[1], partial, facts.tables, progress, streamed)
         verify_seconds = time.perf_counter() - verify_from
         final = _claim(partial, folder, stem)
     except BaseException:
-        _remove(partial)
+        pgdump.remove(partial)
         raise
     seconds = time.perf_counter() - started
-    manifest = _write_manifest(
+    kept = _manifest(settings, facts, tools[0], final=final, reason=reason, created=created)
+    kept = dataclasses.replace(kept, sha256=sha256, size=size, seconds=round(seconds, 3))
+    return _kept(
+        kept,
         final,
-        Manifest(
-            predeploy_version=__version__,
-            file=final.name,
-            format="directory" if directory else "custom",
-            sha256=sha256,
-            size=size,
-            created_at=created,
-            checked_at=datetime.now(UTC).isoformat(),
-            seconds=round(seconds, 3),
-            env=settings.env,
-            reason=reason,
-            database=facts.database,
-            server_version=facts.server_version,
-            system_identifier=facts.system_identifier,
-            pg_dump=PgDump(str(dump_program.path), dump_program.version, dump_program.major),
-            latest_migration=facts.latest_migration,
-            applied_migrations=facts.applied_migrations,
-            tables=tuple(TableEntry(s, n, r) for s, n, r in facts.tables),
-            verified=True,
-            restore_command=command("restore", "--env", settings.env, "--backup", str(final)),
-        ),
+        sha256=sha256,
+        size=size,
+        seconds=seconds,
+        dump_seconds=verify_from - dumped_at,
+        verify_seconds=verify_seconds,
     )
+
+
+def _manifest(
+    settings: BackupSettings,
+    facts: _Facts,
+    dump_program: pgbin.PgProgram,
+    *,
+    final: Path,
+    reason: str,
+    created: datetime,
+) -> Manifest:
+    """What a verified dump's manifest says, but for its sha256, size and seconds."""
+    return Manifest(
+        predeploy_version=__version__,
+        file=final.name,
+        format="directory" if settings.jobs > 1 else "custom",
+        created_at=created,
+        checked_at=datetime.now(UTC).isoformat(),
+        env=settings.env,
+        reason=reason,
+        database=facts.database,
+        server_version=facts.server_version,
+        system_identifier=facts.system_identifier,
+        pg_dump=PgDump(str(dump_program.path), dump_program.version, dump_program.major),
+        latest_migration=facts.latest_migration,
+        applied_migrations=facts.applied_migrations,
+        tables=tuple(TableEntry(s, n, r) for s, n, r in facts.tables),
+        verified=True,
+        restore_command=command("restore", "--env", settings.env, "--backup", str(final)),
+    )
+
+
+def _kept(
+    kept: Manifest,
+    final: Path,
+    *,
+    sha256: str,
+    size: int,
+    seconds: float,
+    dump_seconds: float,
+    verify_seconds: float,
+) -> BackupResult:
+    """Write the manifest of the verified dump ``final``; what the backup made."""
+    manifest = _write_manifest(final, kept)
     log.info(
         "backup_verified",
         path=str(final),
         size=size,
         sha256=sha256,
         seconds=round(seconds, 3),
-        tables=len(facts.tables),
+        tables=len(kept.tables),
     )
     return BackupResult(
         path=final,
@@ -212,11 +224,11 @@ def _make(
         sha256=sha256,
         size=size,
         seconds=seconds,
-        tables=len(facts.tables),
-        format="directory" if directory else "custom",
-        dump_seconds=verify_from - dumped_at,
+        tables=len(kept.tables),
+        format=kept.format,
+        dump_seconds=dump_seconds,
         verify_seconds=verify_seconds,
-        created_at=created,
+        created_at=kept.created_at,
     )
 
 
@@ -288,125 +300,7 @@ def _folder(folder: Path) -> Path:
     return folder
 
 
-def _prepare(partial: Path, directory: bool) -> None:
-    """Create the target private before pg_dump writes a byte into it."""
-    _remove(partial)
-    if directory:
-        partial.mkdir(mode=0o700)
-    else:
-        os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-
-
-def _dump(
-    tools: tuple[pgbin.PgProgram, pgbin.PgProgram],
-    client: pgclient.ClientRun,
-    partial: Path,
-    *,
-    settings: BackupSettings,
-    facts: _Facts,
-    progress: ProgressFn | None,
-) -> str | None:
-    """Dump into ``partial``; a custom-format dump is read whole by pg_restore as it is
-    written, and its sha256 taken on the way (returned). A directory dump returns None."""
-    dump, restore = tools
-    done = [0]
-
-    def on_stderr(line: str) -> None:
-        if _TABLE_DONE.search(line):
-            done[0] += 1
-
-    args = [f"--lock-wait-timeout={round(settings.lock_wait * 1000)}", "--verbose"]
-    connection = f"--dbname={client.conninfo}"
-    jobs = settings.jobs
-    with Reporter("dump", partial, len(facts.tables), done, progress):
-        if jobs > 1:
-            args += ["--format=directory", f"--jobs={jobs}", f"--file={partial}"]
-            try:
-                programs.run(
-                    dump.path,
-                    [*args, connection],
-                    env=client.env,
-                    pass_fds=client.pass_fds,
-                    on_stderr=on_stderr,
-                    timeout=None,
-                )
-            except programs.ProgramFailed as exc:
-                raise BackupError(f"backup failed: {exc}; no backup was kept") from None
-            return None
-        tee = Tee(partial)
-        made, made_code, read, read_code = tee.run(
-            (dump.path, ["--format=custom", *args, connection], client),
-            (restore.path, ["--file=/dev/null"], programs.child_env()),
-            on_stderr,
-        )
-    if tee.write_error is not None:
-        reason = tee.write_error.strerror or str(tee.write_error)
-        raise BackupError(f"backup failed: could not write {partial}: {reason}; no backup was kept")
-    if made_code != 0:
-        raise BackupError(f"backup failed: {made.failure(made_code)}; no backup was kept")
-    if read_code != 0:
-        raise BackupError(
-            f"the dump failed verification: {read.failure(read_code)}; it was removed"
-        )
-    return tee.sha256.hexdigest()
-
-
-def _verify(
-    program: pgbin.PgProgram,
-    partial: Path,
-    facts: _Facts,
-    progress: ProgressFn | None,
-    streamed: str | None,
-) -> tuple[str, int]:
-    """pg_restore must list every table and have read the archive whole; hash it from disk.
-
-    ``streamed`` is the sha256 of what pg_dump wrote, already read whole by pg_restore:
-    the file on disk must hash the same. Without it, pg_restore reads the file now.
-    """
-    try:
-        relations = toc_relations(programs.output(program.path, ["--list", str(partial)]))
-    except programs.ProgramFailed as exc:
-        raise BackupError(f"the dump failed verification: {exc}; it was removed") from None
-    missing = [f"{s}.{n}" for s, n, _ in facts.tables if ("TABLE", s, n) not in relations]
-    if missing:
-        raise BackupError(
-            f"the dump failed verification: tables missing from it: "
-            f"{', '.join(missing[:5])}; it was removed"
-        )
-    if streamed is not None:
-        sha256, size = digest(partial)
-        if sha256 != streamed:
-            raise BackupError(
-                f"the dump on disk differs from what pg_dump wrote (sha256 {sha256[:12]}…, "
-                f"written {streamed[:12]}…): check the disk; it was removed"
-            )
-        return sha256, size
-    hashed: dict[str, tuple[str, int]] = {}
-    hasher = threading.Thread(target=lambda: hashed.update(d=digest(partial)), daemon=True)
-    hasher.start()
-    with Reporter("verify", partial, len(facts.tables), [len(facts.tables)], progress):
-        try:
-            programs.run(
-                program.path,
-                ["--file=/dev/null", str(partial)],
-                env=programs.child_env(),
-                timeout=None,
-            )
-        except programs.ProgramFailed as exc:
-            raise BackupError(f"the dump failed verification: {exc}; it was removed") from None
-        finally:
-            hasher.join()
-    return hashed["d"]
-
-
 def _write_manifest(dump: Path, manifest: Manifest) -> Path:
     path = manifest_path(dump)
     atomic.write_json(path, manifest.as_json())
     return path
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)

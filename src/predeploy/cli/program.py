@@ -1,7 +1,7 @@
 """The `predeploy` command: invoke's Program over predeploy's own tasks.
 
 It runs from any folder of any repository, with no tasks.py there (the project root is
-found from the working directory: see ``predeploy.config.settings.find_root``). Usage
+found from the working directory: see ``predeploy.config.project.find_root``). Usage
 errors (an unknown flag, a bad value, a missing argument, two tasks in one call) are exit
 2 with one line. The global flags are predeploy's own: -v, -q, --no-color, and from
 invoke `--help`, `--list`, `--version` and shell completion (`predeploy

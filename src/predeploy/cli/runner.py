@@ -17,7 +17,8 @@ import structlog
 
 from predeploy._util import log as log_mod
 from predeploy.cli import boundary, output, signals
-from predeploy.config.settings import Settings, env_name, find_root, load_settings
+from predeploy.config.project import env_name, find_root
+from predeploy.config.settings import Settings, load_settings
 from predeploy.errors import PredeployError
 
 if TYPE_CHECKING:

@@ -84,7 +84,7 @@ class Adopted:
 def init(settings: Settings) -> Adopted:
     """The `predeploy init` command: ``adopt``, with the ``.env`` suggestions (none when
     PREDEPLOY_ENV already names an env)."""
-    from predeploy.config.settings import env_name  # noqa: PLC0415 (settings: typing only above)
+    from predeploy.config.project import env_name  # noqa: PLC0415 (settings: typing only above)
 
     done = adopt(settings.root, settings.migrations_dir)
     done.suggestions = suggest_env(settings, default_env=env_name(None) == "dev")

@@ -6,45 +6,34 @@ resolve across them. The database URLs keep the app's own names, found in
 Prisma's files (``datasource``); predeploy's own settings are all prefixed
 PREDEPLOY_, and an unknown PREDEPLOY_ name is an error. The result is one frozen
 ``Settings`` passed explicitly to whatever needs it; nothing here reads the
-environment at import time.
+environment at import time. Which project and env: ``project``; each PREDEPLOY_*
+variable read and checked: ``fields``.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from predeploy._util.redact import Scrubber, notify_url_secrets, url_secrets
+from predeploy._util.redact import Scrubber, notify_url_secrets
+from predeploy.config import fields
 from predeploy.config import values as v
 from predeploy.config.datasource import read_databases
 from predeploy.config.dburl import DatabaseUrl
 from predeploy.config.envfiles import EnvLayers, find_env_files, load_layers
 from predeploy.config.names import check_names
 from predeploy.config.prisma import PrismaProject, discover
+from predeploy.config.project import check_env
 from predeploy.config.values import parse_duration
-from predeploy.errors import ConfigError
 
 if TYPE_CHECKING:
     from predeploy.config.parts import BackupSettings, Pm2Settings
 
-__all__ = [
-    "BUILTIN_ENVS",
-    "Settings",
-    "available_envs",
-    "env_name",
-    "find_root",
-    "load_settings",
-    "parse_duration",
-]
-
-BUILTIN_ENVS = ("dev", "staging", "prod")
-_NOT_ENVS = frozenset({"example", "sample", "template"})
-_ENV_NAME = re.compile(r"^[a-z][a-z0-9_-]*\Z")
+__all__ = ["Settings", "load_settings", "parse_duration"]
 
 
 @dataclass(frozen=True)
@@ -156,21 +145,10 @@ class Settings:
         return Scrubber(self.secrets())
 
 
-def available_envs(root: Path) -> tuple[str, ...]:
-    """The built-in environments plus one per `.env.<name>` file in ``root``."""
-    found = {
-        path.name.removeprefix(".env.")
-        for path in root.glob(".env.*")
-        if path.is_file() and _ENV_NAME.match(path.name.removeprefix(".env."))
-    }
-    extra = sorted(found - set(BUILTIN_ENVS) - _NOT_ENVS)
-    return (*BUILTIN_ENVS, *extra)
-
-
 def load_settings(env: str, root: Path, environ: Mapping[str, str] | None = None) -> Settings:
     """Read the settings of ``env`` for the project at ``root``."""
     environ = os.environ if environ is None else environ
-    _check_env(env, root)
+    check_env(env, root)
     prisma = discover(root)
     files = find_env_files(
         root, env, schema_dir=prisma.schema_dir, has_prisma_config=prisma.config_file is not None
@@ -179,29 +157,6 @@ def load_settings(env: str, root: Path, environ: Mapping[str, str] | None = None
     layers = load_layers(files, root, environ, [p for p in unconfigured if p not in files])
     check_names({name: layers.source(name) or "" for name in layers.names()})
     return _build(env, root, layers, prisma, environ)
-
-
-def _check_env(env: str, root: Path) -> None:
-    """``env`` names an env of ``root``; else a ConfigError saying which names there are."""
-    lower = env.lower()
-    if not _ENV_NAME.match(lower) or not lower.isascii():
-        raise ConfigError(
-            f"bad environment name {env!r}: env names are lowercase letters, digits, '_' and "
-            "'-', starting with a letter (--env NAME reads .env.NAME)"
-        )
-    envs = available_envs(root)
-    if env in envs:
-        return
-    if lower != env:
-        rename = f" (rename .env.{env} to .env.{lower})" if (root / f".env.{env}").is_file() else ""
-        raise ConfigError(
-            f"unknown environment {env!r}: env names are lowercase, use --env {lower}, which "
-            f"reads .env.{lower}{rename}"
-        )
-    raise ConfigError(
-        f"unknown environment {env!r}: available are {', '.join(envs)} "
-        f"(create .env.{env} to add one)"
-    )
 
 
 def _build(
@@ -215,11 +170,11 @@ def _build(
     )
     dbs = read_databases(env, layers, prisma, default_connect_timeout=timeout, environ=environ)
     notes = [*layers.warnings, *dbs.warnings, *([timeout_note] if timeout_note else [])]
-    notes += _env_in_file(env, layers)
-    fields: dict[str, Any] = {
-        **_run_fields(get, root, prisma),
-        **_backup_fields(get, root),
-        **_ops_fields(get),
+    notes += fields.env_in_file(env, layers)
+    named: dict[str, Any] = {
+        **fields.run_fields(get, root, prisma),
+        **fields.backup_fields(get, root),
+        **fields.ops_fields(get),
     }
     return Settings(
         env=env,
@@ -235,181 +190,6 @@ def _build(
         prisma_config=prisma.config_file,
         connect_timeout=float(timeout),
         warnings=tuple(dict.fromkeys(notes)),
-        other_secrets=_other_secrets(layers, environ),
-        **fields,
+        other_secrets=fields.other_secrets(layers, environ),
+        **named,
     )
-
-
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-
-
-def _other_secrets(layers: EnvLayers, environ: Mapping[str, str]) -> tuple[str, ...]:
-    """The password and query values of every PREDEPLOY_* setting that is a URL (the
-    notification URLs have their own, wider rule), and PGPASSWORD, which libpq uses for a
-    URL without a password."""
-    found: list[str] = []
-    names = [
-        n for n in layers.names() if n.startswith("PREDEPLOY_") and n != "PREDEPLOY_NOTIFY_URLS"
-    ]
-    for name in sorted(names):
-        try:
-            value = layers.get(name) or ""
-        except ConfigError:
-            continue  # an unset ${REF}: reading the setting itself says so
-        for part in (p.strip() for p in value.split(",")):
-            found += url_secrets(part) if _URL.match(part) else []
-    found += [environ["PGPASSWORD"]] if environ.get("PGPASSWORD") else []
-    return tuple(dict.fromkeys(s for s in found if s))
-
-
-_Get = Callable[[str], "str | None"]
-
-
-def _env_in_file(env: str, layers: EnvLayers) -> list[str]:
-    """PREDEPLOY_ENV in a .env file is never read (the env picks the files): say so when it
-    names another env than this run's."""
-    named, source = layers.get("PREDEPLOY_ENV"), layers.source("PREDEPLOY_ENV")
-    if not named or named == env or source in (None, "the environment"):
-        return []
-    return [
-        f"PREDEPLOY_ENV={named} in {source} is not read (the env is chosen before the .env "
-        f"files): this run is env {env}; export PREDEPLOY_ENV={named} in the environment of "
-        f"the user that runs predeploy, or pass --env {named}"
-    ]
-
-
-def _run_fields(get: _Get, root: Path, prisma: PrismaProject) -> dict[str, Any]:
-    return {
-        "log_dir": root / (get("PREDEPLOY_LOG_DIR") or "logs"),
-        "log_keep_days": v.count(get("PREDEPLOY_LOG_KEEP_DAYS") or "90", "PREDEPLOY_LOG_KEEP_DAYS"),
-        "migrations_dir": _migrations_dir(get("PREDEPLOY_MIGRATIONS_DIR"), root, prisma),
-        "migrations_table": v.table(
-            get("PREDEPLOY_MIGRATIONS_TABLE") or "_prisma_migrations", "PREDEPLOY_MIGRATIONS_TABLE"
-        ),
-        "audit_table": v.table(
-            get("PREDEPLOY_AUDIT_TABLE") or "predeploy_runs", "PREDEPLOY_AUDIT_TABLE"
-        ),
-        "lock_wait": parse_duration(get("PREDEPLOY_LOCK_WAIT") or "60s", "PREDEPLOY_LOCK_WAIT"),
-        "lock_timeout": v.positive(get("PREDEPLOY_LOCK_TIMEOUT") or "2s", "PREDEPLOY_LOCK_TIMEOUT"),
-        "statement_timeout": parse_duration(
-            get("PREDEPLOY_STATEMENT_TIMEOUT") or "0", "PREDEPLOY_STATEMENT_TIMEOUT"
-        ),
-        "lock_retries": v.count(get("PREDEPLOY_LOCK_RETRIES") or "10", "PREDEPLOY_LOCK_RETRIES"),
-        "protected": v.protected(get("PREDEPLOY_PROTECTED"), "PREDEPLOY_PROTECTED"),
-        "lint_large_table_rows": v.count(
-            get("PREDEPLOY_LINT_LARGE_TABLE_ROWS") or "1000000", "PREDEPLOY_LINT_LARGE_TABLE_ROWS"
-        ),
-        "blocker_max_age": v.positive(
-            get("PREDEPLOY_BLOCKER_MAX_AGE") or "60s", "PREDEPLOY_BLOCKER_MAX_AGE"
-        ),
-        "blocker_wait": parse_duration(
-            get("PREDEPLOY_BLOCKER_WAIT") or "60s", "PREDEPLOY_BLOCKER_WAIT"
-        ),
-    }
-
-
-def _backup_fields(get: _Get, root: Path) -> dict[str, Any]:
-    return {
-        "pg_bin_dir": v.pg_bin_dir(get("PREDEPLOY_PG_BIN_DIR"), "PREDEPLOY_PG_BIN_DIR", root),
-        "backup_dir": root / (get("PREDEPLOY_BACKUP_DIR") or "backups"),
-        "backup_jobs": v.count(
-            get("PREDEPLOY_BACKUP_JOBS") or "1", "PREDEPLOY_BACKUP_JOBS", minimum=1
-        ),
-        "backup_keep": v.count(get("PREDEPLOY_BACKUP_KEEP") or "10", "PREDEPLOY_BACKUP_KEEP"),
-        "backup_max_age_days": v.days(
-            get("PREDEPLOY_BACKUP_MAX_AGE_DAYS"), "PREDEPLOY_BACKUP_MAX_AGE_DAYS"
-        ),
-        "allow_no_backup": v.flag(get("PREDEPLOY_ALLOW_NO_BACKUP"), "PREDEPLOY_ALLOW_NO_BACKUP"),
-        "drift_expected": root / expected
-        if (expected := get("PREDEPLOY_DRIFT_EXPECTED"))
-        else None,
-    }
-
-
-def _ops_fields(get: _Get) -> dict[str, Any]:
-    pm2_bin = get("PREDEPLOY_PM2_BIN")
-    notify_urls = v.notify_urls(get("PREDEPLOY_NOTIFY_URLS"), "PREDEPLOY_NOTIFY_URLS")
-    return {
-        "pm2_app": get("PREDEPLOY_PM2_APP"),
-        "pm2_bin": Path(pm2_bin) if pm2_bin else None,
-        "healthcheck_url": v.http_url(
-            get("PREDEPLOY_HEALTHCHECK_URL"), "PREDEPLOY_HEALTHCHECK_URL"
-        ),
-        "healthcheck_timeout": v.positive(
-            get("PREDEPLOY_HEALTHCHECK_TIMEOUT") or "5s", "PREDEPLOY_HEALTHCHECK_TIMEOUT"
-        ),
-        "healthcheck_retries": v.count(
-            get("PREDEPLOY_HEALTHCHECK_RETRIES") or "3", "PREDEPLOY_HEALTHCHECK_RETRIES", minimum=1
-        ),
-        "deploy_wait": v.positive(get("PREDEPLOY_DEPLOY_WAIT") or "60s", "PREDEPLOY_DEPLOY_WAIT"),
-        "maintenance_vacuum": v.flag(
-            get("PREDEPLOY_MAINTENANCE_VACUUM"), "PREDEPLOY_MAINTENANCE_VACUUM"
-        ),
-        "notify_urls": notify_urls,
-        "notify_on": v.notify_on(get("PREDEPLOY_NOTIFY_ON"), "PREDEPLOY_NOTIFY_ON"),
-        "notify_timeout": v.positive(
-            get("PREDEPLOY_NOTIFY_TIMEOUT") or "5s", "PREDEPLOY_NOTIFY_TIMEOUT"
-        ),
-    }
-
-
-def _migrations_dir(named: str | None, root: Path, prisma: PrismaProject) -> Path:
-    """PREDEPLOY_MIGRATIONS_DIR; else Prisma's (the config's, or beside the schema file);
-    else prisma/migrations when it exists; else migrations."""
-    if named:
-        return root / named
-    if prisma.migrations_dir is not None:
-        return prisma.migrations_dir
-    if prisma.schema_dir is not None:
-        return prisma.schema_dir / "migrations"
-    prisma_default = root / "prisma" / "migrations"
-    return prisma_default if prisma_default.is_dir() else root / "migrations"
-
-
-_ROOT_MARKERS: tuple[tuple[str, Callable[[Path], bool]], ...] = (
-    ("prisma", Path.is_dir),
-    ("package.json", Path.is_file),
-    (".git", Path.exists),
-    (".env", Path.is_file),
-    ("tasks.py", Path.is_file),
-)
-
-
-def find_root(start: Path, environ: Mapping[str, str] | None = None) -> Path:
-    """The project root: PREDEPLOY_ROOT, else the nearest folder up from ``start`` holding
-    prisma/, package.json, .git, .env or tasks.py, else ``start``."""
-    environ = os.environ if environ is None else environ
-    named = environ.get("PREDEPLOY_ROOT")
-    if named:
-        root = Path(named).expanduser().resolve()
-        if not root.is_dir():
-            raise ConfigError(f"PREDEPLOY_ROOT={named} is not a folder: name the app's folder")
-        return root
-    start = start.resolve()
-    for folder in (start, *start.parents):
-        if folder.name == "prisma" and not _is_repository(folder) and _is_root(folder.parent):
-            continue  # prisma/.env marks the app above it, not a project of its own
-        if _is_root(folder):
-            return folder
-    return start
-
-
-def _is_root(folder: Path) -> bool:
-    return any(check(folder / name) for name, check in _ROOT_MARKERS)
-
-
-def _is_repository(folder: Path) -> bool:
-    """An app's own folder (a repository that happens to be named prisma), not Prisma's."""
-    return (
-        (folder / ".git").exists()
-        or (folder / "package.json").is_file()
-        or (folder / "prisma").is_dir()
-    )
-
-
-def env_name(requested: str | None, environ: Mapping[str, str] | None = None) -> str:
-    """The env a command runs in: ``--env``, else PREDEPLOY_ENV, else dev."""
-    environ = os.environ if environ is None else environ
-    if requested is not None:
-        return requested  # "" too: an empty --env is a mistake, not dev (load_settings says)
-    return environ.get("PREDEPLOY_ENV") or "dev"

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from predeploy.db.connect import Conn
-from predeploy.drift import fingerprint
+from predeploy.drift import catalogue
 from predeploy.drift.compare import compare
 from predeploy.drift.fingerprint import Fingerprint
 from predeploy.drift.model import CHANGED, MISSING, Difference, describe
@@ -62,7 +62,7 @@ def detect(
     definitions differ in ways that are not drift.
     """
     started = time.perf_counter()
-    live = fingerprint.take(live_conn, exclude=exclude).within(schema)
+    live = catalogue.take(live_conn, exclude=exclude).within(schema)
     expected = expected.within(schema)  # ?schema=: this tenant's objects, not its neighbours'
     if live.server_major != expected.server_major:
         raise ConfigError(

@@ -42,7 +42,7 @@ from predeploy.config.dburl import DatabaseUrl
 from predeploy.db.connect import CATALOG, Conn, connect, refuse_standby
 from predeploy.db.failures import message_of
 from predeploy.db.locks import SHADOW_LOCK
-from predeploy.drift import fingerprint
+from predeploy.drift import catalogue
 from predeploy.drift.fingerprint import Fingerprint
 from predeploy.errors import MigrationError, PredeployError
 from predeploy.migrate.discovery import Migration
@@ -189,7 +189,7 @@ def _build_on(admin: Conn, server_url: DatabaseUrl, where: str, job: _Job) -> Fi
     _check(where, ServerFacts.read(admin), job.live, job.needed)
     with _throwaway(admin, server_url, where, job.timeout) as conn:
         _run(job.build, conn, where)
-        return fingerprint.take(conn, exclude=job.exclude)
+        return catalogue.take(conn, exclude=job.exclude)
 
 
 def _check(where: str, facts: ServerFacts, live: ServerFacts, needed: frozenset[str]) -> None:

@@ -140,6 +140,23 @@ def discover(directory: Path) -> list[Migration]:
             f"(predeploy new NAME) or set PREDEPLOY_MIGRATIONS_DIR"
         )
     _check_lock_file(directory / "migration_lock.toml")
+    _check_no_dangling(directory)
+    folders = sorted(
+        (p for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")),
+        key=lambda p: p.name.encode("utf-8", "surrogateescape"),
+    )
+    _check_utf8(directory, folders)
+    missing = [p.name for p in folders if not (p / "migration.sql").is_file()]
+    if missing:
+        raise ConfigError(
+            f"migration folder(s) without migration.sql in {directory}: {', '.join(missing)} "
+            f"(add the file or remove the folder)"
+        )
+    return [Migration(name=p.name, folder=p) for p in folders]
+
+
+def _check_no_dangling(directory: Path) -> None:
+    """No symlink in ``directory`` (or a folder's migration.sql) whose target is gone."""
     dangling = sorted(
         p.name for p in directory.iterdir() if p.is_symlink() and not p.exists()
     ) + sorted(
@@ -152,10 +169,10 @@ def discover(directory: Path) -> list[Migration]:
             f"dangling symlink(s) in {directory}: {', '.join(dangling)} (their target is gone): "
             f"fix or remove them; nothing was done"
         )
-    folders = sorted(
-        (p for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")),
-        key=lambda p: p.name.encode("utf-8", "surrogateescape"),
-    )
+
+
+def _check_utf8(directory: Path, folders: list[Path]) -> None:
+    """Every folder name is UTF-8 (a migration's name is kept as text)."""
     undecodable = [p.name for p in folders if not _is_utf8(p.name)]
     if undecodable:
         shown = ", ".join(
@@ -165,13 +182,6 @@ def discover(directory: Path) -> list[Migration]:
             f"migration folder name(s) in {directory} are not UTF-8: {shown} (rename them: "
             f"a migration's name is kept as text in the history table)"
         )
-    missing = [p.name for p in folders if not (p / "migration.sql").is_file()]
-    if missing:
-        raise ConfigError(
-            f"migration folder(s) without migration.sql in {directory}: {', '.join(missing)} "
-            f"(add the file or remove the folder)"
-        )
-    return [Migration(name=p.name, folder=p) for p in folders]
 
 
 def create(

@@ -132,41 +132,42 @@ def failure(
     """
     if broken:  # libpq's text has several lines; "fix the SQL" would be wrong
         return _connection_lost(unit, exc, left_failed=left_failed)
-    diag = exc.diag
     message = message_of(exc)
-    if diag.message_detail:  # one line: a deadlock's has a line per process
-        message += f" (DETAIL: {' '.join(diag.message_detail.split())})"
+    if exc.diag.message_detail:  # one line: a deadlock's has a line per process
+        message += f" (DETAIL: {' '.join(exc.diag.message_detail.split())})"
     denied = isinstance(exc, pg_errors.InsufficientPrivilege)
     if statement is None:  # every statement ran: the bookkeeping failed
         error = MigrationError(
             f"{unit.file} of {unit.name} ran, but recording it in {table} "
-            f"failed [{diag.sqlstate}]: {message}; it was rolled back"
+            f"failed [{exc.diag.sqlstate}]: {message}; it was rolled back"
         )
         error.exit_code = ConfigError.exit_code if denied else error.exit_code
         return error
-    position = int(diag.statement_position or 1)
-    line, column = position_to_line_column(unit.script.text, statement.offset + position)
     if denied:  # a missing privilege is configuration (exit 2), not SQL to fix
         advice = _privilege_advice(unit, statement, message, user, owner)
         then = f"{advice}; {_state(unit, left_failed, then)}"
-    if then is None and isinstance(exc, pg_errors.DeadlockDetected) and not left_failed:
-        then = "it was rolled back: another session's locks crossed its own; run it again"
-    if then is None and statement.concurrent and statement.kind == "IndexStmt":
-        name = statement.index_name
-        if isinstance(exc, pg_errors.DuplicateTable):  # nothing was built: the name is taken
-            then = (
-                f"the index {name or 'of that name'} already exists and was not built by this "
-                f"run: rename it or use IF NOT EXISTS, then `predeploy resolve --rolled-back "
-                f"{unit.name}` and migrate again"
-            )
-        elif invalid:
-            drops = "; ".join(f"DROP INDEX CONCURRENTLY {index}" for index in invalid)
-            then = (
-                f"it left the INVALID index {', '.join(invalid)} behind: remove it with "
-                f"{drops}; then `predeploy resolve --rolled-back {unit.name}`, fix the SQL "
-                f"and migrate again"
-            )
-    error = MigrationFailed(
+    if then is None:
+        then = _what_next(unit, statement, exc, invalid, left_failed=left_failed)
+    error = _located(unit, statement, exc, message, left_failed=left_failed, then=then)
+    error.invalid = tuple(invalid)  # the runbook drops them before the resolve
+    error.exit_code = ConfigError.exit_code if denied else error.exit_code
+    return error
+
+
+def _located(
+    unit: Unit,
+    statement: Statement,
+    exc: psycopg.Error,
+    message: str,
+    *,
+    left_failed: bool,
+    then: str | None,
+) -> MigrationFailed:
+    """The failure at its line:column: the server's position, else the statement's start."""
+    diag = exc.diag
+    position = int(diag.statement_position or 1)
+    line, column = position_to_line_column(unit.script.text, statement.offset + position)
+    return MigrationFailed(
         unit.name,
         message,
         file=unit.file,
@@ -176,9 +177,36 @@ def failure(
         left_failed=left_failed,
         then=then,
     )
-    error.invalid = tuple(invalid)  # the runbook drops them before the resolve
-    error.exit_code = ConfigError.exit_code if denied else error.exit_code
-    return error
+
+
+def _what_next(
+    unit: Unit,
+    statement: Statement,
+    exc: psycopg.Error,
+    invalid: Sequence[str],
+    *,
+    left_failed: bool,
+) -> str | None:
+    """What to do after a deadlock, or a CONCURRENTLY build that failed; None: the usual."""
+    if isinstance(exc, pg_errors.DeadlockDetected) and not left_failed:
+        return "it was rolled back: another session's locks crossed its own; run it again"
+    if not (statement.concurrent and statement.kind == "IndexStmt"):
+        return None
+    name = statement.index_name
+    if isinstance(exc, pg_errors.DuplicateTable):  # nothing was built: the name is taken
+        return (
+            f"the index {name or 'of that name'} already exists and was not built by this "
+            f"run: rename it or use IF NOT EXISTS, then `predeploy resolve --rolled-back "
+            f"{unit.name}` and migrate again"
+        )
+    if invalid:
+        drops = "; ".join(f"DROP INDEX CONCURRENTLY {index}" for index in invalid)
+        return (
+            f"it left the INVALID index {', '.join(invalid)} behind: remove it with "
+            f"{drops}; then `predeploy resolve --rolled-back {unit.name}`, fix the SQL "
+            f"and migrate again"
+        )
+    return None
 
 
 # the privilege a statement of this kind needs on the table the server names

@@ -50,6 +50,34 @@ class Plan:
 
 def make_plan(status: Status, policy: Policy, phase: str = PRE_DEPLOY) -> Plan:
     """The plan of a ``phase`` run for ``status`` under ``policy``."""
+    refusals, warnings = _history_findings(status, policy)
+    every = list(status.pending)
+    pending = tuple(m for m in every if m.phase == phase)
+    later = tuple(m for m in every if m.phase != phase)
+    stop: OutOfPhase | None = None
+    if pending and later and later[0].name.encode() < pending[-1].name.encode():
+        # name order is kept: this phase's migrations before the other phase's first one
+        # run, then the run stops; with none before it, nothing runs
+        ahead = tuple(m for m in pending if m.name.encode() < later[0].name.encode())
+        stop = _out_of_phase(phase, pending, later, ahead)
+        if not ahead:
+            refusals.append(stop)
+            stop = None
+        pending, later = ahead, tuple(m for m in every if m not in ahead)
+    empty = [m for m in pending if not m.parsed.statements]
+    if empty:
+        refusals.append(
+            MigrationError(
+                f"{', '.join(str(m.sql_path) for m in empty)} has no SQL statements: write the "
+                f"migration or remove the folder; nothing was applied"
+            )
+        )
+    return Plan(status, pending, tuple(warnings), tuple(refusals), phase, later, stop)
+
+
+def _history_findings(status: Status, policy: Policy) -> tuple[list[MigrationError], list[str]]:
+    """What the history says against a run: failed migrations and (where the policy says
+    so) edited ones refuse it; edited ones elsewhere and missing folders are warnings."""
     refusals: list[MigrationError] = []
     warnings: list[str] = []
     failed = status.having("failed")
@@ -77,28 +105,7 @@ def make_plan(status: Status, policy: Policy, phase: str = PRE_DEPLOY) -> Plan:
         f"{e.name} is recorded in the database but its folder is missing on disk"
         for e in status.having("missing")
     ]
-    every = list(status.pending)
-    pending = tuple(m for m in every if m.phase == phase)
-    later = tuple(m for m in every if m.phase != phase)
-    stop: OutOfPhase | None = None
-    if pending and later and later[0].name.encode() < pending[-1].name.encode():
-        # name order is kept: this phase's migrations before the other phase's first one
-        # run, then the run stops; with none before it, nothing runs
-        ahead = tuple(m for m in pending if m.name.encode() < later[0].name.encode())
-        stop = _out_of_phase(phase, pending, later, ahead)
-        if not ahead:
-            refusals.append(stop)
-            stop = None
-        pending, later = ahead, tuple(m for m in every if m not in ahead)
-    empty = [m for m in pending if not m.parsed.statements]
-    if empty:
-        refusals.append(
-            MigrationError(
-                f"{', '.join(str(m.sql_path) for m in empty)} has no SQL statements: write the "
-                f"migration or remove the folder; nothing was applied"
-            )
-        )
-    return Plan(status, pending, tuple(warnings), tuple(refusals), phase, later, stop)
+    return refusals, warnings
 
 
 class OutOfPhase(MigrationError):

@@ -88,12 +88,7 @@ def analyse(text: str) -> Script:
     try:
         tree = json.loads(parser.parse_sql_json(text))
     except parser.ParseError as exc:
-        whole = Statement(text=text, offset=0, kind="unparsed")
-        detail = str(exc.args[0]) if exc.args else str(exc)  # without ", at index N"
-        at = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], int) else None
-        return Script(
-            text, (whole,), transactional=True, reason=None, parse_error=detail, parse_error_at=at
-        )
+        return _unparsed(text, exc)
     encoded = text.encode("utf-8")
     statements: list[Statement] = []
     reason: str | None = None
@@ -101,27 +96,11 @@ def analyse(text: str) -> Script:
     # each gap once), never by decoding the whole prefix per statement
     byte_at, char_at = 0, 0
     for raw in tree.get("stmts", []):
-        node = raw["stmt"]
-        kind = next(iter(node))
         start = raw.get("stmt_location", 0)
-        length = raw.get("stmt_len", 0) or len(encoded) - start
-        chunk = encoded[start : start + length].decode("utf-8")
         char_at += len(encoded[byte_at:start].decode("utf-8"))
         byte_at = start
-        why = _outside_transaction_reason(kind, node[kind])
-        concurrent = why is not None and "CONCURRENTLY" in why
-        statements.append(
-            Statement(
-                chunk,
-                char_at,
-                kind,
-                concurrent,
-                relations(node),
-                _index_name(kind, node),
-                breaking(kind, node[kind]),
-                added_columns(kind, node[kind]),
-            )
-        )
+        statement, why = _statement(raw, encoded, char_at)
+        statements.append(statement)
         reason = reason or why
     return Script(
         text=text,
@@ -129,6 +108,39 @@ def analyse(text: str) -> Script:
         transactional=reason is None,
         reason=reason,
     )
+
+
+def _unparsed(text: str, exc: Exception) -> Script:
+    """The whole of ``text`` as one statement, with where pglast stopped."""
+    whole = Statement(text=text, offset=0, kind="unparsed")
+    detail = str(exc.args[0]) if exc.args else str(exc)  # without ", at index N"
+    at = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], int) else None
+    return Script(
+        text, (whole,), transactional=True, reason=None, parse_error=detail, parse_error_at=at
+    )
+
+
+def _statement(raw: dict[str, Any], encoded: bytes, offset: int) -> tuple[Statement, str | None]:
+    """One of pglast's statements (``raw``), at character ``offset``; and why it cannot
+    run in a transaction, if it cannot."""
+    node = raw["stmt"]
+    kind = next(iter(node))
+    start = raw.get("stmt_location", 0)
+    length = raw.get("stmt_len", 0) or len(encoded) - start
+    chunk = encoded[start : start + length].decode("utf-8")
+    why = _outside_transaction_reason(kind, node[kind])
+    concurrent = why is not None and "CONCURRENTLY" in why
+    statement = Statement(
+        chunk,
+        offset,
+        kind,
+        concurrent,
+        relations(node),
+        _index_name(kind, node),
+        breaking(kind, node[kind]),
+        added_columns(kind, node[kind]),
+    )
+    return statement, why
 
 
 def position_to_line_column(text: str, position: int) -> tuple[int, int]:

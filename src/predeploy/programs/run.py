@@ -164,15 +164,34 @@ def start(
     """Start ``program`` with ``args``; ``stdout`` is an object with ``write(bytes)``.
 
     ``uid``: as root, the user it runs as (PostgreSQL's server programs refuse root)."""
-    closers: list[IO[bytes]] = []
-    if stdin is None:
-        stdin = open(os.devnull, "rb")  # noqa: SIM115 (closed by Running.wait)
-        closers.append(stdin)
-    if stdout is None:
-        stdout = open(os.devnull, "wb")  # noqa: SIM115 (closed by Running.wait)
-        closers.append(stdout)
+    stdin, stdout, closers = _null_streams(stdin, stdout)
     lines = _Lines(on_stderr)
-    # a sink of ours gets large chunks; a real file (with a descriptor) is the child's own
+    options = _options(
+        stdin, stdout, lines, env=env, pass_fds=pass_fds, cwd=cwd, nice=nice, uid=uid
+    )
+    try:
+        command = sh.Command(str(program))
+        process = command(*args, _bg=True, **options)
+    except (sh.CommandNotFound, OSError) as exc:
+        for stream in closers:
+            stream.close()
+        reason = getattr(exc, "strerror", None) or "not found or not executable"
+        raise ProgramFailed(program.name, f"could not be run ({program}): {reason}") from None
+    return Running(program.name, process, lines, closers)
+
+
+def _options(
+    stdin: bytes | IO[bytes],
+    stdout: Any,
+    lines: _Lines,
+    *,
+    env: Mapping[str, str],
+    pass_fds: Sequence[int],
+    cwd: Path | None,
+    nice: bool,
+    uid: int | None,
+) -> dict[str, Any]:
+    """sh's options for a program started in the background."""
     options: dict[str, Any] = {
         "_bg_exc": False,
         "_in": stdin,
@@ -187,17 +206,23 @@ def start(
         "_preexec_fn": _lower_priority if nice else None,
         "_uid": uid,
     }
-    if not hasattr(stdout, "fileno"):
+    if not hasattr(stdout, "fileno"):  # a sink of ours gets large chunks; a file is the child's
         options["_out_bufsize"] = 1 << 20
-    try:
-        command = sh.Command(str(program))
-        process = command(*args, _bg=True, **options)
-    except (sh.CommandNotFound, OSError) as exc:
-        for stream in closers:
-            stream.close()
-        reason = getattr(exc, "strerror", None) or "not found or not executable"
-        raise ProgramFailed(program.name, f"could not be run ({program}): {reason}") from None
-    return Running(program.name, process, lines, closers)
+    return options
+
+
+def _null_streams(
+    stdin: bytes | IO[bytes] | None, stdout: Any
+) -> tuple[bytes | IO[bytes], Any, list[IO[bytes]]]:
+    """/dev/null for the streams not given, and those to close when the program ends."""
+    closers: list[IO[bytes]] = []
+    if stdin is None:
+        stdin = open(os.devnull, "rb")  # noqa: SIM115 (closed by Running.wait)
+        closers.append(stdin)
+    if stdout is None:
+        stdout = open(os.devnull, "wb")  # noqa: SIM115 (closed by Running.wait)
+        closers.append(stdout)
+    return stdin, stdout, closers
 
 
 def run(
