@@ -129,7 +129,7 @@ def restore(
         # its audit row is written after the replay: a missing GRANT is said before it
         check_bookkeeping(conn, history_table, audit_table, needs=(), then="nothing was restored")
         keep = [(audit_table.schema, audit_table.name)]
-        prepared = replaying.prepare(settings, conn, info, keep)
+        prepared = replaying.prepare(settings.backup, conn, info, keep)
         log.info(
             "restore_started",
             backup=str(info.path),
@@ -139,7 +139,7 @@ def restore(
         name = f"predeploy restore {run_id}".strip()
         with _audited(life, conn, info):
             replaying.replay(
-                settings, conn, prepared, info, at=target.direct, name=name, progress=progress
+                settings.backup, conn, prepared, info, at=target.direct, name=name, progress=progress
             )
         if policy.marks:  # the replay may carry the backup's own marker: this run's wins
             protection.mark(conn, audit_table, env=settings.env, command="restore", run_id=run_id)
