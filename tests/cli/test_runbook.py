@@ -20,8 +20,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from predeploy.commands import deploy_runbook
-from predeploy.commands import migrate as workflow
+from predeploy.commands import deploy_runbook, migrate_report
 from predeploy.commands.deploy import DeployReport
 from predeploy.commands.steps import Step
 from predeploy.config.settings import load_settings
@@ -243,10 +242,10 @@ def _deploy(
     """A deploy's report: its steps, what each phase applied (each with a down.sql)."""
     report = DeployReport(env="prod", app="web", steps=[Step(n, o, 0.1) for n, o in steps])
 
-    def phase(names: list[str], phase: str) -> workflow.Report:
-        done = workflow.Report(env="prod", phase=phase)
+    def phase(names: list[str], phase: str) -> migrate_report.Report:
+        done = migrate_report.Report(env="prod", phase=phase)
         done.applied = [Applied(n, 0.1, True, 1) for n in names]
-        done.pending = [workflow.Pending(n, 1, True, True, "ab" * 32, phase) for n in names]
+        done.pending = [migrate_report.Pending(n, 1, True, True, "ab" * 32, phase) for n in names]
         return done
 
     report.migrate = phase(list(pre), "pre-deploy")

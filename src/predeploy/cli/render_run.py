@@ -13,7 +13,7 @@ if TYPE_CHECKING:  # result types only: rendering one result imports no other co
     from predeploy.cli.runs import Ended
     from predeploy.commands.deploy import DeployReport
     from predeploy.commands.maintenance import MaintenanceReport
-    from predeploy.commands.migrate import Pending, Report
+    from predeploy.commands.migrate_report import Pending, Report
     from predeploy.commands.restore import RestorePlan, RestoreResult
     from predeploy.commands.rollback import Undone
     from predeploy.commands.runbook import Runbook
@@ -164,7 +164,7 @@ def _nothing_pending(report: Report, *, waiting: bool = True) -> str:
 
 def _waiting(report: Report) -> list[str]:
     """The other phase's pending migrations, and the command line that applies them."""
-    from predeploy.commands.runbook import command  # noqa: PLC0415 (only with migrations waiting)
+    from predeploy._util.pasted import command  # noqa: PLC0415 (only with migrations waiting)
 
     names, env = ", ".join(report.later), report.env
     if report.phase == "pre-deploy":

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from predeploy.commands.deploy import DeployReport
     from predeploy.commands.gates import Asked
     from predeploy.commands.maintenance import MaintenanceReport
-    from predeploy.commands.migrate import Options
+    from predeploy.commands.migrate_report import Options
     from predeploy.commands.restore import RestoreResult
     from predeploy.commands.rollback import Undone
     from predeploy.commands.runbook import Runbook
@@ -62,7 +62,7 @@ def asked(yes: bool) -> Asked:
 
 def migrate_options(json_output: bool, **flags: bool) -> Options:
     """migrate's and deploy's options: the flags, the terminal, the progress lines."""
-    from predeploy.commands.migrate import Options  # noqa: PLC0415 (runs only)
+    from predeploy.commands.migrate_report import Options  # noqa: PLC0415 (runs only)
 
     return Options(
         interactive=prompt.interactive(),

@@ -138,7 +138,13 @@ def restore(
         name = f"predeploy restore {run_id}".strip()
         with _audited(life, conn, info, policy):
             replaying.replay(
-                settings.backup, conn, prepared, info, at=target.direct, name=name, progress=progress
+                settings.backup,
+                conn,
+                prepared,
+                info,
+                at=target.direct,
+                name=name,
+                progress=progress,
             )
         if policy.marks:  # the replay may carry the backup's own marker: this run's wins
             protection.mark(conn, audit_table, env=settings.env, command="restore", run_id=run_id)
