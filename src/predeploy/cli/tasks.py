@@ -124,9 +124,9 @@ def deploy(c: Context, env: str | None = None, json_: bool = False, yes: bool = 
     options = runs.migrate_options(
         json_, yes=yes, dry_run=dry_run, force_lint=force_lint, allow_drift=allow_drift
     )
-    run(env, json_, lambda s: runs.deployed(verbs.deploy.deploy(
-            s, options, current_run_id(), restart=restart, on_step=step_lines(json_))),
-        lambda r: shown.render_deploy(r.report, verbose=_verbose()))  # fmt: skip
+    run(env, json_, lambda s: verbs.deploy.deploy(
+            s, options, current_run_id(), restart=restart, on_step=step_lines(json_)),
+        lambda r: shown.render_deploy(r, verbose=_verbose()))  # fmt: skip
 
 
 @task(help=_BASIC)
@@ -136,9 +136,9 @@ def maintenance(c: Context, env: str | None = None, json_: bool = False) -> None
     Exits 0 when all is well, 1 when something needs a human, 6 when another
     maintenance run holds the lock, or the failed step's code (4 backup).
     """
-    run(env, json_, lambda s: runs.maintained(verbs.maintenance.maintain(
-            s, progress=progress(json_), on_step=step_lines(json_))),
-        lambda r: shown.render_maintenance(r.report))  # fmt: skip
+    run(env, json_, lambda s: verbs.maintenance.maintain(
+            s, progress=progress(json_), on_step=step_lines(json_)),
+        shown.render_maintenance)  # fmt: skip
 
 
 @task(help={

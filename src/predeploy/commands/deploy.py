@@ -49,7 +49,7 @@ class DeployReport:
     after: list[Process] = field(default_factory=list)
     health: health.HealthReport | None = None
     warnings: list[str] = field(default_factory=list)
-    runbook: Runbook | None = None
+    own_runbook: Runbook | None = None  # the deploy's (its phases' are theirs)
     error: PredeployError | None = None
     post_preview: list[migrate_report.Pending] = field(default_factory=list)
 
@@ -70,9 +70,18 @@ class DeployReport:
             "processes_after": [p.as_dict() for p in self.after],
             "health": self.health.as_dict() if self.health else None,
             "warnings": self.warnings,
-            "runbook": self.runbook.commands if self.runbook else [],
-            "runbook_path": str(self.runbook.path) if self.runbook and self.runbook.path else None,
+            "runbook": self.own_runbook.commands if self.own_runbook else [],
+            "runbook_path": _path_of(self.own_runbook),
         }
+
+    @property
+    def runbook(self) -> Runbook | None:
+        """The runbook the operator is handed: the deploy's, else its migrate phase's."""
+        return self.own_runbook or (self.migrate.runbook if self.migrate else None)
+
+
+def _path_of(runbook: Runbook | None) -> str | None:
+    return str(runbook.path) if runbook is not None and runbook.path is not None else None
 
 
 def deploy(
@@ -149,7 +158,7 @@ def _end(settings: Settings, report: DeployReport, life: Lifecycle, *, trial: bo
     (dry run, rehearsal), its audit row and notification."""
     if report.error is not None or (_changed(report) and not trial):
         lines = deploy_runbook.lines(settings, report)
-        report.runbook = life.hand_off(lambda: write_runbook(settings, life.run_id, lines))
+        report.own_runbook = life.hand_off(lambda: write_runbook(settings, life.run_id, lines))
     if trial:
         return
     _trail(report, life.trail)

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -61,10 +62,25 @@ class RestorePlan:
 
 @dataclass(frozen=True)
 class RestoreResult:
+    """What a restore replaced: from which backup, how long, what it dropped."""
+
     backup: Path
     database: str
     seconds: float
     dropped: tuple[str, ...]
+
+    @property
+    def error(self) -> None:
+        """A restore that returns went well: its failures are raised."""
+        return None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "backup": str(self.backup),
+            "database": self.database,
+            "seconds": round(self.seconds, 3),
+            "dropped": list(self.dropped),
+        }
 
 
 def plan(
