@@ -160,7 +160,7 @@ def test_outside_transaction_failure_leaves_a_failed_row_that_blocks(
     (migrations_dir / "2_indexes" / "migration.sql").write_text(
         "DROP INDEX CONCURRENTLY IF EXISTS t_a;\nCREATE INDEX CONCURRENTLY t_b ON t (b);\n"
     )
-    assert resolve(make_settings(), applied=None, rolled_back="2_indexes") == "rolled_back"
+    assert resolve(make_settings(), applied=None, rolled_back="2_indexes").marked == "rolled_back"
     result = migrating.migrate(make_settings())
     assert [(a.name, a.transactional) for a in result.applied] == [
         ("2_indexes", False),
@@ -241,7 +241,7 @@ def test_resolve_applied_and_its_refusals(
 ) -> None:
     """--applied records a pending migration as done; resolving what is applied is refused."""
     write_migrations(migrations_dir, {"1_a": "CREATE TABLE a (id int);"})
-    assert resolve(make_settings(), applied="1_a", rolled_back=None) == "applied"
+    assert resolve(make_settings(), applied="1_a", rolled_back=None).marked == "applied"
     assert migrating.migrate(make_settings()).applied == []
     assert "a" not in tables(database_url)
     (row,) = rows(database_url)

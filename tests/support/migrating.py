@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from predeploy._util.log import new_run_id
 from predeploy.commands import migrate as command
+from predeploy.commands import migrate_report
 from predeploy.config.settings import Settings
 
 __all__ = ["migrate"]
@@ -21,11 +22,12 @@ def migrate(
     *,
     on_applied: Callable[[str], None] | None = None,
     backup: bool = False,
-) -> command.Report:
+) -> migrate_report.Report:
     """Apply the pending migrations as `predeploy migrate --yes [--no-backup]` does; raises
     the run's error (the typed one the CLI maps to an exit code). ``on_applied`` is called
     with the name of each migration once it is applied, before the next one starts."""
-    options = command.Options(yes=True, no_backup=not backup, applying=_following(on_applied))
+    applying = _following(on_applied)
+    options = migrate_report.Options(yes=True, no_backup=not backup, applying=applying)
     report = command.migrate(settings, options, new_run_id())
     if report.error is not None:
         raise report.error

@@ -6,7 +6,7 @@ import pytest
 
 from predeploy.cli.render_run import render_report
 from predeploy.commands import summary
-from predeploy.commands.migrate import Pending, Report
+from predeploy.commands.migrate_report import Pending, Report
 from predeploy.db.catalog import LiveTable
 from predeploy.migrate.lint import Finding, LintReport
 from predeploy.migrate.outcome import Applied

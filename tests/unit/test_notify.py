@@ -14,7 +14,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from predeploy.backup.dump import BackupResult
-from predeploy.commands import migrate as workflow
+from predeploy.commands import migrate_report
 from predeploy.commands.deploy import DeployReport
 from predeploy.commands.health import Check, HealthReport
 from predeploy.commands.maintenance import MaintenanceReport
@@ -39,13 +39,13 @@ def _refused_port() -> int:
 
 
 def _migrate_report(error: PredeployError | None) -> dict[str, Any]:
-    report = workflow.Report(env="prod", database=f"{DB_URL}?password={PASSWORD}")
+    report = migrate_report.Report(env="prod", database=f"{DB_URL}?password={PASSWORD}")
     report.applied = [Applied("20260101000000_add_avatar", 0.42, True, 1)]
     report.pending = [
-        workflow.Pending(
+        migrate_report.Pending(
             "20260101000000_add_avatar", 1, True, True, "cd" * 32, sql="ALTER TABLE users ..."
         ),
-        workflow.Pending(
+        migrate_report.Pending(
             "20260102000000_drop_x", 1, True, True, "ef" * 32, sql=f"-- {PASSWORD}\nDROP x"
         ),
     ]
@@ -334,7 +334,8 @@ def test_a_long_runbook_is_named_by_its_path_never_cut() -> None:
 
 def test_a_two_phase_deploy_event_lists_both_phases() -> None:
     """A deploy's post-deploy phase (the report's post_deploy) is in the event too."""
-    pre, post = workflow.Report(env="prod"), workflow.Report(env="prod", phase="post-deploy")
+    pre = migrate_report.Report(env="prod")
+    post = migrate_report.Report(env="prod", phase="post-deploy")
     pre.applied = [Applied("1_users", 1.0, True, 1)]
     post.applied = [Applied("2_retire", 1.0, True, 1)]
     deploy = DeployReport(env="prod", app="web", migrate=pre, post=post)
@@ -348,7 +349,7 @@ def test_a_two_phase_deploy_event_lists_both_phases() -> None:
 def test_events_from_deploy_and_maintenance_reports() -> None:
     """A deploy's nested migrate and health, and maintenance's needs_attention, fill the event."""
     health = HealthReport("prod", [Check("http", False, "503 from /healthz", 0.1)])
-    migrated = workflow.Report(env="prod", database=DB_URL)
+    migrated = migrate_report.Report(env="prod", database=DB_URL)
     migrated.applied = [Applied("20260101000000_add_avatar", 1.0, True, 1)]
     deploy = DeployReport(env="prod", app="web", migrate=migrated, health=health)
     deploy.error = HealthCheckFailed("web is not healthy 60s after the reload: http: 503")

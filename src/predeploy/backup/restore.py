@@ -29,7 +29,7 @@ from predeploy.backup import objects
 from predeploy.backup.archive import digest
 from predeploy.backup.progress import ProgressFn, Reporter
 from predeploy.backup.retention import BackupInfo, backup_at
-from predeploy.config.settings import Settings
+from predeploy.config.parts import BackupSettings
 from predeploy.db.catalog import lock_waiter
 from predeploy.db.connect import CATALOG, Conn, Endpoint, connect
 from predeploy.db.failures import message_of, translated
@@ -56,7 +56,7 @@ class Prepared:
 
 
 def prepare(
-    settings: Settings, conn: Conn, info: BackupInfo, keep: list[tuple[str, str]]
+    settings: BackupSettings, conn: Conn, info: BackupInfo, keep: list[tuple[str, str]]
 ) -> Prepared:
     """The pg_restore (and psql) that can read ``info``, its table of contents, and the
     objects of the database it lacks (``keep``: tables left out of the restore)."""
@@ -71,7 +71,7 @@ def prepare(
 
 
 def replay(
-    settings: Settings,
+    settings: BackupSettings,
     conn: Conn,
     prepared: Prepared,
     info: BackupInfo,
@@ -87,7 +87,6 @@ def replay(
         _cancel_lock_waits(at, name, settings.lock_wait),
     ):
         _replay(
-            settings,
             conn,
             tools=(prepared.pg_restore, prepared.psql),
             info=info,
@@ -103,7 +102,6 @@ _PSQL = ("-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-f", "-")
 
 
 def _replay(
-    settings: Settings,
     conn: Conn,
     *,
     tools: tuple[Path, Path],
@@ -237,7 +235,7 @@ def named(env: str, path: Path) -> BackupInfo:
     return info
 
 
-def _pg_restore(settings: Settings, server_major: int, info: BackupInfo) -> pgbin.PgProgram:
+def _pg_restore(settings: BackupSettings, server_major: int, info: BackupInfo) -> pgbin.PgProgram:
     program = pgbin.select(settings.pg_bin_dir, server_major).pg_restore
     made_by = info.manifest.pg_dump
     needed, version = (made_by.major, made_by.version) if made_by else (0, None)

@@ -23,7 +23,7 @@ from predeploy.cli import output
 
 if TYPE_CHECKING:
     from predeploy.backup.progress import Progress, ProgressFn
-    from predeploy.commands.migrate import Applying
+    from predeploy.commands.migrate_report import Applying
     from predeploy.commands.steps import Step
 
 __all__ = ["CLEAR", "applying", "fit", "progress", "step_lines"]

@@ -242,7 +242,7 @@ def _sentences(message: str, help_: str | None) -> str:
 def render_status_report(report: StatusReport, *, whole: bool) -> str:
     """`predeploy status`: the table (or a long history's summary), the last runs, and the
     drift report when asked for."""
-    from predeploy.commands.runbook import program  # noqa: PLC0415 (the name a pasted line uses)
+    from predeploy._util.pasted import program  # noqa: PLC0415 (the name a pasted line uses)
 
     every = f"{program()} status --env {report.env} --all"
     human = render_status(report.status, whole=whole, rest=every) + render_runs(report.runs)

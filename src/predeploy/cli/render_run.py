@@ -10,10 +10,9 @@ from predeploy.cli.render import MARK, render_health, render_lint
 from predeploy.commands import summary
 
 if TYPE_CHECKING:  # result types only: rendering one result imports no other command's code
-    from predeploy.cli.runs import Ended
     from predeploy.commands.deploy import DeployReport
     from predeploy.commands.maintenance import MaintenanceReport
-    from predeploy.commands.migrate import Pending, Report
+    from predeploy.commands.migrate_report import Pending, Report
     from predeploy.commands.restore import RestorePlan, RestoreResult
     from predeploy.commands.rollback import Undone
     from predeploy.commands.runbook import Runbook
@@ -164,7 +163,7 @@ def _nothing_pending(report: Report, *, waiting: bool = True) -> str:
 
 def _waiting(report: Report) -> list[str]:
     """The other phase's pending migrations, and the command line that applies them."""
-    from predeploy.commands.runbook import command  # noqa: PLC0415 (only with migrations waiting)
+    from predeploy._util.pasted import command  # noqa: PLC0415 (only with migrations waiting)
 
     names, env = ", ".join(report.later), report.env
     if report.phase == "pre-deploy":
@@ -202,7 +201,7 @@ def render_deploy(report: DeployReport, *, verbose: bool = False) -> str:
             shown = render_report(
                 migrated,
                 dry_run=report.dry_run,
-                runbook=report.runbook is None,
+                runbook=report.own_runbook is None,
                 verbose=verbose,
                 waiting=False,
             )
@@ -215,8 +214,8 @@ def render_deploy(report: DeployReport, *, verbose: bool = False) -> str:
     elif report.error is None:
         pids = ", ".join(str(p.pid) for p in report.after)
         lines.append(f"deployed: {report.app} reloaded and healthy (pids {pids})")
-    if report.runbook is not None:
-        lines += _runbook(report.runbook)
+    if report.own_runbook is not None:
+        lines += _runbook(report.own_runbook)
     return "\n".join(lines)
 
 
@@ -254,21 +253,20 @@ def render_maintenance(report: MaintenanceReport) -> str:
     return "\n".join(lines)
 
 
-def render_rolled_back(done: Ended[Undone]) -> str:
+def render_rolled_back(done: Undone) -> str:
     """What a rollback undid (or, in a dry run, would undo, with the SQL), and its runbook."""
-    if done.data["dry_run"]:
+    data = done.as_dict()
+    if done.dry_run:
         human = "\n".join(
-            f"-- would undo {u['name']} with {u['down']}:\n{u['sql']}"
-            for u in done.data["would_undo"]
+            f"-- would undo {u['name']} with {u['down']}:\n{u['sql']}" for u in data["would_undo"]
         )
     else:
-        human = "\n".join(f"rolled back {u['name']}" for u in done.data["rolled_back"])
+        human = "\n".join(f"rolled back {u['name']}" for u in data["rolled_back"])
     if done.runbook is not None:
         human += "\n" + render_runbook(done.runbook)
     return human
 
 
-def render_restored(done: Ended[RestoreResult]) -> str:
-    r = done.report
+def render_restored(r: RestoreResult) -> str:
     dropped = f"; dropped what it did not have: {', '.join(r.dropped)}" if r.dropped else ""
     return f"restored {r.database} from {r.backup} in {r.seconds:.1f}s{dropped}"

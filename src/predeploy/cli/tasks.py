@@ -106,7 +106,7 @@ def migrate(c: Context, env: str | None = None, json_: bool = False, yes: bool =
 @task(help={**_BASIC, "all": "lint every migration, not only the pending ones"})
 def lint(c: Context, env: str | None = None, all_: bool = False, json_: bool = False) -> None:
     """Lint the pending migrations with squawk, sized by the live tables; exit 1 on errors."""
-    run(env, json_, lambda s: verbs.lint.linted(s, every=all_), render.render_linted)
+    run(env, json_, lambda s: verbs.lint.lint(s, every=all_), render.render_linted)
 
 
 @task(help={
@@ -124,9 +124,9 @@ def deploy(c: Context, env: str | None = None, json_: bool = False, yes: bool = 
     options = runs.migrate_options(
         json_, yes=yes, dry_run=dry_run, force_lint=force_lint, allow_drift=allow_drift
     )
-    run(env, json_, lambda s: runs.deployed(verbs.deploy.deploy(
-            s, options, current_run_id(), restart=restart, on_step=step_lines(json_))),
-        lambda r: shown.render_deploy(r.report, verbose=_verbose()))  # fmt: skip
+    run(env, json_, lambda s: verbs.deploy.deploy(
+            s, options, current_run_id(), restart=restart, on_step=step_lines(json_)),
+        lambda r: shown.render_deploy(r, verbose=_verbose()))  # fmt: skip
 
 
 @task(help=_BASIC)
@@ -136,9 +136,9 @@ def maintenance(c: Context, env: str | None = None, json_: bool = False) -> None
     Exits 0 when all is well, 1 when something needs a human, 6 when another
     maintenance run holds the lock, or the failed step's code (4 backup).
     """
-    run(env, json_, lambda s: runs.maintained(verbs.maintenance.maintain(
-            s, progress=progress(json_), on_step=step_lines(json_))),
-        lambda r: shown.render_maintenance(r.report))  # fmt: skip
+    run(env, json_, lambda s: verbs.maintenance.maintain(
+            s, progress=progress(json_), on_step=step_lines(json_)),
+        shown.render_maintenance)  # fmt: skip
 
 
 @task(help={
@@ -168,7 +168,7 @@ def rollback(c: Context, env: str | None = None, migrations: str | None = None,
 def resolve(c: Context, env: str | None = None, applied: str | None = None,
             rolled_back: str | None = None, json_: bool = False) -> None:  # fmt: skip
     """Mark a failed or hand-applied migration, with Prisma's semantics."""
-    run(env, json_, lambda s: verbs.resolve.resolved(s, applied=applied, rolled_back=rolled_back),
+    run(env, json_, lambda s: verbs.resolve.resolve(s, applied=applied, rolled_back=rolled_back),
         render.render_resolved)  # fmt: skip
 
 
@@ -180,7 +180,7 @@ def resolve(c: Context, env: str | None = None, applied: str | None = None,
 def new(c: Context, name: str, env: str | None = None, json_: bool = False,
         post_deploy: bool = False) -> None:  # fmt: skip
     """Create <migrations>/<UTC timestamp>_<name>/ with migration.sql and down.sql."""
-    run(env, json_, lambda s: verbs.new.created(s, name, post_deploy=post_deploy),
+    run(env, json_, lambda s: verbs.new.new(s, name, post_deploy=post_deploy),
         render.render_created)  # fmt: skip
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import structlog
 
 from predeploy._util.poll import poll
-from predeploy.commands import deploy_runbook, health
+from predeploy.commands import deploy_runbook, health, migrate_report
 from predeploy.commands import migrate as workflow
 from predeploy.commands.run import Lifecycle
 from predeploy.commands.runbook import Runbook, again_words, write_runbook
@@ -43,15 +43,15 @@ class DeployReport:
     yes: bool = False  # --yes: the runbook's predeploy lines keep it (pasted without a terminal)
     dry_run: bool = False  # nothing is changed; post_preview: what the post phase would apply
     steps: list[Step] = field(default_factory=list)
-    migrate: workflow.Report | None = None
-    post: workflow.Report | None = None  # the post-deploy migrations, after the reload
+    migrate: migrate_report.Report | None = None
+    post: migrate_report.Report | None = None  # the post-deploy migrations, after the reload
     before: list[Process] = field(default_factory=list)
     after: list[Process] = field(default_factory=list)
     health: health.HealthReport | None = None
     warnings: list[str] = field(default_factory=list)
-    runbook: Runbook | None = None
+    own_runbook: Runbook | None = None  # the deploy's (its phases' are theirs)
     error: PredeployError | None = None
-    post_preview: list[workflow.Pending] = field(default_factory=list)
+    post_preview: list[migrate_report.Pending] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -70,14 +70,23 @@ class DeployReport:
             "processes_after": [p.as_dict() for p in self.after],
             "health": self.health.as_dict() if self.health else None,
             "warnings": self.warnings,
-            "runbook": self.runbook.commands if self.runbook else [],
-            "runbook_path": str(self.runbook.path) if self.runbook and self.runbook.path else None,
+            "runbook": self.own_runbook.commands if self.own_runbook else [],
+            "runbook_path": _path_of(self.own_runbook),
         }
+
+    @property
+    def runbook(self) -> Runbook | None:
+        """The runbook the operator is handed: the deploy's, else its migrate phase's."""
+        return self.own_runbook or (self.migrate.runbook if self.migrate else None)
+
+
+def _path_of(runbook: Runbook | None) -> str | None:
+    return str(runbook.path) if runbook is not None and runbook.path is not None else None
 
 
 def deploy(
     settings: Settings,
-    options: workflow.Options,
+    options: migrate_report.Options,
     run_id: str,
     *,
     restart: bool = False,
@@ -130,7 +139,7 @@ def _app(settings: Settings, report: DeployReport) -> Pm2:
 
 def _release(
     settings: Settings,
-    options: workflow.Options,
+    options: migrate_report.Options,
     report: DeployReport,
     life: Lifecycle,
     *,
@@ -149,7 +158,7 @@ def _end(settings: Settings, report: DeployReport, life: Lifecycle, *, trial: bo
     (dry run, rehearsal), its audit row and notification."""
     if report.error is not None or (_changed(report) and not trial):
         lines = deploy_runbook.lines(settings, report)
-        report.runbook = life.hand_off(lambda: write_runbook(settings, life.run_id, lines))
+        report.own_runbook = life.hand_off(lambda: write_runbook(settings, life.run_id, lines))
     if trial:
         return
     _trail(report, life.trail)
@@ -158,13 +167,13 @@ def _end(settings: Settings, report: DeployReport, life: Lifecycle, *, trial: bo
     report.warnings += life.announce(report.as_dict(), changed=_changed(report))
 
 
-def _flags(options: workflow.Options) -> dict[str, bool]:
+def _flags(options: migrate_report.Options) -> dict[str, bool]:
     return {f: getattr(options, f) for f in ("yes", "force_lint", "allow_drift")}
 
 
 def _post_deploy(
     settings: Settings,
-    options: workflow.Options,
+    options: migrate_report.Options,
     report: DeployReport,
     life: Lifecycle,
     *,
@@ -238,11 +247,11 @@ def _wait_healthy(
         )
 
 
-def _post_preview(settings: Settings, later: list[str]) -> list[workflow.Pending]:
+def _post_preview(settings: Settings, later: list[str]) -> list[migrate_report.Pending]:
     """What the post-deploy phase would apply after the reload, with its SQL (a dry run)."""
     waiting = set(later)  # its SQL's secrets are masked where the report is printed
     return [
-        workflow.describe(m, with_sql=True)
+        migrate_report.describe(m, with_sql=True)
         for m in discovery.discover(settings.migrations_dir)
         if m.name in waiting and m.phase == POST_DEPLOY
     ]

@@ -1,6 +1,6 @@
 """The runbook of a deploy: what it changed (both phases, and the release), how to undo it.
 
-Every command line runs when pasted: predeploy as ``runbook.command`` names it, pm2 as
+Every command line runs when pasted: predeploy as ``_util.pasted.command`` names it, pm2 as
 ``pm2.pasted`` does (the program this run used, by absolute path, with its PM2_HOME).
 What it says follows where the deploy stopped:
 
@@ -17,15 +17,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from predeploy._util.pasted import command
 from predeploy.commands import runbook
-from predeploy.commands.runbook import command, restore_lines, undo_lines
+from predeploy.commands.runbook import restore_lines, undo_lines
 from predeploy.config.settings import Settings
 from predeploy.errors import INTERRUPTED_CODES
 from predeploy.integrations.pm2 import pasted
 
 if TYPE_CHECKING:
-    from predeploy.commands import migrate as workflow
     from predeploy.commands.deploy import DeployReport
+    from predeploy.commands.migrate_report import Report
 
 __all__ = ["lines"]
 
@@ -59,7 +60,7 @@ def lines(settings: Settings, report: DeployReport) -> list[str]:
     ]
 
 
-def _post_failed(settings: Settings, report: DeployReport, post: workflow.Report) -> list[str]:
+def _post_failed(settings: Settings, report: DeployReport, post: Report) -> list[str]:
     """The release is live and healthy; the post-deploy phase failed. What each phase did."""
     env, app = settings.env, report.app
     stopped = "was interrupted" if _interrupted(post) else "failed"
@@ -131,7 +132,7 @@ def _undo_deploy(settings: Settings, report: DeployReport) -> list[str]:
     return lines + restore_lines(settings, _first_backup(report), "this deploy")
 
 
-def _interrupted(phase: workflow.Report) -> bool:
+def _interrupted(phase: Report) -> bool:
     return phase.error is not None and phase.error.exit_code in INTERRUPTED_CODES
 
 
@@ -147,19 +148,19 @@ def _check(settings: Settings) -> list[str]:
     return ["# then check:", runbook.pm2_command(settings, "health", "--env", settings.env)]
 
 
-def _own(phase: workflow.Report | None) -> list[str]:
+def _own(phase: Report | None) -> list[str]:
     return phase.runbook.commands if phase is not None and phase.runbook is not None else []
 
 
-def _names(phase: workflow.Report) -> str:
+def _names(phase: Report) -> str:
     return ", ".join(a.name for a in phase.applied)
 
 
-def _newest_first(phase: workflow.Report) -> list[str]:
+def _newest_first(phase: Report) -> list[str]:
     return [a.name for a in reversed(phase.applied)]
 
 
-def _has_down(phase: workflow.Report) -> dict[str, bool]:
+def _has_down(phase: Report) -> dict[str, bool]:
     return {p.name: p.has_down for p in phase.pending}
 
 

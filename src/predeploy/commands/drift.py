@@ -31,7 +31,7 @@ from predeploy.migrate.discovery import Migration
 from predeploy.migrate.executor import run_options
 from predeploy.migrate.history import ensure_history, read_history
 
-__all__ = ["DriftOptions", "Drifted", "check", "checked", "drift", "excluded"]
+__all__ = ["DriftOptions", "Drifted", "check", "checked", "drift"]
 
 log = structlog.get_logger(__name__)
 
@@ -78,7 +78,7 @@ def drift(settings: Settings, options: DriftOptions) -> Drifted:
     return Drifted(report, options)
 
 
-def excluded(target: db_target.Target) -> list[tuple[str, str]]:
+def _excluded(target: db_target.Target) -> list[tuple[str, str]]:
     """predeploy's own tables (history, audit), never reported."""
     table, audit_table = target.history, target.audit
     return [(table.schema, table.name), (audit_table.schema, audit_table.name)]
@@ -100,7 +100,7 @@ def check(
             return detect(
                 conn,
                 expected=expected,
-                exclude=excluded(target),
+                exclude=_excluded(target),
                 expected_from=origin,
                 schema=target.search_path,
             )
@@ -121,7 +121,7 @@ def _shadow(settings: Settings, target: db_target.Target, conn: Conn) -> tuple[F
     built = shadow.expected(
         url,
         build=build,
-        exclude=excluded(target),
+        exclude=_excluded(target),
         extensions=shadow.required_extensions(applied),
         shadow_url=settings.shadow_database_url,
         embedded_pgdata=settings.pgdata,

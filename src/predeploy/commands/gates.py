@@ -31,7 +31,7 @@ from predeploy.migrate.lint import LintReport
 if TYPE_CHECKING:
     from predeploy.backup.dump import ProgressFn
     from predeploy.commands.restore import RestorePlan, RestoreResult
-    from predeploy.commands.rollback import Chosen
+    from predeploy.migrate.undo import Chosen
 
 __all__ = [
     "Asked",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import itertools
 import time
 import urllib.error
 import urllib.parse
@@ -23,6 +24,7 @@ from psycopg import errors as pg_errors
 
 from predeploy._util import units
 from predeploy._util.log import REPORTED
+from predeploy._util.poll import poll
 from predeploy._util.redact import shown_url
 from predeploy.config.settings import Settings
 from predeploy.db import target as db_target
@@ -226,7 +228,10 @@ def _largest(conn: Conn, *, exact: bool) -> list[tuple[Any, ...]]:
 
 
 def check_http(url: str, *, timeout: float, retries: int, pause: float = 1.0) -> Check:
-    """GET ``url`` expecting a 2xx within ``timeout``, up to ``retries`` tries.
+    """GET ``url`` expecting a 2xx within ``timeout``, up to ``retries`` tries, ``pause``
+    apart (``poll``). Its deadline, ``retries`` * (``timeout`` + ``pause``), only matters
+    when tries outlast their timeout (it bounds each socket read, not a whole answer a slow
+    server drips): then no new try starts once it has passed.
 
     Credentials in the URL (``http://user:password@host/health``) are sent as Basic auth
     and never shown, nor are its query values (``?key=TOKEN``); a loopback URL never goes
@@ -235,38 +240,65 @@ def check_http(url: str, *, timeout: float, retries: int, pause: float = 1.0) ->
     shown = shown_url(url)
     request, opener = _request(url)
     started = time.perf_counter()
-    reason = ""
-    for attempt in range(1, retries + 1):
-        sent = time.perf_counter()
-        try:
-            with opener.open(request, timeout=timeout) as response:
-                code = response.status
-        except urllib.error.HTTPError as exc:
-            code, reason = exc.code, f"HTTP {exc.code}"
-        except (urllib.error.URLError, OSError) as exc:
-            code = 0
-            why = getattr(exc, "reason", exc)
-            reason = "timed out" if isinstance(why, TimeoutError) else str(why)
-        elapsed = (time.perf_counter() - sent) * 1000
-        if 200 <= code < 300:
-            return Check(
-                "http",
-                True,
-                f"GET {shown}: {code} in {elapsed:.0f} ms",
-                time.perf_counter() - started,
-                {"status": code, "attempts": attempt},
-            )
-        if code:
-            reason = f"HTTP {code}"
-        if attempt < retries:
-            time.sleep(pause)
+    tries = itertools.count(1)
+    last = poll(
+        lambda: _get(opener, request, timeout, next(tries)),
+        retries * (timeout + pause),
+        pause=pause,
+        done=lambda tried: tried.ok or tried.attempt >= retries,
+    )
+    seconds = time.perf_counter() - started
+    if last.ok:
+        return Check(
+            "http",
+            True,
+            f"GET {shown}: {last.code} in {last.ms:.0f} ms",
+            seconds,
+            {"status": last.code, "attempts": last.attempt},
+        )
     return Check(
         "http",
         False,
-        f"GET {shown}: {reason} after {retries} tries (timeout {timeout:g}s each)",
-        time.perf_counter() - started,
-        {"attempts": retries},
+        f"GET {shown}: {last.reason} after {last.attempt} tries (timeout {timeout:g}s each)",
+        seconds,
+        {"attempts": last.attempt},
     )
+
+
+@dataclass(frozen=True)
+class _Tried:
+    """One GET of the health URL: its status (0: no answer), why it failed, how long."""
+
+    attempt: int
+    code: int
+    reason: str
+    ms: float
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.code < 300
+
+
+def _get(
+    opener: urllib.request.OpenerDirector,
+    request: urllib.request.Request,
+    timeout: float,
+    attempt: int,
+) -> _Tried:
+    sent = time.perf_counter()
+    reason = ""
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            code = response.status
+    except urllib.error.HTTPError as exc:
+        code = exc.code
+    except (urllib.error.URLError, OSError) as exc:
+        code = 0
+        why = getattr(exc, "reason", exc)
+        reason = "timed out" if isinstance(why, TimeoutError) else str(why)
+    if code:
+        reason = f"HTTP {code}"
+    return _Tried(attempt, code, reason, (time.perf_counter() - sent) * 1000)
 
 
 def _request(url: str) -> tuple[urllib.request.Request, urllib.request.OpenerDirector]:

@@ -32,7 +32,7 @@ from predeploy.integrations.pm2 import home_prefix
 if TYPE_CHECKING:
     from predeploy.config.settings import Settings
 
-__all__ = ["Adopted", "adopt", "examples_folder", "init", "suggest_env"]
+__all__ = ["Adopted", "init"]
 
 MARKER = "# --- predeploy ---"
 # what predeploy writes into the project, then every file that holds a secret; a
@@ -82,21 +82,21 @@ class Adopted:
 
 
 def init(settings: Settings) -> Adopted:
-    """The `predeploy init` command: ``adopt``, with the ``.env`` suggestions (none when
+    """The `predeploy init` command: ``_adopt``, with the ``.env`` suggestions (none when
     PREDEPLOY_ENV already names an env)."""
     from predeploy.config.project import env_name  # noqa: PLC0415 (settings: typing only above)
 
-    done = adopt(settings.root, settings.migrations_dir)
-    done.suggestions = suggest_env(settings, default_env=env_name(None) == "dev")
+    done = _adopt(settings.root, settings.migrations_dir)
+    done.suggestions = _suggest_env(settings, default_env=env_name(None) == "dev")
     return done
 
 
-def examples_folder() -> Path:
+def _examples_folder() -> Path:
     """Where the installed package keeps its examples (the repository's scripts/)."""
     return Path(__file__).resolve().parents[1] / "examples"
 
 
-def adopt(root: Path, migrations_dir: Path, program: Path | None = None) -> Adopted:
+def _adopt(root: Path, migrations_dir: Path, program: Path | None = None) -> Adopted:
     """Add predeploy's lines to ``root``'s .env.example and .gitignore, and
     scripts/run-migrations.sh when missing; describe the hooks."""
     if not root.is_dir():
@@ -104,7 +104,7 @@ def adopt(root: Path, migrations_dir: Path, program: Path | None = None) -> Adop
     program = program or Path(sys.argv[0]).resolve()
     if program.name != "predeploy":
         program = Path(sys.prefix) / "bin" / "predeploy"
-    done = Adopted(root, examples=str(examples_folder()))
+    done = Adopted(root, examples=str(_examples_folder()))
     _env_example(root / ".env.example", done)
     _gitignore(root / ".gitignore", done)
     _script(root / "scripts" / SCRIPT, done)
@@ -125,7 +125,7 @@ def adopt(root: Path, migrations_dir: Path, program: Path | None = None) -> Adop
     return done
 
 
-def suggest_env(settings: Settings, default_env: bool) -> list[str]:
+def _suggest_env(settings: Settings, default_env: bool) -> list[str]:
     """When a bare command (``default_env``: no PREDEPLOY_ENV) would run dev against a
     database that is not on this machine, the lines that suggest ``PREDEPLOY_ENV=prod``."""
     if not default_env:
@@ -152,7 +152,7 @@ def _env_example(path: Path, done: Adopted) -> None:
     if MARKER in text:
         done.unchanged.append(f"{path.name} already has predeploy's settings")
         return
-    block = (examples_folder() / "env.example").read_text()
+    block = (_examples_folder() / "env.example").read_text()
     lines = [
         MARKER,
         *(
@@ -190,7 +190,7 @@ def _script(path: Path, done: Adopted) -> None:
     if path.exists() or path.is_symlink():
         done.unchanged.append(f"{name} exists: left as it is")
         return
-    text = (examples_folder() / SCRIPT).read_bytes()
+    text = (_examples_folder() / SCRIPT).read_bytes()
     try:
         path.parent.mkdir(exist_ok=True)
         with path.open("xb") as out:
@@ -204,7 +204,7 @@ def _script(path: Path, done: Adopted) -> None:
 def _unit(name: str, root: Path, program: Path, pm2_home: str | None) -> str:
     """A shipped systemd unit for this folder, virtualenv and the folder's owner, with the
     PM2_HOME init ran with (the service's environment has none of the shell's)."""
-    text = (examples_folder() / name).read_text()
+    text = (_examples_folder() / name).read_text()
     lines = []
     for line in text.splitlines():
         if line.startswith("#"):

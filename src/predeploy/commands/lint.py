@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 else:  # squawk's machinery only when linting
     lint_mod = lazy.module("predeploy.migrate.lint")
 
-__all__ = ["Linted", "lint", "lint_migrations", "linted"]
+__all__ = ["Linted", "lint", "lint_migrations"]
 
 
 @dataclass(frozen=True)
@@ -46,18 +46,13 @@ class Linted:
         return self.report.as_dict()
 
 
-def linted(settings: Settings, *, every: bool = False) -> Linted:
-    """The `predeploy lint` command: ``lint``, as a result."""
-    return Linted(lint(settings, every=every))
-
-
-def lint(settings: Settings, *, every: bool = False) -> lint_mod.LintReport:
+def lint(settings: Settings, *, every: bool = False) -> Linted:
     """Lint the pending migrations (every migration with ``every``) against the live sizes."""
     found = discovery.discover(settings.migrations_dir)
     target = db_target.of(settings)
     with catalog_session(target.direct, purpose="lint") as conn:
         chosen = found if every else compare(found, read_history(conn, target.history)).pending
-        return lint_migrations(settings, conn, chosen)
+        return Linted(lint_migrations(settings, conn, chosen))
 
 
 def lint_migrations(settings: Settings, conn: Conn, chosen: list[Migration]) -> lint_mod.LintReport:

@@ -68,6 +68,16 @@ class MaintenanceReport:
         return found
 
     @property
+    def error(self) -> PredeployError | None:
+        """The run's exit as an error: None when all is well, else "needs attention" with
+        ``exit_code`` (1, or the failed step's)."""
+        if not self.exit_code:
+            return None
+        error = PredeployError(f"maintenance needs attention: {'; '.join(self.needs_attention)}")
+        error.exit_code = self.exit_code
+        return error
+
+    @property
     def exit_code(self) -> int:
         """The first failed step's code (6 lock, 4 backup, ...), else 1 if anything needs a
         human, else 0."""

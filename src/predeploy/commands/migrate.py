@@ -26,13 +26,12 @@ from predeploy.commands.lint import lint_migrations
 from predeploy.commands.migrate_report import (
     Applying,
     Options,
-    Pending,
     Report,
     describe,
     question,
 )
 from predeploy.commands.run import Lifecycle
-from predeploy.commands.steps import OnStep, Skip, Step, Stepper
+from predeploy.commands.steps import OnStep, Skip, Stepper
 from predeploy.config.policy import Policy
 from predeploy.config.settings import Settings
 from predeploy.db import protection
@@ -61,7 +60,7 @@ else:  # needed only when something is pending (nothing pending must start fast)
     backup = lazy.module("predeploy.backup.dump")
     executor = lazy.module("predeploy.migrate.executor")
 
-__all__ = ["Applying", "Options", "Pending", "Report", "Step", "describe", "migrate"]
+__all__ = ["migrate"]
 
 log = structlog.get_logger(__name__)
 

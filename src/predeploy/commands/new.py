@@ -11,7 +11,7 @@ from predeploy.config.settings import Settings
 from predeploy.migrate import discovery
 from predeploy.migrate.discovery import Migration
 
-__all__ = ["NOTE", "Created", "created", "new"]
+__all__ = ["NOTE", "Created", "new"]
 
 log = structlog.get_logger(__name__)
 NOTE = (
@@ -22,6 +22,8 @@ NOTE = (
 
 @dataclass(frozen=True)
 class Created:
+    """`predeploy new`'s result: the migration folder made."""
+
     migration: Migration
 
     def as_dict(self) -> dict[str, Any]:
@@ -35,13 +37,8 @@ class Created:
         }
 
 
-def created(settings: Settings, name: str, *, post_deploy: bool = False) -> Created:
-    """The `predeploy new` command: ``new``, as a result."""
-    return Created(new(settings, name, post_deploy=post_deploy))
-
-
-def new(settings: Settings, name: str, *, post_deploy: bool = False) -> Migration:
+def new(settings: Settings, name: str, *, post_deploy: bool = False) -> Created:
     """Create a new migration folder with migration.sql and down.sql."""
     migration = discovery.create(settings.migrations_dir, name, post_deploy=post_deploy)
     log.info("migration_created", migration=migration.name, folder=str(migration.folder))
-    return migration
+    return Created(migration)

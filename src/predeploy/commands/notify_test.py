@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 else:  # apprise only here
     notify = lazy.module("predeploy.integrations.notify")
 
-__all__ = ["Sent", "config_for", "notify_test"]
+__all__ = ["Sent", "notify_test"]
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class Sent:
         return {"deliveries": [d.as_dict() for d in self.deliveries]}
 
 
-def config_for(settings: Settings) -> notify.NotifyConfig:
+def _config_for(settings: Settings) -> notify.NotifyConfig:
     """PREDEPLOY_NOTIFY_URLS, _ON and _TIMEOUT, and every password the settings know."""
     return notify.NotifyConfig(
         urls=settings.notify_urls,
@@ -46,4 +46,4 @@ def config_for(settings: Settings) -> notify.NotifyConfig:
 
 def notify_test(settings: Settings) -> Sent:
     """A test message to every URL, whatever PREDEPLOY_NOTIFY_ON; each one's result."""
-    return Sent(notify.test(config_for(settings), env=settings.env))
+    return Sent(notify.test(_config_for(settings), env=settings.env))

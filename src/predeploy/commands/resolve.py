@@ -20,7 +20,7 @@ from predeploy.migrate.history import ensure_history, read_history, role
 from predeploy.migrate.privileges import RESOLVE, check_bookkeeping
 from predeploy.migrate.status import Entry, compare
 
-__all__ = ["Resolved", "resolve", "resolved"]
+__all__ = ["Resolved", "resolve"]
 
 log = structlog.get_logger(__name__)
 Marked = Literal["applied", "rolled_back"]
@@ -35,13 +35,7 @@ class Resolved:
         return {"migration": self.migration, "marked": self.marked}
 
 
-def resolved(settings: Settings, *, applied: str | None, rolled_back: str | None) -> Resolved:
-    """The `predeploy resolve` command: ``resolve``, as a result."""
-    marked = resolve(settings, applied=applied, rolled_back=rolled_back)
-    return Resolved(applied or rolled_back or "", marked)
-
-
-def resolve(settings: Settings, *, applied: str | None, rolled_back: str | None) -> Marked:
+def resolve(settings: Settings, *, applied: str | None, rolled_back: str | None) -> Resolved:
     """Prisma's `migrate resolve`: mark a failed migration rolled back, or one applied."""
     if (applied is None) == (rolled_back is None):
         raise ConfigError("give exactly one of --applied NAME or --rolled-back NAME")
@@ -70,7 +64,7 @@ def resolve(settings: Settings, *, applied: str | None, rolled_back: str | None)
                 history.mark_applied(conn, table, migration)
                 outcome = "applied"
     log.info("migration_resolved", migration=name, outcome=outcome)
-    return outcome
+    return Resolved(name, outcome)
 
 
 def _rolled_back_only(entry: Entry | None, name: str) -> None:

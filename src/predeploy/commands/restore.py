@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -28,6 +29,7 @@ from predeploy.backup import restore as replaying
 from predeploy.backup.progress import ProgressFn
 from predeploy.backup.retention import BackupInfo, mismatches, newest
 from predeploy.commands.run import Lifecycle
+from predeploy.config.policy import Policy
 from predeploy.config.settings import Settings
 from predeploy.db import protection
 from predeploy.db import target as db_target
@@ -60,10 +62,25 @@ class RestorePlan:
 
 @dataclass(frozen=True)
 class RestoreResult:
+    """What a restore replaced: from which backup, how long, what it dropped."""
+
     backup: Path
     database: str
     seconds: float
     dropped: tuple[str, ...]
+
+    @property
+    def error(self) -> None:
+        """A restore that returns went well: its failures are raised."""
+        return None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "backup": str(self.backup),
+            "database": self.database,
+            "seconds": round(self.seconds, 3),
+            "dropped": list(self.dropped),
+        }
 
 
 def plan(
@@ -87,9 +104,7 @@ def plan(
     try:
         replaying.check_file(info, settings.env, default=named is None)
     except BackupError as damaged:  # a damaged backup is news: its row, and its message
-        life = _refused(settings, info, damaged, run_id)
-        life.protected = policy.protected
-        _announce(life, info)
+        _announce(_refused(settings, info, damaged, run_id), info, policy)
         raise
     found = mismatches(info, settings.env, database, identifier)
     if found and not other_database:
@@ -129,7 +144,7 @@ def restore(
         # its audit row is written after the replay: a missing GRANT is said before it
         check_bookkeeping(conn, history_table, audit_table, needs=(), then="nothing was restored")
         keep = [(audit_table.schema, audit_table.name)]
-        prepared = replaying.prepare(settings, conn, info, keep)
+        prepared = replaying.prepare(settings.backup, conn, info, keep)
         log.info(
             "restore_started",
             backup=str(info.path),
@@ -137,17 +152,22 @@ def restore(
             drops=len(prepared.extra),
         )
         name = f"predeploy restore {run_id}".strip()
-        with _audited(life, conn, info):
+        with _audited(life, conn, info, policy):
             replaying.replay(
-                settings, conn, prepared, info, at=target.direct, name=name, progress=progress
+                settings.backup,
+                conn,
+                prepared,
+                info,
+                at=target.direct,
+                name=name,
+                progress=progress,
             )
         if policy.marks:  # the replay may carry the backup's own marker: this run's wins
             protection.mark(conn, audit_table, env=settings.env, command="restore", run_id=run_id)
     seconds = time.perf_counter() - started
     dropped = tuple(str(e) for e in prepared.extra)
     log.info("restore_done", backup=str(info.path), seconds=round(seconds, 3), dropped=dropped)
-    life.protected = policy.protected
-    _announce(life, info)
+    _announce(life, info, policy)
     return RestoreResult(info.path, chosen.database, seconds, dropped)
 
 
@@ -176,19 +196,27 @@ def _life(settings: Settings, info: BackupInfo, run_id: str) -> Lifecycle:
 
 
 @contextmanager
-def _audited(life: Lifecycle, conn: Conn, info: BackupInfo) -> Iterator[None]:
+def _audited(life: Lifecycle, conn: Conn, info: BackupInfo, policy: Policy) -> Iterator[None]:
     """The restore's audit row and notification: restored, interrupted (SIGINT, SIGTERM) or
-    failed (its notification says the env's policy, as it always did)."""
+    failed."""
     try:
         with life.recorded("restoring", conn):
             yield
     except (PredeployError, KeyboardInterrupt):
-        _announce(life, info)
+        _announce(life, info, policy, replay_failed=True)
         raise
     life.record(conn=conn)
 
 
-def _announce(life: Lifecycle, info: BackupInfo) -> None:
+def _announce(
+    life: Lifecycle, info: BackupInfo, policy: Policy, *, replay_failed: bool = False
+) -> None:
+    """The restore's notification. Its protection, the ONE rule: the policy the database
+    remembers (``policy``), except when the replay failed or was interrupted: then the env's
+    own (``protected`` left unset, the lifecycle's default). That difference is how restore
+    has always notified; it is kept here on purpose, not an accident of two call sites."""
+    if not replay_failed:
+        life.protected = policy.protected
     error = life.error
     report = {
         "env": life.settings.env,

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from predeploy.backup.progress import ProgressFn
     from predeploy.commands.runbook import Runbook, UndoFailed
 
-__all__ = ["Chosen", "Undone", "rollback"]
+__all__ = ["Undone", "rollback"]
 
 log = structlog.get_logger(__name__)
 
@@ -57,11 +57,32 @@ class Undone:
     runbook: Runbook | None = None
     error: MigrationError | None = None
     undone: tuple[str, ...] | None = None
+    dry_run: bool = False  # --dry-run: ``chosen`` is what it would undo
 
     def undone_names(self) -> list[str]:
         if self.undone is not None:
             return list(self.undone)
         return [c.migration.name for c in self.chosen]
+
+    def as_dict(self) -> dict[str, Any]:
+        names = set(self.undone_names())
+        undone = [
+            {"name": i.migration.name, "down": str(i.migration.down_path), "sql": i.down.text}
+            for i in self.chosen
+            if self.dry_run or i.migration.name in names
+        ]
+        failure = {} if self.error is None else {
+            "error": self.error.message, "exit_code": self.error.exit_code
+        }  # fmt: skip
+        return {
+            "dry_run": self.dry_run,
+            "rolled_back": [] if self.dry_run else undone,
+            "would_undo": undone if self.dry_run else [],
+            "backup": self.backup.as_dict() if self.backup else None,
+            "runbook": self.runbook.commands if self.runbook else [],
+            "policy": self.policy.describe(),
+            **failure,
+        }
 
 
 @dataclass(frozen=True)
@@ -100,7 +121,7 @@ def rollback(
             entries = compare(found, history.read_history(conn, table)).entries
             chosen = choose(entries, steps=steps, names=names)
             if dry_run:
-                return Undone(chosen, policy)
+                return Undone(chosen, policy, dry_run=True)
             from predeploy.commands import gates  # noqa: PLC0415 (a rollback that changes something)
 
             gates.no_backup(policy, _Asked(no_backup))

@@ -103,7 +103,14 @@ class Lifecycle:
         **fields: Any,
     ) -> Lifecycle:
         """The run of ``command``; ``steps``: the report's list its steps are recorded in."""
-        trail = audit.Run.of(settings, command, run_id, **fields)
+        trail = audit.Run(
+            run_id=run_id,
+            command=command,
+            env=settings.env,
+            root=settings.root,
+            scrubber=settings.scrubber,  # the row is masked like every other sink
+            **fields,
+        )
         return cls(settings, trail, [] if steps is None else steps, on_step)
 
     @property

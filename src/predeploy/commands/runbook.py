@@ -22,7 +22,7 @@ from pathlib import Path
 import structlog
 
 from predeploy._util.log import FILE_ONLY, log_disk_failed
-from predeploy._util.pasted import PROGRAM, command, program
+from predeploy._util.pasted import command
 from predeploy.config.settings import Settings
 from predeploy.errors import Interrupted, PredeployError
 from predeploy.integrations.pm2 import home_prefix as pm2_home_prefix
@@ -31,18 +31,15 @@ from predeploy.migrate.outcome import Applied, MigrationFailed
 from predeploy.migrate.plan import OutOfPhase
 
 __all__ = [
-    "PROGRAM",
     "Runbook",
     "TakenBackup",
     "UndoFailed",
     "after_rollback",
     "again_words",
     "build_runbook",
-    "command",
     "left_failed_by",
     "part_way_lines",
     "pm2_command",
-    "program",
     "restore_lines",
     "undo_lines",
     "write_runbook",

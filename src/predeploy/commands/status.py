@@ -21,7 +21,7 @@ from predeploy.migrate.status import Status, compare, for_check
 if TYPE_CHECKING:
     from predeploy.drift.report import DriftReport
 
-__all__ = ["StatusOptions", "StatusReport", "current", "status", "status_and_runs"]
+__all__ = ["StatusOptions", "StatusReport", "current", "status"]
 
 log = structlog.get_logger(__name__)
 
@@ -72,7 +72,7 @@ class StatusReport:
 def status(settings: Settings, options: StatusOptions | None = None) -> StatusReport:
     """The status report; with ``options.drift``, the drift check too."""
     options = options or StatusOptions()
-    found, runs = status_and_runs(settings)
+    found, runs = _status_and_runs(settings)
     drift = None
     if options.drift:
         from predeploy.commands.drift import check  # noqa: PLC0415 (drift's machinery)
@@ -81,7 +81,7 @@ def status(settings: Settings, options: StatusOptions | None = None) -> StatusRe
     return StatusReport(settings.env, found, runs, drift, options.check)
 
 
-def status_and_runs(settings: Settings, limit: int = 5) -> tuple[Status, list[dict[str, Any]]]:
+def _status_and_runs(settings: Settings, limit: int = 5) -> tuple[Status, list[dict[str, Any]]]:
     """The status and the newest audit rows, read in one session."""
     found = discovery.discover(settings.migrations_dir)
     target = db_target.of(settings)

@@ -14,7 +14,7 @@ import socket
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psycopg
 import structlog
@@ -27,9 +27,6 @@ from predeploy.db.connect import Conn
 from predeploy.db.failures import message_of
 from predeploy.db.table import Table
 from predeploy.programs import git
-
-if TYPE_CHECKING:
-    from predeploy.config.settings import Settings
 
 __all__ = ["Run", "ensure_table", "last_runs", "record"]
 
@@ -73,20 +70,7 @@ class Run:
     backup_sha256: str | None = None
     health: dict[str, Any] | None = None  # the health checks' result, when the run checked
     scrubber: Scrubber = field(default_factory=Scrubber, repr=False)  # the settings' one
-
-    @classmethod
-    def of(cls, settings: Settings, command: str, run_id: str, **fields: Any) -> Run:
-        """The run of ``command`` in ``settings``' env: its row is masked by the settings'
-        scrubber (the one way every command starts its row: the run lifecycle's
-        ``commands.run.Lifecycle.start``)."""
-        return cls(
-            run_id=run_id,
-            command=command,
-            env=settings.env,
-            root=settings.root,
-            scrubber=settings.scrubber,
-            **fields,
-        )
+    # (built by the run lifecycle, ``commands.run.Lifecycle.start``)
 
 
 def ensure_table(conn: Conn, table: Table) -> None:

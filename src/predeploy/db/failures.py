@@ -14,10 +14,10 @@ from contextlib import contextmanager
 import psycopg
 from psycopg import errors as pg_errors
 
-from predeploy.db.catalog import blocked_by, describe_lock_holders
+from predeploy.db.catalog import blocked_by
 from predeploy.errors import Blocked, ConfigError, DatabaseUnreachable, PredeployError
 
-__all__ = ["describe_lock_holders", "message_of", "translated"]
+__all__ = ["message_of", "translated"]
 
 
 def message_of(exc: BaseException) -> str:

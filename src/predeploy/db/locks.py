@@ -30,7 +30,6 @@ __all__ = [
     "MIGRATE_LOCK",
     "SHADOW_LOCK",
     "advisory_lock",
-    "describe_holder",
     "migrate_session",
 ]
 
@@ -85,18 +84,14 @@ def _acquire(conn: Conn, key: int, wait: float, purpose: str) -> None:
 
     def announce(_: bool) -> None:
         if not announced:
-            log.info("lock_waiting", key=key, holder=describe_holder(conn, key), wait_s=wait)
+            log.info("lock_waiting", key=key, holder=advisory_holder(conn, key), wait_s=wait)
             announced.append(True)
 
     if not poll(took, wait, pause=0.05, grow=2, most=0.5, waiting=announce):
         raise LockBusy(
             f"the {purpose} lock (advisory lock {key}) is held by "
-            f"{describe_holder(conn, key)}; waited {wait:g}s (PREDEPLOY_LOCK_WAIT): let that "
+            f"{advisory_holder(conn, key)}; waited {wait:g}s (PREDEPLOY_LOCK_WAIT): let that "
             f"run "
             f"finish, or end that session if it is stuck"
         )
 
-
-def describe_holder(conn: Conn, key: int) -> str:
-    """'pid 123 (application ..., user ..., from ...) for 12s', or a note that it is gone."""
-    return advisory_holder(conn, key)
