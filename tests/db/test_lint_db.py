@@ -28,7 +28,7 @@ def test_each_dangerous_statement_maps_to_its_rule_and_size(
     make_settings: MakeSettings, migrations_dir: Path, events: str
 ) -> None:
     write_migrations(migrations_dir, {name: sql for name, (sql, _, _) in DANGEROUS.items()})
-    report = lint(make_settings("staging"))
+    report = lint(make_settings("staging")).report
     found = {(f.migration, f.rule): f for f in report.findings}
     for name, (_, rule, severity) in DANGEROUS.items():
         finding = found[(name, rule)]
@@ -49,7 +49,7 @@ def test_a_large_table_raises_the_severity(
     make_settings: MakeSettings, migrations_dir: Path, events: str
 ) -> None:
     write_migrations(migrations_dir, {"1_index": DANGEROUS["1_index"][0]})
-    report = lint(make_settings("staging", PREDEPLOY_LINT_LARGE_TABLE_ROWS="5000"))
+    report = lint(make_settings("staging", PREDEPLOY_LINT_LARGE_TABLE_ROWS="5000")).report
     (finding,) = [f for f in report.findings if f.rule == "require-concurrent-index-creation"]
     assert (finding.severity, finding.raised) == ("error", True)
     assert report.errors == [finding]
@@ -65,7 +65,7 @@ def test_robustness_matters_only_outside_a_transaction(
             "2_out": "CREATE INDEX CONCURRENTLY events_body ON events (body);",
         },
     )
-    report = lint(make_settings("staging"))
+    report = lint(make_settings("staging")).report
     robust = [(f.migration, f.severity) for f in report.findings if f.rule == "prefer-robust-stmts"]
     assert robust == [("2_out", "info")]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from predeploy.commands import deploy_runbook
-from predeploy.commands import migrate as workflow
+from predeploy.commands import migrate_report as workflow
 from predeploy.commands.deploy import DeployReport
 from predeploy.commands.steps import Step
 from predeploy.config.settings import load_settings
