@@ -25,7 +25,6 @@ HISTORY = (
 )
 
 
-
 @pytest.mark.slow
 def test_prisma_agrees_in_both_directions(
     prisma: Path,

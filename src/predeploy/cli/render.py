@@ -53,6 +53,7 @@ __all__ = [
 
 MARK = {"ok": "✓", "skipped": "-", "failed": "✗", "interrupted": "✗"}
 
+
 def render_check(result: CheckResult) -> str:
     source = "embedded dev server" if result.embedded else result.url
     rows = [

@@ -47,6 +47,7 @@ def _reading(name: str, command: Callable[[Settings], R], show: Callable[[R], st
 
 
 # the lambdas defer each command's import to the task's run (predeploy.cli.verbs)
+# fmt: off
 check = _reading("check", lambda s: verbs.check.check(s), render.render_check,  # noqa: PLW0108
     "Connect and report server version, database, user, latency, standby and pg_dump.")
 health = _reading("health", lambda s: verbs.health.run(s), render.render_health,  # noqa: PLW0108
@@ -60,7 +61,8 @@ Adopt predeploy in this app repository (adds lines only; prints the pm2 and cron
 
 Adds predeploy's settings (commented out) to .env.example and its folders to
 .gitignore; changes nothing that exists.
-""")  # fmt: skip
+""")
+# fmt: on
 
 
 @task(help={

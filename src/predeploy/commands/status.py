@@ -43,7 +43,7 @@ class StatusReport:
     check: bool = False
 
     def problems(self) -> list[str]:
-        """"2 pending", "1 drifted": what `status --check` fails on."""
+        """ "2 pending", "1 drifted": what `status --check` fails on."""
         found = [f"{n} {state}" for state, n in for_check(self.status).items()]
         if self.drift is not None and self.drift.drifted:
             found.append(f"{len(self.drift.differences)} drifted")

@@ -94,4 +94,3 @@ def _acquire(conn: Conn, key: int, wait: float, purpose: str) -> None:
             f"run "
             f"finish, or end that session if it is stuck"
         )
-

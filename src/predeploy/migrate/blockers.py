@@ -23,7 +23,6 @@ from predeploy.migrate.discovery import Migration
 __all__ = ["Blocker", "describe", "scan", "tables_of", "wait_until_gone"]
 
 
-
 @dataclass(frozen=True)
 class Blocker:
     pid: int
