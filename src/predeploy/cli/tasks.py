@@ -1,5 +1,4 @@
-"""The invoke tasks: each parses its flags, calls one command (``verbs``) and renders its
-result (``render``); ``runner.run`` does the rest. Nothing is decided here."""
+"""The invoke tasks: each parses its flags, calls one command and renders its result."""
 
 from __future__ import annotations
 
