@@ -30,7 +30,7 @@ __all__ = [
     "interrupted",
 ]
 
-# the contract of README's "Exit codes" and `predeploy --help` (tests/test_cli_edges.py holds
+# the contract of README's "Exit codes" and `predeploy --help` (tests/cli/test_cli_edges.py holds
 # them equal); each PredeployError subclass below carries its code
 EXIT_CODES = (
     ("0", "ok"),
