@@ -3,8 +3,6 @@ PostgreSQL and a real HTTP server (the CLI's exit 7 and JSON: tests/cli/test_hea
 
 from __future__ import annotations
 
-import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,27 +11,14 @@ import pytest
 from predeploy.commands import health
 from support import migrating
 from support.project import MakeSettings, write_migrations
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        self.send_response(200 if self.path == "/health" else 503)
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, *args: object) -> None:
-        pass
+from support.web import health_only, serving
 
 
 @pytest.fixture
 def web() -> Iterator[str]:
     """A real HTTP server on loopback: /health answers 200, anything else 503."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(health_only) as url:
+        yield url
 
 
 def test_healthy_database_and_url(

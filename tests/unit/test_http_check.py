@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import http.server
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from predeploy.commands.health import check_http
+from support.web import serving
 
 
 @contextmanager
@@ -16,25 +15,12 @@ def _serving(codes: list[int]) -> Iterator[tuple[str, list[int]]]:
     URL and the codes it sent, one per request it got."""
     sent: list[int] = []
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            code = codes[min(len(sent), len(codes) - 1)]
-            sent.append(code)
-            self.send_response(code)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+    def status(_path: str) -> int:
+        sent.append(codes[min(len(sent), len(codes) - 1)])
+        return sent[-1]
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/health", sent
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(status) as url:
+        yield f"{url}/health", sent
 
 
 def test_a_failing_url_gets_exactly_its_retries() -> None:
