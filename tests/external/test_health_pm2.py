@@ -10,34 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from support.cron import as_cron
 from support.pm2 import Pm2App
 
 
 def _health_as_cron(project: Path, home: Path, **extra: str) -> subprocess.CompletedProcess[str]:
     """`predeploy health --env staging --json` as cron runs it: env -i, minimal PATH."""
-    return subprocess.run(
-        [
-            "env",
-            "-i",
-            "PATH=/usr/bin:/bin",
-            f"HOME={home}",
-            *(f"{k}={v}" for k, v in extra.items()),
-            sys.executable,
-            "-m",
-            "predeploy",
-            "health",
-            "--env",
-            "staging",
-            "--json",
-        ],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    argv = [sys.executable, "-m", "predeploy", "health", "--env", "staging", "--json"]
+    return as_cron(argv, home=home, cwd=project, **extra)
 
 
 def _pm2_project(project: Path, database_url: str, pm2_bin: Path) -> None:

@@ -15,6 +15,7 @@ import pytest
 
 from predeploy.commands.maintenance import MAINTENANCE_LOCK
 from support.cli import Cli, run_invoke
+from support.cron import as_cron
 from support.pm2 import Pm2App
 from support.project import write_migrations
 
@@ -202,26 +203,8 @@ def test_crontab_line_in_crons_environment(
     home = tmp_path_factory.mktemp("home")
 
     def cron() -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [
-                "env",
-                "-i",
-                "PATH=/usr/bin:/bin",
-                f"HOME={home}",
-                "SHELL=/bin/sh",
-                f"PM2_HOME={pm2_app.environ['PM2_HOME']}",
-                "/bin/sh",
-                "-c",
-                job,
-            ],
-            cwd=home,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        pm2_home = pm2_app.environ["PM2_HOME"]
+        return as_cron(["/bin/sh", "-c", job], home=home, SHELL="/bin/sh", PM2_HOME=pm2_home)
 
     done = cron()  # 1_users is pending: a human should look
     assert done.returncode == 0  # the echo after || ran: that is what cron mails
@@ -263,16 +246,7 @@ def test_inits_crontab_line_carries_the_pm2_home_it_ran_with(
     assert f"&& PM2_HOME={home} " in job
     (project / "logs").mkdir(exist_ok=True)
     cron_home = tmp_path_factory.mktemp("home")
-    done = subprocess.run(
-        ["env", "-i", "PATH=/usr/bin:/bin", f"HOME={cron_home}", "/bin/sh", "-c", job],
-        cwd=cron_home,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    done = as_cron(["/bin/sh", "-c", job], home=cron_home)
     assert (done.returncode, done.stdout) == (0, ""), done.stdout  # nothing to mail
     report = report_of((project / "logs" / "maintenance-cron.log").read_text())
     pm2 = next(c for c in report["health"]["checks"] if c["name"] == "pm2")  # type: ignore[index]
