@@ -13,7 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
-__all__ = ["PROGRAM", "command", "program"]
+__all__ = ["PROGRAM", "command", "program", "targeted"]
 
 PROGRAM = "predeploy"
 
@@ -35,3 +35,23 @@ def program() -> str:
     if found is not None and Path(found).resolve() == script.resolve():
         return PROGRAM
     return str(script)
+
+
+def targeted(line: str, target: str) -> str:
+    """``line`` with ``--target TARGET`` after its ``--env ENV`` when it is a predeploy
+    command (after any ``NAME=value`` prefix): a fleet target's runbook line, pasted, acts
+    on that target. Comments and other programs' lines are left as they are."""
+    if line.lstrip().startswith("#"):
+        return line
+    try:
+        words = shlex.split(line)
+    except ValueError:
+        return line
+    at = next((i for i, w in enumerate(words) if "=" not in w), None)
+    if at is None or Path(words[at]).name != PROGRAM or "--target" in words:
+        return line
+    env = words.index("--env") + 2 if "--env" in words else len(words)
+    prefix = line[: line.index(shlex.quote(words[at]))] if at else ""
+    return prefix + " ".join(
+        shlex.quote(w) for w in (*words[at:env], "--target", target, *words[env:])
+    )

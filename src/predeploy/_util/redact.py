@@ -71,8 +71,16 @@ class Scrubber:
     def __init__(self, secrets: Iterable[str] = (), *, everywhere: bool = False) -> None:
         """``everywhere``: every secret, however short, is masked wherever it appears (for
         a text known to be about the secrets, such as libpq's complaint about a URL)."""
-        least, whole_word_below = (1, 0) if everywhere else (MIN_SECRET, _WHOLE_WORD_BELOW)
-        forms = {f for s in secrets if len(s) >= least for f in _forms(s, least)}
+        self._everywhere = everywhere
+        self._secrets: tuple[str, ...] = ()
+        self.extend(secrets)
+
+    def extend(self, secrets: Iterable[str]) -> None:
+        """Masks ``secrets`` too, from now on, in every sink this scrubber serves (a fleet
+        learns its targets' passwords after the run's logging started)."""
+        self._secrets = tuple(dict.fromkeys((*self._secrets, *secrets)))
+        least, whole_word_below = (1, 0) if self._everywhere else (MIN_SECRET, _WHOLE_WORD_BELOW)
+        forms = {f for s in self._secrets if len(s) >= least for f in _forms(s, least)}
         ordered = sorted(forms, key=len, reverse=True)  # a secret inside another goes whole
         self._long = [s for s in ordered if len(s) >= whole_word_below]
         short = [_as_word(s) for s in ordered if len(s) < whole_word_below]

@@ -194,7 +194,7 @@ def _manifest(
         applied_migrations=facts.applied_migrations,
         tables=tuple(TableEntry(s, n, r) for s, n, r in facts.tables),
         verified=True,
-        restore_command=command("restore", "--env", settings.env, "--backup", str(final)),
+        restore_command=command("restore", *settings.where, "--backup", str(final)),
     )
 
 

@@ -21,7 +21,7 @@ from invoke.parser.argument import Argument
 from invoke.program import Program
 
 from predeploy import __version__
-from predeploy.cli import boundary, output
+from predeploy.cli import boundary, fleet_flags, output
 from predeploy.cli.tasks import ns
 from predeploy.errors import EXIT_CODES, ConfigError, PredeployError
 
@@ -87,7 +87,7 @@ class PredeployProgram(Program):
 
     def print_task_help(self, name: str) -> None:
         """A task's usage (one task per call), its docstring and its options."""
-        flags = self.parser.contexts[name].help_tuples()
+        flags = self.parser.contexts[name].help_tuples() + fleet_flags.help_lines(name)
         print(f"Usage: {self.binary} {name}{' [--options]' if flags else ''}\n")
         print("Docstring:")
         doc = inspect.getdoc(self.collection[name]) or "none"
@@ -105,7 +105,9 @@ class PredeployProgram(Program):
         output.guard_streams()  # `predeploy ... | head`: the run goes on, with its exit code
         try:
             self.create_config()
-            self.parse_core(_help_first(sys.argv if argv is None else argv))  # type: ignore[arg-type]
+            argv = sys.argv if argv is None else argv
+            words = fleet_flags.extract(list(argv)) if isinstance(argv, list) else argv
+            self.parse_core(_help_first(words))  # type: ignore[arg-type]
             self.parse_collection()
             self.parse_tasks()
             self.parse_cleanup()

@@ -33,7 +33,7 @@ CLEAR = "\r\x1b[K"  # to the line's start, and erase it
 
 def applying(json_output: bool) -> Applying | None:
     """The apply's progress line, or None where it does not belong (see the module's doc)."""
-    if json_output or output.current().verbosity != 0 or not sys.stderr.isatty():
+    if json_output or output.current().verbosity != 0 or not sys.stderr.isatty() or _fleet():
         return None
 
     def show(name: str | None, place: int, total: int) -> None:
@@ -56,7 +56,7 @@ def fit(text: str) -> str:
 def progress(json_output: bool) -> ProgressFn:
     """A dump's or restore's progress on a terminal as one rewritten line; otherwise a log
     event every 10 s."""
-    if sys.stderr.isatty() and not json_output:
+    if sys.stderr.isatty() and not json_output and not _fleet():
 
         def show(p: Progress) -> None:  # cleared at the step's end, as applying's
             size = f", {units.size(p.bytes_done)}" if p.bytes_done else ""
@@ -86,8 +86,14 @@ def progress(json_output: bool) -> ProgressFn:
 
 def step_lines(json_output: bool) -> Callable[[Step], None] | None:
     """On a terminal (no --json), a checklist line per step as it ends."""
-    if json_output:
+    if json_output or _fleet():  # a fleet shows a line per target instead
         return None
     from predeploy.cli.render_run import render_step  # noqa: PLC0415 (runs only)
 
     return lambda done: print(output.mask(render_step(done)), flush=True)
+
+
+def _fleet() -> bool:
+    from predeploy.cli import fleet_flags  # noqa: PLC0415 (tiny; avoids an import cycle)
+
+    return fleet_flags.current().fleet

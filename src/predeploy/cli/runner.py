@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import structlog
 
 from predeploy._util import log as log_mod
-from predeploy.cli import boundary, output, signals
+from predeploy.cli import boundary, fleet_flags, output, signals
 from predeploy.config.project import env_name, find_root
 from predeploy.config.settings import Settings, load_settings
 from predeploy.errors import PredeployError
@@ -45,11 +45,34 @@ def run(
     with signals.handled():
         settings = _settings(env, json_output)
         log_file = _logging(settings, json_output)
+        flags = fleet_flags.current()
+        if flags.fleet:  # the command over every target: one report of its own
+            from predeploy.cli import fleet_run  # noqa: PLC0415 (fleet runs only)
+
+            boundary.guarded(
+                lambda: _report(
+                    fleet_run.run(settings, command, flags, json_output),
+                    fleet_run.render,
+                    json_output,
+                ),
+                log_file,
+                json_output=json_output,
+            )
+            return
         boundary.guarded(
-            lambda: _report(command(settings), render, json_output),
+            lambda: _report(command(_targeted(settings, flags)), render, json_output),
             log_file,
             json_output=json_output,
         )
+
+
+def _targeted(settings: Settings, flags: fleet_flags.FleetFlags) -> Settings:
+    """The settings of ``--target NAME`` (one target of the fleet), else the env's."""
+    if flags.target is None:
+        return settings
+    from predeploy.cli import fleet_run  # noqa: PLC0415 (fleet runs only)
+
+    return fleet_run.target_settings(settings, flags.target)
 
 
 def _settings(env: str | None, json_output: bool) -> Settings:

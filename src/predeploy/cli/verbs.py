@@ -16,6 +16,7 @@ if TYPE_CHECKING:
         db,
         deploy,
         drift,
+        fleet,
         gates,
         health,
         init,
@@ -35,6 +36,7 @@ else:
     db = lazy.module("predeploy.commands.db")
     deploy = lazy.module("predeploy.commands.deploy")
     drift = lazy.module("predeploy.commands.drift")
+    fleet = lazy.module("predeploy.commands.fleet")
     gates = lazy.module("predeploy.commands.gates")
     health = lazy.module("predeploy.commands.health")
     init = lazy.module("predeploy.commands.init")
@@ -54,6 +56,7 @@ __all__ = [
     "db",
     "deploy",
     "drift",
+    "fleet",
     "gates",
     "health",
     "init",

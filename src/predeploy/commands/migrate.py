@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import structlog
@@ -91,6 +91,8 @@ def migrate(
 ) -> Report:
     """Run the workflow; returns the report (with ``error`` set on failure). ``again``: how
     its runbook says to run it again (a deploy's: the deploy), else this migrate's words."""
+    if settings.member is not None:  # one target of a fleet run: asks nothing, shows nothing
+        options = in_fleet(options, confirmed=settings.member.confirmed)
     report = Report(env=settings.env, phase=POST_DEPLOY if options.post_deploy else PRE_DEPLOY)
     life = Lifecycle.start(settings, "migrate", run_id, steps=report.steps, on_step=on_step)
     target = db_target.of(settings)
@@ -109,6 +111,20 @@ def migrate(
         if options.notify:
             report.warnings += _announce(run)
     return report
+
+
+def in_fleet(options: Options, *, confirmed: bool) -> Options:
+    """A fleet target's options: the fleet's confirmation stands for its own (a target
+    whose database asks for one the fleet did not give is refused, never asked), its
+    progress is the fleet's line, its notification the fleet's one."""
+    return replace(
+        options,
+        yes=options.yes or confirmed,
+        interactive=False,
+        progress=None,
+        applying=None,
+        notify=False,
+    )
 
 
 def _runbook(run: _Run, again: list[str] | None) -> Runbook:

@@ -22,7 +22,7 @@ from pathlib import Path
 import structlog
 
 from predeploy._util.log import FILE_ONLY, log_disk_failed
-from predeploy._util.pasted import command
+from predeploy._util.pasted import command, targeted
 from predeploy.config.settings import Settings
 from predeploy.errors import Interrupted, PredeployError
 from predeploy.integrations.pm2 import home_prefix as pm2_home_prefix
@@ -299,6 +299,8 @@ def write_runbook(settings: Settings, run_id: str, lines: list[str]) -> Runbook:
     it prints and what it keeps have every secret masked (a ``PASSWORD '...'`` among the
     statements that ran, a password the server quoted)."""
     lines = [settings.scrubber.text(line) for line in lines]
+    if settings.member is not None:  # a fleet's target: its section of the fleet's runbook
+        return Runbook([targeted(line, settings.member.name) for line in lines], None)
     path = settings.log_dir / f"runbook-{settings.env}-{run_id}.txt"
     try:
         settings.log_dir.mkdir(parents=True, exist_ok=True)

@@ -23,11 +23,20 @@ class BackupSettings:
     jobs: int  # PREDEPLOY_BACKUP_JOBS (more than 1: a directory dump)
     keep: int  # PREDEPLOY_BACKUP_KEEP (0: no limit)
     max_age_days: float | None  # PREDEPLOY_BACKUP_MAX_AGE_DAYS
+    target: str | None = None  # a fleet's target: its backups (and retention) are its own
+    schema: str | None = None  # a schema-per-tenant target: only its schema is dumped
 
     @property
     def folder(self) -> Path:
-        """The env's backup folder."""
-        return self.backup_dir / self.env
+        """The env's backup folder (a fleet target's: its own folder inside it)."""
+        base = self.backup_dir / self.env
+        return base if self.target is None else base / "targets" / self.target
+
+    @property
+    def where(self) -> tuple[str, ...]:
+        """``--env ENV`` (``--target NAME``): where a pasted restore acts."""
+        words = ("--env", self.env)
+        return words if self.target is None else (*words, "--target", self.target)
 
 
 @dataclass(frozen=True)

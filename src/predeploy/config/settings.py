@@ -31,6 +31,7 @@ from predeploy.config.project import check_env
 from predeploy.config.values import parse_duration
 
 if TYPE_CHECKING:
+    from predeploy.config.fleet import Member
     from predeploy.config.parts import BackupSettings, Pm2Settings
 
 __all__ = ["Settings", "load_settings", "parse_duration"]
@@ -85,6 +86,20 @@ class Settings:
     warnings: tuple[str, ...] = ()
     # what else is secret: the password and query values of every PREDEPLOY_* URL, PGPASSWORD
     other_secrets: tuple[str, ...] = field(default=(), repr=False)
+    # a fleet's target (predeploy.config.fleet): its name goes into every pasted command
+    member: Member | None = None
+    layers: EnvLayers | None = field(default=None, repr=False, compare=False)
+
+    def variable(self, name: str) -> str | None:
+        """A variable as this env sees it (the process environment, then its .env files)."""
+        return None if self.layers is None else self.layers.get(name)
+
+    @property
+    def env_words(self) -> tuple[str, ...]:
+        """``--env ENV`` (and ``--target NAME`` for a fleet's target): where a pasted
+        predeploy command acts."""
+        words = ("--env", self.env)
+        return words if self.member is None else (*words, "--target", self.member.name)
 
     @property
     def uses_embedded(self) -> bool:
@@ -108,6 +123,8 @@ class Settings:
             self.backup_jobs,
             self.backup_keep,
             self.backup_max_age_days,
+            target=None if self.member is None else self.member.name,
+            schema=None if self.member is None else self.member.schema,
         )
 
     @property
@@ -191,5 +208,6 @@ def _build(
         connect_timeout=float(timeout),
         warnings=tuple(dict.fromkeys(notes)),
         other_secrets=fields.other_secrets(layers, environ),
+        layers=layers,
         **named,
     )

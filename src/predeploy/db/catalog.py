@@ -146,17 +146,20 @@ SELECT a.pid, coalesce(nullif(a.application_name, ''), '(none)'), a.usename, a.c
        a.state, extract(epoch FROM now() - coalesce(
            CASE WHEN a.state = 'idle' THEN a.state_change END, a.xact_start, a.backend_start))
 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-  AND l.classid = (%(key)s::bigint >> 32)::oid AND l.objid = (%(key)s::bigint & 4294967295)::oid
+WHERE l.locktype = 'advisory' AND l.granted AND CASE WHEN %(schema)s::text IS NULL
+  THEN l.objsubid = 1 AND l.classid = (%(key)s::bigint >> 32)::oid
+       AND l.objid = (%(key)s::bigint & 4294967295)::oid
+  ELSE l.objsubid = 2 AND l.classid = %(key)s::bigint::oid
+       AND l.objid = (hashtext(%(schema)s)::bigint & 4294967295)::oid END
   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
 LIMIT 1
 """
 
 
-def advisory_holder(conn: Conn, key: int) -> str:
+def advisory_holder(conn: Conn, key: int, schema: str | None = None) -> str:
     """Who holds session advisory lock ``key``: 'pid 123 (application ..., user ..., from
     ...) for 12s', or a note that it is gone."""
-    row = conn.execute(_ADVISORY_HOLDER, {"key": key}).fetchone()
+    row = conn.execute(_ADVISORY_HOLDER, {"key": key, "schema": schema}).fetchone()
     if row is None:
         return "a session that is gone or not visible to this user"
     pid, application, user, client, state, seconds = row

@@ -10,15 +10,18 @@ names the server (never the password).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import statistics
+import threading
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import psycopg
-from psycopg import sql
+from psycopg import pq, sql
 from psycopg.conninfo import make_conninfo
 
 from predeploy._util.redact import Scrubber
@@ -136,7 +139,24 @@ def connect(
         raise DatabaseUnreachable(
             f"cannot set up a session on {url.address}: {message_of(exc)}"
         ) from None
+    _SESSIONS.setdefault(threading.get_ident(), weakref.WeakSet()).add(conn)
     return conn
+
+
+# every session opened, by the thread that opened it: a fleet run's main thread cancels
+# what a worker's sessions run when the run is interrupted (a worker blocked in libpq
+# takes no interrupt until its statement returns)
+_SESSIONS: dict[int, weakref.WeakSet[Conn]] = {}
+
+
+def cancel_sessions(thread: int) -> None:
+    """Cancel the statement each open session of ``thread`` runs (a session between
+    statements is left alone); never raises."""
+    for conn in list(_SESSIONS.get(thread, ())):
+        if conn.closed or conn.pgconn.transaction_status != pq.TransactionStatus.ACTIVE:
+            continue
+        with contextlib.suppress(psycopg.Error):
+            conn.cancel_safe(timeout=5.0)
 
 
 def use_limits(conn: Conn, limits: Limits, *, search_path: str | None = None) -> None:

@@ -57,6 +57,8 @@ class Target:
     app_endpoint: Endpoint | None  # DATABASE_URL (through a pooler, as the app connects)
     pgdata: Path  # the embedded server's data directory
     timeout: float  # PREDEPLOY_CONNECT_TIMEOUT
+    tenant_schema: str | None = None  # a fleet's schema-per-tenant target: its schema
+    name: str | None = None  # a fleet's target: its name
 
     @property
     def embedded(self) -> bool:
@@ -124,6 +126,8 @@ def of(settings: Settings) -> Target:
         app_endpoint=app,
         pgdata=settings.pgdata,
         timeout=timeout,
+        tenant_schema=settings.member.schema if settings.member is not None else None,
+        name=settings.member.name if settings.member is not None else None,
     )
 
 

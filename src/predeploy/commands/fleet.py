@@ -1,0 +1,250 @@
+"""`predeploy VERB --fleet`: one command over every target of the fleet file.
+
+    the targets (file, query or command) → --only/--group → resume (the last run's
+    unfinished ones) → one confirmation → the schedule (caps, groups, budget, signals)
+    → one report, one runbook (a section per changed target), one notification
+
+Each target runs the verb's own command with its own settings (``config.fleet``): its
+lock, backup, lint, blocker scan, apply, checks, audit row (tagged with the fleet's run
+id) and runbook section are the ones a single run would have.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from predeploy._util.redact import Scrubber
+from predeploy.commands import fleet_state
+from predeploy.commands.fleet_report import (
+    FAILED,
+    INTERRUPTED,
+    SKIPPED,
+    FleetReport,
+    TargetResult,
+    outcome_of,
+)
+from predeploy.commands.fleet_schedule import Limits, schedule
+from predeploy.commands.fleet_targets import Placed, place, select
+from predeploy.config.fleet import Fleet, read_fleet
+from predeploy.config.policy import policy_for
+from predeploy.config.settings import Settings
+from predeploy.errors import (
+    INTERRUPTED_CODES,
+    MigrationError,
+    PredeployError,
+    interrupted,
+)
+
+if TYPE_CHECKING:
+    from predeploy.commands.gates import Asked
+
+__all__ = ["CHANGING", "Selection", "run"]
+
+log = structlog.get_logger(__name__)
+
+CHANGING = frozenset({"migrate", "deploy", "rollback"})  # one confirmation for the fleet
+RESUMING = frozenset({"migrate", "deploy", "rollback"})  # run again: only what is left
+OnDone = Callable[[TargetResult, FleetReport], None]
+PerTarget = Callable[[Settings], Any]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """How the fleet run was asked for: which targets, and how to confirm."""
+
+    only: tuple[str, ...] = ()
+    group: str | None = None
+    fresh: bool = False  # ignore the last run's unfinished targets: every target again
+    asked: Asked | None = None  # --yes and the terminal (changing verbs)
+    again: tuple[str, ...] = ()  # the words that run this fleet run again
+
+
+def run(
+    settings: Settings,
+    command: str,
+    per_target: PerTarget,
+    selection: Selection,
+    *,
+    run_id: str,
+    scrubber: Scrubber,
+    on_done: OnDone | None = None,
+) -> FleetReport:
+    """``per_target`` (one target's settings -> the verb's result) over the fleet."""
+    fleet = read_fleet(settings.root)
+    placed = select(place(settings, fleet, scrubber), only=selection.only, group=selection.group)
+    report = FleetReport(run_id, settings.env, command, fleet.source, [_result(p) for p in placed])
+    results = {r.name: r for r in report.targets}
+    todo = _resume(settings, command, selection, report, placed)
+    try:
+        confirmed = _confirm(settings, command, selection, todo, fleet)
+        todo = [replace(p, settings=_confirmed(p, confirmed)) for p in todo]
+        report.stopped = schedule(
+            todo,
+            results,
+            lambda p, r: _one(p, r, command, per_target),
+            _limits(fleet),
+            None if on_done is None else lambda r: on_done(r, report),
+        )
+    except (PredeployError, KeyboardInterrupt) as exc:
+        report.error = (
+            exc if isinstance(exc, PredeployError) else interrupted(exc, "running the fleet")
+        )
+        if isinstance(exc, KeyboardInterrupt):
+            report.stopped = report.stopped or report.error.message
+    _finish(settings, report, command, selection)
+    return report
+
+
+def _result(p: Placed) -> TargetResult:
+    return TargetResult(p.name, p.member.group, p.where, p.server)
+
+
+def _limits(fleet: Fleet) -> Limits:
+    return Limits(fleet.concurrency, fleet.per_server, fleet.max_fail, fleet.groups)
+
+
+def _resume(
+    settings: Settings,
+    command: str,
+    selection: Selection,
+    report: FleetReport,
+    placed: list[Placed],
+) -> list[Placed]:
+    """The targets this run starts: every one, or (the same command run again after one
+    that left some failed or not reached) only those; the others are ``skipped``."""
+    if command not in RESUMING or selection.fresh:
+        return placed
+    last = fleet_state.unfinished(settings, command, [p.name for p in placed], selection.again)
+    if last is None:
+        return placed
+    report.resumed_from = last.run_id
+    for result in report.targets:
+        if result.name not in last.left:
+            result.outcome = SKIPPED
+            result.error = None
+            result.detail["done_in"] = last.run_id
+    log.info(
+        "fleet_resumed",
+        run=last.run_id,
+        retried=len(last.left),
+        skipped=len(placed) - len(last.left),
+    )
+    return [p for p in placed if p.name in last.left]
+
+
+def _confirm(
+    settings: Settings, command: str, selection: Selection, todo: list[Placed], fleet: Fleet
+) -> bool:
+    """One confirmation for the whole fleet where the env's policy asks for one; a target
+    whose database asks for one the fleet did not give is refused on its own."""
+    policy = policy_for(settings)
+    if command not in CHANGING or policy.confirmation == "none" or not todo:
+        return False
+    asked = selection.asked
+    if asked is None:
+        return False
+    from predeploy.commands.confirm import require_typed  # noqa: PLC0415 (protected runs)
+
+    groups = ", ".join(dict.fromkeys(p.member.group for p in todo))
+    question = (
+        f"{command} {len(todo)} target(s) of the fleet in {settings.env} ({policy.label}), "
+        f"from {fleet.source}; groups in order: {groups}; at most {fleet.concurrency} at once"
+    )
+    require_typed(
+        settings.env,
+        question,
+        yes=asked.yes,
+        interactive=asked.interactive,
+        ask=asked.ask,
+        action=f"{command} of the fleet in {settings.env}",
+    )
+    return True
+
+
+def _confirmed(p: Placed, confirmed: bool) -> Settings:
+    assert p.settings.member is not None  # noqa: S101 (placed targets are members)
+    return replace(p.settings, member=replace(p.settings.member, confirmed=confirmed))
+
+
+def _one(p: Placed, result: TargetResult, command: str, per_target: PerTarget) -> None:
+    """One target's run, as a single run of ``command`` on it; its result summarised."""
+    started = time.perf_counter()
+    try:
+        done = per_target(p.settings)
+    except PredeployError as exc:  # raised before the command had a result (its settings)
+        result.outcome, result.error, result.exit_code = FAILED, exc.message, exc.exit_code
+        return
+    outcome, applied, error = outcome_of(done, command)
+    result.outcome, result.applied = outcome, applied
+    if error is not None:
+        result.error, result.exit_code = p.settings.scrubber.text(error.message), error.exit_code
+    runbook = getattr(done, "runbook", None)
+    if runbook is not None and (applied or error is not None):
+        result.runbook = list(runbook.commands)
+    status = getattr(done, "status", None)
+    if status is not None and hasattr(status, "counts"):
+        result.detail["counts"] = status.counts()
+    backup = getattr(done, "backup", None)
+    if backup is not None and getattr(backup, "path", None) is not None:
+        result.detail["backup"] = str(backup.path)
+    result.seconds = time.perf_counter() - started
+    log.info("fleet_target_done", outcome=outcome, applied=len(applied), error=result.error)
+
+
+def _finish(settings: Settings, report: FleetReport, command: str, selection: Selection) -> None:
+    """The run's error, its state for the next run, its runbook and notification."""
+    if report.error is None:
+        report.error = _error(report)
+    if command in RESUMING:
+        fleet_state.save(settings, command, report, selection.again)
+    if command in CHANGING:
+        from predeploy.commands.fleet_runbook import fleet_runbook  # noqa: PLC0415
+
+        report.runbook = fleet_runbook(settings, report, selection.again)
+        report.warnings += _announce(settings, report, command)
+
+
+def _error(report: FleetReport) -> PredeployError | None:
+    """None when every target is done or up to date (or skipped as done before); else the
+    failed targets' exit code when they agree (5 when they do not)."""
+    bad = [t for t in report.targets if t.bad]
+    if not bad:
+        return None
+    codes = {t.exit_code for t in bad if t.exit_code}
+    counts = ", ".join(f"{n} {o}" for o, n in report.counts().items())
+    names = ", ".join(t.name for t in bad if t.outcome in (FAILED, INTERRUPTED))
+    message = f"fleet {report.command}: {counts}" + (f" (failed: {names[:300]})" if names else "")
+    if report.stopped:
+        message += f"; {report.stopped}"
+    error = MigrationError(message + ": see the runbook and run the same command again to retry")
+    interrupted_codes = codes & set(INTERRUPTED_CODES)
+    error.exit_code = (
+        next(iter(interrupted_codes))
+        if interrupted_codes
+        else (next(iter(codes)) if len(codes) == 1 else 5)
+        if codes
+        else 5
+    )
+    return error
+
+
+def _announce(settings: Settings, report: FleetReport, command: str) -> list[str]:
+    from predeploy.commands.announce import announce  # noqa: PLC0415 (changing runs only)
+
+    applied = [
+        {"name": f"{t.name}: {name}", "seconds": 0.0} for t in report.changed for name in t.applied
+    ]
+    document = {**report.as_dict(), "applied": applied}
+    return announce(
+        settings,
+        f"{command} --fleet",
+        document,
+        changed=bool(applied),
+        exit_code=report.error.exit_code if report.error is not None else 0,
+        protected=policy_for(settings).protected,
+    )
