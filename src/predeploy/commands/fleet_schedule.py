@@ -31,7 +31,7 @@ from predeploy.commands.fleet_report import (
 )
 from predeploy.commands.fleet_targets import Placed
 from predeploy.config.fleet import Budget
-from predeploy.db.connect import cancel_sessions
+from predeploy.db.connect import cancel_sessions, interruptible_waits
 from predeploy.errors import Terminated
 
 __all__ = ["Limits", "Work", "schedule"]
@@ -41,7 +41,8 @@ log = structlog.get_logger(__name__)
 # one target's work: (its placement, its result to fill in) -> None; never raises
 Work = Callable[[Placed, TargetResult], None]
 OnDone = Callable[[TargetResult], None]
-_FINISH_WAIT = 60.0  # after a signal: how long the workers get to stop as a single run does
+_GRACE = 10.0  # after a signal: how long the workers get to stop as a single run does
+_FINISH_WAIT = 50.0  # then, their running statements cancelled: how long before giving up
 
 
 @dataclass(frozen=True)
@@ -65,21 +66,29 @@ def schedule(
     run = _Schedule(results, work, limits, on_done, total=len(placed))
     groups = _groups(placed)
     try:
-        for number, group in enumerate(groups, 1):
-            run.group(group)
-            if run.stopped is not None:
-                break
-            failed = [p.name for p in group if results[p.name].outcome == FAILED]
-            if failed and number < len(groups):
-                run.stopped = (
-                    f"group {group[0].member.group} failed ({', '.join(failed[:5])}): "
-                    f"the groups after it were not started"
-                )
+        with interruptible_waits():
+            _groups_in_order(run, groups)
     except KeyboardInterrupt as exc:
         run.stopped = f"stopped by {getattr(exc, 'signal', 'SIGINT')}"
-        run.interrupt(exc)
+        with interruptible_waits():
+            run.interrupt(exc)
         raise
     return run.stopped
+
+
+def _groups_in_order(run: _Schedule, groups: list[list[Placed]]) -> None:
+    """Each group once the one before succeeded (a failure in it stops the groups after)."""
+    for number, group in enumerate(groups, 1):
+        run.group(group)
+        if run.stopped is not None:
+            return
+        failed = [p.name for p in group if run.results[p.name].outcome == FAILED]
+        if failed and number < len(groups):
+            run.stopped = (
+                f"group {group[0].member.group} failed ({', '.join(failed[:5])}): "
+                f"the groups after it were not started"
+            )
+            return
 
 
 def _groups(placed: Sequence[Placed]) -> list[list[Placed]]:
@@ -176,19 +185,25 @@ class _Schedule:
         raised = _same_as(exc)
         for thread in list(self.running.values()):
             _raise_in(thread, raised)
+        self._wait(_GRACE)
+        for thread in list(self.running.values()):  # still in a statement: cancelled
             if thread.ident is not None:
-                cancel_sessions(thread.ident)  # a worker waiting in libpq takes it then
-        deadline = time.monotonic() + _FINISH_WAIT
+                cancel_sessions(thread.ident)
+        self._wait(_FINISH_WAIT)
+        for name in self.running:  # did not stop in time: said so, left to the server
+            self.results[name].outcome = INTERRUPTED
+            self.results[name].error = "still stopping when the fleet run ended: see its audit row"
+
+    def _wait(self, seconds: float) -> None:
+        """Collect the workers that finish within ``seconds``."""
+        deadline = time.monotonic() + seconds
         while self.running and time.monotonic() < deadline:
             try:
                 self._collect(self.finished.get(timeout=max(0.0, deadline - time.monotonic())))
             except queue.Empty:
-                break
+                return
             except KeyboardInterrupt:  # a second signal: the workers have theirs already
                 continue
-        for name in self.running:  # did not stop in time: said so, left to the server
-            self.results[name].outcome = INTERRUPTED
-            self.results[name].error = "still stopping when the fleet run ended: see its audit row"
 
 
 def _take(finished: queue.Queue[str]) -> str:

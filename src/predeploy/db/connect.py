@@ -17,10 +17,12 @@ import statistics
 import threading
 import time
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import psycopg
+import psycopg.waiting
 from psycopg import pq, sql
 from psycopg.conninfo import make_conninfo
 
@@ -141,6 +143,21 @@ def connect(
         ) from None
     _SESSIONS.setdefault(threading.get_ident(), weakref.WeakSet()).add(conn)
     return conn
+
+
+@contextlib.contextmanager
+def interruptible_waits() -> Iterator[None]:
+    """For the block, psycopg waits for the server in a Python loop (``wait_poll``, 0.1 s
+    slices) instead of its C one: an interrupt raised in a worker thread (a fleet run's, by
+    ``PyThreadState_SetAsyncExc``) is then taken within 0.1 s, and psycopg cancels the
+    running statement as it does for Ctrl-C in the main thread. (The C wait takes only the
+    main thread's signals, and only once the statement returns.)"""
+    before = psycopg.waiting.wait
+    psycopg.waiting.wait = psycopg.waiting.wait_poll
+    try:
+        yield
+    finally:
+        psycopg.waiting.wait = before
 
 
 # every session opened, by the thread that opened it: a fleet run's main thread cancels
