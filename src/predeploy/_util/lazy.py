@@ -16,7 +16,9 @@ import importlib.util
 import sys
 from types import ModuleType
 
-__all__ = ["module"]
+__all__ = ["load_all", "module"]
+
+_WAITING: list[ModuleType] = []  # made lazily, maybe not loaded yet
 
 
 def module(name: str) -> ModuleType:
@@ -31,7 +33,17 @@ def module(name: str) -> ModuleType:
     lazy = importlib.util.module_from_spec(spec)
     sys.modules[name] = lazy
     loader.exec_module(lazy)
+    _WAITING.append(lazy)
     parent, _, child = name.rpartition(".")
     if parent:
         setattr(sys.modules[parent], child, lazy)
     return lazy
+
+
+def load_all() -> None:
+    """Load every lazy module now, and those their code makes lazy in turn: importlib's
+    LazyLoader is not thread-safe before Python 3.12 (two threads reading a first
+    attribute at once can see a module half loaded), so a run that goes on in threads (a
+    fleet's) loads them first, in one thread."""
+    while _WAITING:
+        dir(_WAITING.pop())
