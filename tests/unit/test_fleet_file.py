@@ -146,8 +146,8 @@ def test_a_target_whose_variable_is_unset_is_named(tmp_path: Path) -> None:
             "PM2_HOME=/srv/.pm2 predeploy health --env prod --target acme",
         ),
         (
-            "/opt/app/.venv/bin/predeploy restore --env prod --backup '/b/a b.dump' --yes",
-            "/opt/app/.venv/bin/predeploy restore --env prod --target acme --backup '/b/a b.dump' --yes",
+            "/opt/v/bin/predeploy restore --env prod --backup '/b/a b.dump' --yes",
+            "/opt/v/bin/predeploy restore --env prod --target acme --backup '/b/a b.dump' --yes",
         ),
         ("# predeploy migrate --env prod", "# predeploy migrate --env prod"),
         ("pm2 stop app", "pm2 stop app"),
