@@ -30,7 +30,7 @@ from predeploy.commands.fleet_report import (
 )
 from predeploy.commands.fleet_schedule import Limits, schedule
 from predeploy.commands.fleet_targets import Placed, place, select
-from predeploy.config.fleet import Fleet, read_fleet
+from predeploy.config.fleet import Budget, Fleet, read_fleet
 from predeploy.config.policy import policy_for
 from predeploy.config.settings import Settings
 from predeploy.errors import (
@@ -80,14 +80,14 @@ def run(
     report = FleetReport(run_id, settings.env, command, fleet.source, [_result(p) for p in placed])
     results = {r.name: r for r in report.targets}
     todo = _resume(settings, command, selection, report, placed)
+    confirmed = _confirm(settings, command, selection, todo, fleet)  # refused: nothing ran
+    todo = [replace(p, settings=_confirmed(p, confirmed)) for p in todo]
     try:
-        confirmed = _confirm(settings, command, selection, todo, fleet)
-        todo = [replace(p, settings=_confirmed(p, confirmed)) for p in todo]
         report.stopped = schedule(
             todo,
             results,
             lambda p, r: _one(p, r, command, per_target),
-            _limits(fleet),
+            _limits(fleet, command),
             None if on_done is None else lambda r: on_done(r, report),
         )
     except (PredeployError, KeyboardInterrupt) as exc:
@@ -104,7 +104,11 @@ def _result(p: Placed) -> TargetResult:
     return TargetResult(p.name, p.member.group, p.where, p.server)
 
 
-def _limits(fleet: Fleet) -> Limits:
+def _limits(fleet: Fleet, command: str) -> Limits:
+    """The fleet's caps; groups in order and the failure budget only for the verbs that
+    change a schema (a status, a lint, a backup reads every target whatever one says)."""
+    if command not in CHANGING:
+        return Limits(fleet.concurrency, fleet.per_server, Budget(percent=100), ())
     return Limits(fleet.concurrency, fleet.per_server, fleet.max_fail, fleet.groups)
 
 
@@ -203,9 +207,10 @@ def _finish(settings: Settings, report: FleetReport, command: str, selection: Se
     if command in RESUMING:
         fleet_state.save(settings, command, report, selection.again)
     if command in CHANGING:
-        from predeploy.commands.fleet_runbook import fleet_runbook  # noqa: PLC0415
+        if report.changed or report.error is not None:  # else there is nothing to undo
+            from predeploy.commands.fleet_runbook import fleet_runbook  # noqa: PLC0415
 
-        report.runbook = fleet_runbook(settings, report, selection.again)
+            report.runbook = fleet_runbook(settings, report, selection.again)
         report.warnings += _announce(settings, report, command)
 
 
@@ -221,7 +226,9 @@ def _error(report: FleetReport) -> PredeployError | None:
     message = f"fleet {report.command}: {counts}" + (f" (failed: {names[:300]})" if names else "")
     if report.stopped:
         message += f"; {report.stopped}"
-    error = MigrationError(message + ": see the runbook and run the same command again to retry")
+    if report.command in CHANGING:
+        message += ": see the runbook; the same command again retries what was left"
+    error = MigrationError(message)
     interrupted_codes = codes & set(INTERRUPTED_CODES)
     error.exit_code = (
         next(iter(interrupted_codes))

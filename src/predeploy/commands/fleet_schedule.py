@@ -51,7 +51,7 @@ class Limits:
     concurrency: int
     per_server: int | None
     budget: Budget
-    groups: tuple[str, ...]
+    groups: tuple[str, ...]  # the groups' order; empty: every target as one group
 
 
 def schedule(
@@ -66,7 +66,7 @@ def schedule(
     Terminated is raised again once the workers have stopped."""
     lazy.load_all()  # before the threads (see load_all)
     run = _Schedule(results, work, limits, on_done, total=len(placed))
-    groups = _groups(placed)
+    groups = _groups(placed) if limits.groups else [list(placed)]  # no order: one group
     try:
         with interruptible_waits():
             _groups_in_order(run, groups)
