@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from predeploy._util.redact import Scrubber
-from predeploy.commands import fleet_state
+from predeploy.commands import fleet_scan, fleet_state
 from predeploy.commands.fleet_report import (
     FAILED,
     INTERRUPTED,
@@ -48,6 +48,7 @@ __all__ = ["CHANGING", "Selection", "run"]
 log = structlog.get_logger(__name__)
 
 CHANGING = frozenset({"migrate", "deploy", "rollback"})  # one confirmation for the fleet
+SCANNED = frozenset({"migrate", "deploy"})  # asked only when something is pending
 RESUMING = frozenset({"migrate", "deploy", "rollback"})  # run again: only what is left
 OnDone = Callable[[TargetResult, FleetReport], None]
 PerTarget = Callable[[Settings], Any]
@@ -154,10 +155,17 @@ def _confirm(
         return False
     from predeploy.commands.confirm import require_typed  # noqa: PLC0415 (protected runs)
 
+    found = ""
+    if command in SCANNED and not asked.yes:  # the question says what will change
+        counts = fleet_scan.pending_counts(todo, fleet.concurrency)
+        if not any(c != 0 for c in counts.values()):
+            return False  # nothing pending anywhere: nothing to confirm, as a single run
+        found = f": {fleet_scan.summary(counts)}"
     groups = ", ".join(dict.fromkeys(p.member.group for p in todo))
     question = (
-        f"{command} {len(todo)} target(s) of the fleet in {settings.env} ({policy.label}), "
-        f"from {fleet.source}; groups in order: {groups}; at most {fleet.concurrency} at once"
+        f"{command} {len(todo)} target(s) of the fleet in {policy.label}, "
+        f"from {fleet.source}{found}; groups in order: {groups}; at most "
+        f"{fleet.concurrency} at once"
     )
     require_typed(
         settings.env,
