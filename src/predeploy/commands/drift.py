@@ -10,6 +10,7 @@ live migrations had (Prisma's ``?schema=`` included).
 from __future__ import annotations
 
 import dataclasses
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,8 +107,34 @@ def check(
             )
 
 
+# the shadows a fleet run built, by what they depend on: its targets at the same
+# point of the history, on one server, share one build (one at a time: each is a database
+# created, filled and dropped)
+_BUILT: dict[tuple[Any, ...], tuple[Fingerprint, str]] = {}
+_BUILDING = threading.Lock()
+
+
 def _shadow(settings: Settings, target: db_target.Target, conn: Conn) -> tuple[Fingerprint, str]:
     applied = _applied(settings, read_history(conn, target.history))
+    if settings.member is None:  # a single run checks once
+        return _built(settings, target, applied)
+    shadow_url = settings.shadow_database_url
+    key = (
+        target.url.address,
+        shadow_url.address if shadow_url is not None else None,
+        target.search_path,
+        tuple(_excluded(target)),
+        tuple((m.name, m.checksum) for m in applied),
+    )
+    with _BUILDING:
+        if key not in _BUILT:
+            _BUILT[key] = _built(settings, target, applied)
+        return _BUILT[key]
+
+
+def _built(
+    settings: Settings, target: db_target.Target, applied: list[Migration]
+) -> tuple[Fingerprint, str]:
     url, variable = target.url, target.direct.variable
     options = dataclasses.replace(
         run_options(target, lock_retries=settings.lock_retries), quiet=True
