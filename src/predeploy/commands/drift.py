@@ -116,7 +116,7 @@ _BUILDING = threading.Lock()
 
 def _shadow(settings: Settings, target: db_target.Target, conn: Conn) -> tuple[Fingerprint, str]:
     applied = _applied(settings, read_history(conn, target.history))
-    if settings.member is None:  # a single run checks once
+    if not settings.in_fleet:  # a single run checks once
         return _built(settings, target, applied)
     shadow_url = settings.shadow_database_url
     key = (

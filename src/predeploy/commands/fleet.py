@@ -82,7 +82,7 @@ def run(
     results = {r.name: r for r in report.targets}
     todo = _resume(settings, command, selection, report, placed)
     confirmed = _confirm(settings, command, selection, todo, fleet)  # refused: nothing ran
-    todo = [replace(p, settings=_confirmed(p, confirmed)) for p in todo]
+    todo = [replace(p, settings=_in_run(p, run_id, confirmed)) for p in todo]
     try:
         report.stopped = schedule(
             todo,
@@ -178,9 +178,11 @@ def _confirm(
     return True
 
 
-def _confirmed(p: Placed, confirmed: bool) -> Settings:
+def _in_run(p: Placed, run_id: str, confirmed: bool) -> Settings:
+    """The target's settings as part of this fleet run (with its confirmation)."""
     assert p.settings.member is not None  # noqa: S101 (placed targets are members)
-    return replace(p.settings, member=replace(p.settings.member, confirmed=confirmed))
+    member = replace(p.settings.member, confirmed=confirmed, fleet_run=run_id)
+    return replace(p.settings, member=member)
 
 
 def _one(p: Placed, result: TargetResult, command: str, per_target: PerTarget) -> None:

@@ -91,7 +91,7 @@ def migrate(
 ) -> Report:
     """Run the workflow; returns the report (with ``error`` set on failure). ``again``: how
     its runbook says to run it again (a deploy's: the deploy), else this migrate's words."""
-    if settings.member is not None:  # one target of a fleet run: asks nothing, shows nothing
+    if settings.member is not None and settings.in_fleet:  # asks nothing, shows nothing
         options = in_fleet(options, confirmed=settings.member.confirmed)
     report = Report(env=settings.env, phase=POST_DEPLOY if options.post_deploy else PRE_DEPLOY)
     life = Lifecycle.start(settings, "migrate", run_id, steps=report.steps, on_step=on_step)

@@ -299,8 +299,10 @@ def write_runbook(settings: Settings, run_id: str, lines: list[str]) -> Runbook:
     it prints and what it keeps have every secret masked (a ``PASSWORD '...'`` among the
     statements that ran, a password the server quoted)."""
     lines = [settings.scrubber.text(line) for line in lines]
-    if settings.member is not None:  # a fleet's target: its section of the fleet's runbook
-        return Runbook([targeted(line, settings.member.name) for line in lines], None)
+    if settings.member is not None:  # a fleet's target: every line aimed at it
+        lines = [targeted(line, settings.member.name) for line in lines]
+        if settings.in_fleet:  # its section of the fleet run's one runbook
+            return Runbook(lines, None)
     path = settings.log_dir / f"runbook-{settings.env}-{run_id}.txt"
     try:
         settings.log_dir.mkdir(parents=True, exist_ok=True)

@@ -80,6 +80,7 @@ class Member:
     url_var: str | None = None
     url: DatabaseUrl | None = field(default=None, repr=False, compare=False)
     confirmed: bool = False  # the fleet's confirmation was given for every target
+    fleet_run: str | None = None  # the fleet run it is part of (None: `--target NAME` alone)
 
 
 @dataclass(frozen=True)

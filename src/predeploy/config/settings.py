@@ -95,6 +95,12 @@ class Settings:
         return None if self.layers is None else self.layers.get(name)
 
     @property
+    def in_fleet(self) -> bool:
+        """True for one target of a fleet run: it asks nothing, shows nothing, notifies
+        nothing and keeps no runbook file of its own (the fleet run does, once)."""
+        return self.member is not None and self.member.fleet_run is not None
+
+    @property
     def env_words(self) -> tuple[str, ...]:
         """``--env ENV`` (and ``--target NAME`` for a fleet's target): where a pasted
         predeploy command acts."""
