@@ -4,7 +4,9 @@ The restore itself is one transaction: every object the backup lacks is dropped 
 ``predeploy.backup.objects``), then the archive is replayed (`pg_restore --clean -f -`,
 streamed into `psql --single-transaction`). A failure anywhere leaves the database as it
 was. What the caller keeps out of it (the audit table, and the schema that holds it)
-survives. While it runs, a statement of the replay that waits on a lock longer than
+survives. A schema's dump (a schema-per-tenant target's, its manifest's ``schema``) replaces
+that schema alone: only its objects are dropped or replayed, every other schema is left as
+it is. While it runs, a statement of the replay that waits on a lock longer than
 PREDEPLOY_LOCK_WAIT is cancelled, and the error names the blocker.
 
 The verb (plan, confirmation, audit row, notification) is ``predeploy.commands.restore``.
@@ -64,7 +66,8 @@ def prepare(
     pg_restore = _pg_restore(settings, server_major, info)
     toc = programs.output(pg_restore.path, ["--list", str(info.path)], timeout=300)
     with translated(conn, "listing what the backup lacks", error=BackupError):
-        extra = objects.extras(conn, objects.toc_entries(toc), keep)
+        scope = info.manifest.schema  # a schema's dump stands for that schema alone
+        extra = objects.extras(conn, objects.toc_entries(toc), keep, schema=scope)
         standing = objects.standing(conn, keep)
     psql = pg_restore.path.with_name("psql")
     return Prepared(pg_restore.path, psql, toc, keep, extra, standing)

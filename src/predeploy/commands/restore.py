@@ -3,7 +3,10 @@
 The plan (shown before the typed confirmation) names the backup, its database, env,
 time and migration state, and what it replaces. A backup is refused when its checksum
 does not match its manifest (restore never falls back to another one on its own), and
-when its manifest names another database, env or server, unless ``--other-database``.
+when its manifest names another database, env or server, unless ``--other-database``. A
+schema-per-tenant target's backup holds its schema alone and restores that schema alone;
+it is refused on a target of another schema, and a whole database's backup on a schema's
+target (exit 2, even with ``--other-database``: pg_restore cannot move a schema).
 
 The replay itself (one transaction: every object the backup lacks dropped, the archive
 replayed) is ``predeploy.backup.restore``. The audit table is kept out of it, and so is
@@ -27,7 +30,7 @@ import structlog
 from predeploy._util.sweep import sweep_temp_files
 from predeploy.backup import restore as replaying
 from predeploy.backup.progress import ProgressFn
-from predeploy.backup.retention import BackupInfo, mismatches, newest
+from predeploy.backup.retention import BackupInfo, mismatches, newest, scope_mismatch
 from predeploy.commands.run import Lifecycle
 from predeploy.config.policy import Policy
 from predeploy.config.settings import Settings
@@ -37,7 +40,7 @@ from predeploy.db.catalog import user_tables
 from predeploy.db.connect import Conn, catalog_session, refuse_standby
 from predeploy.db.failures import translated
 from predeploy.db.locks import migrate_session
-from predeploy.errors import BackupError, PredeployError
+from predeploy.errors import BackupError, ConfigError, PredeployError
 from predeploy.migrate import history
 from predeploy.migrate.privileges import check_bookkeeping
 
@@ -58,6 +61,7 @@ class RestorePlan:
     current_latest_migration: str | None
     mismatches: tuple[str, ...]  # what the manifest says differently from the target
     policy: str = ""  # the policy that applies to the target, and why
+    schema: str | None = None  # a schema-per-tenant target's: only that schema is replaced
 
 
 @dataclass(frozen=True)
@@ -92,10 +96,11 @@ def plan(
     named = None if path is None else replaying.named(settings.env, path)
     target = db_target.of(settings)
     url, table = target.url, target.history
+    scope = settings.backup.schema  # a schema-per-tenant target: that schema alone
     with catalog_session(target.direct, purpose="restore") as conn:
         refuse_standby(conn)
         with translated(conn, f"reading {conn.info.dbname} before the restore", error=BackupError):
-            tables = user_tables(conn)
+            tables = [t for t in user_tables(conn) if scope is None or t[0] == scope]
             latest, _ = history.latest_applied(history.read(conn, table))
         identity = db_target.identify(conn, target)
         database, identifier = identity.database, identity.system_identifier
@@ -106,6 +111,7 @@ def plan(
     except BackupError as damaged:  # a damaged backup is news: its row, and its message
         _announce(_refused(settings, info, damaged, run_id), info, policy)
         raise
+    _refuse_other_scope(settings, info, run_id)
     found = mismatches(info, settings.env, database, identifier)
     if found and not other_database:
         error = BackupError(
@@ -124,7 +130,28 @@ def plan(
         current_latest_migration=latest,
         mismatches=tuple(found),
         policy=policy.describe(),
+        schema=scope,
     )
+
+
+def _refuse_other_scope(settings: Settings, info: BackupInfo, run_id: str) -> None:
+    """A schema's backup restores into that schema's target alone, and a whole database's
+    never into one schema's target (it would roll every tenant back), even with
+    --other-database."""
+    why = scope_mismatch(info, settings.backup.schema)
+    if why is None:
+        return
+    theirs = info.manifest.schema
+    if theirs is None:
+        fix = "restore it without --target, which brings back every schema"
+    else:
+        fix = f"restore it with --target naming the target of schema {theirs}"
+    error = ConfigError(
+        f"{info.path} does not fit this target: {why}; nothing was restored ({fix})"
+    )
+    error.refused_by = "another schema's backup"
+    _refused(settings, info, error, run_id)
+    raise error
 
 
 def restore(
