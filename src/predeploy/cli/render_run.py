@@ -272,4 +272,5 @@ def render_rolled_back(done: Undone) -> str:
 
 def render_restored(r: RestoreResult) -> str:
     dropped = f"; dropped what it did not have: {', '.join(r.dropped)}" if r.dropped else ""
-    return f"restored {r.database} from {r.backup} in {r.seconds:.1f}s{dropped}"
+    what = r.database if r.schema is None else f"schema {r.schema} of {r.database}"
+    return f"restored {what} from {r.backup} in {r.seconds:.1f}s{dropped}"

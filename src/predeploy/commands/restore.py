@@ -72,6 +72,7 @@ class RestoreResult:
     database: str
     seconds: float
     dropped: tuple[str, ...]
+    schema: str | None = None  # a schema-per-tenant target's restore: that schema alone
 
     @property
     def error(self) -> None:
@@ -84,7 +85,7 @@ class RestoreResult:
             "database": self.database,
             "seconds": round(self.seconds, 3),
             "dropped": list(self.dropped),
-        }
+        } | ({} if self.schema is None else {"schema": self.schema})
 
 
 def plan(
@@ -195,7 +196,7 @@ def restore(
     dropped = tuple(str(e) for e in prepared.extra)
     log.info("restore_done", backup=str(info.path), seconds=round(seconds, 3), dropped=dropped)
     _announce(life, info, policy)
-    return RestoreResult(info.path, chosen.database, seconds, dropped)
+    return RestoreResult(info.path, chosen.database, seconds, dropped, chosen.schema)
 
 
 def refused(settings: Settings, chosen: RestorePlan, error: PredeployError, run_id: str) -> None:
