@@ -250,3 +250,21 @@ def test_new_tenant_schema_backed_up_empty(
             "SELECT array_agg(tablename::text ORDER BY 1) FROM pg_tables WHERE schemaname = 'gamma'"
         ).fetchone()
     assert left is not None and left[0] == ["predeploy_runs"]
+
+
+def test_a_schema_name_with_pattern_characters_is_dumped_alone(
+    tenants: tuple[Settings, Settings, Settings], database_url: str
+) -> None:
+    """Schema ``Ac.me*`` (dot, star, capitals) is dumped alone, not ``Ac.meX`` beside it,
+    and its file name keeps only safe characters."""
+    env, _acme, _beta = tenants
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for schema in ("Ac.me*", "Ac.meX"):
+            conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+            conn.execute(sql.SQL("CREATE TABLE {} (id int)").format(sql.Identifier(schema, "t")))
+    odd = settings_for(env, Member(name="odd", schema="Ac.me*"), env.migration_url)
+    made = _backup(odd)
+    assert ".Ac.me-_" in made.path.name
+    manifest = json.loads(made.manifest.read_text())
+    assert manifest["schema"] == "Ac.me*"
+    assert [(t["schema"], t["name"]) for t in manifest["tables"]] == [("Ac.me*", "t")]

@@ -198,11 +198,12 @@ def _end_replay(conn: Conn, name: str) -> None:
         )
 
 
-def check_file(info: BackupInfo, env: str, *, default: bool) -> None:
-    """The dump must be there and match its manifest's sha256; never fall back."""
+def check_file(info: BackupInfo, where: str, *, default: bool) -> None:
+    """The dump must be there and match its manifest's sha256; never fall back. ``where``:
+    ``--env ENV`` (``--target NAME``), for the command that lists the backups."""
     which = "the newest backup" if default else "the backup"
     older = (
-        f"; restore an older one by naming it with --backup (predeploy backups --env {env} "
+        f"; restore an older one by naming it with --backup (predeploy backups {where} "
         f"--check lists them)"
     )
     error = None
@@ -221,19 +222,20 @@ def check_file(info: BackupInfo, env: str, *, default: bool) -> None:
         raise error
 
 
-def named(env: str, path: Path) -> BackupInfo:
-    """The backup at ``path``, in any folder, known by the manifest beside it."""
+def named(where: str, path: Path) -> BackupInfo:
+    """The backup at ``path``, in any folder, known by the manifest beside it (``where``:
+    ``--env ENV`` (``--target NAME``), for the command that lists the backups)."""
     if not path.exists():
         raise ConfigError(
             f"--backup {path} does not exist: name an existing dump (predeploy backups "
-            f"--env {env} lists the env's)"
+            f"{where} lists the env's)"
         )
     info = backup_at(path)
     if info is None:
         raise BackupError(
             f"{path} is not a predeploy backup (no manifest of it beside it in "
             f"{path.absolute().parent}): name a dump predeploy made (predeploy backups "
-            f"--env {env} lists the env's)"
+            f"{where} lists the env's)"
         )
     return info
 

@@ -94,7 +94,8 @@ def plan(
     """The backup to restore (the newest of this database by default), checked, and what it
     replaces; a backup of another database is refused, with an audit row (``refused``), and
     so is a damaged or missing one (with its failure notification too)."""
-    named = None if path is None else replaying.named(settings.env, path)
+    where = " ".join(settings.backup.where)  # --env ENV (--target NAME)
+    named = None if path is None else replaying.named(where, path)
     target = db_target.of(settings)
     url, table = target.url, target.history
     scope = settings.backup.schema  # a schema-per-tenant target: that schema alone
@@ -108,20 +109,11 @@ def plan(
         policy = protection.policy_of(target, conn)
     info = named or newest(settings.backup, database, identifier)  # by default: this database's
     try:
-        replaying.check_file(info, settings.env, default=named is None)
+        replaying.check_file(info, where, default=named is None)
     except BackupError as damaged:  # a damaged backup is news: its row, and its message
         _announce(_refused(settings, info, damaged, run_id), info, policy)
         raise
-    _refuse_other_scope(settings, info, run_id)
-    found = mismatches(info, settings.env, database, identifier)
-    if found and not other_database:
-        error = BackupError(
-            f"{info.path} is not a backup of this database: {'; '.join(found)}; nothing "
-            f"was restored (pass --other-database to restore it into {database} anyway)"
-        )
-        error.refused_by = "another database's backup"
-        _refused(settings, info, error, run_id)
-        raise error
+    found = _fitting(settings, info, (database, identifier), other_database, run_id)
     return RestorePlan(
         backup=info,
         database=database,
@@ -133,6 +125,30 @@ def plan(
         policy=policy.describe(),
         schema=scope,
     )
+
+
+def _fitting(
+    settings: Settings,
+    info: BackupInfo,
+    here: tuple[str, str | None],
+    other_database: bool,
+    run_id: str,
+) -> list[str]:
+    """What ``info``'s manifest says differently from the database ``here`` (its name and
+    system identifier); a backup of another scope, or of another database without
+    ``other_database``, is refused with its audit row."""
+    _refuse_other_scope(settings, info, run_id)
+    database, identifier = here
+    found = mismatches(info, settings.env, database, identifier)
+    if found and not other_database:
+        error = BackupError(
+            f"{info.path} is not a backup of this database: {'; '.join(found)}; nothing "
+            f"was restored (pass --other-database to restore it into {database} anyway)"
+        )
+        error.refused_by = "another database's backup"
+        _refused(settings, info, error, run_id)
+        raise error
+    return found
 
 
 def _refuse_other_scope(settings: Settings, info: BackupInfo, run_id: str) -> None:
