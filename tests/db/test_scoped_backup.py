@@ -268,3 +268,26 @@ def test_a_schema_name_with_pattern_characters_is_dumped_alone(
     manifest = json.loads(made.manifest.read_text())
     assert manifest["schema"] == "Ac.me*"
     assert [(t["schema"], t["name"]) for t in manifest["tables"]] == [("Ac.me*", "t")]
+
+
+def test_a_directory_dump_of_a_schema(
+    tenants: tuple[Settings, Settings, Settings],
+    make_settings: MakeSettings,
+    database_url: str,
+    tmp_path: Path,
+) -> None:
+    """PREDEPLOY_BACKUP_JOBS=2: acme's dump is a directory by parallel workers, still acme
+    alone, and restores acme alone."""
+    env = make_settings(PREDEPLOY_BACKUP_DIR=str(tmp_path / "backups"), PREDEPLOY_BACKUP_JOBS="2")
+    acme = _tenant(env, "acme")
+    made = _backup(acme)
+    assert made.path.is_dir() and made.format == "directory"
+    assert json.loads(made.manifest.read_text())["schema"] == "acme"
+    acme_then = _schema(database_url, "acme")
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO acme.items (name) VALUES ('a3')")
+        conn.execute("INSERT INTO beta.items (name) VALUES ('b3')")
+    beta_now = _schema(database_url, "beta")
+    _restore(acme, made.path)
+    assert _schema(database_url, "acme") == acme_then
+    assert _schema(database_url, "beta") == beta_now
