@@ -3,24 +3,32 @@
 A dump is written under a hidden partial name of its own (``.<name>.<pid>.partial``),
 read whole by pg_restore while it is written, checked to hold every table of the database
 (extension member tables excepted: their data is the extension's) and hashed from disk;
-only then is it renamed and its manifest written. A dump that fails any step is removed,
-so nothing that looks like a backup is ever left behind by a failure; what a killed run
-left is swept by the next. One backup runs at a time per database (an advisory lock), and
+only then is it renamed and its manifest written. A schema-per-tenant target's backup
+(``BackupSettings.schema``) dumps that schema alone (``pg_dump --schema``), checked to hold
+every table of the schema; its name and manifest say which schema it holds. A dump that
+fails any step is removed, so nothing that looks like a backup is ever left behind by a
+failure; what a killed run left is swept by the next. One backup runs at a time per
+database (an advisory lock; a schema's, per schema), and
 pg_dump waits at most PREDEPLOY_LOCK_WAIT for a table another session holds.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import os
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import structlog
+from psycopg import sql
 
 from predeploy import __version__
 from predeploy._util import atomic
@@ -45,6 +53,7 @@ __all__ = ["BACKUP_LOCK", "BackupResult", "Progress", "ProgressFn", "backup", "r
 
 log = structlog.get_logger(__name__)
 _REASON = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
 @dataclass(frozen=True)
@@ -92,7 +101,8 @@ def backup(
     reason: str = "manual",
     progress: ProgressFn | None = None,
 ) -> BackupResult:
-    """Dump ``target``'s database, verify the dump, and keep it with its manifest."""
+    """Dump ``target``'s database (``settings.schema``: only that schema), verify the dump,
+    and keep it with its manifest."""
     if not _REASON.match(reason):
         raise ConfigError(
             f"backup reason {reason!r} must be lowercase letters, digits and dashes "
@@ -102,17 +112,14 @@ def backup(
     sweep_partials(folder)
     sweep_temp_folders()
     sweep_temp_files()
-    with (
-        catalog_session(target.direct, purpose="backup") as conn,
-        advisory_lock(conn, BACKUP_LOCK, wait=settings.lock_wait, purpose="backup"),
-    ):
+    with catalog_session(target.direct, purpose="backup") as conn, _locked(conn, settings):
         with translated(
             conn,
             f"reading what to back up from {conn.info.dbname}",
             error=BackupError,
             grant="the backup needs a user that can read every table (the direct URL's)",
         ):
-            facts = _facts(conn, target)
+            facts = _facts(conn, target, settings.schema)
         tools = pgbin.select(settings.pg_bin_dir, facts.server_major)
         result = _make(
             settings,
@@ -125,6 +132,18 @@ def backup(
         )
     pruned = retention.prune(settings, keep=result.path)
     return BackupResult(**{**result.__dict__, "pruned": tuple(pruned)})
+
+
+@contextmanager
+def _locked(conn: Conn, settings: BackupSettings) -> Iterator[None]:
+    """One backup at a time per database; a schema's backup (a tenant's) holds the key
+    shared and its schema's two-key lock: tenants of one database back up side by side."""
+    lock = functools.partial(advisory_lock, conn, BACKUP_LOCK, wait=settings.lock_wait)
+    with contextlib.ExitStack() as held:
+        held.enter_context(lock(purpose="backup", shared=settings.schema is not None))
+        if settings.schema is not None:
+            held.enter_context(lock(purpose="backup", schema=settings.schema))
+        yield
 
 
 def _make(
@@ -140,7 +159,7 @@ def _make(
     """The dump, verified, under its final name with its manifest."""
     started = time.perf_counter()
     created = datetime.now(UTC)
-    stem = f"{facts.database}_{created:%Y%m%dT%H%M%SZ}_{reason}"
+    stem = f"{_scope_name(facts.database, settings.schema)}_{created:%Y%m%dT%H%M%SZ}_{reason}"
     partial = folder / partial_name(f"{stem}.dump")
     try:
         dumped_at = time.perf_counter()
@@ -148,7 +167,9 @@ def _make(
             tools, conn, partial, settings=settings, tables=len(facts.tables), progress=progress
         )
         verify_from = time.perf_counter()
-        sha256, size = verify(tools[1], partial, facts.tables, progress, streamed)
+        sha256, size = verify(
+            tools[1], partial, facts.tables, progress, streamed, schema=settings.schema
+        )
         verify_seconds = time.perf_counter() - verify_from
         final = _claim(partial, folder, stem)
     except BaseException:
@@ -187,6 +208,7 @@ def _manifest(
         env=settings.env,
         reason=reason,
         database=facts.database,
+        schema=settings.schema,
         server_version=facts.server_version,
         system_identifier=facts.system_identifier,
         pg_dump=PgDump(str(dump_program.path), dump_program.version, dump_program.major),
@@ -256,17 +278,38 @@ def _claim(partial: Path, folder: Path, stem: str) -> Path:
     raise BackupError(f"{folder} holds 99 backups named {stem}: remove some")
 
 
-def _facts(conn: Conn, target: Target) -> _Facts:
+def _scope_name(database: str, schema: str | None) -> str:
+    """What a dump's name starts with: the database, and ``.schema`` for a schema's dump
+    (characters a file name should not hold replaced by ``-``)."""
+    if schema is None:
+        return database
+    return f"{database}.{_UNSAFE.sub('-', schema)}"
+
+
+def _facts(conn: Conn, target: Target, schema: str | None) -> _Facts:
+    """What the backup records; ``schema``: only that schema's tables (made empty first
+    when it is not there yet, as Prisma makes it: a tenant's first migrate)."""
+    if schema is not None:
+        _ensure_schema(conn, schema)
     row = conn.execute(
         "SELECT current_database(), current_setting('server_version'),"
         " current_setting('server_version_num')::int / 10000"
     ).fetchone()
     assert row is not None  # noqa: S101 (a SELECT without FROM returns one row)
-    tables = user_tables(conn)
+    tables = [t for t in user_tables(conn) if schema is None or t[0] == schema]
     latest, applied = history.latest_applied(history.read(conn, target.history))
     return _Facts(
         str(row[0]), str(row[1]), int(row[2]), tables, latest, applied, system_identifier(conn)
     )
+
+
+def _ensure_schema(conn: Conn, schema: str) -> None:
+    """Create ``schema`` when missing (looked up first: CREATE ... IF NOT EXISTS needs the
+    CREATE privilege even when it exists)."""
+    found = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone()
+    if found is None:
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+        log.info("backup_schema_created", schema=schema)
 
 
 def require_programs(tools: pgbin.ToolChoice) -> tuple[pgbin.PgProgram, pgbin.PgProgram]:

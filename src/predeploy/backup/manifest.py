@@ -1,8 +1,9 @@
 """A backup's manifest, typed: the JSON file beside each dump that says what it holds.
 
 ``Manifest.from_json`` reads any manifest predeploy wrote (older ones lack some fields:
-they read as None); ``as_json`` is the file's shape. Keys a newer predeploy added are kept
-as they are (``extra``), so rewriting a manifest (a later check) never loses them.
+they read as None; without ``schema``, a dump of the whole database); ``as_json`` is the
+file's shape. Keys a newer predeploy added are kept as they are (``extra``), so rewriting
+a manifest (a later check) never loses them.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class Manifest:
     env: str | None = None
     reason: str | None = None
     database: str | None = None
+    schema: str | None = None  # a schema's dump (a tenant's); None: the whole database
     server_version: str | None = None
     system_identifier: str | None = None
     pg_dump: PgDump | None = None
@@ -81,6 +83,7 @@ class Manifest:
             env=data.get("env"),
             reason=data.get("reason"),
             database=data.get("database"),
+            schema=data.get("schema"),
             server_version=data.get("server_version"),
             system_identifier=data.get("system_identifier"),
             pg_dump=PgDump.from_json(data.get("pg_dump")),
@@ -119,6 +122,8 @@ class Manifest:
             "verified": self.verified,
             "restore_command": self.restore_command,
         }
+        if self.schema is not None:  # a schema's dump; without the key: the whole database's
+            data["schema"] = self.schema
         if self.check is not None:
             data["check"] = self.check
         return data | dict(self.extra)

@@ -15,6 +15,10 @@ the ``public`` schema itself and the tables a restore keeps (the audit trail) ar
 dropped, nor is a schema that holds a kept table (Prisma's ``?schema=`` puts the audit
 table there): its other contents are dropped one by one instead, and the replay neither
 drops nor recreates it (``standing``).
+
+A schema's archive (``pg_dump --schema``, a schema-per-tenant target's backup) stands for
+that schema alone: only the schema and the objects in it are compared and dropped; other
+schemas and the extensions are out of its reach.
 """
 
 from __future__ import annotations
@@ -219,24 +223,39 @@ def belongs_to(schema: str, tag: str, table: tuple[str, str]) -> bool:
 
 
 def extras(
-    conn: Conn, archive: set[tuple[str, str, str]], keep: Iterable[tuple[str, str]] = ()
+    conn: Conn,
+    archive: set[tuple[str, str, str]],
+    keep: Iterable[tuple[str, str]] = (),
+    *,
+    schema: str | None = None,
 ) -> list[Extra]:
     """The live objects ``archive`` lacks, in drop order; ``keep`` names (schema, table)
-    pairs never to drop (with their sequences and constraints)."""
-    kept = set(keep)
-    holding = {schema for schema, _ in kept}
+    pairs never to drop (with their sequences and constraints); ``schema``: a schema's
+    archive, which stands for that schema alone (nothing elsewhere is looked at)."""
+    kept, scope = set(keep), schema
+    holding = {where for where, _ in kept}
     found = []
     with conn.transaction():
         conn.execute("SET LOCAL search_path = ''")  # format_type qualifies, as pg_dump's tags
         for group in _ORDER:
             rows = conn.execute(_filled(_LIVE[group])).fetchall()
-            for kind, schema, name, drop in rows:
-                if (kind, schema, name) in archive or _kept(schema, name, kept):
+            for kind, where, name, drop in rows:
+                if not _in_scope(scope, kind, where, name):
+                    continue
+                if (kind, where, name) in archive or _kept(where, name, kept):
                     continue
                 if kind == "SCHEMA" and name in holding:
                     continue  # it holds a kept table: its contents are dropped one by one
-                found.append(Extra(kind, schema, name, drop))
+                found.append(Extra(kind, where, name, drop))
     return found
+
+
+def _in_scope(scope: str | None, kind: str, schema: str, name: str) -> bool:
+    """Whether a live object is in a restore's reach: everything for a whole database's
+    archive, only ``scope`` and what is in it for a schema's (never an extension)."""
+    if scope is None:
+        return True
+    return name == scope if kind == "SCHEMA" else schema == scope
 
 
 def standing(conn: Conn, keep: Iterable[tuple[str, str]]) -> set[str]:

@@ -3,7 +3,8 @@
 A custom-format dump goes through the ``Tee``: pg_restore reads it whole as it is
 written, and its sha256 is taken on the way. With PREDEPLOY_BACKUP_JOBS > 1 it is a
 directory dump by parallel workers (checked afterwards by ``verify``). pg_dump waits at
-most PREDEPLOY_LOCK_WAIT for a table another session holds; the error then names who.
+most PREDEPLOY_LOCK_WAIT for a table another session holds; the error then names who. A
+schema's backup (a tenant's) passes ``--schema`` with ``--strict-names``.
 """
 
 from __future__ import annotations
@@ -23,12 +24,18 @@ from predeploy.programs import pgbin, pgclient
 from predeploy.programs import run as programs
 from predeploy.programs.tee import Tee
 
-__all__ = ["dump", "prepare", "remove"]
+__all__ = ["dump", "prepare", "remove", "schema_pattern"]
 
 # how pg_dump says its --lock-wait-timeout ran out: a statement_timeout around its LOCK
 # TABLE (PostgreSQL 9.x to 18), or a lock_timeout / NOWAIT in other versions
 _LOCK_WAIT_ENDED = ("statement timeout", "lock timeout", "could not obtain lock")
 _TABLE_DONE = re.compile(r'dumping contents of table "(.+)"')
+
+
+def schema_pattern(schema: str) -> str:
+    """``schema`` as a pg_dump pattern that matches it alone: double-quoted (inside quotes,
+    ``*``, ``?``, ``.`` and every regular-expression character are literal), ``"`` doubled."""
+    return '"' + schema.replace('"', '""') + '"'
 
 
 def prepare(partial: Path, directory: bool) -> None:
@@ -90,6 +97,8 @@ def _run(
             done[0] += 1
 
     args = [f"--lock-wait-timeout={round(settings.lock_wait * 1000)}", "--verbose"]
+    if settings.schema is not None:
+        args += [f"--schema={schema_pattern(settings.schema)}", "--strict-names"]
     with Reporter("dump", partial, tables, done, progress):
         if settings.jobs > 1:
             _directory(tools[0], client, partial, args, jobs=settings.jobs, on_stderr=on_stderr)

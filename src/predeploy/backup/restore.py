@@ -4,7 +4,9 @@ The restore itself is one transaction: every object the backup lacks is dropped 
 ``predeploy.backup.objects``), then the archive is replayed (`pg_restore --clean -f -`,
 streamed into `psql --single-transaction`). A failure anywhere leaves the database as it
 was. What the caller keeps out of it (the audit table, and the schema that holds it)
-survives. While it runs, a statement of the replay that waits on a lock longer than
+survives. A schema's dump (a schema-per-tenant target's, its manifest's ``schema``) replaces
+that schema alone: only its objects are dropped or replayed, every other schema is left as
+it is. While it runs, a statement of the replay that waits on a lock longer than
 PREDEPLOY_LOCK_WAIT is cancelled, and the error names the blocker.
 
 The verb (plan, confirmation, audit row, notification) is ``predeploy.commands.restore``.
@@ -64,7 +66,8 @@ def prepare(
     pg_restore = _pg_restore(settings, server_major, info)
     toc = programs.output(pg_restore.path, ["--list", str(info.path)], timeout=300)
     with translated(conn, "listing what the backup lacks", error=BackupError):
-        extra = objects.extras(conn, objects.toc_entries(toc), keep)
+        scope = info.manifest.schema  # a schema's dump stands for that schema alone
+        extra = objects.extras(conn, objects.toc_entries(toc), keep, schema=scope)
         standing = objects.standing(conn, keep)
     psql = pg_restore.path.with_name("psql")
     return Prepared(pg_restore.path, psql, toc, keep, extra, standing)
@@ -195,11 +198,12 @@ def _end_replay(conn: Conn, name: str) -> None:
         )
 
 
-def check_file(info: BackupInfo, env: str, *, default: bool) -> None:
-    """The dump must be there and match its manifest's sha256; never fall back."""
+def check_file(info: BackupInfo, where: str, *, default: bool) -> None:
+    """The dump must be there and match its manifest's sha256; never fall back. ``where``:
+    ``--env ENV`` (``--target NAME``), for the command that lists the backups."""
     which = "the newest backup" if default else "the backup"
     older = (
-        f"; restore an older one by naming it with --backup (predeploy backups --env {env} "
+        f"; restore an older one by naming it with --backup (predeploy backups {where} "
         f"--check lists them)"
     )
     error = None
@@ -218,19 +222,20 @@ def check_file(info: BackupInfo, env: str, *, default: bool) -> None:
         raise error
 
 
-def named(env: str, path: Path) -> BackupInfo:
-    """The backup at ``path``, in any folder, known by the manifest beside it."""
+def named(where: str, path: Path) -> BackupInfo:
+    """The backup at ``path``, in any folder, known by the manifest beside it (``where``:
+    ``--env ENV`` (``--target NAME``), for the command that lists the backups)."""
     if not path.exists():
         raise ConfigError(
             f"--backup {path} does not exist: name an existing dump (predeploy backups "
-            f"--env {env} lists the env's)"
+            f"{where} lists the env's)"
         )
     info = backup_at(path)
     if info is None:
         raise BackupError(
             f"{path} is not a predeploy backup (no manifest of it beside it in "
             f"{path.absolute().parent}): name a dump predeploy made (predeploy backups "
-            f"--env {env} lists the env's)"
+            f"{where} lists the env's)"
         )
     return info
 

@@ -24,7 +24,16 @@ from predeploy.backup.manifest import Manifest
 from predeploy.config.parts import BackupSettings
 from predeploy.errors import BackupError
 
-__all__ = ["BackupInfo", "backup_at", "check", "list_backups", "mismatches", "newest", "prune"]
+__all__ = [
+    "BackupInfo",
+    "backup_at",
+    "check",
+    "list_backups",
+    "mismatches",
+    "newest",
+    "prune",
+    "scope_mismatch",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -59,6 +68,7 @@ class BackupInfo:
             "size": manifest.size,
             "sha256": manifest.sha256,
             "database": manifest.database,
+            "schema": manifest.schema,
             "env": manifest.env,
             "latest_migration": manifest.latest_migration,
             "applied_migrations": manifest.applied_migrations,
@@ -93,12 +103,12 @@ def newest(settings: BackupSettings, database: str, identifier: str | None) -> B
     """The newest backup of ``database`` (on the server of system ``identifier``) in the
     env's folder, which other databases may share: never another database's, never an
     older one of its own in place of a newest that turns out damaged (the caller checks)."""
-    found = list_backups(settings)
+    found = [b for b in list_backups(settings) if scope_mismatch(b, settings.schema) is None]
     folder = settings.folder
     mine = [b for b in found if not mismatches(b, settings.env, database, identifier)]
     if mine:
         return mine[0]
-    make = f"make one (predeploy backup --env {settings.env})"
+    make = f"make one (predeploy backup {' '.join(settings.where)})"
     if not found:
         raise BackupError(
             f"no backup of env {settings.env} in {folder}: {make} or name a file with --backup"
@@ -126,6 +136,19 @@ def mismatches(info: BackupInfo, env: str, database: str, identifier: str | None
             f"it comes from another server (system identifier {theirs}, here {identifier})"
         )
     return found
+
+
+def scope_mismatch(info: BackupInfo, schema: str | None) -> str | None:
+    """How ``info``'s scope (a schema's dump, or the whole database's) differs from a
+    target's (``schema``: a schema-per-tenant target's); None when they are the same."""
+    theirs = info.manifest.schema
+    if theirs == schema:
+        return None
+    if theirs is None:
+        return f"it holds the whole database, the target is schema {schema} alone"
+    if schema is None:
+        return f"it holds schema {theirs} alone, the target is the whole database"
+    return f"it holds schema {theirs}, the target is schema {schema}"
 
 
 def check(info: BackupInfo) -> BackupInfo:
@@ -169,12 +192,14 @@ def prune(settings: BackupSettings, *, keep: Path, now: datetime | None = None) 
 
 
 def _same_database(settings: BackupSettings, made: Path) -> list[BackupInfo]:
-    """The env's backups of the database ``made`` is a backup of: the folder may be shared
-    (one PREDEPLOY_BACKUP_DIR for several apps), and each database keeps its own N."""
+    """The env's backups of the database (and schema) ``made`` is a backup of: the folder
+    may be shared (one PREDEPLOY_BACKUP_DIR for several apps), and each database (each
+    schema of a schema-per-tenant database) keeps its own N."""
     info = backup_at(made)
     found = list_backups(settings)
     if info is None:
         return found
+    found = [b for b in found if scope_mismatch(b, info.manifest.schema) is None]
     database, identifier = info.manifest.database, info.manifest.system_identifier
     if not isinstance(database, str):
         return found

@@ -33,8 +33,11 @@ __all__ = [
 
 def render_restore_plan(chosen: RestorePlan) -> str:
     info = chosen.backup.as_dict()
+    what, alone = f"database {chosen.database}", ""
+    if chosen.schema is not None:  # a schema-per-tenant target's restore replaces it alone
+        what, alone = f"schema {chosen.schema} of {what}", ", no other schema"
     lines = [
-        f"This replaces database {chosen.database} (env {chosen.env}, {chosen.target}):",
+        f"This replaces {what} (env {chosen.env}, {chosen.target}){alone}:",
         f"  now:    {chosen.current_tables} tables, latest migration "
         f"{chosen.current_latest_migration or '(none)'}",
         f"  backup: {chosen.backup.path}",
@@ -47,7 +50,7 @@ def render_restore_plan(chosen: RestorePlan) -> str:
     lines += [f"  NOT THIS DATABASE'S: {m}" for m in chosen.mismatches]
     if chosen.policy:
         lines.append(f"  policy: {chosen.policy}")
-    lines.append(f"Everything written to {chosen.database} since {info['created_at']} is lost.")
+    lines.append(f"Everything written to {what} since {info['created_at']} is lost.")
     return "\n".join(lines)
 
 
@@ -269,4 +272,5 @@ def render_rolled_back(done: Undone) -> str:
 
 def render_restored(r: RestoreResult) -> str:
     dropped = f"; dropped what it did not have: {', '.join(r.dropped)}" if r.dropped else ""
-    return f"restored {r.database} from {r.backup} in {r.seconds:.1f}s{dropped}"
+    what = r.database if r.schema is None else f"schema {r.schema} of {r.database}"
+    return f"restored {what} from {r.backup} in {r.seconds:.1f}s{dropped}"

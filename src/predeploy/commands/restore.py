@@ -3,7 +3,10 @@
 The plan (shown before the typed confirmation) names the backup, its database, env,
 time and migration state, and what it replaces. A backup is refused when its checksum
 does not match its manifest (restore never falls back to another one on its own), and
-when its manifest names another database, env or server, unless ``--other-database``.
+when its manifest names another database, env or server, unless ``--other-database``. A
+schema-per-tenant target's backup holds its schema alone and restores that schema alone;
+it is refused on a target of another schema, and a whole database's backup on a schema's
+target (exit 2, even with ``--other-database``: pg_restore cannot move a schema).
 
 The replay itself (one transaction: every object the backup lacks dropped, the archive
 replayed) is ``predeploy.backup.restore``. The audit table is kept out of it, and so is
@@ -27,7 +30,7 @@ import structlog
 from predeploy._util.sweep import sweep_temp_files
 from predeploy.backup import restore as replaying
 from predeploy.backup.progress import ProgressFn
-from predeploy.backup.retention import BackupInfo, mismatches, newest
+from predeploy.backup.retention import BackupInfo, mismatches, newest, scope_mismatch
 from predeploy.commands.run import Lifecycle
 from predeploy.config.policy import Policy
 from predeploy.config.settings import Settings
@@ -37,7 +40,7 @@ from predeploy.db.catalog import user_tables
 from predeploy.db.connect import Conn, catalog_session, refuse_standby
 from predeploy.db.failures import translated
 from predeploy.db.locks import migrate_session
-from predeploy.errors import BackupError, PredeployError
+from predeploy.errors import BackupError, ConfigError, PredeployError
 from predeploy.migrate import history
 from predeploy.migrate.privileges import check_bookkeeping
 
@@ -58,6 +61,7 @@ class RestorePlan:
     current_latest_migration: str | None
     mismatches: tuple[str, ...]  # what the manifest says differently from the target
     policy: str = ""  # the policy that applies to the target, and why
+    schema: str | None = None  # a schema-per-tenant target's: only that schema is replaced
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,7 @@ class RestoreResult:
     database: str
     seconds: float
     dropped: tuple[str, ...]
+    schema: str | None = None  # a schema-per-tenant target's restore: that schema alone
 
     @property
     def error(self) -> None:
@@ -80,7 +85,7 @@ class RestoreResult:
             "database": self.database,
             "seconds": round(self.seconds, 3),
             "dropped": list(self.dropped),
-        }
+        } | ({} if self.schema is None else {"schema": self.schema})
 
 
 def plan(
@@ -89,32 +94,26 @@ def plan(
     """The backup to restore (the newest of this database by default), checked, and what it
     replaces; a backup of another database is refused, with an audit row (``refused``), and
     so is a damaged or missing one (with its failure notification too)."""
-    named = None if path is None else replaying.named(settings.env, path)
+    where = " ".join(settings.backup.where)  # --env ENV (--target NAME)
+    named = None if path is None else replaying.named(where, path)
     target = db_target.of(settings)
     url, table = target.url, target.history
+    scope = settings.backup.schema  # a schema-per-tenant target: that schema alone
     with catalog_session(target.direct, purpose="restore") as conn:
         refuse_standby(conn)
         with translated(conn, f"reading {conn.info.dbname} before the restore", error=BackupError):
-            tables = user_tables(conn)
+            tables = [t for t in user_tables(conn) if scope is None or t[0] == scope]
             latest, _ = history.latest_applied(history.read(conn, table))
         identity = db_target.identify(conn, target)
         database, identifier = identity.database, identity.system_identifier
         policy = protection.policy_of(target, conn)
     info = named or newest(settings.backup, database, identifier)  # by default: this database's
     try:
-        replaying.check_file(info, settings.env, default=named is None)
+        replaying.check_file(info, where, default=named is None)
     except BackupError as damaged:  # a damaged backup is news: its row, and its message
         _announce(_refused(settings, info, damaged, run_id), info, policy)
         raise
-    found = mismatches(info, settings.env, database, identifier)
-    if found and not other_database:
-        error = BackupError(
-            f"{info.path} is not a backup of this database: {'; '.join(found)}; nothing "
-            f"was restored (pass --other-database to restore it into {database} anyway)"
-        )
-        error.refused_by = "another database's backup"
-        _refused(settings, info, error, run_id)
-        raise error
+    found = _fitting(settings, info, (database, identifier), other_database, run_id)
     return RestorePlan(
         backup=info,
         database=database,
@@ -124,7 +123,52 @@ def plan(
         current_latest_migration=latest,
         mismatches=tuple(found),
         policy=policy.describe(),
+        schema=scope,
     )
+
+
+def _fitting(
+    settings: Settings,
+    info: BackupInfo,
+    here: tuple[str, str | None],
+    other_database: bool,
+    run_id: str,
+) -> list[str]:
+    """What ``info``'s manifest says differently from the database ``here`` (its name and
+    system identifier); a backup of another scope, or of another database without
+    ``other_database``, is refused with its audit row."""
+    _refuse_other_scope(settings, info, run_id)
+    database, identifier = here
+    found = mismatches(info, settings.env, database, identifier)
+    if found and not other_database:
+        error = BackupError(
+            f"{info.path} is not a backup of this database: {'; '.join(found)}; nothing "
+            f"was restored (pass --other-database to restore it into {database} anyway)"
+        )
+        error.refused_by = "another database's backup"
+        _refused(settings, info, error, run_id)
+        raise error
+    return found
+
+
+def _refuse_other_scope(settings: Settings, info: BackupInfo, run_id: str) -> None:
+    """A schema's backup restores into that schema's target alone, and a whole database's
+    never into one schema's target (it would roll every tenant back), even with
+    --other-database."""
+    why = scope_mismatch(info, settings.backup.schema)
+    if why is None:
+        return
+    theirs = info.manifest.schema
+    if theirs is None:
+        fix = "restore it without --target, which brings back every schema"
+    else:
+        fix = f"restore it with --target naming the target of schema {theirs}"
+    error = ConfigError(
+        f"{info.path} does not fit this target: {why}; nothing was restored ({fix})"
+    )
+    error.refused_by = "another schema's backup"
+    _refused(settings, info, error, run_id)
+    raise error
 
 
 def restore(
@@ -168,7 +212,7 @@ def restore(
     dropped = tuple(str(e) for e in prepared.extra)
     log.info("restore_done", backup=str(info.path), seconds=round(seconds, 3), dropped=dropped)
     _announce(life, info, policy)
-    return RestoreResult(info.path, chosen.database, seconds, dropped)
+    return RestoreResult(info.path, chosen.database, seconds, dropped, chosen.schema)
 
 
 def refused(settings: Settings, chosen: RestorePlan, error: PredeployError, run_id: str) -> None:

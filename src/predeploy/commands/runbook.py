@@ -208,13 +208,23 @@ def _restore(
         return [f"# no backup was taken by {run}"] if last_resort else []
     since = f"{backup.created_at:%Y-%m-%d %H:%M:%S} UTC"
     pm2 = settings.pm2_app
-    lines = [
-        f"# or, as a last resort, bring the whole database back to the moment before {run};",
-        f"# this discards every write made since {since}, the application's included:",
-    ]
+    schema = settings.backup.schema  # a schema-per-tenant target's backup holds it alone
+    if schema is None:
+        lines = [
+            f"# or, as a last resort, bring the whole database back to the moment before {run};",
+            f"# this discards every write made since {since}, the application's included:",
+        ]
+    else:
+        lines = [
+            f"# or, as a last resort, bring schema {schema} alone back to the moment before "
+            f"{run} (other schemas are left as they are);",
+            f"# this discards every write made to schema {schema} since {since}, the "
+            "application's included:",
+        ]
     if pm2:
         lines.append(pm2_line(settings.pm2, "stop", pm2))
-    lines.append(command("restore", "--env", settings.env, "--backup", str(backup.path), "--yes"))
+    where = settings.backup.where  # --env ENV (--target NAME)
+    lines.append(command("restore", *where, "--backup", str(backup.path), "--yes"))
     if pm2:
         lines.append(pm2_line(settings.pm2, "start", pm2))
     return lines
