@@ -16,6 +16,7 @@ import contextvars
 import ctypes
 import queue
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -62,6 +63,7 @@ def schedule(
     """Runs ``work`` for each of ``placed`` (in order, group by group) within ``limits``;
     returns why it stopped early (None when every target ran). A KeyboardInterrupt or
     Terminated is raised again once the workers have stopped."""
+    _load_lazy_modules()
     run = _Schedule(results, work, limits, on_done, total=len(placed))
     groups = _groups(placed)
     try:
@@ -80,6 +82,20 @@ def schedule(
         run.interrupt(exc)
         raise
     return run.stopped
+
+
+def _load_lazy_modules() -> None:
+    """Every module imported lazily (predeploy._util.lazy) executed now, before the
+    workers start: Python 3.11's LazyLoader is not thread-safe, and a second thread that
+    touches a module while the first is still executing it finds it half-made ("module
+    'predeploy.commands.migrate' has no attribute 'migrate'"). Loading one can declare
+    more, hence the loop."""
+    while True:
+        pending = [m for m in list(sys.modules.values()) if type(m).__name__ == "_LazyModule"]
+        if not pending:
+            return
+        for module in pending:
+            getattr(module, "__name__", None)  # any attribute executes it
 
 
 def _groups(placed: Sequence[Placed]) -> list[list[Placed]]:
