@@ -87,3 +87,41 @@ def test_signal_mid_fleet_then_resume(
     }  # fmt: skip
     for database in fleet.tenants.values():
         assert fleet.applied(database) == ["1_a", "2_wait"]
+
+
+def test_sigterm_while_a_tenants_backup_waits(cli: Cli, fleet: Fleet) -> None:
+    """t1's pg_dump waits for a table a session of the test holds: SIGTERM ends the run with
+    143, pg_dump is gone, t1 "interrupted" with nothing applied, no partial dump left."""
+    fleet.extra_env = {"PREDEPLOY_LOCK_WAIT": "60s"}
+    for database in fleet.tenants.values():
+        fleet.sql(database, "UPDATE sleepy SET s = 0")
+    fleet.databases_toml("concurrency = 1")
+    args = ("migrate", "--env", "staging", "--fleet", "--yes", "--json")
+    with psycopg.connect(fleet.admin(fleet.tenants["t1"]), autocommit=True) as holder:
+        holder.execute("BEGIN")
+        holder.execute("LOCK TABLE sleepy IN ACCESS EXCLUSIVE MODE")
+        run = Background(fleet.project, *args, env=fleet.env)
+        try:
+            wait_until(lambda: dump_waiting(fleet), timeout=30, what="t1's pg_dump waiting")
+            run.process.send_signal(signal.SIGTERM)
+            done = run.finish(timeout=30)
+        finally:
+            run.kill()
+    assert done.returncode == 143, done.stderr
+    assert "Traceback" not in done.stderr
+    found = outcomes(done)
+    assert found["t1"] == "interrupted" and set(found.values()) == {"interrupted", "not started"}
+    assert not dump_waiting(fleet)
+    assert fleet.applied(fleet.tenants["t1"]) == []
+    left = [p for p in (fleet.project / "backups").rglob("*") if p.is_file()]
+    assert left == [], left
+
+
+def dump_waiting(fleet: Fleet) -> bool:
+    with psycopg.connect(fleet.admin(fleet.control), autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s"
+            " AND wait_event_type = 'Lock'",
+            (fleet.tenants["t1"],),
+        ).fetchone()
+    return bool(row and row[0])

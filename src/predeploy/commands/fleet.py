@@ -221,7 +221,9 @@ def _error(report: FleetReport) -> PredeployError | None:
     message = f"fleet {report.command}: {counts}" + (f" (failed: {names[:300]})" if names else "")
     if report.stopped:
         message += f"; {report.stopped}"
-    error = MigrationError(message + ": see the runbook and run the same command again to retry")
+    if report.command in RESUMING:  # a status or lint has no runbook, nothing to resume
+        message += ": see the runbook and run the same command again to retry"
+    error = MigrationError(message)
     interrupted_codes = codes & set(INTERRUPTED_CODES)
     error.exit_code = (
         next(iter(interrupted_codes))

@@ -34,6 +34,7 @@ from predeploy.commands.fleet_targets import Placed
 from predeploy.config.fleet import Budget
 from predeploy.db.connect import cancel_sessions
 from predeploy.errors import Terminated
+from predeploy.programs.run import kill_programs
 
 __all__ = ["Limits", "Work", "schedule"]
 
@@ -194,6 +195,7 @@ class _Schedule:
             _raise_in(thread, raised)
             if thread.ident is not None:
                 cancel_sessions(thread.ident)  # a worker waiting in libpq takes it then
+                kill_programs(thread.ident)  # ... and one in waitpid() for pg_dump
         deadline = time.monotonic() + _FINISH_WAIT
         while self.running and time.monotonic() < deadline:
             try:
@@ -227,8 +229,9 @@ def _same_as(exc: KeyboardInterrupt) -> type[BaseException]:
 
 
 def _raise_in(thread: threading.Thread, kind: type[BaseException]) -> None:
-    """``kind`` raised in ``thread`` at its next Python instruction (the sh runner's wait
-    and the polls wake often enough to take it; psycopg then cancels its statement)."""
+    """``kind`` raised in ``thread`` at its next Python instruction: the polls wake often
+    enough to take it; a wait in libpq or in waitpid() is ended by cancelling the session
+    or killing the program (``interrupt``)."""
     ident = thread.ident
     if ident is None or not thread.is_alive():
         return
