@@ -63,9 +63,7 @@ def test_schema_tenants_migrate_side_by_side(cli: Cli, fleet: Fleet) -> None:
     assert set(outcomes(again).values()) == {"up to date"}
 
 
-def test_prisma_style_holder_of_the_plain_key_blocks_every_schema(
-    cli: Cli, fleet: Fleet
-) -> None:
+def test_prisma_style_holder_of_the_plain_key_blocks_every_schema(cli: Cli, fleet: Fleet) -> None:
     """A session holding pg_advisory_lock(72707369) in the database: every schema tenant
     fails with exit 6 and nothing is applied."""
     with holding(fleet.admin(fleet.control), "SELECT pg_advisory_lock(72707369)"):

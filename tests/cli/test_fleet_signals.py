@@ -120,8 +120,7 @@ def test_sigterm_while_a_tenants_backup_waits(cli: Cli, fleet: Fleet) -> None:
 def dump_waiting(fleet: Fleet) -> bool:
     with psycopg.connect(fleet.admin(fleet.control), autocommit=True) as conn:
         row = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s"
-            " AND wait_event_type = 'Lock'",
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock'",
             (fleet.tenants["t1"],),
         ).fetchone()
     return bool(row and row[0])
