@@ -18,12 +18,15 @@ from support.fleets import Fleet, fleet_of, outcomes
 from support.hazards import Background, wait_until
 from support.servers import Server
 
-# 2_wait sleeps as long as the tenant's table `sleepy` says (none: no sleep)
+# 3_wait sleeps as long as the tenant's table `sleepy` says; 2_b and 3_wait travel in one
+# batch (the executor's pipeline of several migrations, each its own transaction)
 SCRIPTS = {
     "1_a": "CREATE TABLE a (id int);",
-    "2_wait": "CREATE TABLE b (id int);\n"
+    "2_b": "CREATE TABLE b (id int);",
+    "3_wait": "CREATE TABLE c (id int);\n"
     "SELECT pg_sleep(coalesce((SELECT max(s) FROM public.sleepy), 0));",
 }
+ALL = ["1_a", "2_b", "3_wait"]
 
 
 @pytest.fixture
@@ -71,12 +74,16 @@ def test_signal_mid_fleet_then_resume(
         "t1": "interrupted", "t2": "applied", "t3": "interrupted", "t4": "not started"
     }  # fmt: skip
     for name in ("t1", "t3"):
-        assert fleet.applied(fleet.tenants[name]) == ["1_a"]  # 2_wait rolled back
-    assert fleet.applied(fleet.tenants["t2"]) == ["1_a", "2_wait"]
+        assert fleet.applied(fleet.tenants[name]) == ["1_a", "2_b"]  # 3_wait rolled back
+    assert fleet.applied(fleet.tenants["t2"]) == ALL
+    interrupted = {t["name"]: t["applied"] for t in json.loads(done.stdout)["targets"]}
+    assert interrupted["t1"] == interrupted["t3"] == ["1_a", "2_b"]
     assert sleeping(fleet) == 0
     data = json.loads(done.stdout)
     runbook = Path(data["runbook_path"]).read_text()
-    assert "--target t2" in runbook and "2_wait" in runbook
+    assert "--target t2" in runbook and "3_wait" in runbook
+    t1_section = runbook.split("# == t1 ", 1)[1].split("# == ", 1)[0]
+    assert "2_b" in t1_section and "--target t1" in t1_section, t1_section  # what it left
     for database in fleet.tenants.values():
         fleet.sql(database, "UPDATE sleepy SET s = 0")
     again = cli(*args, env=fleet.env)
@@ -86,7 +93,7 @@ def test_signal_mid_fleet_then_resume(
         "t1": "applied", "t2": "skipped", "t3": "applied", "t4": "applied"
     }  # fmt: skip
     for database in fleet.tenants.values():
-        assert fleet.applied(database) == ["1_a", "2_wait"]
+        assert fleet.applied(database) == ALL
 
 
 def test_sigterm_while_a_tenants_backup_waits(cli: Cli, fleet: Fleet) -> None:

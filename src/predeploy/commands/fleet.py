@@ -186,6 +186,10 @@ def _one(p: Placed, result: TargetResult, command: str, per_target: PerTarget) -
     runbook = getattr(done, "runbook", None)
     if runbook is not None and (applied or error is not None):
         result.runbook = list(runbook.commands)
+    if outcome == INTERRUPTED and command in ("migrate", "deploy"):
+        from predeploy.commands.fleet_reconcile import unreported  # noqa: PLC0415
+
+        unreported(p.settings, done, result)
     status = getattr(done, "status", None)
     if status is not None and hasattr(status, "counts"):
         result.detail["counts"] = status.counts()
