@@ -75,3 +75,20 @@ def test_max_fail_percent_lets_the_rest_run_then_resume(cli: Cli, fleet: Fleet) 
     }  # fmt: skip
     assert {t["name"]: t["applied"] for t in data["targets"]}["t2"] == ["2_b"]
     assert fleet.applied(fleet.tenants["t2"]) == ["1_a", "2_b"]
+
+
+def test_in_flight_targets_finish_when_the_budget_is_spent(cli: Cli, fleet: Fleet) -> None:
+    """max_fail = 0, two at once: t2 fails while t1's 2_b still runs (it sleeps 3 s there);
+    t1 finishes and is applied, t3 and t4 never start."""
+    (fleet.project / "migrations" / "2_b" / "migration.sql").write_text(
+        "CREATE TABLE b (id int);\n"
+        "SELECT pg_sleep(CASE WHEN current_database() LIKE '%\\_t1' THEN 3 ELSE 0 END);\n"
+    )
+    fleet.databases_toml("concurrency = 2\nmax_fail = 0")
+    break_tenant(fleet, "t2")
+    done = cli("migrate", "--env", "staging", "--fleet", "--yes", "--json", env=fleet.env)
+    assert done.returncode == 5, done.stderr
+    assert outcomes(done) == {
+        "t1": "applied", "t2": "failed", "t3": "not started", "t4": "not started"
+    }  # fmt: skip
+    assert fleet.applied(fleet.tenants["t1"]) == ["1_a", "2_b"]
