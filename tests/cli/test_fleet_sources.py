@@ -105,3 +105,8 @@ def test_protected_env_without_yes_or_terminal_is_refused_first(cli: Cli, fleet:
     for database in fleet.tenants.values():
         assert fleet.applied(database) == []
     assert not (fleet.project / "backups").exists()
+    assert not (fleet.project / "logs" / "fleet-prod-migrate.json").exists()  # nothing to resume
+    again = cli("migrate", "--env", "prod", "--fleet", "--yes", "--json", env=fleet.env)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["resumed_from"] is None
+    assert set(outcomes(again).values()) == {"applied"}

@@ -80,9 +80,11 @@ def run(
     report = FleetReport(run_id, settings.env, command, fleet.source, [_result(p) for p in placed])
     results = {r.name: r for r in report.targets}
     todo = _resume(settings, command, selection, report, placed)
+    scheduled = False
     try:
         confirmed = _confirm(settings, command, selection, todo, fleet)
         todo = [replace(p, settings=_confirmed(p, confirmed)) for p in todo]
+        scheduled = True
         report.stopped = schedule(
             todo,
             results,
@@ -96,7 +98,7 @@ def run(
         )
         if isinstance(exc, KeyboardInterrupt):
             report.stopped = report.stopped or report.error.message
-    _finish(settings, report, command, selection)
+    _finish(settings, report, command, selection, scheduled=scheduled)
     return report
 
 
@@ -200,11 +202,19 @@ def _one(p: Placed, result: TargetResult, command: str, per_target: PerTarget) -
     log.info("fleet_target_done", outcome=outcome, applied=len(applied), error=result.error)
 
 
-def _finish(settings: Settings, report: FleetReport, command: str, selection: Selection) -> None:
-    """The run's error, its state for the next run, its runbook and notification."""
+def _finish(
+    settings: Settings,
+    report: FleetReport,
+    command: str,
+    selection: Selection,
+    *,
+    scheduled: bool,
+) -> None:
+    """The run's error, its state for the next run (when it started anything: a refused
+    run leaves the last one's to resume), its runbook and notification."""
     if report.error is None:
         report.error = _error(report)
-    if command in RESUMING:
+    if command in RESUMING and scheduled:
         fleet_state.save(settings, command, report, selection.again)
     if command in CHANGING:
         from predeploy.commands.fleet_runbook import fleet_runbook  # noqa: PLC0415
