@@ -131,3 +131,41 @@ def dump_waiting(fleet: Fleet) -> bool:
             (fleet.tenants["t1"],),
         ).fetchone()
     return bool(row and row[0])
+
+
+def test_sigterm_while_a_tenants_migration_waits_for_a_lock(cli: Cli, fleet: Fleet) -> None:
+    """t1's migration waits (lock timeouts and retries) for a table a session of the test
+    holds: SIGTERM ends the run with 143 in bounded time, t1 "interrupted", 3_wait (an ALTER)
+    not applied there, the holder untouched."""
+    fleet.migrations({"3_wait": "ALTER TABLE sleepy ADD COLUMN x int;"})
+    fleet.extra_env = {"PREDEPLOY_LOCK_RETRIES": "100", "PREDEPLOY_BLOCKER_WAIT": "60s"}
+    fleet.databases_toml("concurrency = 1")
+    args = ("migrate", "--env", "staging", "--fleet", "--yes", "--json")
+    with psycopg.connect(fleet.admin(fleet.tenants["t1"]), autocommit=True) as holder:
+        holder.execute("BEGIN")
+        holder.execute("SELECT * FROM sleepy")
+        run = Background(fleet.project, *args, env=fleet.env)
+        try:
+            wait_until(lambda: lock_waits(fleet) >= 1, timeout=30, what="t1's ALTER waiting")
+            sent = time.monotonic()
+            run.process.send_signal(signal.SIGTERM)
+            done = run.finish(timeout=30)
+        finally:
+            run.kill()
+        assert time.monotonic() - sent < 15
+        assert not holder.closed
+    assert done.returncode == 143, done.stderr
+    assert "Traceback" not in done.stderr
+    found = outcomes(done)
+    assert found["t1"] == "interrupted" and set(found.values()) == {"interrupted", "not started"}
+    assert fleet.applied(fleet.tenants["t1"]) == ["1_a", "2_b"]
+
+
+def lock_waits(fleet: Fleet) -> int:
+    with psycopg.connect(fleet.admin(fleet.control), autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s"
+            " AND wait_event_type = 'Lock' AND query LIKE 'ALTER TABLE sleepy%%'",
+            (fleet.tenants["t1"],),
+        ).fetchone()
+    return int(row[0]) if row else 0
