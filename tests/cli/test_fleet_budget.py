@@ -50,7 +50,7 @@ def test_max_fail_zero_stops_starting_and_names_what_changed(cli: Cli, fleet: Fl
     runbook = Path(data["runbook_path"]).read_text()
     assert "--target t1" in runbook and "1_a" in runbook and "2_b" in runbook
     assert "# == t2" in runbook and "# == t3" not in runbook
-    assert "max_fail" in (data["stopped"] or "")
+    assert "max_fail = 0 was exceeded when t2 failed" in (data["stopped"] or "")
 
 
 def test_max_fail_percent_lets_the_rest_run_then_resume(cli: Cli, fleet: Fleet) -> None:

@@ -181,8 +181,8 @@ class _Schedule:
             self.failures += 1
             if self.stopped is None and not self.limits.budget.allows(self.failures, self.total):
                 self.stopped = (
-                    f"{self.failures} target(s) failed, more than max_fail = "
-                    f"{self.limits.budget}: no new target was started"
+                    f"max_fail = {self.limits.budget} was exceeded when {name} failed "
+                    f"({self.failures} failed by then): no new target was started"
                 )
         if self.on_done is not None:
             self.on_done(result)
