@@ -71,11 +71,16 @@ def line(result: TargetResult) -> str:
     """``✓ acme (tenant_acme/acme): applied 2 (0.41s)``."""
     what = result.outcome
     if result.applied:
-        what = f"{result.outcome} {len(result.applied)}: {', '.join(result.applied[-3:])}"
+        verb = result.outcome if result.outcome == "applied" else f"{result.outcome} after applying"
+        what = f"{verb} {len(result.applied)}: {_names(result.applied)}"
     if result.error:
         what += f": {result.error}"
     took = f" ({result.seconds:.2f}s)" if result.seconds else ""
     return f"{_MARK.get(result.outcome, '?')} {result.name} ({result.where}): {what}{took}"
+
+
+def _names(applied: list[str]) -> str:
+    return ", ".join(applied[-3:]) if len(applied) <= 3 else f"..., {', '.join(applied[-3:])}"
 
 
 def render(report: FleetReport) -> str:
@@ -118,6 +123,8 @@ def _cell(result: TargetResult) -> str:
         text = f"{result.outcome:<15} {counts}"
     else:
         text = result.outcome
+    if result.applied and result.outcome != "applied":  # what it changed before it stopped
+        text += f" after applying {_names(result.applied)}"
     return text + (f": {result.error}" if result.error else "")
 
 

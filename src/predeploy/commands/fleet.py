@@ -200,6 +200,10 @@ def _one(p: Placed, result: TargetResult, command: str, per_target: PerTarget) -
     runbook = getattr(done, "runbook", None)
     if runbook is not None and (applied or error is not None):
         result.runbook = list(runbook.commands)
+    if outcome == INTERRUPTED and command in ("migrate", "deploy"):
+        from predeploy.commands.fleet_reconcile import unreported  # noqa: PLC0415
+
+        unreported(p.settings, done, result)
     status = getattr(done, "status", None)
     if status is not None and hasattr(status, "counts"):
         result.detail["counts"] = status.counts()
@@ -211,7 +215,8 @@ def _one(p: Placed, result: TargetResult, command: str, per_target: PerTarget) -
 
 
 def _finish(settings: Settings, report: FleetReport, command: str, selection: Selection) -> None:
-    """The run's error, its state for the next run, its runbook and notification."""
+    """The run's error, its state for the next run (a refused run never gets here: it
+    leaves the last one's to resume), its runbook and notification."""
     if report.error is None:
         report.error = _error(report)
     if command in RESUMING:

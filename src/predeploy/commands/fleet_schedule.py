@@ -34,6 +34,7 @@ from predeploy.commands.fleet_targets import Placed
 from predeploy.config.fleet import Budget
 from predeploy.db.connect import cancel_sessions, interruptible_waits
 from predeploy.errors import Terminated
+from predeploy.programs.run import kill_programs
 
 __all__ = ["Limits", "Work", "schedule"]
 
@@ -175,8 +176,8 @@ class _Schedule:
             self.failures += 1
             if self.stopped is None and not self.limits.budget.allows(self.failures, self.total):
                 self.stopped = (
-                    f"{self.failures} target(s) failed, more than max_fail = "
-                    f"{self.limits.budget}: no new target was started"
+                    f"max_fail = {self.limits.budget} was exceeded when {name} failed "
+                    f"({self.failures} failed by then): no new target was started"
                 )
         if self.on_done is not None:
             self.on_done(result)
@@ -187,6 +188,8 @@ class _Schedule:
         raised = _same_as(exc)
         for thread in list(self.running.values()):
             _raise_in(thread, raised)
+            if thread.ident is not None:  # one in waitpid() for pg_dump takes it then
+                kill_programs(thread.ident)
         self._wait(_GRACE)
         for thread in list(self.running.values()):  # still in a statement: cancelled
             if thread.ident is not None:
@@ -228,8 +231,9 @@ def _same_as(exc: KeyboardInterrupt) -> type[BaseException]:
 
 
 def _raise_in(thread: threading.Thread, kind: type[BaseException]) -> None:
-    """``kind`` raised in ``thread`` at its next Python instruction (the sh runner's wait
-    and the polls wake often enough to take it; psycopg then cancels its statement)."""
+    """``kind`` raised in ``thread`` at its next Python instruction: the polls wake often
+    enough to take it; a wait in libpq or in waitpid() is ended by cancelling the session
+    or killing the program (``interrupt``)."""
     ident = thread.ident
     if ident is None or not thread.is_alive():
         return

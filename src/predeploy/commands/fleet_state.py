@@ -31,6 +31,7 @@ __all__ = ["Last", "save", "unfinished"]
 log = structlog.get_logger(__name__)
 
 _LEFT = frozenset({FAILED, INTERRUPTED, NOT_STARTED})
+_MANNER = frozenset({"--json", "--yes", "-y"})  # how a run reports or confirms, not what it does
 
 
 @dataclass(frozen=True)
@@ -77,8 +78,10 @@ def _path(settings: Settings, command: str) -> Path:
 
 
 def _asked(settings: Settings, asked: tuple[str, ...]) -> str:
-    """What makes two runs "the same command": its words and the migrations on disk."""
-    digest = hashlib.sha256("\0".join(asked).encode())
+    """What makes two runs "the same command": its words (not those that only change how
+    it reports or confirms: --json, --yes) and the migrations on disk."""
+    words = [w for w in asked if w not in _MANNER]
+    digest = hashlib.sha256("\0".join(words).encode())
     with contextlib.suppress(OSError):
         for migration in discovery.discover(settings.migrations_dir):
             digest.update(f"\0{migration.name}\0{migration.checksum}".encode())

@@ -122,7 +122,10 @@ def _queried(settings: Settings, fleet: Fleet) -> list[Member]:
         catalog_session(target.direct, purpose="fleet") as conn,
         translated(conn, "reading the fleet"),
     ):
-        conn.execute("SET statement_timeout = %s", (int(fleet.timeout * 1000),))
+        # SET takes no bind parameter ("syntax error at or near $1"): set_config does
+        conn.execute(
+            "SELECT set_config('statement_timeout', %s, false)", (f"{int(fleet.timeout * 1000)}ms",)
+        )
         cursor = conn.execute(fleet.query)
         if cursor.description is None:
             raise ConfigError("[fleet] query returns no rows: it must be a SELECT")
@@ -142,7 +145,8 @@ def _listed(settings: Settings, fleet: Fleet) -> list[Member]:
     """One target per object of the JSON list the command prints."""
     assert fleet.command is not None  # noqa: S101 (the caller's branch)
     words = shlex.split(fleet.command)
-    program = Path(words[0]) if "/" in words[0] else None
+    # a path is the project root's (as the command runs there): Path("./x") drops "./"
+    program = settings.root / words[0] if "/" in words[0] else None
     try:
         found = programs.output(
             program or _which(words[0]),

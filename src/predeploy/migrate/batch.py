@@ -25,6 +25,7 @@ from typing import Any
 import psycopg
 
 from predeploy.db.connect import Conn
+from predeploy.db.pipeline import pipeline as interruptible
 from predeploy.migrate import history
 from predeploy.migrate.discovery import Migration
 from predeploy.migrate.history import Table
@@ -127,7 +128,7 @@ def split(sent: list[Sent]) -> tuple[list[Sent], list[Sent]]:
 def pipeline(conn: Conn, table: Table, batch: Sequence[Migration], sent: list[Sent]) -> None:
     """Send every migration of ``batch`` and wait for the sync, filling ``sent`` as it goes
     (so that the caller knows what was sent when this raises)."""
-    with conn.pipeline():
+    with interruptible(conn):
         for migration in batch:
             item = Sent(migration)
             sent.append(item)

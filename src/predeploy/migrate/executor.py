@@ -28,6 +28,7 @@ import structlog
 from psycopg import errors as pg_errors
 
 from predeploy._util.log import REPORTED
+from predeploy.db.pipeline import pipeline
 from predeploy.errors import MigrationError
 from predeploy.migrate import batch, history, stepwise
 from predeploy.migrate.discovery import Migration
@@ -310,7 +311,7 @@ class Executor(ScriptSession):
             record()
             conn.execute(end)
             return
-        with conn.pipeline():
+        with pipeline(conn):
             conn.execute(begin)
             cursors.extend(conn.execute(st.text, prepare=False) for st in unit.script.statements)
             record()

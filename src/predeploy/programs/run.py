@@ -20,6 +20,7 @@ import contextlib
 import os
 import signal
 import threading
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ __all__ = [
     "ProgramFailed",
     "Running",
     "child_env",
+    "kill_programs",
     "output",
     "run",
     "start",
@@ -177,7 +179,22 @@ def start(
             stream.close()
         reason = getattr(exc, "strerror", None) or "not found or not executable"
         raise ProgramFailed(program.name, f"could not be run ({program}): {reason}") from None
-    return Running(program.name, process, lines, closers)
+    running = Running(program.name, process, lines, closers)
+    _RUNNING.setdefault(threading.get_ident(), weakref.WeakValueDictionary())[id(running)] = running
+    return running
+
+
+# the programs each thread started, for kill_programs
+_RUNNING: dict[int, weakref.WeakValueDictionary[int, Running]] = {}
+
+
+def kill_programs(thread: int) -> None:
+    """Kill every program ``thread`` started that still runs; never raises. A signal reaches
+    only the main thread: a fleet's worker blocked in waitpid() for pg_dump takes the
+    interrupt raised in it (fleet_schedule) only once the program is gone."""
+    for running in list(_RUNNING.get(thread, {}).values()):
+        with contextlib.suppress(Exception):  # already gone
+            running.process.kill()
 
 
 def _options(
