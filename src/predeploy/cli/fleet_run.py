@@ -20,7 +20,10 @@ from predeploy.config.settings import Settings
 __all__ = ["render", "run", "target_settings"]
 
 _MARK = {"applied": "✓", "up to date": "=", "done": "✓", "skipped": "-", "failed": "✗",
-         "interrupted": "!", "not started": "·", "behind": "…", "needs attention": "!"}  # fmt: skip
+         "interrupted": "!", "not started": "·", "behind": "…", "needs attention": "!",
+         "clean": "✓", "warnings": "~", "lint errors": "✗", "no drift": "✓", "drifted": "✗",
+         "reachable": "✓", "healthy": "✓", "unhealthy": "✗", "rolled back": "✓",
+         "not applied": "-", "backed up": "✓"}  # fmt: skip (the verbs' own words)
 
 
 def run(
@@ -70,8 +73,9 @@ class _Lines:
 def line(result: TargetResult) -> str:
     """``✓ acme (tenant_acme/acme): applied 2 (0.41s)``."""
     what = result.outcome
-    if result.applied:
-        what = f"{result.outcome} {len(result.applied)}: {', '.join(result.applied[-3:])}"
+    changed = result.applied or result.detail.get("rolled_back") or []
+    if changed:
+        what = f"{result.outcome} {len(changed)}: {', '.join(changed[-3:])}"
     if result.error:
         what += f": {result.error}"
     took = f" ({result.seconds:.2f}s)" if result.seconds else ""

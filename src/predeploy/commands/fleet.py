@@ -87,7 +87,7 @@ def run(
             todo,
             results,
             lambda p, r: _one(p, r, command, per_target),
-            _limits(fleet),
+            _limits(fleet, command),
             None if on_done is None else lambda r: on_done(r, report),
         )
     except (PredeployError, KeyboardInterrupt) as exc:
@@ -104,8 +104,11 @@ def _result(p: Placed) -> TargetResult:
     return TargetResult(p.name, p.member.group, p.where, p.server)
 
 
-def _limits(fleet: Fleet) -> Limits:
-    return Limits(fleet.concurrency, fleet.per_server, fleet.max_fail, fleet.groups)
+def _limits(fleet: Fleet, command: str) -> Limits:
+    """The budget and the canary groups guard changes; the other verbs (status, lint,
+    backup, maintenance...) run on every target whatever another's outcome."""
+    gated = command in CHANGING
+    return Limits(fleet.concurrency, fleet.per_server, fleet.max_fail, fleet.groups, gated)
 
 
 def _resume(
@@ -183,8 +186,11 @@ def _one(p: Placed, result: TargetResult, command: str, per_target: PerTarget) -
     result.outcome, result.applied = outcome, applied
     if error is not None:
         result.error, result.exit_code = p.settings.scrubber.text(error.message), error.exit_code
+    extra = getattr(done, "fleet_detail", None)  # a verb's own few fields (rolled_back, ...)
+    if extra is not None:
+        result.detail.update(extra())
     runbook = getattr(done, "runbook", None)
-    if runbook is not None and (applied or error is not None):
+    if runbook is not None and (applied or error is not None or "rolled_back" in result.detail):
         result.runbook = list(runbook.commands)
     status = getattr(done, "status", None)
     if status is not None and hasattr(status, "counts"):
@@ -206,30 +212,38 @@ def _finish(settings: Settings, report: FleetReport, command: str, selection: Se
         from predeploy.commands.fleet_runbook import fleet_runbook  # noqa: PLC0415
 
         report.runbook = fleet_runbook(settings, report, selection.again)
+    if command in CHANGING or command == "maintenance":  # the cron job reports as one
         report.warnings += _announce(settings, report, command)
 
 
 def _error(report: FleetReport) -> PredeployError | None:
     """None when every target is done or up to date (or skipped as done before); else the
-    failed targets' exit code when they agree (5 when they do not)."""
+    failed targets' exit code when they agree (5 when they do not; a verb that changes
+    nothing: the lowest); a finding (1: behind, drifted, lint errors) only when nothing
+    failed."""
     bad = [t for t in report.targets if t.bad]
     if not bad:
         return None
     codes = {t.exit_code for t in bad if t.exit_code}
+    codes = {c for c in codes if c != 1} or codes  # a failure outranks a finding (exit 1)
     counts = ", ".join(f"{n} {o}" for o, n in report.counts().items())
     names = ", ".join(t.name for t in bad if t.outcome in (FAILED, INTERRUPTED))
     message = f"fleet {report.command}: {counts}" + (f" (failed: {names[:300]})" if names else "")
     if report.stopped:
         message += f"; {report.stopped}"
-    error = MigrationError(message + ": see the runbook and run the same command again to retry")
-    interrupted_codes = codes & set(INTERRUPTED_CODES)
-    error.exit_code = (
-        next(iter(interrupted_codes))
-        if interrupted_codes
-        else (next(iter(codes)) if len(codes) == 1 else 5)
-        if codes
-        else 5
+    then = (
+        ": see the runbook and run the same command again to retry"
+        if report.command in CHANGING
+        else ": see the table above"
     )
+    error = MigrationError(message + then)
+    interrupted_codes = codes & set(INTERRUPTED_CODES)
+    if interrupted_codes:
+        error.exit_code = next(iter(interrupted_codes))
+    elif len(codes) == 1:
+        error.exit_code = next(iter(codes))
+    else:
+        error.exit_code = 5 if not codes or report.command in CHANGING else min(codes)
     return error
 
 

@@ -50,6 +50,7 @@ class Limits:
     per_server: int | None
     budget: Budget
     groups: tuple[str, ...]
+    gated: bool = True  # the budget and the canary groups stop it (a read-only verb: never)
 
 
 def schedule(
@@ -70,7 +71,7 @@ def schedule(
             if run.stopped is not None:
                 break
             failed = [p.name for p in group if results[p.name].outcome == FAILED]
-            if failed and number < len(groups):
+            if failed and number < len(groups) and limits.gated:
                 run.stopped = (
                     f"group {group[0].member.group} failed ({', '.join(failed[:5])}): "
                     f"the groups after it were not started"
@@ -162,7 +163,11 @@ class _Schedule:
         self.servers[result.detail.pop("_server")] -= 1
         if result.outcome == FAILED:
             self.failures += 1
-            if self.stopped is None and not self.limits.budget.allows(self.failures, self.total):
+            if (
+                self.stopped is None
+                and self.limits.gated
+                and not self.limits.budget.allows(self.failures, self.total)
+            ):
                 self.stopped = (
                     f"{self.failures} target(s) failed, more than max_fail = "
                     f"{self.limits.budget}: no new target was started"

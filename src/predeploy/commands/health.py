@@ -89,6 +89,10 @@ class HealthReport:
     def error(self) -> HealthCheckFailed | None:
         return None if self.ok else HealthCheckFailed(f"unhealthy: {self.summary()}")
 
+    def fleet_outcome(self) -> str:
+        """A target's word in a fleet's health: healthy or unhealthy (exit 7)."""
+        return "healthy" if self.ok else "unhealthy"
+
     def as_dict(self) -> dict[str, Any]:
         return {"env": self.env, "ok": self.ok, "checks": [c.as_dict() for c in self.checks]}
 

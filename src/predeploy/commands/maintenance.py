@@ -77,6 +77,13 @@ class MaintenanceReport:
         error.exit_code = self.exit_code
         return error
 
+    def fleet_outcome(self) -> str:
+        """A target's word in a fleet's maintenance: failed (a step failed: its exit
+        code), needs attention (exit 1: a failed health check, drift) or done."""
+        if self.errors:
+            return "failed"
+        return "needs attention" if self.needs_attention else "done"
+
     @property
     def exit_code(self) -> int:
         """The first failed step's code (6 lock, 4 backup, ...), else 1 if anything needs a

@@ -205,7 +205,10 @@ class Lifecycle:
         exit_code: int | None = None,
         drift: int = 0,
     ) -> list[str]:
-        """The run's notification (after its row); the warnings of failed deliveries."""
+        """The run's notification (after its row); the warnings of failed deliveries. A
+        fleet's target sends none: the fleet run sends one for all (commands.fleet)."""
+        if self.settings.member is not None:
+            return []
         from predeploy.commands.announce import announce  # noqa: PLC0415 (notifications on)
 
         return announce(
