@@ -19,11 +19,12 @@ from predeploy.config.settings import Settings
 
 __all__ = ["render", "run", "target_settings"]
 
+# the fleet's outcomes, then the verbs' own words (commands' fleet_outcome)
 _MARK = {"applied": "✓", "up to date": "=", "done": "✓", "skipped": "-", "failed": "✗",
          "interrupted": "!", "not started": "·", "behind": "…", "needs attention": "!",
          "clean": "✓", "warnings": "~", "lint errors": "✗", "no drift": "✓", "drifted": "✗",
          "reachable": "✓", "healthy": "✓", "unhealthy": "✗", "rolled back": "✓",
-         "not applied": "-", "backed up": "✓"}  # fmt: skip (the verbs' own words)
+         "not applied": "-", "backed up": "✓"}  # fmt: skip
 
 
 def run(

@@ -43,7 +43,7 @@ from predeploy.errors import (
 if TYPE_CHECKING:
     from predeploy.commands.gates import Asked
 
-__all__ = ["CHANGING", "Selection", "run"]
+__all__ = ["CHANGING", "Later", "Selection", "publish", "run"]
 
 log = structlog.get_logger(__name__)
 
@@ -51,6 +51,13 @@ CHANGING = frozenset({"migrate", "deploy", "rollback"})  # one confirmation for 
 RESUMING = frozenset({"migrate", "deploy", "rollback"})  # run again: only what is left
 OnDone = Callable[[TargetResult, FleetReport], None]
 PerTarget = Callable[[Settings], Any]
+
+
+@dataclass(frozen=True)
+class Later:
+    """A later phase of one fleet run (deploy's post-deploy migrations)."""
+
+    confirmed: bool  # the earlier phase's confirmation stands for this one
 
 
 @dataclass(frozen=True)
@@ -73,15 +80,24 @@ def run(
     run_id: str,
     scrubber: Scrubber,
     on_done: OnDone | None = None,
+    later: Later | None = None,
 ) -> FleetReport:
-    """``per_target`` (one target's settings -> the verb's result) over the fleet."""
+    """``per_target`` (one target's settings -> the verb's result) over the fleet.
+    ``later``: a later phase of a verb that runs the fleet twice (deploy: pre, reload,
+    post): asks nothing, keeps no resume state, publishes nothing (the verb ``publish``es
+    one runbook and one notification for both)."""
     fleet = read_fleet(settings.root)
     placed = select(place(settings, fleet, scrubber), only=selection.only, group=selection.group)
     report = FleetReport(run_id, settings.env, command, fleet.source, [_result(p) for p in placed])
     results = {r.name: r for r in report.targets}
-    todo = _resume(settings, command, selection, report, placed)
+    todo = placed if later is not None else _resume(settings, command, selection, report, placed)
     try:
-        confirmed = _confirm(settings, command, selection, todo, fleet)
+        confirmed = (
+            later.confirmed
+            if later is not None
+            else _confirm(settings, command, selection, todo, fleet)
+        )
+        report.confirmed = confirmed
         todo = [replace(p, settings=_confirmed(p, confirmed)) for p in todo]
         report.stopped = schedule(
             todo,
@@ -96,6 +112,9 @@ def run(
         )
         if isinstance(exc, KeyboardInterrupt):
             report.stopped = report.stopped or report.error.message
+    if later is not None:
+        report.error = report.error or _error(report)
+        return report
     _finish(settings, report, command, selection)
     return report
 
@@ -208,6 +227,13 @@ def _finish(settings: Settings, report: FleetReport, command: str, selection: Se
         report.error = _error(report)
     if command in RESUMING:
         fleet_state.save(settings, command, report, selection.again)
+    if command != "deploy":  # deploy publishes its two phases as one
+        publish(settings, report, selection)
+
+
+def publish(settings: Settings, report: FleetReport, selection: Selection) -> None:
+    """The runbook (a verb that changes databases) and the notification of a fleet run."""
+    command = report.command
     if command in CHANGING:
         from predeploy.commands.fleet_runbook import fleet_runbook  # noqa: PLC0415
 

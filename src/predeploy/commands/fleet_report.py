@@ -102,6 +102,7 @@ class FleetReport:
     runbook: Runbook | None = None
     error: PredeployError | None = None
     warnings: list[str] = field(default_factory=list)
+    confirmed: bool = False  # the fleet's one confirmation was given (a later phase's too)
 
     def counts(self) -> dict[str, int]:
         found = Counter(t.outcome for t in self.targets)
