@@ -35,7 +35,7 @@ from predeploy.commands.fleet_report import (
 )
 from predeploy.commands.steps import OnStep, stepper
 from predeploy.config.settings import Settings
-from predeploy.errors import PredeployError, interrupted
+from predeploy.errors import ConfigError, PredeployError, interrupted
 
 __all__ = ["FleetDeploy", "deploy_fleet"]
 
@@ -88,6 +88,11 @@ def deploy_fleet(
     on_done: fleet.OnDone | None = None,
 ) -> FleetDeploy:
     """Run the fleet's deploy; returns its report (``error`` set when something failed)."""
+    if options.dry_run:
+        raise ConfigError(
+            "deploy --fleet --dry-run is not supported: predeploy status --fleet shows what "
+            "each target has pending, and predeploy lint --fleet what lint says of it"
+        )
     release = DeployReport(settings.env, settings.pm2_app or "", "restart" if restart else "reload")
     step = stepper(release.steps, on_step)
     options = dataclasses.replace(options, notify=False)  # the fleet sends one
@@ -107,7 +112,7 @@ def deploy_fleet(
         on_done=on_done,
     )
     done = FleetDeploy(release, pre, pre=pre)
-    if not (options.dry_run or options.rehearse) and _reloads(pre):
+    if _reloads(pre):
         try:
             with step(release.action):
                 reload_app(pm2, release, release.action == "restart")
