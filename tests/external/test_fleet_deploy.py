@@ -4,6 +4,7 @@ app, then the fleet's post-deploy migrations; a canary that fails stops before t
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -66,13 +67,18 @@ def test_pre_phase_then_one_reload_then_post_phase(site: FleetSite, pm2_app: Pm2
     assert restarts(pm2_app) - before == len(pm2_app.processes())  # one reload, not one per tenant
     assert site.applied("a") == site.applied("b") == ["1_users", "2_body"]
     runbook = data["runbook"]
-    undo_post = runbook.index(
-        next(line for line in runbook if "--target a --migrations 2_body" in line)
+
+    def at(text: str) -> int:
+        return next(i for i, line in enumerate(runbook) if text in line)
+
+    # the undo's order: every post-deploy undo, the release back, every pre-deploy undo
+    assert max(at("--target a --migrations 2_body"), at("--target b --migrations 2_body")) < at(
+        "reload web"
     )
-    undo_pre = runbook.index(
-        next(line for line in runbook if "--target a --migrations 1_users" in line)
+    assert at("reload web") < min(
+        at("--target a --migrations 1_users"), at("--target b --migrations 1_users")
     )
-    assert undo_post < undo_pre
+    assert runbook == Path(data["runbook_path"]).read_text().splitlines()
     again, data = site.fleet("deploy", "--yes")  # nothing pending: still one reload
     assert again == 0, data
     assert outcomes(data) == {"a": "up to date", "b": "up to date"}

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from predeploy._util.redact import Scrubber
-from predeploy.commands import fleet, migrate_report
+from predeploy.commands import deploy_runbook, fleet, migrate_report
 from predeploy.commands import migrate as workflow
 from predeploy.commands.deploy import DeployReport, find_app, reload_app, wait_healthy
 from predeploy.commands.fleet_report import (
@@ -172,7 +172,10 @@ def _publish(settings: Settings, done: FleetDeploy, selection: fleet.Selection) 
     if done.error is None and done.release.health is not None and not done.release.health.ok:
         done.error = done.release.health.error
     done.report.error = done.error  # the notification's exit code: the deploy's
-    fleet.publish(settings, done.report, selection)
+    lines = deploy_runbook.fleet_lines(  # in the undo's order: post, the release, pre
+        settings, done.release, (done.pre, done.post), selection.again
+    )
+    fleet.publish(settings, done.report, selection, lines)
 
 
 def _both(pre: FleetReport, post: FleetReport | None) -> FleetReport:

@@ -231,10 +231,17 @@ def _finish(settings: Settings, report: FleetReport, command: str, selection: Se
         publish(settings, report, selection)
 
 
-def publish(settings: Settings, report: FleetReport, selection: Selection) -> None:
-    """The runbook (a verb that changes databases) and the notification of a fleet run."""
+def publish(
+    settings: Settings, report: FleetReport, selection: Selection, lines: list[str] | None = None
+) -> None:
+    """The runbook (a verb that changes databases; ``lines``: the verb's own, deploy's)
+    and the notification of a fleet run."""
     command = report.command
-    if command in CHANGING:
+    if lines is not None:
+        from predeploy.commands.runbook import write_runbook  # noqa: PLC0415
+
+        report.runbook = write_runbook(settings, report.run_id, lines)
+    elif command in CHANGING:
         from predeploy.commands.fleet_runbook import fleet_runbook  # noqa: PLC0415
 
         report.runbook = fleet_runbook(settings, report, selection.again)
