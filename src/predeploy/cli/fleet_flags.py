@@ -16,7 +16,10 @@ from predeploy.errors import ConfigError
 __all__ = ["FLEET_VERBS", "TARGET_VERBS", "FleetFlags", "current", "extract", "help_lines"]
 
 FLEET_VERBS = frozenset(
-    {"migrate", "status", "lint", "drift", "backup", "rollback", "maintenance", "check", "health"}
+    {
+        *("migrate", "status", "lint", "drift", "backup", "rollback", "maintenance"),
+        *("check", "health", "deploy"),
+    }
 )
 TARGET_VERBS = FLEET_VERBS | {"deploy", "restore", "resolve", "backups", "notify-test"}
 _VALUED = ("--only", "--group", "--target")

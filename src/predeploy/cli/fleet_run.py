@@ -19,8 +19,12 @@ from predeploy.config.settings import Settings
 
 __all__ = ["render", "run", "target_settings"]
 
+# the fleet's outcomes, then the verbs' own words (commands' fleet_outcome)
 _MARK = {"applied": "✓", "up to date": "=", "done": "✓", "skipped": "-", "failed": "✗",
-         "interrupted": "!", "not started": "·", "behind": "…", "needs attention": "!"}  # fmt: skip
+         "interrupted": "!", "not started": "·", "behind": "…", "needs attention": "!",
+         "clean": "✓", "warnings": "~", "lint errors": "✗", "no drift": "✓", "drifted": "✗",
+         "reachable": "✓", "healthy": "✓", "unhealthy": "✗", "rolled back": "✓",
+         "not applied": "-", "backed up": "✓"}  # fmt: skip
 
 
 def run(
@@ -70,9 +74,11 @@ class _Lines:
 def line(result: TargetResult) -> str:
     """``✓ acme (tenant_acme/acme): applied 2 (0.41s)``."""
     what = result.outcome
-    if result.applied:
-        verb = result.outcome if result.outcome == "applied" else f"{result.outcome} after applying"
-        what = f"{verb} {len(result.applied)}: {_names(result.applied)}"
+    changed = result.applied or result.detail.get("rolled_back") or []
+    if changed:
+        broke = result.outcome in ("failed", "interrupted") and result.applied
+        verb = f"{result.outcome} after applying" if broke else result.outcome
+        what = f"{verb} {len(changed)}: {_names(changed)}"
     if result.error:
         what += f": {result.error}"
     took = f" ({result.seconds:.2f}s)" if result.seconds else ""

@@ -46,7 +46,8 @@ def run(
         settings = _settings(env, json_output)
         log_file = _logging(settings, json_output)
         flags = fleet_flags.current()
-        if flags.fleet:  # the command over every target: one report of its own
+        if flags.fleet and flags.task != "deploy":  # deploy: its own two fleet phases
+            # the command over every target: one report of its own
             from predeploy.cli import fleet_run  # noqa: PLC0415 (fleet runs only)
 
             boundary.guarded(

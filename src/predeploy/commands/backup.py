@@ -24,6 +24,13 @@ class BackedUp:
 
     result: dump.BackupResult
 
+    def fleet_outcome(self) -> str:
+        """A target's word in a fleet's backup (a failed dump is the fleet's ``failed``)."""
+        return "backed up"
+
+    def fleet_detail(self) -> dict[str, Any]:
+        return {"backup": str(self.result.path)}
+
     def as_dict(self) -> dict[str, Any]:
         r = self.result
         return {

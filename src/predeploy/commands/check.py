@@ -39,6 +39,14 @@ class CheckResult:
     protected: bool = False
     deployed_as: str | None = None  # the protected env that changed it last
 
+    def fleet_outcome(self) -> str:
+        """A target's word in a fleet's check: reachable (a failure to connect is the
+        fleet's ``failed``, exit 3)."""
+        return "reachable"
+
+    def fleet_detail(self) -> dict[str, Any]:
+        return {"server_version": self.server_version, "latency_ms": self.latency_ms}
+
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         for key in ("pg_dump", "pg_restore"):

@@ -29,7 +29,7 @@ from predeploy.integrations.pm2 import Pm2, Process
 from predeploy.migrate import discovery
 from predeploy.migrate.discovery import POST_DEPLOY
 
-__all__ = ["DeployReport", "deploy"]
+__all__ = ["DeployReport", "deploy", "find_app", "reload_app", "wait_healthy"]
 
 log = structlog.get_logger(__name__)
 _POLL = 1.0
@@ -103,7 +103,7 @@ def deploy(
     life = Lifecycle.start(settings, "deploy", run_id, steps=report.steps, on_step=on_step)
     try:
         with life.step("pm2"):
-            pm2 = _app(settings, report)
+            pm2 = find_app(settings, report)
     except PredeployError as exc:  # nothing reached the database: no row, no notification
         report.error = exc
         return report
@@ -125,7 +125,7 @@ def deploy(
     return report
 
 
-def _app(settings: Settings, report: DeployReport) -> Pm2:
+def find_app(settings: Settings, report: DeployReport) -> Pm2:
     """The pm2 app to reload, with its processes before; ConfigError when it runs none."""
     pm2 = Pm2.for_settings(settings.pm2)
     report.before = pm2.processes()
@@ -147,9 +147,9 @@ def _release(
 ) -> None:
     """Reload (or restart) the app, wait until it is healthy, then the post-deploy phase."""
     with life.step(report.action):
-        _reload(pm2, report, report.action == "restart")
+        reload_app(pm2, report, report.action == "restart")
     with life.step("healthy"):
-        _wait_healthy(settings, pm2, report, report.action)
+        wait_healthy(settings, pm2, report, report.action)
     _post_deploy(settings, options, report, life, pm2=pm2)
 
 
@@ -197,7 +197,7 @@ def _post_deploy(
         raise post.error
     if post.applied:
         with life.step("healthy after post-deploy"):
-            _wait_healthy(settings, pm2, report, "post-deploy migrations", before_post=False)
+            wait_healthy(settings, pm2, report, "post-deploy migrations", before_post=False)
 
 
 def _trail(report: DeployReport, run: audit.Run) -> None:
@@ -213,7 +213,7 @@ def _trail(report: DeployReport, run: audit.Run) -> None:
         run.health = {"ok": report.health.ok, "failed": [c.name for c in report.health.failed]}
 
 
-def _reload(pm2: Pm2, report: DeployReport, restart: bool) -> None:
+def reload_app(pm2: Pm2, report: DeployReport, restart: bool) -> None:
     forked = [p for p in report.before if not p.cluster]
     if forked and not restart:
         warning = (
@@ -225,14 +225,23 @@ def _reload(pm2: Pm2, report: DeployReport, restart: bool) -> None:
     pm2.reload(restart=restart)
 
 
-def _wait_healthy(
-    settings: Settings, pm2: Pm2, report: DeployReport, action: str, *, before_post: bool = True
+def wait_healthy(
+    settings: Settings,
+    pm2: Pm2,
+    report: DeployReport,
+    action: str,
+    *,
+    before_post: bool = True,
+    app_only: bool = False,
 ) -> None:
     """Poll pm2 and the health checks until all pass, for at most PREDEPLOY_DEPLOY_WAIT
-    (post-deploy migrations may be pending until the post-deploy phase)."""
+    (post-deploy migrations may be pending until the post-deploy phase; ``app_only``: the
+    application's checks, a fleet's databases having had theirs)."""
 
     def probe() -> health.HealthReport:
-        report.health = health.run(settings, pm2=pm2, quiet=True, post_deploy_pending=before_post)
+        report.health = health.run(
+            settings, pm2=pm2, quiet=True, post_deploy_pending=before_post, app_only=app_only
+        )
         return report.health
 
     result = poll(probe, settings.deploy_wait, pause=_POLL, done=lambda r: r.ok)

@@ -26,9 +26,10 @@ from predeploy.integrations.pm2 import pasted
 
 if TYPE_CHECKING:
     from predeploy.commands.deploy import DeployReport
+    from predeploy.commands.fleet_report import FleetReport
     from predeploy.commands.migrate_report import Report
 
-__all__ = ["lines"]
+__all__ = ["fleet_lines", "lines"]
 
 
 def lines(settings: Settings, report: DeployReport) -> list[str]:
@@ -57,6 +58,73 @@ def lines(settings: Settings, report: DeployReport) -> list[str]:
         *_own(report.migrate),
         *_own(post),
         *_check(settings),
+    ]
+
+
+def fleet_lines(
+    settings: Settings,
+    release: DeployReport,
+    phases: tuple[FleetReport, FleetReport | None],
+    again: tuple[str, ...],
+) -> list[str]:
+    """A fleet's deploy, in the order it is undone: every target's post-deploy section
+    (the new release works without them), the release (back to the previous one), then
+    every target's pre-deploy section; then how to retry what was left."""
+    pre, post = phases
+    head = (
+        f"# fleet run {pre.run_id}: deploy in {pre.env} over {len(pre.targets)} target(s) "
+        f"from {pre.source}"
+    )
+    changed = any(t.applied for phase in phases if phase is not None for t in phase.targets)
+    found = [
+        *([] if changed else ["# this deploy changed no target's database"]),
+        *_sections(post, "after the reload (post-deploy)"),
+        *_release(settings, release),
+        *_sections(pre, "before the reload (pre-deploy)"),
+    ]
+    left = [t.name for phase in phases if phase is not None for t in phase.targets if t.bad]
+    if left and again:
+        found += [
+            "",
+            f"# left failed, interrupted or not started: {', '.join(dict.fromkeys(left[:20]))}",
+            "# once the cause is dealt with, the same command retries only those:",
+            command(*again),
+        ]
+    return [head, *found]
+
+
+def _sections(phase: FleetReport | None, when: str) -> list[str]:
+    found: list[str] = []
+    for t in phase.targets if phase is not None else []:
+        if t.runbook:
+            did = f"applied {', '.join(t.applied)}" if t.applied else t.outcome
+            found += ["", f"# == {t.name} ({t.where}), {when}: {did} ==", *t.runbook]
+    return found
+
+
+def _release(settings: Settings, release: DeployReport) -> list[str]:
+    """What became of the app: not reloaded, a reload in flight, unhealthy, or reloaded."""
+    app = release.app
+    reload = next((s for s in release.steps if s.name in ("reload", "restart")), None)
+    if reload is None:
+        return ["", f"# {app} was not reloaded: pm2 still runs the release it ran before"]
+    if reload.outcome != "ok":
+        return [
+            "",
+            f"# pm2 {reload.name} {app} did not finish: see what runs now:",
+            pasted(settings.pm2, "describe", app),
+            *_revert(settings, app),
+            *_check(settings),
+        ]
+    healthy = release.health is not None and release.health.ok
+    return [
+        "",
+        f"# {app} was {reload.name}ed once for the whole fleet"
+        + ("" if healthy else " and is not healthy; its recent logs:"),
+        *([] if healthy else [pasted(settings.pm2, "logs", app, "--lines", "100", "--nostream")]),
+        "# to go back: undo the post-deploy sections above first, then the release, then the",
+        "# pre-deploy sections below",
+        *_revert(settings, app),
     ]
 
 

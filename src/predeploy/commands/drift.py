@@ -62,6 +62,13 @@ class Drifted:
             f"{r.expected_from}: see above; nothing was changed"
         )
 
+    def fleet_outcome(self) -> str:
+        """A target's word in a fleet's drift: drifted or no drift."""
+        return "drifted" if self.report.drifted else "no drift"
+
+    def fleet_detail(self) -> dict[str, Any]:
+        return {"differences": len(self.report.differences)}
+
     def as_dict(self) -> dict[str, Any]:
         data = self.report.as_dict()
         if self.options.revert_sql:

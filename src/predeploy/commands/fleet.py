@@ -30,7 +30,7 @@ from predeploy.commands.fleet_report import (
 )
 from predeploy.commands.fleet_schedule import Limits, schedule
 from predeploy.commands.fleet_targets import Placed, place, select
-from predeploy.config.fleet import Budget, Fleet, read_fleet
+from predeploy.config.fleet import Fleet, read_fleet
 from predeploy.config.policy import policy_for
 from predeploy.config.settings import Settings
 from predeploy.errors import (
@@ -43,7 +43,7 @@ from predeploy.errors import (
 if TYPE_CHECKING:
     from predeploy.commands.gates import Asked
 
-__all__ = ["CHANGING", "Selection", "run"]
+__all__ = ["CHANGING", "Later", "Selection", "publish", "run"]
 
 log = structlog.get_logger(__name__)
 
@@ -52,6 +52,13 @@ SCANNED = frozenset({"migrate", "deploy"})  # asked only when something is pendi
 RESUMING = frozenset({"migrate", "deploy", "rollback"})  # run again: only what is left
 OnDone = Callable[[TargetResult, FleetReport], None]
 PerTarget = Callable[[Settings], Any]
+
+
+@dataclass(frozen=True)
+class Later:
+    """A later phase of one fleet run (deploy's post-deploy migrations)."""
+
+    confirmed: bool  # the earlier phase's confirmation stands for this one
 
 
 @dataclass(frozen=True)
@@ -74,14 +81,23 @@ def run(
     run_id: str,
     scrubber: Scrubber,
     on_done: OnDone | None = None,
+    later: Later | None = None,
 ) -> FleetReport:
-    """``per_target`` (one target's settings -> the verb's result) over the fleet."""
+    """``per_target`` (one target's settings -> the verb's result) over the fleet.
+    ``later``: a later phase of a verb that runs the fleet twice (deploy: pre, reload,
+    post): asks nothing, keeps no resume state, publishes nothing (the verb ``publish``es
+    one runbook and one notification for both)."""
     fleet = read_fleet(settings.root)
     placed = select(place(settings, fleet, scrubber), only=selection.only, group=selection.group)
     report = FleetReport(run_id, settings.env, command, fleet.source, [_result(p) for p in placed])
     results = {r.name: r for r in report.targets}
-    todo = _resume(settings, command, selection, report, placed)
-    confirmed = _confirm(settings, command, selection, todo, fleet)  # refused: nothing ran
+    todo = placed if later is not None else _resume(settings, command, selection, report, placed)
+    confirmed = (  # refused: nothing ran, nothing is reported
+        later.confirmed
+        if later is not None
+        else _confirm(settings, command, selection, todo, fleet)
+    )
+    report.confirmed = confirmed
     todo = [replace(p, settings=_in_run(p, run_id, confirmed)) for p in todo]
     try:
         report.stopped = schedule(
@@ -97,6 +113,9 @@ def run(
         )
         if isinstance(exc, KeyboardInterrupt):
             report.stopped = report.stopped or report.error.message
+    if later is not None:
+        report.error = report.error or _error(report)
+        return report
     _finish(settings, report, command, selection)
     return report
 
@@ -106,11 +125,11 @@ def _result(p: Placed) -> TargetResult:
 
 
 def _limits(fleet: Fleet, command: str) -> Limits:
-    """The fleet's caps; groups in order and the failure budget only for the verbs that
-    change a schema (a status, a lint, a backup reads every target whatever one says)."""
-    if command not in CHANGING:
-        return Limits(fleet.concurrency, fleet.per_server, Budget(percent=100), ())
-    return Limits(fleet.concurrency, fleet.per_server, fleet.max_fail, fleet.groups)
+    """The budget and the canary groups guard changes; the other verbs (status, lint,
+    backup, maintenance...) run on every target whatever another's outcome."""
+    gated = command in CHANGING
+    groups = fleet.groups if gated else ()  # no order either: one group, no waiting
+    return Limits(fleet.concurrency, fleet.per_server, fleet.max_fail, groups, gated)
 
 
 def _resume(
@@ -197,8 +216,11 @@ def _one(p: Placed, result: TargetResult, command: str, per_target: PerTarget) -
     result.outcome, result.applied = outcome, applied
     if error is not None:
         result.error, result.exit_code = p.settings.scrubber.text(error.message), error.exit_code
+    extra = getattr(done, "fleet_detail", None)  # a verb's own few fields (rolled_back, ...)
+    if extra is not None:
+        result.detail.update(extra())
     runbook = getattr(done, "runbook", None)
-    if runbook is not None and (applied or error is not None):
+    if runbook is not None and (applied or error is not None or "rolled_back" in result.detail):
         result.runbook = list(runbook.commands)
     if outcome == INTERRUPTED and command in ("migrate", "deploy"):
         from predeploy.commands.fleet_reconcile import unreported  # noqa: PLC0415
@@ -221,37 +243,56 @@ def _finish(settings: Settings, report: FleetReport, command: str, selection: Se
         report.error = _error(report)
     if command in RESUMING:
         fleet_state.save(settings, command, report, selection.again)
-    if command in CHANGING:
-        if report.changed or report.error is not None:  # else there is nothing to undo
-            from predeploy.commands.fleet_runbook import fleet_runbook  # noqa: PLC0415
+    if command != "deploy":  # deploy publishes its two phases as one
+        publish(settings, report, selection)
 
-            report.runbook = fleet_runbook(settings, report, selection.again)
+
+def publish(
+    settings: Settings, report: FleetReport, selection: Selection, lines: list[str] | None = None
+) -> None:
+    """The runbook (a verb that changes databases; ``lines``: the verb's own, deploy's)
+    and the notification of a fleet run."""
+    command = report.command
+    if lines is not None:
+        from predeploy.commands.runbook import write_runbook  # noqa: PLC0415
+
+        report.runbook = write_runbook(settings, report.run_id, lines)
+    elif command in CHANGING and (report.changed or report.error is not None):
+        from predeploy.commands.fleet_runbook import fleet_runbook  # noqa: PLC0415
+
+        report.runbook = fleet_runbook(settings, report, selection.again)
+    if command in CHANGING or command == "maintenance":  # the cron job reports as one
         report.warnings += _announce(settings, report, command)
 
 
 def _error(report: FleetReport) -> PredeployError | None:
     """None when every target is done or up to date (or skipped as done before); else the
-    failed targets' exit code when they agree (5 when they do not)."""
+    failed targets' exit code when they agree (5 when they do not; a verb that changes
+    nothing: the lowest); a finding (1: behind, drifted, lint errors) only when nothing
+    failed."""
     bad = [t for t in report.targets if t.bad]
     if not bad:
         return None
     codes = {t.exit_code for t in bad if t.exit_code}
+    codes = {c for c in codes if c != 1} or codes  # a failure outranks a finding (exit 1)
     counts = ", ".join(f"{n} {o}" for o, n in report.counts().items())
     names = ", ".join(t.name for t in bad if t.outcome in (FAILED, INTERRUPTED))
     message = f"fleet {report.command}: {counts}" + (f" (failed: {names[:300]})" if names else "")
     if report.stopped:
         message += f"; {report.stopped}"
-    if report.command in CHANGING:
-        message += ": see the runbook; the same command again retries what was left"
-    error = MigrationError(message)
-    interrupted_codes = codes & set(INTERRUPTED_CODES)
-    error.exit_code = (
-        next(iter(interrupted_codes))
-        if interrupted_codes
-        else (next(iter(codes)) if len(codes) == 1 else 5)
-        if codes
-        else 5
+    then = (
+        ": see the runbook and run the same command again to retry"
+        if report.command in CHANGING
+        else ": see the table above"
     )
+    error = MigrationError(message + then)
+    interrupted_codes = codes & set(INTERRUPTED_CODES)
+    if interrupted_codes:
+        error.exit_code = next(iter(interrupted_codes))
+    elif len(codes) == 1:
+        error.exit_code = next(iter(codes))
+    else:
+        error.exit_code = 5 if not codes or report.command in CHANGING else min(codes)
     return error
 
 

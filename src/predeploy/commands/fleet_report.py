@@ -78,10 +78,9 @@ def outcome_of(result: Any, command: str) -> tuple[str, list[str], PredeployErro
     """(outcome, applied names, error) of one target's command result."""
     error: PredeployError | None = getattr(result, "error", None)
     applied = [a.name for a in getattr(result, "applied", None) or []]
-    if command == "status" and (error is None or error.exit_code == 1):
-        problems: list[str] = result.problems()
-        pending_only = all(p.endswith(" pending") for p in problems)
-        return (UP_TO_DATE if not problems else BEHIND if pending_only else ATTENTION), [], error
+    own = getattr(result, "fleet_outcome", None)  # a verb's own words (status: behind, ...)
+    if own is not None and (error is None or error.exit_code not in INTERRUPTED_CODES):
+        return own(), applied, error
     if error is not None:
         return (INTERRUPTED if error.exit_code in INTERRUPTED_CODES else FAILED), applied, error
     if command in ("migrate", "deploy"):
@@ -103,14 +102,15 @@ class FleetReport:
     runbook: Runbook | None = None
     error: PredeployError | None = None
     warnings: list[str] = field(default_factory=list)
+    confirmed: bool = False  # the fleet's one confirmation was given (a later phase's too)
 
     def counts(self) -> dict[str, int]:
         found = Counter(t.outcome for t in self.targets)
-        return {o: found[o] for o in OUTCOMES if found[o]}
+        return {o: found[o] for o in (*OUTCOMES, *found) if found[o]}  # a verb's own words too
 
     @property
     def changed(self) -> list[TargetResult]:
-        return [t for t in self.targets if t.applied]
+        return [t for t in self.targets if t.applied or t.detail.get("rolled_back")]
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -53,6 +53,7 @@ class Limits:
     per_server: int | None
     budget: Budget
     groups: tuple[str, ...]  # the groups' order; empty: every target as one group
+    gated: bool = True  # the budget and the canary groups stop it (a read-only verb: never)
 
 
 def schedule(
@@ -86,7 +87,7 @@ def _groups_in_order(run: _Schedule, groups: list[list[Placed]]) -> None:
         if run.stopped is not None:
             return
         failed = [p.name for p in group if run.results[p.name].outcome == FAILED]
-        if failed and number < len(groups):
+        if failed and number < len(groups) and run.limits.gated:
             run.stopped = (
                 f"group {group[0].member.group} failed ({', '.join(failed[:5])}): "
                 f"the groups after it were not started"
@@ -174,7 +175,11 @@ class _Schedule:
         self.servers[result.detail.pop("_server")] -= 1
         if result.outcome == FAILED:
             self.failures += 1
-            if self.stopped is None and not self.limits.budget.allows(self.failures, self.total):
+            if (
+                self.stopped is None
+                and self.limits.gated
+                and not self.limits.budget.allows(self.failures, self.total)
+            ):
                 self.stopped = (
                     f"max_fail = {self.limits.budget} was exceeded when {name} failed "
                     f"({self.failures} failed by then): no new target was started"

@@ -89,6 +89,10 @@ class HealthReport:
     def error(self) -> HealthCheckFailed | None:
         return None if self.ok else HealthCheckFailed(f"unhealthy: {self.summary()}")
 
+    def fleet_outcome(self) -> str:
+        """A target's word in a fleet's health: healthy or unhealthy (exit 7)."""
+        return "healthy" if self.ok else "unhealthy"
+
     def as_dict(self) -> dict[str, Any]:
         return {"env": self.env, "ok": self.ok, "checks": [c.as_dict() for c in self.checks]}
 
@@ -99,15 +103,18 @@ def run(
     pm2: Pm2 | None = None,
     quiet: bool = False,
     post_deploy_pending: bool = False,
+    app_only: bool = False,
 ) -> HealthReport:
     """Every configured check, in order; never raises for a failing check.
 
     ``quiet`` leaves the logging to the caller (deploy polls until the checks pass);
     ``post_deploy_pending`` accepts pending post-deploy migrations (a deploy between its
-    reload and its post-deploy phase).
+    reload and its post-deploy phase); ``app_only``: the application's checks alone (a
+    fleet's deploy: each tenant's database had its own checks in its phases).
     """
     checks: list[Check] = []
-    checks += _database_checks(settings, post_deploy_pending)
+    if not app_only:
+        checks += _database_checks(settings, post_deploy_pending)
     if settings.healthcheck_url:
         checks.append(
             check_http(

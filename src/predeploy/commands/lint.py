@@ -42,6 +42,15 @@ class Linted:
             + ", ".join(sorted({f"{f.migration} {f.rule}" for f in errors}))
         )
 
+    def fleet_outcome(self) -> str:
+        """A target's word in a fleet's lint: lint errors, warnings or clean."""
+        if self.report.errors:
+            return "lint errors"
+        return "warnings" if self.report.active else "clean"
+
+    def fleet_detail(self) -> dict[str, Any]:
+        return {"linted": len(self.report.files), "findings": self.report.counts()}
+
     def as_dict(self) -> dict[str, Any]:
         return self.report.as_dict()
 

@@ -45,6 +45,7 @@ log = structlog.get_logger(__name__)
 @dataclass
 class MaintenanceReport:
     env: str
+    target: str | None = None  # a fleet's target: named in the commands it suggests
     steps: list[Step] = field(default_factory=list)
     backup: BackupResult | None = None
     vacuumed: bool = False
@@ -63,7 +64,8 @@ class MaintenanceReport:
         if self.drift is not None and self.drift.drifted:
             found.append(
                 f"drift: {len(self.drift.differences)} difference(s) made by hand "
-                f"(predeploy drift --env {self.env})"
+                f"(predeploy drift --env {self.env}"
+                + (f" --target {self.target})" if self.target else ")")
             )
         return found
 
@@ -76,6 +78,13 @@ class MaintenanceReport:
         error = PredeployError(f"maintenance needs attention: {'; '.join(self.needs_attention)}")
         error.exit_code = self.exit_code
         return error
+
+    def fleet_outcome(self) -> str:
+        """A target's word in a fleet's maintenance: failed (a step failed: its exit
+        code), needs attention (exit 1: a failed health check, drift) or done."""
+        if self.errors:
+            return "failed"
+        return "needs attention" if self.needs_attention else "done"
 
     @property
     def exit_code(self) -> int:
@@ -108,7 +117,8 @@ def maintain(
     on_step: OnStep | None = None,
 ) -> MaintenanceReport:
     """One maintenance run; the report's ``exit_code`` is the run's."""
-    report = MaintenanceReport(env=settings.env)
+    member = settings.member
+    report = MaintenanceReport(env=settings.env, target=member.name if member else None)
     life = Lifecycle.start(settings, "maintenance", "", steps=report.steps, on_step=on_step)
     held = ExitStack()
     target = db_target.of(settings)

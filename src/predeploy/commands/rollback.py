@@ -32,7 +32,7 @@ from predeploy.migrate import executor, history
 from predeploy.migrate.discovery import POST_DEPLOY
 from predeploy.migrate.outcome import MigrationFailed
 from predeploy.migrate.privileges import ROLLBACK, check_bookkeeping
-from predeploy.migrate.status import compare
+from predeploy.migrate.status import Entry, compare
 from predeploy.migrate.undo import Chosen, choose, undo_all
 
 if TYPE_CHECKING:
@@ -58,11 +58,26 @@ class Undone:
     error: MigrationError | None = None
     undone: tuple[str, ...] | None = None
     dry_run: bool = False  # --dry-run: ``chosen`` is what it would undo
+    not_applied: tuple[str, ...] = ()  # a fleet's target: named, pending here, left alone
 
     def undone_names(self) -> list[str]:
         if self.undone is not None:
             return list(self.undone)
         return [c.migration.name for c in self.chosen]
+
+    def fleet_outcome(self) -> str:
+        """A target's word in a fleet's rollback: rolled back (some or all of the named
+        migrations; the others were not applied there), not applied (none of them was:
+        nothing to undo, nothing changed) or failed (its down.sql)."""
+        if self.error is not None:
+            return "failed"
+        if self.dry_run:
+            return "would roll back" if self.chosen else "not applied"
+        return "rolled back" if self.undone_names() else "not applied"
+
+    def fleet_detail(self) -> dict[str, Any]:
+        undone = [] if self.dry_run else self.undone_names()
+        return ({"rolled_back": undone} if undone else {}) | {"not_applied": list(self.not_applied)}
 
     def as_dict(self) -> dict[str, Any]:
         names = set(self.undone_names())
@@ -111,6 +126,8 @@ def rollback(
     found = migrations.discover(settings.migrations_dir)
     target = db_target.of(settings)
     table, audit_table = target.history, target.audit
+    if settings.member is not None:  # the fleet asked once, for every target: never again
+        confirm = _fleet_gate(settings.member.confirmed, no_backup)
     life = Lifecycle.start(settings, "rollback", run_id)
     with migrate_session(target, "rollback", wait=settings.lock_wait) as conn:
         refuse_standby(conn)
@@ -119,9 +136,12 @@ def rollback(
                 policy = protection.policy_of(target, conn)
             life.protected = policy.protected
             entries = compare(found, history.read_history(conn, table)).entries
+            names, pending = _here(settings, entries, names)
+            if names == []:  # a fleet's target where none of them was applied: nothing to do
+                return Undone([], policy, undone=(), dry_run=dry_run, not_applied=pending)
             chosen = choose(entries, steps=steps, names=names)
             if dry_run:
-                return Undone(chosen, policy, dry_run=True)
+                return Undone(chosen, policy, dry_run=True, not_applied=pending)
             from predeploy.commands import gates  # noqa: PLC0415 (a rollback that changes something)
 
             gates.no_backup(policy, _Asked(no_backup))
@@ -133,7 +153,31 @@ def rollback(
         if policy.marks:
             protection.mark(conn, audit_table, env=settings.env, command="rollback", run_id=run_id)
         _undo(life, conn, chosen, on_done, target=target)
-    return _ended(life, Undone(chosen, policy, taken))
+    return _ended(life, Undone(chosen, policy, taken, not_applied=pending))
+
+
+def _fleet_gate(confirmed: bool, no_backup: bool) -> Callable[[list[Chosen], str, Policy], None]:
+    """A fleet target's gate: the fleet's one confirmation (or --yes) stands for its own;
+    a target whose database asks for one the fleet did not give is refused, never asked."""
+    from predeploy.commands import gates  # noqa: PLC0415 (a rollback that changes something)
+
+    def never(_question: str) -> str:
+        return ""
+
+    return gates.confirm_undo(gates.Asked(confirmed, False, never), no_backup=no_backup)
+
+
+def _here(
+    settings: Settings, entries: tuple[Entry, ...], names: list[str] | None
+) -> tuple[list[str] | None, tuple[str, ...]]:
+    """A fleet's target: the named migrations less those pending here (on disk, never
+    applied to this target: tenants move at their own pace), and those. A single run, or
+    a name failed, unknown or missing here: unchanged (``choose`` refuses it as ever)."""
+    if settings.member is None or names is None:
+        return names, ()
+    state = {e.name: e.state for e in entries}
+    pending = tuple(n for n in names if state.get(n) == "pending")
+    return [n for n in names if n not in pending], pending
 
 
 def _recorded(life: Lifecycle, conn: Conn, *, dry_run: bool) -> AbstractContextManager[None]:
@@ -188,7 +232,9 @@ def _ended(life: Lifecycle, done: Undone) -> Undone:
         life.hand_off(lambda: _runbook(life, (done.chosen, undone), done.backup, error))
     message = error.message if error is not None else None
     life.announce_logged(_report(life, message), changed=bool(life.trail.migrations))
-    return Undone(done.chosen, done.policy, done.backup, life.runbook, error, undone)
+    return Undone(
+        done.chosen, done.policy, done.backup, life.runbook, error, undone, False, done.not_applied
+    )
 
 
 def _report(life: Lifecycle, error: str | None) -> dict[str, Any]:

@@ -49,6 +49,16 @@ class StatusReport:
             found.append(f"{len(self.drift.differences)} drifted")
         return found
 
+    def fleet_outcome(self) -> str:
+        """This tenant's word in a fleet's status: needs attention (a failed, edited or
+        missing migration), drifted, behind (pending only) or up to date."""
+        states = for_check(self.status)
+        if any(state != "pending" for state in states):
+            return "needs attention"
+        if self.drift is not None and self.drift.drifted:
+            return "drifted"
+        return "behind" if states else "up to date"
+
     @property
     def error(self) -> CheckFailed | None:
         problems = self.problems() if self.check else []
