@@ -126,7 +126,7 @@ def rollback(
     found = migrations.discover(settings.migrations_dir)
     target = db_target.of(settings)
     table, audit_table = target.history, target.audit
-    if settings.member is not None:  # the fleet asked once, for every target: never again
+    if settings.member is not None and settings.in_fleet:  # the fleet asked once: never again
         confirm = _fleet_gate(settings.member.confirmed, no_backup)
     life = Lifecycle.start(settings, "rollback", run_id)
     with migrate_session(target, "rollback", wait=settings.lock_wait) as conn:
@@ -173,7 +173,7 @@ def _here(
     """A fleet's target: the named migrations less those pending here (on disk, never
     applied to this target: tenants move at their own pace), and those. A single run, or
     a name failed, unknown or missing here: unchanged (``choose`` refuses it as ever)."""
-    if settings.member is None or names is None:
+    if not settings.in_fleet or names is None:
         return names, ()
     state = {e.name: e.state for e in entries}
     pending = tuple(n for n in names if state.get(n) == "pending")
