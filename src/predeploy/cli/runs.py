@@ -5,11 +5,12 @@ for them: their options from the flags and the terminal. Their results shape the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from predeploy._util.log import current_run_id
-from predeploy.cli import progress, prompt, verbs
+from predeploy.cli import fleet_flags, progress, prompt, verbs
 from predeploy.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from predeploy.commands.rollback import Undone
     from predeploy.config.settings import Settings
 
-__all__ = ["asked", "migrate_options", "restore", "rollback", "undo_choice"]
+__all__ = ["asked", "deploying", "migrate_options", "restore", "rollback", "undo_choice"]
 
 
 def asked(yes: bool) -> Asked:
@@ -40,6 +41,29 @@ def migrate_options(json_output: bool, **flags: bool) -> Options:
         applying=progress.applying(json_output),
         **flags,
     )
+
+
+def deploying(
+    options: Options, *, restart: bool, json_output: bool, verbose: bool
+) -> tuple[Callable[[Settings], Any], Callable[[Any], str]]:
+    """deploy's command and renderer: a single deploy, or (``--fleet``) the fleet's two
+    phases around one reload (``cli.fleet_deploy``)."""
+    flags = fleet_flags.current()
+    if flags.fleet:
+        from predeploy.cli import fleet_deploy  # noqa: PLC0415 (fleet deploys only)
+
+        def fleet(s: Settings) -> Any:
+            return fleet_deploy.run(s, options, flags, restart=restart, json_output=json_output)
+
+        return fleet, fleet_deploy.render
+    from predeploy.cli import render_run  # noqa: PLC0415 (runs only)
+
+    def single(s: Settings) -> Any:
+        return verbs.deploy.deploy(
+            s, options, current_run_id(), restart=restart, on_step=progress.step_lines(json_output)
+        )
+
+    return single, lambda r: render_run.render_deploy(r, verbose=verbose)
 
 
 def undo_choice(migrations: str | None, steps: str | None) -> tuple[list[str] | None, int | None]:

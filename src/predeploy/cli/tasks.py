@@ -11,7 +11,7 @@ from invoke.context import Context
 from invoke.tasks import Task, task
 
 from predeploy._util.log import current_run_id
-from predeploy.cli import fleet_flags, output, render, runs, verbs
+from predeploy.cli import output, render, runs, verbs
 from predeploy.cli import render_run as shown
 from predeploy.cli.progress import progress, step_lines
 from predeploy.cli.runner import R, run
@@ -125,20 +125,8 @@ def deploy(c: Context, env: str | None = None, json_: bool = False, yes: bool = 
     options = runs.migrate_options(
         json_, yes=yes, dry_run=dry_run, force_lint=force_lint, allow_drift=allow_drift
     )
-    if fleet_flags.current().fleet:  # the fleet's two phases around one reload
-        from predeploy.cli import fleet_deploy  # noqa: PLC0415 (fleet deploys only)
-
-        flags = fleet_flags.current()
-        run(
-            env,
-            json_,
-            lambda s: fleet_deploy.run(s, options, flags, restart=restart, json_output=json_),
-            fleet_deploy.render,
-        )
-        return
-    run(env, json_, lambda s: verbs.deploy.deploy(
-            s, options, current_run_id(), restart=restart, on_step=step_lines(json_)),
-        lambda r: shown.render_deploy(r, verbose=_verbose()))  # fmt: skip
+    run(env, json_, *runs.deploying(options, restart=restart, json_output=json_,
+                                    verbose=_verbose()))  # fmt: skip
 
 
 @task(help=_BASIC)
