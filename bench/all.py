@@ -59,13 +59,15 @@ def median(values: list[float]) -> float:
 
 
 @contextmanager
-def proxy(target_port: int, round_trip_ms: float) -> Iterator[int]:
-    """bench/latency.py in front of the server; yields the port it listens on."""
+def proxy(target_port: int, round_trip_ms: float, port: int = 0) -> Iterator[int]:
+    """bench/latency.py in front of the server (on ``port``, 0: any free one); yields the
+    port it listens on."""
     child = subprocess.Popen(
         [
             sys.executable,
             str(ROOT / "bench" / "latency.py"),
             *("--target-port", str(target_port), "--round-trip-ms", str(round_trip_ms)),
+            *("--port", str(port)),
         ],
         stdout=subprocess.PIPE,
         text=True,
