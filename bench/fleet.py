@@ -219,7 +219,7 @@ def report(
                 cells.append("failed")
                 continue
             value = statistics.median(good)
-            ratio = f"{value / statistics.median(base):6.2f}x" if base else "      ?"
+            ratio = f"{value / statistics.median(base):6.3f}x" if base else "       ?"
             cells.append(f"{value:8.1f} s {ratio}")
         print(f"  {label:<36}" + "".join(f"{cell:>24}" for cell in cells))
     for (label, link), outcomes in tries.items():
