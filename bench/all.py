@@ -23,8 +23,11 @@ start-up, with the generated corpus applied, against `python -c pass`:
 dbmate and yoyo are installed by the bench into its own virtualenv under the user's cache
 folder (skipped, with a line saying so, when that fails or with --no-peers).
 
+fleet (`--only fleet`): bench/fleet.py with its defaults (200 databases + 20 schemas of
+tenants), the fleet run against serial loops of single runs; not part of a plain run.
+
     python bench/all.py [--count 1000] [--repeat 5] [--startup-repeat 10]
-                        [--only apply|startup] [--no-latency] [--no-peers]
+                        [--only apply|startup|fleet] [--no-latency] [--no-peers]
                         [--baseline OTHER_PREDEPLOY]
 """
 
@@ -59,13 +62,15 @@ def median(values: list[float]) -> float:
 
 
 @contextmanager
-def proxy(target_port: int, round_trip_ms: float) -> Iterator[int]:
-    """bench/latency.py in front of the server; yields the port it listens on."""
+def proxy(target_port: int, round_trip_ms: float, port: int = 0) -> Iterator[int]:
+    """bench/latency.py in front of the server (on ``port``, 0: any free one); yields the
+    port it listens on."""
     child = subprocess.Popen(
         [
             sys.executable,
             str(ROOT / "bench" / "latency.py"),
             *("--target-port", str(target_port), "--round-trip-ms", str(round_trip_ms)),
+            *("--port", str(port)),
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -148,7 +153,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--startup-repeat", type=int, default=10)
     parser.add_argument("--round-trip-ms", type=float, default=2.0)
-    parser.add_argument("--only", choices=("apply", "startup"))
+    parser.add_argument("--only", choices=("apply", "startup", "fleet"))
     parser.add_argument("--no-latency", action="store_true")
     parser.add_argument("--no-peers", action="store_true")
     parser.add_argument("--no-langfuse", action="store_true")
@@ -158,6 +163,12 @@ def main() -> None:
         "start-up is timed interleaved with this one's, on the same database",
     )
     args = parser.parse_args()
+    if args.only == "fleet":  # its own cluster of tenants (bench/fleet.py)
+        import fleet  # noqa: PLC0415
+
+        flags = ["--no-latency"] * args.no_latency + ["--no-peers"] * args.no_peers
+        fleet.main([*flags, "--round-trip-ms", str(args.round_trip_ms)])
+        return
     system = (SYSTEM_PG / "initdb").exists()
     peers = None if args.no_peers else peers_bin()
     with (

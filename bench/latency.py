@@ -6,8 +6,8 @@ Each direction of each connection is delayed by half the round trip; bandwidth i
 limited (chunks queue and leave when due, in order). Threads and time.sleep, not asyncio:
 the event loop's timers round up to whole milliseconds, which made 2 ms into 2.6.
 
-    python bench/latency.py --target-port 5432 --round-trip-ms 2
-    (prints the port it listens on, then serves until killed)
+    python bench/latency.py --target-port 5432 --round-trip-ms 2 [--port 0]
+    (prints the port it listens on, then serves until killed; --port 0: any free one)
 """
 
 from __future__ import annotations
@@ -79,12 +79,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target-port", type=int, required=True)
     parser.add_argument("--round-trip-ms", type=float, default=2.0)
+    parser.add_argument("--port", type=int, default=0, help="the port to listen on (0: any)")
     args = parser.parse_args()
     delay = args.round_trip_ms / 2000.0
     listener = socket.socket()
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
+    listener.bind(("127.0.0.1", args.port))
+    listener.listen(256)
     print(listener.getsockname()[1], flush=True)
     try:
         while True:

@@ -5,20 +5,46 @@
     else:
         workflow = lazy.module("predeploy.commands.migrate")
 
-The module's code runs the first time one of its attributes is read (importlib's
-LazyLoader); type checkers see the ordinary import. `predeploy status` never needs the
-backup, deploy or lint machinery, and so never imports it.
+The module's code runs the first time one of its attributes is read; type checkers see the
+ordinary import. `predeploy status` never needs the backup, deploy or lint machinery, and
+so never imports it.
+
+The first use is one thread's, and the others wait for it: a fleet run's workers reach the
+same lazy module at once. (importlib's LazyLoader, used here before, marks the module loaded
+before running its code, so up to Python 3.12.2 a second thread read it half executed: an
+AttributeError for a name defined further down, failing every target but the first.)
 """
 
 from __future__ import annotations
 
 import importlib.util
 import sys
+import threading
 from types import ModuleType
+from typing import Any
 
-__all__ = ["load_all", "module"]
+__all__ = ["module"]
 
-_WAITING: list[ModuleType] = []  # made lazily, maybe not loaded yet
+_LOCKS: dict[str, threading.RLock] = {}  # one per lazy module: who runs its code first
+_LOADING: set[str] = set()  # modules whose code runs now (their own thread may read them)
+
+
+class _Deferred(ModuleType):
+    """A module whose code has not run yet: the first attribute read runs it, under its
+    lock; threads that read it meanwhile wait for the code to have run."""
+
+    def __getattribute__(self, attr: str) -> Any:
+        read = ModuleType.__getattribute__
+        name = read(self, "__name__")
+        with _LOCKS[name]:
+            if type(self) is _Deferred and name not in _LOADING:
+                _LOADING.add(name)
+                try:
+                    read(self, "__spec__").loader.exec_module(self)
+                    object.__setattr__(self, "__class__", ModuleType)
+                finally:
+                    _LOADING.discard(name)
+        return read(self, attr)
 
 
 def module(name: str) -> ModuleType:
@@ -28,22 +54,11 @@ def module(name: str) -> ModuleType:
     spec = importlib.util.find_spec(name)
     if spec is None or spec.loader is None:
         raise ImportError(f"no module named {name!r}", name=name)
-    loader = importlib.util.LazyLoader(spec.loader)
-    spec.loader = loader
     lazy = importlib.util.module_from_spec(spec)
+    _LOCKS[name] = threading.RLock()
+    lazy.__class__ = _Deferred
     sys.modules[name] = lazy
-    loader.exec_module(lazy)
-    _WAITING.append(lazy)
     parent, _, child = name.rpartition(".")
     if parent:
         setattr(sys.modules[parent], child, lazy)
     return lazy
-
-
-def load_all() -> None:
-    """Load every lazy module now, and those their code makes lazy in turn: importlib's
-    LazyLoader is not thread-safe before Python 3.12 (two threads reading a first
-    attribute at once can see a module half loaded), so a run that goes on in threads (a
-    fleet's) loads them first, in one thread."""
-    while _WAITING:
-        dir(_WAITING.pop())

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from predeploy._util import lazy
 from predeploy.commands.fleet_targets import Placed
 from predeploy.errors import PredeployError
 
@@ -16,7 +15,6 @@ __all__ = ["pending_counts", "summary"]
 def pending_counts(todo: list[Placed], concurrency: int) -> dict[str, int | None]:
     """Each target's number of pending migrations (None: it could not be read; its own run
     will say why)."""
-    lazy.load_all()  # before the threads (see lazy.load_all)
     with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="scan") as pool:
         found = {p.name: pool.submit(_pending, p) for p in todo}
     return {name: future.result() for name, future in found.items()}

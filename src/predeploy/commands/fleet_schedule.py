@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from predeploy._util import lazy
 from predeploy.commands.fleet_report import (
     FAILED,
     INTERRUPTED,
@@ -66,7 +65,6 @@ def schedule(
     """Runs ``work`` for each of ``placed`` (in order, group by group) within ``limits``;
     returns why it stopped early (None when every target ran). A KeyboardInterrupt or
     Terminated is raised again once the workers have stopped."""
-    lazy.load_all()  # before the threads (see load_all)
     run = _Schedule(results, work, limits, on_done, total=len(placed))
     groups = _groups(placed) if limits.groups else [list(placed)]  # no order: one group
     try:
