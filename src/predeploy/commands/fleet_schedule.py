@@ -190,9 +190,9 @@ class _Schedule:
         statement cancelled; each stops as a single run would, within ``_FINISH_WAIT``."""
         raised = _same_as(exc)
         for thread in list(self.running.values()):
+            if thread.ident is not None:  # first: a worker blocked in waitpid() for pg_dump
+                kill_programs(thread.ident)  # must run Python again to take the interrupt
             _raise_in(thread, raised)
-            if thread.ident is not None:  # one in waitpid() for pg_dump takes it then
-                kill_programs(thread.ident)
         self._wait(_GRACE)
         for thread in list(self.running.values()):  # still in a statement: cancelled
             if thread.ident is not None:
@@ -234,9 +234,11 @@ def _same_as(exc: KeyboardInterrupt) -> type[BaseException]:
 
 
 def _raise_in(thread: threading.Thread, kind: type[BaseException]) -> None:
-    """``kind`` raised in ``thread`` at its next Python instruction: the polls wake often
-    enough to take it; a wait in libpq or in waitpid() is ended by cancelling the session
-    or killing the program (``interrupt``)."""
+    """``kind`` raised in ``thread`` at its next Python instruction: the polls and psycopg's
+    Python wait wake often enough to take it; a wait in waitpid() is ended by killing the
+    program first (``interrupt``): until the interrupt is taken, a traced thread (coverage,
+    a debugger) may spin on Python 3.11. A wait in libpq past the grace: its session is
+    cancelled."""
     ident = thread.ident
     if ident is None or not thread.is_alive():
         return
