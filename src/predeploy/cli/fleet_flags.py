@@ -35,6 +35,7 @@ class FleetFlags:
     group: str | None = None
     fresh: bool = False
     yes: bool = False
+    dry_run: bool = False  # migrate --dry-run: nothing to confirm
     words: tuple[str, ...] = field(default=())  # the task's words as typed: to run it again
 
 
@@ -91,6 +92,7 @@ def _checked(task: str, found: dict[str, str | None], typed: list[str]) -> Fleet
         group=found.get("--group"),
         fresh="--fresh" in found,
         yes="--yes" in typed or "-y" in typed,
+        dry_run="--dry-run" in typed or "-d" in typed,
         words=tuple(w for w in typed if w not in _GLOBAL and w != "--fresh"),
     )
 

@@ -22,6 +22,7 @@ __all__ = ["render", "run", "target_settings"]
 # the fleet's outcomes, then the verbs' own words (commands' fleet_outcome)
 _MARK = {"applied": "✓", "up to date": "=", "done": "✓", "skipped": "-", "failed": "✗",
          "interrupted": "!", "not started": "·", "behind": "…", "needs attention": "!",
+         "would apply": "→", "rehearsed": "✓",
          "clean": "✓", "warnings": "~", "lint errors": "✗", "no drift": "✓", "drifted": "✗",
          "reachable": "✓", "healthy": "✓", "unhealthy": "✗", "rolled back": "✓",
          "not applied": "-", "backed up": "✓"}  # fmt: skip
@@ -39,6 +40,7 @@ def run(
         fresh=flags.fresh,
         asked=runs.asked(flags.yes),
         again=flags.words,
+        dry_run=flags.dry_run,
     )
     shown = None if json_output else _Lines(sys.stderr.isatty() and output.current().verbosity == 0)
     return fleet.run(
@@ -75,6 +77,7 @@ def line(result: TargetResult) -> str:
     """``✓ acme (tenant_acme/acme): applied 2 (0.41s)``."""
     what = result.outcome
     changed = result.applied or result.detail.get("rolled_back") or []
+    changed = changed or result.detail.get("pending") or []
     if changed:
         broke = result.outcome in ("failed", "interrupted") and result.applied
         verb = f"{result.outcome} after applying" if broke else result.outcome

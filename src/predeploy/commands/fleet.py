@@ -23,7 +23,9 @@ from predeploy.commands import fleet_scan, fleet_state
 from predeploy.commands.fleet_report import (
     FAILED,
     INTERRUPTED,
+    REHEARSED,
     SKIPPED,
+    WOULD_APPLY,
     FleetReport,
     TargetResult,
     outcome_of,
@@ -70,6 +72,7 @@ class Selection:
     fresh: bool = False  # ignore the last run's unfinished targets: every target again
     asked: Asked | None = None  # --yes and the terminal (changing verbs)
     again: tuple[str, ...] = ()  # the words that run this fleet run again
+    dry_run: bool = False  # changes nothing: nothing to confirm, nothing to resume
 
 
 def run(
@@ -141,7 +144,7 @@ def _resume(
 ) -> list[Placed]:
     """The targets this run starts: every one, or (the same command run again after one
     that left some failed or not reached) only those; the others are ``skipped``."""
-    if command not in RESUMING or selection.fresh:
+    if command not in RESUMING or selection.fresh or selection.dry_run:
         return placed
     last = fleet_state.unfinished(settings, command, [p.name for p in placed], selection.again)
     if last is None:
@@ -167,7 +170,7 @@ def _confirm(
     """One confirmation for the whole fleet where the env's policy asks for one; a target
     whose database asks for one the fleet did not give is refused on its own."""
     policy = policy_for(settings)
-    if command not in CHANGING or policy.confirmation == "none" or not todo:
+    if command not in CHANGING or policy.confirmation == "none" or not todo or selection.dry_run:
         return False
     asked = selection.asked
     if asked is None:
@@ -216,6 +219,8 @@ def _one(p: Placed, result: TargetResult, command: str, per_target: PerTarget) -
     result.outcome, result.applied = outcome, applied
     if error is not None:
         result.error, result.exit_code = p.settings.scrubber.text(error.message), error.exit_code
+    if outcome in (WOULD_APPLY, REHEARSED):
+        result.detail["pending"] = [p.name for p in done.pending]
     extra = getattr(done, "fleet_detail", None)  # a verb's own few fields (rolled_back, ...)
     if extra is not None:
         result.detail.update(extra())
@@ -241,7 +246,7 @@ def _finish(settings: Settings, report: FleetReport, command: str, selection: Se
     leaves the last one's to resume), its runbook and notification."""
     if report.error is None:
         report.error = _error(report)
-    if command in RESUMING:
+    if command in RESUMING and not selection.dry_run:  # a dry run leaves the last run's
         fleet_state.save(settings, command, report, selection.again)
     if command != "deploy":  # deploy publishes its two phases as one
         publish(settings, report, selection)

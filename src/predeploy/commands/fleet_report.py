@@ -32,9 +32,11 @@ __all__ = [
 
 APPLIED, UP_TO_DATE, DONE = "applied", "up to date", "done"
 FAILED, SKIPPED, NOT_STARTED, INTERRUPTED = "failed", "skipped", "not started", "interrupted"
+WOULD_APPLY, REHEARSED = "would apply", "rehearsed"  # migrate --dry-run, --rehearse
 BEHIND, ATTENTION = "behind", "needs attention"  # a status: pending only; failed, edited...
 OUTCOMES = (
-    APPLIED, UP_TO_DATE, DONE, BEHIND, ATTENTION, FAILED, SKIPPED, NOT_STARTED, INTERRUPTED
+    APPLIED, UP_TO_DATE, WOULD_APPLY, REHEARSED, DONE, BEHIND, ATTENTION, FAILED, SKIPPED,
+    NOT_STARTED, INTERRUPTED,
 )  # fmt: skip
 
 
@@ -84,6 +86,8 @@ def outcome_of(result: Any, command: str) -> tuple[str, list[str], PredeployErro
     if error is not None:
         return (INTERRUPTED if error.exit_code in INTERRUPTED_CODES else FAILED), applied, error
     if command in ("migrate", "deploy"):
+        if not applied and getattr(result, "pending", None):  # a dry run or a rehearsal
+            return (REHEARSED if getattr(result, "rehearsal", None) else WOULD_APPLY), [], None
         return (APPLIED if applied else UP_TO_DATE), applied, None
     return DONE, applied, None
 
