@@ -68,7 +68,8 @@ class _Lines:
             print(output.mask(line(result)), flush=True)
             if self.progress:
                 failed = sum(t.outcome == "failed" for t in report.targets)
-                text = fit(f"fleet: {self.done}/{len(report.targets)} finished, {failed} failed")
+                total = sum(t.outcome != "skipped" for t in report.targets)  # a resume's
+                text = fit(f"fleet: {self.done}/{total} finished, {failed} failed")
                 sys.stderr.write(text + "\r")
                 sys.stderr.flush()
 

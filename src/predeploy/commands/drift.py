@@ -115,10 +115,10 @@ def check(
 
 
 # the shadows a fleet run built, by what they depend on: its targets at the same
-# point of the history, on one server, share one build (one at a time: each is a database
-# created, filled and dropped)
+# point of the history, on one server, in one schema, share one build
 _BUILT: dict[tuple[Any, ...], tuple[Fingerprint, str]] = {}
-_BUILDING = threading.Lock()
+_BUILDING: dict[tuple[Any, ...], threading.Lock] = {}  # one build per key at a time
+_GUARD = threading.Lock()
 
 
 def _shadow(settings: Settings, target: db_target.Target, conn: Conn) -> tuple[Fingerprint, str]:
@@ -133,7 +133,9 @@ def _shadow(settings: Settings, target: db_target.Target, conn: Conn) -> tuple[F
         tuple(_excluded(target)),
         tuple((m.name, m.checksum) for m in applied),
     )
-    with _BUILDING:
+    with _GUARD:
+        building = _BUILDING.setdefault(key, threading.Lock())
+    with building:  # the same key waits for the first build; other keys build meanwhile
         if key not in _BUILT:
             _BUILT[key] = _built(settings, target, applied)
         return _BUILT[key]

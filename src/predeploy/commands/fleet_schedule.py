@@ -152,7 +152,7 @@ class _Schedule:
                 work(p, result)
             except KeyboardInterrupt:  # raised here, outside the command's own run
                 if result.outcome == NOT_STARTED:
-                    result.outcome, result.error = INTERRUPTED, "interrupted as it started"
+                    result.outcome, result.error = INTERRUPTED, "interrupted"
             except BaseException as exc:
                 log.exception("fleet_target_crashed", detail=str(exc))
                 result.outcome, result.error, result.exit_code = FAILED, f"internal error: {exc}", 9

@@ -348,9 +348,10 @@ def _drift_found(run: _Run, report: DriftReport) -> None:
         )
     options = run.options
     if options.yes and not options.allow_drift and not options.dry_run and not options.rehearse:
+        where = " ".join(run.settings.env_words)  # a fleet's target: --target NAME too
         raise CheckFailed(
             f"{len(report.differences)} difference(s) between {report.database} and its applied "
-            f"migrations (drift): review them (predeploy drift --env {run.policy.env}), then pass "
+            f"migrations (drift): review them (predeploy drift {where}), then pass "
             f"--allow-drift to migrate anyway (logged with your name); nothing was done"
         )
     if options.allow_drift:
