@@ -23,7 +23,6 @@ FLEET_VERBS = frozenset(
 )
 TARGET_VERBS = FLEET_VERBS | {"deploy", "restore", "resolve", "backups", "notify-test"}
 _VALUED = ("--only", "--group", "--target")
-_GLOBAL = ("-v", "--verbose", "-q", "--quiet", "--no-color")
 
 
 @dataclass(frozen=True)
@@ -46,9 +45,10 @@ def current() -> FleetFlags:
     return _current
 
 
-def extract(argv: list[str]) -> list[str]:
+def extract(argv: list[str], global_flags: tuple[str, ...] = ()) -> list[str]:
     """``argv`` without the fleet's flags (kept for ``current()``); ConfigError (a usage
-    error) for a flag without its value or on a verb that takes none."""
+    error) for a flag without its value or on a verb that takes none. ``global_flags``
+    (-v, -q, ...) are left out of the words that run it again."""
     global _current  # noqa: PLW0603 (one command line per process)
     task_at = next((i for i, w in enumerate(argv[1:], 1) if not w.startswith("-")), None)
     if task_at is None:
@@ -66,7 +66,8 @@ def extract(argv: list[str]) -> list[str]:
             found[word] = "1"
         else:
             kept.append(word)
-    _current = _checked(argv[task_at], found, argv[task_at:])
+    typed = [w for w in argv[task_at:] if w not in global_flags]
+    _current = _checked(argv[task_at], found, typed)
     return kept
 
 
@@ -93,7 +94,7 @@ def _checked(task: str, found: dict[str, str | None], typed: list[str]) -> Fleet
         fresh="--fresh" in found,
         yes="--yes" in typed or "-y" in typed,
         dry_run="--dry-run" in typed or "-d" in typed,
-        words=tuple(w for w in typed if w not in _GLOBAL and w != "--fresh"),
+        words=tuple(w for w in typed if w != "--fresh"),
     )
 
 

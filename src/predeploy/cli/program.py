@@ -106,7 +106,9 @@ class PredeployProgram(Program):
         try:
             self.create_config()
             argv = sys.argv if argv is None else argv
-            words = fleet_flags.extract(list(argv)) if isinstance(argv, list) else argv
+            words = (
+                fleet_flags.extract(list(argv), _GLOBAL_FLAGS) if isinstance(argv, list) else argv
+            )
             self.parse_core(_help_first(words))  # type: ignore[arg-type]
             self.parse_collection()
             self.parse_tasks()

@@ -231,9 +231,6 @@ def _one(p: Placed, result: TargetResult, command: str, per_target: PerTarget) -
         from predeploy.commands.fleet_reconcile import unreported  # noqa: PLC0415
 
         unreported(p.settings, done, result)
-    status = getattr(done, "status", None)
-    if status is not None and hasattr(status, "counts"):
-        result.detail["counts"] = status.counts()
     backup = getattr(done, "backup", None)
     if backup is not None and getattr(backup, "path", None) is not None:
         result.detail["backup"] = str(backup.path)

@@ -59,6 +59,10 @@ class StatusReport:
             return "drifted"
         return "behind" if states else "up to date"
 
+    def fleet_detail(self) -> dict[str, Any]:
+        """This tenant's counts in a fleet's status table."""
+        return {"counts": self.status.counts()}
+
     @property
     def error(self) -> CheckFailed | None:
         problems = self.problems() if self.check else []
