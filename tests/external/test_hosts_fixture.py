@@ -86,3 +86,22 @@ def test_stop_app_and_the_request_loop_sees_it(site: HostSite) -> None:
     assert loop.failures, "the loop saw no failure with the app stopped"
     assert any("Connection refused" in f or "ConnectionRefused" in f for f in loop.failures)
     assert {p["status"] for p in host.processes()} == {"stopped"}
+
+
+def test_reloading_each_host_over_ssh_loses_no_request(site: HostSite) -> None:
+    """The baseline of the rollout test: pm2 reloads of every host in turn (cluster mode,
+    the graceful app, the kernel's scheduling) with a request loop running: not one failed
+    request, so one in a deploy's rollout is the deploy's doing."""
+    with request_loop([host.health_url for host in site.hosts]) as loop:
+        for _ in range(3):
+            for host in site.hosts:
+                before = host.pids()
+                reload = (
+                    f"cd {host.app_dir} && PM2_HOME={host.pm2_home} "
+                    "./node_modules/.bin/pm2 reload web"
+                )
+                done = remote(ssh_argv(host, reload))
+                assert done.returncode == 0, done.stderr
+                assert host.pids().isdisjoint(before)
+    assert loop.requests > 100, loop.requests
+    assert loop.failures == [], loop.failures[:10]
