@@ -129,6 +129,14 @@ def _sections(phase: FleetReport | None, when: str) -> list[str]:
 def _release(settings: Settings, release: DeployReport) -> list[str]:
     """What became of the app: not reloaded, a reload in flight, unhealthy, or reloaded."""
     app = release.app
+    if release.rolling is not None:
+        return [
+            "",
+            *state_lines(release.rolling),
+            "# to go back: undo the post-deploy sections above first, then the release, then the",
+            "# pre-deploy sections below",
+            *revert_lines(release.rolling, settings.env),
+        ]
     reload = next((s for s in release.steps if s.name in ("reload", "restart")), None)
     if reload is None:
         return ["", f"# {app} was not reloaded: pm2 still runs the release it ran before"]
