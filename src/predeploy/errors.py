@@ -19,6 +19,7 @@ __all__ = [
     "ConfigError",
     "DatabaseUnreachable",
     "HealthCheckFailed",
+    "HostUnreachable",
     "InternalError",
     "Interrupted",
     "LockBusy",
@@ -47,7 +48,7 @@ EXIT_CODES = (
     (
         "3",
         "the database is unreachable, refused us, or is a standby; a catalogue read blocked "
-        "too long",
+        "too long; an app host is unreachable over SSH (a deploy then changes nothing)",
     ),
     ("4", "a backup or restore failed"),
     (
@@ -112,6 +113,12 @@ class ConfigError(PredeployError):
 
 class DatabaseUnreachable(PredeployError):
     """The database could not be reached or refused us (exit 3)."""
+
+    exit_code = 3
+
+
+class HostUnreachable(PredeployError):
+    """An app host could not be reached over SSH, or refused us (exit 3)."""
 
     exit_code = 3
 

@@ -26,12 +26,14 @@ def poll(
     grow: float = 1.0,
     most: float | None = None,
     waiting: Callable[[T], None] | None = None,
+    sleep: Callable[[float], object] = time.sleep,
 ) -> T:
     """``probe()`` until ``done(answer)`` or ``wait`` seconds have passed; the last answer.
 
     The probe runs at least once. Between tries it sleeps ``pause`` (times ``grow`` after
     each try, at most ``most``), never past the deadline; ``waiting(answer)`` is called
-    before each sleep (to say once that it waits, say).
+    before each sleep (to say once that it waits, say); ``sleep`` pauses (an Event's
+    ``wait``: a pause another thread can cut short).
     """
     deadline = time.monotonic() + wait
     cap = pause if most is None else most
@@ -42,7 +44,7 @@ def poll(
             return answer
         if waiting is not None:
             waiting(answer)
-        time.sleep(min(pause, remaining))
+        sleep(min(pause, remaining))
         pause = min(pause * grow, cap)
 
 

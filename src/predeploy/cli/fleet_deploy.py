@@ -65,13 +65,25 @@ class _Lines:
             print(output.mask(f"{phase} {line(result)}"), flush=True)
 
 
+def _hosts(done: FleetDeploy) -> list[str]:
+    """The app hosts' outcomes: one line per host."""
+    rolling = done.release.rolling
+    assert rolling is not None  # noqa: S101 (the caller's test)
+    return [
+        f"host {r.name}: {r.outcome}" + (f" ({r.detail})" if r.detail else "")
+        for r in rolling.results
+    ]
+
+
 def render(done: FleetDeploy) -> str:
     """The release's outcome, then the fleet's summary, the targets to look at, the
     runbook."""
     release = done.release
     lines = [f"warning: {w}" for w in release.warnings]
     reloaded = any(s.name == release.action and s.outcome == "ok" for s in release.steps)
-    if not reloaded and done.pre is not None:
+    if release.rolling is not None:
+        lines += _hosts(done)
+    elif not reloaded and done.pre is not None:
         lines.append(f"{release.app} was not {release.action}ed: the pre-deploy phase stopped")
     elif release.health is not None and release.health.ok:
         pids = ", ".join(str(p.pid) for p in release.after)

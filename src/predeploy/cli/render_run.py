@@ -212,7 +212,9 @@ def render_deploy(report: DeployReport, *, verbose: bool = False) -> str:
     lines += [f"warning: {w}" for w in report.warnings]
     if report.health is not None:
         lines.append(render_health(report.health))
-    if report.dry_run:
+    if report.rolling is not None:
+        lines += _hosts(report)
+    elif report.dry_run:
         lines += _would_deploy(report) if report.error is None else []
     elif report.error is None:
         pids = ", ".join(str(p.pid) for p in report.after)
@@ -220,6 +222,29 @@ def render_deploy(report: DeployReport, *, verbose: bool = False) -> str:
     if report.own_runbook is not None:
         lines += _runbook(report.own_runbook)
     return "\n".join(lines)
+
+
+def _hosts(report: DeployReport) -> list[str]:
+    """A deploy over app hosts: one line per host (its wave, outcome, pids), then the end."""
+    rolling = report.rolling
+    assert rolling is not None  # noqa: S101 (the caller's test)
+    width = max(len(r.name) for r in rolling.results)
+    lines = ["hosts:"]
+    for r in rolling.results:
+        pids = f" pids {','.join(map(str, r.pids))}" if r.pids else ""
+        detail = f"  {r.detail}" if r.detail else ""
+        lines.append(f"  {r.name:<{width}}  wave {r.wave}  {r.outcome}{pids}{detail}")
+    names = ", ".join(r.name for r in rolling.results)
+    if report.dry_run and report.error is None:
+        lines += [
+            f"dry run: nothing was changed; {report.app} was not {report.action}ed on {names}",
+        ]
+    elif report.error is None and not report.dry_run:
+        lines.append(
+            f"deployed: {report.app} {report.action}ed on {len(rolling.results)} host(s) "
+            f"({names}) and healthy"
+        )
+    return lines
 
 
 def _would_deploy(report: DeployReport) -> list[str]:

@@ -3,6 +3,11 @@
     pm2 (app found) → the migrate workflow (same gates) → pm2 reload (or restart)
     → wait for online processes and passing health checks (PREDEPLOY_DEPLOY_WAIT)
 
+With app hosts (``[[hosts]]`` in predeploy.fleet.toml serving the env), the app step runs
+on them over SSH, in waves (``commands.deploy_hosts``): every host is checked before the
+database is touched, the migrations run once from here, then each wave is reloaded and
+gated, then the post-deploy migrations and health on every host.
+
 A failure stops the deploy with the failed step's exit code (the migration's, or
 7 for the reload and the health checks) and a runbook that includes the pm2
 commands. Nothing pending still reloads the app: the code changed.
@@ -17,11 +22,12 @@ from typing import Any
 import structlog
 
 from predeploy._util.poll import poll
-from predeploy.commands import deploy_runbook, health, migrate_report
+from predeploy.commands import deploy_hosts, deploy_runbook, health, migrate_report
 from predeploy.commands import migrate as workflow
 from predeploy.commands.run import Lifecycle
 from predeploy.commands.runbook import Runbook, again_words, write_runbook
 from predeploy.commands.steps import OnStep, Step
+from predeploy.config.hosts import read_hosts
 from predeploy.config.settings import Settings
 from predeploy.db import audit
 from predeploy.errors import ConfigError, HealthCheckFailed, PredeployError
@@ -48,6 +54,7 @@ class DeployReport:
     before: list[Process] = field(default_factory=list)
     after: list[Process] = field(default_factory=list)
     health: health.HealthReport | None = None
+    rolling: deploy_hosts.Rolling | None = None  # the app hosts, when the env has some
     warnings: list[str] = field(default_factory=list)
     own_runbook: Runbook | None = None  # the deploy's (its phases' are theirs)
     error: PredeployError | None = None
@@ -69,9 +76,19 @@ class DeployReport:
             "processes_before": [p.as_dict() for p in self.before],
             "processes_after": [p.as_dict() for p in self.after],
             "health": self.health.as_dict() if self.health else None,
+            **(self._hosts() if self.rolling is not None else {}),
             "warnings": self.warnings,
             "runbook": self.own_runbook.commands if self.own_runbook else [],
             "runbook_path": _path_of(self.own_runbook),
+        }
+
+    def _hosts(self) -> dict[str, Any]:
+        assert self.rolling is not None  # noqa: S101 (the caller's test)
+        rollout = self.rolling.rollout
+        return {
+            "hosts": self.rolling.as_dicts(),
+            "serial": str(rollout.serial),
+            "max_fail": str(rollout.max_fail),
         }
 
     @property
@@ -101,9 +118,17 @@ def deploy(
         yes=options.yes,
     )
     life = Lifecycle.start(settings, "deploy", run_id, steps=report.steps, on_step=on_step)
+    rollout = None if settings.in_fleet else read_hosts(settings.root, settings.env)
+    pm2: Pm2 | None = None
     try:
-        with life.step("pm2"):
-            pm2 = find_app(settings, report)
+        if rollout is not None:
+            report.rolling = deploy_hosts.Rolling(rollout)
+            with life.step("hosts"):
+                deploy_hosts.preflight(report.rolling)
+            report.app = ", ".join(sorted({h.pm2_app for h in rollout.hosts}))
+        else:
+            with life.step("pm2"):
+                pm2 = find_app(settings, report)
     except PredeployError as exc:  # nothing reached the database: no row, no notification
         report.error = exc
         return report
@@ -117,9 +142,13 @@ def deploy(
         life.error = report.migrate.error
     elif options.dry_run:
         report.post_preview = _post_preview(settings, report.migrate.later)
+        if report.rolling is not None:
+            deploy_hosts.dry_run(report.rolling)
     elif not options.rehearse:
-        with life.ending(lambda: f"deploying ({report.action})"):
+        with life.ending(lambda: _doing(report)):
             _release(settings, options, report, life, pm2=pm2)
+    if report.rolling is not None:
+        report.rolling.close()
     report.error = life.error
     _end(settings, report, life, trial=options.dry_run or options.rehearse)
     return report
@@ -143,14 +172,32 @@ def _release(
     report: DeployReport,
     life: Lifecycle,
     *,
-    pm2: Pm2,
+    pm2: Pm2 | None,
 ) -> None:
     """Reload (or restart) the app, wait until it is healthy, then the post-deploy phase."""
-    with life.step(report.action):
-        reload_app(pm2, report, report.action == "restart")
-    with life.step("healthy"):
-        wait_healthy(settings, pm2, report, report.action)
+    if report.rolling is not None:
+        restart = report.action == "restart"
+        with life.step("rollout"):
+            deploy_hosts.roll(settings, report.rolling, restart=restart, on_step=life.add)
+    else:
+        assert pm2 is not None  # noqa: S101 (found before the migrations)
+        with life.step(report.action):
+            reload_app(pm2, report, report.action == "restart")
+        with life.step("healthy"):
+            wait_healthy(settings, pm2, report, report.action)
     _post_deploy(settings, options, report, life, pm2=pm2)
+
+
+def _doing(report: DeployReport) -> str:
+    """What the deploy was doing when it stopped (an interrupt's message)."""
+    if report.rolling is None:
+        return f"deploying ({report.action})"
+    said = {
+        outcome: ", ".join(names)
+        for outcome in ("reloaded", "interrupted", "failed", "not reached")
+        if (names := report.rolling.by_outcome(outcome))
+    }
+    return "rolling out over the hosts (" + "; ".join(f"{o}: {n}" for o, n in said.items()) + ")"
 
 
 def _end(settings: Settings, report: DeployReport, life: Lifecycle, *, trial: bool) -> None:
@@ -177,7 +224,7 @@ def _post_deploy(
     report: DeployReport,
     life: Lifecycle,
     *,
-    pm2: Pm2,
+    pm2: Pm2 | None,
 ) -> None:
     """With the new release live and healthy: its post-deploy migrations (the same gates),
     then the health checks again. A failure leaves the new release running: it works with
@@ -195,9 +242,25 @@ def _post_deploy(
     report.post = post
     if post.error is not None:
         raise post.error
-    if post.applied:
+    if report.rolling is not None:
+        with life.step("every host healthy"):
+            _every_host(settings, report, report.rolling)
+    elif post.applied:
+        assert pm2 is not None  # noqa: S101 (a local deploy's)
         with life.step("healthy after post-deploy"):
             wait_healthy(settings, pm2, report, "post-deploy migrations", before_post=False)
+
+
+def _every_host(settings: Settings, report: DeployReport, rolling: deploy_hosts.Rolling) -> None:
+    """After the post-deploy phase: the database's checks, the load balancer's URL if set,
+    and every host's, once."""
+    checks = lambda: deploy_hosts.final_checks(settings, rolling)  # noqa: E731
+    report.health = health.run(settings, quiet=True, host_checks=checks)
+    health.log_checks(report.health, failed_level="error")
+    if not report.health.ok:
+        raise HealthCheckFailed(
+            f"after the rollout and the post-deploy phase: {report.health.summary()}"
+        )
 
 
 def _trail(report: DeployReport, run: audit.Run) -> None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from predeploy._util.redact import Scrubber
-from predeploy.commands import deploy_runbook, fleet, migrate_report
+from predeploy.commands import deploy_hosts, deploy_runbook, fleet, migrate_report
 from predeploy.commands import migrate as workflow
 from predeploy.commands.deploy import DeployReport, find_app, reload_app, wait_healthy
 from predeploy.commands.fleet_report import (
@@ -33,9 +33,12 @@ from predeploy.commands.fleet_report import (
     FleetReport,
     TargetResult,
 )
-from predeploy.commands.steps import OnStep, stepper
+from predeploy.commands.health import HealthReport
+from predeploy.commands.steps import OnStep, add, stepper
+from predeploy.config.hosts import read_hosts
 from predeploy.config.settings import Settings
 from predeploy.errors import ConfigError, PredeployError, interrupted
+from predeploy.integrations.pm2 import Pm2
 
 __all__ = ["FleetDeploy", "deploy_fleet"]
 
@@ -70,6 +73,7 @@ class FleetDeploy:
                 "post_deploy": self.post.counts() if self.post is not None else None,
             },
             "health": release.health.as_dict() if release.health else None,
+            **({"hosts": release.rolling.as_dicts()} if release.rolling is not None else {}),
             "warnings": [*release.warnings, *self.report.warnings],
             "error": self.error.message if self.error is not None else None,
             "exit_code": self.error.exit_code if self.error is not None else 0,
@@ -96,9 +100,16 @@ def deploy_fleet(
     release = DeployReport(settings.env, settings.pm2_app or "", "restart" if restart else "reload")
     step = stepper(release.steps, on_step)
     options = dataclasses.replace(options, notify=False)  # the fleet sends one
+    rollout = read_hosts(settings.root, settings.env)
+    pm2: Pm2 | None = None
     try:
-        with step("pm2"):
-            pm2 = find_app(settings, release)
+        if rollout is not None:  # the app runs on hosts: every one checked first
+            release.rolling = deploy_hosts.Rolling(rollout)
+            with step("hosts"):
+                deploy_hosts.preflight(release.rolling)
+        else:
+            with step("pm2"):
+                pm2 = find_app(settings, release)
     except PredeployError as exc:  # nothing reached a database
         empty = FleetReport(run_id, settings.env, "deploy", "", [])
         return FleetDeploy(release, empty, error=exc)
@@ -114,20 +125,61 @@ def deploy_fleet(
     done = FleetDeploy(release, pre, pre=pre)
     if _reloads(pre):
         try:
-            with step(release.action):
-                reload_app(pm2, release, release.action == "restart")
-            with step("healthy"):
-                wait_healthy(settings, pm2, release, release.action, app_only=True)
+            _release(settings, release, pm2, on_step)
             done.post = _post(
                 settings, options, selection, pre, run_id=run_id, scrubber=scrubber, on_done=on_done
             )
-            if done.post.changed:
-                with step("healthy after post-deploy"):
-                    wait_healthy(settings, pm2, release, "post-deploy migrations", app_only=True)
+            _healthy_after(settings, release, pm2, on_step, changed=bool(done.post.changed))
         except (PredeployError, KeyboardInterrupt) as exc:
             done.error = exc if isinstance(exc, PredeployError) else interrupted(exc, "deploying")
+    if release.rolling is not None:
+        release.rolling.close()
     _publish(settings, done, selection)
     return done
+
+
+def _release(
+    settings: Settings, release: DeployReport, pm2: Pm2 | None, on_step: OnStep | None
+) -> None:
+    """The app's reload (once here, or in waves over the hosts), and its health."""
+    step = stepper(release.steps, on_step)
+    restart = release.action == "restart"
+    if release.rolling is not None:
+        with step("rollout"):
+            deploy_hosts.roll(
+                settings,
+                release.rolling,
+                restart=restart,
+                on_step=lambda s: add(release.steps, on_step, s),
+            )
+        return
+    assert pm2 is not None  # noqa: S101 (found before the migrations)
+    with step(release.action):
+        reload_app(pm2, release, restart)
+    with step("healthy"):
+        wait_healthy(settings, pm2, release, release.action, app_only=True)
+
+
+def _healthy_after(
+    settings: Settings,
+    release: DeployReport,
+    pm2: Pm2 | None,
+    on_step: OnStep | None,
+    *,
+    changed: bool,
+) -> None:
+    """After the post-deploy phase: every host's health, or this machine's app again."""
+    step = stepper(release.steps, on_step)
+    if release.rolling is not None:
+        with step("every host healthy"):
+            checks = deploy_hosts.final_checks(settings, release.rolling)
+            release.health = HealthReport(settings.env, checks)
+            if release.health.error is not None:
+                raise release.health.error
+    elif changed:
+        assert pm2 is not None  # noqa: S101 (found before the migrations)
+        with step("healthy after post-deploy"):
+            wait_healthy(settings, pm2, release, "post-deploy migrations", app_only=True)
 
 
 def _reloads(pre: FleetReport) -> bool:

@@ -19,13 +19,16 @@ from typing import TYPE_CHECKING
 
 from predeploy._util.pasted import command
 from predeploy.commands import runbook
-from predeploy.commands.runbook import restore_lines, undo_lines
+from predeploy.commands.deploy_hosts import FAILED
+from predeploy.commands.deploy_hosts_runbook import revert_lines, state_lines
+from predeploy.commands.runbook import again_words, restore_lines, undo_lines
 from predeploy.config.settings import Settings
 from predeploy.errors import INTERRUPTED_CODES
 from predeploy.integrations.pm2 import pasted
 
 if TYPE_CHECKING:
     from predeploy.commands.deploy import DeployReport
+    from predeploy.commands.deploy_hosts import Rolling
     from predeploy.commands.fleet_report import FleetReport
     from predeploy.commands.migrate_report import Report
 
@@ -37,6 +40,8 @@ def lines(settings: Settings, report: DeployReport) -> list[str]:
     app, post = report.app, report.post
     if post is not None and post.error is not None:
         return _post_failed(settings, report, post)
+    if report.rolling is not None:
+        return _over_hosts(settings, report, report.rolling)
     reload = next((s for s in report.steps if s.name in ("reload", "restart")), None)
     if reload is None:
         return [
@@ -54,10 +59,29 @@ def lines(settings: Settings, report: DeployReport) -> list[str]:
         else f"# {app} is not healthy after this deploy",
         "# its recent logs:",
         pasted(settings.pm2, "logs", app, "--lines", "100", "--nostream"),
-        *_revert(settings, app),
+        *_revert(settings, report),
         *_own(report.migrate),
         *_own(post),
         *_check(settings),
+    ]
+
+
+def _over_hosts(settings: Settings, report: DeployReport, rolling: Rolling) -> list[str]:
+    """A deploy over app hosts: every host's state, then the way back (or the undo)."""
+    if not any(r.new_release or r.outcome == FAILED for r in rolling.results):
+        return [
+            "# no host was reloaded: every host still runs the release it ran before this deploy",
+            *_own(report.migrate),
+        ]
+    if report.error is None:
+        return [*state_lines(rolling), *_undo_deploy(settings, report)]
+    again = again_words("deploy", settings.env, yes=report.yes)
+    return [
+        *state_lines(rolling),
+        *_revert(settings, report),
+        *_own(report.migrate),
+        "# once the cause is dealt with, deploy again (it reloads every host):",
+        command(*again),
     ]
 
 
@@ -105,6 +129,14 @@ def _sections(phase: FleetReport | None, when: str) -> list[str]:
 def _release(settings: Settings, release: DeployReport) -> list[str]:
     """What became of the app: not reloaded, a reload in flight, unhealthy, or reloaded."""
     app = release.app
+    if release.rolling is not None:
+        return [
+            "",
+            *state_lines(release.rolling),
+            "# to go back: undo the post-deploy sections above first, then the release, then the",
+            "# pre-deploy sections below",
+            *revert_lines(release.rolling, settings.env),
+        ]
     reload = next((s for s in release.steps if s.name in ("reload", "restart")), None)
     if reload is None:
         return ["", f"# {app} was not reloaded: pm2 still runs the release it ran before"]
@@ -113,7 +145,7 @@ def _release(settings: Settings, release: DeployReport) -> list[str]:
             "",
             f"# pm2 {reload.name} {app} did not finish: see what runs now:",
             pasted(settings.pm2, "describe", app),
-            *_revert(settings, app),
+            *_revert(settings, release),
             *_check(settings),
         ]
     healthy = release.health is not None and release.health.ok
@@ -124,7 +156,7 @@ def _release(settings: Settings, release: DeployReport) -> list[str]:
         *([] if healthy else [pasted(settings.pm2, "logs", app, "--lines", "100", "--nostream")]),
         "# to go back: undo the post-deploy sections above first, then the release, then the",
         "# pre-deploy sections below",
-        *_revert(settings, app),
+        *_revert(settings, release),
     ]
 
 
@@ -155,7 +187,7 @@ def _post_failed(settings: Settings, report: DeployReport, post: Report) -> list
             f"# before the reload, this deploy applied {len(pre.applied)} pre-deploy "
             f"migration(s): {_names(pre)}",
             "# the live release needs them: to undo them, first go back to the previous release:",
-            *_revert(settings, app),
+            *_revert(settings, report),
             *undo_lines(env, _newest_first(pre), _has_down(pre), "then undo those"),
         ]
     left_failed = runbook.left_failed_by(post.error)
@@ -172,7 +204,7 @@ def _in_flight(settings: Settings, report: DeployReport, action: str, outcome: s
         f"# pm2 {action} {app} was in flight when {why}: pm2 may have {action}ed {app}",
         "# (all, some or none of its processes may run the new release); see what runs now:",
         pasted(settings.pm2, "describe", app),
-        *_revert(settings, app),
+        *_revert(settings, report),
         *_own(report.migrate),
         *_check(settings),
     ]
@@ -181,7 +213,7 @@ def _in_flight(settings: Settings, report: DeployReport, action: str, outcome: s
 def _undo_deploy(settings: Settings, report: DeployReport) -> list[str]:
     """A deploy that went well: its post-deploy migrations are undone first (the new release
     works without them), then the release goes back, then its pre-deploy ones."""
-    env, app, pre, post = settings.env, report.app, report.migrate, report.post
+    env, pre, post = settings.env, report.migrate, report.post
     lines: list[str] = []
     if pre is not None and pre.applied:
         lines.append(
@@ -194,7 +226,7 @@ def _undo_deploy(settings: Settings, report: DeployReport) -> list[str]:
             f"{_names(post)}"
         )
         lines += undo_lines(env, _newest_first(post), _has_down(post), "undo those first")
-    lines += _revert(settings, app)
+    lines += _revert(settings, report)
     if pre is not None and pre.applied:
         lines += undo_lines(env, _newest_first(pre), _has_down(pre), "then undo the pre-deploy")
     return lines + restore_lines(settings, _first_backup(report), "this deploy")
@@ -204,7 +236,11 @@ def _interrupted(phase: Report) -> bool:
     return phase.error is not None and phase.error.exit_code in INTERRUPTED_CODES
 
 
-def _revert(settings: Settings, app: str) -> list[str]:
+def _revert(settings: Settings, report: DeployReport) -> list[str]:
+    """How to put the previous release back: on the app hosts, or with this machine's pm2."""
+    if report.rolling is not None:
+        return revert_lines(report.rolling, settings.env)
+    app = report.app
     return [
         "# put the previous release of the code back (with pm2's deploy section:",
         "#   pm2 deploy ecosystem.config.js production revert 1), then reload it:",

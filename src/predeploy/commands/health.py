@@ -26,6 +26,7 @@ from predeploy._util import units
 from predeploy._util.log import REPORTED
 from predeploy._util.poll import poll
 from predeploy._util.redact import shown_url
+from predeploy.config.hosts import read_hosts
 from predeploy.config.settings import Settings
 from predeploy.db import target as db_target
 from predeploy.db.catalog import size_expression
@@ -104,13 +105,17 @@ def run(
     quiet: bool = False,
     post_deploy_pending: bool = False,
     app_only: bool = False,
+    host_checks: Callable[[], list[Check]] | None = None,
 ) -> HealthReport:
     """Every configured check, in order; never raises for a failing check.
 
     ``quiet`` leaves the logging to the caller (deploy polls until the checks pass);
     ``post_deploy_pending`` accepts pending post-deploy migrations (a deploy between its
     reload and its post-deploy phase); ``app_only``: the application's checks alone (a
-    fleet's deploy: each tenant's database had its own checks in its phases).
+    fleet's deploy: each tenant's database had its own checks in its phases);
+    ``host_checks``: the app hosts' checks (a deploy's sessions), else, when app hosts
+    serve the env (predeploy.fleet.toml), one check per host, all at once: they replace
+    the check of this machine's pm2 (the app runs on the hosts).
     """
     checks: list[Check] = []
     if not app_only:
@@ -123,7 +128,14 @@ def run(
                 retries=settings.healthcheck_retries,
             )
         )
-    if settings.pm2_app:
+    rollout = None if host_checks or settings.in_fleet else read_hosts(settings.root, settings.env)
+    if host_checks is not None:
+        checks += host_checks()
+    elif rollout is not None:
+        from predeploy.commands import host_checks as on_hosts  # noqa: PLC0415 (Fabric, lazily)
+
+        checks += on_hosts.check_all(settings, rollout)
+    elif settings.pm2_app:
         checks.append(check_pm2(settings, pm2))
     report = HealthReport(settings.env, checks)
     if not quiet:

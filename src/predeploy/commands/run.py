@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from predeploy.commands.steps import OnStep, Step, Stepper, note, skip, stepper
+from predeploy.commands.steps import OnStep, Step, Stepper, add, note, skip, stepper
 from predeploy.config.settings import Settings
 from predeploy.db import audit
 from predeploy.db import target as db_target
@@ -128,6 +128,10 @@ class Lifecycle:
 
     def skip(self, *names: str, detail: str, seconds: float = 0.0) -> None:
         skip(self.steps, self.on_step, *names, detail=detail, seconds=seconds)
+
+    def add(self, done: Step) -> None:
+        """Record a step that ran elsewhere (in a worker thread), as it ended."""
+        add(self.steps, self.on_step, done)
 
     def note(self, name: str, detail: str, seconds: float = 0.0) -> None:
         note(self.steps, self.on_step, name, detail, seconds)

@@ -12,7 +12,7 @@ import structlog
 from predeploy._util.log import FILE_ONLY
 from predeploy.errors import PredeployError
 
-__all__ = ["OnStep", "Skip", "Step", "Stepper", "note", "skip", "stepper"]
+__all__ = ["OnStep", "Skip", "Step", "Stepper", "add", "note", "skip", "stepper"]
 
 log = structlog.get_logger(__name__)
 
@@ -74,6 +74,11 @@ def note(
 ) -> None:
     """Record ``name`` as done, with ``detail`` (a decision the checklist shows)."""
     _add(steps, on_step, Step(name, "ok", seconds, detail))
+
+
+def add(steps: list[Step], on_step: OnStep | None, done: Step) -> None:
+    """Record ``done``, a step that ran elsewhere (a host's reload, in its own thread)."""
+    _add(steps, on_step, done)
 
 
 def _add(steps: list[Step], on_step: OnStep | None, done: Step) -> None:

@@ -39,6 +39,7 @@ __all__ = [
     "Fleet",
     "Member",
     "member_from",
+    "parse_budget",
     "read_fleet",
     "settings_for",
 ]
@@ -134,7 +135,8 @@ def read_fleet(root: Path) -> Fleet:
 def _fleet(path: Path, data: dict[str, Any]) -> Fleet:
     unknown = sorted(set(data) - {"fleet", "targets", "hosts", "deploy"})
     if unknown:
-        raise ConfigError(f"{FILE}: unknown table {unknown[0]!r} (known: fleet, targets)")
+        known = "fleet, targets, hosts, deploy"
+        raise ConfigError(f"{FILE}: unknown table {unknown[0]!r} (known: {known})")
     head = _table(data.get("fleet", {}), "[fleet]")
     _known(head, _FLEET_KEYS, "[fleet]")
     groups = tuple(_strings(head.get("groups", []), "[fleet] groups"))
@@ -146,7 +148,7 @@ def _fleet(path: Path, data: dict[str, Any]) -> Fleet:
         per_server=_positive(head["per_server"], "[fleet] per_server")
         if "per_server" in head
         else None,
-        max_fail=_budget(head.get("max_fail", 0)),
+        max_fail=parse_budget(head.get("max_fail", 0)),
         groups=groups,
         query=_text(head.get("query"), "[fleet] query"),
         command=_text(head.get("command"), "[fleet] command"),
@@ -298,7 +300,8 @@ def _positive(value: Any, label: str) -> int:
     return value
 
 
-def _budget(value: Any) -> Budget:
+def parse_budget(value: Any, label: str = "[fleet] max_fail") -> Budget:
+    """A failure budget: a count, or a percentage such as "10%"."""
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return Budget(count=value)
     if isinstance(value, str) and re.fullmatch(r"\d+(\.\d+)?%", value.strip()):
@@ -306,6 +309,6 @@ def _budget(value: Any) -> Budget:
         if percent <= 100:
             return Budget(percent=percent)
     raise ConfigError(
-        f"[fleet] max_fail must be a count (0: stop at the first failure) or a percentage "
+        f"{label} must be a count (0: stop at the first failure) or a percentage "
         f'such as "10%", got {value!r}'
     )

@@ -90,6 +90,7 @@ class Event:
     runbook_path: str | None = None  # where the run wrote it, on ``host``
     drift: int = 0  # differences found between the live schema and the migrations
     drift_skipped: str | None = None  # why the drift check could not run ("skipped: ...")
+    hosts: tuple[tuple[str, str], ...] = ()  # a deploy over app hosts: (name, outcome) each
     report: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     operator: str = field(default_factory=operator)
     host: str = field(default_factory=socket.gethostname)
@@ -119,6 +120,7 @@ class Event:
             "runbook_path": self.runbook_path,
             "drift": self.drift,
             "drift_skipped": self.drift_skipped,
+            "hosts": [{"name": name, "outcome": said} for name, said in self.hosts],
         }
 
 
@@ -187,6 +189,11 @@ def event_from_report(
         git_revision=git_revision,
         drift=drift,
         drift_skipped=_drift_skipped(report),
+        hosts=tuple(
+            (str(h.get("name")), str(h.get("outcome")))
+            for h in report.get("hosts") or []
+            if isinstance(h, Mapping)
+        ),
     )
 
 
@@ -286,6 +293,7 @@ def _body(event: Event) -> list[str]:
     if event.health_ok is not None:
         lines.append("health: ok" if event.health_ok else "health: FAILED")
         lines += [f"  {line}" for line in event.health_failed[:_LISTED]]
+    lines += _hosts(event)
     if event.drift:
         lines.append(f"drift: {event.drift} difference(s) (predeploy drift --env {event.env})")
     elif event.drift_skipped:
@@ -293,6 +301,16 @@ def _body(event: Event) -> list[str]:
     revision = f", rev {event.git_revision[:12]}" if event.git_revision else ""
     lines.append(f"by {event.operator} on {event.host}{revision}")
     return lines + _runbook(event)
+
+
+def _hosts(event: Event) -> list[str]:
+    """A deploy over app hosts: which hosts have which outcome (new release or not)."""
+    if not event.hosts:
+        return []
+    by: dict[str, list[str]] = {}
+    for name, said in event.hosts:
+        by.setdefault(said, []).append(name)
+    return ["hosts: " + "; ".join(f"{said} {', '.join(names)}" for said, names in by.items())]
 
 
 def _runbook(event: Event) -> list[str]:

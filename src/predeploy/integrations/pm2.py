@@ -34,7 +34,16 @@ from predeploy.config.parts import Pm2Settings
 from predeploy.errors import ConfigError, HealthCheckFailed
 from predeploy.programs import run as programs
 
-__all__ = ["Pm2", "Process", "daemon_pid", "find_program", "home_prefix", "pasted", "pm2_home"]
+__all__ = [
+    "Pm2",
+    "Process",
+    "daemon_pid",
+    "find_program",
+    "home_prefix",
+    "parse_jlist",
+    "pasted",
+    "pm2_home",
+]
 
 log = structlog.get_logger(__name__)
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -141,15 +150,7 @@ class Pm2:
 
     def processes(self) -> list[Process]:
         """The app's processes, as `pm2 jlist` reports them now."""
-        output = self._run("jlist")
-        start = output.find("[")  # a banner, should one slip through, comes before the JSON
-        try:
-            listed = json.loads(output[start:]) if start >= 0 else None
-        except ValueError:
-            listed = None
-        if not isinstance(listed, list):
-            raise HealthCheckFailed(f"{self.program} jlist did not print a JSON process list")
-        return [_process(item) for item in listed if item.get("name") == self.app]
+        return parse_jlist(self._run("jlist"), self.app, str(self.program))
 
     def home(self) -> str:
         """Whose pm2 this is: a wrong PM2_HOME or user shows an empty pm2."""
@@ -199,6 +200,19 @@ class Pm2:
         if args[0] != "jlist":
             log.info("pm2", command=" ".join(args), seconds=round(seconds, 3))
         return out.text()
+
+
+def parse_jlist(output: str, app: str, program: str = "pm2") -> list[Process]:
+    """The processes of ``app`` in `pm2 jlist`'s output (only the fields of ``Process``:
+    the rest, every process's environment, is never kept)."""
+    start = output.find("[")  # a banner, should one slip through, comes before the JSON
+    try:
+        listed = json.loads(output[start:]) if start >= 0 else None
+    except ValueError:
+        listed = None
+    if not isinstance(listed, list):
+        raise HealthCheckFailed(f"{program} jlist did not print a JSON process list")
+    return [_process(item) for item in listed if isinstance(item, dict) and item.get("name") == app]
 
 
 def _process(item: dict[str, Any]) -> Process:

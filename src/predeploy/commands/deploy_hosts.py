@@ -1,0 +1,301 @@
+"""A deploy's app step over many hosts: waves of `pm2 reload` over SSH, each host gated.
+
+    preflight (every host at once: SSH, pm2 daemon, the app's processes)
+      → [the database's pre-deploy migrations, once, by ``commands.deploy``]
+      → for each wave of ``serial`` hosts: `pm2 reload` on each, then wait until each is
+        healthy (its processes online, its health URL 2xx) for at most ``wait``
+      → [post-deploy migrations, then health on every host]
+
+An unreachable host at preflight stops the deploy before anything changed (exit 3). A host
+that fails its gate counts against ``max_fail``: past it, no new wave starts, and the hosts
+not reached keep the release they ran. SIGINT/SIGTERM/SIGHUP stop the rollout between
+hosts: a reload in flight is let finish (it is bounded by ``command_timeout``) and its host
+is reported ``interrupted`` (reloaded, health not confirmed); a second signal stops the
+waiting too, and such a host is reported with its reload in flight.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from predeploy._util.log import REPORTED
+from predeploy.commands.health import Check
+from predeploy.commands.host_checks import Probe, connect_all, each, healthy, probe
+from predeploy.commands.steps import Step
+from predeploy.config.hosts import AppHost, Rollout
+from predeploy.config.settings import Settings
+from predeploy.errors import HealthCheckFailed, HostUnreachable, PredeployError
+from predeploy.integrations.hosts import Session
+
+__all__ = ["HostResult", "Rolling", "preflight", "roll"]
+
+log = structlog.get_logger(__name__)
+RELOADED, FAILED, NOT_REACHED, INTERRUPTED = "reloaded", "failed", "not reached", "interrupted"
+WOULD_RELOAD = "would reload"  # a dry run's
+
+
+@dataclass
+class HostResult:
+    """What became of one host in a rollout."""
+
+    name: str
+    destination: str
+    wave: int
+    outcome: str = NOT_REACHED
+    pids_before: list[int] = field(default_factory=list)
+    pids: list[int] = field(default_factory=list)
+    detail: str = ""
+    seconds: float = 0.0
+    reloaded: bool = False  # pm2 finished the reload there (the new release runs)
+    in_flight: bool = False  # the reload was running when the rollout stopped waiting
+    cluster: bool = True
+
+    @property
+    def new_release(self) -> bool:
+        """The host may run the new release (reloaded, or the reload was in flight)."""
+        return self.reloaded or self.in_flight
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "destination": self.destination,
+            "wave": self.wave,
+            "outcome": self.outcome,
+            "pids": self.pids,
+            "pids_before": self.pids_before,
+            "detail": self.detail,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass
+class Rolling:
+    """A rollout's hosts: their sessions (after preflight) and results, in the file's order."""
+
+    rollout: Rollout
+    sessions: dict[str, Session] = field(default_factory=dict)
+    results: list[HostResult] = field(default_factory=list)
+
+    def close(self) -> None:
+        for session in self.sessions.values():
+            session.close()
+
+    def by_outcome(self, outcome: str) -> list[str]:
+        return [r.name for r in self.results if r.outcome == outcome]
+
+    def as_dicts(self) -> list[dict[str, Any]]:
+        return [r.as_dict() for r in self.results]
+
+
+def preflight(rolling: Rolling) -> None:
+    """Every host reachable, its pm2 daemon alive and its app running; else the error
+    (HostUnreachable, exit 3; ConfigError, exit 2) naming every host that is not, with
+    nothing changed anywhere. Fills ``rolling``'s sessions and results."""
+    rollout = rolling.rollout
+    for wave, hosts in enumerate(rollout.waves(), start=1):
+        rolling.results += [HostResult(h.name, h.destination, wave) for h in hosts]
+    rolling.sessions, failed = connect_all(rollout)
+    found: dict[str, PredeployError] = dict(failed)
+    for result in rolling.results:
+        session = rolling.sessions.get(result.name)
+        if session is None:
+            result.detail = found[result.name].message
+            continue
+        try:
+            processes = session.processes()
+        except PredeployError as exc:
+            found[result.name] = exc
+            result.detail = exc.message
+            continue
+        result.pids_before = result.pids = [p.pid for p in processes]
+        result.cluster = all(p.cluster for p in processes)
+        if not processes:
+            found[result.name] = HostUnreachable(
+                f"{result.name}: pm2 there has no process named {session.host.pm2_app}: start "
+                f"the app once there (pm2 start ecosystem.config.js), then deploy"
+            )
+            result.detail = found[result.name].message
+    if found:
+        _refuse(rolling, found)
+
+
+def _refuse(rolling: Rolling, found: dict[str, PredeployError]) -> None:
+    for name, exc in found.items():
+        log.error("host_not_ready", host=name, detail=exc.message, **{REPORTED: True})
+    rolling.close()
+    names = ", ".join(found)
+    first = next(iter(found.values()))
+    more = f" (and {len(found) - 1} more host(s): {names})" if len(found) > 1 else ""
+    error = type(first)(f"{first.message}{more}; nothing was changed on any host or database")
+    raise error
+
+
+def roll(
+    settings: Settings,
+    rolling: Rolling,
+    *,
+    restart: bool,
+    on_step: Callable[[Step], None],
+) -> None:
+    """The waves; raises HealthCheckFailed (exit 7) when a host failed, a KeyboardInterrupt
+    (the signal's) when stopped; ``rolling.results`` says what became of every host."""
+    rollout = rolling.rollout
+    run = _Run(settings, restart, rollout.wait or settings.deploy_wait, on_step)
+    waves = sorted({r.wave for r in rolling.results})
+    signal: KeyboardInterrupt | None = None
+    for wave in waves:
+        if signal is not None or not _within_budget(rolling):
+            break
+        batch = [r for r in rolling.results if r.wave == wave]
+        log.info("wave", wave=wave, of=len(waves), hosts=[r.name for r in batch])
+        signal = run.wave(rolling, batch) or signal
+    if signal is not None:
+        raise signal
+    failed = rolling.by_outcome(FAILED)
+    if failed:
+        raise HealthCheckFailed(_failed_line(rolling, failed))
+
+
+def _failed_line(rolling: Rolling, failed: list[str]) -> str:
+    budget, stopped = rolling.rollout.max_fail, rolling.by_outcome(NOT_REACHED)
+    head = f"{len(failed)} of {len(rolling.results)} host(s) failed: {', '.join(failed)} "
+    if stopped:
+        return head + (
+            f"(past [deploy] max_fail {budget}): the rollout stopped, {', '.join(stopped)} "
+            f"not reached (still the previous release)"
+        )
+    return head + (
+        f"(within [deploy] max_fail {budget}): the rollout went on; the post-deploy "
+        f"migrations were not applied"
+    )
+
+
+def _within_budget(rolling: Rolling) -> bool:
+    failed = len(rolling.by_outcome(FAILED))
+    return rolling.rollout.max_fail.allows(failed, len(rolling.results))
+
+
+@dataclass
+class _Run:
+    """One rollout's settings, and the event that stops its workers between steps."""
+
+    settings: Settings
+    restart: bool
+    wait: float  # seconds a reloaded host has to be healthy
+    on_step: Callable[[Step], None]
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def action(self) -> str:
+        return "restart" if self.restart else "reload"
+
+    def wave(self, rolling: Rolling, batch: list[HostResult]) -> KeyboardInterrupt | None:
+        """Reload and gate every host of the wave at once; the main thread collects them
+        as they end (and takes the signals). Returns the signal that stopped it, if one did."""
+        done: queue.Queue[HostResult] = queue.Queue()
+        for result in batch:
+            session = rolling.sessions[result.name]
+            result.outcome, result.in_flight = INTERRUPTED, True  # until the worker says
+            context = contextvars.copy_context()  # the run's log fields (run id, env)
+            threading.Thread(
+                target=context.run,
+                args=(self._host, session, result, done),
+                name=f"host-{result.name}",
+                daemon=True,
+            ).start()
+        signal: KeyboardInterrupt | None = None
+        left = len(batch)
+        while left:
+            try:
+                ended = done.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            except KeyboardInterrupt as exc:
+                if signal is not None:  # a second signal: stop waiting for the reloads
+                    _abandon(batch)
+                    return signal
+                signal = exc
+                self.stop.set()
+                log.warning("rollout_stopping", detail="letting the reloads in flight finish")
+                continue
+            left -= 1
+            step = Step(f"host {ended.name}", _step_outcome(ended), ended.seconds, ended.detail)
+            self.on_step(step)
+        return signal
+
+    def _host(self, session: Session, result: HostResult, done: queue.Queue[HostResult]) -> None:
+        started = time.perf_counter()
+        try:
+            self._reload_and_gate(session, result)
+        except Exception as exc:  # a host's failure is its result, never the run's crash
+            result.outcome, result.in_flight = FAILED, False
+            result.detail = exc.message if isinstance(exc, PredeployError) else repr(exc)
+        result.seconds = time.perf_counter() - started
+        done.put(result)
+
+    def _reload_and_gate(self, session: Session, result: HostResult) -> None:
+        if self.stop.is_set():  # the signal came before this host's reload started
+            result.outcome, result.in_flight, result.detail = NOT_REACHED, False, "stopped before"
+            return
+        session.reload(restart=self.restart)
+        result.reloaded, result.in_flight = True, False
+        log.info("host_reloaded", host=result.name, action=self.action)
+        stopped = self.stop.is_set()
+        found = (
+            probe(session, self.settings)
+            if stopped
+            else healthy(session, self.settings, self.wait, self.stop)
+        )
+        result.pids = found.pids or result.pids
+        self._judge(result, found)
+
+    def _judge(self, result: HostResult, found: Probe) -> None:
+        did = f"{self.action}ed"
+        if found.ok:
+            result.outcome, result.detail = RELOADED, f"{did}, healthy: {found.detail}"
+        elif self.stop.is_set():
+            result.outcome = INTERRUPTED
+            result.detail = f"{did}; stopped before it was found healthy: {found.detail}"
+        else:
+            result.outcome = FAILED
+            result.detail = f"not healthy {self.wait:g}s after the {self.action}: {found.detail}"
+
+
+def _abandon(batch: list[HostResult]) -> None:
+    for result in batch:
+        if result.in_flight:
+            result.detail = "its pm2 reload was in flight when the rollout stopped: it may have run"
+
+
+def _step_outcome(result: HostResult) -> str:
+    return {RELOADED: "ok", FAILED: "failed", NOT_REACHED: "skipped"}.get(
+        result.outcome, "interrupted"
+    )
+
+
+def dry_run(rolling: Rolling) -> None:
+    """What a deploy would do on each host: every host ``would reload``, by wave."""
+    for result in rolling.results:
+        result.outcome = WOULD_RELOAD
+        result.detail = f"wave {result.wave}: pm2 reload, then its health gate"
+
+
+def final_checks(settings: Settings, rolling: Rolling) -> list[Check]:
+    """Health on every host (at once): after the post-deploy phase."""
+
+    def one(host: AppHost) -> Check:
+        started = time.perf_counter()
+        found = probe(rolling.sessions[host.name], settings)
+        seconds = time.perf_counter() - started
+        return Check(f"host {host.name}", found.ok, found.detail, seconds, {"pids": found.pids})
+
+    ready = [h for h in rolling.rollout.hosts if h.name in rolling.sessions]
+    return [c for c in each(ready, one).values() if isinstance(c, Check)]

@@ -1,0 +1,130 @@
+"""The app hosts' side of health: connect to each host, and is its app healthy?
+
+A host is healthy when every pm2 process of its app is online and its health URL answers
+2xx (as seen from that host: ``integrations.hosts``). ``check_all`` checks every host at
+once, one ``Check`` per host (``health --env prod``, and a deploy's last look);
+``healthy`` waits for one host to become healthy (a deploy's gate after its reload).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from predeploy._util.poll import poll
+from predeploy._util.redact import shown_url
+from predeploy.commands.health import Check
+from predeploy.config.hosts import AppHost, Rollout
+from predeploy.config.settings import Settings
+from predeploy.errors import PredeployError
+from predeploy.integrations import hosts
+from predeploy.integrations.hosts import Session
+from predeploy.integrations.pm2 import Process
+
+__all__ = ["Probe", "check_all", "connect_all", "each", "healthy", "probe"]
+
+T = TypeVar("T")
+_PAUSE = 1.0
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One look at a host's app: its processes, its health URL's answer, the verdict."""
+
+    ok: bool
+    detail: str
+    processes: list[Process] = field(default_factory=list)
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.processes]
+
+
+def probe(session: Session, settings: Settings) -> Probe:
+    """pm2's processes of the host's app, then (all online) its health URL, once."""
+    host = session.host
+    try:
+        processes = session.processes()
+    except PredeployError as exc:
+        return Probe(False, exc.message)
+    if not processes:
+        return Probe(False, f"pm2 there has no process named {host.pm2_app}", processes)
+    down = [f"{p.name}#{p.pm_id} {p.status}" for p in processes if p.status != "online"]
+    if down:
+        said = f"{len(down)} of {len(processes)} not online: {', '.join(down)}"
+        return Probe(False, said, processes)
+    online = f"{host.pm2_app} {len(processes)} online"
+    if host.health_url is None:
+        return Probe(True, f"{online} (no health_url)", processes)
+    answer = hosts.get(session, host.health_url, settings.healthcheck_timeout)
+    said = f"GET {shown_url(host.health_url)}: {answer.reason}"
+    if answer.ok:
+        said += f" in {answer.ms:.0f} ms"
+    return Probe(answer.ok, f"{online}, {said}", processes)
+
+
+def healthy(session: Session, settings: Settings, wait: float, stop: threading.Event) -> Probe:
+    """Probe the host until it is healthy, ``wait`` seconds pass or ``stop`` is set."""
+    return poll(
+        lambda: probe(session, settings),
+        wait,
+        pause=_PAUSE,
+        done=lambda p: p.ok or stop.is_set(),
+        sleep=stop.wait,
+    )
+
+
+def connect_all(rollout: Rollout) -> tuple[dict[str, Session], dict[str, PredeployError]]:
+    """An SSH session to every host at once: the sessions, and the hosts that failed."""
+    results = each(rollout.hosts, lambda h: hosts.connect(h, rollout))
+    sessions = {n: r for n, r in results.items() if isinstance(r, Session)}
+    failed = {n: r for n, r in results.items() if isinstance(r, PredeployError)}
+    return sessions, failed
+
+
+def check_all(settings: Settings, rollout: Rollout) -> list[Check]:
+    """One check per host, all at once (each bounded by its connect and command timeouts
+    and the health URL's timeout)."""
+
+    def one(host: AppHost) -> Check:
+        started = time.perf_counter()
+        try:
+            session = hosts.connect(host, rollout)
+        except PredeployError as exc:
+            return Check(f"host {host.name}", False, exc.message, time.perf_counter() - started)
+        try:
+            found = probe(session, settings)
+        finally:
+            session.close()
+        data = {"destination": host.destination, "pids": found.pids}
+        seconds = time.perf_counter() - started
+        return Check(f"host {host.name}", found.ok, found.detail, seconds, data)
+
+    checked = each(rollout.hosts, one)
+    return [c for c in checked.values() if isinstance(c, Check)]
+
+
+def each(items: Sequence[AppHost], work: Callable[[AppHost], T]) -> dict[str, T | PredeployError]:
+    """``work(host)`` for every host at once, in threads; the results by host name, in
+    the hosts' order (a PredeployError is a result: the others go on)."""
+    found: dict[str, T | PredeployError] = {}
+
+    def run(host: AppHost) -> None:
+        try:
+            found[host.name] = work(host)
+        except PredeployError as exc:
+            found[host.name] = exc
+
+    threads = [
+        threading.Thread(target=contextvars.copy_context().run, args=(run, h), daemon=True)
+        for h in items
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return {h.name: found[h.name] for h in items if h.name in found}
