@@ -48,19 +48,19 @@ __all__ = [
 ]
 
 SSHD = "/usr/sbin/sshd"  # sshd re-executes itself: it must be started by its absolute path
-# The app: /health answers 200, any other path 503, the body is the pid. It shuts down as
-# a cluster-mode app should (pm2 reload sends SIGINT to the old instance): it stops
-# accepting, lets the requests in flight finish, then exits.
+# The app: /health (any query) answers 200, any other path 503, the body is the pid. It
+# shuts down as a cluster-mode app should (pm2 reload sends SIGINT to the old instance):
+# it stops accepting, lets the requests in flight finish, then exits.
 GOOD_RELEASE = """\
 const http = require('http');
 const server = http.createServer((req, res) => {
-  res.writeHead(req.url === '/health' ? 200 : 503, {'content-type': 'text/plain'});
+  res.writeHead(req.url.split('?')[0] === '/health' ? 200 : 503, {'content-type': 'text/plain'});
   res.end(String(process.pid));
 }).listen(process.env.PORT);
 process.on('SIGINT', () => server.close(() => process.exit(0)));
 """
 # a new release that starts and listens but whose /health answers 503
-BROKEN_RELEASE = GOOD_RELEASE.replace("req.url === '/health' ? 200 : 503", "503")
+BROKEN_RELEASE = GOOD_RELEASE.replace("req.url.split('?')[0] === '/health' ? 200 : 503", "503")
 # pm2's cluster mode with Node's default round-robin scheduling loses a connection now and
 # then during a reload (measured here: 2-3 requests hung until their 5 s timeout in 20
 # reloads of one host, with or without the graceful SIGINT above; none in 33,000 requests
@@ -233,6 +233,14 @@ class AppHost:
             self.sshd = None
         assert not _answers(self.ssh_port), f"{self.name}: port {self.ssh_port} still answers"
 
+    def restart_sshd(self, *options: str) -> None:
+        """The host's sshd again, on the same port with the same keys, its config plus
+        ``options`` (sshd_config lines, e.g. "AllowTcpForwarding no")."""
+        self.stop_sshd()
+        config = self.folder / "sshd_config"
+        config.write_text(config.read_text() + "".join(f"{line}\n" for line in options))
+        _start_sshd(self)
+
     def stop_app(self) -> None:
         """`pm2 stop` the app: pm2 says stopped, the health URL refuses."""
         done = self.pm2("stop", self.pm2_app)
@@ -291,6 +299,7 @@ def app_hosts(
     ``cluster=False`` runs the app in fork mode (1 instance)."""
     require_hosts()
     Path("/run/sshd").mkdir(mode=0o755, parents=True, exist_ok=True)  # privilege separation
+    folder.mkdir(parents=True, exist_ok=True)
     identity = _keygen(folder / "client_ed25519")
     authorized = folder / "authorized_keys"
     authorized.write_text(identity.with_suffix(".pub").read_text())
