@@ -90,7 +90,7 @@ def test_stop_app_and_the_request_loop_sees_it(site: HostSite) -> None:
 
 def test_reloading_each_host_over_ssh_loses_no_request(site: HostSite) -> None:
     """The baseline of the rollout test: pm2 reloads of every host in turn (cluster mode,
-    the graceful app, the kernel's scheduling) with a request loop running: not one failed
+    the graceful app) with a request loop running: not one failed
     request, so one in a deploy's rollout is the deploy's doing."""
     with request_loop([host.health_url for host in site.hosts]) as loop:
         for _ in range(3):
