@@ -285,7 +285,7 @@ def dry_run(rolling: Rolling) -> None:
     """What a deploy would do on each host: every host ``would reload``, by wave."""
     for result in rolling.results:
         result.outcome = WOULD_RELOAD
-        result.detail = f"wave {result.wave}: pm2 reload, then its health gate"
+        result.detail = "pm2 reload, then its health gate"
 
 
 def final_checks(settings: Settings, rolling: Rolling) -> list[Check]:
