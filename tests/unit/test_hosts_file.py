@@ -146,9 +146,9 @@ def test_the_notification_names_each_host_state() -> None:
         "outcome": "failed",
         "error": "1 of 3 host(s) failed: web2",
         "hosts": [
-            {"name": "web1", "outcome": "reloaded", "pids": [1]},
-            {"name": "web2", "outcome": "failed", "pids": [2]},
-            {"name": "web3", "outcome": "not reached", "pids": [3]},
+            {"name": "web1", "outcome": "reloaded", "release": "new", "pids": [1]},
+            {"name": "web2", "outcome": "failed", "release": "new", "pids": [2]},
+            {"name": "web3", "outcome": "not reached", "release": "previous", "pids": [3]},
         ],
     }
     event = event_from_report(
@@ -157,4 +157,5 @@ def test_the_notification_names_each_host_state() -> None:
     assert isinstance(event, Event)
     body = message(event).body
     assert "hosts: reloaded web1; failed web2; not reached web3" in body
-    assert event.as_dict()["hosts"][1] == {"name": "web2", "outcome": "failed"}
+    assert "release: new on web1, web2; previous on web3" in body
+    assert event.as_dict()["hosts"][1] == {"name": "web2", "outcome": "failed", "release": "new"}

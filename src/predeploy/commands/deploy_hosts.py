@@ -63,12 +63,21 @@ class HostResult:
         """The host may run the new release (reloaded, or the reload was in flight)."""
         return self.reloaded or self.in_flight
 
+    @property
+    def release(self) -> str:
+        """Which release the host runs: new, previous, or "new or previous" (a reload that
+        was in flight when the rollout stopped waiting)."""
+        if self.in_flight:
+            return "new or previous"
+        return "new" if self.reloaded else "previous"
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "destination": self.destination,
             "wave": self.wave,
             "outcome": self.outcome,
+            "release": self.release,
             "pids": self.pids,
             "pids_before": self.pids_before,
             "detail": self.detail,
