@@ -42,7 +42,7 @@ class Probe:
 
     @property
     def pids(self) -> list[int]:
-        return [p.pid for p in self.processes]
+        return [p.pid for p in self.processes if p.pid > 0]  # an errored process has pid 0
 
 
 def probe(session: Session, settings: Settings) -> Probe:
