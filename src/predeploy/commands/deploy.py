@@ -125,7 +125,8 @@ def deploy(
         if rollout is not None:
             report.rolling = deploy_hosts.Rolling(with_local_pm2(settings, rollout))
             with life.step("hosts"):
-                deploy_hosts.preflight(report.rolling)
+                deploy_hosts.preflight(report.rolling, settings)
+            report.warnings += report.rolling.warnings
             report.app = ", ".join(sorted({h.pm2_app for h in rollout.hosts}))
         else:
             with life.step("pm2"):

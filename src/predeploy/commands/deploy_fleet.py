@@ -107,7 +107,8 @@ def deploy_fleet(
         if rollout is not None:  # the app runs on hosts: every one checked first
             release.rolling = deploy_hosts.Rolling(with_local_pm2(settings, rollout))
             with step("hosts"):
-                deploy_hosts.preflight(release.rolling)
+                deploy_hosts.preflight(release.rolling, settings)
+            release.warnings += release.rolling.warnings
         else:
             with step("pm2"):
                 pm2 = find_app(settings, release)

@@ -164,6 +164,7 @@ class Answer:
     code: int
     reason: str
     ms: float
+    blocked: bool = False  # sshd refused to forward to it: no answer can ever come this way
 
     @property
     def ok(self) -> bool:
@@ -194,11 +195,29 @@ def get(session: Session, url: str, timeout: float) -> Answer:
             code, reason = response.status, f"HTTP {response.status}"
     except (OSError, http.client.HTTPException) as exc:
         code, reason = 0, "timed out" if isinstance(exc, TimeoutError) else _reason(exc)
-    except Exception as exc:  # paramiko's ChannelException: sshd refused the forwarding
-        code, reason = 0, f"the SSH connection cannot reach it: {_reason(exc)}"
+    except Exception as exc:  # paramiko's ChannelException: the host's sshd said no
+        code, reason, blocked = 0, _channel_refused(exc), _prohibited(exc)
+    else:
+        blocked = False
     finally:
         conn.close()
-    return Answer(code, reason, (time.perf_counter() - started) * 1000)
+    return Answer(code, reason, (time.perf_counter() - started) * 1000, blocked)
+
+
+def _prohibited(exc: BaseException) -> bool:
+    """sshd refuses port forwarding (AllowTcpForwarding no): ChannelException code 1."""
+    return getattr(exc, "code", None) == 1
+
+
+def _channel_refused(exc: BaseException) -> str:
+    if _prohibited(exc):
+        return (
+            "its sshd refuses to forward to it (AllowTcpForwarding no): allow forwarding "
+            "there, or give a health_url reachable from here"
+        )
+    if getattr(exc, "code", None) == 2:
+        return "connection refused on the host (nothing listens there)"
+    return f"the SSH connection cannot reach it: {_reason(exc)}"
 
 
 def pasted(session: Session, *args: str) -> str:
