@@ -1,0 +1,101 @@
+"""Issue 25: `predeploy health --env prod` checks every app host (pm2 over SSH, its health
+URL), one line per host; a host whose app is down fails it (exit 7, named)."""
+
+from __future__ import annotations
+
+import dataclasses
+import getpass
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from support.hosts_project import HostsProject, hosts_project
+from support.ssh_hosts import HostSite, app_hosts
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def site(tmp_path_factory: pytest.TempPathFactory, pm2_bin: Path) -> Iterator[HostSite]:
+    with app_hosts(tmp_path_factory.mktemp("hosts"), 3, pm2_bin=pm2_bin) as hosts:
+        yield hosts
+
+
+@pytest.fixture
+def app(project: Path, database_url: str, site: HostSite) -> HostsProject:
+    """The project with its migrations applied: health's database checks pass."""
+    made = hosts_project(project, database_url, site)
+    for phase in ((), ("--post-deploy",)):
+        done = made.run("migrate", "--env", "prod", "--yes", *phase)
+        assert done.returncode == 0, done.stderr
+    return made
+
+
+def host_lines(done: subprocess.CompletedProcess[str], site: HostSite) -> dict[str, list[str]]:
+    """{host: the stdout lines naming it}."""
+    assert "Traceback" not in done.stderr + done.stdout, done.stderr
+    lines = done.stdout.splitlines()
+    return {h.name: [x for x in lines if h.name in x] for h in site.hosts}
+
+
+def test_every_host_healthy_one_line_each(app: HostsProject, site: HostSite) -> None:
+    done = app.run("health", "--env", "prod")
+    assert done.returncode == 0, done.stdout + done.stderr
+    for name, lines in host_lines(done, site).items():
+        assert len(lines) == 1, (name, done.stdout)
+
+
+def test_json_names_every_host(app: HostsProject, site: HostSite) -> None:
+    done = app.run("health", "--env", "prod", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    text = json.dumps(report)
+    assert all(h.name in text for h in site.hosts), report
+
+
+def test_a_stopped_app_fails_health_naming_its_host(app: HostsProject, site: HostSite) -> None:
+    """web3's app is stopped: exit 7; web3's line says so; web1 and web2 are still checked."""
+    site.by_name("web3").stop_app()
+    done = app.run("health", "--env", "prod")
+    assert done.returncode == 7, done.stdout + done.stderr
+    lines = host_lines(done, site)
+    assert all(len(found) == 1 for found in lines.values()), done.stdout
+    assert lines["web1"][0].startswith("✓") and lines["web2"][0].startswith("✓"), lines
+    assert lines["web3"][0].startswith("✗"), lines
+    assert "web3" in done.stderr.splitlines()[-1], done.stderr  # the one-line verdict
+
+
+def test_an_unreachable_host_is_named_and_the_others_checked(
+    app: HostsProject, site: HostSite
+) -> None:
+    """web2's sshd is down: its line says it is unreachable and exit 7 (health's code for any
+    failed check, an unreachable database's included: README); web1 and web3 are checked."""
+    site.by_name("web2").stop_sshd()
+    done = app.run("health", "--env", "prod")
+    assert done.returncode == 7, done.stdout + done.stderr
+    lines = host_lines(done, site)
+    assert all(len(found) == 1 for found in lines.values()), done.stdout
+    assert "unreachable" in lines["web2"][0] and "refused" in lines["web2"][0], lines
+    assert "200" in lines["web1"][0] and "200" in lines["web3"][0], lines
+
+
+def test_hosts_are_checked_at_once_each_within_its_connect_timeout(
+    app: HostsProject, site: HostSite, silent_port: int
+) -> None:
+    """Three hosts whose SSH port accepts and never answers, connect_timeout = 3: each is
+    named, and the run takes about one timeout, not three (the hosts are checked at once)."""
+    user = getpass.getuser()
+    silent = [dataclasses.replace(h, ssh=f"{user}@127.0.0.1:{silent_port}") for h in site.hosts]
+    app.write_fleet(HostSite(silent, site.identity_file, site.known_hosts), connect_timeout=3)
+    started = time.monotonic()
+    done = app.run("health", "--env", "prod")
+    took = time.monotonic() - started
+    assert done.returncode == 7, done.stdout + done.stderr
+    lines = host_lines(done, site)
+    assert all(len(found) == 1 for found in lines.values()), done.stdout
+    assert all("unreachable" in found[0] for found in lines.values()), done.stdout
+    assert 3 <= took < 8, took
