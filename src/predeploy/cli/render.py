@@ -66,6 +66,7 @@ def render_check(result: CheckResult) -> str:
         ("role", "standby (read-only, in recovery)" if result.in_recovery else "primary"),
         ("pg_dump", _program(result.pg_dump)),
         ("pg_restore", _program(result.pg_restore)),
+        *([("hosts", result.hosts)] if result.hosts else []),
     ]
     width = max(len(name) for name, _ in rows)
     lines = [f"{name:<{width}}  {value}" for name, value in rows]

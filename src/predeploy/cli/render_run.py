@@ -236,9 +236,10 @@ def _hosts(report: DeployReport) -> list[str]:
         lines.append(f"  {r.name:<{width}}  wave {r.wave}  {r.outcome}{pids}{detail}")
     names = ", ".join(r.name for r in rolling.results)
     if report.dry_run and report.error is None:
-        lines += [
-            f"dry run: nothing was changed; {report.app} was not {report.action}ed on {names}",
-        ]
+        lines += _post_preview(report)
+        lines.append(
+            f"dry run: nothing was changed; {report.app} was not {report.action}ed on {names}"
+        )
     elif report.error is None and not report.dry_run:
         lines.append(
             f"deployed: {report.app} {report.action}ed on {len(rolling.results)} host(s) "
@@ -256,12 +257,19 @@ def _would_deploy(report: DeployReport) -> list[str]:
         f"then it would run pm2 {report.action} {report.app} ({processes} process(es), {mode} "
         f"mode) and wait until it is healthy",
     ]
-    if report.post_preview:
-        names = ", ".join(p.name for p in report.post_preview)
-        lines.append(f"then apply {len(report.post_preview)} post-deploy migration(s): {names}")
-        for p in report.post_preview:
-            lines += ["", f"-- {p.name}/migration.sql", (p.sql or "").rstrip()]
+    lines += _post_preview(report)
     lines += ["", f"dry run: nothing was changed; {report.app} was not {report.action}ed"]
+    return lines
+
+
+def _post_preview(report: DeployReport) -> list[str]:
+    """What the post-deploy phase would apply after the reload, with its SQL."""
+    if not report.post_preview:
+        return []
+    names = ", ".join(p.name for p in report.post_preview)
+    lines = [f"then apply {len(report.post_preview)} post-deploy migration(s): {names}"]
+    for p in report.post_preview:
+        lines += ["", f"-- {p.name}/migration.sql", (p.sql or "").rstrip()]
     return lines
 
 

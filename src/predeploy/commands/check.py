@@ -7,6 +7,7 @@ from typing import Any
 
 import structlog
 
+from predeploy.config.hosts import Rollout, read_hosts
 from predeploy.config.settings import Settings
 from predeploy.db import protection
 from predeploy.db import target as db_target
@@ -38,6 +39,7 @@ class CheckResult:
     policy: str = ""  # the policy a run that changes this database gets, and why
     protected: bool = False
     deployed_as: str | None = None  # the protected env that changed it last
+    hosts: str | None = None  # the app hosts of predeploy.fleet.toml serving the env, read
 
     def fleet_outcome(self) -> str:
         """A target's word in a fleet's check: reachable (a failure to connect is the
@@ -64,7 +66,9 @@ class CheckResult:
 
 
 def check(settings: Settings) -> CheckResult:
-    """Connect to the env's database and report what a deploy needs to know."""
+    """Connect to the env's database and report what a deploy needs to know (and the app
+    hosts a deploy would reload, as the fleet file names them: read, not reached)."""
+    rollout = None if settings.in_fleet else read_hosts(settings.root, settings.env)
     target = db_target.of(settings)
     url = target.url
     with catalog_session(target.direct, purpose="check") as conn:
@@ -96,6 +100,7 @@ def check(settings: Settings) -> CheckResult:
         policy=policy.summary,
         protected=policy.protected,
         deployed_as=policy.deployed_as,
+        hosts=_hosts(rollout) if rollout is not None else None,
     )
     log.info(
         "check_ok",
@@ -107,3 +112,11 @@ def check(settings: Settings) -> CheckResult:
     if tools.warning:
         log.warning("pg_dump_mismatch", detail=tools.warning)
     return result
+
+
+def _hosts(rollout: Rollout) -> str:
+    names = ", ".join(h.name for h in rollout.hosts)
+    return (
+        f"{len(rollout.hosts)} ({names}), waves of {rollout.serial}, max_fail "
+        f"{rollout.max_fail}: predeploy health checks them over SSH"
+    )

@@ -24,6 +24,7 @@ import structlog
 from predeploy._util.poll import poll
 from predeploy.commands import deploy_hosts, deploy_runbook, health, migrate_report
 from predeploy.commands import migrate as workflow
+from predeploy.commands.host_checks import with_local_pm2
 from predeploy.commands.run import Lifecycle
 from predeploy.commands.runbook import Runbook, again_words, write_runbook
 from predeploy.commands.steps import OnStep, Step
@@ -122,9 +123,10 @@ def deploy(
     pm2: Pm2 | None = None
     try:
         if rollout is not None:
-            report.rolling = deploy_hosts.Rolling(rollout)
+            report.rolling = deploy_hosts.Rolling(with_local_pm2(settings, rollout))
             with life.step("hosts"):
-                deploy_hosts.preflight(report.rolling)
+                deploy_hosts.preflight(report.rolling, settings)
+            report.warnings += report.rolling.warnings
             report.app = ", ".join(sorted({h.pm2_app for h in rollout.hosts}))
         else:
             with life.step("pm2"):

@@ -34,6 +34,7 @@ from predeploy.commands.fleet_report import (
     TargetResult,
 )
 from predeploy.commands.health import HealthReport
+from predeploy.commands.host_checks import with_local_pm2
 from predeploy.commands.steps import OnStep, add, stepper
 from predeploy.config.hosts import read_hosts
 from predeploy.config.settings import Settings
@@ -104,9 +105,10 @@ def deploy_fleet(
     pm2: Pm2 | None = None
     try:
         if rollout is not None:  # the app runs on hosts: every one checked first
-            release.rolling = deploy_hosts.Rolling(rollout)
+            release.rolling = deploy_hosts.Rolling(with_local_pm2(settings, rollout))
             with step("hosts"):
-                deploy_hosts.preflight(release.rolling)
+                deploy_hosts.preflight(release.rolling, settings)
+            release.warnings += release.rolling.warnings
         else:
             with step("pm2"):
                 pm2 = find_app(settings, release)

@@ -27,13 +27,15 @@ from typing import Any
 import structlog
 
 from predeploy._util.log import REPORTED
+from predeploy._util.redact import shown_url
 from predeploy.commands.health import Check
 from predeploy.commands.host_checks import Probe, connect_all, each, healthy, probe
 from predeploy.commands.steps import Step
 from predeploy.config.hosts import AppHost, Rollout
 from predeploy.config.settings import Settings
-from predeploy.errors import HealthCheckFailed, HostUnreachable, PredeployError
-from predeploy.integrations.hosts import Session
+from predeploy.errors import ConfigError, HealthCheckFailed, HostUnreachable, PredeployError
+from predeploy.integrations.hosts import Session, get
+from predeploy.integrations.pm2 import Process
 
 __all__ = ["HostResult", "Rolling", "preflight", "roll"]
 
@@ -57,11 +59,20 @@ class HostResult:
     reloaded: bool = False  # pm2 finished the reload there (the new release runs)
     in_flight: bool = False  # the reload was running when the rollout stopped waiting
     cluster: bool = True
+    warning: str | None = None  # found at preflight: it answered badly before the deploy
 
     @property
     def new_release(self) -> bool:
         """The host may run the new release (reloaded, or the reload was in flight)."""
         return self.reloaded or self.in_flight
+
+    @property
+    def release(self) -> str:
+        """Which release the host runs: new, previous, or "new or previous" (a reload that
+        was in flight when the rollout stopped waiting)."""
+        if self.in_flight:
+            return "new or previous"
+        return "new" if self.reloaded else "previous"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -69,6 +80,7 @@ class HostResult:
             "destination": self.destination,
             "wave": self.wave,
             "outcome": self.outcome,
+            "release": self.release,
             "pids": self.pids,
             "pids_before": self.pids_before,
             "detail": self.detail,
@@ -83,6 +95,7 @@ class Rolling:
     rollout: Rollout
     sessions: dict[str, Session] = field(default_factory=dict)
     results: list[HostResult] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # found at preflight (fork mode)
 
     def close(self) -> None:
         for session in self.sessions.values():
@@ -95,7 +108,7 @@ class Rolling:
         return [r.as_dict() for r in self.results]
 
 
-def preflight(rolling: Rolling) -> None:
+def preflight(rolling: Rolling, settings: Settings) -> None:
     """Every host reachable, its pm2 daemon alive and its app running; else the error
     (HostUnreachable, exit 3; ConfigError, exit 2) naming every host that is not, with
     nothing changed anywhere. Fills ``rolling``'s sessions and results."""
@@ -103,28 +116,76 @@ def preflight(rolling: Rolling) -> None:
     for wave, hosts in enumerate(rollout.waves(), start=1):
         rolling.results += [HostResult(h.name, h.destination, wave) for h in hosts]
     rolling.sessions, failed = connect_all(rollout)
-    found: dict[str, PredeployError] = dict(failed)
-    for result in rolling.results:
-        session = rolling.sessions.get(result.name)
-        if session is None:
-            result.detail = found[result.name].message
-            continue
-        try:
-            processes = session.processes()
-        except PredeployError as exc:
-            found[result.name] = exc
-            result.detail = exc.message
-            continue
-        result.pids_before = result.pids = [p.pid for p in processes]
-        result.cluster = all(p.cluster for p in processes)
-        if not processes:
-            found[result.name] = HostUnreachable(
-                f"{result.name}: pm2 there has no process named {session.host.pm2_app}: start "
-                f"the app once there (pm2 start ecosystem.config.js), then deploy"
-            )
-            result.detail = found[result.name].message
+    by_name = {r.name: r for r in rolling.results}
+    ready = [h for h in rollout.hosts if h.name in rolling.sessions]
+    looked = each(ready, lambda h: _look(rolling.sessions[h.name], by_name[h.name], settings))
+    found: dict[str, PredeployError] = {
+        **failed,
+        **{n: e for n, e in looked.items() if isinstance(e, PredeployError)},
+    }
+    for name, exc in found.items():
+        by_name[name].detail = exc.message
     if found:
         _refuse(rolling, found)
+    rolling.warnings += _fork_mode(rolling)
+    rolling.warnings += [r.warning for r in rolling.results if r.warning]
+
+
+def _look(session: Session, result: HostResult, settings: Settings) -> None:
+    """One host at preflight: its processes now (raises what makes it not ready)."""
+    processes = session.processes()
+    result.pids_before = result.pids = [p.pid for p in processes if p.pid > 0]
+    result.cluster = all(p.cluster for p in processes)
+    problem = _not_ready(session, processes, settings)
+    if isinstance(problem, _Unwell):
+        log.warning("host_unhealthy_before", host=result.name, detail=problem.message)
+        result.warning = problem.message
+    elif problem is not None:
+        raise problem
+
+
+def _not_ready(
+    session: Session, processes: list[Process], settings: Settings
+) -> PredeployError | None:
+    """What would make the host's gate impossible, found before anything changes: no such
+    app there, or a health URL that SSH will never reach (sshd refuses forwarding). An app
+    that answers badly now is only logged: the new release may be its fix."""
+    host = session.host
+    if not processes:
+        return ConfigError(
+            f"{host.name}: pm2 there has no process named {host.pm2_app}: start the app "
+            f"once there (pm2 start ecosystem.config.js), then deploy"
+        )
+    if host.health_url is None:
+        return None
+    answer = get(session, host.health_url, settings.healthcheck_timeout)
+    if answer.blocked:
+        return HostUnreachable(
+            f"{host.name}: cannot check {shown_url(host.health_url)}: {answer.reason}"
+        )
+    if not answer.ok:
+        return _Unwell(
+            f"{host.name} was not healthy before this deploy (GET {shown_url(host.health_url)}: "
+            f"{answer.reason}): if its health_url is right, its gate after the reload may fail"
+        )
+    return None
+
+
+class _Unwell(PredeployError):
+    """Not an error: a host that answers badly before the deploy (a warning, then on)."""
+
+
+def _fork_mode(rolling: Rolling) -> list[str]:
+    forked = [r.name for r in rolling.results if not r.cluster]
+    if not forked:
+        return []
+    warning = (
+        f"the app runs in fork mode on {', '.join(forked)}: pm2 reload restarts it there "
+        f"(requests during the restart can fail); exec_mode 'cluster' makes reloads "
+        f"zero-downtime"
+    )
+    log.warning("pm2_fork_mode_reload", hosts=forked, detail=warning)
+    return [warning]
 
 
 def _refuse(rolling: Rolling, found: dict[str, PredeployError]) -> None:
@@ -285,7 +346,7 @@ def dry_run(rolling: Rolling) -> None:
     """What a deploy would do on each host: every host ``would reload``, by wave."""
     for result in rolling.results:
         result.outcome = WOULD_RELOAD
-        result.detail = f"wave {result.wave}: pm2 reload, then its health gate"
+        result.detail = "pm2 reload, then its health gate"
 
 
 def final_checks(settings: Settings, rolling: Rolling) -> list[Check]:

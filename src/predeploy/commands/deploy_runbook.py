@@ -76,8 +76,18 @@ def _over_hosts(settings: Settings, report: DeployReport, rolling: Rolling) -> l
     if report.error is None:
         return [*state_lines(rolling), *_undo_deploy(settings, report)]
     again = again_words("deploy", settings.env, yes=report.yes)
+    later = report.migrate.later if report.migrate is not None else []
+    waiting = (
+        [
+            f"# the post-deploy migrations were not applied ({', '.join(later)}): they wait until "
+            f"every host runs the new release and is healthy"
+        ]
+        if later and report.post is None
+        else []
+    )
     return [
         *state_lines(rolling),
+        *waiting,
         *_revert(settings, report),
         *_own(report.migrate),
         "# once the cause is dealt with, deploy again (it reloads every host):",

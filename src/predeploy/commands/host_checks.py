@@ -9,6 +9,7 @@ once, one ``Check`` per host (``health --env prod``, and a deploy's last look);
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -23,9 +24,9 @@ from predeploy.config.settings import Settings
 from predeploy.errors import PredeployError
 from predeploy.integrations import hosts
 from predeploy.integrations.hosts import Session
-from predeploy.integrations.pm2 import Process
+from predeploy.integrations.pm2 import Process, find_program
 
-__all__ = ["Probe", "check_all", "connect_all", "each", "healthy", "probe"]
+__all__ = ["Probe", "check_all", "connect_all", "each", "healthy", "probe", "with_local_pm2"]
 
 T = TypeVar("T")
 _PAUSE = 1.0
@@ -41,7 +42,7 @@ class Probe:
 
     @property
     def pids(self) -> list[int]:
-        return [p.pid for p in self.processes]
+        return [p.pid for p in self.processes if p.pid > 0]  # an errored process has pid 0
 
 
 def probe(session: Session, settings: Settings) -> Probe:
@@ -50,7 +51,7 @@ def probe(session: Session, settings: Settings) -> Probe:
     try:
         processes = session.processes()
     except PredeployError as exc:
-        return Probe(False, exc.message)
+        return Probe(False, exc.message.removeprefix(f"{host.name}: "))
     if not processes:
         return Probe(False, f"pm2 there has no process named {host.pm2_app}", processes)
     down = [f"{p.name}#{p.pm_id} {p.status}" for p in processes if p.status != "online"]
@@ -76,6 +77,15 @@ def healthy(session: Session, settings: Settings, wait: float, stop: threading.E
         done=lambda p: p.ok or stop.is_set(),
         sleep=stop.wait,
     )
+
+
+def with_local_pm2(settings: Settings, rollout: Rollout) -> Rollout:
+    """``rollout`` knowing where this machine's pm2 is (the last place tried on a host)."""
+    try:
+        found = str(find_program(settings.pm2).absolute())
+    except PredeployError:
+        return rollout
+    return dataclasses.replace(rollout, local_pm2=found)
 
 
 def connect_all(rollout: Rollout) -> tuple[dict[str, Session], dict[str, PredeployError]]:
@@ -104,6 +114,7 @@ def check_all(settings: Settings, rollout: Rollout) -> list[Check]:
         seconds = time.perf_counter() - started
         return Check(f"host {host.name}", found.ok, found.detail, seconds, data)
 
+    rollout = with_local_pm2(settings, rollout)
     checked = each(rollout.hosts, one)
     return [c for c in checked.values() if isinstance(c, Check)]
 

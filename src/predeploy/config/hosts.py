@@ -119,6 +119,9 @@ class Rollout:
     command_timeout: float = 120.0
     wait: float | None = None  # None: PREDEPLOY_DEPLOY_WAIT
     strict_host_keys: bool = False
+    # the pm2 this machine would run (PREDEPLOY_PM2_BIN, PATH, node_modules): the last
+    # place a host's pm2 is looked for (hosts laid out like this one), set by the commands
+    local_pm2: str | None = None
 
     def waves(self) -> list[tuple[AppHost, ...]]:
         """The hosts in waves of ``serial``, in the file's order."""

@@ -53,6 +53,7 @@ class Session:
     conn: Connection = field(repr=False)
     timeout: float
     pm2_path: str | None = None  # the pm2 program on the host, once a command ran
+    local_pm2: str | None = None  # where this machine's pm2 is: the last place tried there
 
     def processes(self) -> list[Process]:
         """The app's pm2 processes on the host, now."""
@@ -71,7 +72,7 @@ class Session:
     def _pm2(self, *args: str) -> str:
         from invoke.exceptions import CommandTimedOut  # noqa: PLC0415 (Fabric's, lazily)
 
-        script = remote_script(self.host, *args)
+        script = remote_script(self.host, *args, local_pm2=self.local_pm2)
         try:
             result = self.conn.run(
                 f"sh -c {shlex.quote(script)}",
@@ -95,11 +96,18 @@ class Session:
         return str(result.stdout)
 
 
-def remote_script(host: AppHost, *args: str) -> str:
+def remote_script(host: AppHost, *args: str, local_pm2: str | None = None) -> str:
     """The sh script that runs ``pm2 ARGS`` in the host's app folder with its PM2_HOME,
-    only when that home's daemon is alive; it says which pm2 it ran on stderr."""
+    only when that home's daemon is alive; it says which pm2 it ran on stderr. The pm2 is
+    the host's ``pm2``, else pm2 on the remote PATH, else node_modules/.bin/pm2 in the app
+    folder, else ``local_pm2`` (where this machine's is: hosts laid out alike)."""
     home = _path_word(host.pm2_home) if host.pm2_home else _DEFAULT_HOME
     program = _path_word(host.pm2) if host.pm2 else _PM2
+    if not host.pm2 and local_pm2:
+        program = (
+            '"$(command -v pm2 2>/dev/null || { [ -x ./node_modules/.bin/pm2 ] && '
+            f'echo ./node_modules/.bin/pm2; }} || echo {shlex.quote(local_pm2)})"'
+        )
     words = " ".join(shlex.quote(a) for a in args)
     return (
         f"cd {_path_word(host.app_dir)} 2>/dev/null || exit {_NO_APP_DIR}\n"
@@ -146,7 +154,7 @@ def connect(host: AppHost, rollout: Rollout) -> Session:
             f"{host.name} ({host.destination}) is unreachable over SSH: "
             f"{_why_not(exc, seconds)}"
         ) from None
-    return Session(host, conn, rollout.command_timeout)
+    return Session(host, conn, rollout.command_timeout, local_pm2=rollout.local_pm2)
 
 
 @dataclass(frozen=True)
@@ -156,6 +164,7 @@ class Answer:
     code: int
     reason: str
     ms: float
+    blocked: bool = False  # sshd refused to forward to it: no answer can ever come this way
 
     @property
     def ok(self) -> bool:
@@ -186,11 +195,29 @@ def get(session: Session, url: str, timeout: float) -> Answer:
             code, reason = response.status, f"HTTP {response.status}"
     except (OSError, http.client.HTTPException) as exc:
         code, reason = 0, "timed out" if isinstance(exc, TimeoutError) else _reason(exc)
-    except Exception as exc:  # paramiko's ChannelException: sshd refused the forwarding
-        code, reason = 0, f"the SSH connection cannot reach it: {_reason(exc)}"
+    except Exception as exc:  # paramiko's ChannelException: the host's sshd said no
+        code, reason, blocked = 0, _channel_refused(exc), _prohibited(exc)
+    else:
+        blocked = False
     finally:
         conn.close()
-    return Answer(code, reason, (time.perf_counter() - started) * 1000)
+    return Answer(code, reason, (time.perf_counter() - started) * 1000, blocked)
+
+
+def _prohibited(exc: BaseException) -> bool:
+    """sshd refuses port forwarding (AllowTcpForwarding no): ChannelException code 1."""
+    return getattr(exc, "code", None) == 1
+
+
+def _channel_refused(exc: BaseException) -> str:
+    if _prohibited(exc):
+        return (
+            "its sshd refuses to forward to it (AllowTcpForwarding no): allow forwarding "
+            "there, or give a health_url reachable from here"
+        )
+    if getattr(exc, "code", None) == 2:
+        return "connection refused on the host (nothing listens there)"
+    return f"the SSH connection cannot reach it: {_reason(exc)}"
 
 
 def pasted(session: Session, *args: str) -> str:
@@ -247,9 +274,14 @@ def _failure(
             f"the app there (pm2 start ecosystem.config.js); pm2 was not run"
         )
     if code == _NO_PM2:
+        where = (
+            f"not at {host.pm2}"
+            if host.pm2
+            else f"not on the remote PATH nor in {host.app_dir}/node_modules/.bin"
+        )
         return ConfigError(
-            f"{host.name}: pm2 not found there ({said or 'not on PATH'}, nor "
-            f"{host.app_dir}/node_modules/.bin/pm2): set pm2 = its absolute path on the host"
+            f"{host.name}: no pm2 there ({where}): set pm2 = its absolute path on the host "
+            f"in its [[hosts]] entry"
         )
     reason = said if not said.startswith("predeploy-pm2=") else _last_line(stdout)
     return HealthCheckFailed(

@@ -90,7 +90,8 @@ class Event:
     runbook_path: str | None = None  # where the run wrote it, on ``host``
     drift: int = 0  # differences found between the live schema and the migrations
     drift_skipped: str | None = None  # why the drift check could not run ("skipped: ...")
-    hosts: tuple[tuple[str, str], ...] = ()  # a deploy over app hosts: (name, outcome) each
+    # a deploy over app hosts: (name, outcome, release) each
+    hosts: tuple[tuple[str, str, str], ...] = ()
     report: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     operator: str = field(default_factory=operator)
     host: str = field(default_factory=socket.gethostname)
@@ -120,8 +121,14 @@ class Event:
             "runbook_path": self.runbook_path,
             "drift": self.drift,
             "drift_skipped": self.drift_skipped,
-            "hosts": [{"name": name, "outcome": said} for name, said in self.hosts],
+            **({"hosts": self._hosts()} if self.hosts else {}),
         }
+
+    def _hosts(self) -> list[dict[str, str]]:
+        return [
+            {"name": name, "outcome": said, "release": release}
+            for name, said, release in self.hosts
+        ]
 
 
 def parse_triggers(text: str, variable: str = "PREDEPLOY_NOTIFY_ON") -> frozenset[str]:
@@ -190,7 +197,7 @@ def event_from_report(
         drift=drift,
         drift_skipped=_drift_skipped(report),
         hosts=tuple(
-            (str(h.get("name")), str(h.get("outcome")))
+            (str(h.get("name")), str(h.get("outcome")), str(h.get("release") or ""))
             for h in report.get("hosts") or []
             if isinstance(h, Mapping)
         ),
@@ -308,9 +315,17 @@ def _hosts(event: Event) -> list[str]:
     if not event.hosts:
         return []
     by: dict[str, list[str]] = {}
-    for name, said in event.hosts:
+    runs: dict[str, list[str]] = {}
+    for name, said, release in event.hosts:
         by.setdefault(said, []).append(name)
-    return ["hosts: " + "; ".join(f"{said} {', '.join(names)}" for said, names in by.items())]
+        if release:
+            runs.setdefault(release, []).append(name)
+    lines = ["hosts: " + "; ".join(f"{said} {', '.join(names)}" for said, names in by.items())]
+    if runs:
+        lines.append(
+            "release: " + "; ".join(f"{r} on {', '.join(names)}" for r, names in runs.items())
+        )
+    return lines
 
 
 def _runbook(event: Event) -> list[str]:
