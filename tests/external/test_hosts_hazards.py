@@ -146,3 +146,43 @@ def test_fork_mode_hosts_are_warned_about(
         warnings = [w for w in report["warnings"] if "fork mode" in w]
         assert warnings, report["warnings"]
         assert all(h.name in " ".join(warnings) for h in site.hosts), warnings
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="product (issue 25): a missing identity_file reads 'web1 (...) is unreachable over "
+    "SSH: No such file or directory' (exit 3): it names no file and blames the host",
+)
+def test_a_missing_identity_file_is_named(app: HostsProject, site: HostSite) -> None:
+    """identity_file names a key that does not exist here: a configuration error (exit 2)
+    in one line that names the file; nothing changed."""
+    missing = site.identity_file.with_name("no_such_key")
+    toml = site.toml(serial=1).replace(str(site.identity_file), str(missing))
+    (app.project / "predeploy.fleet.toml").write_text(toml)
+    before = site.all_pids()
+    done, _report = app.deploy()
+    assert site.all_pids() == before
+    assert app.applied() == []
+    line = said(done)
+    assert str(missing) in line, line
+    assert done.returncode == 2, line
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="product (issue 25): with two hosts down the verdict reads 'web1 (...) is "
+    "unreachable ... (and 1 more host(s): web1, web2)': web1 twice, '1 more' then two",
+)
+def test_every_unreachable_host_is_named_once(app: HostsProject, site: HostSite) -> None:
+    """Both sshds down: exit 3, nothing changed, the hosts list has one `unreachable` line
+    for each, and the one-line verdict names each host once."""
+    for host in site.hosts:
+        host.stop_sshd()
+    done, report = app.deploy()
+    assert done.returncode == 3, said(done)
+    assert app.applied() == []
+    assert "reloaded" not in outcomes(report).values()
+    listed = done.stdout  # --json: the hosts' lines are in the report
+    assert all(h.name in listed for h in site.hosts)
+    line = said(done).splitlines()[-1]
+    assert line.count("web1") == 1 and line.count("web2") == 1, line
