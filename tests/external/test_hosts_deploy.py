@@ -257,3 +257,61 @@ def test_max_fail_1_goes_on_past_one_failed_host(app: HostsProject, site: HostSi
     assert web3.pids().isdisjoint(before["web3"])
     assert web1.health() == 200 and web3.health() == 200 and web2.health() == 503
     assert "web2" in said(done)
+
+
+def test_sigterm_during_a_health_gate_names_the_host_interrupted(
+    app: HostsProject, site: HostSite
+) -> None:
+    """web1's new release never gets healthy; SIGTERM while its gate waits: the run ends at
+    once (not after the gate's 8 s), exit 143, web1 `interrupted` and on the new release,
+    web2 and web3 not reached; the runbook's reload line for web1 only."""
+    web1, web2, web3 = site.hosts
+    web1.release(BROKEN_RELEASE)
+    before = site.all_pids()
+    run = app.start("deploy", "--env", "prod", "--yes", "--json")
+    try:
+        wait_until(lambda: web1.pids().isdisjoint(before["web1"]), timeout=120, what="web1")
+        signalled = time.monotonic()
+        os.kill(run.pid, signal.SIGTERM)
+        out, err = run.communicate(timeout=RUN_TIMEOUT)
+        took = time.monotonic() - signalled
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+    assert run.returncode == 143, err
+    assert took < 6, took
+    report = json.loads(out)
+    assert outcomes(report) == {"web1": "interrupted", "web2": "not reached", "web3": "not reached"}
+    assert web2.pids() == before["web2"] and web3.pids() == before["web3"]
+    runbook = runbook_of(report)
+    assert "# the new release runs on: web1; the previous one on: web2, web3" in runbook
+    reloads = [x for x in runbook if x.startswith("ssh ") and x.endswith("pm2 reload web'")]
+    assert len(reloads) == 1 and f"-p {web1.ssh_port} " in reloads[0], reloads
+
+
+def test_serial_2_reloads_two_hosts_a_wave(app: HostsProject, site: HostSite) -> None:
+    """serial = 2 over three hosts: web1 and web2 are wave 1, web3 wave 2, started only once
+    both of wave 1 were reloaded."""
+    app.write_fleet(serial=2)
+    done, report = app.deploy()
+    assert done.returncode == 0, said(done)
+    assert {h["name"]: h["wave"] for h in report["hosts"]} == {"web1": 1, "web2": 1, "web3": 2}
+    assert set(outcomes(report).values()) == {"reloaded"}
+    web1, web2, web3 = (host.started() for host in site.hosts)
+    assert max(web1[-1], web2[-1]) < web3[0]
+
+
+def test_serial_percent_and_a_failed_wave(app: HostsProject, site: HostSite) -> None:
+    """serial = "67%" of three hosts is waves of 2 (rounded down); web2's broken release
+    fails wave 1: web1 (same wave) is reloaded, web3 is never reached; exit 7."""
+    app.write_fleet(serial="67%")
+    web1, web2, web3 = site.hosts
+    web2.release(BROKEN_RELEASE)
+    before = site.all_pids()
+    done, report = app.deploy()
+    assert done.returncode == 7, said(done)
+    assert {h["name"]: h["wave"] for h in report["hosts"]} == {"web1": 1, "web2": 1, "web3": 2}
+    assert outcomes(report) == {"web1": "reloaded", "web2": "failed", "web3": "not reached"}
+    assert web3.pids() == before["web3"]
+    assert web1.pids().isdisjoint(before["web1"])
