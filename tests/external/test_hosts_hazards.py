@@ -97,12 +97,6 @@ def test_a_host_of_another_env_is_left_alone(app: HostsProject, site: HostSite) 
     assert site.hosts[0].pids().isdisjoint(before["web1"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product (issue 25): the pre-flight check does not try the health URL; on a host "
-    "whose sshd has AllowTcpForwarding no (a common hardening) the first host is reloaded, "
-    "then its gate can never pass: exit 7, 'the new release, NOT healthy'",
-)
 def test_a_host_that_refuses_tcp_forwarding_is_found_before_anything_changes(
     app: HostsProject, site: HostSite
 ) -> None:
@@ -137,11 +131,6 @@ def test_a_health_url_token_never_shows(app: HostsProject, site: HostSite) -> No
     assert PRE in app.applied()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product (issue 25): a rollout over hosts never warns about fork mode (a single-"
-    "host deploy does: commands/deploy.reload_app); the report's warnings are empty",
-)
 def test_fork_mode_hosts_are_warned_about(
     project: Path, database_url: str, tmp_path_factory: pytest.TempPathFactory, pm2_bin: Path
 ) -> None:
