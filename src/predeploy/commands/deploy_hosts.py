@@ -35,7 +35,6 @@ from predeploy.config.hosts import AppHost, Rollout
 from predeploy.config.settings import Settings
 from predeploy.errors import ConfigError, HealthCheckFailed, HostUnreachable, PredeployError
 from predeploy.integrations.hosts import Session, get
-from predeploy.integrations.pm2 import Process
 
 __all__ = ["HostResult", "Rolling", "preflight", "roll"]
 
@@ -132,47 +131,30 @@ def preflight(rolling: Rolling, settings: Settings) -> None:
 
 
 def _look(session: Session, result: HostResult, settings: Settings) -> None:
-    """One host at preflight: its processes now (raises what makes it not ready)."""
+    """One host at preflight: its processes now, and its health URL tried; raises what
+    would make its gate impossible (no such app, a URL SSH will never reach: sshd refuses
+    forwarding). An app that answers badly now is a warning: the new release may fix it."""
+    host = session.host
     processes = session.processes()
     result.pids_before = result.pids = [p.pid for p in processes if p.pid > 0]
     result.cluster = all(p.cluster for p in processes)
-    problem = _not_ready(session, processes, settings)
-    if isinstance(problem, _Unwell):
-        log.warning("host_unhealthy_before", host=result.name, detail=problem.message)
-        result.warning = problem.message
-    elif problem is not None:
-        raise problem
-
-
-def _not_ready(
-    session: Session, processes: list[Process], settings: Settings
-) -> PredeployError | None:
-    """What would make the host's gate impossible, found before anything changes: no such
-    app there, or a health URL that SSH will never reach (sshd refuses forwarding). An app
-    that answers badly now is only logged: the new release may be its fix."""
-    host = session.host
     if not processes:
-        return ConfigError(
+        raise ConfigError(
             f"{host.name}: pm2 there has no process named {host.pm2_app}: start the app "
             f"once there (pm2 start ecosystem.config.js), then deploy"
         )
     if host.health_url is None:
-        return None
+        return
+    shown = shown_url(host.health_url)
     answer = get(session, host.health_url, settings.healthcheck_timeout)
     if answer.blocked:
-        return HostUnreachable(
-            f"{host.name}: cannot check {shown_url(host.health_url)}: {answer.reason}"
-        )
+        raise HostUnreachable(f"{host.name}: cannot check {shown}: {answer.reason}")
     if not answer.ok:
-        return _Unwell(
-            f"{host.name} was not healthy before this deploy (GET {shown_url(host.health_url)}: "
-            f"{answer.reason}): if its health_url is right, its gate after the reload may fail"
+        result.warning = (
+            f"{host.name} was not healthy before this deploy (GET {shown}: {answer.reason}): "
+            f"if its health_url is right, its gate after the reload may fail"
         )
-    return None
-
-
-class _Unwell(PredeployError):
-    """Not an error: a host that answers badly before the deploy (a warning, then on)."""
+        log.warning("host_unhealthy_before", host=host.name, detail=result.warning)
 
 
 def _fork_mode(rolling: Rolling) -> list[str]:
