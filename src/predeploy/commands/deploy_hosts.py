@@ -59,6 +59,7 @@ class HostResult:
     in_flight: bool = False  # the reload was running when the rollout stopped waiting
     cluster: bool = True
     warning: str | None = None  # found at preflight: it answered badly before the deploy
+    abandoned: bool = False  # a second signal: the rollout stopped waiting for this host
 
     @property
     def new_release(self) -> bool:
@@ -235,6 +236,7 @@ class _Run:
     wait: float  # seconds a reloaded host has to be healthy
     on_step: Callable[[Step], None]
     stop: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def action(self) -> str:
@@ -255,41 +257,46 @@ class _Run:
                 daemon=True,
             ).start()
         signal: KeyboardInterrupt | None = None
-        left = len(batch)
-        while left:
+        waiting = {r.name for r in batch}
+        while waiting:
             try:
                 ended = done.get(timeout=0.2)
             except queue.Empty:
                 continue
             except KeyboardInterrupt as exc:
                 if signal is not None:  # a second signal: stop waiting for the reloads
-                    _abandon(batch)
+                    self._abandon([r for r in batch if r.name in waiting])
                     return signal
                 signal = exc
                 self.stop.set()
                 log.warning("rollout_stopping", detail="letting the reloads in flight finish")
                 continue
-            left -= 1
+            waiting.discard(ended.name)
             step = Step(f"host {ended.name}", _step_outcome(ended), ended.seconds, ended.detail)
             self.on_step(step)
         return signal
 
     def _host(self, session: Session, result: HostResult, done: queue.Queue[HostResult]) -> None:
+        """A worker: the host's reload and gate; its verdict is published unless the
+        rollout stopped waiting for it (then what the main thread said stands)."""
         started = time.perf_counter()
         try:
-            self._reload_and_gate(session, result)
+            outcome, detail, pids = self._reload_and_gate(session, result)
         except Exception as exc:  # a host's failure is its result, never the run's crash
-            result.outcome, result.in_flight = FAILED, False
-            result.detail = exc.message if isinstance(exc, PredeployError) else repr(exc)
-        result.seconds = time.perf_counter() - started
-        done.put(result)
+            said = exc.message if isinstance(exc, PredeployError) else repr(exc)
+            outcome, detail, pids = FAILED, said, result.pids
+        with self.lock:
+            if not result.abandoned:
+                result.outcome, result.detail, result.pids = outcome, detail, pids
+                result.in_flight = False
+                result.seconds = time.perf_counter() - started
+                done.put(result)
 
-    def _reload_and_gate(self, session: Session, result: HostResult) -> None:
+    def _reload_and_gate(self, session: Session, result: HostResult) -> tuple[str, str, list[int]]:
         if self.stop.is_set():  # the signal came before this host's reload started
-            result.outcome, result.in_flight, result.detail = NOT_REACHED, False, "stopped before"
-            return
+            return NOT_REACHED, "stopped before", result.pids
         session.reload(restart=self.restart)
-        result.reloaded, result.in_flight = True, False
+        result.reloaded, result.in_flight = True, False  # progress the main thread reads
         log.info("host_reloaded", host=result.name, action=self.action)
         stopped = self.stop.is_set()
         found = (
@@ -297,25 +304,27 @@ class _Run:
             if stopped
             else healthy(session, self.settings, self.wait, self.stop)
         )
-        result.pids = found.pids or result.pids
-        self._judge(result, found)
+        return (*self._verdict(found), found.pids or result.pids)
 
-    def _judge(self, result: HostResult, found: Probe) -> None:
+    def _verdict(self, found: Probe) -> tuple[str, str]:
         did = f"{self.action}ed"
         if found.ok:
-            result.outcome, result.detail = RELOADED, f"{did}, healthy: {found.detail}"
-        elif self.stop.is_set():
-            result.outcome = INTERRUPTED
-            result.detail = f"{did}; stopped before it was found healthy: {found.detail}"
-        else:
-            result.outcome = FAILED
-            result.detail = f"not healthy {self.wait:g}s after the {self.action}: {found.detail}"
+            return RELOADED, f"{did}, healthy: {found.detail}"
+        if self.stop.is_set():
+            return INTERRUPTED, f"{did}; stopped before it was found healthy: {found.detail}"
+        return FAILED, f"not healthy {self.wait:g}s after the {self.action}: {found.detail}"
 
-
-def _abandon(batch: list[HostResult]) -> None:
-    for result in batch:
-        if result.in_flight:
-            result.detail = "its pm2 reload was in flight when the rollout stopped: it may have run"
+    def _abandon(self, unfinished: list[HostResult]) -> None:
+        """A second signal: the hosts still in flight are left as they are, said so."""
+        with self.lock:
+            for result in unfinished:
+                result.abandoned, result.outcome = True, INTERRUPTED
+                result.detail = (
+                    f"{self.action}ed; stopped before it was found healthy"
+                    if result.reloaded
+                    else f"its pm2 {self.action} was in flight when the rollout stopped: "
+                    f"it may have run"
+                )
 
 
 def _step_outcome(result: HostResult) -> str:
