@@ -35,7 +35,6 @@ from predeploy.config.hosts import AppHost, Rollout
 from predeploy.config.settings import Settings
 from predeploy.errors import ConfigError, HealthCheckFailed, HostUnreachable, PredeployError
 from predeploy.integrations.hosts import Session, get
-from predeploy.integrations.pm2 import Process
 
 __all__ = ["HostResult", "Rolling", "preflight", "roll"]
 
@@ -60,6 +59,7 @@ class HostResult:
     in_flight: bool = False  # the reload was running when the rollout stopped waiting
     cluster: bool = True
     warning: str | None = None  # found at preflight: it answered badly before the deploy
+    abandoned: bool = False  # a second signal: the rollout stopped waiting for this host
 
     @property
     def new_release(self) -> bool:
@@ -132,47 +132,30 @@ def preflight(rolling: Rolling, settings: Settings) -> None:
 
 
 def _look(session: Session, result: HostResult, settings: Settings) -> None:
-    """One host at preflight: its processes now (raises what makes it not ready)."""
+    """One host at preflight: its processes now, and its health URL tried; raises what
+    would make its gate impossible (no such app, a URL SSH will never reach: sshd refuses
+    forwarding). An app that answers badly now is a warning: the new release may fix it."""
+    host = session.host
     processes = session.processes()
     result.pids_before = result.pids = [p.pid for p in processes if p.pid > 0]
     result.cluster = all(p.cluster for p in processes)
-    problem = _not_ready(session, processes, settings)
-    if isinstance(problem, _Unwell):
-        log.warning("host_unhealthy_before", host=result.name, detail=problem.message)
-        result.warning = problem.message
-    elif problem is not None:
-        raise problem
-
-
-def _not_ready(
-    session: Session, processes: list[Process], settings: Settings
-) -> PredeployError | None:
-    """What would make the host's gate impossible, found before anything changes: no such
-    app there, or a health URL that SSH will never reach (sshd refuses forwarding). An app
-    that answers badly now is only logged: the new release may be its fix."""
-    host = session.host
     if not processes:
-        return ConfigError(
+        raise ConfigError(
             f"{host.name}: pm2 there has no process named {host.pm2_app}: start the app "
             f"once there (pm2 start ecosystem.config.js), then deploy"
         )
     if host.health_url is None:
-        return None
+        return
+    shown = shown_url(host.health_url)
     answer = get(session, host.health_url, settings.healthcheck_timeout)
     if answer.blocked:
-        return HostUnreachable(
-            f"{host.name}: cannot check {shown_url(host.health_url)}: {answer.reason}"
-        )
+        raise HostUnreachable(f"{host.name}: cannot check {shown}: {answer.reason}")
     if not answer.ok:
-        return _Unwell(
-            f"{host.name} was not healthy before this deploy (GET {shown_url(host.health_url)}: "
-            f"{answer.reason}): if its health_url is right, its gate after the reload may fail"
+        result.warning = (
+            f"{host.name} was not healthy before this deploy (GET {shown}: {answer.reason}): "
+            f"if its health_url is right, its gate after the reload may fail"
         )
-    return None
-
-
-class _Unwell(PredeployError):
-    """Not an error: a host that answers badly before the deploy (a warning, then on)."""
+        log.warning("host_unhealthy_before", host=host.name, detail=result.warning)
 
 
 def _fork_mode(rolling: Rolling) -> list[str]:
@@ -253,6 +236,7 @@ class _Run:
     wait: float  # seconds a reloaded host has to be healthy
     on_step: Callable[[Step], None]
     stop: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def action(self) -> str:
@@ -273,41 +257,46 @@ class _Run:
                 daemon=True,
             ).start()
         signal: KeyboardInterrupt | None = None
-        left = len(batch)
-        while left:
+        waiting = {r.name for r in batch}
+        while waiting:
             try:
                 ended = done.get(timeout=0.2)
             except queue.Empty:
                 continue
             except KeyboardInterrupt as exc:
                 if signal is not None:  # a second signal: stop waiting for the reloads
-                    _abandon(batch)
+                    self._abandon([r for r in batch if r.name in waiting])
                     return signal
                 signal = exc
                 self.stop.set()
                 log.warning("rollout_stopping", detail="letting the reloads in flight finish")
                 continue
-            left -= 1
+            waiting.discard(ended.name)
             step = Step(f"host {ended.name}", _step_outcome(ended), ended.seconds, ended.detail)
             self.on_step(step)
         return signal
 
     def _host(self, session: Session, result: HostResult, done: queue.Queue[HostResult]) -> None:
+        """A worker: the host's reload and gate; its verdict is published unless the
+        rollout stopped waiting for it (then what the main thread said stands)."""
         started = time.perf_counter()
         try:
-            self._reload_and_gate(session, result)
+            outcome, detail, pids = self._reload_and_gate(session, result)
         except Exception as exc:  # a host's failure is its result, never the run's crash
-            result.outcome, result.in_flight = FAILED, False
-            result.detail = exc.message if isinstance(exc, PredeployError) else repr(exc)
-        result.seconds = time.perf_counter() - started
-        done.put(result)
+            said = exc.message if isinstance(exc, PredeployError) else repr(exc)
+            outcome, detail, pids = FAILED, said, result.pids
+        with self.lock:
+            if not result.abandoned:
+                result.outcome, result.detail, result.pids = outcome, detail, pids
+                result.in_flight = False
+                result.seconds = time.perf_counter() - started
+                done.put(result)
 
-    def _reload_and_gate(self, session: Session, result: HostResult) -> None:
+    def _reload_and_gate(self, session: Session, result: HostResult) -> tuple[str, str, list[int]]:
         if self.stop.is_set():  # the signal came before this host's reload started
-            result.outcome, result.in_flight, result.detail = NOT_REACHED, False, "stopped before"
-            return
+            return NOT_REACHED, "stopped before", result.pids
         session.reload(restart=self.restart)
-        result.reloaded, result.in_flight = True, False
+        result.reloaded, result.in_flight = True, False  # progress the main thread reads
         log.info("host_reloaded", host=result.name, action=self.action)
         stopped = self.stop.is_set()
         found = (
@@ -315,25 +304,27 @@ class _Run:
             if stopped
             else healthy(session, self.settings, self.wait, self.stop)
         )
-        result.pids = found.pids or result.pids
-        self._judge(result, found)
+        return (*self._verdict(found), found.pids or result.pids)
 
-    def _judge(self, result: HostResult, found: Probe) -> None:
+    def _verdict(self, found: Probe) -> tuple[str, str]:
         did = f"{self.action}ed"
         if found.ok:
-            result.outcome, result.detail = RELOADED, f"{did}, healthy: {found.detail}"
-        elif self.stop.is_set():
-            result.outcome = INTERRUPTED
-            result.detail = f"{did}; stopped before it was found healthy: {found.detail}"
-        else:
-            result.outcome = FAILED
-            result.detail = f"not healthy {self.wait:g}s after the {self.action}: {found.detail}"
+            return RELOADED, f"{did}, healthy: {found.detail}"
+        if self.stop.is_set():
+            return INTERRUPTED, f"{did}; stopped before it was found healthy: {found.detail}"
+        return FAILED, f"not healthy {self.wait:g}s after the {self.action}: {found.detail}"
 
-
-def _abandon(batch: list[HostResult]) -> None:
-    for result in batch:
-        if result.in_flight:
-            result.detail = "its pm2 reload was in flight when the rollout stopped: it may have run"
+    def _abandon(self, unfinished: list[HostResult]) -> None:
+        """A second signal: the hosts still in flight are left as they are, said so."""
+        with self.lock:
+            for result in unfinished:
+                result.abandoned, result.outcome = True, INTERRUPTED
+                result.detail = (
+                    f"{self.action}ed; stopped before it was found healthy"
+                    if result.reloaded
+                    else f"its pm2 {self.action} was in flight when the rollout stopped: "
+                    f"it may have run"
+                )
 
 
 def _step_outcome(result: HostResult) -> str:
