@@ -28,7 +28,7 @@ from predeploy.commands.host_checks import with_local_pm2
 from predeploy.commands.run import Lifecycle
 from predeploy.commands.runbook import Runbook, again_words, write_runbook
 from predeploy.commands.steps import OnStep, Step
-from predeploy.config.hosts import read_hosts
+from predeploy.config.hosts import Rollout, read_hosts
 from predeploy.config.settings import Settings
 from predeploy.db import audit
 from predeploy.errors import ConfigError, HealthCheckFailed, PredeployError
@@ -120,6 +120,26 @@ def deploy(
     )
     life = Lifecycle.start(settings, "deploy", run_id, steps=report.steps, on_step=on_step)
     rollout = None if settings.in_fleet else read_hosts(settings.root, settings.env)
+    if rollout is None or options.dry_run or options.rehearse:  # a trial reloads nothing
+        return _run(settings, options, report, life, restart=restart, rollout=rollout)
+    try:
+        with deploy_hosts.one_at_a_time(settings):
+            return _run(settings, options, report, life, restart=restart, rollout=rollout)
+    except PredeployError as exc:  # held by another deploy, or the database is unreachable
+        report.error = exc
+        return report
+
+
+def _run(
+    settings: Settings,
+    options: migrate_report.Options,
+    report: DeployReport,
+    life: Lifecycle,
+    *,
+    restart: bool,
+    rollout: Rollout | None = None,
+) -> DeployReport:
+    """The deploy: the app found (here, or on every host), the migrations, the release."""
     pm2: Pm2 | None = None
     try:
         if rollout is not None:
@@ -138,7 +158,11 @@ def deploy(
         "deploy", settings.env, **_flags(options), restart=restart
     )
     report.migrate = workflow.migrate(
-        settings, dataclasses.replace(options, notify=False), run_id, on_step, again=again
+        settings,
+        dataclasses.replace(options, notify=False),
+        life.run_id,
+        life.on_step,
+        again=again,
     )
     if report.migrate.error is not None:
         life.error = report.migrate.error

@@ -16,6 +16,7 @@ notification; each target's audit rows (pre, post) carry the fleet's run id.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +37,7 @@ from predeploy.commands.fleet_report import (
 from predeploy.commands.health import HealthReport
 from predeploy.commands.host_checks import with_local_pm2
 from predeploy.commands.steps import OnStep, add, stepper
-from predeploy.config.hosts import read_hosts
+from predeploy.config.hosts import Rollout, read_hosts
 from predeploy.config.settings import Settings
 from predeploy.errors import ConfigError, PredeployError, interrupted
 from predeploy.integrations.pm2 import Pm2
@@ -99,9 +100,45 @@ def deploy_fleet(
             "each target has pending, and predeploy lint --fleet what lint says of it"
         )
     release = DeployReport(settings.env, settings.pm2_app or "", "restart" if restart else "reload")
-    step = stepper(release.steps, on_step)
     options = dataclasses.replace(options, notify=False)  # the fleet sends one
     rollout = read_hosts(settings.root, settings.env)
+    run = functools.partial(
+        _deploy,
+        settings,
+        options,
+        selection,
+        release,
+        rollout=rollout,
+        hooks=_Hooks(run_id, scrubber, on_step, on_done),
+    )
+    if rollout is None:
+        return run()
+    try:
+        with deploy_hosts.one_at_a_time(settings):  # one deploy at a time over the hosts
+            return run()
+    except PredeployError as exc:
+        return FleetDeploy(release, FleetReport(run_id, settings.env, "deploy", "", []), error=exc)
+
+
+@dataclass(frozen=True)
+class _Hooks:
+    run_id: str
+    scrubber: Scrubber
+    on_step: OnStep | None
+    on_done: fleet.OnDone | None
+
+
+def _deploy(
+    settings: Settings,
+    options: migrate_report.Options,
+    selection: fleet.Selection,
+    release: DeployReport,
+    *,
+    rollout: Rollout | None,
+    hooks: _Hooks,
+) -> FleetDeploy:
+    run_id, scrubber, on_step, on_done = hooks.run_id, hooks.scrubber, hooks.on_step, hooks.on_done
+    step = stepper(release.steps, on_step)
     pm2: Pm2 | None = None
     try:
         if rollout is not None:  # the app runs on hosts: every one checked first

@@ -20,7 +20,8 @@ import contextvars
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,9 @@ from predeploy.commands.host_checks import Probe, connect_all, each, healthy, pr
 from predeploy.commands.steps import Step
 from predeploy.config.hosts import AppHost, Rollout
 from predeploy.config.settings import Settings
+from predeploy.db import target as db_target
+from predeploy.db.connect import catalog_session
+from predeploy.db.locks import ROLLOUT_LOCK, advisory_lock
 from predeploy.errors import ConfigError, HealthCheckFailed, HostUnreachable, PredeployError
 from predeploy.integrations.hosts import Session, get
 
@@ -108,6 +112,19 @@ class Rolling:
         return [r.as_dict() for r in self.results]
 
 
+@contextmanager
+def one_at_a_time(settings: Settings) -> Iterator[None]:
+    """For the block, the env's rollout lock (advisory lock ROLLOUT_LOCK on its database,
+    its own session): a second deploy over the same hosts waits PREDEPLOY_LOCK_WAIT, then
+    LockBusy (exit 6) naming the first, before it looks at any host."""
+    target = db_target.of(settings)
+    with (
+        catalog_session(target.direct, purpose="rollout") as conn,
+        advisory_lock(conn, ROLLOUT_LOCK, wait=settings.lock_wait, purpose="rollout"),
+    ):
+        yield
+
+
 def preflight(rolling: Rolling, settings: Settings) -> None:
     """Every host reachable, its pm2 daemon alive and its app running; else the error
     (HostUnreachable, exit 3; ConfigError, exit 2) naming every host that is not, with
@@ -175,9 +192,9 @@ def _refuse(rolling: Rolling, found: dict[str, PredeployError]) -> None:
     for name, exc in found.items():
         log.error("host_not_ready", host=name, detail=exc.message, **{REPORTED: True})
     rolling.close()
-    names = ", ".join(found)
-    first = next(iter(found.values()))
-    more = f" (and {len(found) - 1} more host(s): {names})" if len(found) > 1 else ""
+    first_name, first = next(iter(found.items()))
+    others = [name for name in found if name != first_name]
+    more = f" (and {len(others)} more host(s): {', '.join(others)})" if others else ""
     error = type(first)(f"{first.message}{more}; nothing was changed on any host or database")
     raise error
 
@@ -288,7 +305,9 @@ class _Run:
         with self.lock:
             if not result.abandoned:
                 result.outcome, result.detail, result.pids = outcome, detail, pids
-                result.in_flight = False
+                # a reload that failed or timed out may have happened (pm2's daemon goes on):
+                # still "in flight" as far as anyone can tell
+                result.in_flight = result.in_flight and outcome == FAILED
                 result.seconds = time.perf_counter() - started
                 done.put(result)
 

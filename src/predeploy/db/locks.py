@@ -30,6 +30,7 @@ __all__ = [
     "BACKUP_LOCK",
     "MAINTENANCE_LOCK",
     "MIGRATE_LOCK",
+    "ROLLOUT_LOCK",
     "SHADOW_LOCK",
     "advisory_lock",
     "migrate_session",
@@ -41,6 +42,7 @@ MIGRATE_LOCK = 72707369  # Prisma's own: predeploy and `prisma migrate` exclude 
 MAINTENANCE_LOCK = 72707370  # migrate's key plus one: a nightly run must not block deploys
 BACKUP_LOCK = 72707371  # migrate's key plus two: one backup at a time per database
 SHADOW_LOCK = 72707370  # first key of the two-key lock each throwaway shadow database has
+ROLLOUT_LOCK = 72707372  # migrate's key plus three: one deploy at a time over an env's hosts
 log = structlog.get_logger(__name__)
 
 

@@ -23,6 +23,7 @@ import base64
 import http.client
 import ipaddress
 import logging
+import os
 import shlex
 import time
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ __all__ = ["Answer", "Session", "connect", "get", "pasted", "remote_script"]
 
 # exit codes of the remote script: what went wrong there, before pm2 ran
 _NO_APP_DIR, _NO_DAEMON, _NO_PM2 = 90, 91, 92
+_TIMED_OUT, _KILLED = 124, 137  # coreutils' timeout: TERM was enough, or KILL was needed
 _PM2 = '"$(command -v pm2 2>/dev/null || echo ./node_modules/.bin/pm2)"'
 _DEFAULT_HOME = '"${PM2_HOME:-$HOME/.pm2}"'
 
@@ -72,14 +74,15 @@ class Session:
     def _pm2(self, *args: str) -> str:
         from invoke.exceptions import CommandTimedOut  # noqa: PLC0415 (Fabric's, lazily)
 
-        script = remote_script(self.host, *args, local_pm2=self.local_pm2)
+        seconds = max(1, round(self.timeout))
+        script = remote_script(self.host, *args, local_pm2=self.local_pm2, seconds=seconds)
         try:
             result = self.conn.run(
                 f"sh -c {shlex.quote(script)}",
                 hide=True,
                 warn=True,
                 in_stream=False,
-                timeout=self.timeout,
+                timeout=seconds + 10,  # the host's own timeout ends it first
             )
         except CommandTimedOut:
             raise HealthCheckFailed(
@@ -91,16 +94,25 @@ class Session:
         except Exception as exc:  # paramiko's SSHException family (lost channel, transport)
             raise HostUnreachable(f"{self.host.name}: SSH failed: {_reason(exc)}") from None
         self.pm2_path = _found_program(result.stderr) or self.pm2_path
+        if result.exited in (_TIMED_OUT, _KILLED):
+            raise HealthCheckFailed(
+                f"{self.host.name}: pm2 {args[0]} did not finish within {seconds}s "
+                f"([deploy] command_timeout) and was stopped there; pm2's daemon may still be "
+                f"at it: see pm2 describe {self.host.pm2_app} on the host"
+            )
         if result.exited != 0:
             raise _failure(self.host, args, result.exited, result.stderr, result.stdout)
         return str(result.stdout)
 
 
-def remote_script(host: AppHost, *args: str, local_pm2: str | None = None) -> str:
+def remote_script(
+    host: AppHost, *args: str, local_pm2: str | None = None, seconds: int = 120
+) -> str:
     """The sh script that runs ``pm2 ARGS`` in the host's app folder with its PM2_HOME,
     only when that home's daemon is alive; it says which pm2 it ran on stderr. The pm2 is
     the host's ``pm2``, else pm2 on the remote PATH, else node_modules/.bin/pm2 in the app
-    folder, else ``local_pm2`` (where this machine's is: hosts laid out alike)."""
+    folder, else ``local_pm2`` (where this machine's is: hosts laid out alike). Where the
+    host has coreutils' ``timeout``, pm2 is killed after ``seconds`` there too."""
     home = _path_word(host.pm2_home) if host.pm2_home else _DEFAULT_HOME
     program = _path_word(host.pm2) if host.pm2 else _PM2
     if not host.pm2 and local_pm2:
@@ -119,7 +131,10 @@ def remote_script(host: AppHost, *args: str, local_pm2: str | None = None) -> st
         f"pm2={program}\n"
         f'[ -x "$pm2" ] || {{ echo "$pm2" >&2; exit {_NO_PM2}; }}\n'
         'echo "predeploy-pm2=$pm2" >&2\n'
-        'PATH="$(dirname "$pm2"):$PATH" exec "$pm2" ' + words
+        'PATH="$(dirname "$pm2"):$PATH"; export PATH\n'
+        # bounded there too: a hung pm2 command must not outlive the run that gave up on it
+        f"command -v timeout >/dev/null 2>&1 && exec timeout -k 5 {seconds} \"$pm2\" {words}\n"
+        f'exec "$pm2" {words}'
     )
 
 
@@ -132,7 +147,14 @@ def connect(host: AppHost, rollout: Rollout) -> Session:
     seconds = max(1, round(rollout.connect_timeout))
     kwargs: dict[str, Any] = {"banner_timeout": seconds, "auth_timeout": seconds}
     if host.identity_file:
-        kwargs["key_filename"] = [_local_path(host.identity_file)]
+        key = _local_path(host.identity_file)
+        if not os.access(key, os.R_OK) or not os.path.isfile(key):
+            raise ConfigError(
+                f"{host.name}: identity_file {host.identity_file} is not a readable file here: "
+                f"give the path of its private key (or drop identity_file: the agent and "
+                f"~/.ssh/config are used)"
+            )
+        kwargs["key_filename"] = [key]
     conn = Connection(
         host.host,
         user=host.user,
