@@ -317,21 +317,18 @@ def test_serial_percent_and_a_failed_wave(app: HostsProject, site: HostSite) -> 
     assert web1.pids().isdisjoint(before["web1"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product (issue 25): nothing stops a second deploy while one rolls out: B, "
-    "started once A had reloaded web1, exits 0 having reloaded web1-3 while A went on, so "
-    "serial = 1 no longer bounds how many hosts reload at once",
-)
 def test_a_second_deploy_during_a_rollout_is_refused(app: HostsProject, site: HostSite) -> None:
-    """A deploy is rolling out (web1 done); a second one started now is refused as a busy
-    lock (exit 6) and reloads no host; the first completes."""
+    """A deploy is rolling out (web1 done); a second one started now waits
+    PREDEPLOY_LOCK_WAIT (1 s here) for the rollout lock, then is refused as a busy lock
+    (exit 6) having reloaded no host; the first completes."""
     web1 = site.hosts[0]
     before = web1.pids()
     first = app.start("deploy", "--env", "prod", "--yes", "--json")
     try:
         wait_until(lambda: web1.pids().isdisjoint(before), timeout=120, what="web1 reloaded")
+        app.env["PREDEPLOY_LOCK_WAIT"] = "1s"  # the second's; the first keeps the default
         second, report = app.deploy()
+        assert first.poll() is None, "the first deploy ended before the second was refused"
         out, err = first.communicate(timeout=RUN_TIMEOUT)
     finally:
         if first.poll() is None:

@@ -153,11 +153,6 @@ def test_fork_mode_hosts_are_warned_about(
         assert all(h.name in " ".join(warnings) for h in site.hosts), warnings
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product (issue 25): a missing identity_file reads 'web1 (...) is unreachable over "
-    "SSH: No such file or directory' (exit 3): it names no file and blames the host",
-)
 def test_a_missing_identity_file_is_named(app: HostsProject, site: HostSite) -> None:
     """identity_file names a key that does not exist here: a configuration error (exit 2)
     in one line that names the file; nothing changed."""
@@ -173,11 +168,6 @@ def test_a_missing_identity_file_is_named(app: HostsProject, site: HostSite) -> 
     assert done.returncode == 2, line
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product (issue 25): with two hosts down the verdict reads 'web1 (...) is "
-    "unreachable ... (and 1 more host(s): web1, web2)': web1 twice, '1 more' then two",
-)
 def test_every_unreachable_host_is_named_once(app: HostsProject, site: HostSite) -> None:
     """Both sshds down: exit 3, nothing changed, the hosts list has one `unreachable` line
     for each, and the one-line verdict names each host once."""
@@ -193,12 +183,6 @@ def test_every_unreachable_host_is_named_once(app: HostsProject, site: HostSite)
     assert line.count("web1") == 1 and line.count("web2") == 1, line
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product (issue 25): a remote command past [deploy] command_timeout is left "
-    "running on the host (the channel is dropped, the process is not killed): a pm2 reload "
-    "that completes later contradicts the report ('the previous one on: web1')",
-)
 def test_a_reload_past_command_timeout_does_not_go_on_on_the_host(
     app: HostsProject, site: HostSite
 ) -> None:
