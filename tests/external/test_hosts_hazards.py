@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -215,3 +216,36 @@ def test_a_reload_past_command_timeout_does_not_go_on_on_the_host(
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+def _outward_address() -> str:
+    """This machine's address on its way out (not loopback); skip when it has none."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: nothing is sent
+            address = str(probe.getsockname()[0])
+        except OSError as exc:
+            pytest.skip(f"no non-loopback IPv4 address here: {exc}")
+    if address.startswith("127."):
+        pytest.skip("no non-loopback IPv4 address here")
+    return address
+
+
+def test_a_health_url_not_on_loopback_is_asked_from_here(app: HostsProject, site: HostSite) -> None:
+    """A health URL on the host's outward address (as a load balancer sees it) is asked
+    from where predeploy runs, not through SSH: with forwarding refused by every sshd the
+    deploy and health still pass."""
+    address = _outward_address()
+    for host in site.hosts:
+        host.restart_sshd("AllowTcpForwarding no")
+    toml = site.toml(serial=1).replace('"http://127.0.0.1:', f'"http://{address}:')
+    assert toml.count(address) == len(site.hosts)
+    (app.project / "predeploy.fleet.toml").write_text(toml)
+    before = site.all_pids()
+    done, report = app.deploy()
+    assert done.returncode == 0, said(done)
+    assert set(outcomes(report).values()) == {"reloaded"}
+    assert all(site.all_pids()[n].isdisjoint(p) for n, p in before.items())
+    health = app.run("health", "--env", "prod")
+    assert health.returncode == 0, health.stdout + health.stderr
+    assert health.stdout.count(f"GET http://{address}:") == len(site.hosts), health.stdout
