@@ -246,7 +246,8 @@ def test_no_failed_request_during_a_good_rollout_in_cluster_mode(
 
 def test_max_fail_1_goes_on_past_one_failed_host(app: HostsProject, site: HostSite) -> None:
     """With max_fail = 1 the broken web2 does not stop the rollout: web3 is reloaded; the
-    run still exits 7 (a host is not healthy) and says which."""
+    run still exits 7 (a host is not healthy) and says which; the post-deploy migration
+    is not applied (it waits until every host runs the new release)."""
     app.write_fleet(serial=1, max_fail=1)
     web1, web2, web3 = site.hosts
     web2.release(BROKEN_RELEASE)
@@ -257,6 +258,7 @@ def test_max_fail_1_goes_on_past_one_failed_host(app: HostsProject, site: HostSi
     assert web3.pids().isdisjoint(before["web3"])
     assert web1.health() == 200 and web3.health() == 200 and web2.health() == 503
     assert "web2" in said(done)
+    assert app.applied() == [PRE]  # post-deploy waits until every host runs the release
 
 
 def test_sigterm_during_a_health_gate_names_the_host_interrupted(

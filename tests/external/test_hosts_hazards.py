@@ -249,3 +249,36 @@ def test_a_health_url_not_on_loopback_is_asked_from_here(app: HostsProject, site
     health = app.run("health", "--env", "prod")
     assert health.returncode == 0, health.stdout + health.stderr
     assert health.stdout.count(f"GET http://{address}:") == len(site.hosts), health.stdout
+
+
+def _daemon_of(home: Path) -> list[int]:
+    """The pids of pm2 daemons whose PM2_HOME is ``home`` (their title names it)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                title = (entry / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if "God Daemon" in title and f"({home})" in title:
+                found.append(int(entry.name))
+    return found
+
+
+def test_a_host_whose_pm2_daemon_is_gone_is_exit_2_and_gets_no_new_daemon(
+    app: HostsProject, site: HostSite
+) -> None:
+    """`pm2 kill` on web2 (its daemon and app gone): exit 2 naming web2 before anything
+    changes, and predeploy did not start an empty daemon there."""
+    web1, web2 = site.hosts
+    assert _daemon_of(web2.pm2_home)
+    assert web2.pm2("kill").returncode == 0
+    wait_until(lambda: not _daemon_of(web2.pm2_home), what="web2's pm2 daemon to exit")
+    before = web1.pids()
+    done, report = app.deploy()
+    assert done.returncode == 2, said(done)
+    assert "web2" in said(done)
+    assert web1.pids() == before
+    assert app.applied() == []
+    assert "reloaded" not in outcomes(report).values()
+    assert _daemon_of(web2.pm2_home) == []

@@ -99,3 +99,25 @@ def test_hosts_are_checked_at_once_each_within_its_connect_timeout(
     assert all(len(found) == 1 for found in lines.values()), done.stdout
     assert all("unreachable" in found[0] for found in lines.values()), done.stdout
     assert 3 <= took < 8, took
+
+
+def test_maintenance_reports_an_unreachable_host_as_needing_attention(
+    app: HostsProject, site: HostSite
+) -> None:
+    """Cron's `maintenance` runs the hosts' health too: web2's sshd down is a line naming
+    it and exit 1 (needs attention), not a failure of the job."""
+    site.by_name("web2").stop_sshd()
+    done = app.run("maintenance", "--env", "prod")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert [x for x in done.stdout.splitlines() if "web2" in x and "unreachable" in x], done.stdout
+
+
+def test_check_lists_the_hosts_without_reaching_them(app: HostsProject, site: HostSite) -> None:
+    """`check` reads the hosts and lists them; with every sshd down it still passes (it does
+    not reach them: health does)."""
+    for host in site.hosts:
+        host.stop_sshd()
+    done = app.run("check", "--env", "prod")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert all(h.name in done.stdout for h in site.hosts), done.stdout
