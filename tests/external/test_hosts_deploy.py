@@ -4,12 +4,14 @@ runs once from here; the app step host by host over SSH, each wave gated by its 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import getpass
 import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -341,3 +343,62 @@ def test_a_second_deploy_during_a_rollout_is_refused(app: HostsProject, site: Ho
     reloaded = [h["name"] for h in report.get("hosts", []) if h["outcome"] == "reloaded"]
     assert reloaded == [], f"the second deploy reloaded {reloaded} during the first's rollout"
     assert second.returncode == 6, said(second)
+
+
+def test_a_second_signal_ends_the_wait_for_a_reload_in_flight(
+    app: HostsProject, site: HostSite
+) -> None:
+    """web2's pm2 hangs in `reload` (a wrapper named by its `pm2` key). SIGHUP while it
+    hangs: the run lets the reload in flight finish (it is still running, having said so);
+    a second signal ends that wait at once: exit 129 (the first signal's), web1 reloaded,
+    web2 `interrupted` with release `new or previous`, web3 not reached."""
+    web1, web2, web3 = site.hosts
+    marker = web2.folder / "reload.pid"
+    wrapper = web2.folder / "pm2-hangs-in-reload"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1" = reload ]; then echo $$ > {marker}; exec sleep 300; fi\n'
+        f'exec {web2.pm2_bin} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    toml = site.toml(serial=1, command_timeout=60).replace(
+        f'name = "web2"\nssh = "{web2.ssh}"',
+        f'name = "web2"\npm2 = "{wrapper}"\nssh = "{web2.ssh}"',
+    )
+    (app.project / "predeploy.fleet.toml").write_text(toml)
+    before = site.all_pids()
+    run = app.start("deploy", "--env", "prod", "--yes", "--json")
+    logged: list[str] = []
+    reader = threading.Thread(target=lambda: logged.extend(run.stderr or ()), daemon=True)
+    reader.start()
+    try:
+        wait_until(marker.exists, timeout=120, what="web2's reload in flight")
+        os.kill(run.pid, signal.SIGHUP)
+        wait_until(
+            lambda: any("rollout_stopping" in x for x in logged), what="the first signal taken"
+        )
+        assert run.poll() is None  # waiting for web2's reload in flight
+        signalled = time.monotonic()
+        os.kill(run.pid, signal.SIGTERM)
+        out = run.stdout.read() if run.stdout else ""
+        run.wait(timeout=RUN_TIMEOUT)
+        took = time.monotonic() - signalled
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+        if marker.exists():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(marker.read_text()), signal.SIGKILL)
+    reader.join(timeout=10)
+    assert run.returncode == 129, "".join(logged)
+    assert took < 6, took
+    report = json.loads(out)
+    assert outcomes(report) == {"web1": "reloaded", "web2": "interrupted", "web3": "not reached"}
+    assert {h["name"]: h["release"] for h in report["hosts"]} == {
+        "web1": "new",
+        "web2": "new or previous",
+        "web3": "previous",
+    }
+    assert web3.pids() == before["web3"]
+    assert web1.pids().isdisjoint(before["web1"])
