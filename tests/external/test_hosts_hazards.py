@@ -15,7 +15,7 @@ import pytest
 
 from support.hazards import wait_until
 from support.hosts_project import PRE, HostsProject, hosts_project, outcomes
-from support.ssh_hosts import HostSite, app_hosts
+from support.ssh_hosts import SILENT_RELEASE, HostSite, app_hosts
 
 pytestmark = pytest.mark.slow
 
@@ -282,3 +282,43 @@ def test_a_host_whose_pm2_daemon_is_gone_is_exit_2_and_gets_no_new_daemon(
     assert app.applied() == []
     assert "reloaded" not in outcomes(report).values()
     assert _daemon_of(web2.pm2_home) == []
+
+
+def test_a_health_url_that_never_answers_is_bounded(app: HostsProject, site: HostSite) -> None:
+    """web1's new release accepts /health and never answers: the gate gives up within its
+    wait (8 s) plus one request's timeout, exit 7 naming web1, web2 not reached."""
+    web1, web2 = site.hosts
+    web1.release(SILENT_RELEASE)
+    before = web2.pids()
+    started = time.monotonic()
+    done, report = app.deploy()
+    took = time.monotonic() - started
+    assert done.returncode == 7, said(done)
+    assert took < 60, took
+    assert outcomes(report) == {"web1": "failed", "web2": "not reached"}
+    assert "web1" in said(done)
+    assert web2.pids() == before
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="product (issue 25): preflight's GET of a health URL that refuses (non-loopback) "
+    "dies with UnboundLocalError in hosts.get (traceback on stderr) and the host is skipped",
+)
+def test_a_health_url_nobody_listens_on_fails_that_host_without_a_traceback(
+    app: HostsProject, site: HostSite
+) -> None:
+    """web2's health_url is a closed port on the outward address: preflight warns (the new
+    release may fix it), web1 is reloaded, web2's gate fails: exit 7, no traceback."""
+    web2 = site.hosts[1]
+    with socket.socket() as probe:  # a port of this machine that nothing listens on
+        probe.bind(("0.0.0.0", 0))  # noqa: S104
+        closed = probe.getsockname()[1]
+    toml = site.toml(serial=1).replace(
+        web2.health_url, f"http://{_outward_address()}:{closed}/health"
+    )
+    (app.project / "predeploy.fleet.toml").write_text(toml)
+    done, report = app.deploy()
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 7, said(done)
+    assert outcomes(report) == {"web1": "reloaded", "web2": "failed"}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import getpass
 import json
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from support.hosts_project import HostsProject, hosts_project
-from support.ssh_hosts import HostSite, app_hosts
+from support.ssh_hosts import SILENT_RELEASE, HostSite, app_hosts
 
 pytestmark = pytest.mark.slow
 
@@ -121,3 +122,60 @@ def test_check_lists_the_hosts_without_reaching_them(app: HostsProject, site: Ho
     done = app.run("check", "--env", "prod")
     assert done.returncode == 0, done.stdout + done.stderr
     assert all(h.name in done.stdout for h in site.hosts), done.stdout
+
+
+GET_CRASH = (
+    "product (issue 25): hosts.get leaves `blocked` unbound when the GET fails with OSError "
+    "(a timeout, or a refused/reset non-loopback URL): the host's check thread dies with "
+    "UnboundLocalError (traceback on stderr), commands/host_checks.each drops the host, and "
+    "health prints no line for it and says 'healthy', exit 0; preflight skips it the same way"
+)
+
+
+@pytest.mark.xfail(strict=True, reason=GET_CRASH)
+def test_a_host_whose_health_url_never_answers_is_unhealthy(
+    app: HostsProject, site: HostSite
+) -> None:
+    """web1's app accepts /health and never answers: its line says so (✗), exit 7, in
+    bounded time, no traceback."""
+    web1 = site.hosts[0]
+    before = web1.pids()
+    web1.release(SILENT_RELEASE)
+    assert web1.pm2("reload", "web").returncode == 0
+    assert web1.pids().isdisjoint(before) and web1.health() is None
+    started = time.monotonic()
+    done = app.run("health", "--env", "prod")
+    assert time.monotonic() - started < 30
+    lines = host_lines(done, site)
+    assert len(lines["web1"]) == 1 and lines["web1"][0].startswith("✗"), done.stdout
+    assert done.returncode == 7, done.stdout + done.stderr
+
+
+@pytest.mark.xfail(strict=True, reason=GET_CRASH)
+def test_a_health_url_nobody_listens_on_is_unhealthy(app: HostsProject, site: HostSite) -> None:
+    """web3's health_url names a closed port on a non-loopback address (asked from here):
+    its line says so (✗), exit 7, no traceback."""
+    web3 = site.hosts[2]
+    with socket.socket() as probe:  # a port of this machine that nothing listens on
+        probe.bind(("0.0.0.0", 0))  # noqa: S104
+        closed = probe.getsockname()[1]
+    address = outward_address()
+    toml = site.toml().replace(web3.health_url, f"http://{address}:{closed}/health")
+    (app.project / "predeploy.fleet.toml").write_text(toml)
+    done = app.run("health", "--env", "prod")
+    lines = host_lines(done, site)
+    assert len(lines["web3"]) == 1 and lines["web3"][0].startswith("✗"), done.stdout
+    assert done.returncode == 7, done.stdout + done.stderr
+
+
+def outward_address() -> str:
+    """This machine's address on its way out (not loopback); skip when it has none."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: nothing is sent
+            address = str(probe.getsockname()[0])
+        except OSError as exc:
+            pytest.skip(f"no non-loopback IPv4 address here: {exc}")
+    if address.startswith("127."):
+        pytest.skip("no non-loopback IPv4 address here")
+    return address

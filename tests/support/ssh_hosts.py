@@ -38,6 +38,7 @@ from support.cluster import free_port
 __all__ = [
     "BROKEN_RELEASE",
     "GOOD_RELEASE",
+    "SILENT_RELEASE",
     "SSHD",
     "AppHost",
     "HostSite",
@@ -67,6 +68,15 @@ process.on('SIGINT', () => {
 """
 # a new release that starts and listens but whose /health answers 503
 BROKEN_RELEASE = GOOD_RELEASE.replace("req.url.split('?')[0] === '/health' ? 200 : 503", "503")
+# a new release that accepts every request and never answers
+SILENT_RELEASE = """\
+const http = require('http');
+const server = http.createServer((req, res) => {}).listen(process.env.PORT);
+process.on('SIGINT', () => {
+  server.close();
+  setTimeout(() => process.exit(0), 1000);
+});
+"""
 
 _ECOSYSTEM = """\
 module.exports = {{
