@@ -159,3 +159,9 @@ def test_the_notification_names_each_host_state() -> None:
     assert "hosts: reloaded web1; failed web2; not reached web3" in body
     assert "release: new on web1, web2; previous on web3" in body
     assert event.as_dict()["hosts"][1] == {"name": "web2", "outcome": "failed", "release": "new"}
+
+
+def test_a_mistyped_table_is_refused_not_read_as_no_hosts(tmp_path: Path) -> None:
+    text = three().replace("[[hosts]]", "[[host]]")
+    with pytest.raises(ConfigError, match="unknown table 'host'"):
+        read_hosts(hosts_file(tmp_path, text), "prod")

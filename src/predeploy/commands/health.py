@@ -9,7 +9,6 @@ pm2 is missing) is a failed check, not an error: the report is the interface.
 from __future__ import annotations
 
 import base64
-import ipaddress
 import itertools
 import time
 import urllib.error
@@ -24,6 +23,7 @@ from psycopg import errors as pg_errors
 
 from predeploy._util import units
 from predeploy._util.log import REPORTED
+from predeploy._util.loopback import is_loopback
 from predeploy._util.poll import poll
 from predeploy._util.redact import shown_url
 from predeploy.config.hosts import read_hosts
@@ -335,18 +335,9 @@ def _request(url: str) -> tuple[urllib.request.Request, urllib.request.OpenerDir
         token = base64.b64encode(f"{user}:{secret}".encode()).decode()
         request.add_unredirected_header("Authorization", f"Basic {token}")
     handlers: list[urllib.request.BaseHandler] = []
-    if _loopback(host):
+    if is_loopback(host):
         handlers.append(urllib.request.ProxyHandler({}))
     return request, urllib.request.build_opener(*handlers)
-
-
-def _loopback(host: str) -> bool:
-    if host in ("localhost", "localhost.localdomain") or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_pm2(settings: Settings, pm2: Pm2 | None = None) -> Check:

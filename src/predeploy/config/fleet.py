@@ -22,12 +22,12 @@ holds a URL: a password in a repository is a leak, so a target names the variabl
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from predeploy.config.dburl import DatabaseUrl, parse_url
+from predeploy.config.tables import FILE, TABLES, known, load, name_of, text, unique
 from predeploy.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -44,8 +44,6 @@ __all__ = [
     "settings_for",
 ]
 
-FILE = "predeploy.fleet.toml"
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 _VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TARGET_KEYS = {"name", "group", "database", "schema", "url_var"}
 _FLEET_KEYS = {"concurrency", "per_server", "max_fail", "groups", "query", "command", "timeout"}
@@ -116,32 +114,22 @@ class Fleet:
 def read_fleet(root: Path) -> Fleet:
     """The fleet file at the project root; ConfigError (one line) when missing or bad."""
     path = root / FILE
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    data = load(path)
+    if data is None:
         raise ConfigError(
             f"--fleet needs {FILE} at the project root ({root}): list the targets there "
             f"(see the README's Fleets section)"
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{FILE} is not valid TOML: {exc}") from None
+        )
     return _fleet(path, data)
 
 
 def _fleet(path: Path, data: dict[str, Any]) -> Fleet:
-    unknown = sorted(set(data) - {"fleet", "targets", "hosts", "deploy"})
-    if unknown:
-        known = "fleet, targets, hosts, deploy"
-        raise ConfigError(f"{FILE}: unknown table {unknown[0]!r} (known: {known})")
+    known(data, TABLES, FILE, "table")
     head = _table(data.get("fleet", {}), "[fleet]")
-    _known(head, _FLEET_KEYS, "[fleet]")
+    known(head, _FLEET_KEYS, "[fleet]")
     groups = tuple(_strings(head.get("groups", []), "[fleet] groups"))
     targets = [_member(entry, i, groups) for i, entry in enumerate(_list(data.get("targets", [])))]
-    _unique([t.name for t in targets])
+    unique([t.name for t in targets], "target")
     fleet = Fleet(
         path=path,
         concurrency=_positive(head.get("concurrency", 4), "[fleet] concurrency"),
@@ -150,8 +138,8 @@ def _fleet(path: Path, data: dict[str, Any]) -> Fleet:
         else None,
         max_fail=parse_budget(head.get("max_fail", 0)),
         groups=groups,
-        query=_text(head.get("query"), "[fleet] query"),
-        command=_text(head.get("command"), "[fleet] command"),
+        query=text(head.get("query"), "[fleet] query"),
+        command=text(head.get("command"), "[fleet] command"),
         timeout=float(_positive(head.get("timeout", 30), "[fleet] timeout")),
         targets=tuple(targets),
     )
@@ -186,24 +174,20 @@ def _member(entry: Any, index: int | None, groups: tuple[str, ...], where: str =
             f"{label}: a URL in {FILE} would put its password in the repository: put it in "
             f"an environment variable and name it with url_var"
         )
-    _known(entry, _TARGET_KEYS, label)
-    name = entry.get("name")
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise ConfigError(
-            f"{label}: name must be letters, digits, '_', '.' or '-' (at most 63), got {name!r}"
-        )
+    known(entry, _TARGET_KEYS, label)
+    name = name_of(entry, label)
     label = f"{FILE} target {name}" if not where else f"{where} ({name})"
     group = entry.get("group", groups[-1] if groups else DEFAULT_GROUP)
     if not isinstance(group, str) or (groups and group not in groups):
         raise ConfigError(f"{label}: group {group!r} is not one of [fleet] groups {list(groups)}")
-    url_var = _text(entry.get("url_var"), f"{label} url_var")
+    url_var = text(entry.get("url_var"), f"{label} url_var")
     if url_var is not None and not _VARIABLE.fullmatch(url_var):
         raise ConfigError(f"{label}: url_var must name an environment variable, got {url_var!r}")
     return Member(
         name=name,
         group=group,
-        database=_text(entry.get("database"), f"{label} database"),
-        schema=_text(entry.get("schema"), f"{label} schema"),
+        database=text(entry.get("database"), f"{label} database"),
+        schema=text(entry.get("schema"), f"{label} schema"),
         url_var=url_var,
     )
 
@@ -263,34 +247,10 @@ def _list(value: Any) -> list[Any]:
     return value
 
 
-def _known(table: dict[str, Any], known: set[str], label: str) -> None:
-    unknown = sorted(set(table) - known)
-    if unknown:
-        raise ConfigError(
-            f"{label}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})"
-        )
-
-
 def _strings(value: Any, label: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise ConfigError(f'{label} must be a list of names, as in ["canary", "rest"]')
-    _unique(value, label)
-    return value
-
-
-def _unique(names: list[str], label: str = "target") -> None:
-    seen: set[str] = set()
-    for name in names:
-        if name in seen:
-            raise ConfigError(f"{FILE}: {label} {name!r} is named twice")
-        seen.add(name)
-
-
-def _text(value: Any, label: str) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{label} must be a non-empty string")
+    unique(value, label)
     return value
 
 

@@ -27,18 +27,17 @@ No password is ever in the file: authentication is the user's own (the ssh agent
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from predeploy.config.fleet import FILE, Budget, parse_budget
+from predeploy.config.fleet import Budget, parse_budget
+from predeploy.config.tables import FILE, TABLES, known, load, name_of, text, unique
 from predeploy.errors import ConfigError
 
 __all__ = ["AppHost", "Rollout", "Serial", "read_hosts"]
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 # user@host:port, user@[v6]:port, host, an ssh-config alias; no password, ever
 _SSH = re.compile(
     r"(?:(?P<user>[A-Za-z0-9_.][A-Za-z0-9_.-]*)@)?"
@@ -133,21 +132,15 @@ def read_hosts(root: Path, env: str) -> Rollout | None:
     """The hosts that serve ``env`` (None: no fleet file, or no host serves it); a
     ConfigError (one line) when the file or an entry is wrong."""
     path = root / FILE
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    data = load(path)
+    if data is None:
         return None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{FILE} is not valid TOML: {exc}") from None
+    known(data, TABLES, FILE, "table")  # a [[host]] typo must not read as "no hosts"
     entries = data.get("hosts", [])
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise ConfigError(f"{FILE}: hosts must be [[hosts]] entries")
     hosts = [_host(entry, i) for i, entry in enumerate(entries)]
-    _unique(hosts)
+    unique([h.name for h in hosts], "host")
     serving = tuple(h for h in hosts if h.env in (None, env))
     if not serving:
         return None
@@ -157,7 +150,7 @@ def read_hosts(root: Path, env: str) -> Rollout | None:
 def _rollout(path: Path, table: Any, hosts: tuple[AppHost, ...]) -> Rollout:
     if not isinstance(table, dict):
         raise ConfigError(f"{FILE}: [deploy] must be a table")
-    _known(table, _DEPLOY_KEYS, "[deploy]")
+    known(table, _DEPLOY_KEYS, "[deploy]")
     strict = table.get("strict_host_keys", False)
     if not isinstance(strict, bool):
         raise ConfigError(f"{FILE} [deploy] strict_host_keys must be true or false")
@@ -182,14 +175,10 @@ def _host(entry: dict[str, Any], index: int) -> AppHost:
             f"{label}: {secret[0]!r} would put a secret in the repository: authenticate with "
             f"the ssh agent, ~/.ssh/config or identity_file (a key file's path)"
         )
-    _known(entry, _HOST_KEYS, label)
-    name = entry.get("name")
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise ConfigError(
-            f"{label}: name must be letters, digits, '_', '.' or '-' (at most 63), got {name!r}"
-        )
+    known(entry, _HOST_KEYS, label)
+    name = name_of(entry, label)
     label = f"{FILE} host {name}"
-    texts = {k: _text(entry.get(k), f"{label}: {k}") for k in _HOST_KEYS - {"name"}}
+    texts = {k: _stripped(entry.get(k), f"{label}: {k}") for k in _HOST_KEYS - {"name"}}
     for required in ("ssh", "app_dir", "pm2_app"):
         if texts[required] is None:
             raise ConfigError(f"{label}: {required} is required")
@@ -261,25 +250,6 @@ def _seconds(value: Any, key: str) -> float:
     return float(value)
 
 
-def _text(value: Any, label: str) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{label} must be a non-empty string")
-    return value.strip()
-
-
-def _known(table: dict[str, Any], known: set[str], label: str) -> None:
-    unknown = sorted(set(table) - known)
-    if unknown:
-        raise ConfigError(
-            f"{label}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})"
-        )
-
-
-def _unique(hosts: list[AppHost]) -> None:
-    seen: set[str] = set()
-    for host in hosts:
-        if host.name in seen:
-            raise ConfigError(f"{FILE}: host {host.name!r} is named twice")
-        seen.add(host.name)
+def _stripped(value: Any, label: str) -> str | None:
+    found = text(value, label)
+    return found.strip() if found is not None else None

@@ -26,9 +26,10 @@ unless PREDEPLOY_PROTECTED=0 says the database is a scratch one).
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
+
+from predeploy._util.loopback import is_loopback
 
 if TYPE_CHECKING:
     from predeploy.config.settings import Settings
@@ -140,12 +141,7 @@ def is_local(host: str | None, hostaddr: str | None = None) -> bool:
     name = (hostaddr or host or "").strip().strip("[]").lower()
     if not name or name.startswith(("/", "@")):
         return True
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name.split("%")[0]).is_loopback
-    except ValueError:
-        return False
+    return is_loopback(name)
 
 
 def for_target(

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import http.client
-import ipaddress
 import logging
 import os
 import shlex
@@ -30,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from predeploy._util.loopback import is_loopback
 from predeploy._util.redact import shown_url
 from predeploy.config.hosts import AppHost, Rollout
 from predeploy.errors import ConfigError, HealthCheckFailed, HostUnreachable
@@ -199,7 +199,7 @@ def get(session: Session, url: str, timeout: float) -> Answer:
     host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
     started = time.perf_counter()
     conn: http.client.HTTPConnection
-    if parts.scheme == "http" and _loopback(host):
+    if parts.scheme == "http" and is_loopback(host):
         conn = _Tunnelled(session, host, port, timeout)
     elif parts.scheme == "https":
         conn = http.client.HTTPSConnection(host, port, timeout=timeout)
@@ -336,15 +336,6 @@ def _local_path(path: str) -> str:
     from pathlib import Path  # noqa: PLC0415
 
     return str(Path(path).expanduser())
-
-
-def _loopback(host: str) -> bool:
-    if host in ("localhost", "localhost.localdomain") or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _why_not(exc: BaseException, seconds: int) -> str:
