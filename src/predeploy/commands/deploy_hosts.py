@@ -1,6 +1,8 @@
 """A deploy's app step over many hosts: waves of `pm2 reload` over SSH, each host gated.
 
-    preflight (every host at once: SSH, pm2 daemon, the app's processes)
+    the rollout lock (one deploy at a time over the env's hosts)
+    → preflight (every host at once: SSH, pm2 daemon, the app's processes, the health
+      URL reachable through SSH)
       → [the database's pre-deploy migrations, once, by ``commands.deploy``]
       → for each wave of ``serial`` hosts: `pm2 reload` on each, then wait until each is
         healthy (its processes online, its health URL 2xx) for at most ``wait``
@@ -40,7 +42,15 @@ from predeploy.db.locks import ROLLOUT_LOCK, advisory_lock
 from predeploy.errors import ConfigError, HealthCheckFailed, HostUnreachable, PredeployError
 from predeploy.integrations.hosts import Session, get
 
-__all__ = ["HostResult", "Rolling", "preflight", "roll"]
+__all__ = [
+    "HostResult",
+    "Rolling",
+    "dry_run",
+    "final_checks",
+    "one_at_a_time",
+    "preflight",
+    "roll",
+]
 
 log = structlog.get_logger(__name__)
 RELOADED, FAILED, NOT_REACHED, INTERRUPTED = "reloaded", "failed", "not reached", "interrupted"
