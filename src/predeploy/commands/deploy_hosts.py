@@ -238,10 +238,15 @@ def roll(
 def _failed_line(rolling: Rolling, failed: list[str]) -> str:
     budget, stopped = rolling.rollout.max_fail, rolling.by_outcome(NOT_REACHED)
     head = f"{len(failed)} of {len(rolling.results)} host(s) failed: {', '.join(failed)} "
-    if stopped:
+    if not _within_budget(rolling):
+        left = (
+            f"the rollout stopped, {', '.join(stopped)} not reached (still the previous release)"
+            if stopped
+            else "no host was left to reload"
+        )
         return head + (
-            f"(past [deploy] max_fail {budget}): the rollout stopped, {', '.join(stopped)} "
-            f"not reached (still the previous release)"
+            f"(past [deploy] max_fail {budget}): {left}; the post-deploy migrations were not "
+            f"applied"
         )
     return head + (
         f"(within [deploy] max_fail {budget}): the rollout went on; the post-deploy "
