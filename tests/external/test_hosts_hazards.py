@@ -301,11 +301,6 @@ def test_a_health_url_that_never_answers_is_bounded(app: HostsProject, site: Hos
     assert web2.pids() == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product (issue 25): preflight's GET of a health URL that refuses (non-loopback) "
-    "dies with UnboundLocalError in hosts.get (traceback on stderr) and the host is skipped",
-)
 def test_a_health_url_nobody_listens_on_fails_that_host_without_a_traceback(
     app: HostsProject, site: HostSite
 ) -> None:

@@ -124,15 +124,8 @@ def test_check_lists_the_hosts_without_reaching_them(app: HostsProject, site: Ho
     assert all(h.name in done.stdout for h in site.hosts), done.stdout
 
 
-GET_CRASH = (
-    "product (issue 25): hosts.get leaves `blocked` unbound when the GET fails with OSError "
-    "(a timeout, or a refused/reset non-loopback URL): the host's check thread dies with "
-    "UnboundLocalError (traceback on stderr), commands/host_checks.each drops the host, and "
-    "health prints no line for it and says 'healthy', exit 0; preflight skips it the same way"
-)
 
 
-@pytest.mark.xfail(strict=True, reason=GET_CRASH)
 def test_a_host_whose_health_url_never_answers_is_unhealthy(
     app: HostsProject, site: HostSite
 ) -> None:
@@ -151,7 +144,6 @@ def test_a_host_whose_health_url_never_answers_is_unhealthy(
     assert done.returncode == 7, done.stdout + done.stderr
 
 
-@pytest.mark.xfail(strict=True, reason=GET_CRASH)
 def test_a_health_url_nobody_listens_on_is_unhealthy(app: HostsProject, site: HostSite) -> None:
     """web3's health_url names a closed port on a non-loopback address (asked from here):
     its line says so (✗), exit 7, no traceback."""

@@ -30,7 +30,7 @@ import structlog
 from predeploy._util.log import REPORTED
 from predeploy._util.redact import shown_url
 from predeploy.commands.health import Check
-from predeploy.commands.host_checks import Probe, connect_all, each, healthy, probe
+from predeploy.commands.host_checks import Probe, as_checks, connect_all, each, healthy, probe
 from predeploy.commands.steps import Step
 from predeploy.config.hosts import AppHost, Rollout
 from predeploy.config.settings import Settings
@@ -369,4 +369,4 @@ def final_checks(settings: Settings, rolling: Rolling) -> list[Check]:
         return Check(f"host {host.name}", found.ok, found.detail, seconds, {"pids": found.pids})
 
     ready = [h for h in rolling.rollout.hosts if h.name in rolling.sessions]
-    return [c for c in each(ready, one).values() if isinstance(c, Check)]
+    return as_checks(each(ready, one))

@@ -16,18 +16,30 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+import structlog
+
 from predeploy._util.poll import poll
 from predeploy._util.redact import shown_url
 from predeploy.commands.health import Check
 from predeploy.config.hosts import AppHost, Rollout
 from predeploy.config.settings import Settings
-from predeploy.errors import PredeployError
+from predeploy.errors import InternalError, PredeployError
 from predeploy.integrations import hosts
 from predeploy.integrations.hosts import Session
 from predeploy.integrations.pm2 import Process, find_program
 
-__all__ = ["Probe", "check_all", "connect_all", "each", "healthy", "probe", "with_local_pm2"]
+__all__ = [
+    "Probe",
+    "as_checks",
+    "check_all",
+    "connect_all",
+    "each",
+    "healthy",
+    "probe",
+    "with_local_pm2",
+]
 
+log = structlog.get_logger(__name__)
 T = TypeVar("T")
 _PAUSE = 1.0
 
@@ -116,7 +128,15 @@ def check_all(settings: Settings, rollout: Rollout) -> list[Check]:
 
     rollout = with_local_pm2(settings, rollout)
     checked = each(rollout.hosts, one)
-    return [c for c in checked.values() if isinstance(c, Check)]
+    return as_checks(checked)
+
+
+def as_checks(results: dict[str, Check | PredeployError]) -> list[Check]:
+    """Every host's check, a host whose check raised included, failed with its message."""
+    return [
+        c if isinstance(c, Check) else Check(f"host {name}", False, c.message, 0.0)
+        for name, c in results.items()
+    ]
 
 
 def each(items: Sequence[AppHost], work: Callable[[AppHost], T]) -> dict[str, T | PredeployError]:
@@ -129,6 +149,9 @@ def each(items: Sequence[AppHost], work: Callable[[AppHost], T]) -> dict[str, T 
             found[host.name] = work(host)
         except PredeployError as exc:
             found[host.name] = exc
+        except Exception as exc:  # a bug must fail the host, never drop it from the report
+            log.exception("host_check_crashed", host=host.name)
+            found[host.name] = InternalError(f"{host.name}: {type(exc).__name__}: {exc}")
 
     threads = [
         threading.Thread(target=contextvars.copy_context().run, args=(run, h), daemon=True)
@@ -138,4 +161,7 @@ def each(items: Sequence[AppHost], work: Callable[[AppHost], T]) -> dict[str, T 
         thread.start()
     for thread in threads:
         thread.join()
-    return {h.name: found[h.name] for h in items if h.name in found}
+    return {
+        h.name: found.get(h.name, InternalError(f"{h.name}: its check did not finish"))
+        for h in items
+    }

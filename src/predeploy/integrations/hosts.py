@@ -210,6 +210,7 @@ def get(session: Session, url: str, timeout: float) -> Answer:
     if parts.username is not None or parts.password is not None:
         token = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
         headers["Authorization"] = "Basic " + base64.b64encode(token.encode()).decode()
+    blocked = False
     try:
         conn.request("GET", path, headers=headers)
         with conn.getresponse() as response:
@@ -219,8 +220,6 @@ def get(session: Session, url: str, timeout: float) -> Answer:
         code, reason = 0, "timed out" if isinstance(exc, TimeoutError) else _reason(exc)
     except Exception as exc:  # paramiko's ChannelException: the host's sshd said no
         code, reason, blocked = 0, _channel_refused(exc), _prohibited(exc)
-    else:
-        blocked = False
     finally:
         conn.close()
     return Answer(code, reason, (time.perf_counter() - started) * 1000, blocked)
