@@ -165,3 +165,14 @@ def test_a_mistyped_table_is_refused_not_read_as_no_hosts(tmp_path: Path) -> Non
     text = three().replace("[[hosts]]", "[[host]]")
     with pytest.raises(ConfigError, match="unknown table 'host'"):
         read_hosts(hosts_file(tmp_path, text), "prod")
+
+
+def test_two_entries_for_one_app_are_refused(tmp_path: Path) -> None:
+    text = HOST.format(name="web1", n=1) + HOST.format(name="web1b", n=1)
+    with pytest.raises(ConfigError, match="hosts web1 and web1b are the same app"):
+        read_hosts(hosts_file(tmp_path, text), "prod")
+
+
+def test_a_deploy_table_without_hosts_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"\[deploy\] without \[\[hosts\]\]"):
+        read_hosts(hosts_file(tmp_path, "[deploy]\nserial = 2\n"), "prod")

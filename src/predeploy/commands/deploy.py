@@ -31,7 +31,7 @@ from predeploy.commands.steps import OnStep, Step
 from predeploy.config.hosts import Rollout, read_hosts
 from predeploy.config.settings import Settings
 from predeploy.db import audit
-from predeploy.errors import ConfigError, HealthCheckFailed, PredeployError
+from predeploy.errors import INTERRUPTED_CODES, ConfigError, HealthCheckFailed, PredeployError
 from predeploy.integrations.pm2 import Pm2, Process
 from predeploy.migrate import discovery
 from predeploy.migrate.discovery import POST_DEPLOY
@@ -68,7 +68,7 @@ class DeployReport:
             "action": self.action,
             "dry_run": self.dry_run,
             "would_apply_post_deploy": [p.__dict__ for p in self.post_preview],
-            "outcome": "failed" if self.error else "ok",
+            "outcome": _outcome(self.error),
             "error": str(self.error) if self.error else None,
             "exit_code": self.error.exit_code if self.error else 0,
             "steps": [s.__dict__ for s in self.steps],
@@ -96,6 +96,12 @@ class DeployReport:
     def runbook(self) -> Runbook | None:
         """The runbook the operator is handed: the deploy's, else its migrate phase's."""
         return self.own_runbook or (self.migrate.runbook if self.migrate else None)
+
+
+def _outcome(error: PredeployError | None) -> str:
+    if error is None:
+        return "ok"
+    return "interrupted" if error.exit_code in INTERRUPTED_CODES else "failed"
 
 
 def _path_of(runbook: Runbook | None) -> str | None:
@@ -229,7 +235,7 @@ def _doing(report: DeployReport) -> str:
 def _end(settings: Settings, report: DeployReport, life: Lifecycle, *, trial: bool) -> None:
     """The deploy's runbook (after a failure, or a change), then, unless it was a trial
     (dry run, rehearsal), its audit row and notification."""
-    if report.error is not None or (_changed(report) and not trial):
+    if report.error is not None or ((_changed(report) or _reloaded_hosts(report)) and not trial):
         lines = deploy_runbook.lines(settings, report)
         report.own_runbook = life.hand_off(lambda: write_runbook(settings, life.run_id, lines))
     if trial:
@@ -353,6 +359,11 @@ def _post_preview(settings: Settings, later: list[str]) -> list[migrate_report.P
         for m in discovery.discover(settings.migrations_dir)
         if m.name in waiting and m.phase == POST_DEPLOY
     ]
+
+
+def _reloaded_hosts(report: DeployReport) -> bool:
+    """Hosts run the new release: their runbook says which, and how to go back."""
+    return report.rolling is not None and any(r.new_release for r in report.rolling.results)
 
 
 def _changed(report: DeployReport) -> bool:

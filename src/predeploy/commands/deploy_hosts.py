@@ -1,6 +1,8 @@
 """A deploy's app step over many hosts: waves of `pm2 reload` over SSH, each host gated.
 
-    preflight (every host at once: SSH, pm2 daemon, the app's processes)
+    the rollout lock (one deploy at a time over the env's hosts)
+    → preflight (every host at once: SSH, pm2 daemon, the app's processes, the health
+      URL reachable through SSH)
       → [the database's pre-deploy migrations, once, by ``commands.deploy``]
       → for each wave of ``serial`` hosts: `pm2 reload` on each, then wait until each is
         healthy (its processes online, its health URL 2xx) for at most ``wait``
@@ -40,7 +42,15 @@ from predeploy.db.locks import ROLLOUT_LOCK, advisory_lock
 from predeploy.errors import ConfigError, HealthCheckFailed, HostUnreachable, PredeployError
 from predeploy.integrations.hosts import Session, get
 
-__all__ = ["HostResult", "Rolling", "preflight", "roll"]
+__all__ = [
+    "HostResult",
+    "Rolling",
+    "dry_run",
+    "final_checks",
+    "one_at_a_time",
+    "preflight",
+    "roll",
+]
 
 log = structlog.get_logger(__name__)
 RELOADED, FAILED, NOT_REACHED, INTERRUPTED = "reloaded", "failed", "not reached", "interrupted"
@@ -228,10 +238,15 @@ def roll(
 def _failed_line(rolling: Rolling, failed: list[str]) -> str:
     budget, stopped = rolling.rollout.max_fail, rolling.by_outcome(NOT_REACHED)
     head = f"{len(failed)} of {len(rolling.results)} host(s) failed: {', '.join(failed)} "
-    if stopped:
+    if not _within_budget(rolling):
+        left = (
+            f"the rollout stopped, {', '.join(stopped)} not reached (still the previous release)"
+            if stopped
+            else "no host was left to reload"
+        )
         return head + (
-            f"(past [deploy] max_fail {budget}): the rollout stopped, {', '.join(stopped)} "
-            f"not reached (still the previous release)"
+            f"(past [deploy] max_fail {budget}): {left}; the post-deploy migrations were not "
+            f"applied"
         )
     return head + (
         f"(within [deploy] max_fail {budget}): the rollout went on; the post-deploy "

@@ -139,8 +139,11 @@ def read_hosts(root: Path, env: str) -> Rollout | None:
     entries = data.get("hosts", [])
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise ConfigError(f"{FILE}: hosts must be [[hosts]] entries")
+    if "deploy" in data and not entries:
+        raise ConfigError(f"{FILE}: [deploy] without [[hosts]]: list the app hosts it deploys")
     hosts = [_host(entry, i) for i, entry in enumerate(entries)]
     unique([h.name for h in hosts], "host")
+    _distinct(hosts)
     serving = tuple(h for h in hosts if h.env in (None, env))
     if not serving:
         return None
@@ -253,3 +256,17 @@ def _seconds(value: Any, key: str) -> float:
 def _stripped(value: Any, label: str) -> str | None:
     found = text(value, label)
     return found.strip() if found is not None else None
+
+
+def _distinct(hosts: list[AppHost]) -> None:
+    """Two entries for one app (same destination, folder, PM2_HOME, app) would reload it
+    twice in one rollout: refused."""
+    seen: dict[tuple[str | int | None, ...], str] = {}
+    for host in hosts:
+        key = (host.user, host.host, host.port, host.app_dir, host.pm2_home, host.pm2_app, host.env)
+        if key in seen:
+            raise ConfigError(
+                f"{FILE}: hosts {seen[key]} and {host.name} are the same app ({host.pm2_app} "
+                f"in {host.app_dir} on {host.destination}): keep one"
+            )
+        seen[key] = host.name

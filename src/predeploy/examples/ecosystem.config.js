@@ -27,6 +27,10 @@ module.exports = {
       // cluster mode makes `pm2 reload` zero-downtime; in fork mode it is a restart
       exec_mode: 'cluster',
       instances: 2,
+      // a reload sends each old worker SIGINT, then SIGKILL after kill_timeout: let the
+      // server finish what it holds, or the request in hand fails:
+      //   process.on('SIGINT', () => server.close(() => process.exit(0)));
+      kill_timeout: 5000,
       env: {
         PORT: process.env.PORT || 3000,
       },

@@ -172,6 +172,7 @@ def connect(host: AppHost, rollout: Rollout) -> Session:
     try:
         conn.open()
     except Exception as exc:  # socket errors, timeouts, paramiko's SSHException family
+        _key_problem(host, exc)
         raise HostUnreachable(
             f"{host.name} ({host.destination}) is unreachable over SSH: "
             f"{_why_not(exc, seconds)}"
@@ -337,6 +338,24 @@ def _local_path(path: str) -> str:
     return str(Path(path).expanduser())
 
 
+def _key_problem(host: AppHost, exc: BaseException) -> None:
+    """The host's identity_file is not a key paramiko can use: ConfigError naming it."""
+    from paramiko import PasswordRequiredException  # noqa: PLC0415
+
+    if not host.identity_file:
+        return
+    if isinstance(exc, PasswordRequiredException):
+        raise ConfigError(
+            f"{host.name}: identity_file {host.identity_file} is passphrase-protected: load "
+            f"it into the ssh agent (ssh-add {host.identity_file}) and drop identity_file"
+        ) from None
+    if "private key" in str(exc).lower():
+        raise ConfigError(
+            f"{host.name}: identity_file {host.identity_file} is not a private key predeploy "
+            f"can use ({_reason(exc)})"
+        ) from None
+
+
 def _why_not(exc: BaseException, seconds: int) -> str:
     """Why a connection failed, in words an operator acts on."""
     from paramiko import AuthenticationException, BadHostKeyException  # noqa: PLC0415
@@ -344,23 +363,38 @@ def _why_not(exc: BaseException, seconds: int) -> str:
     errors = getattr(exc, "errors", None)  # NoValidConnectionsError: one per address tried
     if isinstance(errors, dict) and errors:
         exc = next(iter(errors.values()))
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused (is sshd running there, on that port?)"
-    if isinstance(exc, TimeoutError):
-        return f"no answer within {seconds}s ([deploy] connect_timeout)"
-    if isinstance(exc, BadHostKeyException):
-        return (
-            "its host key does not match ~/.ssh/known_hosts: if the host was rebuilt, "
-            "check its key and update known_hosts (ssh-keygen -R)"
-        )
-    if isinstance(exc, AuthenticationException):
-        return (
+    said = str(exc)
+    reasons = (
+        (
+            isinstance(exc, ConnectionRefusedError),
+            "connection refused (is sshd running there, on that port?)",
+        ),
+        (isinstance(exc, TimeoutError), f"no answer within {seconds}s ([deploy] connect_timeout)"),
+        (
+            isinstance(exc, BadHostKeyException),
+            "its host key does not match ~/.ssh/known_hosts: if the host was rebuilt, check "
+            "its key and update known_hosts (ssh-keygen -R)",
+        ),
+        (
+            isinstance(exc, AuthenticationException),
             f"authentication failed ({_reason(exc)}): no key from the ssh agent, "
-            f"~/.ssh/config or identity_file was accepted"
-        )
-    if "not found in known_hosts" in str(exc):
-        return "its host key is not in ~/.ssh/known_hosts ([deploy] strict_host_keys = true)"
-    return _reason(exc)
+            f"~/.ssh/config or identity_file was accepted",
+        ),
+        (
+            "not found in known_hosts" in said,
+            "its host key is not in ~/.ssh/known_hosts ([deploy] strict_host_keys = true)",
+        ),
+        (
+            "banner" in said or "No existing session" in said,
+            f"no SSH answer within {seconds}s (is sshd the program on that port?)",
+        ),
+        (
+            "No authentication methods available" in said,
+            "no key to offer: no ssh agent (SSH_AUTH_SOCK), no identity_file, no key in "
+            "~/.ssh or ~/.ssh/config for it",
+        ),
+    )
+    return next((why for matched, why in reasons if matched), _reason(exc))
 
 
 def _reason(exc: BaseException) -> str:
