@@ -402,3 +402,16 @@ def test_a_second_signal_ends_the_wait_for_a_reload_in_flight(
     }
     assert web3.pids() == before["web3"]
     assert web1.pids().isdisjoint(before["web1"])
+
+
+def test_the_deploy_tables_wait_bounds_a_hosts_gate(app: HostsProject, site: HostSite) -> None:
+    """[deploy] wait = 2 (PREDEPLOY_DEPLOY_WAIT says 8 s): web1's broken release is given
+    up on after about 2 s and the reason says so."""
+    app.write_fleet(serial=1, wait=2)
+    site.hosts[0].release(BROKEN_RELEASE)
+    done, report = app.deploy()
+    assert done.returncode == 7, said(done)
+    (web1,) = [h for h in report["hosts"] if h["name"] == "web1"]
+    assert web1["outcome"] == "failed"
+    assert "2s" in web1["detail"], web1["detail"]
+    assert web1["seconds"] < 7, web1["seconds"]  # the reload (~2-3 s) plus 2 s, not 8

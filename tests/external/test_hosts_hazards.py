@@ -15,7 +15,8 @@ import pytest
 
 from support.hazards import wait_until
 from support.hosts_project import PRE, HostsProject, hosts_project, outcomes
-from support.ssh_hosts import SILENT_RELEASE, HostSite, app_hosts
+from support.receivers import Receiver
+from support.ssh_hosts import BROKEN_RELEASE, SILENT_RELEASE, HostSite, app_hosts
 
 pytestmark = pytest.mark.slow
 
@@ -317,3 +318,28 @@ def test_a_health_url_nobody_listens_on_fails_that_host_without_a_traceback(
     assert "Traceback" not in done.stderr, done.stderr
     assert done.returncode == 7, said(done)
     assert outcomes(report) == {"web1": "reloaded", "web2": "failed"}
+
+
+def test_the_apps_environment_never_leaves_the_hosts(
+    app: HostsProject, site: HostSite, receiver: Receiver, apprise_loaded: None
+) -> None:
+    """pm2 jlist carries each app's environment (APP_SECRET here): after a failed deploy
+    (web2's broken release) and health, text and JSON, no secret is in any output, file
+    left in the project, or the notification."""
+    app.env["PREDEPLOY_NOTIFY_URLS"] = receiver.url()
+    site.hosts[1].release(BROKEN_RELEASE)
+    done, _report = app.deploy()
+    assert done.returncode == 7, said(done)
+    runs = [done, app.run("health", "--env", "prod"), app.run("health", "--env", "prod", "--json")]
+    assert [r.returncode for r in runs[1:]] == [7, 7]
+    left = [p for p in app.project.rglob("*") if p.is_file()]
+    assert any(p.name.startswith("runbook-") for p in left)
+    sent = [body for _path, body in receiver.requests]
+    assert sent
+    for host in site.hosts:
+        token = host.app_secret
+        assert host.app_secret in host.pm2("jlist").stdout  # it is there to leak
+        for run in runs:
+            assert token not in run.stdout + run.stderr
+        assert [p for p in left if token.encode() in p.read_bytes()] == []
+        assert not [body for body in sent if token.encode() in body]

@@ -18,6 +18,7 @@ import contextlib
 import getpass
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -86,7 +87,7 @@ module.exports = {{
       script: 'server.js',
       exec_mode: '{mode}',
       instances: {instances},
-      env: {{ PORT: {port} }},
+      env: {{ PORT: {port}, APP_SECRET: '{secret}' }},
     }},
   ],
 }};
@@ -171,6 +172,8 @@ class AppHost:
     ssh_port: int
     app_port: int
     folder: Path  # the host's own files: sshd config, host key, pid file, sshd log
+    # in the app's environment (pm2 jlist shows it): must never leave the host
+    app_secret: str = field(default_factory=lambda: f"app-secret-{secrets.token_hex(8)}")
     sshd: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -406,7 +409,11 @@ def _start_app(host: AppHost, *, cluster: bool) -> None:
     (host.app_dir / "server.js").write_text(GOOD_RELEASE)
     mode, instances = ("cluster", 2) if cluster else ("fork", 1)
     ecosystem = host.app_dir / "ecosystem.config.js"
-    ecosystem.write_text(_ECOSYSTEM.format(mode=mode, instances=instances, port=host.app_port))
+    ecosystem.write_text(
+        _ECOSYSTEM.format(
+            mode=mode, instances=instances, port=host.app_port, secret=host.app_secret
+        )
+    )
     done = host.pm2("start", str(ecosystem))  # starts the pm2 daemon
     assert done.returncode == 0, f"{host.name}: pm2 start: {done.stderr}"
     _poll(lambda: host.health() == 200, f"{host.name}'s app to answer 200 on /health")
