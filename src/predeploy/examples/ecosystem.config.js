@@ -27,9 +27,9 @@ module.exports = {
       // cluster mode makes `pm2 reload` zero-downtime; in fork mode it is a restart
       exec_mode: 'cluster',
       instances: 2,
-      // a reload sends each old worker SIGINT, then SIGKILL after kill_timeout: let the
-      // server finish what it holds, or the request in hand fails:
-      //   process.on('SIGINT', () => server.close(() => process.exit(0)));
+      // a reload sends each old worker SIGINT, then SIGKILL after kill_timeout: stop
+      // accepting and exit a moment later, or requests in hand fail:
+      //   process.on('SIGINT', () => { server.close(); setTimeout(() => process.exit(0), 1000); });
       kill_timeout: 5000,
       env: {
         PORT: process.env.PORT || 3000,
