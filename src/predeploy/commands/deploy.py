@@ -24,7 +24,7 @@ import structlog
 from predeploy._util.poll import poll
 from predeploy.commands import deploy_hosts, deploy_runbook, health, migrate_report
 from predeploy.commands import migrate as workflow
-from predeploy.commands.host_checks import with_local_pm2
+from predeploy.commands.host_checks import check_sessions, with_local_pm2
 from predeploy.commands.run import Lifecycle
 from predeploy.commands.runbook import Runbook, again_words, write_runbook
 from predeploy.commands.steps import OnStep, Step
@@ -286,7 +286,7 @@ def _post_deploy(
 def _every_host(settings: Settings, report: DeployReport, rolling: deploy_hosts.Rolling) -> None:
     """After the post-deploy phase: the database's checks, the load balancer's URL if set,
     and every host's, once."""
-    checks = lambda: deploy_hosts.final_checks(settings, rolling)  # noqa: E731
+    checks = lambda: check_sessions(settings, rolling.sessions)  # noqa: E731
     report.health = health.run(settings, quiet=True, host_checks=checks)
     health.log_checks(report.health, failed_level="error")
     if not report.health.ok:

@@ -35,7 +35,7 @@ from predeploy.commands.fleet_report import (
     TargetResult,
 )
 from predeploy.commands.health import HealthReport
-from predeploy.commands.host_checks import with_local_pm2
+from predeploy.commands.host_checks import check_sessions, with_local_pm2
 from predeploy.commands.steps import OnStep, add, stepper
 from predeploy.config.hosts import Rollout, read_hosts
 from predeploy.config.settings import Settings
@@ -211,7 +211,7 @@ def _healthy_after(
     step = stepper(release.steps, on_step)
     if release.rolling is not None:
         with step("every host healthy"):
-            checks = deploy_hosts.final_checks(settings, release.rolling)
+            checks = check_sessions(settings, release.rolling.sessions)
             release.health = HealthReport(settings.env, checks)
             if release.health.error is not None:
                 raise release.health.error

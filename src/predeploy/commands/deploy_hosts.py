@@ -31,10 +31,9 @@ import structlog
 
 from predeploy._util.log import REPORTED
 from predeploy._util.redact import shown_url
-from predeploy.commands.health import Check
-from predeploy.commands.host_checks import Probe, as_checks, connect_all, each, healthy, probe
+from predeploy.commands.host_checks import Probe, connect_all, each, healthy, probe
 from predeploy.commands.steps import Step
-from predeploy.config.hosts import AppHost, Rollout
+from predeploy.config.hosts import Rollout
 from predeploy.config.settings import Settings
 from predeploy.db import target as db_target
 from predeploy.db.connect import catalog_session
@@ -46,7 +45,6 @@ __all__ = [
     "HostResult",
     "Rolling",
     "dry_run",
-    "final_checks",
     "one_at_a_time",
     "preflight",
     "roll",
@@ -372,16 +370,3 @@ def dry_run(rolling: Rolling) -> None:
     for result in rolling.results:
         result.outcome = WOULD_RELOAD
         result.detail = "pm2 reload, then its health gate"
-
-
-def final_checks(settings: Settings, rolling: Rolling) -> list[Check]:
-    """Health on every host (at once): after the post-deploy phase."""
-
-    def one(host: AppHost) -> Check:
-        started = time.perf_counter()
-        found = probe(rolling.sessions[host.name], settings)
-        seconds = time.perf_counter() - started
-        return Check(f"host {host.name}", found.ok, found.detail, seconds, {"pids": found.pids})
-
-    ready = [h for h in rolling.rollout.hosts if h.name in rolling.sessions]
-    return as_checks(each(ready, one))

@@ -109,8 +109,8 @@ def connect_all(rollout: Rollout) -> tuple[dict[str, Session], dict[str, Predepl
 
 
 def check_all(settings: Settings, rollout: Rollout) -> list[Check]:
-    """One check per host, all at once (each bounded by its connect and command timeouts
-    and the health URL's timeout)."""
+    """One check per host, all at once, each on a connection of its own (bounded by its
+    connect and command timeouts and the health URL's timeout)."""
 
     def one(host: AppHost) -> Check:
         started = time.perf_counter()
@@ -119,16 +119,28 @@ def check_all(settings: Settings, rollout: Rollout) -> list[Check]:
         except PredeployError as exc:
             return Check(f"host {host.name}", False, exc.message, time.perf_counter() - started)
         try:
-            found = probe(session, settings)
+            return _checked(session, settings, started)
         finally:
             session.close()
-        data = {"destination": host.destination, "pids": found.pids}
-        seconds = time.perf_counter() - started
-        return Check(f"host {host.name}", found.ok, found.detail, seconds, data)
 
     rollout = with_local_pm2(settings, rollout)
-    checked = each(rollout.hosts, one)
-    return as_checks(checked)
+    return as_checks(each(rollout.hosts, one))
+
+
+def check_sessions(settings: Settings, sessions: dict[str, Session]) -> list[Check]:
+    """One check per host on its open session (a deploy's last look), all at once."""
+    ready = [session.host for session in sessions.values()]
+    return as_checks(
+        each(ready, lambda h: _checked(sessions[h.name], settings, time.perf_counter()))
+    )
+
+
+def _checked(session: Session, settings: Settings, started: float) -> Check:
+    """The host's check: one probe, as a health line."""
+    found = probe(session, settings)
+    data = {"destination": session.host.destination, "pids": found.pids}
+    name = f"host {session.host.name}"
+    return Check(name, found.ok, found.detail, time.perf_counter() - started, data)
 
 
 def as_checks(results: dict[str, Check | PredeployError]) -> list[Check]:
